@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every suite; called by `make test` with the test settings (RECAUDO_* for a
+# separate database, vhost, ports and var/test) after the infrastructure is ready.
+#  1. tests/unit and tests/integration, under eventlet (nameko containers in-process,
+#     real RabbitMQ in throwaway vhosts, real PostgreSQL);
+#  2. tests/e2e, without eventlet: the whole stack started by the runner, driven over
+#     HTTP and in headless Chromium.
+# Extra arguments go to both pytest runs (e.g. make test ARGS="-k health").
+set -uo pipefail
+cd "$(dirname "$0")/.."
+reports=var/test/reports
+rm -rf "$reports"; mkdir -p "$reports"
+py=.venv/bin/python
+common=(-p no:cacheprovider --timeout=300 -q)
+
+$py -m pytest "${common[@]}" -p tests.eventlet_patch --junitxml="$reports/services.xml" \
+    tests/unit tests/integration "$@"
+first=$?
+$py -m pytest "${common[@]}" --junitxml="$reports/e2e.xml" tests/e2e "$@"
+second=$?
+$py deploy/junit_summary.py "$reports"/*.xml
+summary=$?
+# pytest's 5 means "no tests collected" (a -k filter that matched only one phase)
+for rc in $first $second; do [ "$rc" -eq 0 ] || [ "$rc" -eq 5 ] || exit "$rc"; done
+exit $summary

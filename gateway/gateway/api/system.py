@@ -1,0 +1,33 @@
+"""System endpoints of the API: the platform's health, for monitors and partners."""
+from __future__ import annotations
+
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from ..health import check_services
+
+blp = Blueprint("system", __name__, url_prefix="/api/v1/system",
+                description="Estado de la plataforma")
+
+
+class ServiceHealth(Schema):
+    status = fields.String(required=True, metadata={"description": "ok | failing"})
+    service = fields.String()
+    database = fields.String()
+    latency_ms = fields.Float()
+    error = fields.String()
+
+
+class HealthReport(Schema):
+    status = fields.String(required=True)
+    elapsed_ms = fields.Float()
+    services = fields.Dict(keys=fields.String(), values=fields.Nested(ServiceHealth))
+    failing = fields.List(fields.String())
+
+
+@blp.route("/health")
+@blp.response(200, HealthReport)
+@blp.alt_response(503, schema=HealthReport, description="Uno o más servicios fallan")
+def health():
+    """Estado de cada servicio y de su base de datos."""
+    return check_services()

@@ -1,0 +1,71 @@
+"""Flask application factory of the gateway."""
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+
+from flask import Flask, g, request
+
+from recaudo_common.config import Settings, settings as load_settings
+from recaudo_common.logs import request_id_var, setup_logging
+
+from . import errors, i18n
+from .api import api
+from .health import bp as health_bp
+from .rpc import RpcPool
+from .ui import bp as ui_bp
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def create_app(cfg: Settings | None = None, testing: bool = False) -> Flask:
+    cfg = cfg or load_settings()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=cfg.gateway_secret_key,
+        TESTING=testing,
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,   # bytes go to S3 directly, never through here
+        JSON_SORT_KEYS=False,
+        API_TITLE="Recaudo API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="/static/vendor/swagger-ui/",
+    )
+    app.extensions["recaudo.settings"] = cfg
+    app.extensions["recaudo.rpc"] = RpcPool(cfg.nameko, cfg.rpc_pool_size, cfg.rpc_timeout)
+    app.extensions["recaudo.rpc_health"] = RpcPool(cfg.nameko, 2, cfg.health_timeout)
+    if not logging.getLogger().handlers:
+        setup_logging("gateway", cfg.log_format, cfg.log_level)
+
+    @app.before_request
+    def _bind_request_id():
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id_var.set(g.request_id)
+
+    @app.after_request
+    def _echo_request_id(response):
+        response.headers["X-Request-ID"] = g.get("request_id", "-")
+        return response
+
+    i18n.init_app(app)
+    api.init_app(app)
+    errors.register(app)
+    app.register_blueprint(health_bp)
+    app.register_blueprint(ui_bp)
+    return app
+
+
+def rpc(context_data: dict | None = None):
+    """Borrow a service proxy carrying this request's id, language and identity."""
+    from flask import current_app
+
+    data = {"request_id": g.get("request_id"), "language": i18n.current_language()}
+    if g.get("identity_token"):
+        data["identity"] = g.identity_token
+    data.update(context_data or {})
+    return current_app.extensions["recaudo.rpc"].proxy(data)

@@ -1,0 +1,72 @@
+"""The one table that maps domain errors to HTTP, and the JSON error body.
+
+Every error the gateway answers has the shape
+``{"error": {"code": ..., "message": ..., "fields": {...}}}``.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import jsonify, request
+from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
+from werkzeug.exceptions import HTTPException
+
+from recaudo_common import errors as domain
+
+log = logging.getLogger(__name__)
+
+HTTP_STATUS = {
+    domain.InvalidInput: 422,
+    domain.NotAuthenticated: 401,
+    domain.PermissionDenied: 403,
+    domain.NotFound: 404,
+    domain.Conflict: 409,
+    domain.Throttled: 429,
+}
+
+
+def error_body(status: int, code: str, message: str, fields: dict | None = None):
+    response = jsonify({"error": {"code": code, "message": message, "fields": fields or {}}})
+    response.status_code = status
+    return response
+
+
+def _http_code(status: int) -> str:
+    return {400: "bad_request", 401: "not_authenticated", 403: "permission_denied",
+            404: "not_found", 405: "method_not_allowed", 409: "conflict",
+            413: "payload_too_large", 415: "unsupported_media_type",
+            422: "invalid_input", 429: "throttled"}.get(status, "error")
+
+
+def handle_http_exception(exc: HTTPException):
+    """Werkzeug and webargs errors: webargs puts field messages in ``exc.data``."""
+    fields = {}
+    messages = getattr(exc, "data", {}).get("messages") if hasattr(exc, "data") else None
+    if isinstance(messages, dict):
+        for location_fields in messages.values():
+            if isinstance(location_fields, dict):
+                fields.update(location_fields)
+    status = exc.code or 500
+    return error_body(status, _http_code(status), exc.description or exc.name, fields)
+
+
+def handle_domain_error(exc: domain.DomainError):
+    return error_body(HTTP_STATUS.get(type(exc), 400), exc.code, exc.message, exc.fields)
+
+
+def handle_unavailable(exc: Exception):
+    log.warning("service unavailable for %s: %r", request.path, exc)
+    return error_body(503, "service_unavailable", "Servicio no disponible, intente más tarde")
+
+
+def handle_remote_error(exc: RemoteError):
+    log.error("remote error on %s: %s", request.path, exc)
+    return error_body(500, "internal_error", "Error interno")
+
+
+def register(app) -> None:
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(domain.DomainError, handle_domain_error)
+    app.register_error_handler(RpcTimeout, handle_unavailable)
+    app.register_error_handler(UnknownService, handle_unavailable)
+    app.register_error_handler(RemoteError, handle_remote_error)

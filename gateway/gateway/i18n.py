@@ -1,0 +1,30 @@
+"""Spanish first, English second: the language comes from the user's choice (cookie)."""
+from __future__ import annotations
+
+from flask import request
+from flask_babel import Babel, get_locale
+
+LANGUAGES = {"es": "Español", "en": "English"}
+DEFAULT = "es"
+COOKIE = "lang"
+
+
+def select_locale() -> str:
+    chosen = request.cookies.get(COOKIE)
+    return chosen if chosen in LANGUAGES else DEFAULT
+
+
+def current_language() -> str:
+    try:
+        return str(get_locale() or DEFAULT)
+    except RuntimeError:
+        return DEFAULT
+
+
+def init_app(app) -> None:
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT)
+    Babel(app, locale_selector=select_locale)
+
+    @app.context_processor
+    def languages():
+        return {"LANGUAGES": LANGUAGES, "current_language": current_language()}

@@ -1,0 +1,79 @@
+"""A per-process pool of started nameko cluster proxies.
+
+gunicorn runs the gateway in ``gthread`` workers: a proxy per request costs a new
+reply queue each time (4x slower), and one proxy shared by threads breaks under
+concurrency (DESIGN.md §5). Each request borrows one started proxy, sets the
+caller's context data (identity, request id, language) on it, and gives it back;
+a proxy that failed at the transport level is dropped, not reused.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from contextlib import contextmanager
+
+from nameko.exceptions import RemoteError
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from recaudo_common.errors import DomainError
+
+
+class RpcPool:
+    def __init__(self, config: dict, size: int = 8, timeout: float | None = 30.0):
+        self.config = config
+        self.size = size
+        self.timeout = timeout
+        self._idle: queue.LifoQueue = queue.LifoQueue()
+        self._created = 0
+        self._lock = threading.Lock()
+
+    def _acquire(self) -> ClusterRpcProxy:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            grow = self._created < self.size
+            if grow:
+                self._created += 1
+        if not grow:
+            return self._idle.get(timeout=self.timeout)
+        try:
+            standalone = ClusterRpcProxy(self.config, timeout=self.timeout)
+            standalone.start()
+        except Exception:
+            with self._lock:
+                self._created -= 1
+            raise
+        return standalone
+
+    def _discard(self, standalone: ClusterRpcProxy) -> None:
+        with self._lock:
+            self._created -= 1
+        try:
+            standalone.stop()
+        except Exception:  # the connection is already broken; nothing to close
+            pass
+
+    @contextmanager
+    def proxy(self, context_data: dict | None = None):
+        """Borrow a cluster proxy (``proxy.<service>.<method>(...)``) for one request."""
+        standalone = self._acquire()
+        standalone._worker_ctx.data = dict(context_data or {})
+        try:
+            yield standalone._proxy
+        except (DomainError, RemoteError):
+            self._idle.put(standalone)   # the service answered: the proxy is healthy
+            raise
+        except BaseException:
+            self._discard(standalone)
+            raise
+        else:
+            self._idle.put(standalone)
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._discard(self._idle.get_nowait())
+            except queue.Empty:
+                return

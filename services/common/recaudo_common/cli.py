@@ -1,0 +1,105 @@
+"""``recaudo`` management commands used by ``make up``, the deploy entrypoint and admins.
+
+    recaudo createdb              create the database and the RabbitMQ vhost if missing
+    recaudo migrate [service…]    apply every service's Alembic migrations
+    recaudo makemigration SERVICE -m MESSAGE
+    recaudo seed                  load demo data (only when RECAUDO_DEMO is on)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+from urllib.parse import quote, urlsplit
+
+import requests
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from . import migrations
+from .config import SERVICES, settings
+
+
+def create_database(url: str) -> bool:
+    """Create the database named in ``url`` unless it exists; True if created."""
+    target = make_url(url)
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                              {"n": target.database}).first()
+        if not exists:
+            conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+    admin.dispose()
+    return not exists
+
+
+def create_vhost(amqp_uri: str, management_url: str) -> str:
+    """Create the AMQP URI's vhost through the management API and grant its user."""
+    amqp = urlsplit(amqp_uri)
+    vhost = amqp.path.lstrip("/") or "/"
+    mgmt = urlsplit(management_url)
+    base = f"{mgmt.scheme}://{mgmt.hostname}:{mgmt.port}/api"
+    auth = (mgmt.username or "guest", mgmt.password or "guest")
+    name = quote(vhost, safe="")
+    requests.put(f"{base}/vhosts/{name}", auth=auth, timeout=10).raise_for_status()
+    requests.put(f"{base}/permissions/{name}/{quote(amqp.username or 'guest')}", auth=auth,
+                 json={"configure": ".*", "write": ".*", "read": ".*"},
+                 timeout=10).raise_for_status()
+    return vhost
+
+
+def seed() -> list[str]:
+    """Run each service's ``seed.seed_demo()`` if it has one; demo mode only."""
+    if not settings().demo:
+        return []
+    done = []
+    for service in SERVICES:
+        try:
+            module = import_module(f"{service}.seed")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{service}.seed":
+                raise
+            continue
+        module.seed_demo()
+        done.append(service)
+    return done
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="recaudo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("createdb")
+    mig = sub.add_parser("migrate")
+    mig.add_argument("services", nargs="*", help="default: all")
+    rev = sub.add_parser("makemigration")
+    rev.add_argument("service", choices=SERVICES)
+    rev.add_argument("-m", "--message", required=True)
+    sub.add_parser("seed")
+    args = parser.parse_args(argv)
+    cfg = settings()
+
+    if args.command == "createdb":
+        created = create_database(cfg.database_url)
+        vhost = create_vhost(cfg.amqp_uri, cfg.rabbit_management_url)
+        print(f"database {make_url(cfg.database_url).database}: "
+              f"{'created' if created else 'present'}; vhost {vhost}: ready")
+    elif args.command == "migrate":
+        unknown = set(args.services) - set(SERVICES)
+        if unknown:
+            parser.error(f"unknown services: {', '.join(sorted(unknown))}")
+        migrations.upgrade(args.services or SERVICES)
+        print("migrations applied:", ", ".join(args.services or SERVICES))
+    elif args.command == "makemigration":
+        migrations.revision(args.service, args.message)
+    elif args.command == "seed":
+        done = seed()
+        if not settings().demo:
+            print("demo data: not seeded (RECAUDO_DEMO is off)")
+        else:
+            print("demo data seeded:", ", ".join(done) or "no service has demo data yet")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

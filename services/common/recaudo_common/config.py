@@ -1,0 +1,97 @@
+"""Process configuration, read from the environment once, with local defaults.
+
+Every process (a nameko service, the gateway, a CLI) calls ``settings()``;
+nothing else in the code base reads ``os.environ``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+#: The services of the platform, in start order. The runner, the gateway's
+#: health check and the compose-file test all read this one list.
+SERVICES = ("auth", "portfolio", "queues", "activities", "documents", "messaging")
+
+_DEV_IDENTITY_KEY = "recaudo-local-development-identity-key-change-me"
+
+
+def _env_bool(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/recaudo"
+    amqp_uri: str = "amqp://guest:guest@127.0.0.1:5672/recaudo"
+    rabbit_management_url: str = "http://guest:guest@127.0.0.1:15672"
+    #: HMAC key shared by the gateway, auth and every service to sign and
+    #: verify the caller's identity that travels in nameko context data.
+    identity_key: str = _DEV_IDENTITY_KEY
+    identity_ttl_seconds: int = 900
+    s3_endpoint: str = "http://127.0.0.1:9000"
+    s3_access_key: str = "S3RVER"
+    s3_secret_key: str = "S3RVER"
+    s3_bucket: str = "recaudo-documents"
+    log_format: str = "text"          # "text" locally, "json" in deploy
+    log_level: str = "INFO"
+    demo: bool = True
+    db_pool_size: int = 10
+    rpc_timeout: float = 30.0
+    health_timeout: float = 3.0
+    rpc_pool_size: int = 8
+    outbox_poll_seconds: float = 2.0
+    gateway_secret_key: str = "recaudo-local-development-secret-change-me"
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    #: where the local runner keeps pid files, logs and the S3 server's data
+    var_dir: str = "var"
+
+    @property
+    def nameko(self) -> dict:
+        """The config dict nameko containers and standalone proxies expect."""
+        return {"AMQP_URI": self.amqp_uri, "serializer": "json"}
+
+
+#: environment variable -> Settings attribute
+ENV = {
+    "RECAUDO_DATABASE_URL": "database_url",
+    "RECAUDO_AMQP_URI": "amqp_uri",
+    "RECAUDO_RABBIT_MANAGEMENT_URL": "rabbit_management_url",
+    "RECAUDO_IDENTITY_KEY": "identity_key",
+    "RECAUDO_IDENTITY_TTL": "identity_ttl_seconds",
+    "RECAUDO_S3_ENDPOINT": "s3_endpoint",
+    "RECAUDO_S3_ACCESS_KEY": "s3_access_key",
+    "RECAUDO_S3_SECRET_KEY": "s3_secret_key",
+    "RECAUDO_S3_BUCKET": "s3_bucket",
+    "RECAUDO_LOG_FORMAT": "log_format",
+    "RECAUDO_LOG_LEVEL": "log_level",
+    "RECAUDO_DEMO": "demo",
+    "RECAUDO_DB_POOL_SIZE": "db_pool_size",
+    "RECAUDO_RPC_TIMEOUT": "rpc_timeout",
+    "RECAUDO_HEALTH_TIMEOUT": "health_timeout",
+    "RECAUDO_RPC_POOL_SIZE": "rpc_pool_size",
+    "RECAUDO_OUTBOX_POLL_SECONDS": "outbox_poll_seconds",
+    "RECAUDO_GATEWAY_SECRET_KEY": "gateway_secret_key",
+    "RECAUDO_GATEWAY_HOST": "gateway_host",
+    "RECAUDO_GATEWAY_PORT": "gateway_port",
+    "RECAUDO_VAR_DIR": "var_dir",
+}
+
+
+def from_env(environ: dict | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    values = {}
+    defaults = Settings()
+    for var, attr in ENV.items():
+        if var not in environ:
+            continue
+        kind = type(getattr(defaults, attr))
+        raw = environ[var]
+        values[attr] = _env_bool(raw) if kind is bool else kind(raw)
+    return Settings(**values)
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return from_env()

@@ -1,0 +1,135 @@
+"""The database dependency of every service: cooperative sessions, outbox, inbox.
+
+``Database(Base)`` gives an entrypoint ``self.db`` with:
+
+* ``session()`` – one transaction (commit on success, rollback on error);
+* ``emit(session, event_type, payload)`` – write an event to the outbox in that
+  transaction; it is relayed to RabbitMQ after commit (see ``outbox.py``);
+* ``first_time(session, event_id, handler)`` – the inbox check that makes event
+  handlers idempotent;
+* ``health()`` – a round trip to PostgreSQL.
+
+psycopg 3 waits for the server in a C function that blocks the whole process
+under eventlet; ``make_cooperative`` swaps in the select-based wait so that
+concurrent workers overlap their queries (DESIGN.md §5).
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+import psycopg.waiting
+from nameko.extensions import DependencyProvider
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from .config import settings
+from .contracts import schema_for
+from .outbox import OutboxRelay
+
+
+def make_cooperative() -> None:
+    """Under eventlet, make psycopg wait with (green) select instead of blocking C."""
+    try:
+        from eventlet import patcher
+    except ImportError:  # pragma: no cover - eventlet is always installed here
+        return
+    if patcher.is_monkey_patched("select"):
+        psycopg.waiting.wait = psycopg.waiting.wait_select
+
+
+def make_engine(url: str | None = None, pool_size: int | None = None):
+    make_cooperative()
+    cfg = settings()
+    return create_engine(
+        url or cfg.database_url,
+        pool_size=pool_size or cfg.db_pool_size,
+        max_overflow=cfg.db_pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+class Database(DependencyProvider):
+    def __init__(self, base, relay: bool = True):
+        self.base = base
+        self.schema = base.metadata.schema
+        self.relay_enabled = relay
+
+    def setup(self):
+        self.engine = make_engine()
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.relay = OutboxRelay(
+            service_name=self.container.service_name,
+            engine=self.engine,
+            outbox=self.base.outbox,
+            amqp_uri=self.container.config["AMQP_URI"],
+            config=self.container.config,
+            poll_seconds=settings().outbox_poll_seconds,
+        )
+        event.listen(self.sessions, "after_commit", self._after_commit)
+
+    def start(self):
+        if self.relay_enabled:
+            self.container.spawn_managed_thread(self.relay.run)
+
+    def stop(self):
+        self.relay.stop()
+        self.engine.dispose()
+
+    def kill(self):
+        self.relay.stop()
+
+    def _after_commit(self, session: Session):
+        if session.info.pop("outbox_pending", False):
+            self.relay.wake()
+
+    def get_dependency(self, worker_ctx):
+        return ServiceDatabase(self, worker_ctx)
+
+
+class ServiceDatabase:
+    """What an entrypoint sees as ``self.db``."""
+
+    def __init__(self, provider: Database, worker_ctx=None):
+        self._provider = provider
+        self._worker_ctx = worker_ctx
+        self.engine = provider.engine
+
+    @contextmanager
+    def session(self):
+        with self._provider.sessions.begin() as session:
+            yield session
+
+    def emit(self, session: Session, event_type: str, payload: dict) -> uuid.UUID:
+        """Queue ``event_type`` in the outbox, atomically with ``session``'s changes."""
+        event_id = uuid.uuid4()
+        source = self._provider.container.service_name
+        body = dict(payload, event_id=event_id, occurred_at=datetime.now(timezone.utc))
+        data = schema_for(source, event_type).dump(body)
+        headers = {}
+        if self._worker_ctx is not None:
+            headers = {k: v for k, v in self._worker_ctx.context_data.items()
+                       if k in ("request_id", "call_id_stack")}
+        session.execute(self._provider.base.outbox.insert().values(
+            event_id=event_id, event_type=event_type, payload=data, headers=headers))
+        session.info["outbox_pending"] = True
+        return event_id
+
+    def first_time(self, session: Session, event_id, handler: str) -> bool:
+        """Record that ``handler`` processed ``event_id``; False if it already had."""
+        table = self._provider.base.processed_events
+        inserted = session.execute(
+            insert(table).values(event_id=uuid.UUID(str(event_id)), handler=handler)
+            .on_conflict_do_nothing().returning(table.c.event_id)
+        ).first()
+        return inserted is not None
+
+    def health(self) -> dict:
+        started = time.perf_counter()
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"database": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}

@@ -1,0 +1,72 @@
+"""Typed domain errors shared by every service and mapped to HTTP by the gateway.
+
+Each class is registered with nameko's ``deserialize_to_instance`` so that a
+caller gets the same typed exception back (with its ``fields``), not a bare
+``RemoteError``. Services list ``EXPECTED`` in their entrypoints'
+``expected_exceptions`` so these are not logged as crashes.
+"""
+from __future__ import annotations
+
+from nameko.exceptions import deserialize_to_instance
+
+
+class DomainError(Exception):
+    """A request the service understood and refused. ``code`` is machine-readable."""
+
+    code = "error"
+
+    def __init__(self, message: str = "", fields: dict | None = None):
+        super().__init__(message, fields or {})
+        self.message = message or self.code
+        self.fields = fields or {}
+
+    def __str__(self) -> str:
+        return self.message
+
+    def as_dict(self) -> dict:
+        return {"code": self.code, "message": self.message, "fields": self.fields}
+
+
+@deserialize_to_instance
+class InvalidInput(DomainError):
+    """The input failed validation; ``fields`` maps field name -> list of problems."""
+
+    code = "invalid_input"
+
+
+@deserialize_to_instance
+class NotAuthenticated(DomainError):
+    """No identity, or one whose signature or expiry does not verify."""
+
+    code = "not_authenticated"
+
+
+@deserialize_to_instance
+class PermissionDenied(DomainError):
+    """The caller is known but lacks the permission for this operation."""
+
+    code = "permission_denied"
+
+
+@deserialize_to_instance
+class NotFound(DomainError):
+    """Missing, or out of the caller's scope: both answer the same (no existence leaks)."""
+
+    code = "not_found"
+
+
+@deserialize_to_instance
+class Conflict(DomainError):
+    """The request clashes with the current state (a duplicate, a concurrent change)."""
+
+    code = "conflict"
+
+
+@deserialize_to_instance
+class Throttled(DomainError):
+    """Too many attempts; try again later."""
+
+    code = "throttled"
+
+
+EXPECTED = (InvalidInput, NotAuthenticated, PermissionDenied, NotFound, Conflict, Throttled)

@@ -1,0 +1,95 @@
+"""Relay of the transactional outbox to RabbitMQ.
+
+A service writes its events into its ``outbox`` table inside the transaction that
+makes the change (``ServiceDatabase.emit``). This relay publishes committed rows to
+the service's nameko events exchange with publisher confirms, and only then marks
+them published. It is woken right after each commit that emitted something, and
+also polls, so rows left behind by a crash (committed, never published) go out when
+the service comes back. Rows are claimed with ``FOR UPDATE SKIP LOCKED`` so several
+instances of a service never publish the same row concurrently; a crash between
+publish and mark can publish a row twice, which the consumers' inbox dedupes.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from nameko.amqp.publish import Publisher
+from nameko.standalone.events import get_event_exchange
+from sqlalchemy import delete, func, select, update
+
+log = logging.getLogger(__name__)
+
+#: how long published rows are kept for inspection before being cleaned away
+RETENTION_SECONDS = 7 * 24 * 3600
+CLEANUP_EVERY_SECONDS = 3600
+
+
+class OutboxRelay:
+    def __init__(self, service_name, engine, outbox, amqp_uri, config,
+                 poll_seconds=2.0, batch_size=500):
+        self.service_name = service_name
+        self.engine = engine
+        self.outbox = outbox
+        self.exchange = get_event_exchange(service_name, config)
+        self.publisher = Publisher(amqp_uri, use_confirms=True, serializer="json",
+                                   declare=[self.exchange])
+        self.poll_seconds = poll_seconds
+        self.batch_size = batch_size
+        self._wakeup = threading.Event()
+        self._stopped = threading.Event()
+        self._last_cleanup = 0.0
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wakeup.set()
+
+    def run(self) -> None:
+        """Relay until stopped; survives broker and database outages by retrying."""
+        while not self._stopped.is_set():
+            self._wakeup.clear()
+            try:
+                while self.relay_batch() == self.batch_size:
+                    pass
+                self._cleanup()
+            except Exception:  # keep relaying after a broker or database outage
+                log.exception("outbox relay of %s failed; retrying", self.service_name)
+            self._wakeup.wait(self.poll_seconds)
+
+    def relay_batch(self) -> int:
+        """Publish up to ``batch_size`` pending events; return how many went out."""
+        table = self.outbox
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                select(table.c.id, table.c.event_id, table.c.event_type, table.c.payload,
+                       table.c.headers)
+                .where(table.c.published_at.is_(None))
+                .order_by(table.c.id)
+                .limit(self.batch_size)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                self.publisher.publish(
+                    row.payload,
+                    exchange=self.exchange,
+                    routing_key=row.event_type,
+                    message_id=str(row.event_id),
+                    headers={f"nameko.{k}": v for k, v in (row.headers or {}).items()},
+                )
+            if rows:
+                conn.execute(update(table).where(table.c.id.in_([r.id for r in rows]))
+                             .values(published_at=func.now()))
+        return len(rows)
+
+    def _cleanup(self) -> None:
+        if time.monotonic() - self._last_cleanup < CLEANUP_EVERY_SECONDS:
+            return
+        self._last_cleanup = time.monotonic()
+        with self.engine.begin() as conn:
+            conn.execute(delete(self.outbox).where(
+                self.outbox.c.published_at < func.now() - func.make_interval(
+                    0, 0, 0, 0, 0, 0, RETENTION_SECONDS)))

@@ -1,0 +1,1 @@
+"""Recaudo queues service: Collection strategies, queues, assignments, leases on accounts being worked, campaigns."""

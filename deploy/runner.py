@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -69,10 +70,24 @@ def running_pid(name: str) -> int | None:
         return None
 
 
+#: processes that listen on a port of their own: name -> port
+def _ports() -> dict[str, int]:
+    return {"s3": urlsplit(CFG.s3_endpoint).port, "gateway": CFG.gateway_port}
+
+
+def _port_busy(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def start(name: str) -> int:
     pid = running_pid(name)
     if pid:
         return pid
+    port = _ports().get(name)
+    if port and _port_busy(port):
+        raise SystemExit(f"cannot start {name}: port {port} is already taken by a process "
+                         f"this runner did not start (stop it, or set another port)")
     for sub in ("run", "log", "s3"):
         (VAR / sub).mkdir(parents=True, exist_ok=True)
     log = open(VAR / "log" / f"{name}.log", "ab")

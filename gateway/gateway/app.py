@@ -59,13 +59,3 @@ def create_app(cfg: Settings | None = None, testing: bool = False) -> Flask:
     app.register_blueprint(ui_bp)
     return app
 
-
-def rpc(context_data: dict | None = None):
-    """Borrow a service proxy carrying this request's id, language and identity."""
-    from flask import current_app
-
-    data = {"request_id": g.get("request_id"), "language": i18n.current_language()}
-    if g.get("identity_token"):
-        data["identity"] = g.identity_token
-    data.update(context_data or {})
-    return current_app.extensions["recaudo.rpc"].proxy(data)

@@ -12,10 +12,13 @@ import queue
 import threading
 from contextlib import contextmanager
 
+from flask import current_app, g
 from nameko.exceptions import RemoteError
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from recaudo_common.errors import DomainError
+
+from . import i18n
 
 
 class RpcPool:
@@ -77,3 +80,12 @@ class RpcPool:
                 self._discard(self._idle.get_nowait())
             except queue.Empty:
                 return
+
+
+def rpc(context_data: dict | None = None):
+    """Borrow a service proxy carrying this request's id, language and caller identity."""
+    data = {"request_id": g.get("request_id"), "language": i18n.current_language()}
+    if g.get("identity_token"):
+        data["identity"] = g.identity_token
+    data.update(context_data or {})
+    return current_app.extensions["recaudo.rpc"].proxy(data)

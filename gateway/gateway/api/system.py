@@ -4,6 +4,9 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
+from recaudo_common.config import SERVICES
+
+from ..rpc import rpc
 from ..health import check_services
 
 blp = Blueprint("system", __name__, url_prefix="/api/v1/system",
@@ -31,3 +34,17 @@ class HealthReport(Schema):
 def health():
     """Estado de cada servicio y de su base de datos."""
     return check_services()
+
+
+class Ping(Schema):
+    service = fields.String(required=True)
+    database = fields.String()
+    latency_ms = fields.Float()
+
+
+@blp.route("/ping/<any({services}):service>".format(services=",".join(SERVICES)))
+@blp.response(200, Ping)
+def ping(service):
+    """Una sola llamada al servicio indicado (RPC y su base de datos): para monitores."""
+    with rpc() as proxy:
+        return getattr(proxy, service).health()

@@ -10,7 +10,8 @@ from flask import Flask, g, request
 from recaudo_common.config import Settings, settings as load_settings
 from recaudo_common.logs import request_id_var, setup_logging
 
-from . import errors, i18n
+from . import auth, errors, i18n
+from .account import bp as account_bp
 from .api import api
 from .health import bp as health_bp
 from .rpc import RpcPool
@@ -52,10 +53,12 @@ def create_app(cfg: Settings | None = None, testing: bool = False) -> Flask:
         response.headers["X-Request-ID"] = g.get("request_id", "-")
         return response
 
+    auth.init_app(app)
     i18n.init_app(app)
     api.init_app(app)
     errors.register(app)
     app.register_blueprint(health_bp)
     app.register_blueprint(ui_bp)
+    app.register_blueprint(account_bp)
     return app
 

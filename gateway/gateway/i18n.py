@@ -1,7 +1,7 @@
 """Spanish first, English second: the language comes from the user's choice (cookie)."""
 from __future__ import annotations
 
-from flask import request
+from flask import g, request
 from flask_babel import Babel, get_locale
 
 LANGUAGES = {"es": "Español", "en": "English"}
@@ -10,8 +10,14 @@ COOKIE = "lang"
 
 
 def select_locale() -> str:
+    """The language picked in the menu, else the user's preference, else Spanish."""
     chosen = request.cookies.get(COOKIE)
-    return chosen if chosen in LANGUAGES else DEFAULT
+    if chosen in LANGUAGES:
+        return chosen
+    user = g.get("user")
+    if user and user.get("language") in LANGUAGES:
+        return user["language"]
+    return DEFAULT
 
 
 def current_language() -> str:

@@ -1,13 +1,18 @@
 """The REST API under ``/api/v1`` (OpenAPI 3 at /api/v1/openapi.json, docs at /api/v1/docs).
 
 Each area adds a ``flask_smorest.Blueprint`` here; every error it answers uses the
-gateway's one JSON error body.
+gateway's one JSON error body. Services load their input and dump their output
+through their own schemas, so views validate request bodies (``@blp.arguments``)
+and only *document* responses (``@blp.alt_response``): nothing is dumped twice.
 """
 from __future__ import annotations
 
 from flask_smorest import Api as _Api
 
 from .. import errors
+from .admin import blp as admin_blp
+from .auth import blp as auth_blp
+from .portfolio import blp as portfolio_blp
 from .system import blp as system_blp
 
 
@@ -23,7 +28,12 @@ class _LazyApi:
         instance = Api(app, spec_kwargs={"info": {
             "description": "API de Recaudo para la app móvil y los sistemas de socios. "
                            "Errores: {\"error\": {\"code\", \"message\", \"fields\"}}."}})
-        instance.register_blueprint(system_blp)
+        for blueprint in (system_blp, auth_blp, admin_blp, portfolio_blp):
+            instance.register_blueprint(blueprint)
+        instance.spec.components.security_scheme(
+            "bearer", {"type": "http", "scheme": "bearer",
+                       "description": "Token de /api/v1/auth/token o llave de API (rk_…)"})
+        instance.spec.options["security"] = [{"bearer": []}]
         app.extensions["recaudo.api"] = instance
 
 

@@ -29,7 +29,7 @@ class HealthReport(Schema):
 
 
 @blp.route("/health")
-@blp.response(200, HealthReport)
+@blp.alt_response(200, schema=HealthReport)
 @blp.alt_response(503, schema=HealthReport, description="Uno o más servicios fallan")
 def health():
     """Estado de cada servicio y de su base de datos."""
@@ -43,7 +43,7 @@ class Ping(Schema):
 
 
 @blp.route("/ping/<any({services}):service>".format(services=",".join(SERVICES)))
-@blp.response(200, Ping)
+@blp.alt_response(200, schema=Ping)
 def ping(service):
     """Una sola llamada al servicio indicado (RPC y su base de datos): para monitores."""
     with rpc() as proxy:

@@ -1,10 +1,273 @@
-"""Entrypoints of the auth service."""
-from recaudo_common.db import Database
-from recaudo_common.service import ServiceBase
+"""Entrypoints of the auth service.
 
-from .models import Base
+The first group establishes who is calling and so takes no identity (possession of
+the password, session id or token is the authority); every other entrypoint checks
+the verified identity it is called with.
+"""
+from __future__ import annotations
+
+from marshmallow import Schema, fields
+
+from recaudo_common.db import Database
+from recaudo_common.errors import NotAuthenticated, NotFound, Throttled
+from recaudo_common.service import ServiceBase, rpc
+from recaudo_common.validation import load
+
+from . import audit, authentication, directory
+from .authentication import Caller
+from .credentials import check_password
+from .models import ApiKey, Base, Profile, User
+from .permissions import PERMISSIONS
+from .schemas import (ApiKeyCreate, ApiKeyOut, AuditOut, AuditQuery, Credentials,
+                      MyAccountUpdate, PasswordChange, PasswordReset, ProfileCreate, ProfileOut,
+                      ProfileUpdate, TeamWrite, UserCreate, UserOut, UserQuery, UserUpdate)
+
+#: refusals whose trace (failure counters, audit entries, revocations) must be kept
+REFUSALS = (NotAuthenticated, Throttled)
+
+
+class _SecretIn(Schema):
+    secret = fields.String(required=True, validate=lambda s: 0 < len(s) <= 200)
+
+
+def _secret(value: str) -> str:
+    return load(_SecretIn(), {"secret": value})["secret"]
 
 
 class AuthService(ServiceBase):
     name = "auth"
     db = Database(Base)
+
+    # --- establishing identity ------------------------------------------------------
+
+    @rpc
+    def login(self, username, password, address=None, user_agent=None):
+        """Web login: a new session (id, CSRF token) and the resolved identity."""
+        data = load(Credentials(), {"username": username, "password": password})
+        caller = Caller(address, user_agent)
+        with self.db.session(commit_on=REFUSALS) as session:
+            user = authentication.verify_credentials(session, data["username"],
+                                                     data["password"], caller)
+            opened = authentication.open_session(session, user, caller)
+            return {**opened, **authentication.resolved(session, user)}
+
+    @rpc
+    def resolve_session(self, session_id):
+        with self.db.session(commit_on=REFUSALS) as session:
+            return authentication.resolve_session(session, _secret(session_id))
+
+    @rpc
+    def logout(self, session_id):
+        with self.db.session() as session:
+            authentication.close_session(session, _secret(session_id))
+
+    @rpc
+    def issue_tokens(self, username, password, address=None):
+        """API login: an access and a refresh token."""
+        data = load(Credentials(), {"username": username, "password": password})
+        caller = Caller(address)
+        with self.db.session(commit_on=REFUSALS) as session:
+            user = authentication.verify_credentials(session, data["username"],
+                                                     data["password"], caller)
+            audit.record(session, "token_issued", actor_name=user.username,
+                         target_user_id=user.id, address=address)
+            audit.record(session, "login_succeeded", actor_name=user.username,
+                         target_user_id=user.id, address=address, via="api")
+            return authentication.issue_tokens(session, user)
+
+    @rpc
+    def refresh_tokens(self, refresh_token, address=None):
+        with self.db.session(commit_on=REFUSALS) as session:
+            return authentication.refresh(session, _secret(refresh_token), Caller(address))
+
+    @rpc
+    def resolve_token(self, token):
+        with self.db.session() as session:
+            return authentication.resolve_token(session, _secret(token))
+
+    @rpc
+    def revoke_token(self, token):
+        with self.db.session() as session:
+            authentication.revoke_token(session, _secret(token))
+
+    # --- my account -------------------------------------------------------------------
+
+    @rpc
+    def me(self):
+        identity = self.caller.identity
+        with self.db.session() as session:
+            user = session.get(User, identity.user_id)
+            if user is None:
+                raise NotFound("Usuario no encontrado")
+            return UserOut().dump(user)
+
+    @rpc
+    def update_me(self, data):
+        identity = self.caller.identity
+        data = load(MyAccountUpdate(), data)
+        with self.db.session() as session:
+            user = session.get(User, identity.user_id)
+            for field, value in data.items():
+                setattr(user, field, value)
+            self._user_changed(session, user)
+            return UserOut().dump(user)
+
+    @rpc
+    def change_password(self, data):
+        identity = self.caller.identity
+        data = load(PasswordChange(), data)
+        with self.db.session() as session:
+            directory.change_own_password(session, identity, data["current_password"],
+                                          data["new_password"], check_password)
+
+    # --- administration -------------------------------------------------------------------
+
+    @rpc
+    def list_permissions(self):
+        self.caller.identity  # any authenticated caller may read the catalogue
+        return [{"code": code, "es": es, "en": en} for code, (es, en) in PERMISSIONS.items()]
+
+    @rpc
+    def list_profiles(self):
+        self.caller.require("users.manage")
+        with self.db.session() as session:
+            profiles = session.query(Profile).order_by(Profile.name).all()
+            return ProfileOut(many=True).dump(profiles)
+
+    @rpc
+    def create_profile(self, data):
+        identity = self.caller.require("users.manage")
+        data = load(ProfileCreate(), data)
+        with self.db.session() as session:
+            return ProfileOut().dump(directory.create_profile(session, identity, data))
+
+    @rpc
+    def update_profile(self, profile_id, data):
+        identity = self.caller.require("users.manage")
+        data = load(ProfileUpdate(), data)
+        with self.db.session() as session:
+            return ProfileOut().dump(directory.update_profile(session, identity, profile_id, data))
+
+    @rpc
+    def list_users(self, query=None):
+        identity = self.caller.require("users.manage")
+        query = load(UserQuery(), query or {})
+        with self.db.session() as session:
+            page = directory.list_users(session, identity, query)
+            return {**page, "items": UserOut(many=True).dump(page["items"])}
+
+    @rpc
+    def get_user(self, user_id):
+        identity = self.caller.require("users.manage")
+        with self.db.session() as session:
+            return UserOut().dump(directory.get_user(session, identity, user_id))
+
+    @rpc
+    def create_user(self, data):
+        identity = self.caller.require("users.manage")
+        data = load(UserCreate(), data)
+        with self.db.session() as session:
+            user = directory.create_user(session, identity, data)
+            self._user_changed(session, user)
+            return UserOut().dump(user)
+
+    @rpc
+    def update_user(self, user_id, data):
+        identity = self.caller.require("users.manage")
+        data = load(UserUpdate(), data)
+        with self.db.session() as session:
+            user = directory.update_user(session, identity, user_id, data)
+            self._user_changed(session, user)
+            return UserOut().dump(user)
+
+    @rpc
+    def disable_user(self, user_id):
+        identity = self.caller.require("users.manage")
+        with self.db.session() as session:
+            user = directory.set_active(session, identity, user_id, False)
+            self.db.emit(session, "user_disabled", {"user_id": user.id, "username": user.username})
+            self._user_changed(session, user)
+            return UserOut().dump(user)
+
+    @rpc
+    def enable_user(self, user_id):
+        identity = self.caller.require("users.manage")
+        with self.db.session() as session:
+            user = directory.set_active(session, identity, user_id, True)
+            self._user_changed(session, user)
+            return UserOut().dump(user)
+
+    @rpc
+    def unlock_user(self, user_id):
+        identity = self.caller.require("users.manage")
+        with self.db.session() as session:
+            return UserOut().dump(directory.unlock(session, identity, user_id))
+
+    @rpc
+    def reset_password(self, user_id, data):
+        identity = self.caller.require("users.manage")
+        data = load(PasswordReset(), data)
+        with self.db.session() as session:
+            return UserOut().dump(directory.reset_password(session, identity, user_id,
+                                                           data["password"]))
+
+    @rpc
+    def list_teams(self):
+        """Admins see the teams in their reach; a supervisor sees their own."""
+        identity = self.caller.identity
+        with self.db.session() as session:
+            return directory.list_teams(session, identity, only_own=not identity.has("users.manage"))
+
+    @rpc
+    def save_team(self, data, team_id=None):
+        identity = self.caller.require("users.manage")
+        data = load(TeamWrite(), data)
+        with self.db.session() as session:
+            return directory.save_team(session, identity, data, team_id)
+
+    @rpc
+    def list_api_keys(self):
+        identity = self.caller.require("users.manage")
+        with self.db.session() as session:
+            return ApiKeyOut(many=True).dump(directory.list_api_keys(session, identity))
+
+    @rpc
+    def create_api_key(self, data):
+        """The secret is in this answer and nowhere else, ever."""
+        identity = self.caller.require("users.manage")
+        data = load(ApiKeyCreate(), data)
+        with self.db.session() as session:
+            user = directory.get_user(session, identity, data["user_id"])
+            key, secret = authentication.create_api_key(session, user, data["name"], identity,
+                                                        data["expires_at"])
+            return {**ApiKeyOut().dump(key), "key": secret}
+
+    @rpc
+    def revoke_api_key(self, key_id):
+        identity = self.caller.require("users.manage")
+        with self.db.session() as session:
+            key = session.get(ApiKey, key_id, with_for_update=True)
+            if key is None:
+                raise NotFound("Llave no encontrada")
+            directory.get_user(session, identity, key.user_id)  # out of reach == missing
+            if key.revoked_at is None:
+                key.revoked_at = authentication.now()
+                audit.record(session, "api_key_revoked", actor=identity,
+                             target_user_id=key.user_id, key_id=key.id, prefix=key.prefix)
+            return ApiKeyOut().dump(key)
+
+    @rpc
+    def list_audit(self, query=None):
+        self.caller.require("audit.view")
+        query = load(AuditQuery(), query or {})
+        with self.db.session() as session:
+            page = audit.search(session, **query)
+            return {**page, "items": AuditOut(many=True).dump(page["items"])}
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _user_changed(self, session, user: User) -> None:
+        self.db.emit(session, "user_changed", {
+            "user_id": user.id, "username": user.username, "display_name": user.display_name,
+            "profile": user.profile.name, "active": user.active,
+            "institutions": None if user.all_institutions else list(user.institutions)})

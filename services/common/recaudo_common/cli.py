@@ -3,11 +3,13 @@
     recaudo createdb              create the database and the RabbitMQ vhost if missing
     recaudo migrate [service…]    apply every service's Alembic migrations
     recaudo makemigration SERVICE -m MESSAGE
-    recaudo seed                  load demo data (only when RECAUDO_DEMO is on)
+    recaudo seed                  default profiles and catalogues; demo data when RECAUDO_DEMO is on
+    recaudo create-admin USERNAME an administrator, password read from stdin
 """
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from importlib import import_module
 from urllib.parse import quote, urlsplit
@@ -48,20 +50,29 @@ def create_vhost(amqp_uri: str, management_url: str) -> str:
     return vhost
 
 
-def seed() -> list[str]:
-    """Run each service's ``seed.seed_demo()`` if it has one; demo mode only."""
-    if not settings().demo:
-        return []
-    done = []
+def _seed_modules():
     for service in SERVICES:
         try:
-            module = import_module(f"{service}.seed")
+            yield service, import_module(f"{service}.seed")
         except ModuleNotFoundError as exc:
             if exc.name != f"{service}.seed":
                 raise
-            continue
-        module.seed_demo()
-        done.append(service)
+
+
+def seed() -> list[str]:
+    """Each service's defaults (``seed_defaults``), then in demo mode its ``seed_demo``.
+    Both are idempotent: what exists is kept."""
+    modules = list(_seed_modules())
+    for _, module in modules:
+        if hasattr(module, "seed_defaults"):
+            module.seed_defaults()
+    if not settings().demo:
+        return []
+    done = []
+    for service, module in modules:
+        if hasattr(module, "seed_demo"):
+            module.seed_demo()
+            done.append(service)
     return done
 
 
@@ -76,6 +87,9 @@ def main(argv=None) -> int:
     rev.add_argument("service", choices=SERVICES)
     rev.add_argument("-m", "--message", required=True)
     sub.add_parser("seed")
+    admin = sub.add_parser("create-admin", help="create an administrator (password from stdin)")
+    admin.add_argument("username")
+    admin.add_argument("--name", help="display name")
     args = parser.parse_args(argv)
     cfg = settings()
 
@@ -92,6 +106,13 @@ def main(argv=None) -> int:
         print("migrations applied:", ", ".join(args.services or SERVICES))
     elif args.command == "makemigration":
         migrations.revision(args.service, args.message)
+    elif args.command == "create-admin":
+        from auth.seed import create_admin
+
+        password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() \
+            else getpass.getpass("password: ")
+        create_admin(args.username.strip().lower(), password, args.name)
+        print(f"administrator {args.username} created")
     elif args.command == "seed":
         done = seed()
         if not settings().demo:

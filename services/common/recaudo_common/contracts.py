@@ -36,3 +36,21 @@ def schema_for(source: str, event_type: str) -> EventSchema:
         return EVENTS[(source, event_type)]()
     except KeyError:
         raise LookupError(f"no contract for event {source}.{event_type}") from None
+
+
+# --- auth -------------------------------------------------------------------------
+
+@event("auth", "user_changed")
+class UserChanged(EventSchema):
+    user_id = fields.Integer(required=True)
+    username = fields.String(required=True)
+    display_name = fields.String(required=True)
+    profile = fields.String(required=True)
+    active = fields.Boolean(required=True)
+    institutions = fields.List(fields.Integer(), allow_none=True, required=True)
+
+
+@event("auth", "user_disabled")
+class UserDisabled(EventSchema):
+    user_id = fields.Integer(required=True)
+    username = fields.String(required=True)

@@ -100,9 +100,23 @@ class ServiceDatabase:
         self.engine = provider.engine
 
     @contextmanager
-    def session(self):
-        with self._provider.sessions.begin() as session:
+    def session(self, commit_on: tuple[type[BaseException], ...] = ()):
+        """One transaction: committed on success, rolled back on error, except for the
+        errors in ``commit_on`` - refusals that must leave a trace (a failed login's
+        counter and audit entry) are committed and then raised."""
+        session = self._provider.sessions()
+        try:
             yield session
+        except commit_on:
+            session.commit()
+            raise
+        except BaseException:
+            session.rollback()
+            raise
+        else:
+            session.commit()
+        finally:
+            session.close()
 
     def emit(self, session: Session, event_type: str, payload: dict) -> uuid.UUID:
         """Queue ``event_type`` in the outbox, atomically with ``session``'s changes."""

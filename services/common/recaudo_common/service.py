@@ -1,11 +1,17 @@
 """What every Recaudo service has in common: identity, request context, health."""
 from __future__ import annotations
 
-from nameko.rpc import rpc
+from functools import partial
+
+from nameko import rpc as _nameko_rpc
 
 from .errors import EXPECTED
 from .identity import Caller
 from .logs import RequestContext
+
+
+#: ``@rpc`` for Recaudo services: domain errors are expected answers, not crashes.
+rpc = partial(_nameko_rpc.rpc, expected_exceptions=EXPECTED)
 
 
 class ServiceBase:
@@ -15,7 +21,7 @@ class ServiceBase:
     request_id = RequestContext()
     caller = Caller()
 
-    @rpc(expected_exceptions=EXPECTED)
+    @rpc
     def health(self) -> dict:
         """Answer for the gateway's /healthz: this service and its own database."""
         return {"service": self.name, **self.db.health(), **self.extra_health()}

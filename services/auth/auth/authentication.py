@@ -1,0 +1,281 @@
+"""Who is calling: logins with throttling and lockout, web sessions, API tokens with
+refresh rotation, API keys, and the signed identity every other service checks.
+
+Free of nameko: each function takes a SQLAlchemy session and runs inside the
+caller's transaction.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from recaudo_common.errors import NotAuthenticated, Throttled
+from recaudo_common.identity import Identity, sign
+
+from . import audit
+from .credentials import check_password, digest, new_secret
+from .models import ApiKey, ApiToken, LoginFailure, Team, TeamMember, User, WebSession
+
+#: throttling: failures counted over this window
+FAILURE_WINDOW = timedelta(minutes=15)
+MAX_FAILURES_PER_USERNAME = 5
+MAX_FAILURES_PER_ADDRESS = 20
+#: consecutive failures that lock the account until an admin unlocks it
+LOCKOUT_AFTER = 10
+
+SESSION_IDLE = timedelta(minutes=30)
+SESSION_ABSOLUTE = timedelta(hours=12)
+#: last_seen_at is written at most this often (not on every request)
+SESSION_TOUCH_EVERY = timedelta(seconds=60)
+ACCESS_TOKEN_TTL = timedelta(minutes=15)
+REFRESH_TOKEN_TTL = timedelta(days=30)
+API_KEY_PREFIX = "rk_"
+
+INVALID_CREDENTIALS = "Usuario o contraseña incorrectos"
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Caller:
+    """Where a login or a token comes from, for throttling and the audit log."""
+
+    address: str | None = None
+    user_agent: str | None = None
+
+
+# --- identity ------------------------------------------------------------------
+
+def identity_of(session: Session, user: User) -> Identity:
+    supervised = session.execute(
+        select(TeamMember.user_id).join(Team, Team.id == TeamMember.team_id)
+        .where(Team.supervisor_id == user.id).distinct()
+    ).scalars().all()
+    return Identity(
+        user_id=user.id,
+        username=user.username,
+        profile=user.profile.name,
+        permissions=frozenset(user.profile.permissions),
+        institutions=None if user.all_institutions else tuple(sorted(user.institutions)),
+        team=tuple(sorted(supervised)),
+        language=user.language,
+    )
+
+
+def resolved(session: Session, user: User, **extra) -> dict:
+    """What the gateway gets back for an authenticated request."""
+    identity = identity_of(session, user)
+    return {"identity": sign(identity), "user": user_summary(user, identity), **extra}
+
+
+def user_summary(user: User, identity: Identity) -> dict:
+    return {"id": user.id, "username": user.username, "display_name": user.display_name,
+            "profile": user.profile.name, "language": user.language,
+            "permissions": sorted(identity.permissions),
+            "institutions": None if identity.institutions is None else list(identity.institutions)}
+
+
+# --- passwords, throttling and lockout -------------------------------------------
+
+def _recent_failures(session: Session, column, value) -> int:
+    return session.execute(
+        select(func.count()).select_from(LoginFailure)
+        .where(column == value, LoginFailure.at > now() - FAILURE_WINDOW)
+    ).scalar_one()
+
+
+def verify_credentials(session: Session, username: str, password: str, caller: Caller) -> User:
+    """The active user with these credentials, or a typed refusal.
+
+    Unknown users and wrong passwords get the same message after the same amount of
+    work (one Argon2 verify); throttling counts per username whether or not it exists.
+    """
+    username = (username or "").strip().lower()
+    if (_recent_failures(session, LoginFailure.username, username) >= MAX_FAILURES_PER_USERNAME
+            or (caller.address and _recent_failures(session, LoginFailure.address, caller.address)
+                >= MAX_FAILURES_PER_ADDRESS)):
+        audit.record(session, "login_throttled", actor_name=username, address=caller.address)
+        raise Throttled("Demasiados intentos fallidos. Espere 15 minutos e intente de nuevo.",
+                        {"username": ["Demasiados intentos fallidos"]})
+    user = session.execute(
+        select(User).where(User.username == username).with_for_update(of=User)
+    ).scalar_one_or_none()
+    ok = check_password(user.password_hash if user else None, password or "")
+    if ok and user.active and user.locked_at is None:
+        user.failed_logins = 0
+        user.last_login_at = now()
+        return user
+    if ok and user.locked_at is not None:
+        raise NotAuthenticated("Cuenta bloqueada por intentos fallidos; "
+                               "solicite al administrador que la desbloquee")
+    session.add(LoginFailure(username=username, address=caller.address))
+    audit.record(session, "login_failed", actor_name=username, address=caller.address,
+                 target_user_id=user.id if user else None)
+    if user is not None and ok is False:
+        user.failed_logins += 1
+        if user.failed_logins >= LOCKOUT_AFTER and user.locked_at is None:
+            user.locked_at = now()
+            audit.record(session, "account_locked", actor_name=username,
+                         target_user_id=user.id, address=caller.address,
+                         failures=user.failed_logins)
+    raise NotAuthenticated(INVALID_CREDENTIALS)
+
+
+# --- web sessions ----------------------------------------------------------------
+
+def open_session(session: Session, user: User, caller: Caller) -> dict:
+    """A new session id at every login (never reuse one from before login)."""
+    session_id = new_secret()
+    csrf = secrets.token_urlsafe(32)
+    session.add(WebSession(id_hash=digest(session_id), user_id=user.id, csrf_token=csrf,
+                           expires_at=now() + SESSION_ABSOLUTE, address=caller.address,
+                           user_agent=(caller.user_agent or "")[:300] or None))
+    audit.record(session, "login_succeeded", actor_name=user.username, target_user_id=user.id,
+                 address=caller.address, via="web")
+    return {"session_id": session_id, "csrf_token": csrf,
+            "idle_timeout": int(SESSION_IDLE.total_seconds()),
+            "absolute_timeout": int(SESSION_ABSOLUTE.total_seconds())}
+
+
+def resolve_session(session: Session, session_id: str) -> dict:
+    row = session.get(WebSession, digest(session_id or ""), with_for_update=False)
+    moment = now()
+    if row is None or row.revoked_at is not None:
+        raise NotAuthenticated("Sesión inválida")
+    if row.expires_at <= moment or row.last_seen_at + SESSION_IDLE <= moment:
+        row.revoked_at = moment
+        audit.record(session, "session_expired", target_user_id=row.user_id)
+        raise NotAuthenticated("La sesión expiró; vuelva a iniciar sesión")
+    user = session.get(User, row.user_id)
+    if not user.active:
+        raise NotAuthenticated("Sesión inválida")
+    if moment - row.last_seen_at > SESSION_TOUCH_EVERY:
+        row.last_seen_at = moment
+    return resolved(session, user, csrf_token=row.csrf_token)
+
+
+def close_session(session: Session, session_id: str) -> None:
+    row = session.get(WebSession, digest(session_id or ""))
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = now()
+        audit.record(session, "logout", target_user_id=row.user_id, via="web")
+
+
+# --- API tokens --------------------------------------------------------------------
+
+def issue_tokens(session: Session, user: User, family: str | None = None) -> dict:
+    family = family or secrets.token_hex(16)
+    access, refresh = new_secret("at_"), new_secret("rt_")
+    moment = now()
+    session.add_all([
+        ApiToken(token_hash=digest(access), kind="access", family=family, user_id=user.id,
+                 expires_at=moment + ACCESS_TOKEN_TTL),
+        ApiToken(token_hash=digest(refresh), kind="refresh", family=family, user_id=user.id,
+                 expires_at=moment + REFRESH_TOKEN_TTL),
+    ])
+    return {"access_token": access, "refresh_token": refresh, "token_type": "Bearer",
+            "expires_in": int(ACCESS_TOKEN_TTL.total_seconds())}
+
+
+def _revoke_family(session: Session, family: str) -> None:
+    session.execute(update(ApiToken).where(ApiToken.family == family,
+                                           ApiToken.revoked_at.is_(None))
+                    .values(revoked_at=now()))
+
+
+def refresh(session: Session, refresh_token: str, caller: Caller) -> dict:
+    """Rotate: the presented refresh token is spent; presenting it again revokes the family."""
+    row = session.execute(select(ApiToken).where(
+        ApiToken.token_hash == digest(refresh_token or ""), ApiToken.kind == "refresh")
+        .with_for_update()).scalar_one_or_none()
+    if row is None or row.revoked_at is not None or row.expires_at <= now():
+        raise NotAuthenticated("Token de renovación inválido")
+    if row.used_at is not None:
+        _revoke_family(session, row.family)
+        audit.record(session, "token_reuse_detected", target_user_id=row.user_id,
+                     address=caller.address)
+        raise NotAuthenticated("Token de renovación ya utilizado")
+    user = session.get(User, row.user_id)
+    if not user.active:
+        raise NotAuthenticated("Token de renovación inválido")
+    row.used_at = now()
+    # the access token minted with the spent refresh token ends too
+    session.execute(update(ApiToken).where(ApiToken.family == row.family,
+                                           ApiToken.kind == "access",
+                                           ApiToken.revoked_at.is_(None))
+                    .values(revoked_at=now()))
+    audit.record(session, "token_refreshed", actor_name=user.username, target_user_id=user.id,
+                 address=caller.address)
+    return issue_tokens(session, user, family=row.family)
+
+
+def resolve_token(session: Session, token: str) -> dict:
+    """An access token or an API key -> the identity behind it."""
+    token = token or ""
+    if token.startswith(API_KEY_PREFIX):
+        return _resolve_api_key(session, token)
+    row = session.get(ApiToken, digest(token))
+    if (row is None or row.kind != "access" or row.revoked_at is not None
+            or row.expires_at <= now()):
+        raise NotAuthenticated("Token inválido o expirado")
+    user = session.get(User, row.user_id)
+    if not user.active:
+        raise NotAuthenticated("Token inválido o expirado")
+    return resolved(session, user)
+
+
+def revoke_token(session: Session, token: str) -> None:
+    """Logout of the API: the token's whole family (access and refresh) ends."""
+    row = session.get(ApiToken, digest(token or ""))
+    if row is not None:
+        _revoke_family(session, row.family)
+        audit.record(session, "logout", target_user_id=row.user_id, via="api")
+
+
+# --- API keys ------------------------------------------------------------------------
+
+def create_api_key(session: Session, user: User, name: str, creator: Identity,
+                   expires_at: datetime | None = None) -> tuple[ApiKey, str]:
+    prefix = secrets.token_hex(4)
+    secret = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    key = ApiKey(name=name, prefix=prefix, key_hash=digest(secret), user_id=user.id,
+                 created_by=creator.user_id, expires_at=expires_at)
+    session.add(key)
+    session.flush()
+    audit.record(session, "api_key_created", actor=creator, target_user_id=user.id,
+                 key_id=key.id, prefix=prefix, name=name)
+    return key, secret
+
+
+def _resolve_api_key(session: Session, secret: str) -> dict:
+    key = session.execute(select(ApiKey).where(ApiKey.key_hash == digest(secret))
+                          ).scalar_one_or_none()
+    moment = now()
+    if (key is None or key.revoked_at is not None
+            or (key.expires_at is not None and key.expires_at <= moment)):
+        raise NotAuthenticated("Llave de API inválida o revocada")
+    user = session.get(User, key.user_id)
+    if not user.active:
+        raise NotAuthenticated("Llave de API inválida o revocada")
+    if key.last_used_at is None or moment - key.last_used_at > SESSION_TOUCH_EVERY:
+        key.last_used_at = moment
+    return resolved(session, user)
+
+
+# --- ending everything a user holds ---------------------------------------------------
+
+def end_everything_of(session: Session, user_id: int) -> None:
+    """Disabling a user ends their sessions and tokens at once (keys stop resolving too)."""
+    moment = now()
+    session.execute(update(WebSession).where(WebSession.user_id == user_id,
+                                             WebSession.revoked_at.is_(None))
+                    .values(revoked_at=moment))
+    session.execute(update(ApiToken).where(ApiToken.user_id == user_id,
+                                           ApiToken.revoked_at.is_(None))
+                    .values(revoked_at=moment))

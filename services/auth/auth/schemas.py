@@ -1,0 +1,157 @@
+"""marshmallow schemas of the auth service's RPC inputs and outputs."""
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates
+
+from recaudo_common.validation import PageQuery
+
+from .audit import ACTIONS
+from .permissions import PERMISSIONS
+
+USERNAME = validate.Regexp(r"^[a-z0-9][a-z0-9._-]{2,59}$",
+                           error="3 a 60 caracteres: minúsculas, dígitos, punto, guion")
+LANGUAGES = validate.OneOf(["es", "en"])
+
+
+class Credentials(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=60))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=256))
+
+
+class UserCreate(Schema):
+    username = fields.String(required=True, validate=USERNAME)
+    display_name = fields.String(required=True, validate=validate.Length(min=1, max=120))
+    email = fields.Email(load_default=None, allow_none=True)
+    profile_id = fields.Integer(required=True)
+    language = fields.String(load_default="es", validate=LANGUAGES)
+    active = fields.Boolean(load_default=True)
+    all_institutions = fields.Boolean(load_default=False)
+    institutions = fields.List(fields.Integer(validate=validate.Range(min=1)),
+                               load_default=list, validate=validate.Length(max=500))
+    password = fields.String(required=True, validate=validate.Length(max=256))
+
+
+class UserUpdate(Schema):
+    display_name = fields.String(validate=validate.Length(min=1, max=120))
+    email = fields.Email(allow_none=True)
+    profile_id = fields.Integer()
+    language = fields.String(validate=LANGUAGES)
+    all_institutions = fields.Boolean()
+    institutions = fields.List(fields.Integer(validate=validate.Range(min=1)),
+                               validate=validate.Length(max=500))
+
+
+class UserQuery(PageQuery):
+    search = fields.String(load_default=None, validate=validate.Length(max=100))
+    profile_id = fields.Integer(load_default=None)
+    active = fields.Boolean(load_default=None)
+    sort = fields.String(load_default="username", validate=validate.OneOf(
+        ["username", "-username", "display_name", "-display_name", "last_login_at",
+         "-last_login_at", "created_at", "-created_at"]))
+
+
+class MyAccountUpdate(Schema):
+    display_name = fields.String(validate=validate.Length(min=1, max=120))
+    language = fields.String(validate=LANGUAGES)
+
+
+class PasswordChange(Schema):
+    current_password = fields.String(required=True, validate=validate.Length(max=256))
+    new_password = fields.String(required=True, validate=validate.Length(max=256))
+
+
+class PasswordReset(Schema):
+    password = fields.String(required=True, validate=validate.Length(max=256))
+
+
+class ProfileCreate(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=2, max=60))
+    description = fields.String(load_default="", validate=validate.Length(max=500))
+    permissions = fields.List(fields.String(), required=True)
+    single_institution = fields.Boolean(load_default=False)
+
+    @validates("permissions")
+    def _known(self, value, **_):
+        unknown = sorted(set(value) - set(PERMISSIONS))
+        if unknown:
+            raise ValidationError(f"Permisos desconocidos: {', '.join(unknown)}")
+
+
+class ProfileUpdate(ProfileCreate):
+    pass
+
+
+class TeamWrite(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=2, max=80))
+    supervisor_id = fields.Integer(required=True)
+    members = fields.List(fields.Integer(), load_default=list, validate=validate.Length(max=500))
+
+
+class ApiKeyCreate(Schema):
+    user_id = fields.Integer(required=True)
+    name = fields.String(required=True, validate=validate.Length(min=2, max=80))
+    expires_at = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
+class AuditQuery(PageQuery):
+    action = fields.String(load_default=None, validate=validate.OneOf(ACTIONS))
+    username = fields.String(load_default=None, validate=validate.Length(max=60))
+    since = fields.AwareDateTime(load_default=None)
+    until = fields.AwareDateTime(load_default=None)
+
+
+# --- outputs ----------------------------------------------------------------------
+
+class ProfileOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    description = fields.String()
+    permissions = fields.List(fields.String())
+    single_institution = fields.Boolean()
+
+
+class UserOut(Schema):
+    id = fields.Integer()
+    username = fields.String()
+    display_name = fields.String()
+    email = fields.String(allow_none=True)
+    active = fields.Boolean()
+    language = fields.String()
+    profile_id = fields.Integer()
+    profile = fields.Function(lambda user: user.profile.name)
+    all_institutions = fields.Boolean()
+    institutions = fields.List(fields.Integer())
+    locked = fields.Function(lambda user: user.locked_at is not None)
+    last_login_at = fields.AwareDateTime(allow_none=True)
+    created_at = fields.AwareDateTime()
+
+
+class TeamOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    supervisor_id = fields.Integer()
+    supervisor = fields.String()
+    members = fields.List(fields.Dict())
+
+
+class ApiKeyOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    prefix = fields.String()
+    user_id = fields.Integer()
+    created_by = fields.Integer()
+    created_at = fields.AwareDateTime()
+    expires_at = fields.AwareDateTime(allow_none=True)
+    last_used_at = fields.AwareDateTime(allow_none=True)
+    revoked = fields.Function(lambda key: key.revoked_at is not None)
+
+
+class AuditOut(Schema):
+    id = fields.Integer()
+    at = fields.AwareDateTime()
+    action = fields.String()
+    actor_id = fields.Integer(allow_none=True)
+    actor = fields.String(allow_none=True)
+    target_user_id = fields.Integer(allow_none=True)
+    address = fields.Function(lambda e: str(e.address) if e.address else None)
+    details = fields.Dict()

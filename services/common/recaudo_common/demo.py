@@ -1,0 +1,12 @@
+"""Facts the demo data of several services agree on (ids are fixed so that each
+service's seed can refer to the others' rows without reading their schemas)."""
+
+#: (id, code, name) of the demo creditor institutions seeded by the portfolio service
+INSTITUTIONS = (
+    (1, "BANCOMER", "BBVA Bancomer"),
+    (2, "CREDIMAS", "Credimás Financiera"),
+    (3, "AUTOFIN", "Autofinanciamiento del Centro"),
+)
+#: the institution the demo creditor user ``cliente`` is bound to
+CLIENT_INSTITUTION_ID = 1
+DEMO_PASSWORD = "recaudo-demo"

@@ -1,0 +1,29 @@
+"""Loading RPC input through marshmallow schemas, with errors every caller understands."""
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from .errors import InvalidInput
+
+
+def load(schema: Schema, data, *, partial: bool = False) -> dict:
+    """``schema.load(data)`` or ``InvalidInput`` naming each field and its problems."""
+    if not isinstance(data, dict):
+        raise InvalidInput("Se esperaba un objeto", {"_schema": ["Se esperaba un objeto"]})
+    try:
+        return schema.load(data, partial=partial, unknown=RAISE)
+    except ValidationError as err:
+        messages = err.messages if isinstance(err.messages, dict) else {"_schema": err.messages}
+        raise InvalidInput("Datos inválidos", messages) from None
+
+
+class PageQuery(Schema):
+    """The paging every list RPC accepts."""
+
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
+    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+
+
+def page_of(items: list, total: int, page: int, per_page: int) -> dict:
+    return {"items": items, "total": total, "page": page, "per_page": per_page,
+            "pages": (total + per_page - 1) // per_page}

@@ -1,0 +1,97 @@
+"""End-to-end fixtures: the whole stack, started by the local runner with the test settings.
+
+``make test`` exports the test settings (separate database, vhost, ports and
+``var/test``; see TEST_ENV in the Makefile) and has already created the database and
+the vhost and migrated them. This phase runs without eventlet: plain ``requests``
+and Playwright's sync API drive the gateway from outside, as a user would.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+from recaudo_common.config import SERVICES, Settings, settings
+from tests import stack as runner
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Stack:
+    """The running stack: where the gateway answers, and the runner's stop/start."""
+
+    def __init__(self, cfg: Settings):
+        self.cfg = cfg
+        self.base_url = runner.base_url()
+        self.var_dir = (ROOT / cfg.var_dir).resolve()
+        self.http = requests.Session()
+
+    # the local runner (deploy/runner.py), as a subprocess with this environment
+    up = staticmethod(runner.up)        # idempotent: starts what is not running, waits
+    down = staticmethod(runner.down)
+    stop = staticmethod(runner.stop)
+    start = staticmethod(runner.start)  # does not wait; see wait_healthy()
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", 30)
+        return self.http.get(self.url(path), **kwargs)
+
+    def wait_healthy(self, seconds: float = 60.0) -> dict:
+        """Poll /healthz until every service is ok; fail with the last answer on timeout."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                response = self.get("/healthz", timeout=10)
+                if response.status_code == 200:
+                    return response.json()
+                last = f"{response.status_code} {response.text[:500]}"
+            except requests.RequestException as exc:
+                last = repr(exc)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the stack did not become healthy in {seconds:.0f} s; "
+                                     f"last answer: {last}; logs in {self.var_dir / 'log'}")
+            time.sleep(0.5)
+
+    @contextmanager
+    def stopped(self, name: str, recover_seconds: float = 60.0):
+        """Stop one process for the block, then start it and wait until all is healthy."""
+        self.stop(name)
+        try:
+            yield
+        finally:
+            self.start(name)
+            self.wait_healthy(recover_seconds)
+
+
+def _down_quickly() -> None:
+    """``runner down`` stops one process after another (a nameko service takes ~2-4 s to
+    stop); stop the gateway, then the rest side by side, then let ``down`` check."""
+    try:
+        runner.stop("gateway")
+        with ThreadPoolExecutor(max_workers=len(SERVICES) + 1) as pool:
+            list(pool.map(runner.stop, [*SERVICES, "s3"]))
+    finally:
+        runner.down()
+
+
+@pytest.fixture(scope="session")
+def stack():
+    """The whole stack for this session (started if not running already), stopped after."""
+    try:
+        running = Stack(settings())   # refuses the settings of `make up`
+    except runner.StackError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    started = time.monotonic()
+    runner.up()                       # on failure: stops everything, raises with log tails
+    print(f"\nstack up in {time.monotonic() - started:.1f} s at {running.base_url}")
+    try:
+        yield running
+    finally:
+        _down_quickly()

@@ -10,3 +10,6 @@ timeout = 60
 graceful_timeout = 10
 accesslog = "-"
 proc_name = "recaudo-gateway"
+#: gunicornc's control socket is not used; the default path is shared by every gateway
+#: on the machine (dev, tests, benchmarks), so each would take over the others'
+control_socket_disable = True

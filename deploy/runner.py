@@ -98,19 +98,21 @@ def start(name: str) -> int:
     return proc.pid
 
 
-def stop(name: str, timeout: float = 15.0) -> bool:
-    pid = running_pid(name)
-    if pid:
+def stop(*names: str, timeout: float = 15.0) -> None:
+    """SIGTERM the named processes together, wait for all, SIGKILL what lingers."""
+    pids = {name: running_pid(name) for name in names}
+    for pid in filter(None, pids.values()):
         os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while running_pid(name) and time.monotonic() < deadline:
-            time.sleep(0.1)
+    deadline = time.monotonic() + timeout
+    while any(running_pid(n) for n in names) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        for pid in filter(None, pids.values()):
             _reap(pid)
-        if running_pid(name):
+    for name in names:
+        pid = running_pid(name)
+        if pid:
             os.killpg(pid, signal.SIGKILL)
-            time.sleep(0.2)
-    _pidfile(name).unlink(missing_ok=True)
-    return bool(pid)
+        _pidfile(name).unlink(missing_ok=True)
 
 
 def _reap(pid: int) -> None:
@@ -159,8 +161,9 @@ def main(argv: list[str]) -> int:
         for name in names:
             start(name)
     elif command in ("down", "stop"):
-        for name in reversed(names):
-            stop(name)
+        if "gateway" in names:  # stop taking requests first
+            stop("gateway")
+        stop(*names)
     elif command == "status":
         for name in names:
             pid = running_pid(name)

@@ -8,14 +8,13 @@ and Playwright's sync API drive the gateway from outside, as a user would.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
 
-from recaudo_common.config import SERVICES, Settings, settings
+from recaudo_common.config import Settings, settings
 from tests import stack as runner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,17 +69,6 @@ class Stack:
             self.wait_healthy(recover_seconds)
 
 
-def _down_quickly() -> None:
-    """``runner down`` stops one process after another (a nameko service takes ~2-4 s to
-    stop); stop the gateway, then the rest side by side, then let ``down`` check."""
-    try:
-        runner.stop("gateway")
-        with ThreadPoolExecutor(max_workers=len(SERVICES) + 1) as pool:
-            list(pool.map(runner.stop, [*SERVICES, "s3"]))
-    finally:
-        runner.down()
-
-
 @pytest.fixture(scope="session")
 def stack():
     """The whole stack for this session (started if not running already), stopped after."""
@@ -94,4 +82,4 @@ def stack():
     try:
         yield running
     finally:
-        _down_quickly()
+        runner.down()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from recaudo_common import demo
@@ -54,11 +54,13 @@ def seed_demo() -> None:
             if username in users:
                 continue
             users[username] = User(
-                username=username, display_name=display_name, profile=profiles[profile],
+                id=demo.USER_IDS[username], username=username, display_name=display_name, profile=profiles[profile],
                 email=f"{username}@recaudo.example", password_hash=password_hash,
                 all_institutions=institutions is None, institutions=list(institutions or ()))
             session.add(users[username])
         session.flush()
+        session.execute(text("SELECT setval(pg_get_serial_sequence('auth.users', 'id'), "
+                             "(SELECT max(id) FROM auth.users))"))
         if not session.execute(select(Team.id).where(Team.name == "Equipo Centro")).first():
             team = Team(name="Equipo Centro", supervisor_id=users["supervisor"].id)
             session.add(team)

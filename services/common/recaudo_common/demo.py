@@ -10,3 +10,7 @@ INSTITUTIONS = (
 #: the institution the demo creditor user ``cliente`` is bound to
 CLIENT_INSTITUTION_ID = 1
 DEMO_PASSWORD = "recaudo-demo"
+#: fixed ids of the demo users (the auth service seeds them with these ids)
+USER_IDS = {"admin": 1, "supervisor": 2, "gestor1": 3, "gestor2": 4, "abogado": 5, "cliente": 6}
+#: how many demo debtors the portfolio service generates (about one account each)
+DEBTORS = 5000

@@ -3,7 +3,12 @@
 Patches eventlet before anything else, configures logging from the settings and
 hands the service class to nameko's own runner (the same as ``nameko run``).
 """
-import eventlet
+import warnings
+
+# nameko 2 needs eventlet; its deprecation notice is not news to anyone reading logs
+warnings.filterwarnings("ignore", message=r".*Eventlet is deprecated")
+
+import eventlet  # noqa: E402
 
 eventlet.monkey_patch()  # noqa: E402 - must precede every other import
 

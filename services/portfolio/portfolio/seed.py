@@ -1,19 +1,141 @@
-"""Demo institutions (with the fixed ids the other services' demo data refers to)."""
+"""Demo portfolio: three institutions with their statuses and import layouts, and about
+5,000 realistic Mexican debtors (Faker ``es_MX``, fixed seed) with accounts, phones,
+emails, addresses, instalment schedules and payments. Loaded with COPY, idempotently
+(an institution that already has debtors is left alone)."""
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+from decimal import Decimal
+
+from faker import Faker
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 
 from recaudo_common import demo
 from recaudo_common.db import make_engine
 
-from .models import Institution
+from . import aging
+from .models import Institution, Status
+
+#: (code, name) of the statuses every demo institution starts with
+STATUSES = (
+    ("NUEVA", "Nueva asignación"), ("EN_GESTION", "En gestión"),
+    ("PROMESA", "Con promesa de pago"), ("CONVENIO", "Convenio de pago"),
+    ("ACLARACION", "En aclaración"), ("ILOCALIZABLE", "Ilocalizable"),
+    ("DEMANDA", "Demanda presentada"), ("LIQUIDADA", "Liquidada"),
+)
+PRODUCTS = ("Tarjeta de crédito", "Préstamo personal", "Crédito automotriz", "Crédito nómina",
+            "Crédito PyME")
+STATE_ZONES = {"Ciudad de México": "America/Mexico_City", "Jalisco": "America/Mexico_City",
+               "Nuevo León": "America/Monterrey", "Puebla": "America/Mexico_City",
+               "Baja California": "America/Tijuana", "Sonora": "America/Hermosillo",
+               "Yucatán": "America/Merida", "Quintana Roo": "America/Cancun",
+               "Chihuahua": "America/Chihuahua", "Veracruz": "America/Mexico_City"}
 
 
 def seed_demo() -> None:
     engine = make_engine(pool_size=1)
-    with engine.begin() as conn:
-        conn.execute(insert(Institution).values(
-            [{"id": i, "code": code, "name": name} for i, code, name in demo.INSTITUTIONS]
-        ).on_conflict_do_nothing())
-        conn.execute(text("SELECT setval(pg_get_serial_sequence('portfolio.institutions', 'id'),"
-                          " GREATEST((SELECT max(id) FROM portfolio.institutions), 1))"))
-    engine.dispose()
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(Institution).values(
+                [{"id": i, "code": code, "name": name} for i, code, name in demo.INSTITUTIONS]
+            ).on_conflict_do_nothing())
+            conn.execute(text("SELECT setval(pg_get_serial_sequence('portfolio.institutions', 'id'),"
+                              " (SELECT max(id) FROM portfolio.institutions))"))
+            conn.execute(insert(Status).values([
+                {"institution_id": i, "code": code, "name": name, "sort_order": n}
+                for i, _, _ in demo.INSTITUTIONS for n, (code, name) in enumerate(STATUSES)
+            ]).on_conflict_do_nothing())
+        try:
+            from .imports import seed_layouts
+        except ImportError:  # the import module arrives with the import feature
+            pass
+        else:
+            seed_layouts()
+        with engine.begin() as conn:
+            has_debtors = conn.execute(text("SELECT EXISTS (SELECT 1 FROM portfolio.debtors)")).scalar()
+            if not has_debtors:
+                _generate(conn)
+    finally:
+        engine.dispose()
+
+
+def _generate(conn) -> None:
+    fake = Faker("es_MX")
+    fake.seed_instance(2026)
+    rnd = random.Random(2026)
+    today = date.today()
+    statuses = {(row.institution_id, row.code): row.id for row in conn.execute(
+        text("SELECT id, institution_id, code FROM portfolio.statuses"))}
+    agents = {1: (demo.USER_IDS["gestor1"], demo.USER_IDS["gestor2"]),
+              2: (demo.USER_IDS["gestor1"],), 3: (demo.USER_IDS["gestor2"],)}
+    debtors, phones, emails, addresses, accounts, instalments, movements = ([] for _ in range(7))
+    for n in range(1, demo.DEBTORS + 1):
+        institution = rnd.choices((1, 2, 3), weights=(5, 3, 2))[0]
+        company = rnd.random() < 0.08
+        name = (fake.company() if company
+                else f"{fake.last_name()} {fake.last_name()} {fake.first_name()}").upper()
+        state = rnd.choice(tuple(STATE_ZONES))
+        debtors.append((n, institution, f"{1000 + n}", "company" if company else "person", name,
+                        fake.rfc(natural=not company),
+                        None if company else fake.curp(),
+                        None if company else fake.date_of_birth(minimum_age=21, maximum_age=75),
+                        STATE_ZONES[state]))
+        for priority, kind in enumerate(rnd.sample(("mobile", "home", "work"), rnd.randint(1, 3)), 1):
+            phones.append((n, f"55{rnd.randint(10000000, 99999999)}", kind, priority,
+                           rnd.random() < 0.03))
+        if rnd.random() < 0.7:
+            emails.append((n, f"{fake.user_name()}{n}@{fake.free_email_domain()}".lower()))
+        addresses.append((n, fake.street_address()[:200], fake.city()[:120], fake.city()[:120],
+                          state, fake.postcode()[:5], STATE_ZONES[state]))
+        # one account; its schedule decides days past due
+        count = rnd.choice((12, 18, 24, 36, 48))
+        instalment = Decimal(rnd.randrange(800, 15000)).quantize(Decimal("1.00"))
+        months_running = rnd.randint(1, count)
+        behind = rnd.choices((0, 1, 2, 3, 4, 6, 9, 14), weights=(40, 15, 10, 8, 7, 8, 6, 6))[0]
+        behind = min(behind, months_running)
+        first_due = today - timedelta(days=30 * months_running - rnd.randint(0, 25))
+        paid = months_running - behind
+        original = instalment * count
+        balance = instalment * (count - paid)
+        litigation = behind >= 9 and rnd.random() < 0.5
+        stage_code = "DEMANDA" if litigation else "EN_GESTION" if behind else "NUEVA"
+        agent = rnd.choice(agents[institution]) if behind and not litigation else None
+        accounts.append((n, institution, n, f"{rnd.randint(4000, 4999)}{n:08d}",
+                         rnd.choice(PRODUCTS), original, balance,
+                         "litigation" if litigation else "current",
+                         statuses[(institution, stage_code)], agent,
+                         demo.USER_IDS["abogado"] if litigation else None,
+                         first_due - timedelta(days=30)))
+        for k in range(count):
+            due = first_due + timedelta(days=30 * k)
+            instalments.append((n, k + 1, due, instalment, instalment if k < paid else Decimal("0")))
+            if k < paid:
+                movements.append((n, "payment", instalment, due - timedelta(days=rnd.randint(0, 4)),
+                                  f"PAG-{n}-{k + 1}"))
+
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur:
+        _copy(cur, "debtors (id, institution_id, customer_number, kind, name, tax_id, national_id,"
+                   " birth_date, time_zone)", debtors)
+        _copy(cur, "phones (debtor_id, number, kind, priority, do_not_call)", phones)
+        _copy(cur, "emails (debtor_id, address)", emails)
+        _copy(cur, "addresses (debtor_id, street, neighborhood, municipality, state, postal_code,"
+                   " time_zone)", addresses)
+        _copy(cur, "accounts (id, institution_id, debtor_id, account_number, product,"
+                   " original_amount, balance, stage, status_id, assigned_agent_id, lawyer_id,"
+                   " opened_on)", accounts)
+        _copy(cur, "instalments (account_id, number, due_date, amount, paid_amount)", instalments)
+        _copy(cur, "movements (account_id, kind, amount, value_date, reference)", movements)
+        for table in ("debtors", "accounts"):
+            cur.execute(f"SELECT setval(pg_get_serial_sequence('portfolio.{table}', 'id'),"
+                        f" (SELECT max(id) FROM portfolio.{table}))")
+    aging.refresh(conn, today)
+
+
+def _copy(cursor, target: str, rows: list[tuple]) -> None:
+    with cursor.copy(f"COPY portfolio.{target} FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+

@@ -6,7 +6,7 @@ permission or an institution they do not hold themselves.
 """
 from __future__ import annotations
 
-from sqlalchemy import and_, false, func, or_, select, true
+from sqlalchemy import and_, false, func, not_, or_, select, true
 from sqlalchemy.orm import Session
 
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -59,6 +59,16 @@ def _check_grant(identity: Identity, profile: Profile, all_institutions: bool,
     if not all_institutions and not institutions:
         raise InvalidInput("Indique al menos una institución o todas",
                            {"institutions": ["Indique al menos una institución"]})
+
+
+def require_holds(identity: Identity, user: User) -> None:
+    """Credentials for a user (a new password, an API key) are that user's permissions:
+    only someone who holds all of them may hand them out."""
+    missing = set(user.profile.permissions) - identity.permissions
+    if missing:
+        raise PermissionDenied("El usuario tiene permisos que usted no tiene",
+                               {"user_id": [f"Tiene permisos que usted no tiene: "
+                                            f"{', '.join(sorted(missing))}"]})
 
 
 def _profile(session: Session, profile_id: int) -> Profile:
@@ -164,6 +174,7 @@ def unlock(session: Session, identity: Identity, user_id: int) -> User:
 
 def reset_password(session: Session, identity: Identity, user_id: int, password: str) -> User:
     user = get_user(session, identity, user_id, lock=True)
+    require_holds(identity, user)
     _require_password(password, user.username)
     user.password_hash, user.password_changed_at = hash_password(password), now()
     end_everything_of(session, user.id)
@@ -173,7 +184,7 @@ def reset_password(session: Session, identity: Identity, user_id: int, password:
 
 def change_own_password(session: Session, identity: Identity, current: str, new: str,
                         check) -> None:
-    user = session.get(User, identity.user_id, with_for_update=True)
+    user = session.get(User, identity.user_id, with_for_update={"of": User})  # not profiles
     if user is None or not check(user.password_hash, current):
         raise InvalidInput("La contraseña actual no es correcta",
                            {"current_password": ["No es correcta"]})
@@ -212,6 +223,11 @@ def update_profile(session: Session, identity: Identity, profile_id: int, data: 
     if profile is None:
         raise NotFound("Perfil no encontrado")
     _no_escalation(identity, set(data["permissions"]) ^ set(profile.permissions))
+    # a profile is shared: editing it changes every holder, so all must be in reach
+    if session.execute(select(User.id).where(User.profile_id == profile.id,
+                                             not_(users_in_reach(identity))).limit(1)).first():
+        raise PermissionDenied("Usuarios fuera de su alcance tienen este perfil",
+                               {"profile_id": ["Lo tienen usuarios fuera de su alcance"]})
     clash = session.execute(select(Profile.id).where(Profile.name == data["name"],
                                                      Profile.id != profile_id)).first()
     if clash:

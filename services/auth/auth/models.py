@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (ARRAY, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer,
+from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Index, Integer,
                         String, Text, func, text)
-from sqlalchemy.dialects.postgresql import INET, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB  # ARRAY: for contained_by
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from recaudo_common.models import service_base

@@ -6,7 +6,7 @@ the verified identity it is called with.
 """
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from recaudo_common.db import Database
 from recaudo_common.errors import NotAuthenticated, NotFound, Throttled
@@ -27,7 +27,8 @@ REFUSALS = (NotAuthenticated, Throttled)
 
 
 class _SecretIn(Schema):
-    secret = fields.String(required=True, validate=lambda s: 0 < len(s) <= 200)
+    # (marshmallow 4 ignores a validator that returns False: it must raise, as Length does)
+    secret = fields.String(required=True, validate=validate.Length(min=1, max=200))
 
 
 def _secret(value: str) -> str:
@@ -238,6 +239,7 @@ class AuthService(ServiceBase):
         data = load(ApiKeyCreate(), data)
         with self.db.session() as session:
             user = directory.get_user(session, identity, data["user_id"])
+            directory.require_holds(identity, user)
             key, secret = authentication.create_api_key(session, user, data["name"], identity,
                                                         data["expires_at"])
             return {**ApiKeyOut().dump(key), "key": secret}

@@ -1,0 +1,557 @@
+"""Who may do what: one table of every API endpoint and every identity-checked RPC,
+asserted for every kind of caller against the running stack.
+
+Each ``Row`` is ``(name, method, path, body, rule)``: ``method`` is an HTTP verb (the
+path is the route as the OpenAPI document writes it, filled by ``params``) or
+``"RPC"`` (the path is ``service.method``, the body the argument list, called
+directly over RabbitMQ with the caller's identity in context data, as the gateway
+would). The ``rule`` computes the expected status for each column from the caller's
+permissions and institution scope (``RULES``); an RPC expects the typed error of
+that status (401 -> NotAuthenticated, 403 -> PermissionDenied, 404 -> NotFound, ...).
+
+Columns (``WHO``): the demo users admin, supervisor, gestor1, abogado and cliente; a
+partner system calling with an API key of an Integración user bound to institution
+1; an administrator scoped to institution 1 holding only ``users.manage``; an
+anonymous caller; and a forged credential (a made-up bearer token; an identity
+signed with the wrong key).
+
+A later feature adds its endpoints as rows; ``test_every_api_route_is_in_the_table``
+fails until it does. Rows that change state act on throwaway users, profiles, teams
+and keys created for this module (names starting ``matriz``), removed at the end.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pytest
+import requests
+from nameko.standalone.rpc import ClusterRpcProxy
+from sqlalchemy import create_engine, text
+
+from auth.permissions import DEFAULT_PROFILES, PERMISSIONS
+from auth.seed import DEMO_USERS
+from recaudo_common.config import SERVICES, settings
+from recaudo_common.errors import (Conflict, InvalidInput, NotAuthenticated, NotFound,
+                                   PermissionDenied, Throttled)
+from recaudo_common.identity import Identity, sign
+
+RUN = secrets.token_hex(3)            # this run's throwaway names never clash with another's
+PASSWORD = "matriz-clave-segura-2024"
+
+
+# --- who calls ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Who:
+    key: str
+    permissions: frozenset = frozenset()
+    #: the caller's institutions; None: every institution
+    institutions: tuple | None = ()
+    #: "token" (POST /auth/token), "key" (an API key), "none", "forged"
+    credential: str = "token"
+
+    @property
+    def authenticated(self) -> bool:
+        return self.credential in ("token", "key")
+
+    def may_reach(self, institutions: tuple | None) -> bool:
+        """An object bound to ``institutions`` (None: an all-institution user)."""
+        if self.institutions is None:
+            return True
+        return institutions is not None and set(institutions) <= set(self.institutions)
+
+
+def _demo(username: str) -> Who:
+    _, profile, institutions = DEMO_USERS[username]
+    return Who(username, frozenset(DEFAULT_PROFILES[profile][1]), institutions)
+
+
+WHO = {w.key: w for w in (
+    *(_demo(u) for u in ("admin", "supervisor", "gestor1", "abogado", "cliente")),
+    Who("integracion", frozenset(DEFAULT_PROFILES["Integración"][1]), (1,), "key"),
+    Who("adminlocal", frozenset({"users.manage"}), (1,)),
+    Who("anonymous", credential="none"),
+    Who("forged", credential="forged"),
+)}
+GESTOR = frozenset(DEFAULT_PROFILES["Gestor"][1])
+INTEGRACION = frozenset(DEFAULT_PROFILES["Integración"][1])
+
+
+# --- rules: the expected status of a row for a caller ------------------------------------
+
+class Rule:
+    def __init__(self, decide: Callable[[Who], int], overrides: dict | None = None,
+                 label: str = ""):
+        self.decide, self.overrides, self.label = decide, dict(overrides or {}), label
+
+    def __call__(self, who: Who) -> int:
+        return self.overrides.get(who.key) or self.decide(who)
+
+    def but(self, **overrides: int) -> "Rule":
+        """The same rule with explicit answers for some columns (say why at the row)."""
+        return Rule(self.decide, {**self.overrides, **overrides}, self.label)
+
+    def __repr__(self):
+        return self.label
+
+
+EVERY_INSTITUTION = object()  # ``reach`` default: the target is in everybody's reach
+
+
+class RULES:
+    @staticmethod
+    def fixed(status: int) -> Rule:
+        """Everybody, even with a forged credential (paths the gateway never resolves)."""
+        return Rule(lambda who: status, label=f"fixed({status})")
+
+    @staticmethod
+    def public(status: int = 200) -> Rule:
+        """No credentials needed; a bad one is still refused."""
+        return Rule(lambda who: 401 if who.credential == "forged" else status,
+                    label=f"public({status})")
+
+    @staticmethod
+    def authenticated(status: int = 200) -> Rule:
+        return Rule(lambda who: status if who.authenticated else 401,
+                    label=f"authenticated({status})")
+
+    @staticmethod
+    def perm(permission: str, status: int = 200, *, reach=EVERY_INSTITUTION,
+             holds=()) -> Rule:
+        """``permission`` required (403); ``reach``: the institutions of the user the row
+        acts on (None: an all-institution user), outside the caller's scope 404;
+        ``holds``: permissions the row hands out, which the caller must hold too (403)."""
+        assert permission in PERMISSIONS and set(holds) <= set(PERMISSIONS)
+
+        def decide(who: Who) -> int:
+            if not who.authenticated:
+                return 401
+            if permission not in who.permissions:
+                return 403
+            if reach is not EVERY_INSTITUTION and not who.may_reach(reach):
+                return 404
+            if not set(holds) <= who.permissions:
+                return 403
+            return status
+
+        return Rule(decide, label=f"perm({permission})")
+
+    @staticmethod
+    def institution(institution_id: int, status: int = 200) -> Rule:
+        """Out of the caller's institution scope answers exactly like missing."""
+        def decide(who: Who) -> int:
+            if not who.authenticated:
+                return 401
+            return status if who.institutions is None or institution_id in who.institutions \
+                else 404
+
+        return Rule(decide, label=f"institution({institution_id})")
+
+
+# --- the table ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    method: str                 # GET, POST, ... or "RPC"
+    path: str                   # "/api/v1/users/{user_id}" or "auth.get_user"
+    body: Any                   # JSON body / RPC args: a value, or fn(world, uniq)
+    rule: Rule
+    #: fills the path's {placeholders}: fn(world) -> dict
+    params: Callable | None = None
+    #: the call ends the credential it uses (logout): use a fresh one
+    fresh_credentials: bool = False
+    #: further assertions on an allowed answer: fn(world, who, answer)
+    check: Callable | None = None
+
+
+def _user(name):
+    return lambda w: {"user_id": w.ids[name]}
+
+
+def _new_user_body(w, uniq):
+    return {"username": f"matriz-{uniq}", "display_name": "Usuario de la matriz",
+            "password": PASSWORD, "profile_id": w.profiles["Gestor"], "institutions": [1]}
+
+
+def _profile_body(w, uniq):
+    return {"name": f"Matriz perfil {uniq}", "permissions": ["reports.view"]}
+
+
+def _team_body(w, uniq):
+    return {"name": f"Matriz equipo {uniq}", "supervisor_id": w.ids["supervisor"],
+            "members": [w.ids["gestor2"]]}
+
+
+def _check_me(w, who, me):
+    assert me["institutions"] == ([] if who.institutions is None else list(who.institutions))
+    assert me["all_institutions"] is (who.institutions is None)
+
+
+def _check_institutions(w, who, listed):
+    ids = [i["id"] for i in listed]
+    if who.institutions is None:
+        assert {1, 2, 3} <= set(ids)
+    else:
+        assert sorted(ids) == sorted(who.institutions)   # cliente: only 1
+
+
+def _check_users_in_reach(w, who, page):
+    for user in page["items"]:
+        assert who.may_reach(None if user["all_institutions"] else tuple(user["institutions"])), user
+
+
+def _check_keys_hidden(w, who, keys):
+    assert keys and all("key" not in k for k in keys)
+
+
+def _check_key_shown_once(w, who, created):
+    assert created["key"].startswith("rk_")
+
+
+USERS_MANAGE = "users.manage"
+PASSWORD_CHANGE = {"current_password": "no-es-la-actual", "new_password": "otra-clave-muy-larga"}
+
+TABLE = [
+    # --- my account --------------------------------------------------------------------
+    Row("me", "GET", "/api/v1/auth/me", None, RULES.authenticated(), check=_check_me),
+    Row("me.update", "PATCH", "/api/v1/auth/me", {"language": "es"}, RULES.authenticated()),
+    # a wrong current password: reachable by every signed-in caller, changes nothing
+    Row("me.password", "POST", "/api/v1/auth/password", PASSWORD_CHANGE,
+        RULES.authenticated(422)),
+    Row("logout", "POST", "/api/v1/auth/logout", None, RULES.authenticated(204),
+        fresh_credentials=True),
+    Row("token.bad-input", "POST", "/api/v1/auth/token", {}, RULES.public(422)),
+    Row("refresh.unknown", "POST", "/api/v1/auth/refresh", {"refresh_token": "rt_no-existe"},
+        RULES.public(401)),
+    Row("permissions", "GET", "/api/v1/permissions", None, RULES.authenticated()),
+    # --- users -----------------------------------------------------------------------------
+    Row("users.list", "GET", "/api/v1/users", None, RULES.perm(USERS_MANAGE),
+        check=_check_users_in_reach),
+    Row("users.create", "POST", "/api/v1/users", _new_user_body,
+        RULES.perm(USERS_MANAGE, 201, holds=GESTOR)),
+    Row("users.get.cliente", "GET", "/api/v1/users/{user_id}", None,
+        RULES.perm(USERS_MANAGE, reach=(1,)), params=_user("cliente")),
+    # a scoped admin cannot read an all-institution user, nor one of institutions 1 and 2
+    Row("users.get.all-institution", "GET", "/api/v1/users/{user_id}", None,
+        RULES.perm(USERS_MANAGE, reach=None), params=_user("admin")),
+    Row("users.get.two-institutions", "GET", "/api/v1/users/{user_id}", None,
+        RULES.perm(USERS_MANAGE, reach=(1, 2)), params=_user("gestor1")),
+    Row("users.update", "PATCH", "/api/v1/users/{user_id}",
+        {"display_name": "Cambiado por la matriz"},
+        RULES.perm(USERS_MANAGE, reach=(1,)), params=_user("throwaway")),
+    Row("users.disable", "POST", "/api/v1/users/{user_id}/disable", None,
+        RULES.perm(USERS_MANAGE, reach=(1,)), params=_user("throwaway")),
+    Row("users.enable", "POST", "/api/v1/users/{user_id}/enable", None,
+        RULES.perm(USERS_MANAGE, reach=(1,)), params=_user("disabled")),
+    Row("users.unlock", "POST", "/api/v1/users/{user_id}/unlock", None,
+        RULES.perm(USERS_MANAGE, reach=(1,)), params=_user("throwaway")),
+    # a new password is the user's permissions: only for who holds them all
+    Row("users.password", "POST", "/api/v1/users/{user_id}/password",
+        {"password": "nueva-clave-de-la-matriz"},
+        RULES.perm(USERS_MANAGE, reach=(1,), holds=GESTOR), params=_user("throwaway")),
+    # --- profiles --------------------------------------------------------------------------
+    Row("profiles.list", "GET", "/api/v1/profiles", None, RULES.perm(USERS_MANAGE)),
+    Row("profiles.create", "POST", "/api/v1/profiles", _profile_body,
+        RULES.perm(USERS_MANAGE, 201, holds={"reports.view"})),
+    Row("profiles.update", "PUT", "/api/v1/profiles/{profile_id}",
+        lambda w, uniq: w.throwaway_profile, RULES.perm(USERS_MANAGE),
+        params=lambda w: {"profile_id": w.throwaway_profile_id}),
+    # unchanged, yet refused to the scoped admin: all-institution users hold that profile
+    Row("profiles.update.held-out-of-reach", "PUT", "/api/v1/profiles/{profile_id}",
+        lambda w, uniq: w.administrador, RULES.perm(USERS_MANAGE).but(adminlocal=403),
+        params=lambda w: {"profile_id": w.profiles["Administrador"]}),
+    # --- teams (the supervisor is an all-institution user) ------------------------------
+    Row("teams.list", "GET", "/api/v1/teams", None, RULES.authenticated()),
+    Row("teams.create", "POST", "/api/v1/teams", _team_body,
+        RULES.perm(USERS_MANAGE, 201, reach=None)),
+    Row("teams.update", "PUT", "/api/v1/teams/{team_id}",
+        lambda w, uniq: {**_team_body(w, uniq), "name": f"Matriz equipo {RUN}"},
+        RULES.perm(USERS_MANAGE, reach=None), params=lambda w: {"team_id": w.team_id}),
+    # --- API keys ----------------------------------------------------------------------------
+    Row("api-keys.list", "GET", "/api/v1/api-keys", None, RULES.perm(USERS_MANAGE),
+        check=_check_keys_hidden),
+    Row("api-keys.create", "POST", "/api/v1/api-keys",
+        lambda w, uniq: {"user_id": w.ids["integracion"], "name": f"matriz {uniq}"},
+        RULES.perm(USERS_MANAGE, 201, reach=(1,), holds=INTEGRACION),
+        check=_check_key_shown_once),
+    Row("api-keys.revoke", "DELETE", "/api/v1/api-keys/{key_id}", None,
+        RULES.perm(USERS_MANAGE, reach=(1,)), params=lambda w: {"key_id": w.throwaway_key_id}),
+    # --- audit -------------------------------------------------------------------------------
+    Row("audit", "GET", "/api/v1/audit", None, RULES.perm("audit.view")),
+    # --- institutions: out of scope answers like missing ------------------------------------
+    Row("institutions.list", "GET", "/api/v1/institutions", None, RULES.authenticated(),
+        check=_check_institutions),
+    *(Row(f"institutions.get.{i}", "GET", "/api/v1/institutions/{institution_id}", None,
+          RULES.institution(i), params=lambda w, i=i: {"institution_id": i})
+      for i in (1, 2, 3)),
+    Row("institutions.get.missing", "GET", "/api/v1/institutions/{institution_id}", None,
+        RULES.authenticated(404), params=lambda w: {"institution_id": 99999}),
+    # --- system and documentation ----------------------------------------------------------
+    Row("system.health", "GET", "/api/v1/system/health", None, RULES.public()),
+    Row("system.ping", "GET", "/api/v1/system/ping/{service}", None, RULES.public(),
+        params=lambda w: {"service": "auth"}),
+    Row("openapi", "GET", "/api/v1/openapi.json", None, RULES.fixed(200)),
+    Row("docs", "GET", "/api/v1/docs", None, RULES.fixed(200)),
+
+    # --- the same rules, straight to the services over RabbitMQ ---------------------------
+    Row("rpc.me", "RPC", "auth.me", [], RULES.authenticated()),
+    Row("rpc.update_me", "RPC", "auth.update_me", [{"language": "es"}], RULES.authenticated()),
+    Row("rpc.change_password", "RPC", "auth.change_password", [PASSWORD_CHANGE],
+        RULES.authenticated(422)),
+    Row("rpc.list_permissions", "RPC", "auth.list_permissions", [], RULES.authenticated()),
+    Row("rpc.list_profiles", "RPC", "auth.list_profiles", [], RULES.perm(USERS_MANAGE)),
+    Row("rpc.create_profile", "RPC", "auth.create_profile",
+        lambda w, uniq: [_profile_body(w, uniq)],
+        RULES.perm(USERS_MANAGE, holds={"reports.view"})),
+    Row("rpc.update_profile", "RPC", "auth.update_profile",
+        lambda w, uniq: [w.throwaway_profile_id, w.throwaway_profile], RULES.perm(USERS_MANAGE)),
+    Row("rpc.list_users", "RPC", "auth.list_users", [{}], RULES.perm(USERS_MANAGE)),
+    Row("rpc.get_user.all-institution", "RPC", "auth.get_user",
+        lambda w, uniq: [w.ids["admin"]], RULES.perm(USERS_MANAGE, reach=None)),
+    Row("rpc.create_user", "RPC", "auth.create_user",
+        lambda w, uniq: [_new_user_body(w, uniq)], RULES.perm(USERS_MANAGE, holds=GESTOR)),
+    Row("rpc.update_user", "RPC", "auth.update_user",
+        lambda w, uniq: [w.ids["throwaway"], {"display_name": "Cambiado por RPC"}],
+        RULES.perm(USERS_MANAGE, reach=(1,))),
+    Row("rpc.disable_user", "RPC", "auth.disable_user", lambda w, uniq: [w.ids["throwaway"]],
+        RULES.perm(USERS_MANAGE, reach=(1,))),
+    Row("rpc.enable_user", "RPC", "auth.enable_user", lambda w, uniq: [w.ids["disabled"]],
+        RULES.perm(USERS_MANAGE, reach=(1,))),
+    Row("rpc.unlock_user", "RPC", "auth.unlock_user", lambda w, uniq: [w.ids["throwaway"]],
+        RULES.perm(USERS_MANAGE, reach=(1,))),
+    Row("rpc.reset_password", "RPC", "auth.reset_password",
+        lambda w, uniq: [w.ids["throwaway"], {"password": "nueva-clave-de-la-matriz"}],
+        RULES.perm(USERS_MANAGE, reach=(1,), holds=GESTOR)),
+    Row("rpc.list_teams", "RPC", "auth.list_teams", [], RULES.authenticated()),
+    Row("rpc.save_team.create", "RPC", "auth.save_team", lambda w, uniq: [_team_body(w, uniq)],
+        RULES.perm(USERS_MANAGE, reach=None)),
+    Row("rpc.save_team.update", "RPC", "auth.save_team",
+        lambda w, uniq: [{**_team_body(w, uniq), "name": f"Matriz equipo {RUN}"}, w.team_id],
+        RULES.perm(USERS_MANAGE, reach=None)),
+    Row("rpc.list_api_keys", "RPC", "auth.list_api_keys", [], RULES.perm(USERS_MANAGE)),
+    Row("rpc.create_api_key", "RPC", "auth.create_api_key",
+        lambda w, uniq: [{"user_id": w.ids["integracion"], "name": f"matriz {uniq}"}],
+        RULES.perm(USERS_MANAGE, reach=(1,), holds=INTEGRACION)),
+    Row("rpc.revoke_api_key", "RPC", "auth.revoke_api_key",
+        lambda w, uniq: [w.throwaway_key_id], RULES.perm(USERS_MANAGE, reach=(1,))),
+    Row("rpc.list_audit", "RPC", "auth.list_audit", [{}], RULES.perm("audit.view")),
+    Row("rpc.list_institutions", "RPC", "portfolio.list_institutions", [],
+        RULES.authenticated(), check=_check_institutions),
+    *(Row(f"rpc.get_institution.{i}", "RPC", "portfolio.get_institution", [i],
+          RULES.institution(i)) for i in (1, 2, 3)),
+]
+
+#: the typed error an RPC answers for each refusal status
+RPC_ERROR = {401: NotAuthenticated, 403: PermissionDenied, 404: NotFound, 409: Conflict,
+             422: InvalidInput, 429: Throttled}
+
+
+# --- the world the rows act on -------------------------------------------------------------
+
+@dataclass
+class World:
+    base_url: str
+    http: requests.Session = field(default_factory=requests.Session)
+    logins: dict = field(default_factory=dict)       # who -> (username, password)
+    tokens: dict = field(default_factory=dict)       # who -> bearer credential
+    identities: dict = field(default_factory=dict)   # who -> signed identity (RPC)
+    ids: dict = field(default_factory=dict)          # name -> user id
+    profiles: dict = field(default_factory=dict)     # profile name -> id
+    throwaway_profile_id: int = 0
+    throwaway_profile: dict = field(default_factory=dict)
+    administrador: dict = field(default_factory=dict)
+    team_id: int = 0
+    throwaway_key_id: int = 0
+
+    def call(self, method, path, token=None, body=None) -> requests.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return self.http.request(method, self.base_url + path, headers=headers,
+                                 json=body, timeout=30)
+
+    def ok(self, method, path, token, body=None) -> Any:
+        response = self.call(method, path, token, body)
+        assert response.status_code in (200, 201), (method, path, response.text)
+        return response.json()
+
+    def login(self, who) -> str:
+        username, password = self.logins[who]
+        return self.ok("POST", "/api/v1/auth/token", None,
+                       {"username": username, "password": password})["access_token"]
+
+
+@pytest.fixture(scope="module")
+def world(stack, demo_users):
+    """Tokens and identities of every column, and the throwaways the rows act on
+    (``demo_users``, from conftest, seeds the demo users and institutions)."""
+    w = World(stack.base_url)
+    for username in ("admin", "supervisor", "gestor1", "abogado", "cliente"):
+        w.logins[username] = (username, demo_users)
+        w.tokens[username] = w.login(username)
+    admin = w.tokens["admin"]
+    profiles = w.ok("GET", "/api/v1/profiles", admin)
+    w.profiles = {p["name"]: p["id"] for p in profiles}
+    w.administrador = next({k: p[k] for k in ("name", "description", "permissions",
+                                              "single_institution")}
+                           for p in profiles if p["name"] == "Administrador")
+    users = w.ok("GET", "/api/v1/users?per_page=200", admin)["items"]
+    w.ids = {u["username"]: u["id"] for u in users if u["username"] in DEMO_USERS}
+
+    def create(username, profile, **extra):
+        body = {"username": username, "display_name": username, "password": PASSWORD,
+                "profile_id": w.profiles[profile], "institutions": [1], **extra}
+        return w.ok("POST", "/api/v1/users", admin, body)["id"]
+
+    # the partner system: an Integración user of institution 1 and its API key
+    w.ids["integracion"] = create(f"matriz-socio-{RUN}", "Integración")
+    w.tokens["integracion"] = w.ok("POST", "/api/v1/api-keys", admin, {
+        "user_id": w.ids["integracion"], "name": f"matriz {RUN}"})["key"]
+    w.throwaway_key_id = w.ok("POST", "/api/v1/api-keys", admin, {
+        "user_id": w.ids["integracion"], "name": f"matriz desechable {RUN}"})["id"]
+    # an administrator of institution 1 holding nothing but users.manage
+    local = w.ok("POST", "/api/v1/profiles", admin, {
+        "name": f"Matriz Admin Local {RUN}", "permissions": ["users.manage"]})
+    w.profiles[local["name"]] = local["id"]
+    w.ids["adminlocal"] = create(f"matriz-local-{RUN}", local["name"])
+    w.logins["adminlocal"] = (f"matriz-local-{RUN}", PASSWORD)
+    w.tokens["adminlocal"] = w.login("adminlocal")
+    # what the state-changing rows act on
+    w.ids["throwaway"] = create(f"matriz-desechable-{RUN}", "Gestor")
+    w.ids["disabled"] = create(f"matriz-inactivo-{RUN}", "Gestor", active=False)
+    w.throwaway_profile = {"name": f"Matriz desechable {RUN}", "description": "matriz",
+                           "permissions": ["reports.view"], "single_institution": False}
+    w.throwaway_profile_id = w.ok("POST", "/api/v1/profiles", admin, w.throwaway_profile)["id"]
+    w.team_id = w.ok("POST", "/api/v1/teams", admin, {
+        "name": f"Matriz equipo {RUN}", "supervisor_id": w.ids["supervisor"],
+        "members": [w.ids["gestor2"]]})["id"]
+
+    # identities for the RPC rows: real ones, from logging in and from the API key
+    with ClusterRpcProxy(settings().nameko, timeout=30) as proxy:
+        for who, (username, password) in w.logins.items():
+            w.identities[who] = proxy.auth.login(username, password)["identity"]
+        w.identities["integracion"] = proxy.auth.resolve_token(w.tokens["integracion"])["identity"]
+    everything = Identity(user_id=w.ids["admin"], username="admin", profile="Administrador",
+                          permissions=frozenset(PERMISSIONS), institutions=None)
+    w.identities["forged"] = sign(everything, key="not-the-platform-identity-key")
+    w.tokens["forged"] = "at_" + secrets.token_urlsafe(32)
+
+    yield w
+    _remove_throwaways()
+
+
+def _remove_throwaways():
+    """Delete what this module created (every name starts with "matriz"/"Matriz")."""
+    engine = create_engine(settings().database_url)
+    doomed = "SELECT id FROM auth.users WHERE username LIKE 'matriz-%'"
+    teams = f"SELECT id FROM auth.teams WHERE name LIKE 'Matriz %' OR supervisor_id IN ({doomed})"
+    with engine.begin() as conn:
+        for statement in (
+                f"DELETE FROM auth.team_members WHERE team_id IN ({teams}) "
+                f"OR user_id IN ({doomed})",
+                f"DELETE FROM auth.teams WHERE id IN ({teams})",
+                f"DELETE FROM auth.api_keys WHERE user_id IN ({doomed}) "
+                f"OR created_by IN ({doomed})",
+                f"DELETE FROM auth.api_tokens WHERE user_id IN ({doomed})",
+                f"DELETE FROM auth.sessions WHERE user_id IN ({doomed})",
+                "DELETE FROM auth.users WHERE username LIKE 'matriz-%'",
+                "DELETE FROM auth.profiles p WHERE name LIKE 'Matriz %' AND NOT EXISTS "
+                "(SELECT 1 FROM auth.users u WHERE u.profile_id = p.id)"):
+            conn.execute(text(statement))
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def rpc_as(world):
+    """who -> a started cluster proxy carrying that caller's identity (none: anonymous)."""
+    started, proxies = [], {}
+
+    def get(who: str):
+        if who not in proxies:
+            context = {"identity": world.identities[who]} if who in world.identities else {}
+            standalone = ClusterRpcProxy(settings().nameko, context_data=context, timeout=30)
+            proxies[who] = standalone.start()
+            started.append(standalone)
+        return proxies[who]
+
+    yield get
+    for standalone in started:
+        standalone.stop()
+
+
+# --- the tests -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("who", list(WHO))
+@pytest.mark.parametrize("row", TABLE, ids=lambda row: row.name)
+def test_access(world, rpc_as, row: Row, who: str):
+    caller = WHO[who]
+    expected = row.rule(caller)
+    uniq = f"{RUN}-{row.name.replace('.', '-').replace('_', '-')}-{who}"
+    body = row.body(world, uniq) if callable(row.body) else row.body
+
+    if row.method == "RPC":
+        service, method = row.path.split(".")
+        call = getattr(getattr(rpc_as(who), service), method)
+        if expected < 300:
+            answer = call(*body)
+        else:
+            with pytest.raises(RPC_ERROR[expected]):
+                call(*body)
+            return
+    else:
+        token = world.tokens.get(who)
+        if row.fresh_credentials and caller.credential == "token":
+            token = world.login(who)
+        path = row.path.format(**row.params(world)) if row.params else row.path
+        response = world.call(row.method, path, token, body)
+        assert response.status_code == expected, \
+            f"{row.method} {path} as {who}: {response.status_code} {response.text[:300]}"
+        if expected >= 400 and "json" in response.headers.get("Content-Type", ""):
+            assert set(response.json()) == {"error"}
+        if row.fresh_credentials and caller.credential == "token" and expected < 300:
+            assert world.call("GET", "/api/v1/auth/me", token).status_code == 401
+        if expected >= 300 or expected == 204 or row.check is None:
+            return
+        answer = response.json()
+    if row.check:
+        row.check(world, caller, answer)
+
+
+def test_every_api_route_is_in_the_table(stack):
+    spec = requests.get(stack.base_url + "/api/v1/openapi.json", timeout=30).json()
+    routes = {(method.upper(), path) for path, item in spec["paths"].items()
+              for method in item if method in ("get", "post", "put", "patch", "delete")}
+    covered = {(row.method, row.path) for row in TABLE if row.method != "RPC"}
+    missing = sorted(routes - covered, key=lambda r: (r[1], r[0]))
+    assert not missing, "add rows to TABLE for these routes:\n" + "\n".join(
+        f"  {method} {path}" for method, path in missing)
+
+
+def test_every_identity_checked_rpc_is_in_the_table():
+    """Each entrypoint of the auth and portfolio services that reads the caller."""
+    import inspect
+
+    from auth.service import AuthService
+    from portfolio.service import PortfolioService
+
+    expected = set()
+    for service in (AuthService, PortfolioService):
+        for name, member in vars(service).items():
+            if inspect.isfunction(member) and "self.caller" in inspect.getsource(member):
+                expected.add(f"{service.name}.{name}")
+    covered = {row.path for row in TABLE if row.method == "RPC"}
+    missing = sorted(expected - covered)
+    assert expected and not missing, "add RPC rows to TABLE for: " + ", ".join(missing)
+
+
+def test_the_table_names_are_unique_and_rules_cover_every_column():
+    assert len({row.name for row in TABLE}) == len(TABLE)
+    for row in TABLE:
+        for caller in WHO.values():
+            assert row.rule(caller) in (200, 201, 204, 401, 403, 404, 409, 422), (row.name, caller)
+    # the explicit cross-institution denials the table must keep
+    assert RULES.institution(2)(WHO["cliente"]) == 404
+    assert RULES.institution(3)(WHO["gestor1"]) == 404
+    assert RULES.perm(USERS_MANAGE, reach=None)(WHO["adminlocal"]) == 404
+    assert set(SERVICES) >= {"auth", "portfolio"}

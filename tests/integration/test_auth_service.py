@@ -1,0 +1,630 @@
+"""The auth service over RabbitMQ against the real test database: logins, throttling and
+lockout, sessions, tokens with refresh rotation, API keys, disabling, reach and input.
+
+Every test that needs users starts from the seeded defaults and demo users (the auth
+tables truncated first and again after, so nothing leaks into other suites); the
+demo institutions 1-3 are inserted for the module and removed after if they were not
+there before. Argon2 verifies cost ~0.1 s each, so tests log in sparingly: identities
+are cached per test, and where a rule needs many failed attempts only the attempts
+that prove something go through the real path.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
+
+from auth import seed as auth_seed
+from auth.authentication import INVALID_CREDENTIALS
+from auth.service import AuthService
+from portfolio.models import Institution
+from portfolio.service import PortfolioService
+from recaudo_common import demo
+from recaudo_common.errors import (Conflict, InvalidInput, NotAuthenticated, NotFound,
+                                   PermissionDenied, Throttled)
+from recaudo_common.identity import sign, verify
+
+DEMO = demo.DEMO_PASSWORD
+OTHER_PASSWORD = "caballo-bateria-grapa"
+WRONG = "contraseña-equivocada"
+
+AUTH_TABLES = ("users", "profiles", "teams", "team_members", "sessions", "api_tokens",
+               "api_keys", "login_failures", "audit_log", "outbox")
+
+
+def _truncate(engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE " + ", ".join(f"auth.{t}" for t in AUTH_TABLES)
+                          + " RESTART IDENTITY CASCADE"))
+
+
+def sql(engine, statement: str, **params):
+    """Run one statement in its own transaction; rows for a SELECT."""
+    with engine.begin() as conn:
+        result = conn.execute(text(statement), params)
+        return result.all() if result.returns_rows else None
+
+
+def scalar(engine, statement: str, **params):
+    return sql(engine, statement, **params)[0][0]
+
+
+def audit_actions(engine, **where) -> list[str]:
+    clause = " AND ".join(f"{k} = :{k}" for k in where) or "true"
+    return [r[0] for r in sql(engine, f"SELECT action FROM auth.audit_log WHERE {clause} "
+                                      "ORDER BY id", **where)]
+
+
+def user_id(engine, username: str) -> int:
+    return scalar(engine, "SELECT id FROM auth.users WHERE username = :u", u=username)
+
+
+def profile_id(engine, name: str) -> int:
+    return scalar(engine, "SELECT id FROM auth.profiles WHERE name = :n", n=name)
+
+
+# --- fixtures ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def institutions(migrated_database, engine):
+    """The demo institutions 1-3 (only those rows: the demo portfolio's debtors are not
+    needed here), removed after if this module added them."""
+    before = {r[0] for r in sql(engine, "SELECT id FROM portfolio.institutions")}
+    with engine.begin() as conn:
+        conn.execute(insert(Institution).values(
+            [{"id": i, "code": code, "name": name} for i, code, name in demo.INSTITUTIONS]
+        ).on_conflict_do_nothing())
+        conn.execute(text("SELECT setval(pg_get_serial_sequence('portfolio.institutions', 'id'),"
+                          " (SELECT max(id) FROM portfolio.institutions))"))
+    yield
+    added = [i for i, _, _ in demo.INSTITUTIONS if i not in before]
+    if added:
+        sql(engine, "DELETE FROM portfolio.institutions WHERE id = ANY(:ids)", ids=added)
+
+
+@pytest.fixture
+def seeded(engine, institutions):
+    """Default profiles and the demo users (admin, supervisor, gestor1, gestor2, abogado,
+    cliente; password ``recaudo-demo``) on empty auth tables."""
+    _truncate(engine)
+    auth_seed.seed_defaults()
+    auth_seed.seed_demo()
+    yield
+    _truncate(engine)
+
+
+@pytest.fixture
+def services(container_factory, rabbit_config):
+    for cls in (AuthService, PortfolioService):
+        container_factory(cls, rabbit_config).start()
+
+
+@pytest.fixture
+def anon(services, rpc_proxy):
+    """A proxy with no identity: the entrypoints that establish one."""
+    return rpc_proxy()
+
+
+@pytest.fixture
+def as_user(anon, rpc_proxy):
+    """``as_user("admin")``: a proxy carrying the identity a real login answered."""
+    cache = {}
+
+    def make(username, password=DEMO):
+        if username not in cache:
+            cache[username] = rpc_proxy({"identity": anon.auth.login(username, password)["identity"]})
+        return cache[username]
+
+    return make
+
+
+def new_user(admin, engine, username, profile, institutions=(1,), password=OTHER_PASSWORD,
+             **extra):
+    return admin.auth.create_user({
+        "username": username, "display_name": username.title(), "password": password,
+        "profile_id": profile_id(engine, profile), "institutions": list(institutions), **extra})
+
+
+# --- login, sessions, logout ----------------------------------------------------------
+
+def test_login_opens_a_new_session_each_time_and_logout_ends_it(seeded, anon, engine):
+    first = anon.auth.login("admin", DEMO, "198.51.100.1", "pytest")
+    assert first["session_id"] and first["csrf_token"]
+    identity = verify(first["identity"])
+    assert (identity.username, identity.profile, identity.all_institutions) == \
+        ("admin", "Administrador", True)
+    assert "users.manage" in identity.permissions
+    assert first["user"]["username"] == "admin"
+
+    second = anon.auth.login("admin", DEMO)
+    assert second["session_id"] != first["session_id"]      # a new id at every login
+    assert second["csrf_token"] != first["csrf_token"]
+
+    resolved = anon.auth.resolve_session(first["session_id"])
+    assert resolved["csrf_token"] == first["csrf_token"]
+    assert verify(resolved["identity"]).user_id == identity.user_id
+    # stored hashed: the id itself is nowhere in the table
+    stored = [r[0] for r in sql(engine, "SELECT id_hash FROM auth.sessions")]
+    assert len(stored) == 2 and first["session_id"] not in stored
+
+    anon.auth.logout(first["session_id"])
+    with pytest.raises(NotAuthenticated):
+        anon.auth.resolve_session(first["session_id"])
+    anon.auth.resolve_session(second["session_id"])          # only that session ended
+    assert audit_actions(engine, target_user_id=identity.user_id) == \
+        ["login_succeeded", "login_succeeded", "logout"]
+
+
+def test_wrong_password_and_unknown_user_answer_the_same(seeded, anon, engine):
+    with pytest.raises(NotAuthenticated) as wrong:
+        anon.auth.login("gestor1", WRONG, "198.51.100.2")
+    with pytest.raises(NotAuthenticated) as unknown:
+        anon.auth.login("nadie-existe", WRONG, "198.51.100.2")
+    with pytest.raises(NotAuthenticated) as tokens:
+        anon.auth.issue_tokens("nadie-existe", WRONG)
+    assert wrong.value.message == unknown.value.message == tokens.value.message \
+        == INVALID_CREDENTIALS
+    assert wrong.value.fields == unknown.value.fields == {}
+    rows = sql(engine, "SELECT actor, target_user_id, host(address) FROM auth.audit_log "
+                       "WHERE action = 'login_failed' ORDER BY id")
+    assert rows == [("gestor1", user_id(engine, "gestor1"), "198.51.100.2"),
+                    ("nadie-existe", None, "198.51.100.2"), ("nadie-existe", None, None)]
+
+
+def test_bad_credentials_input_is_invalid_not_a_crash(seeded, anon):
+    with pytest.raises(InvalidInput) as err:
+        anon.auth.login("", 12345)
+    assert set(err.value.fields) == {"username", "password"}
+    for call in (anon.auth.resolve_session, anon.auth.resolve_token, anon.auth.refresh_tokens):
+        for secret in ("", "x" * 201, None):
+            with pytest.raises(InvalidInput):
+                call(secret)
+
+
+# --- throttling and lockout --------------------------------------------------------------
+
+def test_five_failures_for_a_username_throttle_even_the_right_password(seeded, anon, engine):
+    for _ in range(5):
+        with pytest.raises(NotAuthenticated):
+            anon.auth.login("gestor1", WRONG)
+    with pytest.raises(Throttled):
+        anon.auth.login("gestor1", DEMO)
+    with pytest.raises(Throttled):                      # the API login counts the same
+        anon.auth.issue_tokens("GESTOR1", DEMO)
+    assert "login_throttled" in audit_actions(engine)
+    anon.auth.login("gestor2", DEMO)                    # other users are not affected
+
+    # the window is 15 minutes: once the failures are older, the right password works
+    sql(engine, "UPDATE auth.login_failures SET at = now() - interval '16 minutes'")
+    anon.auth.login("gestor1", DEMO)
+
+
+def test_twenty_failures_from_one_address_throttle_every_username(seeded, anon, engine):
+    address = "203.0.113.7"
+    # four real failures with different usernames prove the address is what is counted...
+    for name in ("gestor1", "gestor2", "abogado", "nadie"):
+        with pytest.raises(NotAuthenticated):
+            anon.auth.login(name, WRONG, address)
+    # ...the other fifteen are written directly (an Argon2 verify each would cost ~2 s)
+    sql(engine, "INSERT INTO auth.login_failures (username, address) "
+                "SELECT 'intruso' || g, CAST(:a AS inet) FROM generate_series(1, 15) g", a=address)
+    anon.auth.login("admin", DEMO, address)             # 19 failures: not yet
+    with pytest.raises(NotAuthenticated):
+        anon.auth.login("otro-mas", WRONG, address)     # the 20th
+    with pytest.raises(Throttled):
+        anon.auth.login("admin", DEMO, address)
+    anon.auth.login("admin", DEMO, "203.0.113.8")       # another address is fine
+
+
+def test_ten_consecutive_failures_lock_until_an_admin_unlocks(seeded, anon, as_user, engine):
+    admin = as_user("admin")
+    gestor_id = user_id(engine, "gestor1")
+    for attempt in range(1, 11):
+        # The per-username throttle (5 in 15 min) would stop attempts 6-10 before they
+        # reach the password check, so the throttle's rows are cleared every 4 attempts;
+        # the lockout counter (users.failed_logins) is separate and keeps counting.
+        if attempt % 4 == 1:
+            sql(engine, "DELETE FROM auth.login_failures")
+        with pytest.raises(NotAuthenticated) as err:
+            anon.auth.login("gestor1", WRONG)
+        assert err.value.message == INVALID_CREDENTIALS   # the 10th does not say "locked"
+        locked = scalar(engine, "SELECT locked_at IS NOT NULL FROM auth.users WHERE id = :i",
+                        i=gestor_id)
+        assert locked == (attempt == 10), attempt
+    sql(engine, "DELETE FROM auth.login_failures")
+
+    with pytest.raises(NotAuthenticated) as err:
+        anon.auth.login("gestor1", DEMO)
+    assert "bloqueada" in err.value.message
+    assert admin.auth.get_user(gestor_id)["locked"] is True
+
+    unlocked = admin.auth.unlock_user(gestor_id)
+    assert unlocked["locked"] is False
+    assert verify(anon.auth.login("gestor1", DEMO)["identity"]).username == "gestor1"
+    actions = audit_actions(engine, target_user_id=gestor_id)
+    assert actions.count("login_failed") == 10
+    assert actions[actions.index("account_locked"):] == \
+        ["account_locked", "account_unlocked", "login_succeeded"]
+    assert sql(engine, "SELECT actor FROM auth.audit_log WHERE action = 'account_unlocked'") \
+        == [("admin",)]
+
+
+def test_a_successful_login_resets_the_consecutive_count(seeded, anon, engine):
+    sql(engine, "UPDATE auth.users SET failed_logins = 9 WHERE username = 'gestor1'")
+    anon.auth.login("gestor1", DEMO)
+    with pytest.raises(NotAuthenticated):
+        anon.auth.login("gestor1", WRONG)
+    assert sql(engine, "SELECT failed_logins, locked_at FROM auth.users "
+                       "WHERE username = 'gestor1'") == [(1, None)]
+
+
+def test_changing_ones_own_password(seeded, anon, as_user, engine):
+    me = as_user("gestor1")
+    refusals = {
+        "current_password": {"current_password": WRONG, "new_password": OTHER_PASSWORD},
+        "new_password": {"current_password": DEMO, "new_password": "password123"},
+    }
+    for field_name, data in refusals.items():
+        with pytest.raises(InvalidInput) as err:
+            me.auth.change_password(data)
+        assert field_name in err.value.fields
+    with pytest.raises(InvalidInput) as err:                   # the same one again
+        me.auth.change_password({"current_password": DEMO, "new_password": DEMO})
+    assert "new_password" in err.value.fields
+
+    me.auth.change_password({"current_password": DEMO, "new_password": OTHER_PASSWORD})
+    with pytest.raises(NotAuthenticated):
+        anon.auth.login("gestor1", DEMO)
+    anon.auth.login("gestor1", OTHER_PASSWORD)
+    assert "password_changed" in audit_actions(engine, target_user_id=user_id(engine, "gestor1"))
+
+
+# --- session timeouts -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("expire", [
+    "last_seen_at = now() - interval '31 minutes'",                        # idle
+    "expires_at = now() - interval '1 second', last_seen_at = now()",      # absolute
+], ids=["idle", "absolute"])
+def test_expired_sessions_are_refused(seeded, anon, engine, expire):
+    opened = anon.auth.login("supervisor", DEMO)
+    anon.auth.resolve_session(opened["session_id"])
+    sql(engine, f"UPDATE auth.sessions SET {expire}")
+    with pytest.raises(NotAuthenticated):
+        anon.auth.resolve_session(opened["session_id"])
+    assert "session_expired" in audit_actions(engine)
+    # and it stays ended, even if the clock were to say otherwise
+    sql(engine, "UPDATE auth.sessions SET last_seen_at = now(), "
+                "expires_at = now() + interval '1 hour'")
+    with pytest.raises(NotAuthenticated):
+        anon.auth.resolve_session(opened["session_id"])
+
+
+# --- API tokens ---------------------------------------------------------------------------
+
+def test_refresh_rotates_and_reuse_revokes_the_whole_family(seeded, anon, engine):
+    first = anon.auth.issue_tokens("gestor1", DEMO)
+    assert first["token_type"] == "Bearer" and first["expires_in"] == 900
+    assert verify(anon.auth.resolve_token(first["access_token"])["identity"]).username == "gestor1"
+
+    second = anon.auth.refresh_tokens(first["refresh_token"])
+    assert {second["access_token"], second["refresh_token"]}.isdisjoint(
+        {first["access_token"], first["refresh_token"]})
+    with pytest.raises(NotAuthenticated):                 # the old access token ended
+        anon.auth.resolve_token(first["access_token"])
+    anon.auth.resolve_token(second["access_token"])
+
+    with pytest.raises(NotAuthenticated):                 # the spent refresh token...
+        anon.auth.refresh_tokens(first["refresh_token"])
+    with pytest.raises(NotAuthenticated):                 # ...revoked its whole family
+        anon.auth.refresh_tokens(second["refresh_token"])
+    with pytest.raises(NotAuthenticated):
+        anon.auth.resolve_token(second["access_token"])
+    assert "token_reuse_detected" in audit_actions(engine)
+    # nothing is stored in clear
+    hashes = [r[0] for r in sql(engine, "SELECT token_hash FROM auth.api_tokens")]
+    assert len(hashes) == 4
+    assert not {first["access_token"], first["refresh_token"]} & set(hashes)
+
+
+def test_a_refresh_token_is_not_an_access_token_and_vice_versa(seeded, anon):
+    pair = anon.auth.issue_tokens("gestor1", DEMO)
+    with pytest.raises(NotAuthenticated):
+        anon.auth.resolve_token(pair["refresh_token"])
+    with pytest.raises(NotAuthenticated):
+        anon.auth.refresh_tokens(pair["access_token"])
+    anon.auth.revoke_token(pair["access_token"])          # API logout ends both
+    with pytest.raises(NotAuthenticated):
+        anon.auth.refresh_tokens(pair["refresh_token"])
+
+
+# --- disabling a user ends everything at once ------------------------------------------------
+
+def test_disable_ends_sessions_tokens_and_api_keys_and_emits_the_event(
+        seeded, anon, as_user, engine):
+    admin = as_user("admin")
+    partner = new_user(admin, engine, "socio1", "Integración")
+    opened = anon.auth.login("socio1", OTHER_PASSWORD)
+    pair = anon.auth.issue_tokens("socio1", OTHER_PASSWORD)
+    key = admin.auth.create_api_key({"user_id": partner["id"], "name": "ERP del banco"})
+    anon.auth.resolve_session(opened["session_id"])
+    anon.auth.resolve_token(pair["access_token"])
+    anon.auth.resolve_token(key["key"])
+
+    assert admin.auth.disable_user(partner["id"])["active"] is False
+
+    with pytest.raises(NotAuthenticated):
+        anon.auth.resolve_session(opened["session_id"])
+    with pytest.raises(NotAuthenticated):
+        anon.auth.resolve_token(pair["access_token"])
+    with pytest.raises(NotAuthenticated):
+        anon.auth.refresh_tokens(pair["refresh_token"])
+    with pytest.raises(NotAuthenticated):
+        anon.auth.resolve_token(key["key"])
+    with pytest.raises(NotAuthenticated) as err:
+        anon.auth.login("socio1", OTHER_PASSWORD)
+    assert err.value.message == INVALID_CREDENTIALS
+    # revoked in the database, not merely refused while the flag is off
+    assert scalar(engine, "SELECT count(*) FROM auth.sessions WHERE revoked_at IS NULL") == 1
+    assert scalar(engine, "SELECT count(*) FROM auth.api_tokens WHERE revoked_at IS NULL") == 0
+
+    events = sql(engine, "SELECT payload->>'user_id', payload->>'username' FROM auth.outbox "
+                         "WHERE event_type = 'user_disabled'")
+    assert events == [(str(partner["id"]), "socio1")]
+    assert "user_disabled" in audit_actions(engine, target_user_id=partner["id"])
+    deadline = time.monotonic() + 10                      # and the relay publishes it
+    while scalar(engine, "SELECT count(*) FROM auth.outbox WHERE event_type = 'user_disabled' "
+                         "AND published_at IS NULL") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert scalar(engine, "SELECT published_at IS NOT NULL FROM auth.outbox "
+                          "WHERE event_type = 'user_disabled'")
+
+    with pytest.raises(Conflict):                         # nobody disables themselves
+        admin.auth.disable_user(user_id(engine, "admin"))
+    admin.auth.enable_user(partner["id"])
+    anon.auth.login("socio1", OTHER_PASSWORD)
+
+
+# --- API keys -----------------------------------------------------------------------------
+
+def test_api_key_lifecycle_secret_shown_once_and_kept_hashed(seeded, anon, as_user, engine):
+    admin = as_user("admin")
+    partner = new_user(admin, engine, "socio1", "Integración")
+    created = admin.auth.create_api_key({"user_id": partner["id"], "name": "ERP del banco"})
+    secret = created["key"]
+    assert secret.startswith("rk_") and len(secret) > 40 and created["revoked"] is False
+
+    stored = sql(engine, "SELECT key_hash, row_to_json(k)::text FROM auth.api_keys k")
+    assert len(stored) == 1 and stored[0][0] != secret and len(stored[0][0]) == 64
+    assert secret not in stored[0][1]                     # in no column at all
+    for table in ("audit_log", "outbox"):
+        dump = sql(engine, f"SELECT coalesce(string_agg(row_to_json(t)::text, ''), '') "
+                           f"FROM auth.{table} t")[0][0]
+        assert secret not in dump, table
+
+    resolved = verify(anon.auth.resolve_token(secret)["identity"])
+    assert (resolved.user_id, resolved.username, resolved.profile, resolved.institutions) == \
+        (partner["id"], "socio1", "Integración", (1,))
+
+    listed = admin.auth.list_api_keys()
+    assert [k["id"] for k in listed] == [created["id"]]
+    assert "key" not in listed[0] and secret not in repr(listed)
+    assert listed[0]["prefix"] in secret and listed[0]["last_used_at"] is not None
+
+    assert admin.auth.revoke_api_key(created["id"])["revoked"] is True
+    with pytest.raises(NotAuthenticated):
+        anon.auth.resolve_token(secret)
+    assert audit_actions(engine, target_user_id=partner["id"])[-2:] == \
+        ["api_key_created", "api_key_revoked"]
+    with pytest.raises(NotFound):
+        admin.auth.revoke_api_key(created["id"] + 1000)
+
+
+def test_an_expired_api_key_is_refused(seeded, anon, as_user, engine):
+    admin = as_user("admin")
+    partner = new_user(admin, engine, "socio1", "Integración")
+    key = admin.auth.create_api_key({"user_id": partner["id"], "name": "caduca",
+                                     "expires_at": "2020-01-01T00:00:00+00:00"})
+    with pytest.raises(NotAuthenticated):
+        anon.auth.resolve_token(key["key"])
+
+
+# --- reach and privilege escalation -------------------------------------------------------
+
+@pytest.fixture
+def local_admin(seeded, as_user, engine):
+    """An administrator of institution 1 only, holding nothing but users.manage."""
+    admin = as_user("admin")
+    admin.auth.create_profile({"name": "Admin Local", "permissions": ["users.manage"]})
+    new_user(admin, engine, "adminlocal", "Admin Local", institutions=(1,))
+    return as_user("adminlocal", OTHER_PASSWORD)
+
+
+def test_a_scoped_admin_cannot_grant_beyond_their_own_reach(local_admin, engine):
+    own_profile = profile_id(engine, "Admin Local")
+    users_before = scalar(engine, "SELECT count(*) FROM auth.users")
+
+    def attempt(**changes):
+        data = {"username": "nuevo1", "display_name": "Nuevo", "password": OTHER_PASSWORD,
+                "profile_id": own_profile, "institutions": [1], **changes}
+        return local_admin.auth.create_user(data)
+
+    with pytest.raises(PermissionDenied) as err:
+        attempt(all_institutions=True, institutions=[])
+    assert "all_institutions" in err.value.fields
+    for institutions in ([2], [1, 2], [3]):
+        with pytest.raises(InvalidInput) as err:
+            attempt(institutions=institutions)
+        assert "institutions" in err.value.fields
+    with pytest.raises(PermissionDenied) as err:
+        attempt(profile_id=profile_id(engine, "Gestor"))
+    assert "profile_id" in err.value.fields
+    with pytest.raises(PermissionDenied):
+        local_admin.auth.create_profile({"name": "Más", "permissions": ["users.manage",
+                                                                        "audit.view"]})
+    assert scalar(engine, "SELECT count(*) FROM auth.users") == users_before
+
+    # what is within reach works
+    assert attempt()["institutions"] == [1]
+
+
+def test_a_scoped_admin_sees_and_touches_only_users_in_reach(local_admin, engine):
+    admin_id, gestor_id, cliente_id = (user_id(engine, u) for u in ("admin", "gestor1", "cliente"))
+    listed = {u["username"] for u in local_admin.auth.list_users()["items"]}
+    assert listed == {"adminlocal", "cliente"}
+    local_admin.auth.get_user(cliente_id)
+    for target in (admin_id, gestor_id):      # all-institution staff; institutions 1 and 2
+        with pytest.raises(NotFound):
+            local_admin.auth.get_user(target)
+        with pytest.raises(NotFound):
+            local_admin.auth.disable_user(target)
+        with pytest.raises(NotFound):
+            local_admin.auth.reset_password(target, {"password": "otra-clave-muy-larga"})
+        with pytest.raises(NotFound):
+            local_admin.auth.update_user(target, {"display_name": "x"})
+        with pytest.raises(NotFound):
+            local_admin.auth.create_api_key({"user_id": target, "name": "robada"})
+    own_id = user_id(engine, "adminlocal")
+    with pytest.raises(InvalidInput):
+        local_admin.auth.update_user(own_id, {"institutions": [1, 2]})
+    with pytest.raises(PermissionDenied):
+        local_admin.auth.update_user(own_id, {"all_institutions": True})
+    with pytest.raises(PermissionDenied):
+        local_admin.auth.update_user(cliente_id, {"profile_id": profile_id(engine, "Gestor"),
+                                                  "institutions": [1]})
+
+
+def test_a_scoped_admin_cannot_edit_profiles_held_by_users_out_of_reach(local_admin, engine):
+    """Profiles are shared: editing one changes every holder, including the all-institution
+    administrators (stripping users.manage from "Administrador") or gestores of other
+    institutions (adding users.manage to "Gestor")."""
+    for name in ("Administrador", "Gestor"):
+        pid = profile_id(engine, name)
+        current = scalar(engine, "SELECT permissions FROM auth.profiles WHERE id = :i", i=pid)
+        changed = sorted(set(current) ^ {"users.manage"})
+        with pytest.raises(PermissionDenied):
+            local_admin.auth.update_profile(pid, {"name": name, "permissions": changed})
+        assert scalar(engine, "SELECT permissions FROM auth.profiles WHERE id = :i",
+                      i=pid) == current
+    # their own profile, held only by users in reach, they may edit within what they hold
+    local_admin.auth.update_profile(profile_id(engine, "Admin Local"),
+                                    {"name": "Admin Local", "description": "Sucursal 1",
+                                     "permissions": ["users.manage"]})
+
+
+def test_a_scoped_admin_cannot_take_over_a_user_holding_more(local_admin, anon, engine):
+    """Resetting the password of (or minting an API key for) a user whose profile holds
+    permissions the admin lacks would hand the admin those permissions."""
+    cliente_id = user_id(engine, "cliente")
+    with pytest.raises(PermissionDenied):
+        local_admin.auth.reset_password(cliente_id, {"password": "otra-clave-muy-larga"})
+    with pytest.raises(PermissionDenied):
+        local_admin.auth.create_api_key({"user_id": cliente_id, "name": "robada"})
+    anon.auth.login("cliente", DEMO)                        # password unchanged
+    assert scalar(engine, "SELECT count(*) FROM auth.api_keys") == 0
+
+
+def test_cliente_profile_binds_exactly_one_institution(seeded, as_user, engine):
+    admin = as_user("admin")
+    for institutions, extra in (([1, 2], {}), ([], {}), ([], {"all_institutions": True})):
+        with pytest.raises(InvalidInput) as err:
+            new_user(admin, engine, "portal2", "Cliente", institutions, **extra)
+        assert "institutions" in err.value.fields
+    created = new_user(admin, engine, "portal2", "Cliente", [2])
+    assert created["institutions"] == [2] and created["all_institutions"] is False
+    with pytest.raises(InvalidInput):
+        admin.auth.update_user(created["id"], {"institutions": [2, 3]})
+
+
+# --- input validation -----------------------------------------------------------------------
+
+def _written(engine) -> tuple:
+    return tuple(scalar(engine, f"SELECT count(*) FROM auth.{t}")
+                 for t in ("users", "audit_log", "outbox"))
+
+
+def test_bad_user_input_names_each_field_and_writes_nothing(seeded, as_user, engine):
+    admin = as_user("admin")
+    gestor = profile_id(engine, "Gestor")
+    before = _written(engine)
+    valid = {"username": "nuevo1", "display_name": "Nuevo Usuario", "profile_id": gestor,
+             "institutions": [1], "password": OTHER_PASSWORD}
+
+    with pytest.raises(InvalidInput) as err:
+        admin.auth.create_user({**valid, "display_name": "x" * 121, "profile_id": "abc",
+                                "institutions": "1", "is_superuser": True})
+    assert set(err.value.fields) == {"display_name", "profile_id", "institutions",
+                                     "is_superuser"}
+
+    cases = {
+        "username": {"username": "Con Espacios"},
+        "email": {"email": "no-es-correo"},
+        "language": {"language": "fr"},
+        "active": {"active": "quizá"},
+        "all_institutions": {"all_institutions": [True]},
+        "password": {"password": "password123"},                 # in the common list
+    }
+    for field, change in cases.items():
+        with pytest.raises(InvalidInput) as err:
+            admin.auth.create_user({**valid, **change})
+        assert field in err.value.fields, (field, err.value.fields)
+    for short_or_own in ("corta", "nuevo1"):
+        with pytest.raises(InvalidInput) as err:
+            admin.auth.create_user({**valid, "password": short_or_own})
+        assert set(err.value.fields) == {"password"}
+    with pytest.raises(InvalidInput) as err:
+        admin.auth.create_user({**valid, "profile_id": 99999})
+    assert "profile_id" in err.value.fields
+    with pytest.raises(InvalidInput) as err:
+        admin.auth.create_user(["not", "an", "object"])
+    assert "_schema" in err.value.fields
+    with pytest.raises(InvalidInput) as err:
+        admin.auth.update_user(user_id(engine, "gestor1"), {"password": OTHER_PASSWORD})
+    assert "password" in err.value.fields                        # not updatable this way
+    assert _written(engine) == before
+
+    admin.auth.create_user(valid)                                 # the valid one is written
+    with pytest.raises(Conflict):
+        admin.auth.create_user(valid)
+
+
+# --- identity on admin RPCs ---------------------------------------------------------------
+
+def test_admin_rpcs_refuse_missing_forged_or_expired_identities(seeded, anon, as_user,
+                                                                rpc_proxy, engine):
+    admin_claims = verify(anon.auth.login("admin", DEMO)["identity"])
+    forged = dataclasses.replace(admin_claims)
+    for context in ({}, {"identity": "garbage"},
+                    {"identity": sign(forged, key="not-the-platform-key")},
+                    {"identity": sign(forged, ttl=-1)}):
+        with pytest.raises(NotAuthenticated):
+            rpc_proxy(context).auth.list_users()
+    with pytest.raises(NotAuthenticated):
+        anon.auth.me()
+    rpc_proxy({"identity": sign(forged)}).auth.list_users()      # the real key: accepted
+
+    gestor = as_user("gestor1")
+    with pytest.raises(PermissionDenied) as err:
+        gestor.auth.list_users()
+    assert err.value.fields == {"permission": ["users.manage"]}
+    with pytest.raises(PermissionDenied):
+        gestor.auth.list_audit()
+    assert gestor.auth.me()["username"] == "gestor1"
+
+
+# --- institution scope in the portfolio service ---------------------------------------------
+
+def test_institutions_out_of_scope_answer_like_missing(seeded, as_user, rpc_proxy):
+    cliente, gestor, admin = as_user("cliente"), as_user("gestor1"), as_user("admin")
+    assert [i["id"] for i in cliente.portfolio.list_institutions()] == [1]
+    assert sorted(i["id"] for i in gestor.portfolio.list_institutions()) == [1, 2]
+    assert sorted(i["id"] for i in admin.portfolio.list_institutions()) == [1, 2, 3]
+    assert gestor.portfolio.get_institution(2)["code"] == "CREDIMAS"
+    for proxy, institution in ((cliente, 2), (cliente, 3), (gestor, 3), (admin, 99999)):
+        with pytest.raises(NotFound) as err:
+            proxy.portfolio.get_institution(institution)
+        assert err.value.message == "Institución no encontrada"
+    with pytest.raises(NotAuthenticated):
+        rpc_proxy().portfolio.list_institutions()

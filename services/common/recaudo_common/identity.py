@@ -21,6 +21,8 @@ from .config import settings
 from .errors import NotAuthenticated, NotFound, PermissionDenied
 
 IDENTITY_KEY = "identity"
+#: the permission of the platform's own system identity, standing for every permission
+ALL_PERMISSIONS = "*"
 
 
 @dataclass(frozen=True)
@@ -36,12 +38,19 @@ class Identity:
     language: str = "es"
     expires_at: float = 0.0
 
+    @classmethod
+    def system(cls, service: str) -> "Identity":
+        """A service acting on its own (a timer, an event handler calling another service).
+        Only holders of the identity key can sign it, i.e. the platform's own services."""
+        return cls(user_id=0, username=f"system:{service}", profile="Sistema",
+                   permissions=frozenset({ALL_PERMISSIONS}), institutions=None)
+
     # --- checks services call --------------------------------------------
     def has(self, permission: str) -> bool:
-        return permission in self.permissions
+        return permission in self.permissions or ALL_PERMISSIONS in self.permissions
 
     def require(self, permission: str) -> "Identity":
-        if permission not in self.permissions:
+        if not self.has(permission):
             raise PermissionDenied(f"Falta el permiso {permission}", {"permission": [permission]})
         return self
 

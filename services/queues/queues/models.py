@@ -1,4 +1,160 @@
-"""Tables of the queues service, all in its own ``queues`` schema."""
+"""Tables of the queues service, all in its own ``queues`` schema.
+
+``account_facts`` is this service's projection of what it ranks on, fed by events
+from the portfolio and activities services. A strategy is an ordered list of queues
+per institution; ``assignments`` says, for every account, the queue it landed in,
+its rank there and its collector; ``leases`` holds the accounts being worked right
+now, one row per account at most (the primary key makes a double lease impossible).
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from decimal import Decimal
+
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Date, DateTime, ForeignKey, Index,
+                        Integer, Numeric, String, Time, UniqueConstraint, func, text)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
 from recaudo_common.models import service_base
 
 Base = service_base("queues")
+Money = Numeric(14, 2)
+
+
+def _now():
+    return mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class AccountFacts(Base):
+    __tablename__ = "account_facts"
+    account_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    institution_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    debtor_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    stage: Mapped[str] = mapped_column(String(12), nullable=False)
+    status_id: Mapped[int | None] = mapped_column(Integer)
+    days_past_due: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    balance: Mapped[Decimal] = mapped_column(Money, nullable=False, server_default="0")
+    overdue_amount: Mapped[Decimal] = mapped_column(Money, nullable=False, server_default="0")
+    product: Mapped[str] = mapped_column(String(60), nullable=False, server_default="")
+    state: Mapped[str | None] = mapped_column(String(60))
+    time_zone: Mapped[str | None] = mapped_column(String(60))
+    next_due_date: Mapped[date | None] = mapped_column(Date)
+    last_contact_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_result_code: Mapped[str | None] = mapped_column(String(30))
+    open_promise: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    broken_promise: Mapped[bool] = mapped_column(Boolean, nullable=False,
+                                                 server_default=text("false"))
+    open_dispute: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    do_not_contact: Mapped[bool] = mapped_column(Boolean, nullable=False,
+                                                 server_default=text("false"))
+    callback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = _now()
+    __table_args__ = (Index("ix_account_facts_institution", "institution_id"),)
+
+
+class InstitutionRules(Base):
+    """Per institution: the contact window (local time of the debtor) and its zone."""
+
+    __tablename__ = "institution_rules"
+    institution_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    time_zone: Mapped[str] = mapped_column(String(60), nullable=False,
+                                           server_default="America/Mexico_City")
+    contact_from: Mapped[time] = mapped_column(Time, nullable=False, server_default=text("'07:00'"))
+    contact_until: Mapped[time] = mapped_column(Time, nullable=False, server_default=text("'22:00'"))
+
+
+class Strategy(Base):
+    __tablename__ = "strategies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    institution_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    name: Mapped[str] = mapped_column(String(80), nullable=False)
+    #: draft (editable), active (the one applied), archived
+    state: Mapped[str] = mapped_column(String(10), nullable=False, server_default="draft")
+    #: champion/challenger: this share (0-50 %) of accounts, stable per account, goes to the
+    #: challenger strategy instead
+    challenger_id: Mapped[int | None] = mapped_column(ForeignKey("queues.strategies.id"))
+    challenger_share: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    created_by: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = _now()
+    applied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (
+        UniqueConstraint("institution_id", "name", name="uq_strategies_name"),
+        CheckConstraint("state IN ('draft', 'active', 'archived')", name="state"),
+        CheckConstraint("challenger_share BETWEEN 0 AND 50", name="share"),
+        Index("uq_strategies_one_active", "institution_id", unique=True,
+              postgresql_where=text("state = 'active'")),
+    )
+
+
+class Queue(Base):
+    """A fila de cobranza: conditions, order, owner team and assignment policy."""
+
+    __tablename__ = "queues"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    strategy_id: Mapped[int] = mapped_column(ForeignKey("queues.strategies.id", ondelete="CASCADE"),
+                                             nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    name: Mapped[str] = mapped_column(String(80), nullable=False)
+    #: {"all"|"any": [{"field", "op", "value"} | nested group]}
+    conditions: Mapped[dict] = mapped_column(JSONB, nullable=False)
+    #: [{"field", "direction": "asc"|"desc"}]
+    sort: Mapped[list] = mapped_column(JSONB, nullable=False)
+    team_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    policy: Mapped[str] = mapped_column(String(16), nullable=False, server_default="round_robin")
+    frozen: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    __table_args__ = (
+        UniqueConstraint("strategy_id", "position", name="uq_queues_position"),
+        CheckConstraint("policy IN ('round_robin', 'balance_weighted', 'capacity', 'manual')",
+                        name="policy"),
+    )
+
+
+class Assignment(Base):
+    __tablename__ = "assignments"
+    account_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    institution_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queues.queues.id", ondelete="CASCADE"),
+                                          nullable=False)
+    arm: Mapped[str] = mapped_column(String(10), nullable=False, server_default="champion")
+    rank: Mapped[int] = mapped_column(Integer, nullable=False)
+    agent_id: Mapped[int | None] = mapped_column(Integer)
+    assigned_at: Mapped[datetime] = _now()
+    __table_args__ = (
+        Index("ix_assignments_queue_rank", "queue_id", "rank"),
+        Index("ix_assignments_agent", "agent_id"),
+        Index("ix_assignments_institution", "institution_id"),
+    )
+
+
+class Lease(Base):
+    """An account being worked. One row per account: the primary key is the guarantee."""
+
+    __tablename__ = "leases"
+    account_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    agent_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    leased_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    __table_args__ = (Index("ix_leases_agent", "agent_id"),)
+
+
+class TeamMember(Base):
+    """Projection of auth's teams: who works which team's queues, and their capacity."""
+
+    __tablename__ = "team_members"
+    team_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    agent_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    capacity: Mapped[int] = mapped_column(Integer, nullable=False, server_default="100")
+
+
+class WorkLog(Base):
+    """Accounts pulled and worked per agent and day, for the supervisors' board."""
+
+    __tablename__ = "work_log"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    account_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    queue_id: Mapped[int | None] = mapped_column(Integer)
+    agent_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    event: Mapped[str] = mapped_column(String(10), nullable=False)  # pulled | worked | released
+    at: Mapped[datetime] = _now()
+    __table_args__ = (Index("ix_work_log_queue_at", "queue_id", "at"),)

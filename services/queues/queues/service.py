@@ -1,10 +1,328 @@
 """Entrypoints of the queues service."""
-from recaudo_common.db import Database
-from recaudo_common.service import ServiceBase
+from __future__ import annotations
 
-from .models import Base
+import logging
+from datetime import timedelta
+
+from nameko.events import event_handler
+from nameko.rpc import RpcProxy
+from nameko.timer import timer
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from recaudo_common.db import Database
+from recaudo_common.errors import Conflict, InvalidInput, NotFound
+from recaudo_common.identity import Identity
+from recaudo_common.service import ServiceBase, rpc
+from recaudo_common.validation import load
+
+from . import placement, rules, working
+from .models import (AccountFacts, Assignment, Base, InstitutionRules, Lease, Queue, Strategy,
+                     TeamMember)
+from .schemas import MoveAccounts, QueueOut, Reassign, StrategyOut, StrategyWrite, WorklistQuery
+
+log = logging.getLogger(__name__)
+
+FACT_COLUMNS = ("institution_id", "debtor_id", "stage", "status_id", "days_past_due", "balance",
+                "overdue_amount", "product", "state", "time_zone", "next_due_date")
 
 
 class QueuesService(ServiceBase):
     name = "queues"
     db = Database(Base)
+    portfolio = RpcProxy("portfolio")
+
+    # --- strategies -----------------------------------------------------------------
+
+    @rpc
+    def condition_catalogue(self):
+        """Fields, operators and sortable fields the strategy editor offers."""
+        self.caller.identity  # any authenticated caller
+        return {"fields": [{"name": n, "label": f.label, "kind": f.kind, "choices": list(f.choices)}
+                           for n, f in rules.FIELDS.items()],
+                "operators": rules.OPERATORS, "sortable": list(rules.SORTABLE)}
+
+    @rpc
+    def list_strategies(self, institution_id):
+        identity = self.caller.require("queues.manage")
+        identity.require_institution(institution_id)
+        with self.db.session() as session:
+            rows = session.execute(select(Strategy).where(Strategy.institution_id == institution_id)
+                                   .order_by(Strategy.state, Strategy.name)).scalars().all()
+            return [self._strategy_out(session, s) for s in rows]
+
+    @rpc
+    def get_strategy(self, strategy_id):
+        identity = self.caller.require("queues.manage")
+        with self.db.session() as session:
+            return self._strategy_out(session, self._strategy(session, identity, strategy_id))
+
+    @rpc
+    def save_strategy(self, data, strategy_id=None):
+        """Create a draft strategy, or replace a draft's queues (an active one is copied)."""
+        identity = self.caller.require("queues.manage")
+        data = load(StrategyWrite(), data)
+        identity.require_institution(data["institution_id"])
+        with self.db.session() as session:
+            self._check_teams(session, data["queues"])
+            if data["challenger_id"]:
+                challenger = self._strategy(session, identity, data["challenger_id"])
+                if challenger.institution_id != data["institution_id"] or challenger.id == strategy_id:
+                    raise InvalidInput("Retadora inválida",
+                                       {"challenger_id": ["Debe ser otra estrategia de la institución"]})
+            if strategy_id is None:
+                strategy = Strategy(institution_id=data["institution_id"], name=data["name"],
+                                    created_by=identity.user_id)
+                session.add(strategy)
+            else:
+                strategy = self._strategy(session, identity, strategy_id, lock=True)
+                if strategy.state != "draft" or strategy.institution_id != data["institution_id"]:
+                    raise Conflict("Sólo se editan borradores; guarde una copia con otro nombre")
+                session.execute(delete(Queue).where(Queue.strategy_id == strategy.id))
+            clash = session.execute(select(Strategy.id).where(
+                Strategy.institution_id == data["institution_id"], Strategy.name == data["name"],
+                Strategy.id != (strategy_id or 0))).first()
+            if clash:
+                raise Conflict("Ya existe una estrategia con ese nombre",
+                               {"name": ["Ya existe en esta institución"]})
+            strategy.name = data["name"]
+            strategy.challenger_id = data["challenger_id"]
+            strategy.challenger_share = data["challenger_share"]
+            session.flush()
+            session.add_all([Queue(strategy_id=strategy.id, position=i + 1, **q)
+                             for i, q in enumerate(data["queues"])])
+            session.flush()
+            return self._strategy_out(session, strategy)
+
+    @rpc
+    def simulate_strategy(self, strategy_id):
+        """What applying would do, per queue, without changing anything."""
+        identity = self.caller.require("queues.manage")
+        with self.db.session() as session:
+            strategy = self._strategy(session, identity, strategy_id)
+            result = placement.simulate(session, strategy)
+            session.rollback()
+            return result
+
+    @rpc
+    def apply_strategy(self, strategy_id):
+        """Make it the institution's active strategy and rebuild its queues now."""
+        identity = self.caller.require("queues.manage")
+        with self.db.session() as session:
+            strategy = self._strategy(session, identity, strategy_id, lock=True)
+            if strategy.state == "archived":
+                raise Conflict("La estrategia está archivada")
+            placement.lock_institution(session, strategy.institution_id)
+            session.execute(update(Strategy).where(
+                Strategy.institution_id == strategy.institution_id, Strategy.state == "active",
+                Strategy.id != strategy.id).values(state="archived"))
+            strategy.state = "active"
+            session.flush()
+            return self._rebuild(session, strategy)
+
+    @rpc
+    def rebuild_queues(self, institution_id):
+        identity = self.caller.require("queues.manage")
+        identity.require_institution(institution_id)
+        with self.db.session() as session:
+            strategy = session.execute(select(Strategy).where(
+                Strategy.institution_id == institution_id, Strategy.state == "active")
+            ).scalar_one_or_none()
+            if strategy is None:
+                raise NotFound("La institución no tiene estrategia activa")
+            return self._rebuild(session, strategy)
+
+    @timer(interval=3600)
+    def nightly_rebuild(self):
+        """Re-place every institution whose active strategy was last applied a day ago."""
+        with self.db.session() as session:
+            due = session.execute(select(Strategy.id).where(
+                Strategy.state == "active",
+                Strategy.applied_at < func.now() - timedelta(hours=24))).scalars().all()
+        for strategy_id in due:
+            try:
+                with self.db.session() as session:
+                    self._rebuild(session, session.get(Strategy, strategy_id))
+            except Conflict:
+                log.info("nightly rebuild of strategy %s skipped: one is running", strategy_id)
+
+    def _rebuild(self, session, strategy: Strategy) -> dict:
+        result = placement.rebuild(session, strategy)
+        strategy.applied_at = func.now()
+        unplaced = session.execute(select(func.count()).select_from(AccountFacts).where(
+            AccountFacts.institution_id == strategy.institution_id,
+            ~select(Assignment.account_id).where(
+                Assignment.account_id == AccountFacts.account_id).exists())).scalar_one()
+        counts = {str(q): n for q, n in result["counts"].items()}
+        self.db.emit(session, "queues_rebuilt", {
+            "institution_id": strategy.institution_id, "strategy_id": strategy.id,
+            "counts": counts, "unplaced": unplaced})
+        changed = result["changed"]
+        for start in range(0, len(changed), placement.ANNOUNCE_BATCH):
+            self.db.emit(session, "assignments_changed", {"assignments": [
+                {"account_id": a, "agent_id": g}
+                for a, g in changed[start:start + placement.ANNOUNCE_BATCH]]})
+        return {"strategy_id": strategy.id, "counts": counts, "unplaced": unplaced,
+                "collector_changes": len(changed)}
+
+    # --- working the queue ---------------------------------------------------------------
+
+    @rpc
+    def next_account(self):
+        """Lease the caller's next account (or answer the one they already hold)."""
+        identity = self.caller.identity
+        with self.db.session() as session:
+            return working.next_account(session, identity)
+
+    @rpc
+    def release_account(self, account_id):
+        identity = self.caller.identity
+        with self.db.session() as session:
+            working.release(session, identity, account_id)
+
+    @rpc
+    def my_worklist(self, query=None):
+        identity = self.caller.identity
+        query = load(WorklistQuery(), query or {})
+        with self.db.session() as session:
+            return working.worklist(session, identity, query["page"], query["per_page"])
+
+    # --- supervising -----------------------------------------------------------------------
+
+    @rpc
+    def queue_board(self, strategy_id):
+        identity = self.caller.require("queues.manage")
+        with self.db.session() as session:
+            return working.board(session, self._strategy(session, identity, strategy_id))
+
+    @rpc
+    def freeze_queue(self, queue_id, frozen=True):
+        identity = self.caller.require("queues.manage")
+        with self.db.session() as session:
+            queue = self._queue(session, identity, queue_id)
+            queue.frozen = bool(frozen)
+            return {"queue_id": queue.id, "frozen": queue.frozen}
+
+    @rpc
+    def move_accounts(self, data):
+        identity = self.caller.require("queues.manage")
+        data = load(MoveAccounts(), data)
+        with self.db.session() as session:
+            queue = self._queue(session, identity, data["queue_id"])
+            return {"moved": working.move_accounts(session, data["account_ids"], queue)}
+
+    @rpc
+    def reassign_agent(self, data):
+        """Give one collector's accounts to another (or back to the queue)."""
+        identity = self.caller.require("queues.manage")
+        data = load(Reassign(), data)
+        with self.db.session() as session:
+            moved = working.reassign_agent(session, identity.institutions, data["from_agent_id"],
+                                           data["to_agent_id"])
+            for start in range(0, len(moved), placement.ANNOUNCE_BATCH):
+                self.db.emit(session, "assignments_changed", {"assignments": [
+                    {"account_id": a, "agent_id": data["to_agent_id"]}
+                    for a in moved[start:start + placement.ANNOUNCE_BATCH]]})
+            return {"moved": len(moved)}
+
+    # --- the projection ------------------------------------------------------------------------
+
+    @event_handler("portfolio", "accounts_changed")
+    def on_accounts_changed(self, payload):
+        with self.db.session() as session:
+            if self.db.first_time(session, payload["event_id"], "accounts_changed"):
+                upsert_facts(session, payload["accounts"])
+
+    @event_handler("auth", "team_changed")
+    def on_team_changed(self, payload):
+        with self.db.session() as session:
+            if not self.db.first_time(session, payload["event_id"], "team_changed"):
+                return
+            session.execute(delete(TeamMember).where(TeamMember.team_id == payload["team_id"]))
+            if payload["members"]:
+                session.execute(insert(TeamMember).values([
+                    {"team_id": payload["team_id"], "agent_id": m} for m in payload["members"]]))
+
+    @event_handler("auth", "user_disabled")
+    def on_user_disabled(self, payload):
+        """A disabled collector holds nothing: leases end, accounts go back to the queue."""
+        with self.db.session() as session:
+            if not self.db.first_time(session, payload["event_id"], "user_disabled"):
+                return
+            agent = payload["user_id"]
+            session.execute(delete(Lease).where(Lease.agent_id == agent))
+            session.execute(delete(TeamMember).where(TeamMember.agent_id == agent))
+            moved = working.reassign_agent(session, None, agent, None)
+            if moved:
+                self.db.emit(session, "assignments_changed", {"assignments": [
+                    {"account_id": a, "agent_id": None} for a in moved]})
+
+    @rpc
+    def resync_facts(self, institution_id):
+        """Rebuild this institution's projection from the portfolio service, in batches."""
+        identity = self.caller.require("queues.manage")
+        identity.require_institution(institution_id)
+        institution = self.portfolio.get_institution(institution_id)
+        with self.db.session() as session:
+            session.execute(insert(InstitutionRules).values(
+                institution_id=institution_id, time_zone=institution["time_zone"],
+                contact_from=institution["contact_from"], contact_until=institution["contact_until"])
+                .on_conflict_do_update(index_elements=[InstitutionRules.institution_id], set_={
+                    "time_zone": institution["time_zone"],
+                    "contact_from": institution["contact_from"],
+                    "contact_until": institution["contact_until"]}))
+        with self.db.session() as session:
+            started = session.execute(select(func.now())).scalar_one()
+        after, total = 0, 0
+        while True:
+            page = self.portfolio.account_facts_page(institution_id, after, 5000)
+            if not page:
+                break
+            with self.db.session() as session:
+                upsert_facts(session, page)
+            after, total = page[-1]["account_id"], total + len(page)
+        with self.db.session() as session:  # accounts the portfolio no longer has
+            session.execute(delete(AccountFacts).where(
+                AccountFacts.institution_id == institution_id,
+                AccountFacts.updated_at < started))
+        return {"institution_id": institution_id, "accounts": total}
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _strategy(self, session, identity: Identity, strategy_id, lock=False) -> Strategy:
+        strategy = session.get(Strategy, strategy_id, with_for_update=lock or None)
+        if strategy is None or not identity.may_access_institution(strategy.institution_id):
+            raise NotFound("Estrategia no encontrada")
+        return strategy
+
+    def _queue(self, session, identity: Identity, queue_id) -> Queue:
+        queue = session.get(Queue, queue_id)
+        if queue is None:
+            raise NotFound("Fila no encontrada")
+        self._strategy(session, identity, queue.strategy_id)
+        return queue
+
+    def _check_teams(self, session, queues) -> None:
+        known = set(session.execute(select(TeamMember.team_id).distinct()).scalars())
+        problems = {f"queues.{i}.team_id": ["El equipo no existe o no tiene gestores"]
+                    for i, q in enumerate(queues) if q["team_id"] not in known}
+        if problems:
+            raise InvalidInput("Filas sin equipo de gestores", problems)
+
+    def _strategy_out(self, session, strategy: Strategy) -> dict:
+        queues = session.execute(select(Queue).where(Queue.strategy_id == strategy.id)
+                                 .order_by(Queue.position)).scalars().all()
+        return {**StrategyOut().dump(strategy), "queues": QueueOut(many=True).dump(queues)}
+
+
+def upsert_facts(session, accounts: list[dict]) -> None:
+    """Set-based upsert of a batch of account facts (the projection is idempotent)."""
+    if not accounts:
+        return
+    rows = [{"account_id": a["account_id"], **{c: a.get(c) for c in FACT_COLUMNS}}
+            for a in accounts]
+    statement = insert(AccountFacts).values(rows)
+    session.execute(statement.on_conflict_do_update(
+        index_elements=[AccountFacts.account_id],
+        set_={**{c: statement.excluded[c] for c in FACT_COLUMNS}, "updated_at": func.now()}))
+

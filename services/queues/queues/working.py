@@ -1,0 +1,195 @@
+"""Working the queues: the next-account pull, leases, worklists, supervisors' moves.
+
+``next_account`` takes the calling agent's best account that nobody holds: the
+candidate rows are claimed with ``FOR UPDATE SKIP LOCKED`` (concurrent pulls skip
+each other instead of waiting), and the lease insert is guarded by the primary key
+of ``leases`` (a double lease is impossible even if the code were wrong).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from recaudo_common.contact_policy import sql_may_contact
+from recaudo_common.errors import InvalidInput, NotFound
+from recaudo_common.identity import Identity
+
+from .models import AccountFacts as F
+from .models import Assignment, InstitutionRules, Lease, Queue, Strategy, TeamMember, WorkLog
+
+LEASE_MINUTES = 20
+#: candidates examined per pull before giving up (they are skipped, not waited for)
+PULL_WINDOW = 20
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _workable():
+    """Conditions for an account an agent may be handed now (the one contact policy)."""
+    rules = InstitutionRules
+    window_from = func.coalesce(select(rules.contact_from).where(
+        rules.institution_id == F.institution_id).scalar_subquery(), text("'07:00'::time"))
+    window_until = func.coalesce(select(rules.contact_until).where(
+        rules.institution_id == F.institution_id).scalar_subquery(), text("'22:00'::time"))
+    return and_(
+        ~Queue.frozen,
+        Strategy.state == "active",
+        ~F.open_dispute,
+        or_(F.callback_at.is_(None), F.callback_at <= func.now()),
+        sql_may_contact(F.time_zone, window_from, window_until, F.do_not_contact),
+    )
+
+
+def _my_queues(identity: Identity):
+    return select(Queue.id).join(TeamMember, TeamMember.team_id == Queue.team_id).where(
+        TeamMember.agent_id == identity.user_id)
+
+
+def next_account(session: Session, identity: Identity, lease_minutes: int = LEASE_MINUTES) -> dict | None:
+    """Lease the agent's highest-ranked free account; None when there is nothing to do."""
+    identity.require("queues.work")
+    current = session.execute(select(Lease).where(Lease.agent_id == identity.user_id,
+                                                  Lease.expires_at > func.now())).scalar_one_or_none()
+    if current is not None:  # finish (or release) the one you hold first
+        return _describe(session, current.account_id, current)
+    candidates = session.execute(
+        select(Assignment.account_id, Assignment.queue_id)
+        .join(F, F.account_id == Assignment.account_id)
+        .join(Queue, Queue.id == Assignment.queue_id)
+        .join(Strategy, Strategy.id == Queue.strategy_id)
+        .where(Assignment.queue_id.in_(_my_queues(identity)),
+               or_(Assignment.agent_id == identity.user_id, Assignment.agent_id.is_(None)),
+               _institution_scope(identity),
+               _workable(),
+               ~select(Lease.account_id).where(Lease.account_id == Assignment.account_id,
+                                               Lease.expires_at > func.now()).exists())
+        .order_by(Queue.position, Assignment.agent_id.is_(None), Assignment.rank)
+        .limit(PULL_WINDOW)
+        .with_for_update(of=Assignment, skip_locked=True)).all()
+    expires = now() + timedelta(minutes=lease_minutes)
+    for account_id, queue_id in candidates:
+        taken = session.execute(
+            insert(Lease).values(account_id=account_id, agent_id=identity.user_id,
+                                 expires_at=expires)
+            .on_conflict_do_update(index_elements=[Lease.account_id],
+                                   set_={"agent_id": identity.user_id, "leased_at": func.now(),
+                                         "expires_at": expires},
+                                   where=Lease.expires_at <= func.now())
+            .returning(Lease.account_id)).first()
+        if taken:
+            session.add(WorkLog(account_id=account_id, queue_id=queue_id,
+                                agent_id=identity.user_id, event="pulled"))
+            session.flush()
+            return _describe(session, account_id, session.get(Lease, account_id))
+    return None
+
+
+def _institution_scope(identity: Identity):
+    if identity.all_institutions:
+        return text("true")
+    return Assignment.institution_id.in_(identity.institutions or (-1,))
+
+
+def _describe(session: Session, account_id: int, lease: Lease) -> dict:
+    row = session.execute(
+        select(Assignment, F.debtor_id, Queue.name)
+        .join(F, F.account_id == Assignment.account_id)
+        .join(Queue, Queue.id == Assignment.queue_id)
+        .where(Assignment.account_id == account_id)).first()
+    assignment, debtor_id, queue_name = row
+    return {"account_id": account_id, "debtor_id": debtor_id, "queue_id": assignment.queue_id,
+            "queue": queue_name, "rank": assignment.rank, "lease_expires_at": lease.expires_at}
+
+
+def release(session: Session, identity: Identity, account_id: int, worked: bool = False) -> None:
+    """End the caller's lease (logging an activity ends it too, with ``worked``)."""
+    deleted = session.execute(delete(Lease).where(Lease.account_id == account_id,
+                                                  Lease.agent_id == identity.user_id)
+                              .returning(Lease.account_id)).first()
+    if deleted is None:
+        raise NotFound("No tiene esa cuenta en gestión")
+    queue_id = session.execute(select(Assignment.queue_id).where(
+        Assignment.account_id == account_id)).scalar()
+    session.add(WorkLog(account_id=account_id, queue_id=queue_id, agent_id=identity.user_id,
+                        event="worked" if worked else "released"))
+
+
+def end_lease_after_activity(session: Session, account_id: int, agent_id: int) -> None:
+    """An activity was logged on the account: the agent's lease on it is over."""
+    deleted = session.execute(delete(Lease).where(Lease.account_id == account_id,
+                                                  Lease.agent_id == agent_id)
+                              .returning(Lease.account_id)).first()
+    if deleted:
+        queue_id = session.execute(select(Assignment.queue_id).where(
+            Assignment.account_id == account_id)).scalar()
+        session.add(WorkLog(account_id=account_id, queue_id=queue_id, agent_id=agent_id,
+                            event="worked"))
+
+
+def worklist(session: Session, identity: Identity, page: int, per_page: int) -> dict:
+    """The agent's assigned accounts in work order, with whether each is workable now."""
+    identity.require("queues.work")
+    base = (select(Assignment.account_id, F.debtor_id, Queue.name.label("queue"),
+                   Assignment.rank, F.days_past_due, F.balance, F.overdue_amount,
+                   F.callback_at, _workable().label("workable"))
+            .join(F, F.account_id == Assignment.account_id)
+            .join(Queue, Queue.id == Assignment.queue_id)
+            .join(Strategy, Strategy.id == Queue.strategy_id)
+            .where(Assignment.agent_id == identity.user_id, _institution_scope(identity)))
+    total = session.execute(select(func.count()).select_from(base.subquery())).scalar_one()
+    rows = session.execute(base.order_by(Queue.position, Assignment.rank)
+                           .offset((page - 1) * per_page).limit(per_page)).mappings().all()
+    return {"items": [dict(r) for r in rows], "total": total, "page": page, "per_page": per_page,
+            "pages": (total + per_page - 1) // per_page}
+
+
+def move_accounts(session: Session, account_ids: list[int], queue: Queue) -> int:
+    """A supervisor moves accounts into ``queue`` (same institution), at its end."""
+    strategy = session.get(Strategy, queue.strategy_id)
+    last = session.execute(select(func.coalesce(func.max(Assignment.rank), 0))
+                           .where(Assignment.queue_id == queue.id)).scalar_one()
+    rows = session.execute(
+        update(Assignment)
+        .where(Assignment.account_id.in_(account_ids),
+               Assignment.institution_id == strategy.institution_id)
+        .values(queue_id=queue.id, rank=last + 1)
+        .returning(Assignment.account_id)).all()
+    if len(rows) != len(set(account_ids)):
+        raise InvalidInput("Algunas cuentas no están en filas de esta institución",
+                           {"account_ids": ["Cuentas desconocidas o de otra institución"]})
+    return len(rows)
+
+
+def reassign_agent(session: Session, institution_ids, from_agent: int, to_agent: int | None) -> list[int]:
+    """Hand every account of one collector to another (or back to the queue: None)."""
+    query = update(Assignment).where(Assignment.agent_id == from_agent)
+    if institution_ids is not None:
+        query = query.where(Assignment.institution_id.in_(institution_ids))
+    return [r[0] for r in session.execute(query.values(agent_id=to_agent)
+                                          .returning(Assignment.account_id)).all()]
+
+
+def board(session: Session, strategy: Strategy) -> list[dict]:
+    """Per queue: size, worked today, remaining, frozen, agents on it."""
+    today = func.date_trunc("day", func.now())
+    worked = (select(WorkLog.queue_id, func.count(func.distinct(WorkLog.account_id)).label("n"))
+              .where(WorkLog.event == "worked", WorkLog.at >= today)
+              .group_by(WorkLog.queue_id).subquery())
+    sizes = (select(Assignment.queue_id, func.count().label("n"),
+                    func.sum(F.balance).label("balance"))
+             .join(F, F.account_id == Assignment.account_id)
+             .group_by(Assignment.queue_id).subquery())
+    rows = session.execute(
+        select(Queue, func.coalesce(sizes.c.n, 0), func.coalesce(sizes.c.balance, 0),
+               func.coalesce(worked.c.n, 0))
+        .outerjoin(sizes, sizes.c.queue_id == Queue.id)
+        .outerjoin(worked, worked.c.queue_id == Queue.id)
+        .where(Queue.strategy_id == strategy.id).order_by(Queue.position)).all()
+    return [{"queue_id": q.id, "name": q.name, "position": q.position, "frozen": q.frozen,
+             "team_id": q.team_id, "policy": q.policy, "accounts": n, "balance": str(b),
+             "worked_today": w, "remaining": max(n - w, 0)} for q, n, b, w in rows]

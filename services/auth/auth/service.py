@@ -224,7 +224,12 @@ class AuthService(ServiceBase):
         identity = self.caller.require("users.manage")
         data = load(TeamWrite(), data)
         with self.db.session() as session:
-            return directory.save_team(session, identity, data, team_id)
+            team = directory.save_team(session, identity, data, team_id)
+            self.db.emit(session, "team_changed", {
+                "team_id": team["id"], "name": team["name"],
+                "supervisor_id": team["supervisor_id"],
+                "members": [m["id"] for m in team["members"]]})
+            return team
 
     @rpc
     def list_api_keys(self):

@@ -54,3 +54,107 @@ class UserChanged(EventSchema):
 class UserDisabled(EventSchema):
     user_id = fields.Integer(required=True)
     username = fields.String(required=True)
+
+
+@event("auth", "team_changed")
+class TeamChanged(EventSchema):
+    team_id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    supervisor_id = fields.Integer(required=True)
+    members = fields.List(fields.Integer(), required=True)
+
+
+# --- portfolio ----------------------------------------------------------------------
+
+class AccountFacts(Schema):
+    """What the queues service ranks on, for one account."""
+
+    account_id = fields.Integer(required=True)
+    institution_id = fields.Integer(required=True)
+    debtor_id = fields.Integer(required=True)
+    stage = fields.String(required=True)
+    status_id = fields.Integer(allow_none=True, required=True)
+    days_past_due = fields.Integer(required=True)
+    balance = fields.Decimal(required=True, as_string=True)
+    overdue_amount = fields.Decimal(required=True, as_string=True)
+    product = fields.String(required=True)
+    state = fields.String(allow_none=True, load_default=None)
+    time_zone = fields.String(allow_none=True, load_default=None)
+    next_due_date = fields.Date(allow_none=True, load_default=None)
+
+
+@event("portfolio", "accounts_changed")
+class AccountsChanged(EventSchema):
+    """A batch (one per import chunk or edit) of accounts whose facts changed."""
+
+    accounts = fields.List(fields.Nested(AccountFacts), required=True)
+
+
+@event("portfolio", "payment_received")
+class PaymentReceived(EventSchema):
+    account_id = fields.Integer(required=True)
+    institution_id = fields.Integer(required=True)
+    movement_id = fields.Integer(required=True)
+    amount = fields.Decimal(required=True, as_string=True)
+    value_date = fields.Date(required=True)
+    reference = fields.String(required=True)
+
+
+@event("portfolio", "stage_changed")
+class StageChanged(EventSchema):
+    account_id = fields.Integer(required=True)
+    institution_id = fields.Integer(required=True)
+    old_stage = fields.String(required=True)
+    new_stage = fields.String(required=True)
+
+
+@event("portfolio", "import_progressed")
+class ImportProgressed(EventSchema):
+    job_id = fields.Integer(required=True)
+    institution_id = fields.Integer(required=True)
+    processed_rows = fields.Integer(required=True)
+    total_rows = fields.Integer(required=True)
+    imported_rows = fields.Integer(required=True)
+    rejected_rows = fields.Integer(required=True)
+
+
+@event("portfolio", "import_finished")
+class ImportFinished(EventSchema):
+    job_id = fields.Integer(required=True)
+    institution_id = fields.Integer(required=True)
+    state = fields.String(required=True)
+    imported_rows = fields.Integer(required=True)
+    rejected_rows = fields.Integer(required=True)
+    message = fields.String(required=True)
+
+
+@event("portfolio", "import_requested")
+class ImportRequested(EventSchema):
+    """An uploaded file waits to be imported (the portfolio service consumes its own event,
+    so a crash mid-import is retried from the broker, not lost)."""
+
+    job_id = fields.Integer(required=True)
+    institution_id = fields.Integer(required=True)
+
+
+# --- queues ---------------------------------------------------------------------------
+
+@event("queues", "queues_rebuilt")
+class QueuesRebuilt(EventSchema):
+    institution_id = fields.Integer(required=True)
+    strategy_id = fields.Integer(required=True)
+    #: queue id (as text) -> accounts placed in it
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    unplaced = fields.Integer(required=True)
+
+
+class AgentAssignment(Schema):
+    account_id = fields.Integer(required=True)
+    agent_id = fields.Integer(allow_none=True, required=True)
+
+
+@event("queues", "assignments_changed")
+class AssignmentsChanged(EventSchema):
+    """A batch of accounts whose collector changed (None: back to the queue, nobody's)."""
+
+    assignments = fields.List(fields.Nested(AgentAssignment), required=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from importlib import import_module
 from pathlib import Path
 
-from alembic import command, context
+from alembic import command, context, op
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
@@ -53,6 +53,21 @@ def run_env(base) -> None:
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()
+
+
+def create_plumbing_tables(schema: str) -> None:
+    """The outbox and processed-events tables every service schema starts with, exactly
+    as ``models.service_base`` declares them (each service's baseline revision calls it)."""
+    from .models import service_base
+
+    base = service_base(schema)
+    for table in (base.outbox, base.processed_events):
+        table.create(op.get_bind())
+
+
+def drop_plumbing_tables(schema: str) -> None:
+    op.drop_table("processed_events", schema=schema)
+    op.drop_table("outbox", schema=schema)
 
 
 def upgrade(services=SERVICES, url: str | None = None) -> None:

@@ -10,10 +10,12 @@ from flask import Flask, g, request
 from recaudo_common.config import Settings, settings as load_settings
 from recaudo_common.logs import request_id_var, setup_logging
 
-from . import auth, errors, i18n
+from . import auth, errors, i18n, uploads
 from .account import bp as account_bp
+from .admin import bp as admin_bp
 from .api import api
 from .health import bp as health_bp
+from .portfolio import bp as portfolio_bp
 from .rpc import RpcPool
 from .ui import bp as ui_bp
 
@@ -53,6 +55,8 @@ def create_app(cfg: Settings | None = None, testing: bool = False) -> Flask:
         response.headers["X-Request-ID"] = g.get("request_id", "-")
         return response
 
+    # before the CSRF check reads a form: the upload endpoints take files up to 1 GiB
+    app.before_request(uploads.allow_large_upload)
     auth.init_app(app)
     i18n.init_app(app)
     api.init_app(app)
@@ -60,5 +64,7 @@ def create_app(cfg: Settings | None = None, testing: bool = False) -> Flask:
     app.register_blueprint(health_bp)
     app.register_blueprint(ui_bp)
     app.register_blueprint(account_bp)
+    app.register_blueprint(admin_bp)
+    app.register_blueprint(portfolio_bp)
     return app
 

@@ -7,6 +7,8 @@ and Playwright's sync API drive the gateway from outside, as a user would.
 """
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 import requests
 
 from recaudo_common.config import Settings, settings
+from recaudo_common.demo import DEMO_PASSWORD
 from tests import stack as runner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,3 +86,17 @@ def stack():
         yield running
     finally:
         runner.down()
+
+
+@pytest.fixture(scope="session")
+def demo_users(stack) -> str:
+    """The six demo users (admin, supervisor, gestor1, gestor2, abogado, cliente) and the
+    three demo institutions in the test database, by ``recaudo seed`` in demo mode
+    (idempotent: what exists is kept). Answers their password."""
+    env = {**os.environ, "RECAUDO_DEMO": "1"}
+    proc = subprocess.run([runner.PYTHON, "-m", "recaudo_common.cli", "seed"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        pytest.fail(f"recaudo seed failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}",
+                    pytrace=False)
+    return DEMO_PASSWORD

@@ -344,6 +344,243 @@ TABLE = [
           RULES.institution(i)) for i in (1, 2, 3)),
 ]
 
+# --- the portfolio: accounts, debtors, notes, statuses, import layouts and imports ----------
+# Rows act on demo portfolio objects looked up once in the test database (``_portfolio``);
+# state-changing rows either change nothing (an update with the same values, a duplicate
+# answering 409, a missing job) or create objects named "matriz…", removed at the end.
+# The import rows skip themselves while the import RPCs are not in the service.
+
+PORTFOLIO_READ = "portfolio.read"
+PORTFOLIO_WRITE = "portfolio.write"
+PORTFOLIO_IMPORT = "portfolio.import"
+INSTITUTIONS_MANAGE = "institutions.manage"
+LAYOUT_FIELDS = ("institution_id", "name", "kind", "file_format", "encoding", "delimiter",
+                 "date_format", "decimal_separator", "thousands_separator", "columns",
+                 "required")
+
+
+def _portfolio(w) -> dict:
+    """Accounts (id, debtor id) by institution and collector, and statuses, of the demo data."""
+    if getattr(w, "portfolio", None) is None:
+        engine = create_engine(settings().database_url)
+        with engine.connect() as conn:
+            def account(institution_id, agent):
+                return conn.execute(text(
+                    "SELECT id, debtor_id FROM portfolio.accounts WHERE institution_id = :i "
+                    "AND assigned_agent_id = :a AND lawyer_id IS NULL ORDER BY id LIMIT 1"),
+                    {"i": institution_id, "a": agent}).one()
+
+            def status(institution_id):
+                row = conn.execute(text(
+                    "SELECT id, institution_id, code, name, sort_order, active "
+                    "FROM portfolio.statuses WHERE institution_id = :i AND code = 'NUEVA'"),
+                    {"i": institution_id}).one()
+                return dict(row._mapping)
+
+            w.portfolio = {
+                "i1_gestor1": account(1, w.ids["gestor1"]),
+                "i1_gestor2": account(1, w.ids["gestor2"]),
+                "i2_gestor1": account(2, w.ids["gestor1"]),
+                "status_i2": status(2),
+            }
+        engine.dispose()
+    return w.portfolio
+
+
+def _account(key):
+    return lambda w: {"account_id": _portfolio(w)[key][0]}
+
+
+def _debtor(key):
+    return lambda w: {"debtor_id": _portfolio(w)[key][1]}
+
+
+def _status_body(w, uniq):
+    return {k: v for k, v in _portfolio(w)["status_i2"].items() if k != "id"}
+
+
+class PORTFOLIO_RULES:
+    @staticmethod
+    def reads(institution_id: int, assigned_to: str, status: int = 200, *,
+              permission: str = PORTFOLIO_READ) -> Rule:
+        """An account (or its debtor) of ``institution_id`` assigned to ``assigned_to``:
+        ``permission`` (403), then institution scope, then — without portfolio.read_all —
+        only the collector it is assigned to; everything out of reach answers 404."""
+        def decide(who: Who) -> int:
+            if not who.authenticated:
+                return 401
+            if permission not in who.permissions or PORTFOLIO_READ not in who.permissions:
+                return 403
+            if not who.may_reach((institution_id,)):
+                return 404
+            if "portfolio.read_all" not in who.permissions and who.key != assigned_to:
+                return 404
+            return status
+
+        return Rule(decide, label=f"reads({institution_id}, {assigned_to}, {permission})")
+
+    @staticmethod
+    def in_institution(permission: str, institution_id: int, status: int = 200) -> Rule:
+        """``permission`` first (403), then the institution's scope (404)."""
+        return RULES.perm(permission, status, reach=(institution_id,))
+
+
+def _check_accounts_in_reach(w, who, page):
+    assert page["items"], "the demo portfolio has accounts for every reader"
+    for item in page["items"]:
+        assert who.may_reach((item["institution_id"],)), item
+        if "portfolio.read_all" not in who.permissions and who.key.startswith("gestor"):
+            assert item["assigned_agent_id"] == w.ids[who.key], item   # only theirs
+        # (the lawyer sees the accounts whose lawyer_id is theirs; rows do not carry it)
+
+
+def _check_jobs_in_reach(w, who, page):
+    for job in page["items"]:
+        assert who.may_reach((job["institution_id"],)), job
+
+
+def _imports(w) -> dict:
+    """Layouts of institutions 1 and 2 and a queued job of institution 2; skips the row
+    while the import RPCs are not wired."""
+    if getattr(w, "imports", None) is None:
+        admin = w.tokens["admin"]
+        answer = w.call("GET", "/api/v1/institutions/1/import-layouts", admin)
+        if answer.status_code == 503:
+            w.imports = {}
+        else:
+            layouts = {i: w.ok("GET", f"/api/v1/institutions/{i}/import-layouts", admin)
+                       for i in (1, 2)}
+            job = w.ok("POST", "/api/v1/imports", admin, {
+                "layout_id": layouts[2][0]["id"], "file_name": f"matriz-{RUN}.csv",
+                "size_bytes": 10})
+            w.imports = {"layout_i1": layouts[1][0], "layout_i2": layouts[2][0],
+                         "job_i2": job["id"]}
+    if not w.imports:
+        pytest.skip("the import RPCs (list_layouts, create_import, ...) are not in the "
+                    "portfolio service yet")
+    return w.imports
+
+
+def _layout_body(layout: dict, **changes) -> dict:
+    return {**{k: layout[k] for k in LAYOUT_FIELDS if k in layout}, **changes}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_portfolio_throwaways():
+    """What the portfolio rows created: import jobs and layouts named "matriz…"."""
+    yield
+    engine = create_engine(settings().database_url)
+    jobs = "SELECT id FROM portfolio.import_jobs WHERE file_name LIKE 'matriz-%'"
+    with engine.begin() as conn:
+        for statement in (
+                f"DELETE FROM portfolio.import_problems WHERE job_id IN ({jobs})",
+                "DELETE FROM portfolio.import_jobs WHERE file_name LIKE 'matriz-%'",
+                "DELETE FROM portfolio.import_layouts l WHERE name LIKE 'Matriz %' AND NOT "
+                "EXISTS (SELECT 1 FROM portfolio.import_jobs j WHERE j.layout_id = l.id)"):
+            conn.execute(text(statement))
+    engine.dispose()
+
+
+TABLE.extend([
+    # --- accounts ("ver cartera") and the debtor's 360° view -----------------------------
+    Row("portfolio.accounts.list", "GET", "/api/v1/accounts", None,
+        RULES.perm(PORTFOLIO_READ), check=_check_accounts_in_reach),
+    Row("portfolio.accounts.get.i1-gestor1", "GET", "/api/v1/accounts/{account_id}", None,
+        PORTFOLIO_RULES.reads(1, "gestor1"), params=_account("i1_gestor1")),
+    # a collector does not see a colleague's account of their own institution
+    Row("portfolio.accounts.get.i1-gestor2", "GET", "/api/v1/accounts/{account_id}", None,
+        PORTFOLIO_RULES.reads(1, "gestor2"), params=_account("i1_gestor2")),
+    # cross-institution: the creditor and the partner (institution 1) get 404
+    Row("portfolio.accounts.get.i2", "GET", "/api/v1/accounts/{account_id}", None,
+        PORTFOLIO_RULES.reads(2, "gestor1"), params=_account("i2_gestor1")),
+    # an update that changes nothing; gestor1 (no portfolio.write) is refused 403
+    Row("portfolio.accounts.update", "PATCH", "/api/v1/accounts/{account_id}", {},
+        PORTFOLIO_RULES.reads(1, "gestor1", permission=PORTFOLIO_WRITE),
+        params=_account("i1_gestor1")),
+    Row("portfolio.accounts.update.i2", "PATCH", "/api/v1/accounts/{account_id}", {},
+        PORTFOLIO_RULES.reads(2, "gestor1", permission=PORTFOLIO_WRITE),
+        params=_account("i2_gestor1")),
+    Row("portfolio.debtors.get.i1", "GET", "/api/v1/debtors/{debtor_id}", None,
+        PORTFOLIO_RULES.reads(1, "gestor1"), params=_debtor("i1_gestor1")),
+    # cliente GET an institution-2 debtor -> 404
+    Row("portfolio.debtors.get.i2", "GET", "/api/v1/debtors/{debtor_id}", None,
+        PORTFOLIO_RULES.reads(2, "gestor1"), params=_debtor("i2_gestor1")),
+    Row("portfolio.debtors.get.missing", "GET", "/api/v1/debtors/{debtor_id}", None,
+        RULES.perm(PORTFOLIO_READ, 404), params=lambda w: {"debtor_id": 999_999_999}),
+    Row("portfolio.debtors.notes", "PUT", "/api/v1/debtors/{debtor_id}/notes", {"notes": ""},
+        PORTFOLIO_RULES.reads(2, "gestor1", 204, permission=PORTFOLIO_WRITE),
+        params=_debtor("i2_gestor1")),
+    # --- statuses ------------------------------------------------------------------------------
+    *(Row(f"portfolio.statuses.list.{i}", "GET", "/api/v1/institutions/{institution_id}/statuses",
+          None, RULES.institution(i), params=lambda w, i=i: {"institution_id": i})
+      for i in (1, 2, 3)),
+    # the code exists already: 409 for who may manage the catalogue, nothing is created
+    Row("portfolio.statuses.create.duplicate", "POST", "/api/v1/statuses", _status_body,
+        PORTFOLIO_RULES.in_institution(INSTITUTIONS_MANAGE, 2, 409)),
+    Row("portfolio.statuses.update.unchanged", "PUT", "/api/v1/statuses/{status_id}",
+        _status_body, PORTFOLIO_RULES.in_institution(INSTITUTIONS_MANAGE, 2),
+        params=lambda w: {"status_id": _portfolio(w)["status_i2"]["id"]}),
+    # --- import layouts and imports -------------------------------------------------------------
+    *(Row(f"portfolio.import-layouts.list.{i}", "GET",
+          "/api/v1/institutions/{institution_id}/import-layouts", None,
+          PORTFOLIO_RULES.in_institution(PORTFOLIO_IMPORT, i),
+          params=lambda w, i=i: _imports(w) and {"institution_id": i})
+      for i in (1, 2)),
+    Row("portfolio.import-layouts.create", "POST", "/api/v1/import-layouts",
+        lambda w, uniq: _layout_body(_imports(w)["layout_i2"], name=f"Matriz {uniq}"[:80]),
+        PORTFOLIO_RULES.in_institution(INSTITUTIONS_MANAGE, 2, 201)),
+    Row("portfolio.import-layouts.update.unchanged", "PUT", "/api/v1/import-layouts/{layout_id}",
+        lambda w, uniq: _layout_body(_imports(w)["layout_i2"]),
+        PORTFOLIO_RULES.in_institution(INSTITUTIONS_MANAGE, 2),
+        params=lambda w: {"layout_id": _imports(w)["layout_i2"]["id"]}),
+    Row("portfolio.imports.list", "GET", "/api/v1/imports", None,
+        RULES.perm(PORTFOLIO_IMPORT), params=lambda w: _imports(w) and {},
+        check=_check_jobs_in_reach),
+    # cliente POST an import for an institution-2 layout -> 403 (no portfolio.import);
+    # the partner of institution 1 -> 404
+    Row("portfolio.imports.create.i2", "POST", "/api/v1/imports",
+        lambda w, uniq: {"layout_id": _imports(w)["layout_i2"]["id"],
+                         "file_name": f"matriz-{uniq}.csv", "size_bytes": 10},
+        PORTFOLIO_RULES.in_institution(PORTFOLIO_IMPORT, 2, 201)),
+    # the multipart upload without a form: 422 at the gateway, before any service
+    Row("portfolio.imports.upload.no-form", "POST", "/api/v1/imports/upload", None,
+        RULES.authenticated(422)),
+    Row("portfolio.imports.start.missing", "POST", "/api/v1/imports/{job_id}/start", None,
+        RULES.perm(PORTFOLIO_IMPORT, 404),
+        params=lambda w: _imports(w) and {"job_id": 999_999_999}),
+    Row("portfolio.imports.get.i2", "GET", "/api/v1/imports/{job_id}", None,
+        PORTFOLIO_RULES.in_institution(PORTFOLIO_IMPORT, 2),
+        params=lambda w: {"job_id": _imports(w)["job_i2"]}),
+    Row("portfolio.imports.problems.i2", "GET", "/api/v1/imports/{job_id}/problems", None,
+        PORTFOLIO_RULES.in_institution(PORTFOLIO_IMPORT, 2),
+        params=lambda w: {"job_id": _imports(w)["job_i2"]}),
+    Row("portfolio.imports.report.i2", "GET", "/api/v1/imports/{job_id}/report.csv", None,
+        PORTFOLIO_RULES.in_institution(PORTFOLIO_IMPORT, 2),
+        params=lambda w: {"job_id": _imports(w)["job_i2"]}),
+    # --- the same, straight to the portfolio service -------------------------------------------
+    Row("rpc.portfolio.list_statuses.2", "RPC", "portfolio.list_statuses", [2],
+        RULES.institution(2)),
+    Row("rpc.portfolio.save_status.duplicate", "RPC", "portfolio.save_status",
+        lambda w, uniq: [_status_body(w, uniq)],
+        PORTFOLIO_RULES.in_institution(INSTITUTIONS_MANAGE, 2, 409)),
+    Row("rpc.portfolio.list_accounts", "RPC", "portfolio.list_accounts", [{}],
+        RULES.perm(PORTFOLIO_READ)),
+    Row("rpc.portfolio.get_account.i2", "RPC", "portfolio.get_account",
+        lambda w, uniq: [_portfolio(w)["i2_gestor1"][0]], PORTFOLIO_RULES.reads(2, "gestor1")),
+    Row("rpc.portfolio.get_debtor.i2", "RPC", "portfolio.get_debtor",
+        lambda w, uniq: [_portfolio(w)["i2_gestor1"][1]], PORTFOLIO_RULES.reads(2, "gestor1")),
+    Row("rpc.portfolio.update_account.i1", "RPC", "portfolio.update_account",
+        lambda w, uniq: [_portfolio(w)["i1_gestor1"][0], {}],
+        PORTFOLIO_RULES.reads(1, "gestor1", permission=PORTFOLIO_WRITE)),
+    Row("rpc.portfolio.update_notes.i2", "RPC", "portfolio.update_notes",
+        lambda w, uniq: [_portfolio(w)["i2_gestor1"][1], {"notes": ""}],
+        PORTFOLIO_RULES.reads(2, "gestor1", permission=PORTFOLIO_WRITE)),
+    # the queues service's resync reads facts page by page: queues.manage, in scope
+    Row("rpc.portfolio.account_facts_page.2", "RPC", "portfolio.account_facts_page",
+        [2, 0, 10], PORTFOLIO_RULES.in_institution("queues.manage", 2)),
+])
+
+
 #: the typed error an RPC answers for each refusal status
 RPC_ERROR = {401: NotAuthenticated, 403: PermissionDenied, 404: NotFound, 409: Conflict,
              422: InvalidInput, 429: Throttled}

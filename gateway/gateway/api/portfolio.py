@@ -1,17 +1,62 @@
-"""API of the portfolio: institutions (more in the portfolio issue)."""
+"""API of the portfolio: institutions and their statuses, accounts ("ver cartera"), the
+debtor's 360° view and notes, import layouts and import jobs.
+
+Bodies and query strings are validated here with the portfolio service's own schemas
+for a quick answer; the service validates again, enforces permissions and scope (an
+object outside the caller's institutions answers 404, like a missing one) and dumps
+its answers, which these views only document.
+"""
 from __future__ import annotations
 
+from flask import Response, request
 from flask_smorest import Blueprint
+from flask_smorest.fields import Upload
+from marshmallow import EXCLUDE, INCLUDE, Schema, fields
+from nameko.exceptions import MethodNotFound
 
-from portfolio.schemas import InstitutionOut
+from portfolio import schemas as ps
+from portfolio.schemas import (AccountOut, AccountPage, AccountQuery, AccountUpdate,
+                               DebtorView, InstitutionOut, NotesUpdate, StatusOut, StatusWrite)
+from recaudo_common.validation import PageQuery
 
-from .. import auth
+from .. import auth, uploads
+from ..errors import error_body
 from ..rpc import rpc
 
 blp = Blueprint("portfolio", __name__, url_prefix="/api/v1",
-                description="Cartera: instituciones acreedoras")
+                description="Cartera: instituciones, estatus, cuentas, vista 360° del deudor "
+                            "e importación de archivos")
 blp.before_request(auth.require_api_user)
 
+
+def _body():
+    return request.get_json(silent=True) or {}
+
+
+def _query(schema) -> dict:
+    """The query string as the service takes it: only the schema's own fields (webargs has
+    already validated them), as text (the service loads them itself)."""
+    known = schema().fields
+    return {k: v for k, v in request.args.items() if k in known}
+
+
+def _page_of(item_schema, name: str):
+    return type(name, (Schema,), {
+        "items": fields.List(fields.Nested(item_schema)), "total": fields.Integer(),
+        "page": fields.Integer(), "per_page": fields.Integer(), "pages": fields.Integer()})
+
+
+@blp.errorhandler(MethodNotFound)
+def _not_wired(exc):
+    return error_body(503, "not_available", "Función aún no disponible en el servicio")
+
+
+@blp.errorhandler(uploads.UploadFailed)
+def _upload_failed(exc):
+    return error_body(502, "storage_failed", "No se pudo guardar el archivo; intente de nuevo")
+
+
+# --- institutions and statuses ----------------------------------------------------------
 
 @blp.route("/institutions", methods=["GET"])
 @blp.alt_response(200, schema=InstitutionOut(many=True))
@@ -26,3 +71,230 @@ def list_institutions():
 def get_institution(institution_id):
     with rpc() as proxy:
         return proxy.portfolio.get_institution(institution_id)
+
+
+@blp.route("/institutions/<int:institution_id>/statuses", methods=["GET"])
+@blp.alt_response(200, schema=StatusOut(many=True))
+def list_statuses(institution_id):
+    """El catálogo de estatus de cuenta de una institución."""
+    with rpc() as proxy:
+        return proxy.portfolio.list_statuses(institution_id)
+
+
+@blp.route("/statuses", methods=["POST"])
+@blp.arguments(StatusWrite)
+@blp.alt_response(201, schema=StatusOut)
+def create_status(_):
+    """Agrega un estatus al catálogo de una institución (permiso institutions.manage)."""
+    with rpc() as proxy:
+        return proxy.portfolio.save_status(_body()), 201
+
+
+@blp.route("/statuses/<int:status_id>", methods=["PUT"])
+@blp.arguments(StatusWrite)
+@blp.alt_response(200, schema=StatusOut)
+def update_status(_, status_id):
+    with rpc() as proxy:
+        return proxy.portfolio.save_status(_body(), status_id)
+
+
+# --- accounts and debtors ------------------------------------------------------------------
+
+@blp.route("/accounts", methods=["GET"])
+@blp.arguments(AccountQuery, location="query")
+@blp.alt_response(200, schema=AccountPage)
+def list_accounts(_):
+    """Ver cartera: búsqueda libre (nombre, número de cliente o de cuenta, teléfono, correo),
+    filtros, orden y páginas. Un gestor ve sólo las cuentas asignadas a él; más de 10,000
+    resultados se cuentan como «al menos» (``total_is_exact`` falso)."""
+    with rpc() as proxy:
+        return proxy.portfolio.list_accounts(_query(AccountQuery))
+
+
+@blp.route("/accounts/<int:account_id>", methods=["GET"])
+@blp.alt_response(200, schema=AccountOut)
+def get_account(account_id):
+    with rpc() as proxy:
+        return proxy.portfolio.get_account(account_id)
+
+
+@blp.route("/accounts/<int:account_id>", methods=["PATCH"])
+@blp.arguments(AccountUpdate)
+@blp.alt_response(200, schema=AccountOut)
+def update_account(_, account_id):
+    """Etapa, estatus, gestor o abogado de la cuenta (permiso portfolio.write)."""
+    with rpc() as proxy:
+        return proxy.portfolio.update_account(account_id, _body())
+
+
+@blp.route("/debtors/<int:debtor_id>", methods=["GET"])
+@blp.alt_response(200, schema=DebtorView)
+def get_debtor(debtor_id):
+    """Vista 360° del deudor: datos, teléfonos, correos, domicilios, avales y sus cuentas
+    con amortizaciones y movimientos."""
+    with rpc() as proxy:
+        return proxy.portfolio.get_debtor(debtor_id)
+
+
+@blp.route("/debtors/<int:debtor_id>/notes", methods=["PUT"])
+@blp.arguments(NotesUpdate)
+@blp.alt_response(204, description="Notas guardadas")
+def update_notes(_, debtor_id):
+    """Reemplaza las notas del deudor (permiso portfolio.write)."""
+    with rpc() as proxy:
+        proxy.portfolio.update_notes(debtor_id, _body())
+    return "", 204
+
+
+# --- import layouts and jobs ---------------------------------------------------------------
+# The import schemas live with the import feature of the portfolio service (schemas.py
+# or imports.py); the first of the names found documents and validates each route, else
+# the gateway's own minimal schema of the contract stands in.
+
+def _service_schema(*names: str):
+    try:
+        from portfolio import imports
+    except ImportError:
+        imports = None
+    for name in names:
+        for module in (ps, imports):
+            if module is not None and isinstance(getattr(module, name, None), type):
+                return getattr(module, name)
+    return None
+
+
+class _AnyObject(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+
+class _ImportCreate(Schema):
+    layout_id = fields.Integer(required=True)
+    file_name = fields.String(required=True)
+    size_bytes = fields.Integer(required=True)
+
+
+class _ImportQuery(PageQuery):
+    institution_id = fields.Integer(load_default=None)
+
+
+class _ProblemOut(Schema):
+    row_number = fields.Integer()
+    column = fields.String()
+    problem = fields.String()
+
+
+LayoutOut = _service_schema("LayoutOut", "ImportLayoutOut") or _AnyObject
+LayoutWrite = _service_schema("LayoutWrite", "ImportLayoutWrite") or _AnyObject
+ImportOut = _service_schema("ImportJobOut", "ImportOut") or _AnyObject
+ImportCreate = _service_schema("ImportCreate") or _ImportCreate
+ImportQuery = _service_schema("ImportQuery") or _ImportQuery
+ProblemOut = _service_schema("ImportProblemOut", "ProblemOut") or _ProblemOut
+
+
+class ImportCreated(ImportOut):
+    upload_url = fields.String(metadata={"description": "URL prefirmada: haga PUT del archivo aquí"})
+
+
+class ImportUpload(Schema):
+    """The multipart form (one schema: OpenAPI has one request body). ``file`` comes from
+    ``request.files``; its absence answers 422 naming it."""
+
+    class Meta:
+        unknown = EXCLUDE   # a browser's csrf_token field
+
+    layout_id = fields.Integer(required=True)
+    file = Upload(metadata={"description": "El archivo CSV o XLSX (obligatorio)"})
+
+
+@blp.route("/institutions/<int:institution_id>/import-layouts", methods=["GET"])
+@blp.alt_response(200, schema=LayoutOut(many=True))
+def list_layouts(institution_id):
+    """Layouts de importación de una institución (cómo se leen las columnas de su archivo)."""
+    with rpc() as proxy:
+        return proxy.portfolio.list_layouts(institution_id)
+
+
+@blp.route("/import-layouts", methods=["POST"])
+@blp.arguments(LayoutWrite)
+@blp.alt_response(201, schema=LayoutOut)
+def create_layout(_):
+    with rpc() as proxy:
+        return proxy.portfolio.save_layout(_body()), 201
+
+
+@blp.route("/import-layouts/<int:layout_id>", methods=["PUT"])
+@blp.arguments(LayoutWrite)
+@blp.alt_response(200, schema=LayoutOut)
+def update_layout(_, layout_id):
+    with rpc() as proxy:
+        return proxy.portfolio.save_layout(_body(), layout_id)
+
+
+@blp.route("/imports", methods=["GET"])
+@blp.arguments(ImportQuery, location="query")
+@blp.alt_response(200, schema=_page_of(ImportOut, "ImportPage"))
+def list_imports(_):
+    """Importaciones recientes de las instituciones a su alcance."""
+    with rpc() as proxy:
+        return proxy.portfolio.list_imports(_query(ImportQuery))
+
+
+@blp.route("/imports", methods=["POST"])
+@blp.arguments(ImportCreate)
+@blp.alt_response(201, schema=ImportCreated)
+def create_import(_):
+    """Registra una importación y responde la URL prefirmada a la que el cliente sube el
+    archivo con PUT; después llame a ``POST /imports/{id}/start``."""
+    with rpc() as proxy:
+        return proxy.portfolio.create_import(_body()), 201
+
+
+@blp.route("/imports/upload", methods=["POST"])
+@blp.arguments(ImportUpload, location="form", content_type="multipart/form-data")
+@blp.alt_response(202, schema=ImportOut)
+def upload_import(form):
+    """Para clientes que no pueden subir a S3: el archivo va en un formulario multipart
+    (``layout_id`` y ``file``, hasta 1 GiB); la pasarela lo transmite al almacén, inicia
+    la importación y responde el trabajo."""
+    with rpc() as proxy:
+        return uploads.upload_import(proxy, form["layout_id"],
+                                     request.files.get("file")), 202
+
+
+@blp.route("/imports/<int:job_id>/start", methods=["POST"])
+@blp.alt_response(202, schema=ImportOut)
+def start_import(job_id):
+    """Inicia una importación cuyo archivo ya se subió."""
+    with rpc() as proxy:
+        return proxy.portfolio.start_import(job_id), 202
+
+
+@blp.route("/imports/<int:job_id>", methods=["GET"])
+@blp.alt_response(200, schema=ImportOut)
+def get_import(job_id):
+    """Estado y avance: queued, running, done o failed, con renglones procesados,
+    importados y rechazados."""
+    with rpc() as proxy:
+        return proxy.portfolio.get_import(job_id)
+
+
+@blp.route("/imports/<int:job_id>/problems", methods=["GET"])
+@blp.arguments(PageQuery, location="query")
+@blp.alt_response(200, schema=_page_of(ProblemOut, "ImportProblemPage"))
+def import_problems(query, job_id):
+    """Renglones rechazados: renglón, columna y problema."""
+    with rpc() as proxy:
+        return proxy.portfolio.import_problems(job_id, query.get("page", 1),
+                                               query.get("per_page", 50))
+
+
+@blp.route("/imports/<int:job_id>/report.csv", methods=["GET"])
+@blp.alt_response(200, description="Reporte CSV de los renglones rechazados",
+                  content_type="text/csv")
+def import_report(job_id):
+    """El reporte de validación en CSV (renglón, columna, problema)."""
+    with rpc() as proxy:
+        text = proxy.portfolio.import_report_csv(job_id)
+    return Response(text, mimetype="text/csv", headers={
+        "Content-Disposition": f"attachment; filename=errores_importacion_{job_id}.csv"})

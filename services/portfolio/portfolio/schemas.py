@@ -1,5 +1,12 @@
 """marshmallow schemas of the portfolio service's RPC inputs and outputs."""
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
+
+from recaudo_common.validation import PageQuery
+
+from .models import STAGES
+from .search import SORTS
+
+Money = fields.Decimal(places=2, as_string=True)
 
 
 class InstitutionOut(Schema):
@@ -12,3 +19,194 @@ class InstitutionOut(Schema):
     contact_from = fields.Time(format="%H:%M")
     contact_until = fields.Time(format="%H:%M")
     active = fields.Boolean()
+
+
+class StatusOut(Schema):
+    id = fields.Integer()
+    institution_id = fields.Integer()
+    code = fields.String()
+    name = fields.String()
+    sort_order = fields.Integer()
+    active = fields.Boolean()
+
+
+class StatusWrite(Schema):
+    institution_id = fields.Integer(required=True)
+    code = fields.String(required=True, validate=validate.Regexp(r"^[A-Z0-9_]{1,30}$"))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=80))
+    sort_order = fields.Integer(load_default=0)
+    active = fields.Boolean(load_default=True)
+
+
+class AccountQuery(PageQuery):
+    q = fields.String(load_default=None, validate=validate.Length(max=100))
+    institution_id = fields.Integer(load_default=None)
+    stage = fields.String(load_default=None, validate=validate.OneOf(STAGES))
+    status_id = fields.Integer(load_default=None)
+    dpd_min = fields.Integer(load_default=None, validate=validate.Range(min=0))
+    dpd_max = fields.Integer(load_default=None, validate=validate.Range(min=0))
+    balance_min = fields.Decimal(load_default=None, places=2)
+    balance_max = fields.Decimal(load_default=None, places=2)
+    assigned_agent_id = fields.Integer(load_default=None)
+    sort = fields.String(load_default="-days_past_due", validate=validate.OneOf(
+        [*SORTS, *(f"-{s}" for s in SORTS)]))
+
+
+class AccountRow(Schema):
+    account_id = fields.Integer()
+    account_number = fields.String()
+    debtor_id = fields.Integer()
+    customer_number = fields.String()
+    name = fields.String()
+    days_past_due = fields.Integer()
+    phone = fields.String(allow_none=True)
+    assigned_agent_id = fields.Integer(allow_none=True)
+    institution_id = fields.Integer()
+    institution = fields.String()
+    stage = fields.String()
+    status = fields.String(allow_none=True)
+    balance = Money
+    overdue_amount = Money
+    currency = fields.String()
+
+
+class AccountPage(Schema):
+    items = fields.List(fields.Nested(AccountRow))
+    total = fields.Integer()
+    total_is_exact = fields.Boolean()
+    page = fields.Integer()
+    per_page = fields.Integer()
+    pages = fields.Integer()
+
+
+class PhoneOut(Schema):
+    id = fields.Integer()
+    number = fields.String()
+    kind = fields.String()
+    priority = fields.Integer()
+    do_not_call = fields.Boolean()
+    valid = fields.Boolean()
+
+
+class EmailOut(Schema):
+    id = fields.Integer()
+    address = fields.String()
+    kind = fields.String()
+    do_not_contact = fields.Boolean()
+
+
+class AddressOut(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    street = fields.String()
+    neighborhood = fields.String(allow_none=True)
+    municipality = fields.String(allow_none=True)
+    state = fields.String(allow_none=True)
+    postal_code = fields.String(allow_none=True)
+    country = fields.String()
+    time_zone = fields.String(allow_none=True)
+
+
+class GuarantorOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    tax_id = fields.String(allow_none=True)
+    relationship = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+    email = fields.String(allow_none=True)
+    address = fields.String(allow_none=True)
+
+
+class InstalmentOut(Schema):
+    number = fields.Integer()
+    due_date = fields.Date()
+    amount = Money
+    paid_amount = Money
+
+
+class MovementOut(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    amount = Money
+    value_date = fields.Date()
+    reference = fields.String()
+
+
+class AccountOut(Schema):
+    id = fields.Integer()
+    institution_id = fields.Integer()
+    debtor_id = fields.Integer()
+    account_number = fields.String()
+    product = fields.String()
+    currency = fields.String()
+    original_amount = Money
+    balance = Money
+    overdue_amount = Money
+    days_past_due = fields.Integer()
+    stage = fields.String()
+    status_id = fields.Integer(allow_none=True)
+    assigned_agent_id = fields.Integer(allow_none=True)
+    lawyer_id = fields.Integer(allow_none=True)
+    opened_on = fields.Date(allow_none=True)
+
+
+class AccountDetail(Schema):
+    account = fields.Nested(AccountOut)
+    status = fields.String(allow_none=True)
+    instalments = fields.List(fields.Nested(InstalmentOut))
+    movements = fields.List(fields.Nested(MovementOut))
+
+
+class DebtorOut(Schema):
+    id = fields.Integer()
+    institution_id = fields.Integer()
+    customer_number = fields.String()
+    kind = fields.String()
+    name = fields.String()
+    tax_id = fields.String(allow_none=True)
+    national_id = fields.String(allow_none=True)
+    birth_date = fields.Date(allow_none=True)
+    time_zone = fields.String(allow_none=True)
+    notes = fields.String()
+
+
+class DebtorView(Schema):
+    """The 360° view."""
+
+    debtor = fields.Nested(DebtorOut)
+    institution = fields.Nested(InstitutionOut)
+    phones = fields.List(fields.Nested(PhoneOut))
+    emails = fields.List(fields.Nested(EmailOut))
+    addresses = fields.List(fields.Nested(AddressOut))
+    guarantors = fields.List(fields.Nested(GuarantorOut))
+    accounts = fields.List(fields.Nested(AccountDetail))
+
+
+class AccountUpdate(Schema):
+    """What a supervisor edits by hand on an account."""
+
+    stage = fields.String(validate=validate.OneOf(STAGES))
+    status_id = fields.Integer(allow_none=True)
+    assigned_agent_id = fields.Integer(allow_none=True)
+    lawyer_id = fields.Integer(allow_none=True)
+
+
+class NotesUpdate(Schema):
+    notes = fields.String(required=True, validate=validate.Length(max=10_000))
+
+
+class AccountFactsOut(Schema):
+    """Ranking facts for the queues service (the same fields as the accounts_changed event)."""
+
+    account_id = fields.Integer()
+    institution_id = fields.Integer()
+    debtor_id = fields.Integer()
+    stage = fields.String()
+    status_id = fields.Integer(allow_none=True)
+    days_past_due = fields.Integer()
+    balance = Money
+    overdue_amount = Money
+    product = fields.String()
+    state = fields.String(allow_none=True)
+    time_zone = fields.String(allow_none=True)
+    next_due_date = fields.Date(allow_none=True)

@@ -1,27 +1,42 @@
 """Entrypoints of the portfolio service."""
-from sqlalchemy import select
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+from nameko.events import event_handler
+from nameko.timer import timer
+from sqlalchemy import exists, select, text
 
 from recaudo_common.db import Database
-from recaudo_common.errors import NotFound
+from recaudo_common.errors import Conflict, InvalidInput, NotFound
 from recaudo_common.service import ServiceBase, rpc
+from recaudo_common.validation import load
 
-from .models import Base, Institution
-from .schemas import InstitutionOut
+from . import aging, search
+from .models import Account, AgingSnapshot, Base, Debtor, Institution, Status
+from .schemas import (AccountFactsOut, AccountOut, AccountPage, AccountQuery, AccountUpdate, DebtorView,
+                      InstitutionOut, NotesUpdate, StatusOut, StatusWrite)
+from .scope import institution_clause
+
+log = logging.getLogger(__name__)
 
 
 class PortfolioService(ServiceBase):
     name = "portfolio"
     db = Database(Base)
 
+    # --- institutions and their catalogues ------------------------------------------
+
     @rpc
     def list_institutions(self):
         """The institutions the caller may act for (a creditor sees only its own)."""
         identity = self.caller.identity
-        query = select(Institution).order_by(Institution.name)
-        if not identity.all_institutions:
-            query = query.where(Institution.id.in_(identity.institutions))
         with self.db.session() as session:
-            return InstitutionOut(many=True).dump(session.execute(query).scalars().all())
+            rows = session.execute(select(Institution)
+                                   .where(institution_clause(identity, Institution.id))
+                                   .order_by(Institution.name)).scalars().all()
+            return InstitutionOut(many=True).dump(rows)
 
     @rpc
     def get_institution(self, institution_id):
@@ -31,3 +46,148 @@ class PortfolioService(ServiceBase):
             if institution is None or not identity.may_access_institution(institution.id):
                 raise NotFound("Institución no encontrada")
             return InstitutionOut().dump(institution)
+
+    @rpc
+    def list_statuses(self, institution_id):
+        identity = self.caller.identity
+        identity.require_institution(institution_id)
+        with self.db.session() as session:
+            rows = session.execute(select(Status).where(Status.institution_id == institution_id)
+                                   .order_by(Status.sort_order, Status.name)).scalars().all()
+            return StatusOut(many=True).dump(rows)
+
+    @rpc
+    def save_status(self, data, status_id=None):
+        """Add or edit a status of an institution's catalogue."""
+        identity = self.caller.require("institutions.manage")
+        data = load(StatusWrite(), data)
+        identity.require_institution(data["institution_id"])
+        with self.db.session() as session:
+            clash = session.execute(select(Status.id).where(
+                Status.institution_id == data["institution_id"], Status.code == data["code"],
+                Status.id != (status_id or 0))).first()
+            if clash:
+                raise Conflict("Ya existe ese código", {"code": ["Ya existe en esta institución"]})
+            if status_id is None:
+                status = Status(**data)
+                session.add(status)
+            else:
+                status = session.get(Status, status_id)
+                if status is None or not identity.may_access_institution(status.institution_id):
+                    raise NotFound("Estatus no encontrado")
+                for field, value in data.items():
+                    setattr(status, field, value)
+            session.flush()
+            return StatusOut().dump(status)
+
+    # --- the portfolio --------------------------------------------------------------------
+
+    @rpc
+    def list_accounts(self, query=None):
+        """"Ver cartera": filters, free-text search, sorting and pages, within scope."""
+        identity = self.caller.identity
+        query = load(AccountQuery(), query or {})
+        with self.db.session() as session:
+            return AccountPage().dump(search.list_accounts(session, identity, query))
+
+    @rpc
+    def get_debtor(self, debtor_id):
+        """The debtor's 360° view."""
+        identity = self.caller.identity
+        with self.db.session() as session:
+            return DebtorView().dump(search.get_debtor(session, identity, debtor_id))
+
+    @rpc
+    def get_account(self, account_id):
+        identity = self.caller.identity
+        with self.db.session() as session:
+            return AccountOut().dump(search.visible_account(session, identity, account_id))
+
+    @rpc
+    def update_account(self, account_id, data):
+        """Stage, status, collector or lawyer set by hand (litigation is set here)."""
+        identity = self.caller.require("portfolio.write")
+        data = load(AccountUpdate(), data)
+        with self.db.session() as session:
+            account = search.visible_account(session, identity, account_id)
+            if data.get("status_id") is not None:
+                status = session.get(Status, data["status_id"])
+                if status is None or status.institution_id != account.institution_id:
+                    raise InvalidInput("Estatus de otra institución",
+                                       {"status_id": ["No pertenece a la institución"]})
+            old_stage = account.stage
+            for field, value in data.items():
+                setattr(account, field, value)
+            session.flush()
+            if account.stage != old_stage:
+                self.db.emit(session, "stage_changed", {
+                    "account_id": account.id, "institution_id": account.institution_id,
+                    "old_stage": old_stage, "new_stage": account.stage})
+            self.db.emit(session, "accounts_changed",
+                         {"accounts": aging.facts(session, [account.id])})
+            return AccountOut().dump(account)
+
+    @rpc
+    def update_notes(self, debtor_id, data):
+        identity = self.caller.require("portfolio.write")
+        data = load(NotesUpdate(), data)
+        with self.db.session() as session:
+            search.get_debtor(session, identity, debtor_id)  # in scope, or NotFound
+            session.get(Debtor, debtor_id).notes = data["notes"]
+
+    # --- for the queues service -------------------------------------------------------------
+
+    @rpc
+    def account_facts_page(self, institution_id, after_id=0, limit=5000):
+        """The ranking facts of an institution's accounts, by id pages (a full resync)."""
+        identity = self.caller.require("queues.manage")
+        identity.require_institution(institution_id)
+        limit = max(1, min(int(limit), 10_000))
+        with self.db.session() as session:
+            ids = session.execute(select(Account.id).where(
+                Account.institution_id == institution_id, Account.id > int(after_id))
+                .order_by(Account.id).limit(limit)).scalars().all()
+            facts = sorted(aging.facts(session, ids), key=lambda f: f["account_id"])
+            return AccountFactsOut(many=True).dump(facts)
+
+    @event_handler("queues", "assignments_changed")
+    def on_assignments_changed(self, payload):
+        """Keep the projection of who collects each account (it scopes collectors' reads)."""
+        with self.db.session() as session:
+            if not self.db.first_time(session, payload["event_id"], "assignments_changed"):
+                return
+            pairs = payload["assignments"]
+            session.execute(text("""
+                UPDATE portfolio.accounts a SET assigned_agent_id = c.agent_id
+                FROM unnest(CAST(:accounts AS bigint[]), CAST(:agents AS int[]))
+                     AS c(account_id, agent_id)
+                WHERE a.id = c.account_id
+            """), {"accounts": [p["account_id"] for p in pairs],
+                   "agents": [p["agent_id"] for p in pairs]})
+
+    # --- aging --------------------------------------------------------------------------------
+
+    @timer(interval=3600)
+    def daily_aging(self):
+        """Once a day: refresh days past due and stages of every account, then snapshot."""
+        today = date.today()
+        with self.db.session() as session:
+            if session.execute(select(exists().where(AgingSnapshot.snapshot_date == today))).scalar():
+                return
+            self._refresh_and_announce(session, today)
+            rows = aging.snapshot(session, today)
+        log.info("aging snapshot of %s: %s accounts", today, rows)
+
+    def _refresh_and_announce(self, session, today, **which) -> int:
+        """Refresh aging and emit what changed (batched for the queues projection)."""
+        changed = aging.refresh(session, today, **which)
+        for row in changed:
+            if row.old_stage != row.new_stage:
+                self.db.emit(session, "stage_changed", {
+                    "account_id": row.id, "institution_id": row.institution_id,
+                    "old_stage": row.old_stage, "new_stage": row.new_stage})
+        ids = [row.id for row in changed]
+        for start in range(0, len(ids), 1000):
+            self.db.emit(session, "accounts_changed",
+                         {"accounts": aging.facts(session, ids[start:start + 1000])})
+        return len(ids)

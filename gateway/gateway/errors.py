@@ -31,11 +31,19 @@ def error_body(status: int, code: str, message: str, fields: dict | None = None)
     return response
 
 
-def _http_code(status: int) -> str:
-    return {400: "bad_request", 401: "not_authenticated", 403: "permission_denied",
-            404: "not_found", 405: "method_not_allowed", 409: "conflict",
-            413: "payload_too_large", 415: "unsupported_media_type",
-            422: "invalid_input", 429: "throttled"}.get(status, "error")
+#: HTTP status -> (machine code, message) for errors raised by Flask/Werkzeug/webargs
+HTTP_ERRORS = {
+    400: ("bad_request", "Solicitud mal formada (revise el JSON)"),
+    401: ("not_authenticated", "Se requiere autenticación"),
+    403: ("permission_denied", "No tiene permiso para esta operación"),
+    404: ("not_found", "No encontrado"),
+    405: ("method_not_allowed", "Método no permitido"),
+    409: ("conflict", "Conflicto con el estado actual"),
+    413: ("payload_too_large", "La solicitud excede el tamaño permitido"),
+    415: ("unsupported_media_type", "Tipo de contenido no admitido"),
+    422: ("invalid_input", "Datos inválidos"),
+    429: ("throttled", "Demasiadas solicitudes; intente más tarde"),
+}
 
 
 def handle_http_exception(exc: HTTPException):
@@ -47,7 +55,8 @@ def handle_http_exception(exc: HTTPException):
             if isinstance(location_fields, dict):
                 fields.update(location_fields)
     status = exc.code or 500
-    return error_body(status, _http_code(status), exc.description or exc.name, fields)
+    code, message = HTTP_ERRORS.get(status, ("error", exc.name))
+    return error_body(status, code, message, fields)
 
 
 def handle_domain_error(exc: domain.DomainError):

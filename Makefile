@@ -36,7 +36,7 @@ logs:
 
 test:
 	@deploy/bootstrap.sh --test
-	@$(TEST_ENV) deploy/infra.sh
+	@$(TEST_ENV) RECAUDO_FRESH_DB=1 deploy/infra.sh
 	@$(TEST_ENV) deploy/test.sh $(ARGS)
 
 bench: deps

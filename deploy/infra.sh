@@ -36,5 +36,6 @@ if ! port_open 15672; then
   wait_port 15672 60 || { echo "RabbitMQ's management plugin did not start"; exit 1; }
 fi
 
-.venv/bin/recaudo createdb
+# RECAUDO_FRESH_DB=1 (make test): the test database starts from nothing every run
+.venv/bin/recaudo createdb ${RECAUDO_FRESH_DB:+--fresh}
 .venv/bin/recaudo migrate

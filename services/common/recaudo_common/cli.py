@@ -22,11 +22,14 @@ from . import migrations
 from .config import SERVICES, settings
 
 
-def create_database(url: str) -> bool:
-    """Create the database named in ``url`` unless it exists; True if created."""
+def create_database(url: str, fresh: bool = False) -> bool:
+    """Create the database named in ``url`` unless it exists; True if created.
+    ``fresh`` drops it first (the test database: every run starts from nothing)."""
     target = make_url(url)
     admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
+        if fresh:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
         exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
                               {"n": target.database}).first()
         if not exists:
@@ -35,14 +38,17 @@ def create_database(url: str) -> bool:
     return not exists
 
 
-def create_vhost(amqp_uri: str, management_url: str) -> str:
-    """Create the AMQP URI's vhost through the management API and grant its user."""
+def create_vhost(amqp_uri: str, management_url: str, fresh: bool = False) -> str:
+    """Create the AMQP URI's vhost through the management API and grant its user;
+    ``fresh`` deletes it first (no queued message survives from an earlier test run)."""
     amqp = urlsplit(amqp_uri)
     vhost = amqp.path.lstrip("/") or "/"
     mgmt = urlsplit(management_url)
     base = f"{mgmt.scheme}://{mgmt.hostname}:{mgmt.port}/api"
     auth = (mgmt.username or "guest", mgmt.password or "guest")
     name = quote(vhost, safe="")
+    if fresh and vhost != "/":
+        requests.delete(f"{base}/vhosts/{name}", auth=auth, timeout=10)
     requests.put(f"{base}/vhosts/{name}", auth=auth, timeout=10).raise_for_status()
     requests.put(f"{base}/permissions/{name}/{quote(amqp.username or 'guest')}", auth=auth,
                  json={"configure": ".*", "write": ".*", "read": ".*"},
@@ -80,7 +86,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="recaudo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("createdb")
+    createdb = sub.add_parser("createdb")
+    createdb.add_argument("--fresh", action="store_true",
+                          help="drop the database and vhost first (the test ones)")
     mig = sub.add_parser("migrate")
     mig.add_argument("services", nargs="*", help="default: all")
     rev = sub.add_parser("makemigration")
@@ -94,8 +102,8 @@ def main(argv=None) -> int:
     cfg = settings()
 
     if args.command == "createdb":
-        created = create_database(cfg.database_url)
-        vhost = create_vhost(cfg.amqp_uri, cfg.rabbit_management_url)
+        created = create_database(cfg.database_url, fresh=args.fresh)
+        vhost = create_vhost(cfg.amqp_uri, cfg.rabbit_management_url, fresh=args.fresh)
         print(f"database {make_url(cfg.database_url).database}: "
               f"{'created' if created else 'present'}; vhost {vhost}: ready")
     elif args.command == "migrate":

@@ -122,7 +122,9 @@ class Assignment(Base):
     assigned_at: Mapped[datetime] = _now()
     __table_args__ = (
         Index("ix_assignments_queue_rank", "queue_id", "rank"),
-        Index("ix_assignments_agent", "agent_id"),
+        #: the next-account pull walks one collector's (or nobody's) accounts of a queue in
+        #: rank order and stops at the first free ones; also every "accounts of agent X"
+        Index("ix_assignments_agent_queue_rank", "agent_id", "queue_id", "rank"),
         Index("ix_assignments_institution", "institution_id"),
     )
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import (Integer, String, case, cast, column, func, literal, or_, select, table,
-                        text, union_all)
+from sqlalchemy import (BigInteger, Integer, String, case, cast, column, func, literal, or_,
+                        select, table, text, tuple_, union_all)
 from sqlalchemy.dialects.postgresql import array, insert
 from sqlalchemy.orm import Session
 
@@ -34,7 +34,10 @@ def _arm(strategy: Strategy):
     """Champion or challenger, from a hash of the account id salted by the strategy id."""
     if not strategy.challenger_id or not strategy.challenger_share:
         return literal("champion")
-    bucket = func.abs(func.hashtext(cast(F.account_id, String) + f":{strategy.id}")) % 100
+    # bigint before abs(): abs(-2147483648) overflows an integer (an account whose hash
+    # is INT_MIN would make every rebuild of its institution fail)
+    bucket = func.abs(cast(func.hashtext(cast(F.account_id, String) + f":{strategy.id}"),
+                           BigInteger)) % 100
     return case((bucket < strategy.challenger_share, literal("challenger")),
                 else_=literal("champion"))
 
@@ -178,12 +181,13 @@ def rebuild(session: Session, strategy: Strategy) -> dict:
     """), {"i": strategy.institution_id}).all()
     written = _PLACED_COLUMNS[:-1]  # all but balance
     upsert = insert(Assignment).from_select(written, select(*(_PLACED.c[n] for n in written)))
+    kept = ("institution_id", "queue_id", "arm", "rank", "agent_id")
     session.execute(upsert.on_conflict_do_update(
         index_elements=[Assignment.account_id],
-        set_={"institution_id": upsert.excluded.institution_id,
-              "queue_id": upsert.excluded.queue_id, "arm": upsert.excluded.arm,
-              "rank": upsert.excluded.rank, "agent_id": upsert.excluded.agent_id,
-              "assigned_at": func.now()}))
+        set_={**{c: upsert.excluded[c] for c in kept}, "assigned_at": func.now()},
+        # an unchanged placement is not rewritten (nor are its index entries)
+        where=tuple_(*(Assignment.__table__.c[c] for c in kept)).is_distinct_from(
+            tuple_(*(upsert.excluded[c] for c in kept)))))
     session.execute(text("""
         DELETE FROM queues.assignments a WHERE a.institution_id = :i
           AND NOT EXISTS (SELECT 1 FROM placed_now p WHERE p.account_id = a.account_id)

@@ -80,7 +80,10 @@ def _coerce(kind: str, value):
         if isinstance(value, bool):
             raise ValueError("debe ser un monto")
         try:
-            return Decimal(str(value)).quantize(Decimal("0.01"))
+            amount = Decimal(str(value))
+            if not amount.is_finite():  # NaN and Infinity are not amounts
+                raise ValueError
+            return amount.quantize(Decimal("0.01"))
         except (InvalidOperation, ValueError):
             raise ValueError("debe ser un monto") from None
     if not isinstance(value, str) or not value or len(value) > 100:
@@ -89,11 +92,11 @@ def _coerce(kind: str, value):
 
 
 def _leaf_problems(leaf: dict) -> list[str]:
-    field = FIELDS.get(leaf.get("field"))
-    op = leaf.get("op")
+    name, op = leaf.get("field"), leaf.get("op")
+    field = FIELDS.get(name) if isinstance(name, str) else None
     if field is None:
-        return [f"campo desconocido: {leaf.get('field')!r}"]
-    if op not in OPERATORS:
+        return [f"campo desconocido: {name!r}"]
+    if not isinstance(op, str) or op not in OPERATORS:
         return [f"operador desconocido: {op!r}"]
     if op in ("is_set", "is_not_set"):
         return [] if "value" not in leaf or leaf["value"] is None else ["no lleva valor"]
@@ -163,9 +166,18 @@ def compile_condition(tree) -> ColumnElement:
         values = [_coerce(field.kind, v) for v in value]
         return column.in_(values) if op == "in" else not_(func.coalesce(column.in_(values), False))
     value = _coerce(field.kind, value)
-    return {"eq": column == value, "ne": column.is_distinct_from(value),
-            "lt": column < value, "lte": column <= value,
-            "gt": column > value, "gte": column >= value}[op]
+    # only the chosen operator is built: SQLAlchemy refuses ``<`` against True/False
+    return _COMPARISONS[op](column, value)
+
+
+_COMPARISONS = {
+    "eq": lambda column, value: column == value,
+    "ne": lambda column, value: column.is_distinct_from(value),
+    "lt": lambda column, value: column < value,
+    "lte": lambda column, value: column <= value,
+    "gt": lambda column, value: column > value,
+    "gte": lambda column, value: column >= value,
+}
 
 
 def validate_sort(sort) -> list[str]:

@@ -70,6 +70,13 @@ class QueuesService(ServiceBase):
                 if challenger.institution_id != data["institution_id"] or challenger.id == strategy_id:
                     raise InvalidInput("Retadora inválida",
                                        {"challenger_id": ["Debe ser otra estrategia de la institución"]})
+            # before a new strategy is added: autoflush would make it clash with itself
+            clash = session.execute(select(Strategy.id).where(
+                Strategy.institution_id == data["institution_id"], Strategy.name == data["name"],
+                Strategy.id != (strategy_id or 0))).first()
+            if clash:
+                raise Conflict("Ya existe una estrategia con ese nombre",
+                               {"name": ["Ya existe en esta institución"]})
             if strategy_id is None:
                 strategy = Strategy(institution_id=data["institution_id"], name=data["name"],
                                     created_by=identity.user_id)
@@ -79,12 +86,6 @@ class QueuesService(ServiceBase):
                 if strategy.state != "draft" or strategy.institution_id != data["institution_id"]:
                     raise Conflict("Sólo se editan borradores; guarde una copia con otro nombre")
                 session.execute(delete(Queue).where(Queue.strategy_id == strategy.id))
-            clash = session.execute(select(Strategy.id).where(
-                Strategy.institution_id == data["institution_id"], Strategy.name == data["name"],
-                Strategy.id != (strategy_id or 0))).first()
-            if clash:
-                raise Conflict("Ya existe una estrategia con ese nombre",
-                               {"name": ["Ya existe en esta institución"]})
             strategy.name = data["name"]
             strategy.challenger_id = data["challenger_id"]
             strategy.challenger_share = data["challenger_share"]
@@ -109,10 +110,13 @@ class QueuesService(ServiceBase):
         """Make it the institution's active strategy and rebuild its queues now."""
         identity = self.caller.require("queues.manage")
         with self.db.session() as session:
-            strategy = self._strategy(session, identity, strategy_id, lock=True)
+            strategy = self._strategy(session, identity, strategy_id)
+            # the institution's lock first: a second apply (of this strategy or another)
+            # is told Conflict at once instead of queueing behind the strategy's row lock
+            placement.lock_institution(session, strategy.institution_id)
+            session.refresh(strategy, with_for_update=True)
             if strategy.state == "archived":
                 raise Conflict("La estrategia está archivada")
-            placement.lock_institution(session, strategy.institution_id)
             session.execute(update(Strategy).where(
                 Strategy.institution_id == strategy.institution_id, Strategy.state == "active",
                 Strategy.id != strategy.id).values(state="archived"))
@@ -315,14 +319,18 @@ class QueuesService(ServiceBase):
         return {**StrategyOut().dump(strategy), "queues": QueueOut(many=True).dump(queues)}
 
 
+#: rows per upsert statement: PostgreSQL takes at most 65,535 parameters (12 per row here),
+#: and an import announces its accounts in chunks far larger than that
+UPSERT_ROWS = 4000
+
+
 def upsert_facts(session, accounts: list[dict]) -> None:
     """Set-based upsert of a batch of account facts (the projection is idempotent)."""
-    if not accounts:
-        return
     rows = [{"account_id": a["account_id"], **{c: a.get(c) for c in FACT_COLUMNS}}
             for a in accounts]
-    statement = insert(AccountFacts).values(rows)
-    session.execute(statement.on_conflict_do_update(
-        index_elements=[AccountFacts.account_id],
-        set_={**{c: statement.excluded[c] for c in FACT_COLUMNS}, "updated_at": func.now()}))
+    for start in range(0, len(rows), UPSERT_ROWS):
+        statement = insert(AccountFacts).values(rows[start:start + UPSERT_ROWS])
+        session.execute(statement.on_conflict_do_update(
+            index_elements=[AccountFacts.account_id],
+            set_={**{c: statement.excluded[c] for c in FACT_COLUMNS}, "updated_at": func.now()}))
 

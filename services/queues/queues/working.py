@@ -1,17 +1,23 @@
 """Working the queues: the next-account pull, leases, worklists, supervisors' moves.
 
-``next_account`` takes the calling agent's best account that nobody holds: the
-candidate rows are claimed with ``FOR UPDATE SKIP LOCKED`` (concurrent pulls skip
-each other instead of waiting), and the lease insert is guarded by the primary key
-of ``leases`` (a double lease is impossible even if the code were wrong).
+``next_account`` takes the calling agent's best account that nobody holds: queue by
+queue, their own accounts then nobody's are walked in rank order (an index, never a
+sort of the whole queue); the candidate rows are claimed with ``FOR UPDATE SKIP
+LOCKED`` (concurrent pulls skip each other instead of waiting); the lease insert checks
+the candidate again with a fresh snapshot and is guarded by the primary key of
+``leases`` (a double lease is impossible even if the code were wrong). Ending a lease
+takes the same row lock, so a pull sees either the lease or everything committed with
+its end.
 """
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import (DateTime, and_, delete, func, literal, or_, select, text,
+                        update)
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from recaudo_common.contact_policy import sql_may_contact
 from recaudo_common.errors import InvalidInput, NotFound
@@ -29,8 +35,10 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+@lru_cache(maxsize=None)
 def _workable():
-    """Conditions for an account an agent may be handed now (the one contact policy)."""
+    """Conditions for an account an agent may be handed now (the one contact policy).
+    Built once: the expression does not depend on the caller (a pull uses it 3 times)."""
     rules = InstitutionRules
     window_from = func.coalesce(select(rules.contact_from).where(
         rules.institution_id == F.institution_id).scalar_subquery(), text("'07:00'::time"))
@@ -38,11 +46,20 @@ def _workable():
         rules.institution_id == F.institution_id).scalar_subquery(), text("'22:00'::time"))
     return and_(
         ~Queue.frozen,
-        Strategy.state == "active",
+        _in_force(),
         ~F.open_dispute,
         or_(F.callback_at.is_(None), F.callback_at <= func.now()),
         sql_may_contact(F.time_zone, window_from, window_until, F.do_not_contact),
     )
+
+
+@lru_cache(maxsize=None)
+def _in_force():
+    """The queue's strategy is the active one, or the active one's challenger."""
+    champion = aliased(Strategy)
+    return or_(Strategy.state == "active",
+               select(champion.id).where(champion.challenger_id == Strategy.id,
+                                         champion.state == "active").exists())
 
 
 def _my_queues(identity: Identity):
@@ -57,35 +74,57 @@ def next_account(session: Session, identity: Identity, lease_minutes: int = LEAS
                                                   Lease.expires_at > func.now())).scalar_one_or_none()
     if current is not None:  # finish (or release) the one you hold first
         return _describe(session, current.account_id, current)
-    candidates = session.execute(
-        select(Assignment.account_id, Assignment.queue_id)
-        .join(F, F.account_id == Assignment.account_id)
-        .join(Queue, Queue.id == Assignment.queue_id)
-        .join(Strategy, Strategy.id == Queue.strategy_id)
-        .where(Assignment.queue_id.in_(_my_queues(identity)),
-               or_(Assignment.agent_id == identity.user_id, Assignment.agent_id.is_(None)),
-               _institution_scope(identity),
-               _workable(),
-               ~select(Lease.account_id).where(Lease.account_id == Assignment.account_id,
-                                               Lease.expires_at > func.now()).exists())
-        .order_by(Queue.position, Assignment.agent_id.is_(None), Assignment.rank)
-        .limit(PULL_WINDOW)
-        .with_for_update(of=Assignment, skip_locked=True)).all()
+
+    def eligible(query):
+        """The agent's accounts that may be worked now (the same test for choosing and,
+        again, for leasing)."""
+        return (query.join(F, F.account_id == Assignment.account_id)
+                .join(Queue, Queue.id == Assignment.queue_id)
+                .join(Strategy, Strategy.id == Queue.strategy_id)
+                .where(Assignment.queue_id.in_(_my_queues(identity)),
+                       or_(Assignment.agent_id == identity.user_id,
+                           Assignment.agent_id.is_(None)),
+                       _institution_scope(identity),
+                       _workable()))
+
+    free = ~select(Lease.account_id).where(Lease.account_id == Assignment.account_id,
+                                           Lease.expires_at > func.now()).exists()
+    queue_ids = session.execute(
+        select(Queue.id).join(Strategy, Strategy.id == Queue.strategy_id)
+        .where(Queue.id.in_(_my_queues(identity)), ~Queue.frozen, _in_force())
+        .order_by(Queue.position, Queue.id)).scalars().all()
     expires = now() + timedelta(minutes=lease_minutes)
-    for account_id, queue_id in candidates:
-        taken = session.execute(
-            insert(Lease).values(account_id=account_id, agent_id=identity.user_id,
-                                 expires_at=expires)
-            .on_conflict_do_update(index_elements=[Lease.account_id],
-                                   set_={"agent_id": identity.user_id, "leased_at": func.now(),
-                                         "expires_at": expires},
-                                   where=Lease.expires_at <= func.now())
-            .returning(Lease.account_id)).first()
-        if taken:
-            session.add(WorkLog(account_id=account_id, queue_id=queue_id,
-                                agent_id=identity.user_id, event="pulled"))
-            session.flush()
-            return _describe(session, account_id, session.get(Lease, account_id))
+    for queue_id in queue_ids:
+        # in queue order: the caller's own accounts, then nobody's, each walked in rank
+        # order on (agent_id, queue_id, rank) and stopped at the first free ones (never a
+        # sort of the whole queue); candidates another pull holds are skipped, not awaited
+        for owner in (Assignment.agent_id == identity.user_id, Assignment.agent_id.is_(None)):
+            candidates = session.execute(
+                eligible(select(Assignment.account_id))
+                .where(Assignment.queue_id == queue_id, owner, free)
+                .order_by(Assignment.rank)
+                .limit(PULL_WINDOW)
+                .with_for_update(of=Assignment, skip_locked=True)).scalars().all()
+            for account_id in candidates:
+                # The candidates come from the snapshot the SELECT started with: meanwhile
+                # another agent may have leased one and finished it (lease gone, callback or
+                # do-not-contact set). The lease is taken only if, seen by this new
+                # statement, it still qualifies.
+                still = eligible(select(Assignment.account_id, literal(identity.user_id),
+                                        literal(expires, DateTime(timezone=True)))
+                                 ).where(Assignment.account_id == account_id)
+                taken = session.execute(
+                    insert(Lease).from_select(["account_id", "agent_id", "expires_at"], still)
+                    .on_conflict_do_update(index_elements=[Lease.account_id],
+                                           set_={"agent_id": identity.user_id,
+                                                 "leased_at": func.now(), "expires_at": expires},
+                                           where=Lease.expires_at <= func.now())
+                    .returning(Lease.account_id)).first()
+                if taken:
+                    session.add(WorkLog(account_id=account_id, queue_id=queue_id,
+                                        agent_id=identity.user_id, event="pulled"))
+                    session.flush()
+                    return _describe(session, account_id, session.get(Lease, account_id))
     return None
 
 
@@ -106,8 +145,16 @@ def _describe(session: Session, account_id: int, lease: Lease) -> dict:
             "queue": queue_name, "rank": assignment.rank, "lease_expires_at": lease.expires_at}
 
 
+def _lock_assignment(session: Session, account_id: int) -> None:
+    """A lease ends under the row lock a pull holds on its candidates: a concurrent pull
+    either still sees the lease or sees everything committed with its end."""
+    session.execute(select(Assignment.account_id).where(Assignment.account_id == account_id)
+                    .with_for_update())
+
+
 def release(session: Session, identity: Identity, account_id: int, worked: bool = False) -> None:
     """End the caller's lease (logging an activity ends it too, with ``worked``)."""
+    _lock_assignment(session, account_id)
     deleted = session.execute(delete(Lease).where(Lease.account_id == account_id,
                                                   Lease.agent_id == identity.user_id)
                               .returning(Lease.account_id)).first()
@@ -121,6 +168,7 @@ def release(session: Session, identity: Identity, account_id: int, worked: bool 
 
 def end_lease_after_activity(session: Session, account_id: int, agent_id: int) -> None:
     """An activity was logged on the account: the agent's lease on it is over."""
+    _lock_assignment(session, account_id)
     deleted = session.execute(delete(Lease).where(Lease.account_id == account_id,
                                                   Lease.agent_id == agent_id)
                               .returning(Lease.account_id)).first()

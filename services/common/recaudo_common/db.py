@@ -47,7 +47,7 @@ def make_engine(url: str | None = None, pool_size: int | None = None):
     return create_engine(
         url or cfg.database_url,
         pool_size=pool_size or cfg.db_pool_size,
-        max_overflow=cfg.db_pool_size,
+        max_overflow=cfg.db_pool_size // 2,
         pool_pre_ping=True,
         pool_recycle=1800,
     )
@@ -82,6 +82,7 @@ class Database(DependencyProvider):
 
     def kill(self):
         self.relay.stop()
+        self.engine.dispose()  # a killed container must not keep its connections
 
     def _after_commit(self, session: Session):
         if session.info.pop("outbox_pending", False):

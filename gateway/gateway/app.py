@@ -16,6 +16,7 @@ from .admin import bp as admin_bp
 from .api import api
 from .health import bp as health_bp
 from .portfolio import bp as portfolio_bp
+from .queues import bp as queues_bp
 from .rpc import RpcPool
 from .ui import bp as ui_bp
 
@@ -66,5 +67,6 @@ def create_app(cfg: Settings | None = None, testing: bool = False) -> Flask:
     app.register_blueprint(account_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(portfolio_bp)
+    app.register_blueprint(queues_bp)
     return app
 

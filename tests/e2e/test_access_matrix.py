@@ -581,6 +581,159 @@ TABLE.extend([
 ])
 
 
+# --- the collection queues: strategies, board, moves, next account, worklist ----------------
+# Only all-institution users hold queues.manage among the columns, so out of reach answers
+# 403 before scope matters (the scoped supervisor is covered by test_queues_api). The rows
+# act on strategies of institution 2 named "Matriz…" whose one queue takes no account, so
+# applying and rebuilding move nothing; ``_queues`` also archives strategies other suites
+# left active elsewhere and ends the demo collectors' leases, so "next" deterministically
+# has nothing to hand anyone (204). What the rows create is removed at the end.
+
+QUEUES_MANAGE = "queues.manage"
+QUEUES_WORK = "queues.work"
+NOT_AN_ACCOUNT = 999_999_999
+
+
+def _queues_body(w, name: str) -> dict:
+    return {"institution_id": 2, "name": name, "queues": [{
+        "name": "Matriz", "team_id": w.team_id, "policy": "round_robin",
+        "conditions": {"all": [{"field": "status_id", "op": "eq", "value": -1}]},
+        "sort": [{"field": "account_id", "direction": "asc"}]}]}
+
+
+def _queues(w) -> dict:
+    """An applied strategy of institution 2 and a draft beside it (made once, as admin)."""
+    if getattr(w, "queues", None) is None:
+        import time
+
+        engine = create_engine(settings().database_url)
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM queues.leases WHERE agent_id = ANY(:a)"),
+                         {"a": [w.ids[u] for u in ("admin", "supervisor", "gestor1", "gestor2")]})
+            conn.execute(text("UPDATE queues.strategies SET state = 'archived' "
+                              "WHERE state = 'active' AND institution_id <> 2"))
+        # the module's team (gestor2) reaches the queues service through auth's team_changed
+        deadline = time.monotonic() + 30
+        while True:
+            with engine.connect() as conn:
+                known = conn.execute(text("SELECT 1 FROM queues.team_members WHERE team_id = :t"),
+                                     {"t": w.team_id}).first()
+            if known:
+                break
+            assert time.monotonic() < deadline, "the queues service never learnt the team"
+            time.sleep(0.3)
+        engine.dispose()
+        admin = w.tokens["admin"]
+        active = w.ok("POST", "/api/v1/strategies", admin, _queues_body(w, f"Matriz filas {RUN}"))
+        w.ok("POST", f"/api/v1/strategies/{active['id']}/apply", admin)
+        draft_body = _queues_body(w, f"Matriz borrador {RUN}")
+        draft = w.ok("POST", "/api/v1/strategies", admin, draft_body)
+        w.queues = {"active": active["id"], "draft": draft["id"], "draft_body": draft_body,
+                    "queue": active["queues"][0]["id"]}
+    return w.queues
+
+
+def _strategy(key="active"):
+    return lambda w: {"strategy_id": _queues(w)[key]}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_queues_throwaways():
+    """The strategies the queues rows made, and the projection of teams auth no longer has."""
+    yield
+    engine = create_engine(settings().database_url)
+    with engine.begin() as conn:
+        for statement in (
+                "UPDATE queues.strategies SET challenger_id = NULL WHERE challenger_id IN "
+                "(SELECT id FROM queues.strategies WHERE name LIKE 'Matriz %')",
+                "DELETE FROM queues.strategies WHERE name LIKE 'Matriz %'",
+                "DELETE FROM queues.team_members WHERE team_id NOT IN (SELECT id FROM auth.teams)"):
+            conn.execute(text(statement))
+    engine.dispose()
+
+
+QUEUES_IN_2 = RULES.perm(QUEUES_MANAGE, reach=(2,))
+
+TABLE.extend([
+    Row("queues.catalogue", "GET", "/api/v1/queues/catalogue", None, RULES.authenticated()),
+    *(Row(f"queues.strategies.list.{i}", "GET", "/api/v1/institutions/{institution_id}/strategies",
+          None, RULES.perm(QUEUES_MANAGE, reach=(i,)),
+          params=lambda w, i=i: _queues(w) and {"institution_id": i})
+      for i in (1, 2, 3)),
+    Row("queues.strategies.create.i2", "POST", "/api/v1/strategies",
+        lambda w, uniq: _queues(w) and _queues_body(w, f"Matriz {uniq}"[:80]),
+        RULES.perm(QUEUES_MANAGE, 201, reach=(2,))),
+    Row("queues.strategies.get.i2", "GET", "/api/v1/strategies/{strategy_id}", None, QUEUES_IN_2,
+        params=_strategy()),
+    # the draft saved again as it is
+    Row("queues.strategies.update.i2", "PUT", "/api/v1/strategies/{strategy_id}",
+        lambda w, uniq: _queues(w)["draft_body"], QUEUES_IN_2, params=_strategy("draft")),
+    Row("queues.strategies.simulate.i2", "POST", "/api/v1/strategies/{strategy_id}/simulate",
+        None, QUEUES_IN_2, params=_strategy()),
+    # applying the active strategy again re-places nothing (its queue takes no account)
+    Row("queues.strategies.apply.i2", "POST", "/api/v1/strategies/{strategy_id}/apply", None,
+        QUEUES_IN_2, params=_strategy()),
+    Row("queues.board.i2", "GET", "/api/v1/strategies/{strategy_id}/board", None, QUEUES_IN_2,
+        params=_strategy()),
+    # cross-institution: cliente (institution 1, no queues.manage) 403, the all-institution
+    # supervisor 200, the scoped admin (users.manage only) 403
+    Row("queues.rebuild.i2", "POST", "/api/v1/institutions/{institution_id}/rebuild", None,
+        QUEUES_IN_2, params=lambda w: _queues(w) and {"institution_id": 2}),
+    Row("queues.resync.i2", "POST", "/api/v1/institutions/{institution_id}/resync", None,
+        QUEUES_IN_2, params=lambda w: {"institution_id": 2}),
+    Row("queues.freeze.i2", "POST", "/api/v1/queues/{queue_id}/freeze", {"frozen": False},
+        QUEUES_IN_2, params=lambda w: {"queue_id": _queues(w)["queue"]}),
+    # an account in no queue of institution 2: 422 for who may move, nothing moves
+    Row("queues.move.unknown-account", "POST", "/api/v1/queues/move",
+        lambda w, uniq: {"account_ids": [NOT_AN_ACCOUNT], "queue_id": _queues(w)["queue"]},
+        RULES.perm(QUEUES_MANAGE, 422, reach=(2,))),
+    # the module's inactive user holds no account: 0 moved
+    Row("queues.reassign.nobodys", "POST", "/api/v1/queues/reassign",
+        lambda w, uniq: {"from_agent_id": w.ids["disabled"], "to_agent_id": None},
+        RULES.perm(QUEUES_MANAGE)),
+    Row("queues.next.nothing", "POST", "/api/v1/queues/next", None, RULES.perm(QUEUES_WORK, 204),
+        params=lambda w: _queues(w) and {}),
+    # nobody holds it: 404 for every signed-in caller (releasing needs no permission: only
+    # the holder's own lease ends)
+    Row("queues.release.not-held", "POST", "/api/v1/queues/release/{account_id}", None,
+        RULES.authenticated(404), params=lambda w: {"account_id": NOT_AN_ACCOUNT}),
+    Row("queues.worklist", "GET", "/api/v1/worklist", None, RULES.perm(QUEUES_WORK)),
+    # --- the same, straight to the queues service ---------------------------------------------
+    Row("rpc.queues.condition_catalogue", "RPC", "queues.condition_catalogue", [],
+        RULES.authenticated()),
+    Row("rpc.queues.list_strategies.2", "RPC", "queues.list_strategies",
+        lambda w, uniq: _queues(w) and [2], QUEUES_IN_2),
+    Row("rpc.queues.list_strategies.3", "RPC", "queues.list_strategies", [3],
+        RULES.perm(QUEUES_MANAGE, reach=(3,))),
+    Row("rpc.queues.get_strategy.i2", "RPC", "queues.get_strategy",
+        lambda w, uniq: [_queues(w)["active"]], QUEUES_IN_2),
+    Row("rpc.queues.save_strategy.draft", "RPC", "queues.save_strategy",
+        lambda w, uniq: [_queues(w)["draft_body"], _queues(w)["draft"]], QUEUES_IN_2),
+    Row("rpc.queues.simulate_strategy.i2", "RPC", "queues.simulate_strategy",
+        lambda w, uniq: [_queues(w)["active"]], QUEUES_IN_2),
+    Row("rpc.queues.apply_strategy.i2", "RPC", "queues.apply_strategy",
+        lambda w, uniq: [_queues(w)["active"]], QUEUES_IN_2),
+    Row("rpc.queues.rebuild_queues.2", "RPC", "queues.rebuild_queues",
+        lambda w, uniq: _queues(w) and [2], QUEUES_IN_2),
+    Row("rpc.queues.resync_facts.2", "RPC", "queues.resync_facts", [2], QUEUES_IN_2),
+    Row("rpc.queues.queue_board.i2", "RPC", "queues.queue_board",
+        lambda w, uniq: [_queues(w)["active"]], QUEUES_IN_2),
+    Row("rpc.queues.freeze_queue.i2", "RPC", "queues.freeze_queue",
+        lambda w, uniq: [_queues(w)["queue"], False], QUEUES_IN_2),
+    Row("rpc.queues.move_accounts.unknown-account", "RPC", "queues.move_accounts",
+        lambda w, uniq: [{"account_ids": [NOT_AN_ACCOUNT], "queue_id": _queues(w)["queue"]}],
+        RULES.perm(QUEUES_MANAGE, 422, reach=(2,))),
+    Row("rpc.queues.reassign_agent.nobodys", "RPC", "queues.reassign_agent",
+        lambda w, uniq: [{"from_agent_id": w.ids["disabled"], "to_agent_id": None}],
+        RULES.perm(QUEUES_MANAGE)),
+    Row("rpc.queues.next_account.nothing", "RPC", "queues.next_account",
+        lambda w, uniq: _queues(w) and [], RULES.perm(QUEUES_WORK, 204)),
+    Row("rpc.queues.release_account.not-held", "RPC", "queues.release_account",
+        [NOT_AN_ACCOUNT], RULES.authenticated(404)),
+    Row("rpc.queues.my_worklist", "RPC", "queues.my_worklist", [{}], RULES.perm(QUEUES_WORK)),
+])
+
+
 #: the typed error an RPC answers for each refusal status
 RPC_ERROR = {401: NotAuthenticated, 403: PermissionDenied, 404: NotFound, 409: Conflict,
              422: InvalidInput, 429: Throttled}
@@ -792,3 +945,23 @@ def test_the_table_names_are_unique_and_rules_cover_every_column():
     assert RULES.institution(3)(WHO["gestor1"]) == 404
     assert RULES.perm(USERS_MANAGE, reach=None)(WHO["adminlocal"]) == 404
     assert set(SERVICES) >= {"auth", "portfolio"}
+
+
+def test_every_queues_rpc_and_its_cross_institution_answers_are_in_the_table():
+    """Each entrypoint of the queues service that reads the caller has a row, and the
+    institution-2 rebuild keeps its explicit answers."""
+    import inspect
+
+    from queues.service import QueuesService
+
+    expected = {f"{QueuesService.name}.{name}" for name, member in vars(QueuesService).items()
+                if inspect.isfunction(member) and "self.caller" in inspect.getsource(member)}
+    covered = {row.path for row in TABLE if row.method == "RPC"}
+    missing = sorted(expected - covered)
+    assert expected and not missing, "add RPC rows to TABLE for: " + ", ".join(missing)
+    rebuild = next(row for row in TABLE if row.name == "queues.rebuild.i2")
+    assert rebuild.path == "/api/v1/institutions/{institution_id}/rebuild"
+    assert rebuild.rule(WHO["cliente"]) == 403       # no queues.manage
+    assert rebuild.rule(WHO["supervisor"]) == 200    # every institution
+    assert rebuild.rule(WHO["adminlocal"]) == 403    # a scoped admin
+    assert rebuild.rule(WHO["gestor1"]) == 403 and rebuild.rule(WHO["anonymous"]) == 401

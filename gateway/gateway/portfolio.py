@@ -23,7 +23,7 @@ from werkzeug.exceptions import HTTPException
 
 from recaudo_common.errors import Conflict, DomainError, InvalidInput, PermissionDenied
 
-from . import auth, uploads
+from . import auth, events, uploads
 from .errors import HTTP_STATUS
 from .rpc import rpc
 
@@ -526,6 +526,43 @@ def import_progress(job_id: int):
     with rpc() as proxy:
         context = _job_context(proxy, job_id)
     return render_template("portfolio/_import_progress.html", **context)
+
+
+@bp.get("/importaciones/<int:job_id>/eventos")
+@auth.permission_required("portfolio.import")
+def import_events(job_id: int):
+    """The job's progress as Server-Sent Events, fed by the portfolio service's
+    ``import_progressed`` and ``import_finished``: first the job as it is now (the service
+    checks the caller may see it), then each event about it until it ends."""
+    subscription = events.Subscription("portfolio", ("import_progressed", "import_finished"),
+                                       lambda payload: payload.get("job_id") == job_id)
+    try:
+        with rpc() as proxy:
+            job = proxy.portfolio.get_import(job_id)
+    except BaseException:
+        subscription.close()
+        raise
+
+    def stream():
+        try:
+            yield events.sse("progress", job)
+            if job["state"] in ("done", "failed"):
+                yield events.sse("finished", job)
+                return
+            for item in subscription.events():
+                if item is None:
+                    yield ": keep-alive\n\n"
+                    continue
+                kind, payload = item
+                yield events.sse("finished" if kind == "import_finished" else "progress",
+                                 payload)
+                if kind == "import_finished":
+                    return
+        finally:
+            subscription.close()
+
+    return Response(stream(), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @bp.get("/importaciones/<int:job_id>/reporte.csv")

@@ -87,6 +87,4 @@ def upload_import(proxy, layout_id, upload: FileStorage | None) -> dict:
     created = proxy.portfolio.create_import({"layout_id": layout_id, "file_name": name,
                                              "size_bytes": size})
     put_to(created["upload_url"], upload, size)
-    job_id = created.get("id") or created.get("job_id") or created["job"]["id"]
-    started = proxy.portfolio.start_import(job_id)
-    return started if isinstance(started, dict) else proxy.portfolio.get_import(job_id)
+    return proxy.portfolio.start_import(created["job"]["id"])

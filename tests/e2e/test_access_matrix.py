@@ -348,7 +348,6 @@ TABLE = [
 # Rows act on demo portfolio objects looked up once in the test database (``_portfolio``);
 # state-changing rows either change nothing (an update with the same values, a duplicate
 # answering 409, a missing job) or create objects named "matriz…", removed at the end.
-# The import rows skip themselves while the import RPCs are not in the service.
 
 PORTFOLIO_READ = "portfolio.read"
 PORTFOLIO_WRITE = "portfolio.write"
@@ -440,24 +439,16 @@ def _check_jobs_in_reach(w, who, page):
 
 
 def _imports(w) -> dict:
-    """Layouts of institutions 1 and 2 and a queued job of institution 2; skips the row
-    while the import RPCs are not wired."""
+    """Layouts of institutions 1 and 2 and a queued job of institution 2."""
     if getattr(w, "imports", None) is None:
         admin = w.tokens["admin"]
-        answer = w.call("GET", "/api/v1/institutions/1/import-layouts", admin)
-        if answer.status_code == 503:
-            w.imports = {}
-        else:
-            layouts = {i: w.ok("GET", f"/api/v1/institutions/{i}/import-layouts", admin)
-                       for i in (1, 2)}
-            job = w.ok("POST", "/api/v1/imports", admin, {
-                "layout_id": layouts[2][0]["id"], "file_name": f"matriz-{RUN}.csv",
-                "size_bytes": 10})
-            w.imports = {"layout_i1": layouts[1][0], "layout_i2": layouts[2][0],
-                         "job_i2": job["id"]}
-    if not w.imports:
-        pytest.skip("the import RPCs (list_layouts, create_import, ...) are not in the "
-                    "portfolio service yet")
+        layouts = {i: w.ok("GET", f"/api/v1/institutions/{i}/import-layouts", admin)
+                   for i in (1, 2)}
+        created = w.ok("POST", "/api/v1/imports", admin, {
+            "layout_id": layouts[2][0]["id"], "file_name": f"matriz-{RUN}.csv",
+            "size_bytes": 10})
+        w.imports = {"layout_i1": layouts[1][0], "layout_i2": layouts[2][0],
+                     "job_i2": created["job"]["id"]}
     return w.imports
 
 
@@ -575,6 +566,35 @@ TABLE.extend([
     Row("rpc.portfolio.update_notes.i2", "RPC", "portfolio.update_notes",
         lambda w, uniq: [_portfolio(w)["i2_gestor1"][1], {"notes": ""}],
         PORTFOLIO_RULES.reads(2, "gestor1", permission=PORTFOLIO_WRITE)),
+    Row("rpc.portfolio.import_catalogue", "RPC", "portfolio.import_catalogue", [],
+        RULES.perm(PORTFOLIO_IMPORT)),
+    Row("rpc.portfolio.list_layouts.2", "RPC", "portfolio.list_layouts", [2],
+        PORTFOLIO_RULES.in_institution(PORTFOLIO_IMPORT, 2)),
+    Row("rpc.portfolio.get_layout.i2", "RPC", "portfolio.get_layout",
+        lambda w, uniq: [_imports(w)["layout_i2"]["id"]],
+        PORTFOLIO_RULES.in_institution(PORTFOLIO_IMPORT, 2)),
+    Row("rpc.portfolio.save_layout.unchanged", "RPC", "portfolio.save_layout",
+        lambda w, uniq: [_layout_body(_imports(w)["layout_i2"]), _imports(w)["layout_i2"]["id"]],
+        PORTFOLIO_RULES.in_institution(INSTITUTIONS_MANAGE, 2)),
+    Row("rpc.portfolio.create_import.i2", "RPC", "portfolio.create_import",
+        lambda w, uniq: [{"layout_id": _imports(w)["layout_i2"]["id"],
+                          "file_name": f"matriz-{uniq}.csv", "size_bytes": 10}],
+        PORTFOLIO_RULES.in_institution(PORTFOLIO_IMPORT, 2)),
+    # the job's file was never uploaded: 422 for who may reach it, and nothing starts
+    Row("rpc.portfolio.start_import.not-uploaded", "RPC", "portfolio.start_import",
+        lambda w, uniq: [_imports(w)["job_i2"]],
+        PORTFOLIO_RULES.in_institution(PORTFOLIO_IMPORT, 2, 422)),
+    Row("rpc.portfolio.get_import.i2", "RPC", "portfolio.get_import",
+        lambda w, uniq: [_imports(w)["job_i2"]],
+        PORTFOLIO_RULES.in_institution(PORTFOLIO_IMPORT, 2)),
+    Row("rpc.portfolio.list_imports", "RPC", "portfolio.list_imports", [{}],
+        RULES.perm(PORTFOLIO_IMPORT), check=_check_jobs_in_reach),
+    Row("rpc.portfolio.import_problems.i2", "RPC", "portfolio.import_problems",
+        lambda w, uniq: [_imports(w)["job_i2"]],
+        PORTFOLIO_RULES.in_institution(PORTFOLIO_IMPORT, 2)),
+    Row("rpc.portfolio.import_report_csv.i2", "RPC", "portfolio.import_report_csv",
+        lambda w, uniq: [_imports(w)["job_i2"]],
+        PORTFOLIO_RULES.in_institution(PORTFOLIO_IMPORT, 2)),
     # the queues service's resync reads facts page by page: queues.manage, in scope
     Row("rpc.portfolio.account_facts_page.2", "RPC", "portfolio.account_facts_page",
         [2, 0, 10], PORTFOLIO_RULES.in_institution("queues.manage", 2)),

@@ -206,13 +206,9 @@ def test_import_a_portfolio_file_and_watch_it_finish(page, stack, demo_users, sc
         "username": "supervisor", "password": demo_users}).json()["access_token"]
     layouts = requests.get(stack.url("/api/v1/institutions/1/import-layouts"), timeout=30,
                            headers={"Authorization": f"Bearer {token}"})
-    if layouts.status_code == 503:
-        pytest.skip("the import RPCs (list_layouts, create_import, ...) are not in the "
-                    "portfolio service yet")
     assert layouts.status_code == 200, layouts.text
     portfolio_layouts = [l for l in layouts.json() if l.get("kind", "portfolio") == "portfolio"]
-    if not DEMO_CSV.exists() or not portfolio_layouts:
-        pytest.skip(f"no {DEMO_CSV.relative_to(ROOT)} or no portfolio layout for BANCOMER yet")
+    assert portfolio_layouts, "the demo seed makes BANCOMER's portfolio layout"
 
     errors = watch_errors(page)
     log_in(page, "supervisor", demo_users, "/")
@@ -229,7 +225,7 @@ def test_import_a_portfolio_file_and_watch_it_finish(page, stack, demo_users, sc
     # the panel polls itself every second until the job is done, then stops
     expect(page.locator("#job-progress")).to_have_attribute("data-state", "done", timeout=120_000)
     expect(page.locator("#job-bar")).to_have_attribute("value", "100")
-    expect(page.locator("#job-progress")).not_to_have_attribute("hx-trigger", re.compile("every"))
+    expect(page.locator("#job-progress")).not_to_have_attribute("data-events", re.compile("."))
     total = int(page.locator("#count-total").inner_text().replace(",", ""))
     imported = int(page.locator("#count-imported").inner_text().replace(",", ""))
     rejected = int(page.locator("#count-rejected").inner_text().replace(",", ""))
@@ -244,4 +240,50 @@ def test_import_a_portfolio_file_and_watch_it_finish(page, stack, demo_users, sc
     with page.expect_navigation():
         page.click("#imports-link")
     expect(page.locator("#imports-table tbody tr").first).to_contain_text(DEMO_CSV.name)
+    assert errors == []
+
+
+def test_the_progress_bar_follows_the_import_events(page, stack, demo_users):
+    """A payments file of 45,000 rows for accounts that do not exist (three chunks, every
+    row rejected, nothing changes): the panel's event stream shows progress mid-way, fed
+    by the service's import_progressed events, and the bar ends at 100."""
+    token = requests.post(stack.url("/api/v1/auth/token"), timeout=30, json={
+        "username": "supervisor", "password": demo_users}).json()["access_token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    layouts = requests.get(stack.url("/api/v1/institutions/1/import-layouts"), timeout=30,
+                           headers=bearer).json()
+    layout = next(l for l in layouts if l["kind"] == "payments")
+    rows = 45_000
+    body = "CUENTA,IMPORTE,FECHA_PAGO,REFERENCIA\n" + "".join(
+        f"NO-EXISTE-{RUN}-{n},100.00,2026-01-15,R{n}\n" for n in range(rows))
+    created = requests.post(stack.url("/api/v1/imports"), timeout=30, headers=bearer, json={
+        "layout_id": layout["id"], "file_name": f"pagos-{RUN}.csv",
+        "size_bytes": len(body.encode())}).json()
+    job_id = created["job"]["id"]
+    assert requests.put(created["upload_url"], data=body.encode(), timeout=60).ok
+
+    errors = watch_errors(page)
+    log_in(page, "supervisor", demo_users, f"/importaciones/{job_id}")
+    expect(page.locator("#job-progress")).to_have_attribute("data-state", "queued")
+    # a second listener beside the panel's, recording every event the stream sends
+    page.evaluate("""url => { window.seen = [];
+        const source = new EventSource(url);
+        for (const kind of ["progress", "finished"]) source.addEventListener(kind,
+            e => window.seen.push([kind, JSON.parse(e.data)])); }""",
+                  f"/importaciones/{job_id}/eventos")
+    page.wait_for_function("window.seen.length > 0")
+    started = requests.post(stack.url(f"/api/v1/imports/{job_id}/start"), timeout=30,
+                            headers=bearer)
+    assert started.status_code == 202, started.text
+    expect(page.locator("#job-progress")).to_have_attribute("data-state", "done", timeout=120_000)
+    expect(page.locator("#job-bar")).to_have_attribute("value", "100")
+    assert int(page.locator("#count-rejected").inner_text().replace(",", "")) == rows
+    page.wait_for_function("window.seen.some(([kind]) => kind === 'finished')")
+    seen = page.evaluate("window.seen")
+    assert seen[0] == ["progress", seen[0][1]] and seen[0][1]["state"] == "queued"
+    midway = [p for kind, p in seen if kind == "progress"
+              and 0 < (p.get("processed_rows") or 0) < rows]
+    assert midway, seen
+    assert seen[-1][0] == "finished" and seen[-1][1]["state"] == "done"
+    assert seen[-1][1]["rejected_rows"] == rows
     assert errors == []

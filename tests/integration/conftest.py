@@ -34,3 +34,68 @@ def rpc_proxy(rabbit_config):
     yield make
     for proxy in started:
         proxy.stop()
+
+
+#: the integration suite's own S3 server (the e2e stack's is on 19000)
+S3_TEST_PORT = 19001
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A local S3 (s3rver, data under var/test/s3-int) for tests that store objects: started
+    here unless something already listens on 19001, and the settings, storage client and
+    bucket caches pointed at it (settings() is cached, so the cache is cleared)."""
+    import os
+    import subprocess
+    import time
+    from pathlib import Path
+
+    from recaudo_common import storage
+
+    root = Path(__file__).resolve().parents[2]
+    endpoint = f"http://127.0.0.1:{S3_TEST_PORT}"
+    proc = None
+    if not _listening(S3_TEST_PORT):
+        data = root / settings().var_dir / "s3-int"
+        data.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.Popen(
+            [str(root / "node_modules" / ".bin" / "s3rver"), "-d", str(data),
+             "-a", "127.0.0.1", "-p", str(S3_TEST_PORT), "--silent"],
+            cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        deadline = time.monotonic() + 20
+        while not _listening(S3_TEST_PORT):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("s3rver did not start on port %d" % S3_TEST_PORT)
+            time.sleep(0.1)
+    previous = os.environ.get("RECAUDO_S3_ENDPOINT")
+    os.environ["RECAUDO_S3_ENDPOINT"] = endpoint
+
+    def reset():
+        settings.cache_clear()
+        storage.client.cache_clear()
+        storage.bucket.cache_clear()
+
+    reset()
+    try:
+        storage.bucket()  # created on first use
+        yield endpoint
+    finally:
+        if previous is None:
+            os.environ.pop("RECAUDO_S3_ENDPOINT", None)
+        else:
+            os.environ["RECAUDO_S3_ENDPOINT"] = previous
+        reset()
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()

@@ -139,7 +139,7 @@ def signed_in(monkeypatch):
     return create_app(testing=True), fake
 
 
-def test_import_screens_render_and_poll_until_the_job_ends(signed_in):
+def test_import_screens_render_and_follow_the_job_until_it_ends(signed_in):
     app, fake = signed_in
     client = app.test_client()
     listing = client.get("/importaciones").get_data(as_text=True)
@@ -147,12 +147,13 @@ def test_import_screens_render_and_poll_until_the_job_ends(signed_in):
     assert "bancomer_cartera.csv" in listing and 'enctype="multipart/form-data"' in listing
 
     running = client.get("/importaciones/7").get_data(as_text=True)
-    assert 'hx-trigger="every 1s"' in running and 'value="25"' in running
+    assert 'data-events="/importaciones/7/eventos"' in running and 'value="25"' in running
+    assert 'data-refresh="/importaciones/7/progreso"' in running and "import-progress.js" in running
     assert 'id="problems"' not in running
 
     fake.job.update(state="done", processed_rows=200, imported_rows=198)
     done = client.get("/importaciones/7/progreso").get_data(as_text=True)
-    assert "hx-trigger" not in done and 'value="100"' in done and 'data-state="done"' in done
+    assert "data-events" not in done and 'value="100"' in done and 'data-state="done"' in done
     assert "No es un importe" in done and "/importaciones/7/reporte.csv" in done
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 from flask import Response, request
 from flask_smorest import Blueprint
 from flask_smorest.fields import Upload
-from marshmallow import EXCLUDE, INCLUDE, Schema, fields
-from nameko.exceptions import MethodNotFound
+from marshmallow import EXCLUDE, Schema, fields
 
-from portfolio import schemas as ps
 from portfolio.schemas import (AccountOut, AccountPage, AccountQuery, AccountUpdate,
-                               DebtorView, InstitutionOut, NotesUpdate, StatusOut, StatusWrite)
+                               DebtorView, ImportCreate, ImportCreated, ImportJobOut,
+                               ImportJobPage, ImportProblemPage, ImportQuery, InstitutionOut,
+                               LayoutOut, LayoutWrite, NotesUpdate, StatusOut, StatusWrite)
 from recaudo_common.validation import PageQuery
 
 from .. import auth, uploads
@@ -38,17 +38,6 @@ def _query(schema) -> dict:
     already validated them), as text (the service loads them itself)."""
     known = schema().fields
     return {k: v for k, v in request.args.items() if k in known}
-
-
-def _page_of(item_schema, name: str):
-    return type(name, (Schema,), {
-        "items": fields.List(fields.Nested(item_schema)), "total": fields.Integer(),
-        "page": fields.Integer(), "per_page": fields.Integer(), "pages": fields.Integer()})
-
-
-@blp.errorhandler(MethodNotFound)
-def _not_wired(exc):
-    return error_body(503, "not_available", "Función aún no disponible en el servicio")
 
 
 @blp.errorhandler(uploads.UploadFailed)
@@ -147,54 +136,6 @@ def update_notes(_, debtor_id):
 
 
 # --- import layouts and jobs ---------------------------------------------------------------
-# The import schemas live with the import feature of the portfolio service (schemas.py
-# or imports.py); the first of the names found documents and validates each route, else
-# the gateway's own minimal schema of the contract stands in.
-
-def _service_schema(*names: str):
-    try:
-        from portfolio import imports
-    except ImportError:
-        imports = None
-    for name in names:
-        for module in (ps, imports):
-            if module is not None and isinstance(getattr(module, name, None), type):
-                return getattr(module, name)
-    return None
-
-
-class _AnyObject(Schema):
-    class Meta:
-        unknown = INCLUDE
-
-
-class _ImportCreate(Schema):
-    layout_id = fields.Integer(required=True)
-    file_name = fields.String(required=True)
-    size_bytes = fields.Integer(required=True)
-
-
-class _ImportQuery(PageQuery):
-    institution_id = fields.Integer(load_default=None)
-
-
-class _ProblemOut(Schema):
-    row_number = fields.Integer()
-    column = fields.String()
-    problem = fields.String()
-
-
-LayoutOut = _service_schema("LayoutOut", "ImportLayoutOut") or _AnyObject
-LayoutWrite = _service_schema("LayoutWrite", "ImportLayoutWrite") or _AnyObject
-ImportOut = _service_schema("ImportJobOut", "ImportOut") or _AnyObject
-ImportCreate = _service_schema("ImportCreate") or _ImportCreate
-ImportQuery = _service_schema("ImportQuery") or _ImportQuery
-ProblemOut = _service_schema("ImportProblemOut", "ProblemOut") or _ProblemOut
-
-
-class ImportCreated(ImportOut):
-    upload_url = fields.String(metadata={"description": "URL prefirmada: haga PUT del archivo aquí"})
-
 
 class ImportUpload(Schema):
     """The multipart form (one schema: OpenAPI has one request body). ``file`` comes from
@@ -233,7 +174,7 @@ def update_layout(_, layout_id):
 
 @blp.route("/imports", methods=["GET"])
 @blp.arguments(ImportQuery, location="query")
-@blp.alt_response(200, schema=_page_of(ImportOut, "ImportPage"))
+@blp.alt_response(200, schema=ImportJobPage)
 def list_imports(_):
     """Importaciones recientes de las instituciones a su alcance."""
     with rpc() as proxy:
@@ -252,7 +193,7 @@ def create_import(_):
 
 @blp.route("/imports/upload", methods=["POST"])
 @blp.arguments(ImportUpload, location="form", content_type="multipart/form-data")
-@blp.alt_response(202, schema=ImportOut)
+@blp.alt_response(202, schema=ImportJobOut)
 def upload_import(form):
     """Para clientes que no pueden subir a S3: el archivo va en un formulario multipart
     (``layout_id`` y ``file``, hasta 1 GiB); la pasarela lo transmite al almacén, inicia
@@ -263,7 +204,7 @@ def upload_import(form):
 
 
 @blp.route("/imports/<int:job_id>/start", methods=["POST"])
-@blp.alt_response(202, schema=ImportOut)
+@blp.alt_response(202, schema=ImportJobOut)
 def start_import(job_id):
     """Inicia una importación cuyo archivo ya se subió."""
     with rpc() as proxy:
@@ -271,7 +212,7 @@ def start_import(job_id):
 
 
 @blp.route("/imports/<int:job_id>", methods=["GET"])
-@blp.alt_response(200, schema=ImportOut)
+@blp.alt_response(200, schema=ImportJobOut)
 def get_import(job_id):
     """Estado y avance: queued, running, done o failed, con renglones procesados,
     importados y rechazados."""
@@ -281,7 +222,7 @@ def get_import(job_id):
 
 @blp.route("/imports/<int:job_id>/problems", methods=["GET"])
 @blp.arguments(PageQuery, location="query")
-@blp.alt_response(200, schema=_page_of(ProblemOut, "ImportProblemPage"))
+@blp.alt_response(200, schema=ImportProblemPage)
 def import_problems(query, job_id):
     """Renglones rechazados: renglón, columna y problema."""
     with rpc() as proxy:

@@ -173,6 +173,10 @@ class Account(Base):
         CheckConstraint("balance >= 0 AND overdue_amount >= 0", name="amounts"),
         Index("ix_accounts_account_number", "account_number"),
         Index("ix_accounts_institution_stage_dpd", "institution_id", "stage", "days_past_due"),
+        # "Ver cartera" across institutions: page 1 of the default sort (most days past due)
+        # and of the sort by balance is a walk of one of these, not a sort of every account
+        Index("ix_accounts_days_past_due", "days_past_due"),
+        Index("ix_accounts_balance", "balance"),
         Index("ix_accounts_assigned_agent_id", "assigned_agent_id"),
         Index("ix_accounts_lawyer_id", "lawyer_id"),
     )

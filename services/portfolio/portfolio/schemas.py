@@ -1,8 +1,9 @@
 """marshmallow schemas of the portfolio service's RPC inputs and outputs."""
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from recaudo_common.validation import PageQuery
 
+from . import imports as _imports
 from .models import STAGES
 from .search import SORTS
 
@@ -210,3 +211,108 @@ class AccountFactsOut(Schema):
     state = fields.String(allow_none=True)
     time_zone = fields.String(allow_none=True)
     next_due_date = fields.Date(allow_none=True)
+
+
+# --- bulk imports (layouts and jobs) ---------------------------------------------------------
+
+
+class LayoutWrite(Schema):
+    """An import layout as an admin edits it; checked against the field catalogue."""
+
+    institution_id = fields.Integer(required=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=80))
+    kind = fields.String(required=True, validate=validate.OneOf(_imports.KINDS))
+    file_format = fields.String(load_default="csv", validate=validate.OneOf(_imports.FILE_FORMATS))
+    encoding = fields.String(load_default="utf-8", validate=validate.OneOf(_imports.ENCODINGS))
+    delimiter = fields.String(load_default=",", validate=validate.OneOf(_imports.DELIMITERS))
+    date_format = fields.String(load_default="%Y-%m-%d",
+                                validate=validate.OneOf(_imports.DATE_FORMATS))
+    decimal_separator = fields.String(load_default=".",
+                                      validate=validate.OneOf(_imports.DECIMAL_SEPARATORS))
+    thousands_separator = fields.String(load_default="",
+                                        validate=validate.OneOf(_imports.THOUSANDS_SEPARATORS))
+    #: Recaudo field -> the file's column header
+    columns = fields.Dict(keys=fields.String(), values=fields.String(), required=True,
+                          validate=validate.Length(min=1, max=100))
+    #: Recaudo fields a row must have (the kind's mandatory ones are always added)
+    required = fields.List(fields.String(), load_default=list)
+
+    @validates_schema(skip_on_field_errors=True)
+    def check_catalogue(self, data, **kwargs):
+        problems = _imports.layout_problems(data)
+        if problems:
+            raise ValidationError(problems)
+
+
+class LayoutOut(Schema):
+    id = fields.Integer()
+    institution_id = fields.Integer()
+    name = fields.String()
+    kind = fields.String()
+    file_format = fields.String()
+    encoding = fields.String()
+    delimiter = fields.String()
+    date_format = fields.String()
+    decimal_separator = fields.String()
+    thousands_separator = fields.String()
+    columns = fields.Dict(keys=fields.String(), values=fields.String())
+    required = fields.List(fields.String())
+    created_at = fields.DateTime()
+
+
+class ImportCreate(Schema):
+    layout_id = fields.Integer(required=True)
+    file_name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    size_bytes = fields.Integer(required=True, validate=validate.Range(min=0))
+
+
+class ImportJobOut(Schema):
+    id = fields.Integer()
+    institution_id = fields.Integer()
+    layout_id = fields.Integer()
+    kind = fields.String()
+    file_name = fields.String()
+    size_bytes = fields.Integer()
+    state = fields.String()
+    total_rows = fields.Integer()
+    processed_rows = fields.Integer()
+    imported_rows = fields.Integer()
+    rejected_rows = fields.Integer()
+    message = fields.String()
+    created_by = fields.Integer()
+    created_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+
+
+class ImportCreated(Schema):
+    job = fields.Nested(ImportJobOut)
+    #: PUT the file's bytes here (no other header needed), then call start_import
+    upload_url = fields.String()
+    upload_expires_in = fields.Integer()
+
+
+class ImportQuery(PageQuery):
+    institution_id = fields.Integer(load_default=None)
+
+
+class ImportJobPage(Schema):
+    items = fields.List(fields.Nested(ImportJobOut))
+    total = fields.Integer()
+    page = fields.Integer()
+    per_page = fields.Integer()
+    pages = fields.Integer()
+
+
+class ImportProblemOut(Schema):
+    row_number = fields.Integer()
+    column = fields.String()
+    problem = fields.String()
+
+
+class ImportProblemPage(Schema):
+    items = fields.List(fields.Nested(ImportProblemOut))
+    total = fields.Integer()
+    page = fields.Integer()
+    per_page = fields.Integer()
+    pages = fields.Integer()

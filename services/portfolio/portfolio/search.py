@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import Select, and_, func, literal_column, select, union
+from sqlalchemy import BigInteger, Select, any_, cast, func, select, text, union
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from recaudo_common.errors import NotFound
@@ -32,6 +33,11 @@ SORTS = {
 COUNT_CAP = 10_000
 
 
+#: shortest text searched inside names: the trigram index cannot serve one or two letters
+#: (every name would be read), so shorter text only matches numbers and codes exactly
+MIN_NAME_TEXT = 3
+
+
 def _debtor_ids_matching(text: str) -> Select:
     """Ids of debtors whose name, numbers, phones or emails match ``text``."""
     text = text.strip()
@@ -46,7 +52,8 @@ def _debtor_ids_matching(text: str) -> Select:
         parts.append(select(Debtor.id).where(Debtor.customer_number == text))
         parts.append(select(Account.debtor_id).where(Account.account_number == text))
     else:
-        parts.append(select(Debtor.id).where(Debtor.name.icontains(text, autoescape=True)))
+        if len(text) >= MIN_NAME_TEXT:
+            parts.append(select(Debtor.id).where(Debtor.name.icontains(text, autoescape=True)))
         parts.append(select(Debtor.id).where(Debtor.customer_number == text))
         parts.append(select(Account.debtor_id).where(Account.account_number == text))
         if len(text) <= 20:
@@ -61,13 +68,9 @@ def _primary_phone():
 
 
 def list_accounts(session: Session, identity: Identity, query: dict) -> dict:
-    stmt = (select(Account, Debtor, Institution.code.label("institution_code"),
-                   Status.name.label("status_name"), _primary_phone().label("phone"))
-            .join(Debtor, Debtor.id == Account.debtor_id)
-            .join(Institution, Institution.id == Account.institution_id)
-            .outerjoin(Status, Status.id == Account.status_id)
-            .where(account_clause(identity)))
-    filters = []
+    """One page of the accounts in scope that pass the filters, and their count (capped at
+    COUNT_CAP) in the same query."""
+    filters = [account_clause(identity)]
     if query.get("institution_id") is not None:
         filters.append(Account.institution_id == query["institution_id"])
     if query.get("stage"):
@@ -84,20 +87,59 @@ def list_accounts(session: Session, identity: Identity, query: dict) -> dict:
         filters.append(Account.balance <= query["balance_max"])
     if query.get("assigned_agent_id") is not None:
         filters.append(Account.assigned_agent_id == query["assigned_agent_id"])
-    if query.get("q"):
-        filters.append(Account.debtor_id.in_(_debtor_ids_matching(query["q"])))
-    stmt = stmt.where(and_(*filters))
-
-    capped = select(literal_column("1")).select_from(
-        stmt.with_only_columns(Account.id).limit(COUNT_CAP + 1).subquery())
-    total = session.execute(select(func.count()).select_from(capped.subquery())).scalar_one()
-
     sort = query.get("sort") or "-days_past_due"
     column = SORTS[sort.lstrip("-")]
-    order = column.desc() if sort.startswith("-") else column.asc()
-    rows = session.execute(stmt.order_by(order, Account.id)
-                           .offset((query["page"] - 1) * query["per_page"])
-                           .limit(query["per_page"])).all()
+    descending = sort.startswith("-")
+    order = column.desc() if descending else column.asc()
+
+    # The page is chosen on accounts alone (with the debtor only to sort by its name or
+    # number), then joined for its rows: joined first, every candidate would be joined
+    # before the sort keeps 50 of them.
+    if query.get("q"):
+        # A text's matches (a trigram recheck and an account lookup each) are collected once,
+        # for both the page and the count. The matched debtors go in as an array, looked up
+        # in accounts' debtor_id index: given as IN, the planner guesses how many there are
+        # (a trigram match has no real estimate: a rare surname comes out at 1 % of all
+        # debtors) and answers a high guess by reading every account.
+        matching = _debtor_ids_matching(query["q"]).subquery()
+        debtor_ids = cast(select(func.array_agg(matching.c[0])).scalar_subquery(),
+                          ARRAY(BigInteger))
+        keyed = select(Account.id, column.label("sort_key")).where(
+            *filters, Account.debtor_id == any_(debtor_ids))
+        if column.class_ is Debtor:
+            keyed = keyed.join(Debtor, Debtor.id == Account.debtor_id)
+        matched = keyed.cte("matched").prefix_with("MATERIALIZED")
+        key = matched.c.sort_key.desc() if descending else matched.c.sort_key.asc()
+        chosen = select(matched.c.id).order_by(key, matched.c.id)
+        counted = select(matched.c.id)
+    else:
+        # Whether to walk the sort's index or to sort a filtered range depends on the
+        # filters' values: plan with them, not with the generic plan PostgreSQL may settle
+        # on once psycopg has prepared the statement (its fifth run on a connection).
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        chosen = select(Account.id).where(*filters).order_by(order, Account.id)
+        if column.class_ is Debtor:
+            chosen = chosen.join(Debtor, Debtor.id == Account.debtor_id)
+        # on accounts alone: the page's joins never drop or repeat a row (debtor and
+        # institution are non-null foreign keys, the status an outer join on its key)
+        counted = select(Account.id).where(*filters)
+    chosen = (chosen.offset((query["page"] - 1) * query["per_page"]).limit(query["per_page"])
+              .correlate(None))
+    count = (select(func.count()).select_from(counted.limit(COUNT_CAP + 1).subquery())
+             .correlate(None))
+    page = (select(Account, Debtor, Institution.code.label("institution_code"),
+                   Status.name.label("status_name"), _primary_phone().label("phone"),
+                   count.scalar_subquery().label("total"))
+            .join(Debtor, Debtor.id == Account.debtor_id)
+            .join(Institution, Institution.id == Account.institution_id)
+            .outerjoin(Status, Status.id == Account.status_id)
+            .where(Account.id.in_(chosen))
+            .order_by(order, Account.id))
+    rows = session.execute(page).all()
+    if rows:
+        total = rows[0].total
+    else:   # nothing here: none at all, or a page past the end
+        total = 0 if query["page"] == 1 else session.execute(count).scalar_one()
     items = [{
         "account_id": account.id, "account_number": account.account_number,
         "debtor_id": debtor.id, "customer_number": debtor.customer_number, "name": debtor.name,
@@ -106,7 +148,7 @@ def list_accounts(session: Session, identity: Identity, query: dict) -> dict:
         "institution": institution_code, "stage": account.stage, "status": status_name,
         "balance": account.balance, "overdue_amount": account.overdue_amount,
         "currency": account.currency,
-    } for account, debtor, institution_code, status_name, phone in rows]
+    } for account, debtor, institution_code, status_name, phone, _ in rows]
     result = page_of(items, min(total, COUNT_CAP), query["page"], query["per_page"])
     result["total_is_exact"] = total <= COUNT_CAP
     return result

@@ -16,6 +16,7 @@ from recaudo_common import demo
 from recaudo_common.db import make_engine
 
 from . import aging
+from .imports import seed_layouts
 from .models import Institution, Status
 
 #: (code, name) of the statuses every demo institution starts with
@@ -47,12 +48,7 @@ def seed_demo() -> None:
                 {"institution_id": i, "code": code, "name": name, "sort_order": n}
                 for i, _, _ in demo.INSTITUTIONS for n, (code, name) in enumerate(STATUSES)
             ]).on_conflict_do_nothing())
-        try:
-            from .imports import seed_layouts
-        except ImportError:  # the import module arrives with the import feature
-            pass
-        else:
-            seed_layouts()
+        seed_layouts()
         with engine.begin() as conn:
             has_debtors = conn.execute(text("SELECT EXISTS (SELECT 1 FROM portfolio.debtors)")).scalar()
             if not has_debtors:

@@ -18,6 +18,9 @@ from .models import Account, AgingSnapshot, Base, Debtor, Institution, Status
 from .schemas import (AccountFactsOut, AccountOut, AccountPage, AccountQuery, AccountUpdate, DebtorView,
                       InstitutionOut, NotesUpdate, StatusOut, StatusWrite)
 from .scope import institution_clause
+from . import imports
+from .schemas import (ImportCreate, ImportCreated, ImportJobOut, ImportJobPage, ImportProblemPage,
+                      ImportQuery, LayoutOut, LayoutWrite)
 
 log = logging.getLogger(__name__)
 
@@ -191,3 +194,89 @@ class PortfolioService(ServiceBase):
             self.db.emit(session, "accounts_changed",
                          {"accounts": aging.facts(session, ids[start:start + 1000])})
         return len(ids)
+
+    # --- bulk imports of portfolio and payment files (imports.py) -----------------------------
+
+    @rpc
+    def import_catalogue(self):
+        """Fields a layout can map, per kind, and the encodings/formats it may use."""
+        self.caller.require("portfolio.import")
+        return imports.catalogue()
+
+    @rpc
+    def list_layouts(self, institution_id):
+        identity = self.caller.require("portfolio.import")
+        with self.db.session() as session:
+            return LayoutOut(many=True).dump(imports.list_layouts(session, identity,
+                                                                  institution_id))
+
+    @rpc
+    def get_layout(self, layout_id):
+        identity = self.caller.require("portfolio.import")
+        with self.db.session() as session:
+            return LayoutOut().dump(imports.visible_layout(session, identity, layout_id))
+
+    @rpc
+    def save_layout(self, data, layout_id=None):
+        """Create or edit an institution's import layout (column mapping and formats): an
+        administrator's catalogue, like the statuses."""
+        identity = self.caller.require("institutions.manage")
+        data = load(LayoutWrite(), data)
+        with self.db.session() as session:
+            return LayoutOut().dump(imports.save_layout(session, identity, data, layout_id))
+
+    @rpc
+    def create_import(self, data):
+        """A queued import job and the presigned URL to PUT the file to (then start_import)."""
+        identity = self.caller.require("portfolio.import")
+        data = load(ImportCreate(), data)
+        with self.db.session() as session:
+            job, url = imports.create_job(session, identity, data)
+            return ImportCreated().dump({
+                "job": job, "upload_url": url,
+                "upload_expires_in": int(imports.UPLOAD_URL_TTL.total_seconds())})
+
+    @rpc
+    def start_import(self, job_id):
+        """The file is uploaded: check it and queue the import (import_requested)."""
+        identity = self.caller.require("portfolio.import")
+        with self.db.session() as session:
+            job = imports.request_job(session, identity, job_id)
+            self.db.emit(session, "import_requested",
+                         {"job_id": job.id, "institution_id": job.institution_id})
+            return ImportJobOut().dump(job)
+
+    @rpc
+    def get_import(self, job_id):
+        identity = self.caller.require("portfolio.import")
+        with self.db.session() as session:
+            return ImportJobOut().dump(imports.visible_job(session, identity, job_id))
+
+    @rpc
+    def list_imports(self, query=None):
+        identity = self.caller.require("portfolio.import")
+        query = load(ImportQuery(), query or {})
+        with self.db.session() as session:
+            return ImportJobPage().dump(imports.list_jobs(session, identity, query))
+
+    @rpc
+    def import_problems(self, job_id, page=1, per_page=50):
+        """The validation report, a page at a time (row, column, problem)."""
+        identity = self.caller.require("portfolio.import")
+        paging = load(ImportQuery(), {"page": page, "per_page": per_page})
+        with self.db.session() as session:
+            return ImportProblemPage().dump(imports.problems_page(
+                session, identity, job_id, paging["page"], paging["per_page"]))
+
+    @rpc
+    def import_report_csv(self, job_id):
+        """The validation report as CSV text: fila,columna,problema."""
+        identity = self.caller.require("portfolio.import")
+        with self.db.session() as session:
+            return imports.report_csv(session, identity, job_id)
+
+    @event_handler("portfolio", "import_requested")
+    def on_import_requested(self, payload):
+        """Run the import (this service consumes its own event: a crash mid-import leaves
+        the message unacknowledged, so the restarted service runs the job again)."""
+        imports.run_job(self.db, payload["job_id"])

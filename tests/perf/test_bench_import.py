@@ -1,0 +1,246 @@
+"""Bulk import of a generated 1,000,000-row portfolio CSV through the running stack,
+against ``psql \\copy`` of the same file into an unindexed table, in the same run.
+
+    baseline   psql \\copy into an unindexed table (a plain table, and a TEMP one)
+    import     create_import -> PUT to the presigned URL -> start_import -> poll get_import
+               until done: the portfolio service streams the object from S3 into COPY,
+               validates and merges it chunk by chunk into debtors, accounts, phones, e-mails
+               and addresses (every index and foreign key in place) and announces
+               accounts_changed per chunk
+    re-import  the same file again (every row already there: the update path)
+
+Reported: seconds, rows/s, the ratio to \\copy, and the portfolio process's peak RSS
+(VmHWM of the pid in <var>/run/portfolio.pid). The target is import <= 4x \\copy and
+peak RSS < 500 MB; like every benchmark here it reports and does not fail on speed.
+The file is generated once into <var>/bench_import_<rows>.csv (deterministic, no Faker:
+a million Faker rows would take minutes). RECAUDO_BENCH_IMPORT_ROWS=100000 runs a
+smaller one.
+"""
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import requests
+from nameko.standalone.rpc import ClusterRpcProxy
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from recaudo_common.config import settings
+from recaudo_common.identity import Identity, sign
+
+ROOT = Path(__file__).resolve().parents[2]
+ROWS = int(os.environ.get("RECAUDO_BENCH_IMPORT_ROWS", "1000000"))
+INSTITUTION = 9001
+TIMEOUT = 3600
+
+HEADER = ["NUM_CLIENTE", "NOMBRE", "RFC", "NUM_CUENTA", "PRODUCTO", "SALDO", "SALDO_VENCIDO",
+          "DIAS_ATRASO", "ETAPA", "FECHA_APERTURA", "TEL1", "TEL2", "CORREO", "CALLE",
+          "COLONIA", "MUNICIPIO", "ESTADO", "CP"]
+LAYOUT = {
+    "institution_id": INSTITUTION, "name": "Benchmark", "kind": "portfolio",
+    "columns": {"customer_number": "NUM_CLIENTE", "name": "NOMBRE", "tax_id": "RFC",
+                "account_number": "NUM_CUENTA", "product": "PRODUCTO", "balance": "SALDO",
+                "overdue_amount": "SALDO_VENCIDO", "days_past_due": "DIAS_ATRASO",
+                "stage": "ETAPA", "opened_on": "FECHA_APERTURA", "phone1": "TEL1",
+                "phone2": "TEL2", "email": "CORREO", "street": "CALLE",
+                "neighborhood": "COLONIA", "municipality": "MUNICIPIO", "state": "ESTADO",
+                "postal_code": "CP"}}
+
+FIRST = ["José", "María", "Juan", "Guadalupe", "Francisco", "Ana", "Luis", "Patricia",
+         "Carlos", "Rosa", "Miguel", "Laura", "Jorge", "Elena", "Pedro", "Sofía", "Ricardo",
+         "Gabriela", "Fernando", "Verónica", "Alejandro", "Leticia", "Manuel", "Adriana"]
+LAST = ["Hernández", "García", "Martínez", "López", "González", "Pérez", "Rodríguez",
+        "Sánchez", "Ramírez", "Cruz", "Flores", "Gómez", "Morales", "Vázquez", "Reyes",
+        "Jiménez", "Torres", "Díaz", "Gutiérrez", "Ruiz", "Mendoza", "Aguilar", "Ortiz"]
+STATES = ["Ciudad de México", "Jalisco", "Nuevo León", "Puebla", "Veracruz", "Sonora",
+          "Yucatán", "Quintana Roo", "Baja California", "Chihuahua", "Guanajuato"]
+
+
+def generate(path: Path, rows: int) -> None:
+    """About 226 bytes a row; one customer in seven has two accounts (adjacent rows)."""
+    rnd = random.Random(42)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as out:
+        out.write(",".join(HEADER) + "\n")
+        batch = []
+        for i in range(1, rows + 1):
+            c = i - (i % 7 == 0)
+            first, last1, last2 = FIRST[c % 24], LAST[(c // 24) % 23], LAST[(c // 552) % 23]
+            cents = rnd.randrange(100, 50_000_000)
+            dpd = rnd.choice((0, 0, 0, 15, 45, 90, 180))
+            batch.append(
+                f"C{c:09d},{first} {last1} {last2},{last1[:2].upper()}{first[0]}"
+                f"{c % 1000000:06d}XX,A{i:010d},Tarjeta de crédito,{cents // 100}."
+                f"{cents % 100:02d},{cents // 30000}.{(cents // 300) % 100:02d},{dpd},"
+                f"{'moroso' if dpd else 'al corriente'},{2010 + i % 14}-{1 + i % 12:02d}-"
+                f"{1 + i % 28:02d},55{c % 100000000:08d},33{i % 100000000:08d},"
+                f"cliente{c}@ejemplo.mx,Calle {last1} {i % 999},Col. Centro,"
+                f"Municipio {c % 300},{STATES[c % 11]},{c % 99999:05d}\n")
+            if len(batch) == 10_000:
+                out.write("".join(batch))
+                batch = []
+        out.write("".join(batch))
+    tmp.rename(path)
+
+
+def bench_file() -> Path:
+    path = ROOT / settings().var_dir / f"bench_import_{ROWS}.csv"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        generate(path, ROWS)
+    return path
+
+
+def _dsn() -> str:
+    return make_url(settings().database_url).set(drivername="postgresql") \
+        .render_as_string(hide_password=False)
+
+
+def psql_copy(path: Path, temp: bool) -> float:
+    """Seconds ``psql \\copy`` takes to load ``path`` into an unindexed table."""
+    cols = ", ".join(f"c{i} text" for i in range(1, len(HEADER) + 1))
+    table = "bench_copy" if temp else "public.bench_copy"
+    create = f"CREATE {'TEMP ' if temp else ''}TABLE {table} ({cols})"
+    setup = [] if temp else ["-c", f"DROP TABLE IF EXISTS {table}"]
+    began = time.perf_counter()
+    subprocess.run(["psql", _dsn(), "-X", "-q", "-v", "ON_ERROR_STOP=1", *setup, "-c", create,
+                    "-c", f"\\copy {table} FROM '{path}' WITH (FORMAT csv, HEADER true)"],
+                   check=True)
+    elapsed = time.perf_counter() - began
+    if not temp:
+        subprocess.run(["psql", _dsn(), "-X", "-q", "-c", f"DROP TABLE {table}"], check=True)
+    return elapsed
+
+
+def wipe_institution(engine) -> None:
+    """Nothing of the benchmark institution (outside the timings)."""
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO portfolio.institutions (id, code, name) VALUES "
+                          "(:i, 'BENCH', 'Benchmark') ON CONFLICT (id) DO NOTHING"),
+                     {"i": INSTITUTION})
+        for statement in (
+                "DELETE FROM portfolio.import_jobs WHERE institution_id = :i",
+                "DELETE FROM portfolio.accounts WHERE institution_id = :i",
+                "DELETE FROM portfolio.debtors WHERE institution_id = :i"):
+            conn.execute(text(statement), {"i": INSTITUTION})
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE portfolio.debtors, portfolio.accounts, "
+                          "portfolio.phones, portfolio.emails, portfolio.addresses"))
+
+
+def peak_rss_mb(name: str) -> float:
+    pid = (ROOT / settings().var_dir / "run" / f"{name}.pid").read_text().split()[0]
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def portfolio_backlog() -> int:
+    """Messages of portfolio events not yet handled by their consumers (queues' projection)."""
+    cfg = settings()
+    mgmt = urlsplit(cfg.rabbit_management_url)
+    vhost = quote(urlsplit(cfg.amqp_uri).path.lstrip("/") or "/", safe="")
+    response = requests.get(f"{mgmt.scheme}://{mgmt.hostname}:{mgmt.port}/api/queues/{vhost}",
+                            auth=(mgmt.username or "guest", mgmt.password or "guest"),
+                            params={"columns": "name,messages"}, timeout=10)
+    response.raise_for_status()
+    return sum(q.get("messages", 0) for q in response.json()
+               if q["name"].startswith("evt-portfolio-"))
+
+
+def wait_for_consumers(seconds: float = 1800) -> float:
+    """Seconds until every portfolio event is consumed: the stack must not be stopped with
+    a backlog (the next start would replay it before answering /healthz)."""
+    began = time.perf_counter()
+    while portfolio_backlog() and time.perf_counter() - began < seconds:
+        time.sleep(1)
+    return time.perf_counter() - began
+
+
+def run_import(portfolio, layout_id: int, path: Path) -> dict:
+    began = time.perf_counter()
+    created = portfolio.create_import({"layout_id": layout_id, "file_name": path.name,
+                                       "size_bytes": path.stat().st_size})
+    with open(path, "rb") as body:
+        response = requests.put(created["upload_url"], data=body, timeout=TIMEOUT)
+    response.raise_for_status()
+    uploaded = time.perf_counter()
+    job_id = created["job"]["id"]
+    portfolio.start_import(job_id)
+    while True:
+        job = portfolio.get_import(job_id)
+        if job["state"] in ("done", "failed"):
+            break
+        if time.perf_counter() - began > TIMEOUT:
+            raise TimeoutError(job)
+        time.sleep(0.5)
+    finished = time.perf_counter()
+    return {"job": job, "total": finished - began, "upload": uploaded - began,
+            "service": finished - uploaded}
+
+
+def test_import_one_million_rows_vs_copy(stack_url):
+    cfg = settings()
+    path = bench_file()
+    engine = create_engine(cfg.database_url)
+    wipe_institution(engine)
+
+    copy_plain = psql_copy(path, temp=False)
+    copy_temp = psql_copy(path, temp=True)
+
+    admin = Identity(user_id=1, username="bench", profile="Administrador",
+                     permissions=frozenset({"portfolio.import", "institutions.manage"}),
+                     institutions=None)
+    with ClusterRpcProxy(cfg.nameko, context_data={"identity": sign(admin, ttl=TIMEOUT)},
+                         timeout=120) as proxy:
+        portfolio = proxy.portfolio
+        layouts = {x["name"]: x["id"] for x in portfolio.list_layouts(INSTITUTION)}
+        layout_id = layouts.get(LAYOUT["name"]) or portfolio.save_layout(LAYOUT)["id"]
+        first = run_import(portfolio, layout_id, path)
+        rss_first = peak_rss_mb("portfolio")
+        drained_first = wait_for_consumers()
+        again = run_import(portfolio, layout_id, path)
+        rss = peak_rss_mb("portfolio")
+        drained_again = wait_for_consumers()
+
+    with engine.connect() as conn:
+        accounts = conn.execute(text("SELECT count(*) FROM portfolio.accounts "
+                                     "WHERE institution_id = :i"), {"i": INSTITUTION}).scalar()
+    size_mb = path.stat().st_size / 1e6
+    rows = [("psql \\copy, plain table", copy_plain, ""),
+            ("psql \\copy, TEMP table", copy_temp, ""),
+            ("import (first load)", first["total"],
+             f"upload {first['upload']:.1f} s + service {first['service']:.1f} s; "
+             f"peak RSS {rss_first:.0f} MB"),
+            ("re-import (all rows exist)", again["total"],
+             f"upload {again['upload']:.1f} s + service {again['service']:.1f} s; "
+             f"peak RSS {rss:.0f} MB")]
+    width = max(len(r[0]) for r in rows)
+    ratio = "x \\copy"
+    header = f"{'path':<{width}}  {'seconds':>8}  {'rows/s':>9}  {ratio:>8}"
+    rule = "-" * (len(header) + 50)
+    lines = ["", f"bulk import of {ROWS:,} rows ({size_mb:.0f} MB CSV, {len(HEADER)} columns) "
+                 f"on {os.cpu_count()} CPUs, same run", rule, header, rule]
+    for label, seconds, note in rows:
+        lines.append(f"{label:<{width}}  {seconds:>8.1f}  {ROWS / seconds:>9,.0f}  "
+                     f"{seconds / copy_plain:>8.1f}  {note}")
+    lines += [rule,
+              f"  target: import <= 4 x \\copy ({4 * copy_plain:.1f} s), portfolio peak RSS "
+              f"< 500 MB (measured {rss:.0f} MB)",
+              f"  first job: {first['job']['message']}; the consumers of its events "
+              f"(queues' projection) caught up {drained_first:.0f} s after it finished",
+              f"  re-import: {again['job']['message']}; consumers caught up "
+              f"{drained_again:.0f} s after"]
+    print("\n".join(lines))
+
+    assert first["job"]["state"] == "done", first["job"]
+    assert again["job"]["state"] == "done", again["job"]
+    assert first["job"]["imported_rows"] == ROWS and accounts == ROWS
+    wipe_institution(engine)
+    engine.dispose()

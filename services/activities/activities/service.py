@@ -1,10 +1,345 @@
-"""Entrypoints of the activities service."""
-from recaudo_common.db import Database
-from recaudo_common.service import ServiceBase
+"""Entrypoints of the activities service.
 
-from .models import Base
+Accounts belong to the portfolio service: whether the caller may see one (and its
+institution and debtor) is asked there, by RPC carrying the caller's own identity,
+so the same scope rules (institution, assigned accounts) apply here as there.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+from nameko.events import event_handler
+from nameko.rpc import RpcProxy
+from nameko.timer import timer
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+
+from recaudo_common import contracts
+from recaudo_common.db import Database
+from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from recaudo_common.service import ServiceBase, rpc
+from recaudo_common.validation import load
+
+from . import agenda, catalogue, chain, disputes, log, productivity, promises
+from .models import Activity, Base, ChainHead, InstitutionSettings, Promise, ResultCode, Team, \
+    TeamMember
+from .schemas import (ActivityWrite, AgendaQuery, AgendaWrite, CorrectionWrite, Delegate,
+                      DisputeResolve, DisputeWrite, HistoryQuery, OverdueQuery, ProductivityQuery,
+                      ResultCodeOut, ResultCodeWrite, SettingsOut, SettingsWrite)
+
+logger = logging.getLogger(__name__)
 
 
 class ActivitiesService(ServiceBase):
     name = "activities"
     db = Database(Base)
+    portfolio = RpcProxy("portfolio")
+
+    def _account(self, identity, account_id) -> dict:
+        """The portfolio's account as the caller may see it, or NotFound (no existence leak)."""
+        if not isinstance(account_id, int) or isinstance(account_id, bool):
+            raise InvalidInput("Cuenta inválida", {"account_id": ["Se esperaba un número"]})
+        account = self.portfolio.get_account(account_id)
+        identity.require_institution(account["institution_id"])
+        return account
+
+    # --- the contact log -------------------------------------------------------------
+
+    @rpc
+    def log_activity(self, data):
+        """Log a contact; a retry with the same idempotency key answers the first entry."""
+        identity = self.caller.require("activities.log")
+        data = load(ActivityWrite(), data)
+        key = data.get("idempotency_key")
+        with self.db.session() as session:
+            earlier = log.find_by_key(session, identity.user_id, key)
+            if earlier is not None:
+                identity.require_institution(earlier.institution_id)
+                return log.describe(session, earlier)
+        account = self._account(identity, data["account_id"])
+        try:
+            with self.db.session() as session:
+                return log.log_activity(session, self.db, identity, account, data)
+        except IntegrityError:
+            # the same key raced in on another account's chain: the winner's entry stands
+            with self.db.session() as session:
+                earlier = log.find_by_key(session, identity.user_id, key)
+                if earlier is None:
+                    raise
+                return log.describe(session, earlier)
+
+    @rpc
+    def correct_activity(self, activity_id, data):
+        """Append a correction of an entry (the author, their supervisor or an admin)."""
+        identity = self.caller.require("activities.log")
+        data = load(CorrectionWrite(), data)
+        with self.db.session() as session:
+            return log.correct_activity(session, self.db, identity, int(activity_id), data)
+
+    @rpc
+    def get_activity(self, activity_id):
+        identity = self.caller.require("activities.read")
+        with self.db.session() as session:
+            activity = session.get(Activity, int(activity_id))
+            if activity is None or not identity.may_access_institution(activity.institution_id):
+                raise NotFound("Gestión no encontrada")
+        self._account(identity, activity.account_id)
+        with self.db.session() as session:
+            return log.describe(session, session.get(Activity, activity.id))
+
+    @rpc
+    def account_history(self, account_id, query=None):
+        """The account's log, newest first, a page at a time."""
+        identity = self.caller.require("activities.read")
+        query = load(HistoryQuery(), query or {})
+        account = self._account(identity, account_id)
+        with self.db.session() as session:
+            return log.history(session, account["id"], query["page"], query["per_page"])
+
+    @rpc
+    def verify_chain(self, account_id):
+        """Recompute the account's hash chain: ok, or the first entry that breaks it."""
+        identity = self.caller.require("activities.manage")
+        if not isinstance(account_id, int) or isinstance(account_id, bool):
+            raise InvalidInput("Cuenta inválida", {"account_id": ["Se esperaba un número"]})
+        with self.db.session() as session:
+            head = session.get(ChainHead, account_id)
+            if head is None or not identity.may_access_institution(head.institution_id):
+                raise NotFound("La cuenta no tiene gestiones")
+            return chain.verify(session, account_id)
+
+    # --- the result-code catalogue and institution settings ----------------------------
+
+    @rpc
+    def list_result_codes(self, institution_id, include_inactive=False):
+        identity = self.caller.identity
+        identity.require_institution(institution_id)
+        with self.db.session() as session:
+            catalogue.ensure_catalogue(session, institution_id)
+            query = select(ResultCode).where(ResultCode.institution_id == institution_id)
+            if not include_inactive:
+                query = query.where(ResultCode.active)
+            rows = session.execute(query.order_by(ResultCode.sort_order, ResultCode.code)
+                                   ).scalars().all()
+            return ResultCodeOut(many=True).dump(rows)
+
+    @rpc
+    def save_result_code(self, data, code_id=None):
+        """Add a code to an institution's catalogue or edit one (codes are deactivated,
+        never deleted: the log refers to them)."""
+        identity = self.caller.require("activities.manage")
+        data = load(ResultCodeWrite(), data)
+        identity.require_institution(data["institution_id"])
+        with self.db.session() as session:
+            catalogue.ensure_catalogue(session, data["institution_id"])
+            clash = session.execute(select(ResultCode.id).where(
+                ResultCode.institution_id == data["institution_id"],
+                ResultCode.code == data["code"], ResultCode.id != (code_id or 0))).first()
+            if clash:
+                raise Conflict("Ya existe ese código", {"code": ["Ya existe en esta institución"]})
+            if code_id is None:
+                code = ResultCode(**data)
+                session.add(code)
+            else:
+                code = session.get(ResultCode, code_id, with_for_update=True)
+                if code is None or not identity.may_access_institution(code.institution_id) \
+                        or code.institution_id != data["institution_id"]:
+                    raise NotFound("Código no encontrado")
+                for field, value in data.items():
+                    setattr(code, field, value)
+            session.flush()
+            return ResultCodeOut().dump(code)
+
+    @rpc
+    def get_settings(self, institution_id):
+        identity = self.caller.identity
+        identity.require_institution(institution_id)
+        with self.db.session() as session:
+            return SettingsOut().dump(catalogue.settings_of(session, institution_id))
+
+    @rpc
+    def save_settings(self, institution_id, data):
+        identity = self.caller.require("activities.manage")
+        identity.require_institution(institution_id)
+        data = load(SettingsWrite(), data)
+        with self.db.session() as session:
+            settings = catalogue.settings_of(session, institution_id)
+            for field, value in data.items():
+                setattr(settings, field, value)
+            session.flush()
+            return SettingsOut().dump(settings)
+
+    # --- promises --------------------------------------------------------------------------
+
+    @rpc
+    def account_promises(self, account_id):
+        identity = self.caller.require("activities.read")
+        account = self._account(identity, account_id)
+        with self.db.session() as session:
+            return promises.for_account(session, account["id"])
+
+    @rpc
+    def expire_promises(self, today=None):
+        """Settle the promises of the caller's institutions past due on ``today`` (ISO date;
+        default: each institution's own today). The daily timer does this for everyone."""
+        identity = self.caller.require("activities.manage")
+        if today is not None:
+            try:
+                today = date.fromisoformat(today)
+            except (TypeError, ValueError):
+                raise InvalidInput("Fecha inválida", {"today": ["Se esperaba AAAA-MM-DD"]}) from None
+        return {"settled": self._expire(identity.institutions, today)}
+
+    @timer(interval=3600)
+    def expire_promises_daily(self):
+        """Hourly, so each institution's day turns over in its own zone within the hour;
+        settling is idempotent (only pending promises change)."""
+        settled = self._expire(None, None)
+        if settled:
+            logger.info("promises settled as past due: %d", settled)
+
+    def _expire(self, institution_ids, today) -> int:
+        with self.db.session() as session:
+            pending = select(Promise.institution_id).where(Promise.state == "pending").distinct()
+            if institution_ids is not None:
+                pending = pending.where(Promise.institution_id.in_(list(institution_ids) or [-1]))
+            ids = session.execute(pending).scalars().all()
+            zones = dict(session.execute(select(InstitutionSettings.institution_id,
+                                                InstitutionSettings.time_zone)
+                                         .where(InstitutionSettings.institution_id.in_(ids or [-1]))
+                                         ).all())
+        by_day: dict[date, list[int]] = {}
+        for institution_id in ids:
+            day = today or catalogue.today_in(zones.get(institution_id))
+            by_day.setdefault(day, []).append(institution_id)
+        settled = 0
+        for day, institutions in by_day.items():
+            with self.db.session() as session:
+                settled += promises.expire(session, self.db, day, institutions)
+        return settled
+
+    @event_handler("portfolio", "payment_received")
+    def on_payment_received(self, payload):
+        """Credit the payment to whoever worked the account and apply it to its promises."""
+        payment = contracts.PaymentReceived().load(payload)
+        with self.db.session() as session:
+            if self.db.first_time(session, payment["event_id"], "payment_received"):
+                promises.apply_payment(session, self.db, payment)
+
+    # --- disputes --------------------------------------------------------------------------
+
+    @rpc
+    def open_dispute(self, data):
+        """Open an aclaración on an account (a collector on the phone, or whoever manages them)."""
+        identity = self.caller.identity
+        if not (identity.has("activities.log") or identity.has("disputes.manage")):
+            raise PermissionDenied("Falta el permiso disputes.manage",
+                                   {"permission": ["disputes.manage"]})
+        data = load(DisputeWrite(), data)
+        account = self._account(identity, data["account_id"])
+        with self.db.session() as session:
+            return disputes.open_dispute(session, self.db, identity, account, data)
+
+    @rpc
+    def resolve_dispute(self, dispute_id, data):
+        identity = self.caller.require("disputes.manage")
+        data = load(DisputeResolve(), data)
+        with self.db.session() as session:
+            return disputes.resolve(session, self.db, identity, int(dispute_id), data)
+
+    @rpc
+    def account_disputes(self, account_id):
+        identity = self.caller.require("activities.read")
+        account = self._account(identity, account_id)
+        with self.db.session() as session:
+            return disputes.for_account(session, account["id"])
+
+    @rpc
+    def overdue_disputes(self, query=None):
+        identity = self.caller.require("disputes.manage")
+        query = load(OverdueQuery(), query or {})
+        with self.db.session() as session:
+            return disputes.overdue(session, identity, query)
+
+    # --- the agenda --------------------------------------------------------------------------
+
+    @rpc
+    def schedule_callback(self, data):
+        """Put a callback or visit on the caller's agenda, a colleague's or a team's."""
+        identity = self.caller.require("activities.log")
+        data = load(AgendaWrite(), data)
+        account = self._account(identity, data["account_id"])
+        with self.db.session() as session:
+            return agenda.schedule(session, self.db, identity, account, data)
+
+    @rpc
+    def delegate_agenda_item(self, item_id, data):
+        identity = self.caller.require("activities.log")
+        data = load(Delegate(), data)
+        with self.db.session() as session:
+            return agenda.delegate(session, self.db, identity, int(item_id), data)
+
+    @rpc
+    def mark_agenda_done(self, item_id):
+        identity = self.caller.require("activities.log")
+        with self.db.session() as session:
+            return agenda.mark_done(session, identity, int(item_id))
+
+    @rpc
+    def agenda_for(self, query):
+        """Calendar view (day or week) of an agent or a team."""
+        identity = self.caller.require("activities.read")
+        query = load(AgendaQuery(), query)
+        with self.db.session() as session:
+            return agenda.agenda_for(session, identity, query, query["time_zone"])
+
+    @rpc
+    def create_ics_token(self):
+        """A new private calendar-feed token for the caller, shown once (the old one dies)."""
+        identity = self.caller.require("activities.read")
+        with self.db.session() as session:
+            return {"token": agenda.new_token(session, identity.user_id)}
+
+    @rpc
+    def revoke_ics_token(self):
+        identity = self.caller.require("activities.read")
+        with self.db.session() as session:
+            agenda.revoke_token(session, identity.user_id)
+
+    @rpc
+    def ics_feed(self, token):
+        """The calendar of the agent whose private token this is. The token is the credential
+        (calendar apps cannot log in), so no caller identity is required."""
+        with self.db.session() as session:
+            return agenda.feed(session, token)
+
+    # --- productivity --------------------------------------------------------------------------
+
+    @rpc
+    def productivity(self, query):
+        identity = self.caller.require("activities.read")
+        query = load(ProductivityQuery(), query)
+        with self.db.session() as session:
+            return productivity.query(session, identity, query)
+
+    # --- projections ---------------------------------------------------------------------------
+
+    @event_handler("auth", "team_changed")
+    def on_team_changed(self, payload):
+        """Teams scope the shared agenda and the productivity by team."""
+        team = contracts.TeamChanged().load(payload)
+        with self.db.session() as session:
+            if not self.db.first_time(session, team["event_id"], "team_changed"):
+                return
+            statement = insert(Team).values(team_id=team["team_id"], name=team["name"],
+                                            supervisor_id=team["supervisor_id"])
+            session.execute(statement.on_conflict_do_update(
+                index_elements=[Team.team_id],
+                set_={"name": statement.excluded.name,
+                      "supervisor_id": statement.excluded.supervisor_id}))
+            session.execute(delete(TeamMember).where(TeamMember.team_id == team["team_id"]))
+            if team["members"]:
+                session.execute(insert(TeamMember).values([
+                    {"team_id": team["team_id"], "agent_id": m} for m in set(team["members"])]))

@@ -158,3 +158,93 @@ class AssignmentsChanged(EventSchema):
     """A batch of accounts whose collector changed (None: back to the queue, nobody's)."""
 
     assignments = fields.List(fields.Nested(AgentAssignment), required=True)
+
+
+# --- activities -----------------------------------------------------------------------
+
+@event("activities", "activity_logged")
+class ActivityLogged(EventSchema):
+    """An entry of the contact log (a correction too: ``corrects_id`` names the entry it
+    replaces). Ends the agent's lease; the flags feed the queues' projection."""
+
+    activity_id = fields.Integer(required=True)
+    account_id = fields.Integer(required=True)
+    institution_id = fields.Integer(required=True)
+    debtor_id = fields.Integer(required=True)
+    agent_id = fields.Integer(required=True)
+    queue_id = fields.Integer(allow_none=True, required=True)
+    kind = fields.String(required=True)
+    direction = fields.String(required=True)
+    started_at = fields.AwareDateTime(required=True)
+    result_code = fields.String(allow_none=True, required=True)
+    contact_made = fields.Boolean(required=True)
+    needs_promise = fields.Boolean(required=True)
+    invalidates_phone = fields.Boolean(required=True)
+    schedules_callback = fields.Boolean(required=True)
+    #: the phone used, so a code that invalidates it can mark it
+    phone = fields.String(allow_none=True, required=True)
+    callback_at = fields.AwareDateTime(allow_none=True, required=True)
+    corrects_id = fields.Integer(allow_none=True, required=True)
+
+
+class PromiseFields(EventSchema):
+    promise_id = fields.Integer(required=True)
+    account_id = fields.Integer(required=True)
+    institution_id = fields.Integer(required=True)
+    agent_id = fields.Integer(required=True)
+    amount = fields.Decimal(required=True, as_string=True)
+    due_date = fields.Date(required=True)
+    paid_amount = fields.Decimal(required=True, as_string=True)
+
+
+@event("activities", "promise_made")
+class PromiseMade(PromiseFields):
+    activity_id = fields.Integer(required=True)
+    instalments = fields.Integer(required=True)
+    first_due_date = fields.Date(required=True)
+
+
+@event("activities", "promise_kept")
+class PromiseKept(PromiseFields):
+    pass
+
+
+@event("activities", "promise_broken")
+class PromiseBroken(PromiseFields):
+    """Past due and not paid in full; ``state`` is ``broken`` (nothing paid) or
+    ``partly_kept``. The account comes back to the queue with priority."""
+
+    state = fields.String(required=True)
+
+
+@event("activities", "dispute_opened")
+class DisputeOpened(EventSchema):
+    """The account is on hold in the queues until ``dispute_resolved``."""
+
+    dispute_id = fields.Integer(required=True)
+    account_id = fields.Integer(required=True)
+    institution_id = fields.Integer(required=True)
+    owner_id = fields.Integer(required=True)
+    due_date = fields.Date(required=True)
+
+
+@event("activities", "dispute_resolved")
+class DisputeResolved(EventSchema):
+    dispute_id = fields.Integer(required=True)
+    account_id = fields.Integer(required=True)
+    institution_id = fields.Integer(required=True)
+    outcome = fields.String(required=True)
+    corrected_balance = fields.Decimal(allow_none=True, required=True, as_string=True)
+
+
+@event("activities", "callback_scheduled")
+class CallbackScheduled(EventSchema):
+    """A callback or visit on the agenda of one agent (``agent_id``) or a team (``team_id``)."""
+
+    item_id = fields.Integer(required=True)
+    account_id = fields.Integer(required=True)
+    institution_id = fields.Integer(required=True)
+    kind = fields.String(required=True)
+    due_at = fields.AwareDateTime(required=True)
+    agent_id = fields.Integer(allow_none=True, required=True)
+    team_id = fields.Integer(allow_none=True, required=True)

@@ -1,0 +1,222 @@
+"""The contact log: logging an activity (with the promise or callback its result asks
+for) and correcting one, both as appends to the account's hash chain.
+
+Everything a request needs is validated before anything is written, and everything it
+writes (entry, chain head, promise, agenda item, rollup increments, outbox events)
+goes in the caller's one transaction: a refusal leaves nothing behind.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
+
+from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from recaudo_common.identity import Identity
+
+from . import agenda, catalogue, chain, productivity, promises
+from .models import Activity, AgendaItem, Promise, ResultCode
+from .schemas import ActivityOut
+
+#: a callback may be set a little in the past (the form was open a while), not more
+CALLBACK_SLACK = timedelta(minutes=10)
+CALLBACK_HORIZON = timedelta(days=366)
+#: an activity may be logged up to this long after it started (the agent logs it later)
+LATE_LOGGING = timedelta(days=31)
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def find_by_key(session: Session, agent_id: int, key: str | None) -> Activity | None:
+    if not key:
+        return None
+    return session.execute(select(Activity).where(Activity.logged_by == agent_id,
+                                                  Activity.idempotency_key == key)
+                           ).scalar_one_or_none()
+
+
+def resolve_code(session: Session, institution_id: int, data: dict) -> ResultCode | None:
+    """The entry's result code, which must be an active one of the account's institution."""
+    if data.get("result_code_id") is None and data.get("result_code") is None:
+        return None
+    if data.get("result_code_id") is not None:
+        field = "result_code_id"
+        code = session.get(ResultCode, data["result_code_id"])
+    else:
+        field = "result_code"
+        code = session.execute(select(ResultCode).where(
+            ResultCode.institution_id == institution_id,
+            ResultCode.code == data["result_code"].upper())).scalar_one_or_none()
+    if code is None or code.institution_id != institution_id:
+        raise InvalidInput("Código de resultado inválido",
+                           {field: ["No existe en el catálogo de la institución de la cuenta"]})
+    if not code.active:
+        raise InvalidInput("Código de resultado inactivo", {field: ["El código está inactivo"]})
+    return code
+
+
+def _check_times(data: dict) -> None:
+    current = now()
+    if data["started_at"] > current + CLOCK_SKEW:
+        raise InvalidInput("Fecha futura", {"started_at": ["No puede estar en el futuro"]})
+    if data["started_at"] < current - LATE_LOGGING:
+        raise InvalidInput("Demasiado antigua",
+                           {"started_at": ["Sólo se registran gestiones del último mes"]})
+
+
+def _entry(identity: Identity, account: dict, data: dict, code: ResultCode | None,
+           details: dict, **extra) -> dict:
+    return {
+        "institution_id": account["institution_id"], "account_id": account["id"],
+        "debtor_id": account["debtor_id"], "agent_id": identity.user_id,
+        "logged_by": identity.user_id, "queue_id": data.get("queue_id"),
+        "kind": data["kind"], "direction": data["direction"], "phone": data.get("phone"),
+        "email": data.get("email"), "address": data.get("address"),
+        "started_at": data["started_at"], "ended_at": data.get("ended_at"),
+        "result_code_id": code.id if code else None, "result_code": code.code if code else None,
+        "contact_made": bool(code and code.contact_made), "description": data["description"],
+        "details": details, "corrects_id": None, "idempotency_key": data.get("idempotency_key"),
+        # microseconds, as PostgreSQL keeps them: the hash is recomputed from the stored value
+        "recorded_at": now(),
+        **extra,
+    }
+
+
+def log_activity(session: Session, db, identity: Identity, account: dict, data: dict) -> dict:
+    """Append a new entry for ``account`` (the portfolio's view of it, already in scope)."""
+    institution_id = account["institution_id"]
+    settings = catalogue.settings_of(session, institution_id)
+    code = resolve_code(session, institution_id, data)
+    _check_times(data)
+    today = catalogue.today_in(settings.time_zone)
+    terms = data.get("promise")
+    if code is not None and code.needs_promise and not terms:
+        raise InvalidInput("Falta la promesa", {"promise": ["El resultado requiere una promesa de pago"]})
+    if terms and not (code is not None and code.needs_promise):
+        raise InvalidInput("Promesa no esperada",
+                           {"promise": ["El resultado elegido no lleva promesa de pago"]})
+    plan = promises.plan_of(terms, today) if terms else None
+    callback_at = data.get("callback_at")
+    if code is not None and code.schedules_callback and callback_at is None:
+        raise InvalidInput("Falta la fecha de la llamada",
+                           {"callback_at": ["El resultado requiere programar una llamada"]})
+    if callback_at is not None and not (now() - CALLBACK_SLACK <= callback_at
+                                        <= now() + CALLBACK_HORIZON):
+        raise InvalidInput("Fecha de llamada inválida",
+                           {"callback_at": ["Debe ser futura y dentro del próximo año"]})
+
+    details = {}
+    if plan:
+        details["promise"] = promises.plan_details(plan)
+    if callback_at is not None:
+        details["callback_at"] = callback_at.astimezone(timezone.utc).isoformat()
+
+    head = chain.lock_head(session, account["id"], institution_id)
+    # a retry that raced this one to the lock: its entry is committed now
+    again = find_by_key(session, identity.user_id, data.get("idempotency_key"))
+    if again is not None:
+        return describe(session, again)
+    activity = chain.append(session, head, _entry(identity, account, data, code, details))
+    day = catalogue.local_day(activity.started_at, settings.time_zone)
+    productivity.bump(session, day, activity.agent_id, institution_id, activity.queue_id,
+                      **productivity.entry_deltas(activity.kind, activity.contact_made))
+    promise = promises.make(session, db, activity, plan, day) if plan else None
+    item = None
+    if callback_at is not None:
+        item = agenda.create(session, db, AgendaItem(
+            institution_id=institution_id, account_id=activity.account_id,
+            debtor_id=activity.debtor_id, kind="visit" if activity.kind == "visit" else "callback",
+            due_at=callback_at, agent_id=identity.user_id, note=data.get("callback_note", ""),
+            activity_id=activity.id, created_by=identity.user_id))
+    _announce(db, session, activity, code, callback_at)
+    out = describe(session, activity, promise)
+    out["agenda_item_id"] = item.id if item else None
+    return out
+
+
+def correct_activity(session: Session, db, identity: Identity, original_id: int,
+                     data: dict) -> dict:
+    """Append an entry that replaces ``original_id``'s content; the original stays."""
+    original = session.get(Activity, original_id)
+    if original is None or not identity.may_access_institution(original.institution_id):
+        raise NotFound("Gestión no encontrada")
+    if original.agent_id != identity.user_id and original.agent_id not in identity.team \
+            and not identity.has("activities.manage"):
+        raise PermissionDenied("Sólo quien la registró o su supervisor la corrigen")
+    settings = catalogue.settings_of(session, original.institution_id)
+    code = resolve_code(session, original.institution_id, data)
+    _check_times(data)
+    head = chain.lock_head(session, original.account_id, original.institution_id)
+    again = find_by_key(session, identity.user_id, data.get("idempotency_key"))
+    if again is not None:
+        return describe(session, again)
+    if session.execute(select(Activity.id).where(Activity.corrects_id == original.id)).first():
+        raise Conflict("La gestión ya fue corregida; corrija la corrección",
+                       {"activity_id": ["Ya tiene una corrección"]})
+    account = {"id": original.account_id, "institution_id": original.institution_id,
+               "debtor_id": original.debtor_id}
+    entry = _entry(identity, account, {**data, "queue_id": original.queue_id}, code,
+                   {"corrects": {"seq": original.seq, "hash": original.hash}},
+                   corrects_id=original.id, agent_id=original.agent_id)
+    activity = chain.append(session, head, entry)
+    # the rollup counts what the log says now: the original out, the correction in
+    old_day = catalogue.local_day(original.started_at, settings.time_zone)
+    productivity.bump(session, old_day, original.agent_id, original.institution_id,
+                      original.queue_id,
+                      **productivity.entry_deltas(original.kind, original.contact_made, -1))
+    new_day = catalogue.local_day(activity.started_at, settings.time_zone)
+    productivity.bump(session, new_day, activity.agent_id, activity.institution_id,
+                      activity.queue_id,
+                      **productivity.entry_deltas(activity.kind, activity.contact_made))
+    _announce(db, session, activity, code, None)
+    return describe(session, activity)
+
+
+def _announce(db, session, activity: Activity, code: ResultCode | None, callback_at) -> None:
+    db.emit(session, "activity_logged", {
+        "activity_id": activity.id, "account_id": activity.account_id,
+        "institution_id": activity.institution_id, "debtor_id": activity.debtor_id,
+        "agent_id": activity.agent_id, "queue_id": activity.queue_id, "kind": activity.kind,
+        "direction": activity.direction, "started_at": activity.started_at,
+        "result_code": activity.result_code, "contact_made": activity.contact_made,
+        "needs_promise": bool(code and code.needs_promise),
+        "invalidates_phone": bool(code and code.invalidates_phone),
+        "schedules_callback": bool(code and code.schedules_callback),
+        "phone": activity.phone, "callback_at": callback_at, "corrects_id": activity.corrects_id})
+
+
+def describe(session: Session, activity: Activity, promise: Promise | None = None) -> dict:
+    out = ActivityOut().dump(activity)
+    if promise is None:
+        promise = session.execute(select(Promise).where(Promise.activity_id == activity.id)
+                                  ).scalar_one_or_none()
+    out["promise"] = promises.describe(session, promise) if promise else None
+    out["agenda_item_id"] = session.execute(select(AgendaItem.id).where(
+        AgendaItem.activity_id == activity.id).limit(1)).scalar()
+    return out
+
+
+def history(session: Session, account_id: int, page: int, per_page: int) -> dict:
+    """The account's entries, newest first, each with the entry that corrects it (if any)."""
+    total = session.execute(select(func.count()).select_from(Activity)
+                            .where(Activity.account_id == account_id)).scalar_one()
+    fix = aliased(Activity)
+    rows = session.execute(
+        select(Activity, ResultCode.label, fix.id)
+        .outerjoin(ResultCode, ResultCode.id == Activity.result_code_id)
+        .outerjoin(fix, fix.corrects_id == Activity.id)
+        .where(Activity.account_id == account_id)
+        .order_by(Activity.started_at.desc(), Activity.id.desc())
+        .offset((page - 1) * per_page).limit(per_page)).all()
+    items = []
+    for activity, label, corrected_by in rows:
+        item = ActivityOut().dump(activity)
+        item["result_label"] = label
+        item["corrected_by_id"] = corrected_by
+        items.append(item)
+    return {"items": items, "total": total, "page": page, "per_page": per_page,
+            "pages": (total + per_page - 1) // per_page}

@@ -1,0 +1,348 @@
+"""marshmallow schemas of the activities service's RPC inputs and outputs.
+
+Inputs reject what can be judged without the database (end before start, a
+non-positive or over-precise amount, a description over 4,000 characters, a plan whose
+dates do not increase); what needs the institution (its result codes, its today)
+is checked by the logic, with the same field names.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
+
+from recaudo_common.validation import PageQuery
+
+from .models import AGENDA_KINDS, DESCRIPTION_MAX, DIRECTIONS, DISPUTE_OUTCOMES, KINDS
+
+MAX_AMOUNT = Decimal("999999999999.99")
+MAX_INSTALMENTS = 36
+
+
+def _money(**kwargs):
+    return fields.Decimal(as_string=True, allow_nan=False, **kwargs)
+
+
+def _check_amount(value: Decimal) -> None:
+    if value <= 0:
+        raise ValidationError("El monto debe ser mayor que cero")
+    if value > MAX_AMOUNT:
+        raise ValidationError("Monto demasiado grande")
+    if value != value.quantize(Decimal("0.01")):
+        raise ValidationError("A lo más dos decimales")
+
+
+class InstalmentWrite(Schema):
+    due_date = fields.Date(required=True)
+    amount = _money(required=True, validate=_check_amount)
+
+
+class PromiseWrite(Schema):
+    """One amount and date, or a plan of several (then ``amount``, if given, is their sum)."""
+
+    amount = _money(load_default=None, validate=_check_amount)
+    due_date = fields.Date(load_default=None)
+    instalments = fields.List(fields.Nested(InstalmentWrite), load_default=None,
+                              validate=validate.Length(min=1, max=MAX_INSTALMENTS))
+
+    @validates_schema
+    def _shape(self, data, **_):
+        plan = data.get("instalments")
+        if plan:
+            dates = [i["due_date"] for i in plan]
+            if any(b <= a for a, b in zip(dates, dates[1:])):
+                raise ValidationError("Las fechas del plan deben ir en orden creciente",
+                                      "instalments")
+            total = sum(i["amount"] for i in plan)
+            if data.get("amount") is not None and data["amount"] != total:
+                raise ValidationError("No coincide con la suma de las parcialidades", "amount")
+            if data.get("due_date") is not None and data["due_date"] != dates[-1]:
+                raise ValidationError("Debe ser la fecha de la última parcialidad", "due_date")
+        else:
+            problems = {}
+            if data.get("amount") is None:
+                problems["amount"] = ["Indique el monto prometido"]
+            if data.get("due_date") is None:
+                problems["due_date"] = ["Indique la fecha de pago"]
+            if problems:
+                raise ValidationError(problems)
+
+
+class _EntryFields(Schema):
+    """What an entry says about a contact (shared by logging and correcting)."""
+
+    kind = fields.String(required=True, validate=validate.OneOf(KINDS))
+    direction = fields.String(load_default="outbound", validate=validate.OneOf(DIRECTIONS))
+    phone = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
+    email = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=254))
+    address = fields.String(load_default=None, allow_none=True,
+                            validate=validate.Length(max=300))
+    started_at = fields.AwareDateTime(required=True)
+    ended_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    #: the catalogue entry, by id (what the form sends) or by code (what partners send)
+    result_code_id = fields.Integer(load_default=None, allow_none=True)
+    result_code = fields.String(load_default=None, allow_none=True,
+                                validate=validate.Length(min=1, max=30))
+    description = fields.String(load_default="", validate=validate.Length(
+        max=DESCRIPTION_MAX, error=f"A lo más {DESCRIPTION_MAX} caracteres"))
+    idempotency_key = fields.String(load_default=None, allow_none=True,
+                                    validate=validate.Length(min=1, max=100))
+
+    @validates_schema
+    def _coherent(self, data, **_):
+        problems = {}
+        if data.get("ended_at") is not None and data["ended_at"] < data["started_at"]:
+            problems["ended_at"] = ["El fin no puede ser anterior al inicio"]
+        if data.get("ended_at") is not None and \
+                data["ended_at"] - data["started_at"] > timedelta(hours=24):
+            problems["ended_at"] = ["Una gestión no dura más de 24 horas"]
+        if data.get("result_code_id") is not None and data.get("result_code") is not None:
+            problems["result_code"] = ["Indique el código o su id, no ambos"]
+        if data["kind"] != "note" and data.get("result_code_id") is None \
+                and data.get("result_code") is None:
+            problems["result_code"] = ["Indique el resultado de la gestión"]
+        if problems:
+            raise ValidationError(problems)
+
+
+class ActivityWrite(_EntryFields):
+    account_id = fields.Integer(required=True)
+    queue_id = fields.Integer(load_default=None, allow_none=True)
+    promise = fields.Nested(PromiseWrite, load_default=None, allow_none=True)
+    callback_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    callback_note = fields.String(load_default="", validate=validate.Length(max=500))
+
+
+class CorrectionWrite(_EntryFields):
+    """A correction restates the entry (promises and callbacks are not re-made by it)."""
+
+
+class InstalmentOut(Schema):
+    number = fields.Integer()
+    due_date = fields.Date()
+    amount = _money()
+    paid_amount = _money()
+
+
+class PromiseOut(Schema):
+    id = fields.Integer()
+    activity_id = fields.Integer()
+    institution_id = fields.Integer()
+    account_id = fields.Integer()
+    agent_id = fields.Integer()
+    amount = _money()
+    due_date = fields.Date()
+    paid_amount = _money()
+    state = fields.String()
+    made_on = fields.Date()
+    settled_on = fields.Date(allow_none=True)
+    created_at = fields.AwareDateTime()
+    instalments = fields.List(fields.Nested(InstalmentOut))
+
+
+class ActivityOut(Schema):
+    id = fields.Integer()
+    institution_id = fields.Integer()
+    account_id = fields.Integer()
+    debtor_id = fields.Integer()
+    agent_id = fields.Integer()
+    logged_by = fields.Integer()
+    queue_id = fields.Integer(allow_none=True)
+    kind = fields.String()
+    direction = fields.String()
+    phone = fields.String(allow_none=True)
+    email = fields.String(allow_none=True)
+    address = fields.String(allow_none=True)
+    started_at = fields.AwareDateTime()
+    ended_at = fields.AwareDateTime(allow_none=True)
+    result_code_id = fields.Integer(allow_none=True)
+    result_code = fields.String(allow_none=True)
+    contact_made = fields.Boolean()
+    description = fields.String()
+    details = fields.Dict()
+    corrects_id = fields.Integer(allow_none=True)
+    recorded_at = fields.AwareDateTime()
+    seq = fields.Integer()
+    hash = fields.String()
+
+
+class HistoryQuery(PageQuery):
+    pass
+
+
+class ResultCodeWrite(Schema):
+    institution_id = fields.Integer(required=True)
+    code = fields.String(required=True, validate=validate.Regexp(
+        r"^[A-Z0-9_]{1,30}$", error="Mayúsculas, dígitos y guion bajo; hasta 30"))
+    label = fields.String(required=True, validate=validate.Length(min=1, max=120))
+    contact_made = fields.Boolean(load_default=False)
+    needs_promise = fields.Boolean(load_default=False)
+    invalidates_phone = fields.Boolean(load_default=False)
+    schedules_callback = fields.Boolean(load_default=False)
+    active = fields.Boolean(load_default=True)
+    sort_order = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10_000))
+
+
+class ResultCodeOut(Schema):
+    id = fields.Integer()
+    institution_id = fields.Integer()
+    code = fields.String()
+    label = fields.String()
+    contact_made = fields.Boolean()
+    needs_promise = fields.Boolean()
+    invalidates_phone = fields.Boolean()
+    schedules_callback = fields.Boolean()
+    active = fields.Boolean()
+    sort_order = fields.Integer()
+
+
+class SettingsWrite(Schema):
+    dispute_sla_days = fields.Integer(required=True, validate=validate.Range(min=1, max=365))
+    attribution_days = fields.Integer(required=True, validate=validate.Range(min=0, max=365))
+    time_zone = fields.String(load_default="America/Mexico_City",
+                              validate=validate.Length(min=1, max=60))
+
+    @validates("time_zone")
+    def _zone(self, value, **_):
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValidationError("Zona horaria desconocida") from None
+
+
+class SettingsOut(Schema):
+    institution_id = fields.Integer()
+    dispute_sla_days = fields.Integer()
+    attribution_days = fields.Integer()
+    time_zone = fields.String()
+
+
+class DisputeWrite(Schema):
+    account_id = fields.Integer(required=True)
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    evidence = fields.String(load_default="", validate=validate.Length(max=20_000))
+    owner_id = fields.Integer(load_default=None, allow_none=True)
+
+
+class DisputeResolve(Schema):
+    outcome = fields.String(required=True, validate=validate.OneOf(DISPUTE_OUTCOMES))
+    note = fields.String(required=True, validate=validate.Length(min=1, max=4000))
+    corrected_balance = _money(load_default=None, allow_none=True)
+
+    @validates_schema
+    def _balance(self, data, **_):
+        balance = data.get("corrected_balance")
+        if data["outcome"] == "corrected_balance":
+            if balance is None:
+                raise ValidationError("Indique el saldo corregido", "corrected_balance")
+            if balance < 0 or balance != balance.quantize(Decimal("0.01")):
+                raise ValidationError("Saldo inválido", "corrected_balance")
+        elif balance is not None:
+            raise ValidationError("Sólo con el resultado «saldo corregido»", "corrected_balance")
+
+
+class DisputeOut(Schema):
+    id = fields.Integer()
+    institution_id = fields.Integer()
+    account_id = fields.Integer()
+    debtor_id = fields.Integer()
+    reason = fields.String()
+    evidence = fields.String()
+    opened_by = fields.Integer()
+    owner_id = fields.Integer()
+    opened_at = fields.AwareDateTime()
+    due_date = fields.Date()
+    state = fields.String()
+    outcome = fields.String(allow_none=True)
+    corrected_balance = _money(allow_none=True)
+    resolution_note = fields.String()
+    resolved_by = fields.Integer(allow_none=True)
+    resolved_at = fields.AwareDateTime(allow_none=True)
+
+
+class OverdueQuery(PageQuery):
+    institution_id = fields.Integer(load_default=None, allow_none=True)
+
+
+class AgendaWrite(Schema):
+    account_id = fields.Integer(required=True)
+    kind = fields.String(load_default="callback", validate=validate.OneOf(AGENDA_KINDS))
+    due_at = fields.AwareDateTime(required=True)
+    agent_id = fields.Integer(load_default=None, allow_none=True)
+    team_id = fields.Integer(load_default=None, allow_none=True)
+    note = fields.String(load_default="", validate=validate.Length(max=500))
+
+    @validates_schema
+    def _owner(self, data, **_):
+        if data.get("agent_id") is not None and data.get("team_id") is not None:
+            raise ValidationError("Para un gestor o para un equipo, no ambos", "team_id")
+
+
+class Delegate(Schema):
+    agent_id = fields.Integer(load_default=None, allow_none=True)
+    team_id = fields.Integer(load_default=None, allow_none=True)
+
+    @validates_schema
+    def _one(self, data, **_):
+        if (data.get("agent_id") is None) == (data.get("team_id") is None):
+            raise ValidationError("Indique un gestor o un equipo", "agent_id")
+
+
+class AgendaQuery(Schema):
+    date_from = fields.Date(required=True)
+    date_to = fields.Date(required=True)
+    agent_id = fields.Integer(load_default=None, allow_none=True)
+    team_id = fields.Integer(load_default=None, allow_none=True)
+    include_done = fields.Boolean(load_default=False)
+    #: whose calendar days the range means (the viewer's)
+    time_zone = fields.String(load_default="America/Mexico_City",
+                              validate=validate.Length(min=1, max=60))
+
+    @validates_schema
+    def _range(self, data, **_):
+        if data["date_to"] < data["date_from"]:
+            raise ValidationError("El fin no puede ser anterior al inicio", "date_to")
+        if (data["date_to"] - data["date_from"]).days > 62:
+            raise ValidationError("A lo más 62 días", "date_to")
+        if data.get("agent_id") is not None and data.get("team_id") is not None:
+            raise ValidationError("Un gestor o un equipo, no ambos", "team_id")
+
+
+class AgendaOut(Schema):
+    id = fields.Integer()
+    institution_id = fields.Integer()
+    account_id = fields.Integer()
+    debtor_id = fields.Integer()
+    kind = fields.String()
+    due_at = fields.AwareDateTime()
+    agent_id = fields.Integer(allow_none=True)
+    team_id = fields.Integer(allow_none=True)
+    note = fields.String()
+    activity_id = fields.Integer(allow_none=True)
+    created_by = fields.Integer()
+    created_at = fields.AwareDateTime()
+    done_at = fields.AwareDateTime(allow_none=True)
+    done_by = fields.Integer(allow_none=True)
+
+
+GROUPS = ("day", "agent", "institution", "queue")
+
+
+class ProductivityQuery(Schema):
+    date_from = fields.Date(required=True)
+    date_to = fields.Date(required=True)
+    agent_id = fields.Integer(load_default=None, allow_none=True)
+    team_id = fields.Integer(load_default=None, allow_none=True)
+    institution_id = fields.Integer(load_default=None, allow_none=True)
+    queue_id = fields.Integer(load_default=None, allow_none=True)
+    group_by = fields.List(fields.String(validate=validate.OneOf(GROUPS)),
+                           load_default=lambda: ["agent"], validate=validate.Length(max=4))
+
+    @validates_schema
+    def _range(self, data, **_):
+        if data["date_to"] < data["date_from"]:
+            raise ValidationError("El fin no puede ser anterior al inicio", "date_to")
+        if (data["date_to"] - data["date_from"]).days > 366:
+            raise ValidationError("A lo más un año", "date_to")

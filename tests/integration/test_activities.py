@@ -1,0 +1,661 @@
+"""The activities service over RabbitMQ against the real database, with the real portfolio
+service answering its account look-ups: logging and idempotent retries, refusals that
+store nothing, the hash chain catching an edited row, promises kept by payment events
+(through the broker) and broken by the expiry, the dispute lifecycle, the agenda and
+its calendar feed, and productivity rollups equal to a recomputation from the raw log.
+
+The activities tables are saved aside for the module and restored after (truncated
+around every test); the portfolio rows the tests use (institutions 1 and 2 if missing,
+debtors and accounts with ids from ``BASE``) are removed after. Callers are signed
+identities, as the gateway would send.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from nameko.standalone.events import event_dispatcher
+from sqlalchemy import text
+
+from activities import catalogue, seed
+from activities.service import ActivitiesService
+from portfolio.models import Base as PortfolioBase
+from portfolio.service import PortfolioService
+from recaudo_common import contracts, demo
+from recaudo_common.db import Database
+from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from recaudo_common.identity import Identity, sign
+
+BASE = 880_000_000
+ACC1 = [BASE + k for k in range(1, 7)]   # institution 1, assigned to GESTOR1
+ACC2 = BASE + 50                         # institution 2, assigned to GESTOR2
+GESTOR1, GESTOR2, GESTOR3, SUPERVISOR, ADMIN = 8801, 8802, 8803, 8850, 8899
+TEAM = 88
+ZONE = "America/Mexico_City"
+
+TABLES = ("result_codes", "institution_settings", "activities", "chain_heads", "promises",
+          "promise_instalments", "payments", "disputes", "agenda_items", "teams", "team_members",
+          "ics_tokens", "productivity_daily", "outbox", "processed_events")
+SEQUENCES = (("result_codes", "id"), ("activities", "id"), ("promises", "id"),
+             ("disputes", "id"), ("agenda_items", "id"), ("outbox", "id"))
+SAVED = "activities_test_saved"
+
+
+# --- plumbing ----------------------------------------------------------------------------
+
+def sql(engine, statement: str, **params):
+    with engine.begin() as conn:
+        result = conn.execute(text(statement), params)
+        return result.all() if result.returns_rows else None
+
+
+def scalar(engine, statement: str, **params):
+    return sql(engine, statement, **params)[0][0]
+
+
+def wait_for(predicate, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def signed(user_id, permissions, institutions=(1,), team=(), profile="Gestor"):
+    return {"identity": sign(Identity(user_id=user_id, username=f"user{user_id}", profile=profile,
+                                      permissions=frozenset(permissions),
+                                      institutions=institutions, team=tuple(team)))}
+
+
+GESTOR_PERMS = {"portfolio.read", "queues.work", "activities.read", "activities.log"}
+SUPERVISOR_PERMS = GESTOR_PERMS | {"portfolio.read_all", "disputes.manage", "reports.view",
+                                   "queues.manage"}
+
+
+def _restore(conn) -> None:
+    conn.execute(text("TRUNCATE " + ", ".join(f"activities.{t}" for t in TABLES) + " CASCADE"))
+    for table in TABLES:
+        conn.execute(text(f"INSERT INTO activities.{table} SELECT * FROM {SAVED}.{table}"))
+    for table, column in SEQUENCES:
+        conn.execute(text(f"SELECT setval(pg_get_serial_sequence('activities.{table}', '{column}'),"
+                          f" coalesce((SELECT max({column}) FROM activities.{table}), 0) + 1, false)"))
+    conn.execute(text(f"DROP SCHEMA {SAVED} CASCADE"))
+
+
+@pytest.fixture(scope="module")
+def saved_tables(migrated_database, engine):
+    with engine.begin() as conn:
+        if conn.execute(text("SELECT 1 FROM pg_namespace WHERE nspname = :s"),
+                        {"s": SAVED}).first():
+            _restore(conn)
+        conn.execute(text(f"CREATE SCHEMA {SAVED}"))
+        for table in TABLES:
+            conn.execute(text(f"CREATE TABLE {SAVED}.{table} AS TABLE activities.{table}"))
+    yield
+    with engine.begin() as conn:
+        _restore(conn)
+
+
+@pytest.fixture(scope="module")
+def portfolio_rows(migrated_database, engine):
+    """Institutions 1 and 2 (added if missing), a debtor per account, accounts assigned to
+    the two collectors; all removed after."""
+    added = []
+    for institution_id, code in ((1, "ATEST1"), (2, "ATEST2")):
+        if not sql(engine, "SELECT 1 FROM portfolio.institutions WHERE id = :i", i=institution_id):
+            sql(engine, "INSERT INTO portfolio.institutions (id, code, name) VALUES (:i, :c, :c)",
+                i=institution_id, c=code)
+            added.append(institution_id)
+    rows = [(a, 1, GESTOR1) for a in ACC1] + [(ACC2, 2, GESTOR2)]
+    with engine.begin() as conn:
+        for account_id, institution_id, agent in rows:
+            conn.execute(text(
+                "INSERT INTO portfolio.debtors (id, institution_id, customer_number, name, time_zone)"
+                " VALUES (:a, :i, 'AT' || :a, 'DEUDOR ' || :a, :z)"),
+                {"a": account_id, "i": institution_id, "z": ZONE})
+            conn.execute(text(
+                "INSERT INTO portfolio.accounts (id, institution_id, debtor_id, account_number,"
+                " product, original_amount, balance, stage, assigned_agent_id)"
+                " VALUES (:a, :i, :a, 'AT' || :a, 'Tarjeta', 9000, 5000, 'delinquent', :g)"),
+                {"a": account_id, "i": institution_id, "g": agent})
+    yield
+    ids = [r[0] for r in rows]
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM portfolio.accounts WHERE id = ANY(:ids)"), {"ids": ids})
+        conn.execute(text("DELETE FROM portfolio.debtors WHERE id = ANY(:ids)"), {"ids": ids})
+        for institution_id in added:
+            conn.execute(text("DELETE FROM portfolio.institutions WHERE id = :i"),
+                         {"i": institution_id})
+
+
+def _truncate(engine) -> None:
+    sql(engine, "TRUNCATE " + ", ".join(f"activities.{t}" for t in TABLES)
+        + " RESTART IDENTITY CASCADE")
+
+
+class QuietPortfolioService(PortfolioService):
+    """The portfolio service without its outbox relay (the database is shared with other
+    suites, whose unpublished portfolio events must not reach this vhost)."""
+
+    db = Database(PortfolioBase, relay=False)
+
+
+@pytest.fixture
+def services(saved_tables, portfolio_rows, engine, container_factory, rabbit_config):
+    _truncate(engine)
+    container_factory(QuietPortfolioService, rabbit_config).start()
+    container_factory(ActivitiesService, rabbit_config).start()
+    yield
+    _truncate(engine)
+
+
+@pytest.fixture
+def as_user(services, rpc_proxy):
+    cache = {}
+
+    def make(user_id, permissions=GESTOR_PERMS, institutions=(1,), team=()):
+        key = (user_id, frozenset(permissions), institutions, tuple(team))
+        if key not in cache:
+            cache[key] = rpc_proxy(signed(user_id, permissions, institutions, team)).activities
+        return cache[key]
+    return make
+
+
+@pytest.fixture
+def gestor1(as_user):
+    return as_user(GESTOR1)
+
+
+@pytest.fixture
+def supervisor(as_user):
+    return as_user(SUPERVISOR, SUPERVISOR_PERMS, None, (GESTOR1, GESTOR2, GESTOR3))
+
+
+@pytest.fixture
+def admin(as_user):
+    return as_user(ADMIN, {"*"}, None)
+
+
+def now():
+    return datetime.now(timezone.utc)
+
+
+def today():
+    return catalogue.today_in(ZONE)
+
+
+def call(account_id=ACC1[0], code="CT", minutes_ago=10, **extra):
+    start = now() - timedelta(minutes=minutes_ago)
+    return {"account_id": account_id, "kind": "call", "direction": "outbound",
+            "phone": "5512345678", "started_at": start.isoformat(),
+            "ended_at": (start + timedelta(minutes=3)).isoformat(), "result_code": code,
+            "description": "Se habló con el titular", **extra}
+
+
+def outbox(engine, event_type=None):
+    rows = sql(engine, "SELECT event_type, payload FROM activities.outbox ORDER BY id")
+    return [p for t, p in rows if event_type in (None, t)]
+
+
+def counts(engine) -> dict:
+    return {t: scalar(engine, f"SELECT count(*) FROM activities.{t}")
+            for t in ("activities", "promises", "promise_instalments", "agenda_items", "outbox",
+                      "productivity_daily", "disputes")}
+
+
+def payment(account_id, amount, value_date, movement_id, institution_id=1):
+    return contracts.PaymentReceived().dump({
+        "event_id": uuid.uuid4(), "occurred_at": now(), "account_id": account_id,
+        "institution_id": institution_id, "movement_id": movement_id,
+        "amount": Decimal(amount), "value_date": value_date, "reference": f"PAGO-{movement_id}"})
+
+
+# --- logging ---------------------------------------------------------------------------------
+
+def test_logging_chains_the_entry_emits_it_and_a_retry_stores_it_once(gestor1, admin, engine):
+    first = gestor1.log_activity(call(idempotency_key="form-1"))
+    assert first["seq"] == 1 and first["agent_id"] == GESTOR1 and first["contact_made"]
+    assert first["institution_id"] == 1 and first["debtor_id"] == ACC1[0]
+    assert first["result_code"] == "CT" and first["promise"] is None
+
+    again = gestor1.log_activity(call(idempotency_key="form-1", description="otra vez"))
+    assert again["id"] == first["id"] and again["description"] == first["description"]
+    assert scalar(engine, "SELECT count(*) FROM activities.activities") == 1
+
+    second = gestor1.log_activity(call(code="NC", idempotency_key="form-2"))
+    prev_hash, seq = sql(engine, "SELECT prev_hash, seq FROM activities.activities WHERE id = :i",
+                         i=second["id"])[0]
+    assert seq == 2 and prev_hash == first["hash"] and not second["contact_made"]
+
+    (logged, _) = outbox(engine, "activity_logged")
+    assert logged["activity_id"] == first["id"] and logged["account_id"] == ACC1[0]
+    assert logged["agent_id"] == GESTOR1 and logged["institution_id"] == 1
+    assert logged["contact_made"] is True and logged["result_code"] == "CT"
+    assert logged["needs_promise"] is False and logged["phone"] == "5512345678"
+    assert admin.verify_chain(ACC1[0])["ok"] is True
+    # the relay publishes what was committed
+    assert wait_for(lambda: scalar(engine, "SELECT count(*) FROM activities.outbox "
+                                           "WHERE published_at IS NULL") == 0)
+
+
+BAD = {
+    "end before start": (dict(ended_at=(now() - timedelta(hours=1)).isoformat()), "ended_at"),
+    "past-date promise": (dict(code="PP", promise={"amount": "500.00",
+                                                   "due_date": "2020-01-01"}), "promise"),
+    "zero amount": (dict(code="PP", promise={"amount": "0", "due_date": "2099-01-01"}), "promise"),
+    "negative amount": (dict(code="PP", promise={"amount": "-10", "due_date": "2099-01-01"}),
+                        "promise"),
+    "promise missing": (dict(code="PP"), "promise"),
+    "unknown code": (dict(code="NOEXISTE"), "result_code"),
+    "1 MB description": (dict(description="x" * (1024 * 1024)), "description"),
+    "callback missing": (dict(code="LLM"), "callback_at"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_is_refused_naming_the_field_and_stores_nothing(gestor1, engine, case):
+    changes, field = BAD[case]
+    before = counts(engine)
+    with pytest.raises(InvalidInput) as err:
+        gestor1.log_activity(call(**changes))
+    assert field in err.value.fields, err.value.fields
+    assert counts(engine) == before
+
+
+def test_another_institutions_code_and_out_of_scope_accounts_are_refused(gestor1, as_user,
+                                                                          engine):
+    gestor2 = as_user(GESTOR2, institutions=(2,))
+    codes2 = gestor2.list_result_codes(2)
+    before = counts(engine)
+    with pytest.raises(InvalidInput) as err:
+        gestor1.log_activity(call(code=None, result_code_id=codes2[0]["id"]))
+    assert "result_code_id" in err.value.fields
+    with pytest.raises(NotFound):                 # institution 2's account, out of scope
+        gestor1.log_activity(call(account_id=ACC2))
+    other = as_user(GESTOR3)                       # same institution, not their account
+    with pytest.raises(NotFound):
+        other.log_activity(call())
+    with pytest.raises(PermissionDenied):          # a creditor reads, never logs
+        as_user(9000, {"portfolio.read", "portfolio.read_all", "activities.read"}).log_activity(call())
+    assert counts(engine) == before
+    with pytest.raises(NotFound):
+        other.account_history(ACC1[0])
+
+
+def test_history_is_newest_first_paginated_and_shows_corrections(gestor1, supervisor, engine):
+    ids = [gestor1.log_activity(call(minutes_ago=60 - k, description=f"gestión {k}"))["id"]
+           for k in range(5)]
+    page = gestor1.account_history(ACC1[0], {"page": 1, "per_page": 2})
+    assert page["total"] == 5 and page["pages"] == 3
+    assert [i["id"] for i in page["items"]] == [ids[4], ids[3]]
+    assert page["items"][0]["result_label"] == "Contacto con titular"
+
+    fixed = supervisor.correct_activity(ids[1], {
+        "kind": "call", "started_at": (now() - timedelta(minutes=59)).isoformat(),
+        "result_code": "NC", "description": "No era el titular"})
+    assert fixed["corrects_id"] == ids[1] and fixed["agent_id"] == GESTOR1
+    assert fixed["logged_by"] == SUPERVISOR and fixed["seq"] == 6
+    with pytest.raises(Conflict):
+        gestor1.correct_activity(ids[1], {"kind": "note", "started_at": now().isoformat()})
+    items = gestor1.account_history(ACC1[0], {"per_page": 50})["items"]
+    original = next(i for i in items if i["id"] == ids[1])
+    assert original["corrected_by_id"] == fixed["id"] and original["description"] == "gestión 1"
+
+
+def test_the_hash_chain_detects_an_edited_row(gestor1, admin, engine):
+    ids = [gestor1.log_activity(call(minutes_ago=30 - k, description=f"gestión {k}"))["id"]
+           for k in range(3)]
+    assert admin.verify_chain(ACC1[0]) | {"last_id": None} == {
+        "account_id": ACC1[0], "ok": True, "entries": 3, "broken_id": None,
+        "broken_seq": None, "reason": "", "last_id": None}
+    with pytest.raises(Exception, match="append-only"):  # the database refuses edits
+        sql(engine, "UPDATE activities.activities SET description = 'x' WHERE id = :i", i=ids[1])
+    # someone able to switch the guard off edits the middle entry
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE activities.activities DISABLE TRIGGER activities_append_only"))
+        conn.execute(text("UPDATE activities.activities SET description = 'Pagó todo' "
+                          "WHERE id = :i"), {"i": ids[1]})
+        conn.execute(text("ALTER TABLE activities.activities ENABLE TRIGGER activities_append_only"))
+    result = admin.verify_chain(ACC1[0])
+    assert result["ok"] is False and result["broken_id"] == ids[1] and result["broken_seq"] == 2
+    with pytest.raises(PermissionDenied):
+        gestor1.verify_chain(ACC1[0])
+    with pytest.raises(NotFound):
+        admin.verify_chain(BASE + 999)
+
+
+def test_concurrent_logging_on_one_account_keeps_one_unbroken_chain(as_user, admin, engine,
+                                                                    rpc_proxy):
+    """Appends to one account are serialised on its chain head; retries of one key racing
+    each other store a single entry."""
+    import eventlet
+
+    proxies = [rpc_proxy(signed(GESTOR1, GESTOR_PERMS)).activities for _ in range(16)]
+    pool = eventlet.GreenPool(16)
+    ids = list(pool.imap(lambda k: proxies[k].log_activity(
+        call(account_id=ACC1[3], minutes_ago=30, description=f"en paralelo {k}"))["id"],
+        range(16)))
+    assert len(set(ids)) == 16
+    retried = list(pool.imap(lambda k: proxies[k].log_activity(
+        call(account_id=ACC1[3], idempotency_key="doble-clic"))["id"], range(8)))
+    assert len(set(retried)) == 1
+    seqs = [r[0] for r in sql(engine, "SELECT seq FROM activities.activities WHERE account_id = :a "
+                                      "ORDER BY seq", a=ACC1[3])]
+    assert seqs == list(range(1, 18))
+    assert admin.verify_chain(ACC1[3])["ok"] is True
+
+
+def test_removing_the_newest_entry_is_detected(gestor1, admin, engine):
+    ids = [gestor1.log_activity(call(account_id=ACC1[1], minutes_ago=20 - k))["id"]
+           for k in range(2)]
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE activities.activities DISABLE TRIGGER activities_append_only"))
+        conn.execute(text("DELETE FROM activities.activities WHERE id = :i"), {"i": ids[1]})
+        conn.execute(text("ALTER TABLE activities.activities ENABLE TRIGGER activities_append_only"))
+    result = admin.verify_chain(ACC1[1])
+    assert result["ok"] is False and result["broken_seq"] == 2
+
+
+# --- promises ------------------------------------------------------------------------------
+
+def promise_state(engine, promise_id):
+    return sql(engine, "SELECT state, paid_amount FROM activities.promises WHERE id = :p",
+               p=promise_id)[0]
+
+
+def test_a_promise_plan_is_kept_by_payment_events_through_the_broker(gestor1, engine,
+                                                                      rabbit_config):
+    day = today()
+    logged = gestor1.log_activity(call(code="PP", promise={"instalments": [
+        {"due_date": day.isoformat(), "amount": "100.00"},
+        {"due_date": (day + timedelta(days=7)).isoformat(), "amount": "200.50"}]}))
+    promise = logged["promise"]
+    assert promise["amount"] == "300.50" and promise["state"] == "pending"
+    assert [i["amount"] for i in promise["instalments"]] == ["100.00", "200.50"]
+    (made,) = outbox(engine, "promise_made")
+    assert made["promise_id"] == promise["id"] and made["instalments"] == 2
+    assert logged["details"]["promise"]["amount"] == "300.50"  # hashed with the entry
+
+    dispatch = event_dispatcher(rabbit_config)
+    first = payment(ACC1[0], "100.00", day, 1)
+    dispatch("portfolio", "payment_received", first)
+    assert wait_for(lambda: promise_state(engine, promise["id"]) == ("pending", Decimal("100.00")))
+    dispatch("portfolio", "payment_received", first)               # redelivered: once only
+    dispatch("portfolio", "payment_received", {**first, "event_id": str(uuid.uuid4())})  # same movement
+    dispatch("portfolio", "payment_received", payment(ACC1[0], "250.00", day, 2))
+    assert wait_for(lambda: promise_state(engine, promise["id"]) == ("kept", Decimal("300.50")))
+    assert wait_for(lambda: len(outbox(engine, "promise_kept")) == 1)
+    (kept,) = outbox(engine, "promise_kept")
+    assert kept["promise_id"] == promise["id"] and kept["paid_amount"] == "300.50"
+    assert scalar(engine, "SELECT count(*) FROM activities.payments") == 2
+    row = sql(engine, "SELECT promises_kept, kept_amount, amount_recovered "
+                      "FROM activities.productivity_daily WHERE agent_id = :a", a=GESTOR1)
+    assert row == [(1, Decimal("300.50"), Decimal("350.00"))]
+    assert gestor1.account_promises(ACC1[0])[0]["state"] == "kept"
+
+
+def test_expire_breaks_promises_past_due_and_only_once(gestor1, admin, engine, rabbit_config):
+    day = today()
+    broken = gestor1.log_activity(call(code="PP", promise={"amount": "800.00",
+                                                           "due_date": day.isoformat()}))
+    partly = gestor1.log_activity(call(account_id=ACC1[1], code="PP", promise={
+        "amount": "500.00", "due_date": day.isoformat()}))
+    later = gestor1.log_activity(call(account_id=ACC1[2], code="PP", promise={
+        "amount": "500.00", "due_date": (day + timedelta(days=3)).isoformat()}))
+    event_dispatcher(rabbit_config)("portfolio", "payment_received",
+                                    payment(ACC1[1], "120.00", day, 10))
+    assert wait_for(lambda: promise_state(engine, partly["promise"]["id"])[1] == Decimal("120.00"))
+
+    assert admin.expire_promises(day.isoformat()) == {"settled": 0}    # due today: not yet
+    assert admin.expire_promises() == {"settled": 0}                  # each institution's today
+    assert admin.expire_promises((day + timedelta(days=1)).isoformat()) == {"settled": 2}
+    assert promise_state(engine, broken["promise"]["id"]) == ("broken", Decimal("0.00"))
+    assert promise_state(engine, partly["promise"]["id"]) == ("partly_kept", Decimal("120.00"))
+    assert promise_state(engine, later["promise"]["id"])[0] == "pending"
+    assert admin.expire_promises((day + timedelta(days=1)).isoformat()) == {"settled": 0}
+    events = {e["promise_id"]: e for e in outbox(engine, "promise_broken")}
+    assert events[broken["promise"]["id"]]["state"] == "broken"
+    assert events[partly["promise"]["id"]]["state"] == "partly_kept"
+    assert len(events) == 2
+    with pytest.raises(PermissionDenied):
+        gestor1.expire_promises()
+
+
+# --- disputes --------------------------------------------------------------------------------
+
+def test_the_dispute_lifecycle(gestor1, supervisor, admin, engine):
+    opened = gestor1.open_dispute({"account_id": ACC1[0], "reason": "Cargo no reconocido",
+                                   "evidence": "Estado de cuenta de marzo"})
+    assert opened["state"] == "open" and opened["owner_id"] == GESTOR1
+    assert opened["due_date"] == (today() + timedelta(days=10)).isoformat()
+    with pytest.raises(Conflict):
+        gestor1.open_dispute({"account_id": ACC1[0], "reason": "Otra"})
+    with pytest.raises(PermissionDenied):
+        gestor1.resolve_dispute(opened["id"], {"outcome": "cancelled", "note": "x"})
+    with pytest.raises(InvalidInput):
+        supervisor.resolve_dispute(opened["id"], {"outcome": "corrected_balance", "note": "x"})
+    assert supervisor.overdue_disputes()["total"] == 0
+    sql(engine, "UPDATE activities.disputes SET due_date = current_date - 3 WHERE id = :i",
+        i=opened["id"])
+    overdue = supervisor.overdue_disputes({"institution_id": 1})
+    assert [d["id"] for d in overdue["items"]] == [opened["id"]]
+
+    resolved = supervisor.resolve_dispute(opened["id"], {
+        "outcome": "corrected_balance", "note": "Se reversó el cargo", "corrected_balance": "4200.00"})
+    assert resolved["state"] == "resolved" and resolved["corrected_balance"] == "4200.00"
+    before = counts(engine)
+    with pytest.raises(Conflict):
+        supervisor.resolve_dispute(opened["id"], {"outcome": "cancelled", "note": "otra vez"})
+    assert counts(engine) == before
+    assert [e["dispute_id"] for e in outbox(engine, "dispute_opened")] == [opened["id"]]
+    (done,) = outbox(engine, "dispute_resolved")
+    assert done["outcome"] == "corrected_balance" and done["corrected_balance"] == "4200.00"
+    assert gestor1.account_disputes(ACC1[0])[0]["state"] == "resolved"
+    assert supervisor.overdue_disputes()["total"] == 0
+    # the SLA is the institution's setting (an admin's): it dates the next dispute
+    with pytest.raises(PermissionDenied):
+        supervisor.save_settings(1, {"dispute_sla_days": 5, "attribution_days": 15})
+    admin.save_settings(1, {"dispute_sla_days": 3, "attribution_days": 15})
+    second = gestor1.open_dispute({"account_id": ACC1[0], "reason": "Pago no aplicado"})
+    assert second["due_date"] == (today() + timedelta(days=3)).isoformat()
+
+
+# --- the agenda -------------------------------------------------------------------------------
+
+def test_callbacks_delegation_calendar_views_and_the_ics_feed(gestor1, as_user, supervisor,
+                                                              engine, rabbit_config, rpc_proxy):
+    dispatch = event_dispatcher(rabbit_config)
+    dispatch("auth", "team_changed", contracts.TeamChanged().dump({
+        "event_id": uuid.uuid4(), "occurred_at": now(), "team_id": TEAM, "name": "Equipo Centro",
+        "supervisor_id": SUPERVISOR, "members": [GESTOR1, GESTOR3]}))
+    assert wait_for(lambda: scalar(engine, "SELECT count(*) FROM activities.team_members") == 2)
+
+    at = (now() + timedelta(hours=2)).replace(microsecond=0)
+    logged = gestor1.log_activity(call(code="LLM", callback_at=at.isoformat(),
+                                       callback_note="Marcar después de las 5; trae, datos"))
+    item_id = logged["agenda_item_id"]
+    assert item_id is not None
+    (scheduled,) = outbox(engine, "callback_scheduled")
+    assert scheduled["agent_id"] == GESTOR1 and scheduled["item_id"] == item_id
+
+    span = {"date_from": (today() - timedelta(days=1)).isoformat(),
+            "date_to": (today() + timedelta(days=7)).isoformat()}
+    assert [i["id"] for i in gestor1.agenda_for(span)] == [item_id]
+    team_item = gestor1.schedule_callback({"account_id": ACC1[1], "kind": "visit",
+                                           "due_at": (at + timedelta(days=1)).isoformat(),
+                                           "team_id": TEAM})
+    with pytest.raises(InvalidInput):                   # not a colleague
+        gestor1.schedule_callback({"account_id": ACC1[1], "due_at": at.isoformat(),
+                                   "agent_id": 4242})
+    gestor3 = as_user(GESTOR3)
+    assert [i["id"] for i in gestor3.agenda_for(span)] == [team_item["id"]]
+    moved = gestor1.delegate_agenda_item(item_id, {"agent_id": GESTOR3})
+    assert moved["agent_id"] == GESTOR3
+    assert {i["id"] for i in gestor3.agenda_for(span)} == {item_id, team_item["id"]}
+    assert {i["id"] for i in supervisor.agenda_for({**span, "team_id": TEAM})} == \
+        {item_id, team_item["id"]}
+    with pytest.raises(PermissionDenied):
+        gestor1.agenda_for({**span, "agent_id": GESTOR3})
+
+    token = gestor3.create_ics_token()["token"]
+    feed = rpc_proxy().activities.ics_feed(token)       # a calendar app: no identity
+    assert feed.startswith("BEGIN:VCALENDAR\r\n") and feed.endswith("END:VCALENDAR\r\n")
+    assert feed.count("BEGIN:VEVENT") == 2
+    assert f"UID:agenda-{item_id}@recaudo" in feed
+    assert "Marcar después de las 5\\; trae\\, datos" in feed.replace("\r\n ", "")
+    assert all(len(line.encode()) <= 75 for line in feed.split("\r\n"))
+
+    done = gestor3.mark_agenda_done(item_id)
+    assert done["done_by"] == GESTOR3
+    with pytest.raises(Conflict):
+        gestor3.mark_agenda_done(item_id)
+    assert rpc_proxy().activities.ics_feed(token).count("BEGIN:VEVENT") == 1
+    gestor3.create_ics_token()                          # rotating kills the old token
+    with pytest.raises(NotFound):
+        rpc_proxy().activities.ics_feed(token)
+
+
+# --- productivity ------------------------------------------------------------------------------
+
+RECOMPUTE = """
+WITH s AS (SELECT coalesce((SELECT time_zone FROM activities.institution_settings
+                            WHERE institution_id = 1), 'America/Mexico_City') AS tz),
+effective AS (   -- what the log says now: entries nobody corrected
+    SELECT a.* FROM activities.activities a
+    WHERE NOT EXISTS (SELECT 1 FROM activities.activities c WHERE c.corrects_id = a.id)),
+entries AS (
+    SELECT date(timezone((SELECT tz FROM s), started_at)) AS day, agent_id, institution_id,
+           coalesce(queue_id, 0) AS queue_id,
+           count(*) FILTER (WHERE kind = 'call') AS calls,
+           count(*) FILTER (WHERE kind = 'visit') AS visits,
+           count(*) FILTER (WHERE kind = 'email') AS emails,
+           count(*) FILTER (WHERE kind = 'fax') AS faxes,
+           count(*) FILTER (WHERE kind = 'sms') AS sms,
+           count(*) FILTER (WHERE kind = 'letter') AS letters,
+           count(*) FILTER (WHERE kind = 'note') AS notes,
+           count(*) FILTER (WHERE contact_made) AS contacts
+    FROM effective GROUP BY 1, 2, 3, 4),
+made AS (
+    SELECT made_on AS day, agent_id, institution_id, coalesce(queue_id, 0) AS queue_id,
+           count(*) AS promises_made, sum(amount) AS promised_amount
+    FROM activities.promises GROUP BY 1, 2, 3, 4),
+kept AS (
+    SELECT settled_on AS day, agent_id, institution_id, coalesce(queue_id, 0) AS queue_id,
+           count(*) AS promises_kept, sum(amount) AS kept_amount
+    FROM activities.promises WHERE state = 'kept' GROUP BY 1, 2, 3, 4),
+broken AS (
+    SELECT settled_on AS day, agent_id, institution_id, coalesce(queue_id, 0) AS queue_id,
+           count(*) AS promises_broken
+    FROM activities.promises WHERE state IN ('broken', 'partly_kept') GROUP BY 1, 2, 3, 4),
+credited AS (    -- each payment to the last agent who worked the account in the window
+    SELECT p.value_date AS day, w.agent_id, p.institution_id, coalesce(w.queue_id, 0) AS queue_id,
+           sum(p.amount) AS amount_recovered
+    FROM activities.payments p
+    CROSS JOIN LATERAL (
+        SELECT a.agent_id, a.queue_id FROM activities.activities a
+        WHERE a.account_id = p.account_id AND a.kind <> 'note'
+          AND date(timezone((SELECT tz FROM s), a.started_at)) BETWEEN p.value_date - 30 AND p.value_date
+        ORDER BY a.started_at DESC, a.id DESC LIMIT 1) w
+    GROUP BY 1, 2, 3, 4),
+keys AS (SELECT day, agent_id, institution_id, queue_id FROM entries UNION
+         SELECT day, agent_id, institution_id, queue_id FROM made UNION
+         SELECT day, agent_id, institution_id, queue_id FROM kept UNION
+         SELECT day, agent_id, institution_id, queue_id FROM broken UNION
+         SELECT day, agent_id, institution_id, queue_id FROM credited)
+SELECT k.day, k.agent_id, k.institution_id, k.queue_id,
+       coalesce(e.calls, 0), coalesce(e.visits, 0), coalesce(e.emails, 0), coalesce(e.faxes, 0),
+       coalesce(e.sms, 0), coalesce(e.letters, 0), coalesce(e.notes, 0), coalesce(e.contacts, 0),
+       coalesce(m.promises_made, 0), coalesce(m.promised_amount, 0),
+       coalesce(kp.promises_kept, 0), coalesce(kp.kept_amount, 0),
+       coalesce(b.promises_broken, 0), coalesce(c.amount_recovered, 0)
+FROM keys k
+LEFT JOIN entries e USING (day, agent_id, institution_id, queue_id)
+LEFT JOIN made m USING (day, agent_id, institution_id, queue_id)
+LEFT JOIN kept kp USING (day, agent_id, institution_id, queue_id)
+LEFT JOIN broken b USING (day, agent_id, institution_id, queue_id)
+LEFT JOIN credited c USING (day, agent_id, institution_id, queue_id)
+"""
+
+ROLLUP = """
+SELECT day, agent_id, institution_id, queue_id, calls, visits, emails, faxes, sms, letters,
+       notes, contacts, promises_made, promised_amount, promises_kept, kept_amount,
+       promises_broken, amount_recovered
+FROM activities.productivity_daily
+WHERE (calls, visits, emails, faxes, sms, letters, notes, contacts, promises_made,
+       promises_kept, promises_broken) <> (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+   OR promised_amount <> 0 OR kept_amount <> 0 OR amount_recovered <> 0
+"""
+
+
+def test_rollups_equal_a_recomputation_from_the_raw_log(as_user, supervisor, admin, engine,
+                                                        rabbit_config):
+    gestor1, gestor3 = as_user(GESTOR1), as_user(GESTOR3, SUPERVISOR_PERMS - {"reports.view"})
+    day = today()
+    kinds = ["call", "visit", "email", "sms", "letter", "fax", "note"]
+    logged = []
+    for k in range(21):
+        agent = gestor1 if k % 3 else gestor3
+        kind = kinds[k % len(kinds)]
+        code = None if kind == "note" else ("PP" if k % 5 == 0 else ("CT" if k % 2 else "NC"))
+        extra = {"queue_id": 40 + k % 2} if k % 4 else {}
+        if code == "PP":
+            extra["promise"] = {"amount": f"{100 + k}.25", "due_date": (day if k % 2 else day
+                                + timedelta(days=5)).isoformat()}
+        data = call(account_id=ACC1[k % 4], code=code, minutes_ago=200 - k, **extra)
+        data["kind"] = kind
+        if kind == "note":
+            data.pop("result_code")
+        logged.append(agent.log_activity(data))
+    # corrections move counts between kinds and contact flags
+    supervisor.correct_activity(logged[1]["id"], {"kind": "visit", "result_code": "NC",
+                                                  "started_at": logged[1]["started_at"]})
+    gestor1.correct_activity(logged[2]["id"], {"kind": "call", "result_code": "CT",
+                                               "started_at": logged[2]["started_at"]})
+    dispatch = event_dispatcher(rabbit_config)
+    for n, (account, amount) in enumerate([(ACC1[0], "400.00"), (ACC1[1], "50.10"),
+                                           (ACC1[5], "75.00")], start=100):
+        dispatch("portfolio", "payment_received", payment(account, amount, day, n))
+    assert wait_for(lambda: scalar(engine, "SELECT count(*) FROM activities.payments") == 3)
+    admin.expire_promises((day + timedelta(days=1)).isoformat())
+
+    rollup = sorted(sql(engine, ROLLUP))
+    assert rollup == sorted(sql(engine, RECOMPUTE))
+    assert sum(r[4] for r in rollup) > 0 and sum(r[14] for r in rollup) + sum(r[16] for r in rollup) > 0
+
+    # the entries started up to 200 minutes ago: yesterday too, shortly after midnight
+    span = {"date_from": (day - timedelta(days=1)).isoformat(), "date_to": day.isoformat()}
+    report = supervisor.productivity({**span, "group_by": ["agent"]})
+    by_agent = {r["agent_id"]: r for r in report["rows"]}
+    assert set(by_agent) == {GESTOR1, GESTOR3}
+    assert report["totals"]["activities"] == 21
+    assert report["totals"]["promises_made"] == sum(1 for a in logged if a["promise"]) == 4
+    # a collector without reports.view sees only their own rows
+    own = gestor1.productivity(span)
+    assert [r["agent_id"] for r in own["rows"]] == [GESTOR1]
+
+
+# --- catalogue and seed -------------------------------------------------------------------------
+
+def test_the_demo_seed_gives_each_institution_its_catalogue_idempotently(services, admin, engine):
+    seed.seed_demo()
+    sql(engine, "UPDATE activities.result_codes SET label = 'Editado' "
+                "WHERE institution_id = 1 AND code = 'NC'")
+    seed.seed_demo()
+    per_institution = dict(sql(engine, "SELECT institution_id, count(*) "
+                                       "FROM activities.result_codes GROUP BY 1"))
+    assert per_institution == {i: len(catalogue.DEFAULT_CODES) for i, _, _ in demo.INSTITUTIONS}
+    codes = {c["code"]: c for c in admin.list_result_codes(1)}
+    assert codes["NC"]["label"] == "Editado" and codes["PP"]["needs_promise"]
+    assert codes["NEQ"]["invalidates_phone"] and codes["LLM"]["schedules_callback"]
+    saved = admin.save_result_code({"institution_id": 1, "code": "PROMESA_WA",
+                                    "label": "Promesa por WhatsApp", "needs_promise": True,
+                                    "contact_made": True})
+    assert saved["id"] in {c["id"] for c in admin.list_result_codes(1)}
+    with pytest.raises(Conflict):
+        admin.save_result_code({"institution_id": 1, "code": "PROMESA_WA", "label": "otra"})
+    assert admin.save_settings(1, {"dispute_sla_days": 5, "attribution_days": 15})[
+        "dispute_sla_days"] == 5

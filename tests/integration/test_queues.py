@@ -957,3 +957,157 @@ def test_a_large_accounts_changed_batch_is_projected(queues_service, rabbit_conf
     assert wait_for(lambda: scalar(engine, "SELECT count(*) FROM queues.account_facts "
                                            "WHERE institution_id = 1 AND stage = 'litigation'")
                     == N1 + 4000, seconds=20)
+
+
+# --- resting accounts and the contact log's events ---------------------------------------
+
+def _event(event_type: str, **payload) -> dict:
+    return contracts.schema_for("activities", event_type).dump({
+        "event_id": uuid.uuid4(), "occurred_at": datetime.now(timezone.utc), **payload})
+
+
+def _logged(account, agent_id, callback_at=None) -> dict:
+    return _event("activity_logged", activity_id=1, account_id=account, institution_id=1,
+                  debtor_id=account, agent_id=agent_id, queue_id=None, kind="call",
+                  direction="outbound", started_at=datetime.now(timezone.utc),
+                  result_code="NC", contact_made=False, needs_promise=False,
+                  invalidates_phone=False, schedules_callback=callback_at is not None,
+                  phone=None, callback_at=callback_at, corrects_id=None)
+
+
+def resting(engine, account):
+    return scalar(engine, "SELECT resting_until FROM queues.assignments WHERE account_id = :a",
+                  a=account)
+
+
+def test_a_worked_account_rests_until_tomorrow_and_the_pull_walks_past_it(
+        supervisor, agent, engine, rabbit_config):
+    strategy_id, _ = strategy(supervisor, "Una fila", [queue("Todas")])
+    supervisor.apply_strategy(strategy_id)
+    gestor = agent(TEAM1[0])
+    first = gestor.next_account()["account_id"]
+    event_dispatcher(rabbit_config)("activities", "activity_logged", _logged(first, TEAM1[0]))
+    assert wait_for(lambda: scalar(engine, "SELECT count(*) FROM queues.leases") == 0)
+    assert wait_for(lambda: resting(engine, first) is not None)
+    tomorrow = scalar(engine, "SELECT (date_trunc('day', now() AT TIME ZONE :z) "
+                              "+ interval '1 day') AT TIME ZONE :z", z=ZONE)
+    assert resting(engine, first) == tomorrow
+    contact = sql(engine, "SELECT last_result_code, last_contact_at IS NOT NULL "
+                          "FROM queues.account_facts WHERE account_id = :a", a=first)
+    assert contact == [("NC", True)]
+    assert sql(engine, "SELECT event FROM queues.work_log ORDER BY id") == [("pulled",),
+                                                                            ("worked",)]
+    # worked today: the next pull hands the following account, not the same one again
+    second = gestor.next_account()["account_id"]
+    assert second != first
+    gestor.release_account(second)                 # released unworked: no rest
+    assert resting(engine, second) is None
+    # once its time has passed, the timer's wake makes it ready again
+    sql(engine, "UPDATE queues.assignments SET resting_until = now() - interval '1 second' "
+                "WHERE account_id = :a", a=first)
+    with Session(engine) as session, session.begin():
+        assert working.wake_rested(session) >= 1
+    assert resting(engine, first) is None
+    assert gestor.next_account()["account_id"] == first
+
+
+def test_a_callback_rests_the_account_until_it_is_due(supervisor, agent, engine, rabbit_config):
+    strategy_id, _ = strategy(supervisor, "Una fila", [queue("Todas")])
+    supervisor.apply_strategy(strategy_id)
+    gestor = agent(TEAM1[0])
+    first = gestor.next_account()["account_id"]
+    due = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=3)
+    event_dispatcher(rabbit_config)("activities", "activity_logged",
+                                    _logged(first, TEAM1[0], callback_at=due))
+    assert wait_for(lambda: resting(engine, first) == due)   # the callback, not tomorrow
+    later = due + timedelta(hours=1)
+    event_dispatcher(rabbit_config)("activities", "callback_scheduled", _event(
+        "callback_scheduled", item_id=1, account_id=first, institution_id=1, kind="callback",
+        due_at=later, agent_id=TEAM1[0], team_id=None))
+    assert wait_for(lambda: resting(engine, first) == later)
+    assert scalar(engine, "SELECT callback_at FROM queues.account_facts WHERE account_id = :a",
+                  a=first) == later
+
+
+def test_a_dispute_holds_the_account_until_it_is_resolved(supervisor, agent, engine,
+                                                          rabbit_config):
+    strategy_id, _ = strategy(supervisor, "Una fila", [queue("Todas")])
+    supervisor.apply_strategy(strategy_id)
+    mine = [BASE + r for r in range(1, N1 + 1, len(TEAM1))]
+    dispatch = event_dispatcher(rabbit_config)
+    dispatch("activities", "dispute_opened", _event(
+        "dispute_opened", dispute_id=1, account_id=mine[0], institution_id=1,
+        owner_id=SUPERVISOR, due_date=datetime.now(timezone.utc).date()))
+    assert wait_for(lambda: resting(engine, mine[0]) == working.HELD)
+    gestor = agent(TEAM1[0])
+    held = gestor.next_account()["account_id"]
+    assert held == mine[1]                           # the disputed one is skipped
+    gestor.release_account(held)
+    # a rebuild keeps the hold
+    supervisor.apply_strategy(strategy_id)
+    assert resting(engine, mine[0]) == working.HELD
+    dispatch("activities", "dispute_resolved", _event(
+        "dispute_resolved", dispute_id=1, account_id=mine[0], institution_id=1,
+        outcome="confirmed_debt", corrected_balance=None))
+    assert wait_for(lambda: resting(engine, mine[0]) is None)
+    assert gestor.next_account()["account_id"] == mine[0]
+
+
+def test_a_broken_promise_comes_back_first_in_its_queue(supervisor, agent, engine,
+                                                        rabbit_config):
+    strategy_id, _ = strategy(supervisor, "Una fila", [queue("Todas")])
+    supervisor.apply_strategy(strategy_id)
+    mine = [BASE + r for r in range(1, N1 + 1, len(TEAM1))]
+    late = mine[40]
+    promise = dict(promise_id=1, account_id=late, institution_id=1, agent_id=TEAM1[0],
+                   amount=Decimal("500.00"), due_date=datetime.now(timezone.utc).date(),
+                   paid_amount=Decimal("0"))
+    dispatch = event_dispatcher(rabbit_config)
+    dispatch("activities", "promise_made", _event("promise_made", activity_id=1,
+                                                   instalments=1,
+                                                   first_due_date=promise["due_date"],
+                                                   **promise))
+    assert wait_for(lambda: scalar(engine, "SELECT open_promise FROM queues.account_facts "
+                                           "WHERE account_id = :a", a=late))
+    dispatch("activities", "promise_broken", _event("promise_broken", state="broken",
+                                                     **promise))
+    assert wait_for(lambda: scalar(engine, "SELECT broken_promise AND NOT open_promise "
+                                           "FROM queues.account_facts WHERE account_id = :a",
+                                   a=late))
+    assert wait_for(lambda: agent(TEAM1[0]).next_account()["account_id"] == late)
+
+
+def test_one_agents_simultaneous_pulls_lease_one_account(supervisor, rpc_proxy, engine):
+    strategy_id, _ = strategy(supervisor, "Una fila", [queue("Todas")])
+    supervisor.apply_strategy(strategy_id)
+    proxies = [rpc_proxy(signed(TEAM1[0], {"queues.work"}, profile="Gestor")).queues
+               for _ in range(5)]
+    pool = eventlet.GreenPool(5)
+    answers = list(pool.imap(lambda p: p.next_account()["account_id"], proxies))
+    assert len(set(answers)) == 1
+    assert scalar(engine, "SELECT count(*) FROM queues.leases WHERE agent_id = :a",
+                  a=TEAM1[0]) == 1
+
+
+def test_a_debtor_without_a_zone_is_in_the_institutions(supervisor, agent, engine):
+    strategy_id, _ = strategy(supervisor, "Una fila", [queue("Todas")])
+    supervisor.apply_strategy(strategy_id)
+    mine = [BASE + r for r in range(1, N1 + 1, len(TEAM1))]
+    sql(engine, "UPDATE queues.account_facts SET time_zone = NULL WHERE account_id = :a",
+        a=mine[0])
+    # a window that is open now in Mexico City but closed now in Tokyo
+    here = datetime.now(ZoneInfo(ZONE))
+    start = (here - timedelta(hours=1)).time() if here.hour >= 1 else clock(0, 0)
+    until = (here + timedelta(hours=1)).time() if here.hour <= 21 else clock(23, 59, 59)
+    tokyo = datetime.now(ZoneInfo("Asia/Tokyo")).time()
+    if start <= tokyo <= until:
+        pytest.skip("Tokyo is inside Mexico City's window at this hour")
+    sql(engine, "UPDATE queues.institution_rules SET contact_from = :f, contact_until = :u, "
+                "time_zone = 'Asia/Tokyo' WHERE institution_id = 1", f=start, u=until)
+    gestor = agent(TEAM1[0])
+    held = gestor.next_account()["account_id"]
+    assert held != mine[0]                       # closed in Tokyo, the institution's zone
+    gestor.release_account(held)
+    sql(engine, "UPDATE queues.institution_rules SET time_zone = :z WHERE institution_id = 1",
+        z=ZONE)
+    assert gestor.next_account()["account_id"] == mine[0]

@@ -120,11 +120,19 @@ class Assignment(Base):
     rank: Mapped[int] = mapped_column(Integer, nullable=False)
     agent_id: Mapped[int | None] = mapped_column(Integer)
     assigned_at: Mapped[datetime] = _now()
+    #: not to be handed out before this (worked today, a callback, a dispute: working.py)
+    resting_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     __table_args__ = (
         Index("ix_assignments_queue_rank", "queue_id", "rank"),
-        #: the next-account pull walks one collector's (or nobody's) accounts of a queue in
-        #: rank order and stops at the first free ones; also every "accounts of agent X"
+        #: every "accounts of agent X" (worklists, reassignments)
         Index("ix_assignments_agent_queue_rank", "agent_id", "queue_id", "rank"),
+        #: the next-account pull walks one collector's (or nobody's) ready accounts of a
+        #: queue in rank order and stops at the first free ones
+        Index("ix_assignments_ready", "agent_id", "queue_id", "rank",
+              postgresql_where=text("resting_until IS NULL")),
+        #: the timer that wakes rested accounts
+        Index("ix_assignments_resting_until", "resting_until",
+              postgresql_where=text("resting_until IS NOT NULL")),
         Index("ix_assignments_institution", "institution_id"),
     )
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from recaudo_common.errors import Conflict, InvalidInput
 
-from . import rules
+from . import rules, working
 from .models import AccountFacts as F
 from .models import Assignment, Queue, Strategy, TeamMember
 
@@ -192,6 +192,7 @@ def rebuild(session: Session, strategy: Strategy) -> dict:
         DELETE FROM queues.assignments a WHERE a.institution_id = :i
           AND NOT EXISTS (SELECT 1 FROM placed_now p WHERE p.account_id = a.account_id)
     """), {"i": strategy.institution_id})
+    working.rest_new_placements(session, strategy.institution_id)
     counts = session.execute(text("SELECT queue_id, count(*) FROM placed_now GROUP BY queue_id")).all()
     return {"counts": {q: n for q, n in counts}, "changed": [(a, g) for a, g in changed]}
 

@@ -8,9 +8,10 @@ from datetime import timedelta
 from nameko.events import event_handler
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
+from recaudo_common import contracts
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound
 from recaudo_common.identity import Identity
@@ -237,6 +238,80 @@ class QueuesService(ServiceBase):
         with self.db.session() as session:
             if self.db.first_time(session, payload["event_id"], "accounts_changed"):
                 upsert_facts(session, payload["accounts"])
+
+    # --- the contact log (activities) moves accounts in the queues ---------------------------
+
+    @event_handler("activities", "activity_logged")
+    def on_activity_logged(self, payload):
+        """The agent's lease ends, the facts learn the contact, and the account rests until
+        its callback or tomorrow."""
+        payload = contracts.ActivityLogged().load(payload)
+        with self.db.session() as session:
+            if not self.db.first_time(session, payload["event_id"], "activity_logged"):
+                return
+            account = AccountFacts.account_id == payload["account_id"]
+            last = AccountFacts.last_contact_at
+            # the latest contact wins, whatever order the entries arrive in
+            session.execute(update(AccountFacts).where(
+                account, or_(last.is_(None), last <= payload["started_at"])).values(
+                last_contact_at=payload["started_at"],
+                last_result_code=payload["result_code"], updated_at=func.now()))
+            if payload.get("callback_at"):
+                session.execute(update(AccountFacts).where(account).values(
+                    callback_at=payload["callback_at"]))
+            working.end_lease_after_activity(session, payload["account_id"], payload["agent_id"])
+
+    @event_handler("activities", "callback_scheduled")
+    def on_callback_scheduled(self, payload):
+        payload = contracts.CallbackScheduled().load(payload)
+        self._facts_changed(payload, "callback_scheduled", callback_at=payload["due_at"])
+
+    @event_handler("activities", "dispute_opened")
+    def on_dispute_opened(self, payload):
+        """On hold: no one is handed the account while the dispute is open."""
+        self._facts_changed(payload, "dispute_opened", open_dispute=True)
+
+    @event_handler("activities", "dispute_resolved")
+    def on_dispute_resolved(self, payload):
+        self._facts_changed(payload, "dispute_resolved", open_dispute=False)
+
+    @event_handler("activities", "promise_made")
+    def on_promise_made(self, payload):
+        self._facts_changed(payload, "promise_made", open_promise=True, broken_promise=False)
+
+    @event_handler("activities", "promise_kept")
+    def on_promise_kept(self, payload):
+        self._facts_changed(payload, "promise_kept", open_promise=False, broken_promise=False)
+
+    @event_handler("activities", "promise_broken")
+    def on_promise_broken(self, payload):
+        """A broken promise comes back to the front of its queue."""
+        with self.db.session() as session:
+            if self._update_facts(session, payload, "promise_broken", open_promise=False,
+                                  broken_promise=True):
+                working.to_the_front(session, payload["account_id"])
+
+    def _facts_changed(self, payload, handler: str, **facts) -> None:
+        with self.db.session() as session:
+            if self._update_facts(session, payload, handler, **facts):
+                working.rest_from_facts(session, payload["account_id"])
+
+    def _update_facts(self, session, payload, handler: str, **facts) -> bool:
+        """Once per event: set ``facts`` on the account's projection; False if seen."""
+        if not self.db.first_time(session, payload["event_id"], handler):
+            return False
+        session.execute(update(AccountFacts)
+                        .where(AccountFacts.account_id == payload["account_id"])
+                        .values(**facts, updated_at=func.now()))
+        return True
+
+    @timer(interval=60)
+    def wake_rested(self):
+        """Accounts whose rest (worked today, callback) is over go back in the pull's way."""
+        with self.db.session() as session:
+            woken = working.wake_rested(session)
+        if woken:
+            log.info("%d rested accounts are ready again", woken)
 
     @event_handler("auth", "team_changed")
     def on_team_changed(self, payload):

@@ -40,16 +40,20 @@ def _workable():
     """Conditions for an account an agent may be handed now (the one contact policy).
     Built once: the expression does not depend on the caller (a pull uses it 3 times)."""
     rules = InstitutionRules
-    window_from = func.coalesce(select(rules.contact_from).where(
-        rules.institution_id == F.institution_id).scalar_subquery(), text("'07:00'::time"))
-    window_until = func.coalesce(select(rules.contact_until).where(
-        rules.institution_id == F.institution_id).scalar_subquery(), text("'22:00'::time"))
+
+    def of_institution(column):
+        return select(column).where(rules.institution_id == F.institution_id).scalar_subquery()
+
+    window_from = func.coalesce(of_institution(rules.contact_from), text("'07:00'::time"))
+    window_until = func.coalesce(of_institution(rules.contact_until), text("'22:00'::time"))
+    # a debtor with no known zone is in the institution's
+    zone = func.coalesce(F.time_zone, of_institution(rules.time_zone))
     return and_(
         ~Queue.frozen,
         _in_force(),
         ~F.open_dispute,
         or_(F.callback_at.is_(None), F.callback_at <= func.now()),
-        sql_may_contact(F.time_zone, window_from, window_until, F.do_not_contact),
+        sql_may_contact(zone, window_from, window_until, F.do_not_contact),
     )
 
 
@@ -70,6 +74,9 @@ def _my_queues(identity: Identity):
 def next_account(session: Session, identity: Identity, lease_minutes: int = LEASE_MINUTES) -> dict | None:
     """Lease the agent's highest-ranked free account; None when there is nothing to do."""
     identity.require("queues.work")
+    # one pull per agent at a time: two at once (a double click) would lease two accounts
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext('queues.pull'), :agent)"),
+                    {"agent": identity.user_id})
     current = session.execute(select(Lease).where(Lease.agent_id == identity.user_id,
                                                   Lease.expires_at > func.now())).scalar_one_or_none()
     if current is not None:  # finish (or release) the one you hold first
@@ -101,7 +108,8 @@ def next_account(session: Session, identity: Identity, lease_minutes: int = LEAS
         for owner in (Assignment.agent_id == identity.user_id, Assignment.agent_id.is_(None)):
             candidates = session.execute(
                 eligible(select(Assignment.account_id))
-                .where(Assignment.queue_id == queue_id, owner, free)
+                .where(Assignment.queue_id == queue_id, owner, Assignment.resting_until.is_(None),
+                       free)
                 .order_by(Assignment.rank)
                 .limit(PULL_WINDOW)
                 .with_for_update(of=Assignment, skip_locked=True)).scalars().all()
@@ -154,6 +162,7 @@ def _lock_assignment(session: Session, account_id: int) -> None:
 
 def release(session: Session, identity: Identity, account_id: int, worked: bool = False) -> None:
     """End the caller's lease (logging an activity ends it too, with ``worked``)."""
+    identity.require("queues.work")
     _lock_assignment(session, account_id)
     deleted = session.execute(delete(Lease).where(Lease.account_id == account_id,
                                                   Lease.agent_id == identity.user_id)
@@ -164,10 +173,13 @@ def release(session: Session, identity: Identity, account_id: int, worked: bool 
         Assignment.account_id == account_id)).scalar()
     session.add(WorkLog(account_id=account_id, queue_id=queue_id, agent_id=identity.user_id,
                         event="worked" if worked else "released"))
+    if worked:
+        rest_after_work(session, account_id)
 
 
 def end_lease_after_activity(session: Session, account_id: int, agent_id: int) -> None:
-    """An activity was logged on the account: the agent's lease on it is over."""
+    """An activity was logged on the account: the agent's lease on it is over, and the
+    account rests (see ``rest_after_work``)."""
     _lock_assignment(session, account_id)
     deleted = session.execute(delete(Lease).where(Lease.account_id == account_id,
                                                   Lease.agent_id == agent_id)
@@ -177,6 +189,74 @@ def end_lease_after_activity(session: Session, account_id: int, agent_id: int) -
             Assignment.account_id == account_id)).scalar()
         session.add(WorkLog(account_id=account_id, queue_id=queue_id, agent_id=agent_id,
                             event="worked"))
+    rest_after_work(session, account_id)
+
+
+# --- resting: accounts out of the pull's way until a time ----------------------------------
+# An account someone worked today, one with a callback later, or one on hold by a dispute
+# cannot be handed out now. It keeps its place (rank) in the queue, but with
+# ``resting_until`` set it leaves the pull's partial index: the pull walks only accounts
+# that may be ready, instead of stepping over every one worked today at the head of the
+# queue. ``wake_rested`` (a timer) clears the times that have passed. The pull still
+# checks the facts themselves, so a resting time that is late never hands out too much.
+
+#: "until further notice" (a dispute's hold): a date every client can read, unlike infinity
+HELD = datetime(9999, 12, 31, tzinfo=timezone.utc)
+#: the account's resting time from its facts alone: a dispute holds it, a callback waits
+_RESTING_FROM_FACTS = ("CASE WHEN f.open_dispute THEN '9999-12-31 00:00+00'::timestamptz "
+                       "WHEN f.callback_at > now() THEN f.callback_at END")
+
+
+def rest_after_work(session: Session, account_id: int) -> None:
+    """A worked account rests until its callback, or else until tomorrow in the
+    institution's time zone (nobody is called twice a day from the queue)."""
+    session.execute(text(f"""
+        UPDATE queues.assignments a SET resting_until = COALESCE({_RESTING_FROM_FACTS},
+            (date_trunc('day', now() AT TIME ZONE z.zone) + interval '1 day') AT TIME ZONE z.zone)
+        FROM queues.account_facts f
+        CROSS JOIN LATERAL (SELECT COALESCE((SELECT r.time_zone FROM queues.institution_rules r
+                                             WHERE r.institution_id = f.institution_id),
+                                            'America/Mexico_City') AS zone) z
+        WHERE a.account_id = :account AND f.account_id = a.account_id"""),
+                    {"account": account_id})
+
+
+def rest_from_facts(session: Session, account_id: int) -> None:
+    """The account's facts changed (a callback, a dispute opened or resolved): it rests as
+    they say, or is ready now."""
+    session.execute(text(f"""
+        UPDATE queues.assignments a SET resting_until = {_RESTING_FROM_FACTS}
+        FROM queues.account_facts f
+        WHERE a.account_id = :account AND f.account_id = a.account_id"""),
+                    {"account": account_id})
+
+
+def rest_new_placements(session: Session, institution_id: int) -> None:
+    """After a rebuild: accounts placed for the first time rest as their facts say."""
+    session.execute(text(f"""
+        UPDATE queues.assignments a SET resting_until = {_RESTING_FROM_FACTS}
+        FROM queues.account_facts f
+        WHERE f.account_id = a.account_id AND a.institution_id = :i
+          AND a.resting_until IS NULL AND (f.open_dispute OR f.callback_at > now())"""),
+                    {"i": institution_id})
+
+
+def to_the_front(session: Session, account_id: int) -> None:
+    """A broken promise: the account is ready now, first of its queue (until the next
+    rebuild ranks it by the strategy, which may prefer broken promises)."""
+    session.execute(text("""
+        UPDATE queues.assignments a SET resting_until = NULL,
+               rank = (SELECT min(o.rank) - 1 FROM queues.assignments o
+                       WHERE o.queue_id = a.queue_id)
+        WHERE a.account_id = :account AND NOT EXISTS (
+            SELECT 1 FROM queues.account_facts f
+            WHERE f.account_id = a.account_id AND f.open_dispute)"""), {"account": account_id})
+
+
+def wake_rested(session: Session) -> int:
+    """Accounts whose resting time has passed are ready again; returns how many."""
+    return session.execute(text("UPDATE queues.assignments SET resting_until = NULL "
+                                "WHERE resting_until <= now()")).rowcount
 
 
 def worklist(session: Session, identity: Identity, page: int, per_page: int) -> dict:

@@ -15,7 +15,8 @@
     ways. Targets: p99 < 100 ms and >= 200 pulls/s. After each pull the harness
     finishes the account untimed, as the activities service would after a call (under
     the assignment's row lock, as ``working.release`` does: lease ended, callback
-    tomorrow, ``worked`` logged), so every pull takes a new account; afterwards the work
+    tomorrow, the assignment resting until then, ``worked`` logged), so every pull takes
+    a new account; afterwards the work
     log is checked for double leases (an account pulled again while its lease was live)
     and for accounts handed out twice (they all had a callback set once worked).
 
@@ -304,7 +305,9 @@ WITH locked AS (SELECT account_id FROM queues.assignments WHERE account_id = %(a
      gone AS (DELETE FROM queues.leases WHERE account_id IN (SELECT account_id FROM locked)
                 AND agent_id = %(g)s RETURNING account_id),
      later AS (UPDATE queues.account_facts SET callback_at = now() + interval '1 day'
-               WHERE account_id IN (SELECT account_id FROM gone) RETURNING account_id)
+               WHERE account_id IN (SELECT account_id FROM gone) RETURNING account_id),
+     rested AS (UPDATE queues.assignments SET resting_until = now() + interval '1 day'
+                WHERE account_id IN (SELECT account_id FROM gone))
 INSERT INTO queues.work_log (account_id, queue_id, agent_id, event)
 SELECT account_id, %(q)s, %(g)s, 'worked' FROM later
 """

@@ -16,6 +16,7 @@ from sqlalchemy import (BigInteger, Integer, String, case, cast, column, func, l
                         select, table, text, tuple_, union_all)
 from sqlalchemy.dialects.postgresql import array, insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.util import ClauseAdapter
 
 from recaudo_common.errors import Conflict, InvalidInput
 
@@ -84,19 +85,25 @@ def placement_select(session: Session, strategy: Strategy):
     arm = _arm(strategy)
     queue_id = case((arm == "challenger", _first_match(challenger)),
                     else_=_first_match(champion)) if challenger else _first_match(champion)
-    placed = (select(F.account_id, arm.label("arm"), queue_id.label("queue_id"))
+    # The first match is decided once per account, into a materialized CTE carrying the
+    # facts every queue's sort and policy read; each queue then ranks only its own rows.
+    # (As a plain subquery it was inlined into every queue's branch: the conditions of the
+    # whole strategy evaluated over every account once per queue.)
+    placed = (select(*F.__table__.c, arm.label("arm"), queue_id.label("queue_id"))
               .where(F.institution_id == strategy.institution_id)
-              .subquery("placed"))
+              .cte("placed").prefix_with("MATERIALIZED"))
+    on_placed = ClauseAdapter(placed).traverse
     parts = []
     for queue in champion + challenger:
-        rank = func.row_number().over(order_by=rules.compile_sort(queue.sort))
-        balance_rank = func.row_number().over(order_by=(F.balance.desc(), F.account_id))
+        rank = func.row_number().over(
+            order_by=[on_placed(o) for o in rules.compile_sort(queue.sort)])
+        balance_rank = func.row_number().over(order_by=(placed.c.balance.desc(),
+                                                        placed.c.account_id))
         parts.append(
-            select(F.account_id, F.institution_id, literal(queue.id).label("queue_id"),
-                   placed.c.arm, rank.label("rank"),
-                   _agent_expr(session, queue, rank, balance_rank).label("agent_id"),
-                   F.balance)
-            .join(placed, placed.c.account_id == F.account_id)
+            select(placed.c.account_id, placed.c.institution_id,
+                   literal(queue.id).label("queue_id"), placed.c.arm, rank.label("rank"),
+                   on_placed(_agent_expr(session, queue, rank, balance_rank)).label("agent_id"),
+                   placed.c.balance)
             .where(placed.c.queue_id == queue.id))
     if not parts:
         raise InvalidInput("La estrategia no tiene filas", {"queues": ["Agregue al menos una fila"]})
@@ -164,6 +171,8 @@ def rebuild(session: Session, strategy: Strategy) -> dict:
     portfolio's projection of collectors can follow.
     """
     lock_institution(session, strategy.institution_id)
+    # the queues' ranking sorts (a million accounts) stay in memory instead of spilling
+    session.execute(text("SET LOCAL work_mem = '128MB'"))
     session.execute(text("CREATE TEMP TABLE IF NOT EXISTS placed_now (account_id bigint PRIMARY KEY,"
                          " institution_id int, queue_id int, arm text, rank int, agent_id int,"
                          " balance numeric) ON COMMIT DROP"))

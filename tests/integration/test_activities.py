@@ -659,3 +659,20 @@ def test_the_demo_seed_gives_each_institution_its_catalogue_idempotently(service
         admin.save_result_code({"institution_id": 1, "code": "PROMESA_WA", "label": "otra"})
     assert admin.save_settings(1, {"dispute_sla_days": 5, "attribution_days": 15})[
         "dispute_sla_days"] == 5
+
+
+def test_a_wrong_number_result_invalidates_the_phone_in_the_portfolio(gestor1, engine):
+    """activity_logged travels through the broker to the portfolio service, which marks
+    the phone used invalid when the result code says so (and only that phone)."""
+    debtor = ACC1[0]
+    sql(engine, "INSERT INTO portfolio.phones (debtor_id, number, priority) VALUES "
+                "(:d, '5512345678', 1), (:d, '5587654321', 2)", d=debtor)
+    try:
+        gestor1.log_activity(call(code="NEQ", phone="55 1234 5678"))
+        assert wait_for(lambda: not scalar(
+            engine, "SELECT valid FROM portfolio.phones WHERE debtor_id = :d "
+                    "AND number = '5512345678'", d=debtor))
+        assert scalar(engine, "SELECT valid FROM portfolio.phones WHERE debtor_id = :d "
+                              "AND number = '5587654321'", d=debtor)
+    finally:
+        sql(engine, "DELETE FROM portfolio.phones WHERE debtor_id = :d", d=debtor)

@@ -6,7 +6,7 @@ from datetime import date
 
 from nameko.events import event_handler
 from nameko.timer import timer
-from sqlalchemy import exists, select, text
+from sqlalchemy import exists, select, text, update
 
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound
@@ -14,7 +14,7 @@ from recaudo_common.service import ServiceBase, rpc
 from recaudo_common.validation import load
 
 from . import aging, search
-from .models import Account, AgingSnapshot, Base, Debtor, Institution, Status
+from .models import Account, AgingSnapshot, Base, Debtor, Institution, Phone, Status
 from .schemas import (AccountFactsOut, AccountOut, AccountPage, AccountQuery, AccountUpdate, DebtorView,
                       InstitutionOut, NotesUpdate, StatusOut, StatusWrite)
 from .scope import institution_clause
@@ -167,6 +167,19 @@ class PortfolioService(ServiceBase):
                 WHERE a.id = c.account_id
             """), {"accounts": [p["account_id"] for p in pairs],
                    "agents": [p["agent_id"] for p in pairs]})
+
+    @event_handler("activities", "activity_logged")
+    def on_activity_logged(self, payload):
+        """A result that invalidates the phone used (wrong number, disconnected) marks it
+        invalid: it is no longer the debtor's contact number in lists or the pull."""
+        if not (payload.get("invalidates_phone") and payload.get("phone")):
+            return
+        digits = "".join(ch for ch in payload["phone"] if ch.isdigit())
+        with self.db.session() as session:
+            if self.db.first_time(session, payload["event_id"], "activity_logged"):
+                session.execute(update(Phone).where(Phone.debtor_id == payload["debtor_id"],
+                                                    Phone.number == digits)
+                                .values(valid=False))
 
     # --- aging --------------------------------------------------------------------------------
 

@@ -16,7 +16,6 @@ from sqlalchemy import (BigInteger, Integer, String, case, cast, column, func, l
                         select, table, text, tuple_, union_all)
 from sqlalchemy.dialects.postgresql import array, insert
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.util import ClauseAdapter
 
 from recaudo_common.errors import Conflict, InvalidInput
 
@@ -85,25 +84,19 @@ def placement_select(session: Session, strategy: Strategy):
     arm = _arm(strategy)
     queue_id = case((arm == "challenger", _first_match(challenger)),
                     else_=_first_match(champion)) if challenger else _first_match(champion)
-    # The first match is decided once per account, into a materialized CTE carrying the
-    # facts every queue's sort and policy read; each queue then ranks only its own rows.
-    # (As a plain subquery it was inlined into every queue's branch: the conditions of the
-    # whole strategy evaluated over every account once per queue.)
-    placed = (select(*F.__table__.c, arm.label("arm"), queue_id.label("queue_id"))
+    placed = (select(F.account_id, arm.label("arm"), queue_id.label("queue_id"))
               .where(F.institution_id == strategy.institution_id)
-              .cte("placed").prefix_with("MATERIALIZED"))
-    on_placed = ClauseAdapter(placed).traverse
+              .subquery("placed"))
     parts = []
     for queue in champion + challenger:
-        rank = func.row_number().over(
-            order_by=[on_placed(o) for o in rules.compile_sort(queue.sort)])
-        balance_rank = func.row_number().over(order_by=(placed.c.balance.desc(),
-                                                        placed.c.account_id))
+        rank = func.row_number().over(order_by=rules.compile_sort(queue.sort))
+        balance_rank = func.row_number().over(order_by=(F.balance.desc(), F.account_id))
         parts.append(
-            select(placed.c.account_id, placed.c.institution_id,
-                   literal(queue.id).label("queue_id"), placed.c.arm, rank.label("rank"),
-                   on_placed(_agent_expr(session, queue, rank, balance_rank)).label("agent_id"),
-                   placed.c.balance)
+            select(F.account_id, F.institution_id, literal(queue.id).label("queue_id"),
+                   placed.c.arm, rank.label("rank"),
+                   _agent_expr(session, queue, rank, balance_rank).label("agent_id"),
+                   F.balance)
+            .join(placed, placed.c.account_id == F.account_id)
             .where(placed.c.queue_id == queue.id))
     if not parts:
         raise InvalidInput("La estrategia no tiene filas", {"queues": ["Agregue al menos una fila"]})

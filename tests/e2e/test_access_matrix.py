@@ -716,7 +716,7 @@ TABLE.extend([
     # nobody holds it: 404 for every signed-in caller (releasing needs no permission: only
     # the holder's own lease ends)
     Row("queues.release.not-held", "POST", "/api/v1/queues/release/{account_id}", None,
-        RULES.authenticated(404), params=lambda w: {"account_id": NOT_AN_ACCOUNT}),
+        RULES.perm(QUEUES_WORK, 404), params=lambda w: {"account_id": NOT_AN_ACCOUNT}),
     Row("queues.worklist", "GET", "/api/v1/worklist", None, RULES.perm(QUEUES_WORK)),
     # --- the same, straight to the queues service ---------------------------------------------
     Row("rpc.queues.condition_catalogue", "RPC", "queues.condition_catalogue", [],
@@ -749,7 +749,7 @@ TABLE.extend([
     Row("rpc.queues.next_account.nothing", "RPC", "queues.next_account",
         lambda w, uniq: _queues(w) and [], RULES.perm(QUEUES_WORK, 204)),
     Row("rpc.queues.release_account.not-held", "RPC", "queues.release_account",
-        [NOT_AN_ACCOUNT], RULES.authenticated(404)),
+        [NOT_AN_ACCOUNT], RULES.perm(QUEUES_WORK, 404)),
     Row("rpc.queues.my_worklist", "RPC", "queues.my_worklist", [{}], RULES.perm(QUEUES_WORK)),
 ])
 

@@ -414,7 +414,7 @@ def test_create_import_answers_a_presigned_url_then_start(api):
     started = client.call("POST", f"/api/v1/imports/{job['id']}/start")
     assert started.status_code == 202, started.text
     assert _wait_done(client, job["id"])["state"] == "done"
-    # a creditor cannot import, and cannot see another institution's layouts
+    # a creditor may not import: the permission is checked before anything else
     assert api("cliente").call("POST", "/api/v1/imports", json={
         "layout_id": layouts[0]["id"], "file_name": "x.csv", "size_bytes": 1}).status_code == 403
-    assert api("cliente").call("GET", "/api/v1/institutions/2/import-layouts").status_code == 404
+    assert api("cliente").call("GET", "/api/v1/institutions/2/import-layouts").status_code == 403

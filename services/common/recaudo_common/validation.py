@@ -27,3 +27,11 @@ class PageQuery(Schema):
 def page_of(items: list, total: int, page: int, per_page: int) -> dict:
     return {"items": items, "total": total, "page": page, "per_page": per_page,
             "pages": (total + per_page - 1) // per_page}
+
+
+def page_schema(item_schema: type[Schema], name: str) -> type[Schema]:
+    """The schema of a ``page_of`` answer whose items are ``item_schema`` (one per list,
+    named for OpenAPI)."""
+    return type(name, (Schema,), {
+        "items": fields.List(fields.Nested(item_schema)), "total": fields.Integer(),
+        "page": fields.Integer(), "per_page": fields.Integer(), "pages": fields.Integer()})

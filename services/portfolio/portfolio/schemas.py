@@ -1,7 +1,7 @@
 """marshmallow schemas of the portfolio service's RPC inputs and outputs."""
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from recaudo_common.validation import PageQuery
+from recaudo_common.validation import PageQuery, page_schema
 
 from . import imports as _imports
 from .models import STAGES
@@ -71,13 +71,9 @@ class AccountRow(Schema):
     currency = fields.String()
 
 
-class AccountPage(Schema):
-    items = fields.List(fields.Nested(AccountRow))
-    total = fields.Integer()
+class AccountPage(page_schema(AccountRow, "AccountRowPage")):
+    #: false when the count stopped at search.COUNT_CAP
     total_is_exact = fields.Boolean()
-    page = fields.Integer()
-    per_page = fields.Integer()
-    pages = fields.Integer()
 
 
 class PhoneOut(Schema):
@@ -296,12 +292,7 @@ class ImportQuery(PageQuery):
     institution_id = fields.Integer(load_default=None)
 
 
-class ImportJobPage(Schema):
-    items = fields.List(fields.Nested(ImportJobOut))
-    total = fields.Integer()
-    page = fields.Integer()
-    per_page = fields.Integer()
-    pages = fields.Integer()
+ImportJobPage = page_schema(ImportJobOut, "ImportJobPage")
 
 
 class ImportProblemOut(Schema):
@@ -310,9 +301,4 @@ class ImportProblemOut(Schema):
     problem = fields.String()
 
 
-class ImportProblemPage(Schema):
-    items = fields.List(fields.Nested(ImportProblemOut))
-    total = fields.Integer()
-    page = fields.Integer()
-    per_page = fields.Integer()
-    pages = fields.Integer()
+ImportProblemPage = page_schema(ImportProblemOut, "ImportProblemPage")

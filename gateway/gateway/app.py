@@ -12,6 +12,7 @@ from recaudo_common.logs import request_id_var, setup_logging
 
 from . import auth, errors, i18n, uploads
 from .account import bp as account_bp
+from .activities import bp as activities_bp
 from .admin import bp as admin_bp
 from .api import api
 from .health import bp as health_bp
@@ -68,5 +69,6 @@ def create_app(cfg: Settings | None = None, testing: bool = False) -> Flask:
     app.register_blueprint(admin_bp)
     app.register_blueprint(portfolio_bp)
     app.register_blueprint(queues_bp)
+    app.register_blueprint(activities_bp)
     return app
 

@@ -165,6 +165,8 @@ class Row:
     fresh_credentials: bool = False
     #: further assertions on an allowed answer: fn(world, who, answer)
     check: Callable | None = None
+    #: a query string for the call (the path stays the route OpenAPI names): fn(world) -> str
+    query: Callable | None = None
 
 
 def _user(name):
@@ -754,6 +756,243 @@ TABLE.extend([
 ])
 
 
+
+# --- activities: the contact log, result codes, settings, promises, disputes, agenda ----------
+# Rows act on the institution-2 account of gestor1 (``_portfolio``'s "i2_gestor1"), where
+# ``_activities`` logs one note and opens a dispute, resolves it and opens another (made
+# once, as admin). Rows that would log change nothing: a result code no catalogue has
+# (422 once the account is in reach), a callback in the past, a correction of a missing
+# entry; creating a code that exists answers 409; catalogue and settings are saved as
+# they are; promises are expired "as of 2000-01-01" (nothing is due then). The open
+# dispute is resolved at the end, so the account leaves the hold in the queues.
+
+ACT_READ = "activities.read"
+ACT_LOG = "activities.log"
+ACT_MANAGE = "activities.manage"
+DISPUTES_MANAGE = "disputes.manage"
+RESULT_CODE_FIELDS = ("institution_id", "code", "label", "contact_made", "needs_promise",
+                      "invalidates_phone", "schedules_callback", "active", "sort_order")
+SETTINGS_FIELDS = ("dispute_sla_days", "attribution_days", "time_zone")
+
+
+def _activities(w) -> dict:
+    """A logged note, a resolved and an open dispute on gestor1's institution-2 account,
+    a result code and the settings of institution 2, and gestor2's calendar token
+    (gestor2 is no column, so no row replaces it)."""
+    if getattr(w, "activities", None) is None:
+        from datetime import datetime, timezone
+
+        admin = w.tokens["admin"]
+        account_id = _portfolio(w)["i2_gestor1"][0]
+        for stale in w.ok("GET", f"/api/v1/accounts/{account_id}/disputes", admin):
+            if stale["state"] == "open":
+                w.ok("POST", f"/api/v1/disputes/{stale['id']}/resolve", admin,
+                     {"outcome": "cancelled", "note": "Matriz: limpieza"})
+        note = w.ok("POST", "/api/v1/activities", admin, {
+            "account_id": account_id, "kind": "note",
+            "started_at": datetime.now(timezone.utc).isoformat(),
+            "description": f"Matriz {RUN}"})
+        resolved = w.ok("POST", "/api/v1/disputes", admin,
+                        {"account_id": account_id, "reason": f"Matriz {RUN}"})
+        w.ok("POST", f"/api/v1/disputes/{resolved['id']}/resolve", admin,
+             {"outcome": "cancelled", "note": "Matriz"})
+        open_ = w.ok("POST", "/api/v1/disputes", admin,
+                     {"account_id": account_id, "reason": f"Matriz {RUN} abierta"})
+        code = next(c for c in w.ok("GET", "/api/v1/institutions/2/result-codes", admin)
+                    if c["code"] == "CT")
+        settings_ = w.ok("GET", "/api/v1/institutions/2/activity-settings", admin)
+        gestor2 = w.ok("POST", "/api/v1/auth/token", None, {
+            "username": "gestor2", "password": w.logins["admin"][1]})["access_token"]
+        feed = w.ok("POST", "/api/v1/agenda/ics-token", gestor2)["token"]
+        w.activities = {
+            "account": account_id, "note": note["id"], "resolved": resolved["id"],
+            "open": open_["id"], "code_id": code["id"],
+            "code": {k: code[k] for k in RESULT_CODE_FIELDS},
+            "settings": {k: settings_[k] for k in SETTINGS_FIELDS},
+            "gestor2": gestor2, "feed": feed}
+    return w.activities
+
+
+def _act(key):
+    return lambda w: {{"note": "activity_id", "resolved": "dispute_id"}.get(key, "account_id"):
+                      _activities(w)[key]}
+
+
+def _now_iso() -> str:
+    from datetime import datetime, timezone
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _unknown_code_call(account):
+    """A call on ``account`` with a result code no catalogue has: 422 once in reach."""
+    return lambda w, uniq: {"account_id": account(w), "kind": "call", "started_at": _now_iso(),
+                            "result_code": "MATRIZNOEXISTE"}
+
+
+def _past_callback(w, uniq):
+    return {"account_id": _activities(w)["account"], "due_at": "2020-01-02T16:00:00+00:00"}
+
+
+def _a_day(w) -> str:
+    from datetime import date
+    today = date.today().isoformat()
+    return f"date_from={today}&date_to={today}"
+
+
+def _opens_a_dispute(institution_id: int, assigned_to: str, status: int) -> Rule:
+    """Opening a dispute: a collector on the phone (activities.log) or who manages them
+    (disputes.manage), then the account as the portfolio shows it to the caller."""
+    reads = PORTFOLIO_RULES.reads(institution_id, assigned_to, status)
+
+    def decide(who: Who) -> int:
+        if who.authenticated and not ({ACT_LOG, DISPUTES_MANAGE} & who.permissions):
+            return 403
+        return reads(who)
+
+    return Rule(decide, label=f"opens_a_dispute({institution_id}, {assigned_to})")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _resolve_the_open_dispute(world):
+    """The dispute the rows found open goes back resolved (the queues release the account)."""
+    yield
+    if getattr(world, "activities", None) is not None:
+        admin = world.login("admin")
+        world.call("POST", f"/api/v1/disputes/{world.activities['open']}/resolve", admin,
+                   {"outcome": "cancelled", "note": "Matriz: fin"})
+        world.call("DELETE", "/api/v1/agenda/ics-token", world.activities["gestor2"])
+
+
+ACT_READS_I2 = PORTFOLIO_RULES.reads(2, "gestor1", permission=ACT_READ)
+MANAGE_I2 = RULES.perm(ACT_MANAGE, reach=(2,))
+NOT_AN_ENTRY = 999_999_999
+
+TABLE.extend([
+    # --- the contact log ----------------------------------------------------------------------
+    Row("activities.log.unknown-code.i2", "POST", "/api/v1/activities",
+        _unknown_code_call(lambda w: _activities(w)["account"]),
+        PORTFOLIO_RULES.reads(2, "gestor1", 422, permission=ACT_LOG)),
+    # a colleague's account: gestor1 gets 404, like a missing one
+    Row("activities.log.i1-gestor2", "POST", "/api/v1/activities",
+        _unknown_code_call(lambda w: _portfolio(w)["i1_gestor2"][0]),
+        PORTFOLIO_RULES.reads(1, "gestor2", 422, permission=ACT_LOG)),
+    Row("activities.correct.missing", "POST", "/api/v1/activities/{activity_id}/corrections",
+        lambda w, uniq: {"kind": "note", "started_at": _now_iso()},
+        RULES.perm(ACT_LOG, 404), params=lambda w: {"activity_id": NOT_AN_ENTRY}),
+    Row("activities.get.i2", "GET", "/api/v1/activities/{activity_id}", None, ACT_READS_I2,
+        params=_act("note")),
+    Row("activities.get.missing", "GET", "/api/v1/activities/{activity_id}", None,
+        RULES.perm(ACT_READ, 404), params=lambda w: {"activity_id": NOT_AN_ENTRY}),
+    Row("activities.history.i2", "GET", "/api/v1/accounts/{account_id}/activities", None,
+        ACT_READS_I2, params=_act("account")),
+    Row("activities.chain.i2", "GET", "/api/v1/accounts/{account_id}/chain", None, MANAGE_I2,
+        params=_act("account"), check=lambda w, who, chain: chain["ok"] is True or
+        pytest.fail(f"chain broken: {chain}")),
+    # --- result codes and settings --------------------------------------------------------------
+    *(Row(f"activities.result-codes.list.{i}", "GET",
+          "/api/v1/institutions/{institution_id}/result-codes", None, RULES.institution(i),
+          params=lambda w, i=i: {"institution_id": i}) for i in (1, 2)),
+    Row("activities.result-codes.create.duplicate", "POST", "/api/v1/result-codes",
+        lambda w, uniq: _activities(w)["code"], RULES.perm(ACT_MANAGE, 409, reach=(2,))),
+    Row("activities.result-codes.update.unchanged", "PUT", "/api/v1/result-codes/{code_id}",
+        lambda w, uniq: _activities(w)["code"], MANAGE_I2,
+        params=lambda w: {"code_id": _activities(w)["code_id"]}),
+    Row("activities.settings.get.2", "GET", "/api/v1/institutions/{institution_id}/activity-settings",
+        None, RULES.institution(2), params=lambda w: {"institution_id": 2}),
+    Row("activities.settings.save.unchanged", "PUT",
+        "/api/v1/institutions/{institution_id}/activity-settings",
+        lambda w, uniq: _activities(w)["settings"], MANAGE_I2,
+        params=lambda w: {"institution_id": 2}),
+    # --- promises and disputes -------------------------------------------------------------------
+    Row("activities.promises.i2", "GET", "/api/v1/accounts/{account_id}/promises", None,
+        ACT_READS_I2, params=_act("account")),
+    Row("activities.promises.expire.long-ago", "POST", "/api/v1/promises/expire",
+        {"today": "2000-01-01"}, RULES.perm(ACT_MANAGE)),
+    Row("activities.disputes.open.already-open", "POST", "/api/v1/disputes",
+        lambda w, uniq: {"account_id": _activities(w)["account"], "reason": f"Matriz {uniq}"},
+        _opens_a_dispute(2, "gestor1", 409)),
+    Row("activities.disputes.resolve.twice", "POST", "/api/v1/disputes/{dispute_id}/resolve",
+        {"outcome": "cancelled", "note": "Matriz"},
+        RULES.perm(DISPUTES_MANAGE, 409, reach=(2,)), params=_act("resolved")),
+    Row("activities.disputes.i2", "GET", "/api/v1/accounts/{account_id}/disputes", None,
+        ACT_READS_I2, params=_act("account")),
+    Row("activities.disputes.overdue", "GET", "/api/v1/disputes/overdue", None,
+        RULES.perm(DISPUTES_MANAGE)),
+    # --- the agenda and its calendar feed ---------------------------------------------------------
+    Row("activities.agenda.list", "GET", "/api/v1/agenda", None, RULES.perm(ACT_READ),
+        query=_a_day),
+    Row("activities.agenda.schedule.past", "POST", "/api/v1/agenda", _past_callback,
+        PORTFOLIO_RULES.reads(2, "gestor1", 422, permission=ACT_LOG)),
+    Row("activities.agenda.delegate.missing", "POST", "/api/v1/agenda/{item_id}/delegate",
+        lambda w, uniq: {"agent_id": w.ids["gestor2"]}, RULES.perm(ACT_LOG, 404),
+        params=lambda w: {"item_id": NOT_AN_ENTRY}),
+    Row("activities.agenda.done.missing", "POST", "/api/v1/agenda/{item_id}/done", None,
+        RULES.perm(ACT_LOG, 404), params=lambda w: {"item_id": NOT_AN_ENTRY}),
+    Row("activities.ics-token.create", "POST", "/api/v1/agenda/ics-token", None,
+        RULES.perm(ACT_READ, 201)),
+    Row("activities.ics-token.revoke", "DELETE", "/api/v1/agenda/ics-token", None,
+        RULES.perm(ACT_READ, 204)),
+    # the private token is the credential: no login (a bad bearer is still refused)
+    Row("activities.ics-feed", "GET", "/ics/{token}.ics", None, RULES.public(200),
+        params=lambda w: {"token": _activities(w)["feed"]}),
+    Row("activities.ics-feed.unknown", "GET", "/ics/{token}.ics", None, RULES.public(404),
+        params=lambda w: {"token": "cal_matriz-no-existe"}),
+    Row("activities.productivity", "GET", "/api/v1/productivity", None, RULES.perm(ACT_READ),
+        query=_a_day),
+    # --- the same, straight to the activities service -----------------------------------------------
+    Row("rpc.activities.log_activity.unknown-code.i2", "RPC", "activities.log_activity",
+        lambda w, uniq: [_unknown_code_call(lambda w: _activities(w)["account"])(w, uniq)],
+        PORTFOLIO_RULES.reads(2, "gestor1", 422, permission=ACT_LOG)),
+    Row("rpc.activities.correct_activity.missing", "RPC", "activities.correct_activity",
+        lambda w, uniq: [NOT_AN_ENTRY, {"kind": "note", "started_at": _now_iso()}],
+        RULES.perm(ACT_LOG, 404)),
+    Row("rpc.activities.get_activity.i2", "RPC", "activities.get_activity",
+        lambda w, uniq: [_activities(w)["note"]], ACT_READS_I2),
+    Row("rpc.activities.account_history.i2", "RPC", "activities.account_history",
+        lambda w, uniq: [_activities(w)["account"], {}], ACT_READS_I2),
+    Row("rpc.activities.verify_chain.i2", "RPC", "activities.verify_chain",
+        lambda w, uniq: [_activities(w)["account"]], MANAGE_I2),
+    Row("rpc.activities.list_result_codes.2", "RPC", "activities.list_result_codes", [2],
+        RULES.institution(2)),
+    Row("rpc.activities.save_result_code.unchanged", "RPC", "activities.save_result_code",
+        lambda w, uniq: [_activities(w)["code"], _activities(w)["code_id"]], MANAGE_I2),
+    Row("rpc.activities.get_settings.2", "RPC", "activities.get_settings", [2],
+        RULES.institution(2)),
+    Row("rpc.activities.save_settings.unchanged", "RPC", "activities.save_settings",
+        lambda w, uniq: [2, _activities(w)["settings"]], MANAGE_I2),
+    Row("rpc.activities.account_promises.i2", "RPC", "activities.account_promises",
+        lambda w, uniq: [_activities(w)["account"]], ACT_READS_I2),
+    Row("rpc.activities.expire_promises.long-ago", "RPC", "activities.expire_promises",
+        ["2000-01-01"], RULES.perm(ACT_MANAGE)),
+    Row("rpc.activities.open_dispute.already-open", "RPC", "activities.open_dispute",
+        lambda w, uniq: [{"account_id": _activities(w)["account"], "reason": "Matriz"}],
+        _opens_a_dispute(2, "gestor1", 409)),
+    Row("rpc.activities.resolve_dispute.twice", "RPC", "activities.resolve_dispute",
+        lambda w, uniq: [_activities(w)["resolved"], {"outcome": "cancelled", "note": "x"}],
+        RULES.perm(DISPUTES_MANAGE, 409, reach=(2,))),
+    Row("rpc.activities.account_disputes.i2", "RPC", "activities.account_disputes",
+        lambda w, uniq: [_activities(w)["account"]], ACT_READS_I2),
+    Row("rpc.activities.overdue_disputes", "RPC", "activities.overdue_disputes", [{}],
+        RULES.perm(DISPUTES_MANAGE)),
+    Row("rpc.activities.schedule_callback.past", "RPC", "activities.schedule_callback",
+        lambda w, uniq: [_past_callback(w, uniq)],
+        PORTFOLIO_RULES.reads(2, "gestor1", 422, permission=ACT_LOG)),
+    Row("rpc.activities.delegate_agenda_item.missing", "RPC", "activities.delegate_agenda_item",
+        lambda w, uniq: [NOT_AN_ENTRY, {"agent_id": w.ids["gestor2"]}], RULES.perm(ACT_LOG, 404)),
+    Row("rpc.activities.mark_agenda_done.missing", "RPC", "activities.mark_agenda_done",
+        [NOT_AN_ENTRY], RULES.perm(ACT_LOG, 404)),
+    Row("rpc.activities.agenda_for", "RPC", "activities.agenda_for",
+        lambda w, uniq: [dict(p.split("=") for p in _a_day(w).split("&"))],
+        RULES.perm(ACT_READ)),
+    Row("rpc.activities.create_ics_token", "RPC", "activities.create_ics_token", [],
+        RULES.perm(ACT_READ)),
+    Row("rpc.activities.revoke_ics_token", "RPC", "activities.revoke_ics_token", [],
+        RULES.perm(ACT_READ)),
+    Row("rpc.activities.productivity", "RPC", "activities.productivity",
+        lambda w, uniq: [dict(p.split("=") for p in _a_day(w).split("&"))],
+        RULES.perm(ACT_READ)),
+])
+
 #: the typed error an RPC answers for each refusal status
 RPC_ERROR = {401: NotAuthenticated, 403: PermissionDenied, 404: NotFound, 409: Conflict,
              422: InvalidInput, 429: Throttled}
@@ -914,6 +1153,8 @@ def test_access(world, rpc_as, row: Row, who: str):
         if row.fresh_credentials and caller.credential == "token":
             token = world.login(who)
         path = row.path.format(**row.params(world)) if row.params else row.path
+        if row.query:
+            path += "?" + row.query(world)
         response = world.call(row.method, path, token, body)
         assert response.status_code == expected, \
             f"{row.method} {path} as {who}: {response.status_code} {response.text[:300]}"
@@ -939,14 +1180,15 @@ def test_every_api_route_is_in_the_table(stack):
 
 
 def test_every_identity_checked_rpc_is_in_the_table():
-    """Each entrypoint of the auth and portfolio services that reads the caller."""
+    """Each entrypoint of the auth, portfolio and activities services that reads the caller."""
     import inspect
 
+    from activities.service import ActivitiesService
     from auth.service import AuthService
     from portfolio.service import PortfolioService
 
     expected = set()
-    for service in (AuthService, PortfolioService):
+    for service in (AuthService, PortfolioService, ActivitiesService):
         for name, member in vars(service).items():
             if inspect.isfunction(member) and "self.caller" in inspect.getsource(member):
                 expected.add(f"{service.name}.{name}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask_smorest import Api as _Api
 
 from .. import errors
+from .activities import blp as activities_blp, calendar_blp
 from .admin import blp as admin_blp
 from .auth import blp as auth_blp
 from .portfolio import blp as portfolio_blp
@@ -29,7 +30,8 @@ class _LazyApi:
         instance = Api(app, spec_kwargs={"info": {
             "description": "API de Recaudo para la app móvil y los sistemas de socios. "
                            "Errores: {\"error\": {\"code\", \"message\", \"fields\"}}."}})
-        for blueprint in (system_blp, auth_blp, admin_blp, portfolio_blp, queues_blp):
+        for blueprint in (system_blp, auth_blp, admin_blp, portfolio_blp, queues_blp,
+                          activities_blp, calendar_blp):
             instance.register_blueprint(blueprint)
         instance.spec.components.security_scheme(
             "bearer", {"type": "http", "scheme": "bearer",

@@ -1,0 +1,572 @@
+"""The contact log's screens: on the debtor's 360° view the tabs "Gestiones" (the activity
+form and the history grid), "Promesas" and "Aclaraciones", and the chain check for
+administrators; the agenda (day or week, mine or my team's, with the private calendar
+feed); the supervisors' productivity table; and the result-code catalogue under
+Administración.
+
+The activity form takes its start time when it is rendered (a hidden field; a small
+script, ``static/activity-form.js``, shows the clock running and shows the promise or
+callback fields only when the chosen result asks for them — without JavaScript both
+are simply visible). The end time is when the form arrives. A refused form comes back
+with the values typed and each problem next to its field (422). The activities
+service enforces permissions and scope; these views collect forms and shape answers.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel.dates import format_date as babel_date
+from babel.dates import format_time as babel_time
+from flask import Blueprint, abort, g, redirect, render_template, request, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+
+from nameko.exceptions import MethodNotFound, RpcTimeout, UnknownService
+from werkzeug.exceptions import HTTPException
+
+from recaudo_common.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
+
+from . import auth, portfolio
+from .errors import HTTP_STATUS
+from .portfolio import DebtorTab, N_, add_debtor_tab
+from .rpc import rpc
+
+bp = Blueprint("activities_ui", __name__)
+# these screens are the 360° view's and its neighbours': the portfolio's helpers and
+# error pages, written once there
+bp.context_processor(portfolio._helpers)
+for _error, _handler in ((HTTPException, portfolio._http_error),
+                         (DomainError, portfolio._domain_error),
+                         (RpcTimeout, portfolio._unavailable),
+                         (UnknownService, portfolio._unavailable),
+                         (MethodNotFound, portfolio._not_wired)):
+    bp.register_error_handler(_error, _handler)
+
+HISTORY_PER_PAGE = 20
+DEFAULT_ZONE = "America/Mexico_City"
+KINDS = {"call": N_("Llamada"), "visit": N_("Visita"), "email": N_("Correo"),
+         "fax": N_("Fax"), "sms": N_("SMS"), "letter": N_("Carta"), "note": N_("Nota")}
+DIRECTIONS = {"outbound": N_("Saliente"), "inbound": N_("Entrante")}
+PROMISE_STATES = {"pending": N_("Pendiente"), "kept": N_("Cumplida"),
+                  "partly_kept": N_("Cumplida en parte"), "broken": N_("Incumplida")}
+DISPUTE_STATES = {"open": N_("Abierta"), "resolved": N_("Resuelta")}
+OUTCOMES = {"confirmed_debt": N_("Adeudo confirmado"),
+            "corrected_balance": N_("Saldo corregido"), "cancelled": N_("Cancelada")}
+AGENDA_KINDS = {"callback": N_("Llamar"), "visit": N_("Visita")}
+GROUPS = {"agent": N_("Gestor"), "day": N_("Día"), "institution": N_("Institución"),
+          "queue": N_("Fila")}
+#: the activity form's fields (a problem of any other field is told above the form)
+FORM_FIELDS = {"account_id", "kind", "direction", "phone", "email", "address",
+               "result_code_id", "result_code", "description", "promise", "promise_amount",
+               "promise_due_date", "callback_at", "callback_note", "started_at", "ended_at"}
+#: marshmallow's own (English) messages, as the forms show them
+SCHEMA_MESSAGES = {
+    "Missing data for required field.": N_("Falta este dato."),
+    "Field may not be null.": N_("Falta este dato."),
+    "Not a valid integer.": N_("Debe ser un número entero."),
+    "Not a valid date.": N_("Fecha inválida."),
+    "Not a valid datetime.": N_("Fecha y hora inválidas."),
+    "Not a valid number.": N_("Debe ser un importe."),
+    "Unknown field.": N_("Campo desconocido."),
+}
+
+portfolio.NOTICES.update({
+    "logged": N_("Gestión registrada."),
+    "dispute_opened": N_("Aclaración abierta: la cuenta queda en espera en las filas."),
+    "dispute_resolved": N_("Aclaración resuelta."),
+})
+NOTICES = {
+    "done": N_("Pendiente marcado como hecho."),
+    "feed_revoked": N_("La liga del calendario quedó desactivada."),
+    "code_saved": N_("Código guardado."),
+    "settings_saved": N_("Configuración guardada."),
+}
+
+
+# --- small helpers ---------------------------------------------------------------------------
+
+def _int(value, default=None):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or DEFAULT_ZONE)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(DEFAULT_ZONE)
+
+
+def _moment(value) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def local_day(value, zone: str | None = None) -> str:
+    """The calendar day of a timestamp in the institution's zone, in the user's language."""
+    moment = _moment(value)
+    if moment is None:
+        return ""
+    return babel_date(moment.astimezone(_zone(zone)).date(), "medium", locale=str(get_locale()))
+
+
+def local_time(value, zone: str | None = None) -> str:
+    moment = _moment(value)
+    if moment is None:
+        return ""
+    return babel_time(moment.astimezone(_zone(zone)), "short", locale=str(get_locale()))
+
+
+def _messages(problems) -> list[str]:
+    """A field's problems as flat text in the user's language."""
+    if isinstance(problems, dict):
+        return [m for nested in problems.values() for m in _messages(nested)]
+    if isinstance(problems, (list, tuple)):
+        return [m for nested in problems for m in _messages(nested)]
+    text = str(problems)
+    return [_(SCHEMA_MESSAGES[text]) if text in SCHEMA_MESSAGES else text]
+
+
+def form_errors(fields: dict) -> dict[str, list[str]]:
+    """The service's field -> problems, one level of nesting joined by "_"
+    (``promise.amount`` is the form's ``promise_amount``)."""
+    out: dict[str, list[str]] = {}
+    for name, problems in (fields or {}).items():
+        if isinstance(problems, dict) and name == "promise":
+            for inner, nested in problems.items():
+                out.setdefault(f"promise_{inner}", []).extend(_messages(nested))
+        else:
+            out.setdefault(name, []).extend(_messages(problems))
+    return out
+
+
+def _others(errors: dict, shown: set) -> list[str]:
+    return [p for name, problems in errors.items() if name not in shown for p in problems]
+
+
+def agent_names(proxy) -> dict[int, str]:
+    """Display names of the people the caller's teams know (the rest show their id)."""
+    names = {}
+    for team in proxy.auth.list_teams():
+        names[team["supervisor_id"]] = team.get("supervisor") or f"#{team['supervisor_id']}"
+        names.update({m["id"]: m["display_name"] for m in team["members"]})
+    if g.get("user"):
+        names[g.user["id"]] = g.user["display_name"]
+    return names
+
+
+@bp.app_context_processor
+def _helpers():
+    def translated(labels: dict) -> dict:
+        return {code: _(label) for code, label in labels.items()}
+
+    return {"local_day": local_day, "local_time": local_time,
+            "ACTIVITY_KINDS": translated(KINDS), "DIRECTIONS": translated(DIRECTIONS),
+            "PROMISE_STATES": translated(PROMISE_STATES),
+            "DISPUTE_STATES": translated(DISPUTE_STATES), "OUTCOMES": translated(OUTCOMES),
+            "AGENDA_KINDS": translated(AGENDA_KINDS)}
+
+
+# --- the 360° view's tabs ------------------------------------------------------------------------
+
+def _chosen_account(view: dict) -> dict | None:
+    """The account the tab shows: the form's, ``?cuenta=``, or the debtor's first."""
+    accounts = [a["account"] for a in view["accounts"]]
+    state = g.get("activity_form") or {}
+    wanted = _int((state.get("values") or {}).get("account_id")) or _int(request.args.get("cuenta"))
+    return next((a for a in accounts if a["id"] == wanted), accounts[0] if accounts else None)
+
+
+def _history_tab(proxy, view: dict) -> dict:
+    account = _chosen_account(view)
+    if account is None:
+        return {"act_account": None}
+    permissions = g.user["permissions"]
+    page = min(max(_int(request.args.get("pagina"), 1), 1), 100_000)
+    history = proxy.activities.account_history(account["id"], {"page": page,
+                                                               "per_page": HISTORY_PER_PAGE})
+    zone = proxy.activities.get_settings(account["institution_id"])["time_zone"]
+    context = {"act_account": account, "history": history, "zone": zone,
+               "names": agent_names(proxy), "form": None}
+    if "activities.log" in permissions:
+        codes = proxy.activities.list_result_codes(account["institution_id"])
+        state = g.get("activity_form") or {}
+        values = state.get("values") or {"kind": "call", "direction": "outbound"}
+        context["form"] = {
+            "codes": codes, "values": values, "errors": state.get("errors", {}),
+            "others": state.get("others", []),
+            # the clock starts when the form is shown; a refused form keeps its start
+            "started_at": values.get("started_at") or datetime.now(timezone.utc).isoformat(),
+            "key": values.get("idempotency_key") or uuid.uuid4().hex}
+    return context
+
+
+def _promises_tab(proxy, view: dict) -> dict:
+    account = _chosen_account(view)
+    if account is None:
+        return {"act_account": None}
+    return {"act_account": account, "promises": proxy.activities.account_promises(account["id"])}
+
+
+def _disputes_tab(proxy, view: dict) -> dict:
+    account = _chosen_account(view)
+    if account is None:
+        return {"act_account": None}
+    state = g.get("dispute_form") or {}
+    return {"act_account": account, "disputes": proxy.activities.account_disputes(account["id"]),
+            "names": agent_names(proxy), "dispute_values": state.get("values", {}),
+            "dispute_errors": state.get("errors", {}), "dispute_for": state.get("dispute_id")}
+
+
+add_debtor_tab(DebtorTab("gestiones", N_("Gestiones"), "activities/tabs/history.html",
+                         permission="activities.read", load=_history_tab), after="notas")
+add_debtor_tab(DebtorTab("promesas", N_("Promesas"), "activities/tabs/promises.html",
+                         permission="activities.read", load=_promises_tab), after="gestiones")
+add_debtor_tab(DebtorTab("aclaraciones", N_("Aclaraciones"), "activities/tabs/disputes.html",
+                         permission="activities.read", load=_disputes_tab), after="promesas")
+
+
+# --- logging from the 360° view -------------------------------------------------------------------
+
+def _code_flags(proxy, institution_id: int, code_id) -> dict:
+    code = next((c for c in proxy.activities.list_result_codes(institution_id)
+                 if c["id"] == code_id), None)
+    return code or {}
+
+
+def _activity_from_form(proxy, form, account: dict) -> tuple[dict, dict]:
+    """The service's body from the form, and the problems found before asking it."""
+    errors: dict[str, list[str]] = {}
+    kind = form.get("kind", "")
+    code_id = _int(form.get("result_code_id"))
+    data = {"account_id": account["id"], "kind": kind,
+            "direction": form.get("direction") or "outbound",
+            "started_at": form.get("started_at", ""),
+            "ended_at": datetime.now(timezone.utc).isoformat(),
+            "result_code_id": code_id,
+            "description": form.get("description", "").replace("\r\n", "\n"),
+            "idempotency_key": form.get("idempotency_key") or None}
+    for name in ("phone", "email", "address"):
+        data[name] = form.get(name) or None
+    if _int(form.get("queue_id")):
+        data["queue_id"] = _int(form.get("queue_id"))
+    flags = _code_flags(proxy, account["institution_id"], code_id) if code_id else {}
+    amount_text = form.get("promise_amount", "").strip().replace(",", "").replace("$", "")
+    due_text = form.get("promise_due_date", "").strip()
+    if flags.get("needs_promise") or (not flags and (amount_text or due_text)):
+        promise = {}
+        try:
+            amount = Decimal(amount_text) if amount_text else None
+            if amount is not None and not amount.is_finite():
+                raise InvalidOperation
+            promise["amount"] = str(amount) if amount is not None else None
+        except InvalidOperation:
+            errors["promise_amount"] = [_("Escriba un importe")]
+        promise["due_date"] = due_text or None
+        data["promise"] = promise
+    callback_text = form.get("callback_at", "").strip()
+    if callback_text:
+        try:
+            zone = _zone(proxy.activities.get_settings(account["institution_id"])["time_zone"])
+            moment = datetime.fromisoformat(callback_text)
+            data["callback_at"] = (moment if moment.tzinfo else moment.replace(tzinfo=zone)
+                                   ).isoformat()
+        except ValueError:
+            errors["callback_at"] = [_("Fecha y hora inválidas.")]
+        data["callback_note"] = form.get("callback_note", "").strip()[:500]
+    return data, errors
+
+
+@bp.post("/deudores/<int:debtor_id>/gestiones")
+@auth.permission_required("activities.log")
+def log_activity(debtor_id: int):
+    form = request.form
+    with rpc() as proxy:
+        view = proxy.portfolio.get_debtor(debtor_id)
+        accounts = {a["account"]["id"]: a["account"] for a in view["accounts"]}
+        account = accounts.get(_int(form.get("account_id")))
+        if account is None:
+            abort(404)
+        data, errors = _activity_from_form(proxy, form, account)
+        if not errors:
+            try:
+                proxy.activities.log_activity(data)
+            except (InvalidInput, PermissionDenied, Conflict) as exc:
+                errors = form_errors(exc.fields) or {"_schema": [exc.message]}
+                status = HTTP_STATUS[type(exc)]
+            else:
+                return redirect(url_for("portfolio_ui.debtor", debtor_id=debtor_id,
+                                        tab="gestiones", cuenta=account["id"], done="logged"))
+        else:
+            status = 422
+    values = {k: form.get(k, "") for k in (
+        "account_id", "kind", "direction", "phone", "email", "address", "result_code_id",
+        "description", "promise_amount", "promise_due_date", "callback_at", "callback_note",
+        "started_at", "idempotency_key", "queue_id")}
+    g.activity_form = {"values": values, "errors": errors,
+                       "others": _others(errors, FORM_FIELDS)}
+    return portfolio._debtor_page(debtor_id, "gestiones",
+                                  failure=_("Revise los campos marcados."), status=status)
+
+
+# --- disputes from the 360° view ---------------------------------------------------------------------
+
+@bp.post("/deudores/<int:debtor_id>/aclaraciones")
+@auth.login_required
+def open_dispute(debtor_id: int):
+    form = request.form
+    account_id = _int(form.get("account_id"))
+    data = {"account_id": account_id, "reason": form.get("reason", "").strip(),
+            "evidence": form.get("evidence", "").replace("\r\n", "\n")}
+    try:
+        with rpc() as proxy:
+            proxy.activities.open_dispute(data)
+    except (InvalidInput, Conflict) as exc:
+        g.dispute_form = {"values": data, "errors": form_errors(exc.fields)}
+        return portfolio._debtor_page(debtor_id, "aclaraciones", failure=exc.message,
+                                      status=HTTP_STATUS[type(exc)])
+    return redirect(url_for("portfolio_ui.debtor", debtor_id=debtor_id, tab="aclaraciones",
+                            cuenta=account_id, done="dispute_opened"))
+
+
+@bp.post("/deudores/<int:debtor_id>/aclaraciones/<int:dispute_id>/resolver")
+@auth.permission_required("disputes.manage")
+def resolve_dispute(debtor_id: int, dispute_id: int):
+    form = request.form
+    data = {"outcome": form.get("outcome", ""), "note": form.get("note", "").strip()}
+    if form.get("corrected_balance", "").strip():
+        data["corrected_balance"] = form["corrected_balance"].strip().replace(",", "")
+    try:
+        with rpc() as proxy:
+            proxy.activities.resolve_dispute(dispute_id, data)
+    except (InvalidInput, Conflict) as exc:
+        g.dispute_form = {"values": data, "errors": form_errors(exc.fields),
+                          "dispute_id": dispute_id}
+        return portfolio._debtor_page(debtor_id, "aclaraciones", failure=exc.message,
+                                      status=HTTP_STATUS[type(exc)])
+    return redirect(url_for("portfolio_ui.debtor", debtor_id=debtor_id, tab="aclaraciones",
+                            cuenta=_int(form.get("account_id")), done="dispute_resolved"))
+
+
+# --- the chain check ---------------------------------------------------------------------------------
+
+@bp.get("/cuentas/<int:account_id>/cadena")
+@auth.permission_required("activities.manage")
+def verify_chain(account_id: int):
+    """The account's chain checked now (htmx puts the answer beside the button)."""
+    try:
+        with rpc() as proxy:
+            result = proxy.activities.verify_chain(account_id)
+    except NotFound:
+        result = None
+    fragment = request.headers.get("HX-Request") == "true"
+    return render_template("activities/_chain.html" if fragment else "activities/chain.html",
+                           result=result, account_id=account_id,
+                           back=request.args.get("volver"))
+
+
+# --- the agenda ------------------------------------------------------------------------------------------
+
+def _agenda_range(view: str, day: date) -> tuple[date, date]:
+    if view == "semana":
+        start = day - timedelta(days=day.weekday())
+        return start, start + timedelta(days=6)
+    return day, day
+
+
+@bp.get("/agenda")
+@auth.permission_required("activities.read")
+def agenda():
+    args = request.args
+    view = "semana" if args.get("vista") == "semana" else "dia"
+    try:
+        day = date.fromisoformat(args.get("fecha", ""))
+    except ValueError:
+        day = datetime.now(_zone(None)).date()
+    first, last = _agenda_range(view, day)
+    team_id = _int(args.get("equipo"))
+    query = {"date_from": first.isoformat(), "date_to": last.isoformat(),
+             "include_done": args.get("hechos") == "1", "time_zone": DEFAULT_ZONE}
+    if team_id:
+        query["team_id"] = team_id
+    with rpc() as proxy:
+        items = proxy.activities.agenda_for(query)
+        teams = proxy.auth.list_teams()
+        names = agent_names(proxy)
+    days = []
+    for offset in range((last - first).days + 1):
+        current = first + timedelta(days=offset)
+        days.append((current, [i for i in items if _moment(i["due_at"]).astimezone(
+            _zone(None)).date() == current]))
+    step = timedelta(days=7 if view == "semana" else 1)
+    notice = NOTICES.get(args.get("done"))
+    return render_template("activities/agenda.html", days=days, view=view, day=day,
+                           first=first, last=last, teams=teams, team_id=team_id,
+                           names=names, total=len(items), zone=DEFAULT_ZONE,
+                           prev_day=(day - step).isoformat(), next_day=(day + step).isoformat(),
+                           feed_url=None, notice=_(notice) if notice else None)
+
+
+@bp.post("/agenda/<int:item_id>/hecho")
+@auth.permission_required("activities.log")
+def agenda_done(item_id: int):
+    try:
+        with rpc() as proxy:
+            proxy.activities.mark_agenda_done(item_id)
+    except Conflict:
+        pass   # done already (another tab, a colleague): the list shows it so
+    back = request.form.get("volver") or url_for(".agenda")
+    if not back.startswith("/") or back.startswith("//"):
+        back = url_for(".agenda")
+    return redirect(back + ("&" if "?" in back else "?") + "done=done")
+
+
+@bp.post("/agenda/calendario")
+@auth.permission_required("activities.read")
+def agenda_feed():
+    """A new private calendar address, shown once; or the current one revoked."""
+    from .api.activities import feed_url
+
+    with rpc() as proxy:
+        if request.form.get("accion") == "revocar":
+            proxy.activities.revoke_ics_token()
+            return redirect(url_for(".agenda", done="feed_revoked"))
+        token = proxy.activities.create_ics_token()["token"]
+    return render_template("activities/feed.html", feed_url=feed_url(token))
+
+
+# --- productivity --------------------------------------------------------------------------------------
+
+@bp.get("/productividad")
+@auth.permission_required("activities.read")
+def productivity():
+    args = request.args
+    today = datetime.now(_zone(None)).date()
+    errors = {}
+
+    def day_arg(name, default):
+        raw = args.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            return date.fromisoformat(raw)
+        except ValueError:
+            errors[name] = [_("Fecha inválida.")]
+            return default
+
+    first = day_arg("desde", today.replace(day=1))
+    last = day_arg("hasta", today)
+    groups = [k for k in args.getlist("agrupar") if k in GROUPS] or ["agent"]
+    team_id = _int(args.get("equipo"))
+    query = {"date_from": first.isoformat(), "date_to": last.isoformat(), "group_by": groups}
+    if team_id:
+        query["team_id"] = team_id
+    report, status = None, 200
+    with rpc() as proxy:
+        if not errors:
+            try:
+                report = proxy.activities.productivity(query)
+            except InvalidInput as exc:
+                errors = {{"date_from": "desde", "date_to": "hasta"}.get(k, k): v
+                          for k, v in form_errors(exc.fields).items()}
+        if errors:
+            status = 422
+        teams = proxy.auth.list_teams()
+        names = agent_names(proxy)
+        institutions = {i["id"]: i["code"] for i in proxy.portfolio.list_institutions()}
+    return render_template("activities/productivity.html", report=report, errors=errors,
+                           first=first, last=last, groups=groups, team_id=team_id,
+                           teams=teams, names=names, institutions=institutions,
+                           GROUPS={k: _(v) for k, v in GROUPS.items()},
+                           values=args), status
+
+
+# --- the result-code catalogue and the institution's settings (Administración) ---------------------
+
+CODE_FLAGS = ("contact_made", "needs_promise", "invalidates_phone", "schedules_callback",
+              "active")
+FLAG_LABELS = {"contact_made": N_("Hubo contacto"), "needs_promise": N_("Requiere promesa"),
+               "invalidates_phone": N_("Invalida el teléfono"),
+               "schedules_callback": N_("Programa llamada"), "active": N_("Activo")}
+
+
+def _institution(proxy, wanted) -> tuple[list, dict | None]:
+    institutions = proxy.portfolio.list_institutions()
+    wanted = _int(wanted)
+    chosen = next((i for i in institutions if i["id"] == wanted), None) or \
+        (institutions[0] if institutions else None)
+    return institutions, chosen
+
+
+def _codes_page(institution_wanted, *, code_values=None, code_errors=None, editing=None,
+                settings_values=None, settings_errors=None, status=200):
+    with rpc() as proxy:
+        institutions, institution = _institution(proxy, institution_wanted)
+        codes = proxy.activities.list_result_codes(institution["id"], True) if institution else []
+        settings = proxy.activities.get_settings(institution["id"]) if institution else None
+    if editing is not None and code_values is None:
+        code_values = next((c for c in codes if c["id"] == editing), None)
+        if code_values is None:
+            abort(404)
+    notice = NOTICES.get(request.args.get("done"))
+    return render_template(
+        "activities/result_codes.html", institutions=institutions, institution=institution,
+        codes=codes, editing=editing,
+        code_values=code_values or {"active": True, "sort_order": len(codes) * 10},
+        code_errors=code_errors or {}, settings=settings_values or settings,
+        settings_errors=settings_errors or {}, section="result_codes",
+        FLAG_LABELS={k: _(v) for k, v in FLAG_LABELS.items()}, CODE_FLAGS=CODE_FLAGS,
+        notice=_(notice) if notice else None), status
+
+
+@bp.get("/admin/codigos-resultado")
+@auth.permission_required("activities.manage")
+def result_codes():
+    return _codes_page(request.args.get("institucion"), editing=_int(request.args.get("editar")))
+
+
+@bp.post("/admin/codigos-resultado")
+@auth.permission_required("activities.manage")
+def save_result_code():
+    form = request.form
+    institution_id = _int(form.get("institution_id"))
+    code_id = _int(form.get("code_id"))
+    data = {"institution_id": institution_id, "code": form.get("code", "").strip().upper(),
+            "label": form.get("label", "").strip(),
+            "sort_order": _int(form.get("sort_order"), form.get("sort_order") or 0),
+            **{flag: form.get(flag) == "1" for flag in CODE_FLAGS}}
+    try:
+        with rpc() as proxy:
+            proxy.activities.save_result_code(data, code_id)
+    except (InvalidInput, Conflict) as exc:
+        return _codes_page(institution_id, code_values={**data, "id": code_id},
+                           code_errors=form_errors(exc.fields) or {"_schema": [exc.message]},
+                           editing=code_id, status=HTTP_STATUS[type(exc)])
+    return redirect(url_for(".result_codes", institucion=institution_id, done="code_saved"))
+
+
+@bp.post("/admin/codigos-resultado/configuracion")
+@auth.permission_required("activities.manage")
+def save_settings():
+    form = request.form
+    institution_id = _int(form.get("institution_id"))
+    data = {"dispute_sla_days": _int(form.get("dispute_sla_days"), form.get("dispute_sla_days")),
+            "attribution_days": _int(form.get("attribution_days"), form.get("attribution_days")),
+            "time_zone": form.get("time_zone", "").strip()}
+    try:
+        with rpc() as proxy:
+            proxy.activities.save_settings(institution_id, data)
+    except InvalidInput as exc:
+        return _codes_page(institution_id, settings_values=data,
+                           settings_errors=form_errors(exc.fields), status=422)
+    return redirect(url_for(".result_codes", institucion=institution_id, done="settings_saved"))

@@ -1,0 +1,107 @@
+"""The contact log in headless Chromium: gestor1 takes the next account from the queue
+("Siguiente cuenta"), opens the "Gestiones" tab of the debtor's 360° view, chooses
+"Promesa de pago" (the promise fields appear), is told next to the field that the
+promise date has passed (nothing typed is lost), fixes it, saves, and sees the call at
+the top of the history grid and the promise in the "Promesas" tab.
+
+The queues are prepared as in ``test_queues_api`` (``prepare_queues``), with a
+one-queue strategy of institution 1 named ``E2E filas …`` that takes every account,
+removed at the end with the collectors' leases.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import date, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from playwright.sync_api import expect
+
+from .test_browser_queues import browser, login, new_page, screenshots  # noqa: F401 (fixtures)
+from .test_queues_api import (INSTITUTION, PREFIX, Api, prepare_queues, queue, release_all,
+                              remove_queue_leftovers, restore_contact_window, token, wait_for)
+
+RUN = secrets.token_hex(3)
+
+
+@pytest.fixture(scope="module")
+def world(stack, demo_users):
+    prepared = prepare_queues(stack.base_url, demo_users)
+    supervisor = Api(stack.base_url, token(stack.base_url, "supervisor", demo_users))
+    strategy = supervisor.ok("POST", "/api/v1/strategies", {
+        "institution_id": INSTITUTION, "name": f"{PREFIX} {RUN} gestiones",
+        "queues": [queue("Todas", {"all": []}, prepared["team_id"])]}, status=201)
+    supervisor.ok("POST", f"/api/v1/strategies/{strategy['id']}/apply")
+    release_all()
+    yield {**prepared, "password": demo_users, "base_url": stack.base_url}
+    release_all()
+    remove_queue_leftovers()
+    restore_contact_window(stack.base_url, demo_users)
+
+
+def test_a_collector_takes_the_next_account_and_logs_a_call_with_a_promise(world, new_page,
+                                                                           screenshots):
+    gestor = Api(world["base_url"], token(world["base_url"], "gestor1", world["password"]))
+    lease = gestor.ok("POST", "/api/v1/queues/next")
+    # the portfolio learns who collects each account from the queues service's event
+    wait_for(lambda: gestor.call("GET", f"/api/v1/debtors/{lease['debtor_id']}").status_code
+             == 200, what="the portfolio to show gestor1 the debtor of their lease")
+
+    page = new_page()
+    login(page, "gestor1", world["password"])
+    with page.expect_navigation():
+        page.click("#next-account")                     # the lease just taken
+    address = urlsplit(page.url)
+    assert address.path == f"/deudores/{lease['debtor_id']}"
+    assert parse_qs(address.query)["cuenta"] == [str(lease["account_id"])]
+
+    page.click("#tab-gestiones")                        # htmx swaps the tab in
+    expect(page.locator("#panel-gestiones")).to_be_visible()
+    form = page.locator("#activity-form")
+    if not form.is_visible():
+        page.click("#new-activity")
+    expect(form).to_be_visible()
+    expect(page.locator("#activity-clock")).not_to_have_text("0:00", timeout=5_000)
+    account_id = form.locator("input[name=account_id]").get_attribute("value")
+
+    page.select_option("#kind", "call")
+    phones = page.locator("#phone option:not([disabled])")
+    if phones.count() > 1:
+        page.select_option("#phone", phones.nth(1).get_attribute("value"))
+    expect(page.locator("#promise-fields")).to_be_hidden()
+    page.select_option("#result_code_id", label="PP · Promesa de pago")
+    expect(page.locator("#promise-fields")).to_be_visible()
+    expect(page.locator("#callback-fields")).to_be_hidden()
+    page.fill("#promise_amount", "1,250.50")
+    page.fill("#promise_due_date", (date.today() - timedelta(days=2)).isoformat())
+    description = f"Promete pagar en una semana ({RUN})"
+    page.fill("#description", description)
+
+    page.click("#save-activity")
+    expect(page.locator("#err-promise_due_date")).to_have_text(re.compile("ya pasó"))
+    expect(page.locator("#description")).to_have_value(description)   # nothing lost
+    expect(page.locator("#promise_amount")).to_have_value("1,250.50")
+    expect(page.locator("#promise-fields")).to_be_visible()
+    page.screenshot(path=str(screenshots / "activity-form-refused.png"), full_page=True)
+
+    page.fill("#promise_due_date", (date.today() + timedelta(days=7)).isoformat())
+    with page.expect_navigation():
+        page.click("#save-activity")
+    expect(page.locator("#notice")).to_have_text("Gestión registrada.")
+    first = page.locator("#history tbody tr").first
+    expect(first).to_contain_text(description)
+    expect(first).to_contain_text("Promesa de pago")
+    expect(first).to_contain_text("Llamada")
+    expect(first).to_contain_text("$1,250.50")
+    page.screenshot(path=str(screenshots / "activity-history.png"), full_page=True)
+
+    page.click("#tab-promesas")
+    expect(page.locator("#promises tbody tr").first).to_contain_text("$1,250.50")
+    expect(page.locator("#promises tbody tr").first).to_contain_text("Pendiente")
+
+    # the same entry, once, through the API; logging ended the lease
+    history = gestor.ok("GET", f"/api/v1/accounts/{account_id}/activities")
+    assert [i["description"] for i in history["items"]].count(description) == 1
+    assert gestor.call("POST", f"/api/v1/queues/release/{lease['account_id']}").status_code \
+        in (204, 404)

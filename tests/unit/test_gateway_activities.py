@@ -1,0 +1,308 @@
+"""The gateway's activities pieces that need no broker: the API's routes and their
+validation, the 360° view's "Gestiones", "Promesas" and "Aclaraciones" tabs, the activity
+form (its clock, its promise fields, a refused form shown again with nothing lost), the
+agenda, productivity and the result-code catalogue, with stand-in services."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from gateway import activities, auth, portfolio
+from gateway.app import create_app
+from recaudo_common.errors import InvalidInput
+
+GESTOR = ["portfolio.read", "queues.work", "activities.read", "activities.log"]
+ADMIN = GESTOR + ["portfolio.read_all", "activities.manage", "disputes.manage",
+                  "reports.view", "users.manage"]
+
+
+@pytest.fixture
+def app():
+    return create_app(testing=True)
+
+
+def test_openapi_documents_the_activities_api_and_the_calendar_feed(app):
+    paths = app.test_client().get("/api/v1/openapi.json").json["paths"]
+    for path in ("/api/v1/activities", "/api/v1/activities/{activity_id}/corrections",
+                 "/api/v1/accounts/{account_id}/activities", "/api/v1/accounts/{account_id}/chain",
+                 "/api/v1/institutions/{institution_id}/result-codes", "/api/v1/result-codes/{code_id}",
+                 "/api/v1/institutions/{institution_id}/activity-settings",
+                 "/api/v1/accounts/{account_id}/promises", "/api/v1/disputes",
+                 "/api/v1/disputes/{dispute_id}/resolve", "/api/v1/disputes/overdue",
+                 "/api/v1/agenda", "/api/v1/agenda/ics-token", "/api/v1/productivity",
+                 "/ics/{token}.ics"):
+        assert path in paths, path
+    body = paths["/api/v1/activities"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["$ref"].endswith("/ActivityWrite")
+    query = {p["name"] for p in paths["/api/v1/productivity"]["get"]["parameters"]}
+    assert {"date_from", "date_to", "group_by", "team_id"} <= query
+
+
+def test_the_api_wants_credentials_but_the_calendar_feed_does_not(app):
+    client = app.test_client()
+    assert client.post("/api/v1/activities", json={}).status_code == 401
+    assert client.get("/api/v1/agenda").status_code == 401
+    assert client.get("/agenda").status_code == 302          # the UI: to the login page
+    # a made-up bearer is refused before anything else, also on the feed
+    assert client.get("/ics/cal_x.ics", headers={"Authorization": "Basic x"}).status_code == 401
+
+
+# --- with stand-in services ---------------------------------------------------------------------
+
+NOW = datetime.now(timezone.utc)
+
+
+class FakeActivities:
+    def __init__(self):
+        self.logged, self.refuse, self.history_items = [], None, []
+        self.codes = [
+            {"id": 11, "institution_id": 1, "code": "PP", "label": "Promesa de pago",
+             "contact_made": True, "needs_promise": True, "invalidates_phone": False,
+             "schedules_callback": False, "active": True, "sort_order": 1},
+            {"id": 12, "institution_id": 1, "code": "LLM", "label": "Llamar más tarde",
+             "contact_made": False, "needs_promise": False, "invalidates_phone": False,
+             "schedules_callback": True, "active": True, "sort_order": 2}]
+
+    def account_history(self, account_id, query):
+        return {"items": self.history_items, "total": len(self.history_items),
+                "page": query["page"], "per_page": query["per_page"],
+                "pages": 1 if self.history_items else 0}
+
+    def get_settings(self, institution_id):
+        return {"institution_id": institution_id, "dispute_sla_days": 10,
+                "attribution_days": 30, "time_zone": "America/Mexico_City"}
+
+    def list_result_codes(self, institution_id, include_inactive=False):
+        return self.codes
+
+    def log_activity(self, data):
+        if self.refuse:
+            raise self.refuse
+        self.logged.append(data)
+        return {"id": 1, **data}
+
+    def account_promises(self, account_id):
+        return [{"id": 5, "activity_id": 1, "amount": "1500.00", "due_date": "2026-12-04",
+                 "paid_amount": "0.00", "state": "pending", "made_on": "2026-11-23",
+                 "settled_on": None, "instalments": [
+                     {"number": 1, "due_date": "2026-12-04", "amount": "1500.00",
+                      "paid_amount": "0.00"}]}]
+
+    def account_disputes(self, account_id):
+        return []
+
+    def agenda_for(self, query):
+        self.agenda_query = query
+        return [{"id": 9, "institution_id": 1, "account_id": 100, "debtor_id": 42,
+                 "kind": "callback", "due_at": query["date_from"] + "T17:00:00+00:00",
+                 "agent_id": 3, "team_id": None, "note": "Después de las 10",
+                 "done_at": None}]
+
+    def productivity(self, query):
+        self.productivity_query = query
+        row = {"agent_id": 3, "activities": 4, "calls": 3, "visits": 1, "contacts": 2,
+               "promises_made": 1, "promised_amount": "1500.00", "promises_kept": 0,
+               "promises_broken": 0, "amount_recovered": "0.00"}
+        return {"rows": [row], "totals": dict(row), "group_by": query["group_by"],
+                "date_from": query["date_from"], "date_to": query["date_to"]}
+
+    def verify_chain(self, account_id):
+        return {"account_id": account_id, "ok": False, "entries": 3, "broken_id": 77,
+                "broken_seq": 2, "reason": "El contenido no corresponde a su huella"}
+
+
+class FakePortfolio:
+    def get_debtor(self, debtor_id):
+        account = {"id": 100, "institution_id": 1, "debtor_id": debtor_id,
+                   "account_number": "4152-0001", "currency": "MXN", "days_past_due": 45,
+                   "balance": "12000.00", "overdue_amount": "3000.00", "stage": "delinquent"}
+        return {"debtor": {"id": debtor_id, "institution_id": 1, "customer_number": "C-42",
+                           "name": "María López", "kind": "person", "notes": "",
+                           "tax_id": None, "national_id": None},
+                "institution": {"id": 1, "code": "BANCOMER", "name": "BBVA Bancomer",
+                                "currency": "MXN"},
+                "phones": [{"id": 1, "number": "5512345678", "kind": "mobile", "priority": 1,
+                            "do_not_call": False, "valid": True},
+                           {"id": 2, "number": "5587654321", "kind": "home", "priority": 2,
+                            "do_not_call": True, "valid": True}],
+                "emails": [], "addresses": [], "guarantors": [],
+                "accounts": [{"account": account, "status": None, "movements": [],
+                              "instalments": []}]}
+
+    def list_institutions(self):
+        return [{"id": 1, "code": "BANCOMER", "name": "BBVA Bancomer", "currency": "MXN"}]
+
+
+class FakeAuth:
+    def list_teams(self):
+        return [{"id": 1, "name": "Equipo Centro", "supervisor_id": 2, "supervisor": "Supervisora",
+                 "members": [{"id": 3, "display_name": "Gestor Uno"}]}]
+
+
+@pytest.fixture
+def signed_in(monkeypatch):
+    """fn(permissions) -> (app, fake activities): every request comes from that user."""
+    from flask import g
+
+    services = {"activities": FakeActivities(), "portfolio": FakePortfolio(), "auth": FakeAuth()}
+
+    def make(permissions):
+        def someone():
+            g.user = {"id": 3, "username": "gestor1", "display_name": "Gestor Uno",
+                      "permissions": permissions, "language": "es"}
+            g.identity_token, g.csrf_token, g.auth_kind = "x", "csrf", "session"
+
+        @contextmanager
+        def rpc(context_data=None):
+            yield type("Proxy", (), services)()
+
+        monkeypatch.setattr(auth, "resolve_caller", someone)
+        monkeypatch.setattr(portfolio, "rpc", rpc)
+        monkeypatch.setattr(activities, "rpc", rpc)
+        return create_app(testing=True), services["activities"]
+
+    return make
+
+
+def test_the_history_tab_shows_the_form_and_an_empty_history(signed_in):
+    app, _ = signed_in(GESTOR)
+    page = app.test_client().get("/deudores/42?tab=gestiones").get_data(as_text=True)
+    for tab in ("tab-gestiones", "tab-promesas", "tab-aclaraciones"):
+        assert f'id="{tab}"' in page
+    assert 'id="activity-form"' in page and "activity-form.js" in page
+    assert 'name="started_at"' in page and 'id="activity-clock"' in page
+    assert 'data-needs-promise="1"' in page and 'data-schedules-callback="1"' in page
+    assert 'value="5512345678"' in page and "No llamar" in page      # the debtor's phones
+    assert 'id="history-empty"' in page
+    assert 'id="verify-chain"' not in page                          # not an administrator
+
+
+def test_the_history_grid_lists_entries_with_their_agent(signed_in):
+    app, fake = signed_in(ADMIN)
+    fake.history_items = [{
+        "id": 8, "kind": "call", "phone": "5512345678", "started_at": "2026-11-23T16:05:00+00:00",
+        "ended_at": "2026-11-23T16:08:00+00:00", "result_code": "PP",
+        "result_label": "Promesa de pago", "description": "Paga el viernes", "agent_id": 3,
+        "details": {"promise": {"amount": "1500.00"}}, "corrected_by_id": None,
+        "corrects_id": None}]
+    page = app.test_client().get("/deudores/42?tab=gestiones").get_data(as_text=True)
+    row = page[page.index('data-activity-id="8"'):]
+    assert "10:05" in row and "10:08" in row          # in the institution's zone (UTC-6)
+    assert "Promesa de pago" in row and "Paga el viernes" in row and "Gestor Uno" in row
+    assert "$1,500.00" in row
+    assert 'id="verify-chain"' in page
+
+
+def test_a_call_with_a_promise_is_sent_to_the_service(signed_in):
+    app, fake = signed_in(GESTOR)
+    started = (NOW - timedelta(minutes=2)).isoformat()
+    due = (date.today() + timedelta(days=5)).isoformat()
+    response = app.test_client().post("/deudores/42/gestiones", data={
+        "csrf_token": "csrf", "account_id": "100", "kind": "call", "direction": "outbound",
+        "phone": "5512345678", "started_at": started, "result_code_id": "11",
+        "description": "Paga el viernes", "promise_amount": "$1,500.00",
+        "promise_due_date": due, "idempotency_key": "k-1", "callback_at": ""})
+    assert response.status_code == 302
+    assert "tab=gestiones" in response.headers["Location"]
+    assert "done=logged" in response.headers["Location"]
+    sent = fake.logged[0]
+    assert sent["promise"] == {"amount": "1500.00", "due_date": due}
+    assert sent["started_at"] == started and sent["idempotency_key"] == "k-1"
+    assert datetime.fromisoformat(sent["ended_at"]) >= datetime.fromisoformat(started)
+    assert "callback_at" not in sent
+
+
+def test_a_callback_is_read_in_the_institutions_zone(signed_in):
+    app, fake = signed_in(GESTOR)
+    app.test_client().post("/deudores/42/gestiones", data={
+        "csrf_token": "csrf", "account_id": "100", "kind": "call",
+        "started_at": NOW.isoformat(), "result_code_id": "12",
+        "callback_at": "2026-12-01T10:30", "callback_note": "Tarde"})
+    sent = fake.logged[0]
+    assert sent["callback_at"] == "2026-12-01T10:30:00-06:00" and "promise" not in sent
+
+
+def test_a_refused_form_comes_back_with_the_problems_and_nothing_lost(signed_in):
+    app, fake = signed_in(GESTOR)
+    fake.refuse = InvalidInput("Datos inválidos", {
+        "promise": {"due_date": ["La fecha ya pasó"]}, "description": ["A lo más 4000 caracteres"]})
+    started = (NOW - timedelta(minutes=1)).isoformat()
+    response = app.test_client().post("/deudores/42/gestiones", data={
+        "csrf_token": "csrf", "account_id": "100", "kind": "visit", "started_at": started,
+        "result_code_id": "11", "description": "Texto que no se pierde",
+        "promise_amount": "250", "promise_due_date": "2020-01-01", "idempotency_key": "k-2"})
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert 'id="err-promise_due_date"' in page and "La fecha ya pasó" in page
+    assert 'id="err-description"' in page and "Texto que no se pierde" in page
+    assert 'value="250"' in page and 'value="2020-01-01"' in page
+    assert f'value="{started}"' in page and 'value="k-2"' in page     # same start, same key
+    assert '<option value="visit" selected>' in page
+
+
+def test_an_amount_that_is_no_number_is_refused_before_the_service(signed_in):
+    app, fake = signed_in(GESTOR)
+    response = app.test_client().post("/deudores/42/gestiones", data={
+        "csrf_token": "csrf", "account_id": "100", "kind": "call",
+        "started_at": NOW.isoformat(), "result_code_id": "11", "promise_amount": "mil",
+        "promise_due_date": "2030-01-01"})
+    assert response.status_code == 422 and not fake.logged
+    assert "Escriba un importe" in response.get_data(as_text=True)
+
+
+def test_promises_tab_and_a_collector_without_the_log_permission(signed_in):
+    app, _ = signed_in(["portfolio.read", "activities.read"])
+    client = app.test_client()
+    promises = client.get("/deudores/42?tab=promesas").get_data(as_text=True)
+    assert 'data-promise-id="5"' in promises and "Pendiente" in promises
+    history = client.get("/deudores/42?tab=gestiones").get_data(as_text=True)
+    assert 'id="activity-form"' not in history
+    assert client.post("/deudores/42/gestiones", data={"csrf_token": "csrf"}).status_code == 403
+    disputes = client.get("/deudores/42?tab=aclaraciones").get_data(as_text=True)
+    assert 'id="disputes-empty"' in disputes and 'id="dispute-form"' not in disputes
+
+
+def test_the_tabs_stay_hidden_without_activities_read(signed_in):
+    app, _ = signed_in(["portfolio.read"])
+    page = app.test_client().get("/deudores/42").get_data(as_text=True)
+    assert 'id="tab-gestiones"' not in page and 'id="agenda-link"' not in page
+
+
+def test_agenda_week_and_productivity(signed_in):
+    app, fake = signed_in(ADMIN)
+    client = app.test_client()
+    week = client.get("/agenda?vista=semana&fecha=2026-11-25").get_data(as_text=True)
+    assert fake.agenda_query["date_from"] == "2026-11-23"
+    assert fake.agenda_query["date_to"] == "2026-11-29"
+    assert 'data-item-id="9"' in week and "Después de las 10" in week and 'id="create-feed"' in week
+    assert 'id="agenda-link"' in week and 'id="productivity-link"' in week
+
+    table = client.get("/productividad?desde=2026-11-01&hasta=2026-11-23&agrupar=agent"
+                       "&agrupar=day").get_data(as_text=True)
+    assert fake.productivity_query["group_by"] == ["agent", "day"]
+    assert 'id="productivity-table"' in table and "Gestor Uno" in table and "$1,500.00" in table
+    bad = client.get("/productividad?desde=ayer")
+    assert bad.status_code == 422 and 'id="err-desde"' in bad.get_data(as_text=True)
+
+
+def test_chain_check_and_result_code_catalogue(signed_in):
+    app, _ = signed_in(ADMIN)
+    client = app.test_client()
+    chain = client.get("/cuentas/100/cadena", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert 'id="chain-broken"' in chain and "77" in chain
+    codes = client.get("/admin/codigos-resultado?institucion=1").get_data(as_text=True)
+    assert 'data-code="PP"' in codes and 'id="tab-result-codes"' in codes
+    assert 'id="settings-form"' in codes
+    edit = client.get("/admin/codigos-resultado?institucion=1&editar=12").get_data(as_text=True)
+    assert 'value="LLM"' in edit and 'name="code_id" value="12"' in edit
+    assert client.get("/admin/codigos-resultado?editar=999").status_code == 404
+
+
+def test_english_labels(signed_in):
+    app, _ = signed_in(GESTOR)
+    client = app.test_client()
+    client.set_cookie("lang", "en")
+    page = client.get("/deudores/42?tab=gestiones").get_data(as_text=True)
+    assert "Log an activity" in page and "Activity history" in page and ">Activities<" in page

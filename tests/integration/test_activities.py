@@ -676,3 +676,47 @@ def test_a_wrong_number_result_invalidates_the_phone_in_the_portfolio(gestor1, e
                               "AND number = '5587654321'", d=debtor)
     finally:
         sql(engine, "DELETE FROM portfolio.phones WHERE debtor_id = :d", d=debtor)
+
+
+def test_a_promise_is_kept_by_a_real_payments_import(gestor1, engine, rabbit_config, s3_server,
+                                                     tmp_path):
+    """The whole path: a call with a promise, then a payments file imported by the
+    portfolio service's import (S3, COPY, merge), whose very ``payment_received`` event
+    goes through the broker to the activities service, which marks the promise kept."""
+    from portfolio import imports
+
+    day = today()
+    logged = gestor1.log_activity(call(code="PP", promise={"amount": "400.00",
+                                                           "due_date": day.isoformat()}))
+    reference = f"PAGO-{uuid.uuid4().hex[:12]}"
+    layout_id = scalar(engine, """
+        INSERT INTO portfolio.import_layouts (institution_id, name, kind, columns, required)
+        VALUES (1, :name, 'payments', CAST(:columns AS jsonb), CAST(:required AS jsonb))
+        RETURNING id""", name=f"Pagos {reference}", columns=(
+        '{"account_number": "CUENTA", "amount": "IMPORTE", "value_date": "FECHA", '
+        '"reference": "REFERENCIA"}'),
+        required='["account_number", "amount", "reference", "value_date"]')
+    paid = tmp_path / "pagos.csv"
+    paid.write_text(f"CUENTA,IMPORTE,FECHA,REFERENCIA\nAT{ACC1[0]},400.00,{day},{reference}\n",
+                    encoding="utf-8")
+    try:
+        job = imports.import_file(paid, layout_id, ADMIN)
+        assert job.state == "done" and job.imported_rows == 1, job.message
+        (event,) = sql(engine, """
+            UPDATE portfolio.outbox SET published_at = now()
+            WHERE event_type = 'payment_received' AND payload->>'reference' = :r
+            RETURNING payload""", r=reference)
+        event_dispatcher(rabbit_config)("portfolio", "payment_received", event[0])
+        assert wait_for(lambda: promise_state(engine, logged["promise"]["id"])
+                        == ("kept", Decimal("400.00")))
+        assert scalar(engine, "SELECT balance FROM portfolio.accounts WHERE id = :a",
+                      a=ACC1[0]) == Decimal("4600.00")
+    finally:
+        # the import's other events (accounts_changed, ...) are about a throwaway account:
+        # taken out of the way of the relay of a later stack on this database
+        sql(engine, "UPDATE portfolio.outbox SET published_at = now() WHERE published_at IS NULL "
+                    "AND payload::text LIKE :a", a=f"%{ACC1[0]}%")
+        sql(engine, "DELETE FROM portfolio.movements WHERE account_id = :a", a=ACC1[0])
+        sql(engine, "UPDATE portfolio.accounts SET balance = 5000 WHERE id = :a", a=ACC1[0])
+        sql(engine, "DELETE FROM portfolio.import_jobs WHERE layout_id = :l", l=layout_id)
+        sql(engine, "DELETE FROM portfolio.import_layouts WHERE id = :l", l=layout_id)

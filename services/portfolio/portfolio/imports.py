@@ -230,11 +230,6 @@ def layout_problems(data: dict) -> dict[str, list[str]]:
     if data.get("decimal_separator") and \
             data.get("decimal_separator") == data.get("thousands_separator"):
         add("thousands_separator", "Debe ser distinto del separador decimal")
-    if data.get("file_format") == "csv" and data.get("delimiter") in (
-            data.get("decimal_separator"), data.get("thousands_separator")) \
-            and data.get("delimiter") not in ("", None):
-        # "1,5" in a comma-separated file works only quoted; allowed, but never for both
-        pass
     return problems
 
 

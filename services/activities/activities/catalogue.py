@@ -58,8 +58,13 @@ def ensure_catalogue(session: Session, institution_id: int) -> None:
 
 
 def settings_of(session: Session, institution_id: int) -> InstitutionSettings:
-    ensure_catalogue(session, institution_id)
-    return session.get(InstitutionSettings, institution_id)
+    """The institution's settings, its catalogue made first if it has none yet (settings
+    and codes are created together): one primary-key read on every logging after that."""
+    settings = session.get(InstitutionSettings, institution_id)
+    if settings is None:
+        ensure_catalogue(session, institution_id)
+        settings = session.get(InstitutionSettings, institution_id)
+    return settings
 
 
 def zone(name: str | None) -> ZoneInfo:

@@ -24,12 +24,10 @@ from flask import Blueprint, abort, g, redirect, render_template, request, url_f
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
-from nameko.exceptions import MethodNotFound, RpcTimeout, UnknownService
-from werkzeug.exceptions import HTTPException
 
-from recaudo_common.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
+from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
-from . import auth, portfolio
+from . import auth, error_pages, portfolio
 from .errors import HTTP_STATUS
 from .portfolio import DebtorTab, N_, add_debtor_tab
 from .rpc import rpc
@@ -38,12 +36,7 @@ bp = Blueprint("activities_ui", __name__)
 # these screens are the 360° view's and its neighbours': the portfolio's helpers and
 # error pages, written once there
 bp.context_processor(portfolio._helpers)
-for _error, _handler in ((HTTPException, portfolio._http_error),
-                         (DomainError, portfolio._domain_error),
-                         (RpcTimeout, portfolio._unavailable),
-                         (UnknownService, portfolio._unavailable),
-                         (MethodNotFound, portfolio._not_wired)):
-    bp.register_error_handler(_error, _handler)
+error_pages.register(bp, portfolio._error_page)
 
 HISTORY_PER_PAGE = 20
 DEFAULT_ZONE = "America/Mexico_City"

@@ -18,12 +18,10 @@ from babel.numbers import format_currency, format_decimal
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 from flask_babel import format_date, format_datetime, get_locale
 from flask_babel import gettext as _
-from nameko.exceptions import MethodNotFound, RpcTimeout, UnknownService
-from werkzeug.exceptions import HTTPException
 
-from recaudo_common.errors import Conflict, DomainError, InvalidInput, PermissionDenied
+from recaudo_common.errors import Conflict, InvalidInput, PermissionDenied
 
-from . import auth, events, uploads
+from . import auth, error_pages, events, uploads
 from .errors import HTTP_STATUS
 from .rpc import rpc
 
@@ -184,36 +182,7 @@ def _error_page(status: int, code: str, message: str):
                            message=message), status
 
 
-def _page_messages() -> dict:
-    return {403: _("No tiene permiso para ver esta página."),
-            404: _("No se encontró lo que busca: no existe o está fuera de su alcance.")}
-
-
-@bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException):
-    status = exc.code or 500
-    code = {403: "permission_denied", 404: "not_found", 413: "payload_too_large"}.get(status,
-                                                                                     "error")
-    message = _page_messages().get(status) or (
-        _("El archivo es demasiado grande.") if status == 413 else exc.description or exc.name)
-    return _error_page(status, code, message)
-
-
-@bp.errorhandler(DomainError)
-def _domain_error(exc: DomainError):
-    status = HTTP_STATUS.get(type(exc), 400)
-    return _error_page(status, exc.code, _page_messages().get(status, exc.message))
-
-
-@bp.errorhandler(RpcTimeout)
-@bp.errorhandler(UnknownService)
-def _unavailable(exc):
-    return _error_page(503, "service_unavailable", _("Servicio no disponible, intente más tarde."))
-
-
-@bp.errorhandler(MethodNotFound)
-def _not_wired(exc):
-    return _error_page(503, "not_available", _("Esta función aún no está disponible."))
+error_pages.register(bp, _error_page)
 
 
 # --- "Cartera": the list of accounts ----------------------------------------------------------

@@ -24,13 +24,11 @@ from flask import (Blueprint, abort, g, make_response, redirect, render_template
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_babel import ngettext
-from nameko.exceptions import MethodNotFound, RpcTimeout, UnknownService
-from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BuildError
 
-from recaudo_common.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
+from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
-from . import auth
+from . import auth, error_pages
 from .errors import HTTP_STATUS
 from .rpc import rpc
 
@@ -215,33 +213,7 @@ def _error_page(status: int, code: str, message: str):
                            message=message), status
 
 
-def _page_messages() -> dict:
-    return {403: _("No tiene permiso para ver esta página."),
-            404: _("No se encontró lo que busca: no existe o está fuera de su alcance.")}
-
-
-@bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException):
-    status = exc.code or 500
-    code = {403: "permission_denied", 404: "not_found"}.get(status, "error")
-    return _error_page(status, code, _page_messages().get(status, exc.description or exc.name))
-
-
-@bp.errorhandler(DomainError)
-def _domain_error(exc: DomainError):
-    status = HTTP_STATUS.get(type(exc), 400)
-    return _error_page(status, exc.code, _page_messages().get(status, exc.message))
-
-
-@bp.errorhandler(RpcTimeout)
-@bp.errorhandler(UnknownService)
-def _unavailable(exc):
-    return _error_page(503, "service_unavailable", _("Servicio no disponible, intente más tarde."))
-
-
-@bp.errorhandler(MethodNotFound)
-def _not_wired(exc):
-    return _error_page(503, "not_available", _("Esta función aún no está disponible."))
+error_pages.register(bp, _error_page)
 
 
 # --- what several pages need --------------------------------------------------------------------

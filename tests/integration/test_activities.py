@@ -11,7 +11,6 @@ identities, as the gateway would send.
 """
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -29,6 +28,8 @@ from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from recaudo_common.identity import Identity, sign
 
+from .helpers import scalar, sql, wait_for
+
 BASE = 880_000_000
 ACC1 = [BASE + k for k in range(1, 7)]   # institution 1, assigned to GESTOR1
 ACC2 = BASE + 50                         # institution 2, assigned to GESTOR2
@@ -45,25 +46,6 @@ SAVED = "activities_test_saved"
 
 
 # --- plumbing ----------------------------------------------------------------------------
-
-def sql(engine, statement: str, **params):
-    with engine.begin() as conn:
-        result = conn.execute(text(statement), params)
-        return result.all() if result.returns_rows else None
-
-
-def scalar(engine, statement: str, **params):
-    return sql(engine, statement, **params)[0][0]
-
-
-def wait_for(predicate, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
 
 def signed(user_id, permissions, institutions=(1,), team=(), profile="Gestor"):
     return {"identity": sign(Identity(user_id=user_id, username=f"user{user_id}", profile=profile,

@@ -39,6 +39,8 @@ from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from recaudo_common.identity import Identity, sign
 
+from .helpers import scalar, sql, wait_for
+
 BASE = 770_000_000            # account ids BASE+1 .. BASE+2000 (institution 1)
 N1, N2 = 2000, 300            # accounts in institution 1 and 2 (BASE+5001 ..)
 INST2_FIRST = BASE + 5001
@@ -58,25 +60,6 @@ EVERYTHING = {"all": []}
 
 
 # --- plumbing ----------------------------------------------------------------------
-
-def sql(engine, statement: str, **params):
-    with engine.begin() as conn:
-        result = conn.execute(text(statement), params)
-        return result.all() if result.returns_rows else None
-
-
-def scalar(engine, statement: str, **params):
-    return sql(engine, statement, **params)[0][0]
-
-
-def wait_for(predicate, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
 
 def signed(user_id, permissions, institutions=(1,), profile="Supervisor"):
     return {"identity": sign(Identity(user_id=user_id, username=f"user{user_id}", profile=profile,

@@ -1,6 +1,8 @@
 """Integration tests: real RabbitMQ (nameko's fixtures give each test a throwaway
 vhost) and the real PostgreSQL test database (``make test`` points the settings at
 ``recaudo_test``; migrations are applied once per session)."""
+import os
+
 import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
 from sqlalchemy import create_engine
@@ -36,8 +38,9 @@ def rpc_proxy(rabbit_config):
         proxy.stop()
 
 
-#: the integration suite's own S3 server (the e2e stack's is on 19000)
-S3_TEST_PORT = 19001
+#: the integration suite's own S3 server (the e2e stack's is on 19000); another port lets
+#: two checkouts run the suite side by side
+S3_TEST_PORT = int(os.environ.get("RECAUDO_S3_TEST_PORT", "19001"))
 
 
 def _listening(port: int) -> bool:
@@ -50,9 +53,8 @@ def _listening(port: int) -> bool:
 @pytest.fixture(scope="session")
 def s3_server():
     """A local S3 (s3rver, data under var/test/s3-int) for tests that store objects: started
-    here unless something already listens on 19001, and the settings, storage client and
+    here unless something already listens on its port, and the settings, storage client and
     bucket caches pointed at it (settings() is cached, so the cache is cleared)."""
-    import os
     import subprocess
     import time
     from pathlib import Path

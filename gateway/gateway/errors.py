@@ -22,6 +22,7 @@ HTTP_STATUS = {
     domain.NotFound: 404,
     domain.Conflict: 409,
     domain.Throttled: 429,
+    domain.Gone: 410,
 }
 
 

@@ -83,6 +83,7 @@ def s3_server():
     def reset():
         settings.cache_clear()
         storage.client.cache_clear()
+        storage.public_client.cache_clear()
         storage.bucket.cache_clear()
 
     reset()

@@ -33,6 +33,9 @@ class Settings:
     s3_access_key: str = "S3RVER"
     s3_secret_key: str = "S3RVER"
     s3_bucket: str = "recaudo-documents"
+    #: the object store as browsers reach it, for the presigned URLs handed to them
+    #: (in compose the services say ``minio:9000``, a browser cannot); empty: s3_endpoint
+    s3_public_endpoint: str = ""
     log_format: str = "text"          # "text" locally, "json" in deploy
     log_level: str = "INFO"
     demo: bool = True
@@ -64,6 +67,7 @@ ENV = {
     "RECAUDO_S3_ACCESS_KEY": "s3_access_key",
     "RECAUDO_S3_SECRET_KEY": "s3_secret_key",
     "RECAUDO_S3_BUCKET": "s3_bucket",
+    "RECAUDO_S3_PUBLIC_ENDPOINT": "s3_public_endpoint",
     "RECAUDO_LOG_FORMAT": "log_format",
     "RECAUDO_LOG_LEVEL": "log_level",
     "RECAUDO_DEMO": "demo",

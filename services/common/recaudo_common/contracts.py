@@ -248,3 +248,24 @@ class CallbackScheduled(EventSchema):
     due_at = fields.AwareDateTime(required=True)
     agent_id = fields.Integer(allow_none=True, required=True)
     team_id = fields.Integer(allow_none=True, required=True)
+
+
+# --- documents ------------------------------------------------------------------------
+
+@event("documents", "document_added")
+class DocumentAdded(EventSchema):
+    """A verified upload became a version of a debtor's document (``version`` 1: a new one)."""
+
+    document_id = fields.Integer(required=True)
+    version_id = fields.Integer(required=True)
+    version = fields.Integer(required=True)
+    institution_id = fields.Integer(required=True)
+    debtor_id = fields.Integer(required=True)
+    account_id = fields.Integer(allow_none=True, required=True)
+    activity_id = fields.Integer(allow_none=True, required=True)
+    dispute_id = fields.Integer(allow_none=True, required=True)
+    category = fields.String(required=True)
+    name = fields.String(required=True)
+    content_type = fields.String(required=True)
+    size = fields.Integer(required=True)
+    uploaded_by = fields.Integer(required=True)

@@ -69,4 +69,11 @@ class Throttled(DomainError):
     code = "throttled"
 
 
-EXPECTED = (InvalidInput, NotAuthenticated, PermissionDenied, NotFound, Conflict, Throttled)
+@deserialize_to_instance
+class Gone(DomainError):
+    """It existed and is over for good (an expired or revoked share link)."""
+
+    code = "gone"
+
+
+EXPECTED = (InvalidInput, NotAuthenticated, PermissionDenied, NotFound, Conflict, Throttled, Gone)

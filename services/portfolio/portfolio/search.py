@@ -186,6 +186,22 @@ def get_debtor(session: Session, identity: Identity, debtor_id: int) -> dict:
             "accounts": list(by_account.values())}
 
 
+def debtor_scope(session: Session, identity: Identity, debtor_id) -> dict:
+    """Whether the caller may see the debtor, in one short query: its institution, name and
+    the accounts the caller may see (other services check their own rows against this)."""
+    if not isinstance(debtor_id, int) or isinstance(debtor_id, bool):
+        raise NotFound("Deudor no encontrado")
+    rows = session.execute(
+        select(Debtor.institution_id, Debtor.name, Account.id)
+        .join(Account, Account.debtor_id == Debtor.id)
+        .where(Debtor.id == debtor_id, account_clause(identity))
+        .order_by(Account.id)).all()
+    if not rows:
+        raise NotFound("Deudor no encontrado")
+    return {"id": debtor_id, "institution_id": rows[0][0], "name": rows[0][1],
+            "account_ids": [row[2] for row in rows]}
+
+
 def visible_account(session: Session, identity: Identity, account_id: int) -> Account:
     account = session.execute(select(Account).where(Account.id == account_id,
                                                     account_clause(identity))).scalar_one_or_none()

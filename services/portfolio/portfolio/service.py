@@ -101,6 +101,13 @@ class PortfolioService(ServiceBase):
             return DebtorView().dump(search.get_debtor(session, identity, debtor_id))
 
     @rpc
+    def debtor_scope(self, debtor_id):
+        """The debtor's institution, name and the accounts the caller may see, or NotFound."""
+        identity = self.caller.identity
+        with self.db.session() as session:
+            return search.debtor_scope(session, identity, debtor_id)
+
+    @rpc
     def get_account(self, account_id):
         identity = self.caller.identity
         with self.db.session() as session:

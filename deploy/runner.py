@@ -39,7 +39,7 @@ def _s3_command() -> list[str]:
     endpoint = urlsplit(CFG.s3_endpoint)
     return [str(ROOT / "node_modules" / ".bin" / "s3rver"), "-d", str(VAR / "s3"),
             "-a", endpoint.hostname, "-p", str(endpoint.port), "--silent",
-            "--configure-bucket", CFG.s3_bucket]
+            "--configure-bucket", CFG.s3_bucket, str(ROOT / "deploy" / "s3-cors.xml")]
 
 
 #: name -> command line. Order matters: ``up`` starts them in this order.

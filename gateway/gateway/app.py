@@ -14,11 +14,13 @@ from . import auth, errors, i18n, uploads
 from .account import bp as account_bp
 from .activities import bp as activities_bp
 from .admin import bp as admin_bp
+from .documents import bp as documents_bp
 from .api import api
 from .health import bp as health_bp
 from .portfolio import bp as portfolio_bp
 from .queues import bp as queues_bp
 from .rpc import RpcPool
+from .share import bp as share_bp
 from .ui import bp as ui_bp
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -70,5 +72,7 @@ def create_app(cfg: Settings | None = None, testing: bool = False) -> Flask:
     app.register_blueprint(portfolio_bp)
     app.register_blueprint(queues_bp)
     app.register_blueprint(activities_bp)
+    app.register_blueprint(documents_bp)
+    app.register_blueprint(share_bp)
     return app
 

@@ -562,6 +562,8 @@ TABLE.extend([
         lambda w, uniq: [_portfolio(w)["i2_gestor1"][0]], PORTFOLIO_RULES.reads(2, "gestor1")),
     Row("rpc.portfolio.get_debtor.i2", "RPC", "portfolio.get_debtor",
         lambda w, uniq: [_portfolio(w)["i2_gestor1"][1]], PORTFOLIO_RULES.reads(2, "gestor1")),
+    Row("rpc.portfolio.debtor_scope.i2", "RPC", "portfolio.debtor_scope",
+        lambda w, uniq: [_portfolio(w)["i2_gestor1"][1]], PORTFOLIO_RULES.reads(2, "gestor1")),
     Row("rpc.portfolio.update_account.i1", "RPC", "portfolio.update_account",
         lambda w, uniq: [_portfolio(w)["i1_gestor1"][0], {}],
         PORTFOLIO_RULES.reads(1, "gestor1", permission=PORTFOLIO_WRITE)),
@@ -993,6 +995,114 @@ TABLE.extend([
         RULES.perm(ACT_READ)),
 ])
 
+# --- documents: folders, downloads and share links -------------------------------------------
+# Rows act on the folder of gestor1's institution-2 debtor, where ``_documents`` uploads one
+# PDF and makes two links (one revoked), once, as admin. Rows that would write change
+# nothing lasting: an upload request leaves a pending upload the sweep removes, a link
+# expiring in the past is refused (422) once the folder is in reach, revoking the revoked
+# link again changes nothing.
+
+DOCS_READ = "documents.read"
+DOCS_UPLOAD = "documents.upload"
+DOCS_SHARE = "documents.share"
+MATRIX_PDF = b"%PDF-1.4\n% matriz\n%%EOF\n"
+
+
+def _documents(w) -> dict:
+    if getattr(w, "documents", None) is None:
+        from datetime import datetime, timedelta, timezone
+
+        admin = w.tokens["admin"]
+        debtor_id = _portfolio(w)["i2_gestor1"][1]
+        ticket = w.ok("POST", "/api/v1/documents/uploads", admin, {
+            "debtor_id": debtor_id, "filename": f"matriz-{RUN}.pdf", "size": len(MATRIX_PDF)})
+        sent = requests.post(ticket["url"], data=ticket["fields"],
+                             files={"file": ("x.pdf", MATRIX_PDF)}, timeout=30)
+        assert sent.status_code < 300, sent.text
+        document = w.ok("POST", f"/api/v1/documents/uploads/{ticket['upload_id']}/complete", admin)
+        expires = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
+        link = w.ok("POST", "/api/v1/share-links", admin,
+                    {"debtor_id": debtor_id, "expires_at": expires, "label": f"Matriz {RUN}"})
+        revoked = w.ok("POST", "/api/v1/share-links", admin,
+                       {"debtor_id": debtor_id, "expires_at": expires})
+        w.ok("POST", f"/api/v1/share-links/{revoked['id']}/revoke", admin)
+        w.documents = {"debtor": debtor_id, "document": document["id"],
+                       "version": document["latest"]["id"], "link": link["id"],
+                       "token": link["token"], "revoked": revoked["id"]}
+    return w.documents
+
+
+def _doc(*keys):
+    names = {"debtor": "debtor_id", "document": "document_id", "version": "version_id",
+             "link": "link_id", "revoked": "link_id", "token": "token"}
+    return lambda w: {names[k]: _documents(w)[k] for k in keys}
+
+
+def _past_link(w, uniq):
+    return {"debtor_id": _documents(w)["debtor"], "expires_at": "2020-01-01T00:00:00+00:00"}
+
+
+def _upload_request(w, uniq):
+    return {"debtor_id": _documents(w)["debtor"], "filename": f"{uniq}.pdf", "size": 10}
+
+
+DOCS_READS_I2 = PORTFOLIO_RULES.reads(2, "gestor1", permission=DOCS_READ)
+NOT_AN_UPLOAD = "00000000-0000-4000-8000-000000000000"
+
+TABLE.extend([
+    Row("documents.uploads.request.i2", "POST", "/api/v1/documents/uploads", _upload_request,
+        PORTFOLIO_RULES.reads(2, "gestor1", 201, permission=DOCS_UPLOAD)),
+    Row("documents.uploads.complete.missing", "POST",
+        "/api/v1/documents/uploads/{upload_id}/complete", None, RULES.perm(DOCS_UPLOAD, 404),
+        params=lambda w: {"upload_id": NOT_AN_UPLOAD}),
+    Row("documents.folder.i2", "GET", "/api/v1/debtors/{debtor_id}/documents", None,
+        DOCS_READS_I2, params=_doc("debtor")),
+    Row("documents.get.i2", "GET", "/api/v1/documents/{document_id}", None, DOCS_READS_I2,
+        params=_doc("document")),
+    Row("documents.download.i2", "GET", "/api/v1/documents/versions/{version_id}/download", None,
+        DOCS_READS_I2, params=_doc("version")),
+    Row("documents.share-links.create.past.i2", "POST", "/api/v1/share-links", _past_link,
+        PORTFOLIO_RULES.reads(2, "gestor1", 422, permission=DOCS_SHARE)),
+    Row("documents.share-links.list", "GET", "/api/v1/share-links", None, RULES.perm(DOCS_SHARE)),
+    Row("documents.share-links.revoke.again.i2", "POST", "/api/v1/share-links/{link_id}/revoke",
+        None, RULES.perm(DOCS_SHARE, reach=(2,)), params=_doc("revoked")),
+    Row("documents.share-links.accesses.i2", "GET", "/api/v1/share-links/{link_id}/accesses",
+        None, RULES.perm(DOCS_SHARE, reach=(2,)), params=_doc("link")),
+    Row("documents.shared", "GET", "/api/v1/shared-documents", None, RULES.perm(DOCS_READ)),
+    # the holder of a link needs no login (the token is the credential); a forged one is refused
+    Row("documents.share.open", "GET", "/s/{token}", None, RULES.public(200), params=_doc("token")),
+    Row("documents.share.download", "GET", "/s/{token}/v/{version_id}", None, RULES.public(200),
+        params=_doc("token", "version")),
+    Row("documents.share.unknown", "GET", "/s/{token}", None, RULES.public(404),
+        params=lambda w: {"token": "matriz-no-existe-" + RUN}),
+    # --- the same, straight to the documents service -----------------------------------------------
+    Row("rpc.documents.request_upload.i2", "RPC", "documents.request_upload",
+        lambda w, uniq: [_upload_request(w, uniq)],
+        PORTFOLIO_RULES.reads(2, "gestor1", 200, permission=DOCS_UPLOAD)),
+    Row("rpc.documents.complete_upload.missing", "RPC", "documents.complete_upload",
+        [NOT_AN_UPLOAD], RULES.perm(DOCS_UPLOAD, 404)),
+    Row("rpc.documents.folder.i2", "RPC", "documents.folder",
+        lambda w, uniq: [_documents(w)["debtor"], {}], DOCS_READS_I2),
+    Row("rpc.documents.get_document.i2", "RPC", "documents.get_document",
+        lambda w, uniq: [_documents(w)["document"]], DOCS_READS_I2),
+    Row("rpc.documents.download_url.i2", "RPC", "documents.download_url",
+        lambda w, uniq: [_documents(w)["version"]], DOCS_READS_I2),
+    Row("rpc.documents.create_share_link.past.i2", "RPC", "documents.create_share_link",
+        lambda w, uniq: [_past_link(w, uniq)],
+        PORTFOLIO_RULES.reads(2, "gestor1", 422, permission=DOCS_SHARE)),
+    Row("rpc.documents.list_share_links", "RPC", "documents.list_share_links", [{}],
+        RULES.perm(DOCS_SHARE)),
+    Row("rpc.documents.shared_documents", "RPC", "documents.shared_documents", [{}],
+        RULES.perm(DOCS_READ)),
+    Row("rpc.documents.revoke_share_link.again.i2", "RPC", "documents.revoke_share_link",
+        lambda w, uniq: [_documents(w)["revoked"]], RULES.perm(DOCS_SHARE, reach=(2,))),
+    Row("rpc.documents.share_link_accesses.i2", "RPC", "documents.share_link_accesses",
+        lambda w, uniq: [_documents(w)["link"], {}], RULES.perm(DOCS_SHARE, reach=(2,))),
+    # the platform's own sweep: no user may run it
+    Row("rpc.documents.sweep_uploads", "RPC", "documents.sweep_uploads", [],
+        Rule(lambda who: 401 if not who.authenticated else 403, label="platform only")),
+])
+
 #: the typed error an RPC answers for each refusal status
 RPC_ERROR = {401: NotAuthenticated, 403: PermissionDenied, 404: NotFound, 409: Conflict,
              422: InvalidInput, 429: Throttled}
@@ -1180,15 +1290,17 @@ def test_every_api_route_is_in_the_table(stack):
 
 
 def test_every_identity_checked_rpc_is_in_the_table():
-    """Each entrypoint of the auth, portfolio and activities services that reads the caller."""
+    """Each entrypoint of the auth, portfolio, activities and documents services that reads
+    the caller."""
     import inspect
 
     from activities.service import ActivitiesService
     from auth.service import AuthService
+    from documents.service import DocumentsService
     from portfolio.service import PortfolioService
 
     expected = set()
-    for service in (AuthService, PortfolioService, ActivitiesService):
+    for service in (AuthService, PortfolioService, ActivitiesService, DocumentsService):
         for name, member in vars(service).items():
             if inspect.isfunction(member) and "self.caller" in inspect.getsource(member):
                 expected.add(f"{service.name}.{name}")

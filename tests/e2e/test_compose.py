@@ -268,6 +268,9 @@ def test_the_settings_match_the_infrastructure():
     assert urlsplit(cfg.s3_endpoint).port == 9000
     assert cfg.s3_access_key == minio["MINIO_ROOT_USER"]
     assert cfg.s3_secret_key == minio["MINIO_ROOT_PASSWORD"]
+    # presigned URLs name the address browsers reach: MinIO's published API port
+    published = [str(p).split(":")[-2:] for p in CONTAINERS["minio"]["ports"]]
+    assert [str(urlsplit(cfg.s3_public_endpoint).port), "9000"] in published
 
 
 def test_the_gateway_publishes_its_port():

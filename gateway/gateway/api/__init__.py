@@ -13,6 +13,7 @@ from .. import errors
 from .activities import blp as activities_blp, calendar_blp
 from .admin import blp as admin_blp
 from .auth import blp as auth_blp
+from .documents import blp as documents_blp
 from .portfolio import blp as portfolio_blp
 from .queues import blp as queues_blp
 from .system import blp as system_blp
@@ -31,7 +32,7 @@ class _LazyApi:
             "description": "API de Recaudo para la app móvil y los sistemas de socios. "
                            "Errores: {\"error\": {\"code\", \"message\", \"fields\"}}."}})
         for blueprint in (system_blp, auth_blp, admin_blp, portfolio_blp, queues_blp,
-                          activities_blp, calendar_blp):
+                          activities_blp, calendar_blp, documents_blp):
             instance.register_blueprint(blueprint)
         instance.spec.components.security_scheme(
             "bearer", {"type": "http", "scheme": "bearer",

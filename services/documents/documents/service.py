@@ -13,7 +13,7 @@ import uuid
 
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
-from sqlalchemy import select
+from sqlalchemy import delete
 
 from recaudo_common import storage
 from recaudo_common.db import Database
@@ -110,12 +110,14 @@ class DocumentsService(ServiceBase):
             kind, size, checksum = folders.verify_upload(upload)
         except folders.Refusal as refusal:
             with self.db.session() as session:
-                session.execute(Upload.__table__.delete().where(Upload.id == upload.id))
+                session.execute(delete(Upload).where(Upload.id == upload.id))
             raise InvalidInput("Archivo rechazado", {"file": [str(refusal)]}) from None
         with self.db.session() as session:
             stored = folders.store_version(session, upload, kind, size, checksum)
-            if stored is None:  # a concurrent call stored it first
+            if stored is None:  # a concurrent call stored it first, or the sweep took it
                 version = folders.version_for_upload(session, upload_id)
+                if version is None:
+                    raise NotFound("Carga vencida: súbalo de nuevo")
                 return folders.describe(session, session.get(Document, version.document_id))
             document, version = stored
             self.db.emit(session, "document_added", {

@@ -1098,9 +1098,11 @@ TABLE.extend([
         lambda w, uniq: [_documents(w)["revoked"]], RULES.perm(DOCS_SHARE, reach=(2,))),
     Row("rpc.documents.share_link_accesses.i2", "RPC", "documents.share_link_accesses",
         lambda w, uniq: [_documents(w)["link"], {}], RULES.perm(DOCS_SHARE, reach=(2,))),
-    # the platform's own sweep: no user may run it
+    # the sweep of abandoned uploads spans institutions: an administrator of them all only
     Row("rpc.documents.sweep_uploads", "RPC", "documents.sweep_uploads", [],
-        Rule(lambda who: 401 if not who.authenticated else 403, label="platform only")),
+        Rule(lambda who: 401 if not who.authenticated else
+             200 if who.institutions is None and "institutions.manage" in who.permissions
+             else 403, label="all-institution admin")),
 ])
 
 #: the typed error an RPC answers for each refusal status

@@ -138,7 +138,8 @@ class DocumentsService(ServiceBase):
 
     @rpc
     def sweep_uploads(self):
-        """The sweep on demand (the platform's own identity only: it spans institutions)."""
+        """The sweep on demand: it spans institutions, so only an administrator of them all
+        (or the platform's own identity) runs it."""
         identity = self.caller.identity
         if not identity.all_institutions or not identity.has("institutions.manage"):
             raise PermissionDenied("Solo la plataforma barre las cargas vencidas")

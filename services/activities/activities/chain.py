@@ -44,13 +44,15 @@ def entry_hash(prev_hash: str, entry: dict) -> str:
 
 
 def lock_head(session: Session, account_id: int, institution_id: int) -> ChainHead:
-    """The account's chain head, row-locked until the transaction ends (created if new)."""
-    session.execute(insert(ChainHead).values(account_id=account_id, institution_id=institution_id,
-                                             seq=0, hash=GENESIS)
-                    .on_conflict_do_nothing(index_elements=[ChainHead.account_id]))
-    return session.execute(select(ChainHead).where(ChainHead.account_id == account_id)
-                           .with_for_update().execution_options(populate_existing=True)
-                           ).scalar_one()
+    """The account's chain head, row-locked until the transaction ends (created if new), in
+    one statement: an upsert locks the row it finds, and answers it."""
+    upsert = insert(ChainHead).values(account_id=account_id, institution_id=institution_id,
+                                      seq=0, hash=GENESIS)
+    upsert = upsert.on_conflict_do_update(index_elements=[ChainHead.account_id],
+                                          set_={"account_id": upsert.excluded.account_id}
+                                          ).returning(ChainHead)
+    return session.execute(select(ChainHead).from_statement(upsert)
+                           .execution_options(populate_existing=True)).scalar_one()
 
 
 def append(session: Session, head: ChainHead, entry: dict) -> Activity:

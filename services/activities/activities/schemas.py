@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
+from recaudo_common.reporting import ReportQuery, group_field
 from recaudo_common.validation import PageQuery
 
 from .models import AGENDA_KINDS, DESCRIPTION_MAX, DIRECTIONS, DISPUTE_OUTCOMES, KINDS
@@ -346,3 +347,35 @@ class ProductivityQuery(Schema):
             raise ValidationError("El fin no puede ser anterior al inicio", "date_to")
         if (data["date_to"] - data["date_from"]).days > 366:
             raise ValidationError("A lo más un año", "date_to")
+
+
+# --- reports (reports.py) ------------------------------------------------------------------
+
+REPORT_GROUPS = ("day", "agent", "team", "institution", "queue")
+
+
+class ProductivityReportQuery(ReportQuery):
+    group_by = group_field(REPORT_GROUPS, ["agent"])
+
+
+class PromiseReportQuery(ReportQuery):
+    group_by = group_field(("agent", "queue", "team", "institution"), ["agent"])
+
+
+class DisputeReportQuery(ReportQuery):
+    group_by = group_field(("institution", "agent"), ["institution"])
+
+
+class SupervisorDayQuery(Schema):
+    day = fields.Date(required=True)
+    time_zone = fields.String(load_default="America/Mexico_City", validate=validate.Length(max=60))
+    institution_id = fields.Integer(load_default=None, allow_none=True)
+    team_id = fields.Integer(load_default=None, allow_none=True)
+
+    @validates("time_zone")
+    def _zone(self, value, **_):
+        from zoneinfo import ZoneInfo
+        try:
+            ZoneInfo(value)
+        except Exception:
+            raise ValidationError("Zona horaria desconocida") from None

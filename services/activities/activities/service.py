@@ -22,12 +22,14 @@ from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDe
 from recaudo_common.service import ServiceBase, rpc
 from recaudo_common.validation import load
 
-from . import agenda, catalogue, chain, disputes, log, productivity, promises
+from . import agenda, catalogue, chain, disputes, log, productivity, promises, reports
 from .models import Activity, Base, ChainHead, InstitutionSettings, Promise, ResultCode, Team, \
     TeamMember
 from .schemas import (ActivityWrite, AgendaQuery, AgendaWrite, CorrectionWrite, Delegate,
-                      DisputeResolve, DisputeWrite, HistoryQuery, OverdueQuery, ProductivityQuery,
-                      ResultCodeOut, ResultCodeWrite, SettingsOut, SettingsWrite)
+                      DisputeReportQuery, DisputeResolve, DisputeWrite, HistoryQuery,
+                      OverdueQuery, ProductivityQuery, ProductivityReportQuery,
+                      PromiseReportQuery, ResultCodeOut, ResultCodeWrite, SettingsOut,
+                      SettingsWrite, SupervisorDayQuery)
 
 logger = logging.getLogger(__name__)
 
@@ -323,6 +325,37 @@ class ActivitiesService(ServiceBase):
         query = load(ProductivityQuery(), query)
         with self.db.session() as session:
             return productivity.query(session, identity, query)
+
+    # --- reports (reports.py): reports.view, within the caller's institutions -----------------
+
+    @rpc
+    def report_productivity(self, query):
+        identity = self.caller.require("reports.view")
+        query = load(ProductivityReportQuery(), query)
+        with self.db.session() as session:
+            return reports.productivity(session, identity, query)
+
+    @rpc
+    def report_promises(self, query):
+        identity = self.caller.require("reports.view")
+        query = load(PromiseReportQuery(), query)
+        with self.db.session() as session:
+            return reports.promises(session, identity, query)
+
+    @rpc
+    def report_disputes(self, query):
+        identity = self.caller.require("reports.view")
+        query = load(DisputeReportQuery(), query)
+        with self.db.session() as session:
+            return reports.disputes(session, identity, query)
+
+    @rpc
+    def supervisor_day(self, query):
+        """The live dashboard's counters: one day, per agent and per hour."""
+        identity = self.caller.require("reports.view")
+        query = load(SupervisorDayQuery(), query)
+        with self.db.session() as session:
+            return reports.supervisor_day(session, identity, query)
 
     # --- projections ---------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from recaudo_common.db import Database
-from recaudo_common.errors import NotAuthenticated, NotFound, Throttled
+from recaudo_common.errors import NotAuthenticated, NotFound, PermissionDenied, Throttled
+from recaudo_common.identity import ALL_PERMISSIONS, sign
 from recaudo_common.service import ServiceBase, rpc
 from recaudo_common.validation import load
 
@@ -90,6 +91,21 @@ class AuthService(ServiceBase):
     def revoke_token(self, token):
         with self.db.session() as session:
             authentication.revoke_token(session, _secret(token))
+
+    @rpc
+    def identity_for(self, user_id):
+        """The signed identity of an active user, as it is now, for the platform's own
+        services acting on that user's behalf later (a scheduled report runs with its
+        owner's current permissions and institutions). Only the platform may ask."""
+        caller = self.caller.identity
+        if ALL_PERMISSIONS not in caller.permissions:
+            raise PermissionDenied("Sólo para los servicios de la plataforma",
+                                   {"permission": ["*"]})
+        with self.db.session() as session:
+            user = session.get(User, user_id) if isinstance(user_id, int) else None
+            if user is None or not user.active:
+                raise NotFound("Usuario no encontrado")
+            return {"identity": sign(authentication.identity_of(session, user))}
 
     # --- my account -------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from recaudo_common.reporting import bucket_sql
+
 _REFRESH = """
 WITH due AS (
     SELECT a.id,
@@ -59,7 +61,8 @@ def refresh(session: Session | Connection, today: date, account_ids: list[int] |
 
 
 def snapshot(session: Session, day: date) -> int:
-    """One aging row per account for ``day`` (re-running the same day replaces it)."""
+    """One aging row per account for ``day`` (re-running the same day replaces it), then
+    the day's rollups (``refresh_rollups``)."""
     result = session.execute(text("""
         INSERT INTO portfolio.aging_snapshots
             (snapshot_date, account_id, institution_id, balance, overdue_amount,
@@ -71,7 +74,55 @@ def snapshot(session: Session, day: date) -> int:
             days_past_due = EXCLUDED.days_past_due, stage = EXCLUDED.stage,
             status_id = EXCLUDED.status_id
     """), {"day": day})
+    refresh_rollups(session, day)
     return result.rowcount
+
+
+_DAILY = f"""
+INSERT INTO portfolio.aging_daily
+    (snapshot_date, institution_id, stage, status_id, bucket, accounts, balance, overdue_amount)
+SELECT snapshot_date, institution_id, stage, COALESCE(status_id, 0),
+       {bucket_sql("days_past_due")}, count(*), sum(balance), sum(overdue_amount)
+FROM portfolio.aging_snapshots
+WHERE snapshot_date = :day
+GROUP BY 1, 2, 3, 4, 5
+"""
+
+#: accounts in both the previous month's last snapshot and ``day``'s, by bucket pair
+_ROLLS = f"""
+INSERT INTO portfolio.aging_rolls
+    (month, institution_id, from_bucket, to_bucket, accounts, balance, from_date, to_date)
+SELECT CAST(date_trunc('month', CAST(:day AS date)) AS date), a.institution_id,
+       {bucket_sql("p.days_past_due")}, {bucket_sql("a.days_past_due")},
+       count(*), sum(a.balance), :previous, :day
+FROM portfolio.aging_snapshots a
+JOIN portfolio.aging_snapshots p ON p.account_id = a.account_id AND p.snapshot_date = :previous
+WHERE a.snapshot_date = :day
+GROUP BY 2, 3, 4
+"""
+
+
+def refresh_rollups(session: Session | Connection, day: date) -> None:
+    """Rebuild the aging rollup of ``day`` and, when ``day`` is its month's latest snapshot,
+    the month's roll rates against the previous month's last snapshot: a few set-based
+    statements, whatever the number of accounts."""
+    session.execute(text("DELETE FROM portfolio.aging_daily WHERE snapshot_date = :day"),
+                    {"day": day})
+    session.execute(text(_DAILY), {"day": day})
+    month = day.replace(day=1)
+    later = session.execute(text(
+        "SELECT 1 FROM portfolio.aging_snapshots WHERE snapshot_date > :day "
+        "AND snapshot_date < CAST(:month AS date) + interval '1 month' LIMIT 1"),
+        {"day": day, "month": month}).first()
+    if later:
+        return
+    previous = session.execute(text(
+        "SELECT max(snapshot_date) FROM portfolio.aging_snapshots WHERE snapshot_date < :month"),
+        {"month": month}).scalar()
+    session.execute(text("DELETE FROM portfolio.aging_rolls WHERE month = :month"),
+                    {"month": month})
+    if previous is not None:
+        session.execute(text(_ROLLS), {"day": day, "previous": previous})
 
 
 def facts(session: Session, account_ids: list[int]) -> list[dict]:

@@ -234,6 +234,40 @@ class AgingSnapshot(Base):
                             "snapshot_date"),)
 
 
+class AgingDaily(Base):
+    """Rollup of ``aging_snapshots``: one row per day, institution, stage, status (0: none)
+    and days-past-due bucket (``recaudo_common.reporting.BUCKETS``), rebuilt set-based with
+    each snapshot, so the aging report reads a few dozen rows instead of every account."""
+
+    __tablename__ = "aging_daily"
+    snapshot_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    institution_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    stage: Mapped[str] = mapped_column(String(12), primary_key=True)
+    status_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    accounts: Mapped[int] = mapped_column(Integer, nullable=False)
+    balance: Mapped[Decimal] = mapped_column(Numeric(16, 2), nullable=False)
+    overdue_amount: Mapped[Decimal] = mapped_column(Numeric(16, 2), nullable=False)
+    __table_args__ = (Index("ix_aging_daily_institution_date", "institution_id",
+                            "snapshot_date"),)
+
+
+class AgingRoll(Base):
+    """Roll rates: accounts by the bucket they were in at the previous month's last
+    snapshot and the bucket they are in at this month's last (so far), per institution."""
+
+    __tablename__ = "aging_rolls"
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    institution_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    from_bucket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    to_bucket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    accounts: Mapped[int] = mapped_column(Integer, nullable=False)
+    balance: Mapped[Decimal] = mapped_column(Numeric(16, 2), nullable=False)
+    #: the two snapshots compared
+    from_date: Mapped[date] = mapped_column(Date, nullable=False)
+    to_date: Mapped[date] = mapped_column(Date, nullable=False)
+
+
 class ImportLayout(Base):
     """How one institution's file maps onto Recaudo's fields, edited by an admin."""
 

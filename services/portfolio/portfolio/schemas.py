@@ -1,6 +1,9 @@
 """marshmallow schemas of the portfolio service's RPC inputs and outputs."""
+from datetime import date
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from recaudo_common.reporting import DateRange, group_field
 from recaudo_common.validation import PageQuery, page_schema
 
 from . import imports as _imports
@@ -302,3 +305,21 @@ class ImportProblemOut(Schema):
 
 
 ImportProblemPage = page_schema(ImportProblemOut, "ImportProblemPage")
+
+
+# --- reports (reports.py) ------------------------------------------------------------------
+
+class AgingReportQuery(Schema):
+    as_of = fields.Date(load_default=lambda: date.today())
+    institution_id = fields.Integer(load_default=None, allow_none=True)
+    stage = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(STAGES))
+    status_id = fields.Integer(load_default=None, allow_none=True)
+    group_by = group_field(("institution", "stage", "status"), ["stage"])
+
+
+class RollRateQuery(DateRange):
+    institution_id = fields.Integer(load_default=None, allow_none=True)
+
+
+class RollupRebuild(DateRange):
+    pass

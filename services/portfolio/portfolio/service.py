@@ -9,16 +9,17 @@ from nameko.timer import timer
 from sqlalchemy import exists, select, text, update
 
 from recaudo_common.db import Database
-from recaudo_common.errors import Conflict, InvalidInput, NotFound
+from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from recaudo_common.service import ServiceBase, rpc
 from recaudo_common.validation import load
 
-from . import aging, search
+from . import aging, reports, search
 from .models import Account, AgingSnapshot, Base, Debtor, Institution, Phone, Status
 from .schemas import (AccountFactsOut, AccountOut, AccountPage, AccountQuery, AccountUpdate, DebtorView,
                       InstitutionOut, NotesUpdate, StatusOut, StatusWrite)
 from .scope import institution_clause
 from . import imports
+from .schemas import AgingReportQuery, RollRateQuery, RollupRebuild
 from .schemas import (ImportCreate, ImportCreated, ImportJobOut, ImportJobPage, ImportProblemPage,
                       ImportQuery, LayoutOut, LayoutWrite)
 
@@ -214,6 +215,52 @@ class PortfolioService(ServiceBase):
             self.db.emit(session, "accounts_changed",
                          {"accounts": aging.facts(session, ids[start:start + 1000])})
         return len(ids)
+
+    # --- reports (reports.py): reports.view, within the caller's institutions -----------------
+
+    @rpc
+    def report_aging(self, query=None):
+        identity = self.caller.require("reports.view")
+        query = load(AgingReportQuery(), query or {})
+        with self.db.session() as session:
+            return reports.aging(session, identity, query)
+
+    @rpc
+    def report_roll_rates(self, query):
+        identity = self.caller.require("reports.view")
+        query = load(RollRateQuery(), query)
+        with self.db.session() as session:
+            return reports.roll_rates(session, identity, query)
+
+    @rpc
+    def snapshot_aging(self):
+        """Refresh aging and take today's snapshot now (the daily timer does it once a day;
+        re-running replaces today's). Every institution's accounts: an all-institution
+        administrator's operation."""
+        identity = self.caller.require("institutions.manage")
+        if not identity.all_institutions:
+            raise PermissionDenied("Sólo para quien administra todas las instituciones",
+                                   {"permission": ["institutions.manage"]})
+        today = date.today()
+        with self.db.session() as session:
+            self._refresh_and_announce(session, today)
+            return {"snapshot_date": today.isoformat(), "accounts": aging.snapshot(session, today)}
+
+    @rpc
+    def rebuild_aging_rollups(self, query):
+        """Rebuild the aging rollups of the snapshots in a range (after a backfill)."""
+        identity = self.caller.require("institutions.manage")
+        if not identity.all_institutions:
+            raise PermissionDenied("Sólo para quien administra todas las instituciones",
+                                   {"permission": ["institutions.manage"]})
+        query = load(RollupRebuild(), query)
+        with self.db.session() as session:
+            days = session.execute(select(AgingSnapshot.snapshot_date).where(
+                AgingSnapshot.snapshot_date.between(query["date_from"], query["date_to"]))
+                .distinct().order_by(AgingSnapshot.snapshot_date)).scalars().all()
+            for day in days:   # a few statements per day, never per account
+                aging.refresh_rollups(session, day)
+            return {"days": len(days)}
 
     # --- bulk imports of portfolio and payment files (imports.py) -----------------------------
 

@@ -168,3 +168,31 @@ class WorkLog(Base):
     event: Mapped[str] = mapped_column(String(10), nullable=False)  # pulled | worked | released
     at: Mapped[datetime] = _now()
     __table_args__ = (Index("ix_work_log_queue_at", "queue_id", "at"),)
+
+
+class RecoveryDaily(Base):
+    """Payments heard from the portfolio (``payment_received``) per value day, institution,
+    queue (0: none) and strategy arm ('none': unassigned) the account was in when paid."""
+
+    __tablename__ = "recovery_daily"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    institution_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    queue_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    arm: Mapped[str] = mapped_column(String(10), primary_key=True)
+    payments: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    collected: Mapped[Decimal] = mapped_column(Numeric(16, 2), nullable=False, server_default="0")
+    __table_args__ = (Index("ix_recovery_daily_institution_day", "institution_id", "day"),)
+
+
+class AssignedDaily(Base):
+    """What each queue and arm held on a day (accounts and their balance): the "assigned"
+    that recovery is measured against, snapshotted daily and after each rebuild."""
+
+    __tablename__ = "assigned_daily"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    institution_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    queue_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    arm: Mapped[str] = mapped_column(String(10), primary_key=True)
+    accounts: Mapped[int] = mapped_column(Integer, nullable=False)
+    balance: Mapped[Decimal] = mapped_column(Numeric(16, 2), nullable=False)
+    __table_args__ = (Index("ix_assigned_daily_institution_day", "institution_id", "day"),)

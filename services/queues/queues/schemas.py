@@ -1,6 +1,7 @@
 """marshmallow schemas of the queues service's RPC inputs and outputs."""
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
+from recaudo_common.reporting import ReportQuery, group_field
 from recaudo_common.validation import PageQuery
 
 from . import rules
@@ -77,4 +78,14 @@ class Reassign(Schema):
 
 
 class WorklistQuery(PageQuery):
+    pass
+
+
+# --- reports (reports.py) ------------------------------------------------------------------
+
+class RecoveryQuery(ReportQuery):
+    group_by = group_field(("day", "institution", "queue", "arm"), ["institution", "queue"])
+
+
+class ChampionQuery(ReportQuery):
     pass

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+from datetime import date, timedelta
 
 from nameko.events import event_handler
 from nameko.rpc import RpcProxy
@@ -18,10 +18,11 @@ from recaudo_common.identity import Identity
 from recaudo_common.service import ServiceBase, rpc
 from recaudo_common.validation import load
 
-from . import placement, rules, working
-from .models import (AccountFacts, Assignment, Base, InstitutionRules, Lease, Queue, Strategy,
-                     TeamMember)
-from .schemas import MoveAccounts, QueueOut, Reassign, StrategyOut, StrategyWrite, WorklistQuery
+from . import placement, reports, rules, working
+from .models import (AccountFacts, AssignedDaily, Assignment, Base, InstitutionRules, Lease, Queue,
+                     Strategy, TeamMember)
+from .schemas import (ChampionQuery, MoveAccounts, QueueOut, Reassign, RecoveryQuery, StrategyOut,
+                      StrategyWrite, WorklistQuery)
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,7 @@ class QueuesService(ServiceBase):
         self.db.emit(session, "queues_rebuilt", {
             "institution_id": strategy.institution_id, "strategy_id": strategy.id,
             "counts": counts, "unplaced": unplaced})
+        reports.snapshot_assigned(session, date.today(), strategy.institution_id)
         changed = result["changed"]
         for start in range(0, len(changed), placement.ANNOUNCE_BATCH):
             self.db.emit(session, "assignments_changed", {"assignments": [
@@ -366,6 +368,46 @@ class QueuesService(ServiceBase):
                 AccountFacts.institution_id == institution_id,
                 AccountFacts.updated_at < started))
         return {"institution_id": institution_id, "accounts": total}
+
+    # --- reports (reports.py): reports.view, within the caller's institutions -----------------
+
+    @event_handler("portfolio", "payment_received")
+    def on_payment_received(self, payload):
+        """Credit the payment to the queue and arm the account is in (recovery rollup)."""
+        payment = contracts.PaymentReceived().load(payload)
+        with self.db.session() as session:
+            if self.db.first_time(session, payment["event_id"], "payment_received"):
+                reports.record_payment(session, payment)
+
+    @timer(interval=3600)
+    def daily_assigned_snapshot(self):
+        """Once a day, what every queue and arm holds (rebuilds also snapshot their own)."""
+        today = date.today()
+        with self.db.session() as session:
+            if session.execute(select(AssignedDaily.day).where(AssignedDaily.day == today)
+                               .limit(1)).first() is None:
+                reports.snapshot_assigned(session, today)
+
+    @rpc
+    def report_queues(self, institution_id=None):
+        """The queues a report can be filtered by (names for the filters and rows)."""
+        identity = self.caller.require("reports.view")
+        with self.db.session() as session:
+            return reports.queue_names(session, identity, institution_id)
+
+    @rpc
+    def report_recovery(self, query):
+        identity = self.caller.require("reports.view")
+        query = load(RecoveryQuery(), query)
+        with self.db.session() as session:
+            return reports.recovery(session, identity, query)
+
+    @rpc
+    def report_champion_challenger(self, query):
+        identity = self.caller.require("reports.view")
+        query = load(ChampionQuery(), query)
+        with self.db.session() as session:
+            return reports.champion_challenger(session, identity, query)
 
     # --- helpers ------------------------------------------------------------------------------
 

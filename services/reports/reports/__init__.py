@@ -1,0 +1,1 @@
+"""The reports service: scheduled reports (who gets which report, how often) and their runs."""

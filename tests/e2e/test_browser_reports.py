@@ -1,0 +1,110 @@
+"""Reports and dashboards in headless Chromium.
+
+The live counter: the supervisor opens "Día del supervisor"; gestor1 logs a note through
+the API on one of their accounts; the number of activities on the open page goes up by
+one without a reload (Server-Sent Events from the activities service's events).
+
+The creditor portal: the demo Cliente (institution 1, BANCOMER) sees its own portal, its
+accounts only, a report filtered to another institution answers the "not found" page,
+and a debtor of institution 2 is not found either.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime, timezone
+
+import pytest
+import requests
+from playwright.sync_api import expect
+from sqlalchemy import create_engine, text
+
+from recaudo_common.config import settings
+
+from .test_browser_queues import browser, login, new_page, screenshots  # noqa: F401 (fixtures)
+
+RUN = secrets.token_hex(3)
+
+
+def _token(base_url, username, password) -> str:
+    return requests.post(base_url + "/api/v1/auth/token", json={
+        "username": username, "password": password}, timeout=30).json()["access_token"]
+
+
+def _accounts() -> dict:
+    engine = create_engine(settings().database_url)
+    with engine.connect() as conn:
+        def one(sql, **params):
+            return conn.execute(text(sql), params).first()
+        gestor1 = one("SELECT id FROM auth.users WHERE username = 'gestor1'")[0]
+        mine = one("SELECT id FROM portfolio.accounts WHERE institution_id = 1 AND "
+                   "assigned_agent_id = :g AND lawyer_id IS NULL ORDER BY id LIMIT 1", g=gestor1)
+        other = one("SELECT debtor_id FROM portfolio.accounts WHERE institution_id = 2 "
+                    "ORDER BY id LIMIT 1")
+    engine.dispose()
+    return {"gestor1_account": mine[0], "i2_debtor": other[0]}
+
+
+def _whole(text_: str) -> int:
+    return int(re.sub(r"\D", "", text_) or 0)
+
+
+def test_the_supervisors_counter_goes_up_when_an_activity_is_logged(stack, demo_users,
+                                                                    new_page, screenshots):
+    accounts = _accounts()
+    gestor = _token(stack.base_url, "gestor1", demo_users)
+
+    page = new_page()
+    login(page, "supervisor", demo_users)
+    page.click("#reports-link")
+    with page.expect_navigation():
+        page.click("#link-supervisor")
+    counter = page.locator("#counter-activities")
+    expect(page.locator("#live-status")).to_have_attribute("data-live", "on", timeout=15_000)
+    before = _whole(counter.inner_text())
+    page.evaluate("window.__sameDocument = true")
+
+    response = requests.post(stack.base_url + "/api/v1/activities", headers={
+        "Authorization": f"Bearer {gestor}", "Idempotency-Key": f"live-{RUN}"}, json={
+        "account_id": accounts["gestor1_account"], "kind": "note",
+        "started_at": datetime.now(timezone.utc).isoformat(),
+        "description": f"Nota para el tablero en vivo ({RUN})"}, timeout=30)
+    assert response.status_code == 201, response.text
+
+    page.wait_for_function(
+        "n => parseInt(document.querySelector('#counter-activities').textContent"
+        ".replace(/\\D/g, ''), 10) === n", arg=before + 1, timeout=15_000)
+    assert page.evaluate("window.__sameDocument === true")    # no reload
+    page.screenshot(path=str(screenshots / "supervisor-live.png"), full_page=True)
+
+
+def test_the_creditor_portal_shows_only_its_institution(stack, demo_users, new_page,
+                                                        screenshots):
+    accounts = _accounts()
+    page = new_page()
+    login(page, "cliente", demo_users)
+    page.goto("/portal")
+    expect(page.locator("#overview-title")).to_contain_text("Portal de")
+    expect(page.locator("#overview-filters")).to_have_count(0)      # one institution only
+    page.screenshot(path=str(screenshots / "creditor-portal.png"), full_page=True)
+
+    page.click("#portal-accounts")
+    rows = page.locator("#results tbody tr")
+    expect(rows.first).to_be_visible()
+    institutions = page.locator("#results tbody tr td.institution")
+    if institutions.count():
+        assert set(institutions.all_inner_texts()) == {"BANCOMER"}
+
+    answer = page.goto("/reportes/productividad?institution_id=2")
+    assert answer.status == 404
+    answer = page.goto(f"/deudores/{accounts['i2_debtor']}")
+    assert answer.status == 404
+    answer = page.goto("/tableros/institucion?institution_id=2")
+    assert answer.status == 404
+
+    answer = page.goto("/reportes/productividad?date_from=2024-03-01&date_to=2024-02-01")
+    assert answer.status == 422
+    expect(page.locator("#err-date_to")).to_contain_text("anterior")
+    answer = page.goto("/reportes/antiguedad")
+    assert answer.status == 200
+    expect(page.locator("#institution_id")).to_have_count(0)         # nothing to choose

@@ -5,7 +5,8 @@ VENV := .venv/bin
 TEST_ENV := RECAUDO_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/recaudo_test \
             RECAUDO_AMQP_URI=amqp://guest:guest@127.0.0.1:5672/recaudo_test \
             RECAUDO_GATEWAY_PORT=18080 RECAUDO_S3_ENDPOINT=http://127.0.0.1:19000 \
-            RECAUDO_VAR_DIR=var/test RECAUDO_DEMO=0
+            RECAUDO_VAR_DIR=var/test RECAUDO_DEMO=0 \
+            RECAUDO_LOCAL_IMAP_PORT=19145 RECAUDO_LOCAL_SMTP_PORT=19027
 
 .PHONY: help up down test bench logs status deps lock clean
 

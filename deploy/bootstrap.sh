@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 VENV=$ROOT/.venv
-PACKAGES="services/common services/auth services/portfolio services/queues services/activities services/documents services/messaging gateway"
+PACKAGES="services/common services/auth services/portfolio services/queues services/activities services/documents services/messaging services/reports gateway"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -27,6 +27,8 @@ stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 # --- Debian packages ---------------------------------------------------------
 command -v python3.11 >/dev/null || command -v python3 >/dev/null || apt_install python3 python3-venv
 command -v npm >/dev/null || apt_install nodejs npm
+# the IMAP server the messaging service syncs from locally and in tests (run unprivileged)
+apt_install dovecot-imapd
 if [ "${1:-}" = "--test" ]; then
   apt_install chromium fonts-dejavu-core
 fi
@@ -44,7 +46,7 @@ if ! stamp_ok "$VENV/.recaudo-installed" "$want"; then
   "$VENV/bin/pip" show -q setuptools >/dev/null  # the lock installed
   args=(); for p in $PACKAGES; do args+=(-e "$p"); done
   "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation "${args[@]}" 2>&1 | grep -v '^WARNING: Location' || true
-  "$VENV/bin/python" -c "import recaudo_common, gateway, auth, portfolio, queues, activities, documents, messaging"
+  "$VENV/bin/python" -c "import recaudo_common, gateway, auth, portfolio, queues, activities, documents, messaging, reports"
   echo "$want" > "$VENV/.recaudo-installed"
 fi
 

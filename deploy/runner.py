@@ -1,6 +1,7 @@
 """The local runner: starts and stops Recaudo's processes on this machine.
 
-    python deploy/runner.py up            start the S3 server, the six services and the gateway
+    python deploy/runner.py up            start the S3 server, the local mail servers (imap,
+                                          smtp), the six services and the gateway
     python deploy/runner.py down          stop exactly the processes ``up`` started
     python deploy/runner.py stop NAME     stop one of them (tests use it)
     python deploy/runner.py start NAME    start one of them again
@@ -51,6 +52,19 @@ PROCESSES: dict[str, list[str]] = {
 }
 
 
+#: local stand-ins for the mail servers a deployment already has (messaging's demo mailbox
+#: and outbox): started before the services, not mirrored by docker-compose
+DEMO_MAILBOX = ("cobranza@recaudo.demo", "recaudo-demo")
+LOCAL: dict[str, list[str]] = {
+    "imap": [str(BIN / "python"), "-m", "messaging.localmail", "imap", "--dir",
+             str(VAR / "mail" / "imap"), "--port", str(CFG.local_imap_port),
+             "--user", ":".join(DEMO_MAILBOX)],
+    "smtp": [str(BIN / "python"), "-m", "messaging.localmail", "smtp", "--dir",
+             str(VAR / "mail" / "sink"), "--port", str(CFG.local_smtp_port)],
+}
+ALL = {**LOCAL, **PROCESSES}
+
+
 def _pidfile(name: str) -> Path:
     return VAR / "run" / f"{name}.pid"
 
@@ -72,7 +86,8 @@ def running_pid(name: str) -> int | None:
 
 #: processes that listen on a port of their own: name -> port
 def _ports() -> dict[str, int]:
-    return {"s3": urlsplit(CFG.s3_endpoint).port, "gateway": CFG.gateway_port}
+    return {"s3": urlsplit(CFG.s3_endpoint).port, "gateway": CFG.gateway_port,
+            "imap": CFG.local_imap_port, "smtp": CFG.local_smtp_port}
 
 
 def _port_busy(port: int) -> bool:
@@ -92,7 +107,7 @@ def start(name: str) -> int:
         (VAR / sub).mkdir(parents=True, exist_ok=True)
     log = open(VAR / "log" / f"{name}.log", "ab")
     env = dict(os.environ, PSYCOPG_WAIT_FUNC="wait_select", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(PROCESSES[name], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(ALL[name], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True, env=env)
     _pidfile(name).write_text(f"{proc.pid} {_start_time(proc.pid)}")
     return proc.pid
@@ -139,9 +154,9 @@ def wait_healthy(seconds: float = 90.0) -> dict:
         status, body = health()
         if status == 200:
             return body
-        dead = [n for n in PROCESSES if not running_pid(n)]
+        dead = [n for n in ALL if not running_pid(n)]
         if dead or time.monotonic() > deadline:
-            logs = "\n".join(f"  {VAR / 'log' / f'{n}.log'}" for n in (dead or PROCESSES))
+            logs = "\n".join(f"  {VAR / 'log' / f'{n}.log'}" for n in (dead or ALL))
             raise SystemExit(f"Recaudo did not become healthy (not running: {dead or 'none'}; "
                              f"last answer {status} {body}). See the logs:\n{logs}")
         time.sleep(0.5)
@@ -149,8 +164,8 @@ def wait_healthy(seconds: float = 90.0) -> dict:
 
 def main(argv: list[str]) -> int:
     command, *names = argv or ["status"]
-    names = names or list(PROCESSES)
-    unknown = set(names) - set(PROCESSES)
+    names = names or list(ALL)
+    unknown = set(names) - set(ALL)
     if unknown:
         raise SystemExit(f"unknown process: {', '.join(sorted(unknown))}")
     if command == "up":

@@ -15,10 +15,13 @@ from .account import bp as account_bp
 from .activities import bp as activities_bp
 from .admin import bp as admin_bp
 from .documents import bp as documents_bp
+from .dashboards import bp as dashboards_bp
 from .api import api
 from .health import bp as health_bp
+from .messaging import bp as messaging_bp
 from .portfolio import bp as portfolio_bp
 from .queues import bp as queues_bp
+from .reports import bp as reports_bp
 from .rpc import RpcPool
 from .share import bp as share_bp
 from .ui import bp as ui_bp
@@ -72,7 +75,10 @@ def create_app(cfg: Settings | None = None, testing: bool = False) -> Flask:
     app.register_blueprint(portfolio_bp)
     app.register_blueprint(queues_bp)
     app.register_blueprint(activities_bp)
+    app.register_blueprint(messaging_bp)
     app.register_blueprint(documents_bp)
     app.register_blueprint(share_bp)
+    app.register_blueprint(reports_bp)
+    app.register_blueprint(dashboards_bp)
     return app
 

@@ -1105,6 +1105,310 @@ TABLE.extend([
              else 403, label="all-institution admin")),
 ])
 
+# --- reports and dashboards: reports.view, and every report refused for another institution ------
+# Each report is asked for institution 1 and for institution 2: the creditor (cliente) and the
+# partner key (both bound to institution 1) get 404 for institution 2, exactly like missing.
+
+REPORTS_VIEW = "reports.view"
+REPORT_KEYS = ("productivity", "recovery", "aging", "roll-rates", "promises", "disputes",
+               "champion-challenger")
+REPORT_RPCS = (("activities", "report_productivity"), ("activities", "report_promises"),
+               ("activities", "report_disputes"), ("portfolio", "report_roll_rates"),
+               ("queues", "report_recovery"), ("queues", "report_champion_challenger"))
+
+
+def _report_query(institution_id: int, key: str = "") -> Callable:
+    def query(w) -> str:
+        if key == "aging":
+            return f"institution_id={institution_id}"
+        return f"institution_id={institution_id}&{_a_day(w)}"
+    return query
+
+
+def _range_of(institution_id: int):
+    def body(w, uniq):
+        from datetime import date
+        today = date.today().isoformat()
+        return [{"institution_id": institution_id, "date_from": today, "date_to": today}]
+    return body
+
+
+TABLE.extend([
+    Row("reports.catalogue", "GET", "/api/v1/reports", None, RULES.perm(REPORTS_VIEW)),
+    *(Row(f"reports.{key}.i{i}", "GET", f"/api/v1/reports/{key}", None,
+          RULES.perm(REPORTS_VIEW, reach=(i,)), query=_report_query(i, key))
+      for key in REPORT_KEYS for i in (1, 2)),
+    # an export asked for another institution is refused the same way
+    Row("reports.productivity.xlsx.i2", "GET", "/api/v1/reports/productivity", None,
+        RULES.perm(REPORTS_VIEW, reach=(2,)),
+        query=lambda w: _report_query(2)(w) + "&format=xlsx"),
+    *(Row(f"dashboards.supervisor.i{i}", "GET", "/api/v1/dashboards/supervisor", None,
+          RULES.perm(REPORTS_VIEW, reach=(i,)), query=lambda w, i=i: f"institution_id={i}")
+      for i in (1, 2)),
+    *(Row(f"dashboards.institution.i{i}", "GET", "/api/v1/dashboards/institution", None,
+          RULES.perm(REPORTS_VIEW, reach=(i,)), query=lambda w, i=i: f"institution_id={i}")
+      for i in (1, 2)),
+    # --- the same, straight to the services --------------------------------------------------
+    *(Row(f"rpc.{service}.{method}.i{i}", "RPC", f"{service}.{method}", _range_of(i),
+          RULES.perm(REPORTS_VIEW, reach=(i,)))
+      for service, method in REPORT_RPCS for i in (1, 2)),
+    *(Row(f"rpc.portfolio.report_aging.i{i}", "RPC", "portfolio.report_aging",
+          [{"institution_id": i}], RULES.perm(REPORTS_VIEW, reach=(i,))) for i in (1, 2)),
+    *(Row(f"rpc.activities.supervisor_day.i{i}", "RPC", "activities.supervisor_day",
+          lambda w, uniq, i=i: [{"day": _a_day(w)[10:20], "institution_id": i}],
+          RULES.perm(REPORTS_VIEW, reach=(i,))) for i in (1, 2)),
+    *(Row(f"rpc.queues.report_queues.i{i}", "RPC", "queues.report_queues", [i],
+          RULES.perm(REPORTS_VIEW, reach=(i,))) for i in (1, 2)),
+    # every institution's accounts: only an all-institution holder of institutions.manage
+    Row("rpc.portfolio.snapshot_aging", "RPC", "portfolio.snapshot_aging", [],
+        RULES.perm(INSTITUTIONS_MANAGE, reach=None)),
+    Row("rpc.portfolio.rebuild_aging_rollups.long-ago", "RPC", "portfolio.rebuild_aging_rollups",
+        [{"date_from": "2000-01-01", "date_to": "2000-01-31"}],
+        RULES.perm(INSTITUTIONS_MANAGE, reach=None)),
+])
+
+# --- messaging: mailboxes, patterns, templates, sending and the inbound triage ---------------------
+# Rows act on a mailbox (pointing at a closed port: tests and syncs answer with the reason),
+# a template and a pattern of institution 2, made once as admin. Sends and writes are refused
+# by validation (422) or conflict (409) once allowed, so nothing is sent or changed.
+
+MSG_SEND = "messaging.send"
+MSG_MANAGE = "messaging.manage"
+MAILBOX_FIELDS = ("institution_id", "name", "address", "imap_host", "imap_port", "imap_tls",
+                  "imap_user", "imap_folder", "smtp_host", "smtp_port", "smtp_security")
+TEMPLATE_FIELDS = ("institution_id", "name", "subject_es", "text_es", "html_es", "subject_en",
+                   "text_en", "html_en", "active")
+
+
+def _messaging(w) -> dict:
+    if getattr(w, "messaging", None) is None:
+        admin = w.tokens["admin"]
+        mailbox = w.ok("POST", "/api/v1/mailboxes", admin, {
+            "institution_id": 2, "name": f"Matriz {RUN}", "address": "matriz@recaudo.test",
+            "imap_host": "127.0.0.1", "imap_port": 1, "imap_tls": False,
+            "imap_user": "matriz", "imap_password": "matriz-clave", "smtp_host": "127.0.0.1",
+            "smtp_port": 1, "smtp_security": "none"})
+        template = w.ok("POST", "/api/v1/templates", admin, {
+            "institution_id": 2, "name": f"Matriz {RUN}", "subject_es": "Cuenta {{ account.account_number }}",
+            "text_es": "Hola {{ debtor.name }}"})
+        settings_ = w.ok("GET", "/api/v1/institutions/2/messaging-settings", admin)
+        w.messaging = {"mailbox": mailbox["id"], "template": template["id"],
+                       "mailbox_body": {k: mailbox[k] for k in MAILBOX_FIELDS},
+                       "template_body": {k: template[k] for k in TEMPLATE_FIELDS},
+                       "settings": {"fax_domain": settings_["fax_domain"],
+                                    "default_mailbox_id": settings_["default_mailbox_id"]}}
+    return w.messaging
+
+
+def _msg(key):
+    names = {"mailbox": "mailbox_id", "template": "template_id"}
+    return lambda w: {names[key]: _messaging(w)[key]}
+
+
+def _send_or_manage(reach=EVERY_INSTITUTION) -> Rule:
+    """Senders pick mailboxes and templates; administrators edit them."""
+    def decide(who: Who) -> int:
+        if not who.authenticated:
+            return 401
+        if not {MSG_SEND, MSG_MANAGE} & who.permissions:
+            return 403
+        if reach is not EVERY_INSTITUTION and not who.may_reach(reach):
+            return 404
+        return 200
+    return Rule(decide, label=f"send_or_manage({reach})")
+
+
+def _compose(w, **extra):
+    return {"account_id": _portfolio(w)["i2_gestor1"][0], "template_id": _messaging(w)["template"],
+            **extra}
+
+
+MSG_MANAGE_I2 = RULES.perm(MSG_MANAGE, reach=(2,))
+NOT_A_MESSAGE = 999_999_999
+BAD_PATTERN = {"institution_id": 2, "name": "Matriz", "regex": "(a+)+$", "target": "account_number"}
+GOOD_PATTERN = {"institution_id": 2, "name": "Matriz", "regex": r"(\d{8})", "target": "account_number"}
+
+TABLE.extend([
+    Row("messaging.mailboxes.list", "GET", "/api/v1/mailboxes", None, _send_or_manage()),
+    Row("messaging.mailboxes.create.duplicate", "POST", "/api/v1/mailboxes",
+        lambda w, uniq: {**_messaging(w)["mailbox_body"], "imap_password": "x-clave"},
+        RULES.perm(MSG_MANAGE, 409, reach=(2,))),
+    Row("messaging.mailboxes.get.i2", "GET", "/api/v1/mailboxes/{mailbox_id}", None,
+        MSG_MANAGE_I2, params=_msg("mailbox")),
+    Row("messaging.mailboxes.update.unchanged", "PUT", "/api/v1/mailboxes/{mailbox_id}",
+        lambda w, uniq: _messaging(w)["mailbox_body"], MSG_MANAGE_I2, params=_msg("mailbox")),
+    Row("messaging.mailboxes.test.i2", "POST", "/api/v1/mailboxes/{mailbox_id}/test", None,
+        MSG_MANAGE_I2, params=_msg("mailbox"),
+        check=lambda w, who, answer: answer["ok"] is False or pytest.fail(str(answer))),
+    Row("messaging.mailboxes.sync.i2", "POST", "/api/v1/mailboxes/{mailbox_id}/sync", None,
+        MSG_MANAGE_I2, params=_msg("mailbox"),
+        check=lambda w, who, answer: "error" in answer or pytest.fail(str(answer))),
+    Row("messaging.mailboxes.search.i2", "GET", "/api/v1/mailboxes/{mailbox_id}/search", None,
+        RULES.perm(MSG_SEND, 422, reach=(2,)), params=_msg("mailbox"),
+        query=lambda w: "subject=matriz"),
+    Row("messaging.settings.get.2", "GET", "/api/v1/institutions/{institution_id}/messaging-settings",
+        None, MSG_MANAGE_I2, params=lambda w: {"institution_id": 2}),
+    Row("messaging.settings.save.unchanged", "PUT",
+        "/api/v1/institutions/{institution_id}/messaging-settings",
+        lambda w, uniq: _messaging(w)["settings"], MSG_MANAGE_I2,
+        params=lambda w: {"institution_id": 2}),
+    Row("messaging.patterns.list.2", "GET", "/api/v1/institutions/{institution_id}/match-patterns",
+        None, MSG_MANAGE_I2, params=lambda w: {"institution_id": 2}),
+    Row("messaging.patterns.create.unsafe", "POST", "/api/v1/match-patterns", BAD_PATTERN,
+        RULES.perm(MSG_MANAGE, 422, reach=(2,))),
+    Row("messaging.patterns.update.missing", "PUT", "/api/v1/match-patterns/{pattern_id}",
+        GOOD_PATTERN, RULES.perm(MSG_MANAGE, 404), params=lambda w: {"pattern_id": NOT_A_MESSAGE}),
+    Row("messaging.patterns.delete.missing", "DELETE", "/api/v1/match-patterns/{pattern_id}", None,
+        RULES.perm(MSG_MANAGE, 404), params=lambda w: {"pattern_id": NOT_A_MESSAGE}),
+    Row("messaging.templates.list.2", "GET", "/api/v1/institutions/{institution_id}/templates",
+        None, _send_or_manage((2,)), params=lambda w: {"institution_id": 2}),
+    Row("messaging.templates.create.unknown-field", "POST", "/api/v1/templates",
+        lambda w, uniq: {**_messaging(w)["template_body"], "name": uniq,
+                         "text_es": "{{ debtor.secreto }}"},
+        RULES.perm(MSG_MANAGE, 422, reach=(2,))),
+    Row("messaging.templates.get.i2", "GET", "/api/v1/templates/{template_id}", None,
+        _send_or_manage((2,)), params=_msg("template")),
+    Row("messaging.templates.update.unchanged", "PUT", "/api/v1/templates/{template_id}",
+        lambda w, uniq: _messaging(w)["template_body"], MSG_MANAGE_I2, params=_msg("template")),
+    Row("messaging.preview.i2", "POST", "/api/v1/messages/preview",
+        lambda w, uniq: _compose(w), PORTFOLIO_RULES.reads(2, "gestor1", permission=MSG_SEND)),
+    Row("messaging.email.not-an-address", "POST", "/api/v1/messages/email",
+        lambda w, uniq: _compose(w, to="no es correo"), RULES.perm(MSG_SEND, 422)),
+    Row("messaging.fax.not-a-number", "POST", "/api/v1/messages/fax",
+        lambda w, uniq: _compose(w, fax_number="abc"), RULES.perm(MSG_SEND, 422)),
+    Row("messaging.outbound.list", "GET", "/api/v1/messages", None, RULES.perm(MSG_SEND)),
+    Row("messaging.outbound.get.missing", "GET", "/api/v1/messages/{message_id}", None,
+        RULES.perm(MSG_SEND, 404), params=lambda w: {"message_id": NOT_A_MESSAGE}),
+    Row("messaging.inbound.list", "GET", "/api/v1/inbound-messages", None, RULES.perm(MSG_SEND),
+        query=lambda w: "state=unmatched"),
+    Row("messaging.inbound.get.missing", "GET", "/api/v1/inbound-messages/{inbound_id}", None,
+        RULES.perm(MSG_SEND, 404), params=lambda w: {"inbound_id": NOT_A_MESSAGE}),
+    Row("messaging.inbound.assign.missing", "POST",
+        "/api/v1/inbound-messages/{inbound_id}/assign", {"account_id": 1},
+        RULES.perm(MSG_SEND, 404), params=lambda w: {"inbound_id": NOT_A_MESSAGE}),
+    # --- the same, straight to the messaging service (and portfolio's look-up for it) ----------
+    Row("rpc.messaging.list_mailboxes", "RPC", "messaging.list_mailboxes", [], _send_or_manage()),
+    Row("rpc.messaging.get_mailbox.i2", "RPC", "messaging.get_mailbox",
+        lambda w, uniq: [_messaging(w)["mailbox"]], MSG_MANAGE_I2),
+    Row("rpc.messaging.save_mailbox.unchanged", "RPC", "messaging.save_mailbox",
+        lambda w, uniq: [_messaging(w)["mailbox_body"], _messaging(w)["mailbox"]], MSG_MANAGE_I2),
+    Row("rpc.messaging.test_mailbox.i2", "RPC", "messaging.test_mailbox",
+        lambda w, uniq: [_messaging(w)["mailbox"]], MSG_MANAGE_I2),
+    Row("rpc.messaging.sync_mailbox.i2", "RPC", "messaging.sync_mailbox",
+        lambda w, uniq: [_messaging(w)["mailbox"]], MSG_MANAGE_I2),
+    Row("rpc.messaging.search_mailbox.i2", "RPC", "messaging.search_mailbox",
+        lambda w, uniq: [_messaging(w)["mailbox"], {"subject": "matriz"}],
+        RULES.perm(MSG_SEND, 422, reach=(2,))),
+    Row("rpc.messaging.get_settings.2", "RPC", "messaging.get_settings", [2], MSG_MANAGE_I2),
+    Row("rpc.messaging.save_settings.unchanged", "RPC", "messaging.save_settings",
+        lambda w, uniq: [2, _messaging(w)["settings"]], MSG_MANAGE_I2),
+    Row("rpc.messaging.list_patterns.2", "RPC", "messaging.list_patterns", [2], MSG_MANAGE_I2),
+    Row("rpc.messaging.save_pattern.unsafe", "RPC", "messaging.save_pattern", [BAD_PATTERN],
+        RULES.perm(MSG_MANAGE, 422, reach=(2,))),
+    Row("rpc.messaging.delete_pattern.missing", "RPC", "messaging.delete_pattern",
+        [NOT_A_MESSAGE], RULES.perm(MSG_MANAGE, 404)),
+    Row("rpc.messaging.list_templates.2", "RPC", "messaging.list_templates", [2],
+        _send_or_manage((2,))),
+    Row("rpc.messaging.get_template.i2", "RPC", "messaging.get_template",
+        lambda w, uniq: [_messaging(w)["template"]], _send_or_manage((2,))),
+    Row("rpc.messaging.save_template.unchanged", "RPC", "messaging.save_template",
+        lambda w, uniq: [_messaging(w)["template_body"], _messaging(w)["template"]],
+        MSG_MANAGE_I2),
+    Row("rpc.messaging.preview.i2", "RPC", "messaging.preview", lambda w, uniq: [_compose(w)],
+        PORTFOLIO_RULES.reads(2, "gestor1", permission=MSG_SEND)),
+    Row("rpc.messaging.send_email.not-an-address", "RPC", "messaging.send_email",
+        lambda w, uniq: [_compose(w, to="no es correo")], RULES.perm(MSG_SEND, 422)),
+    Row("rpc.messaging.send_fax.not-a-number", "RPC", "messaging.send_fax",
+        lambda w, uniq: [_compose(w, fax_number="abc")], RULES.perm(MSG_SEND, 422)),
+    Row("rpc.messaging.list_outbound", "RPC", "messaging.list_outbound", [{}],
+        RULES.perm(MSG_SEND)),
+    Row("rpc.messaging.get_outbound.missing", "RPC", "messaging.get_outbound", [NOT_A_MESSAGE],
+        RULES.perm(MSG_SEND, 404)),
+    Row("rpc.messaging.list_inbound", "RPC", "messaging.list_inbound", [{}], RULES.perm(MSG_SEND)),
+    Row("rpc.messaging.get_inbound.missing", "RPC", "messaging.get_inbound", [NOT_A_MESSAGE],
+        RULES.perm(MSG_SEND, 404)),
+    Row("rpc.messaging.assign_inbound.missing", "RPC", "messaging.assign_inbound",
+        [NOT_A_MESSAGE, {"account_id": 1}], RULES.perm(MSG_SEND, 404)),
+    # a scheduled report's mailing (the reports service's runner), from institution 2's
+    # matrix mailbox, whose SMTP port answers nothing: once in reach, refused (409), unsent
+    Row("rpc.messaging.send_report.i2", "RPC", "messaging.send_report",
+        lambda w, uniq: [_messaging(w) and {
+            "recipients": ["matriz@recaudo.example"], "subject": "Matriz", "body": "Matriz",
+            "institution_id": 2, "attachment": {"filename": "m.csv", "content_type": "text/csv",
+                                                "content_b64": "YSxi"}}],
+        RULES.perm("reports.view", 409, reach=(2,))),
+    Row("rpc.portfolio.match_debtors.2", "RPC", "portfolio.match_debtors",
+        [2, ["matriz@recaudo.test"], ["0"], ["0"]], RULES.perm("portfolio.read_all", reach=(2,))),
+])
+
+# --- scheduled reports (the reports service): each user's own; another's answers 404 ----------
+# The create rows schedule a daily aging report of institution 2 to a throwaway address
+# (removed at the end); the rest act on a schedule that does not exist.
+
+THROWAWAY_RECIPIENT = "matriz@recaudo.example"
+NO_SCHEDULE = 999_999_999
+
+
+def _schedule_body(institution_id=None, **changes):
+    def body(w, uniq):
+        out = {"report": "aging", "frequency": "daily", "recipients": [THROWAWAY_RECIPIENT],
+               "filters": {"group_by": ["stage"]}, **changes}
+        if institution_id is not None:
+            out["institution_id"] = institution_id
+        return out
+    return body
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_throwaway_schedules():
+    yield
+    engine = create_engine(settings().database_url)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM reports.schedules WHERE recipients @> "
+                          "CAST(:r AS jsonb)"), {"r": f'["{THROWAWAY_RECIPIENT}"]'})
+    engine.dispose()
+
+
+_MISSING_SCHEDULE = lambda w: {"schedule_id": NO_SCHEDULE}  # noqa: E731
+
+TABLE.extend([
+    Row("report-schedules.list", "GET", "/api/v1/report-schedules", None,
+        RULES.perm(REPORTS_VIEW)),
+    Row("report-schedules.create.i2", "POST", "/api/v1/report-schedules", _schedule_body(2),
+        RULES.perm(REPORTS_VIEW, 201, reach=(2,))),
+    # weekly without its weekday: refused, nothing stored
+    Row("report-schedules.create.bad", "POST", "/api/v1/report-schedules",
+        _schedule_body(frequency="weekly"), RULES.perm(REPORTS_VIEW, 422)),
+    Row("report-schedules.update.missing", "PUT", "/api/v1/report-schedules/{schedule_id}",
+        _schedule_body(), RULES.perm(REPORTS_VIEW, 404), params=_MISSING_SCHEDULE),
+    Row("report-schedules.delete.missing", "DELETE", "/api/v1/report-schedules/{schedule_id}",
+        None, RULES.perm(REPORTS_VIEW, 404), params=_MISSING_SCHEDULE),
+    Row("report-schedules.run.missing", "POST", "/api/v1/report-schedules/{schedule_id}/run",
+        None, RULES.perm(REPORTS_VIEW, 404), params=_MISSING_SCHEDULE),
+    Row("report-schedules.runs.missing", "GET", "/api/v1/report-schedules/{schedule_id}/runs",
+        None, RULES.perm(REPORTS_VIEW, 404), params=_MISSING_SCHEDULE),
+    Row("report-runs.file.missing", "GET", "/api/v1/report-runs/{run_id}/file", None,
+        RULES.perm(REPORTS_VIEW, 404), params=lambda w: {"run_id": NO_SCHEDULE}),
+    Row("rpc.reports.list_schedules", "RPC", "reports.list_schedules", [],
+        RULES.perm(REPORTS_VIEW)),
+    Row("rpc.reports.save_schedule.i2", "RPC", "reports.save_schedule",
+        lambda w, uniq: [_schedule_body(2)(w, uniq)], RULES.perm(REPORTS_VIEW, reach=(2,))),
+    Row("rpc.reports.save_schedule.bad", "RPC", "reports.save_schedule",
+        lambda w, uniq: [_schedule_body(frequency="weekly")(w, uniq)],
+        RULES.perm(REPORTS_VIEW, 422)),
+    Row("rpc.reports.delete_schedule.missing", "RPC", "reports.delete_schedule", [NO_SCHEDULE],
+        RULES.perm(REPORTS_VIEW, 404)),
+    Row("rpc.reports.run_schedule.missing", "RPC", "reports.run_schedule", [NO_SCHEDULE],
+        RULES.perm(REPORTS_VIEW, 404)),
+    Row("rpc.reports.list_runs.missing", "RPC", "reports.list_runs", [NO_SCHEDULE],
+        RULES.perm(REPORTS_VIEW, 404)),
+    Row("rpc.reports.run_file.missing", "RPC", "reports.run_file", [NO_SCHEDULE],
+        RULES.perm(REPORTS_VIEW, 404)),
+    # a user's identity, for the platform's own services only: every caller is refused
+    Row("rpc.auth.identity_for", "RPC", "auth.identity_for", lambda w, uniq: [w.ids["gestor1"]],
+        RULES.authenticated(403)),
+])
+
 #: the typed error an RPC answers for each refusal status
 RPC_ERROR = {401: NotAuthenticated, 403: PermissionDenied, 404: NotFound, 409: Conflict,
              422: InvalidInput, 429: Throttled}
@@ -1292,17 +1596,19 @@ def test_every_api_route_is_in_the_table(stack):
 
 
 def test_every_identity_checked_rpc_is_in_the_table():
-    """Each entrypoint of the auth, portfolio, activities and documents services that reads
+    """Each entrypoint of the auth, portfolio, activities, documents and messaging services that reads
     the caller."""
     import inspect
 
     from activities.service import ActivitiesService
     from auth.service import AuthService
     from documents.service import DocumentsService
+    from messaging.service import MessagingService
     from portfolio.service import PortfolioService
 
     expected = set()
-    for service in (AuthService, PortfolioService, ActivitiesService, DocumentsService):
+    for service in (AuthService, PortfolioService, ActivitiesService, DocumentsService,
+                    MessagingService):
         for name, member in vars(service).items():
             if inspect.isfunction(member) and "self.caller" in inspect.getsource(member):
                 expected.add(f"{service.name}.{name}")
@@ -1341,3 +1647,20 @@ def test_every_queues_rpc_and_its_cross_institution_answers_are_in_the_table():
     assert rebuild.rule(WHO["supervisor"]) == 200    # every institution
     assert rebuild.rule(WHO["adminlocal"]) == 403    # a scoped admin
     assert rebuild.rule(WHO["gestor1"]) == 403 and rebuild.rule(WHO["anonymous"]) == 401
+
+
+def test_every_reports_rpc_and_each_reports_cross_institution_answer_are_in_the_table():
+    """Each entrypoint of the reports service that reads the caller has a row, and every
+    report keeps a row asking for another institution (the creditor gets 404)."""
+    import inspect
+
+    from reports.service import ReportsService
+
+    expected = {f"{ReportsService.name}.{name}" for name, member in vars(ReportsService).items()
+                if inspect.isfunction(member) and "self.caller" in inspect.getsource(member)}
+    covered = {row.path for row in TABLE if row.method == "RPC"}
+    assert expected and not sorted(expected - covered)
+    for key in REPORT_KEYS:
+        row = next(r for r in TABLE if r.name == f"reports.{key}.i2")
+        assert row.rule(WHO["cliente"]) == 404 and row.rule(WHO["integracion"]) == 404
+        assert row.rule(WHO["supervisor"]) == 200 and row.rule(WHO["gestor1"]) == 403

@@ -24,7 +24,7 @@ from .test_browser import CHROMIUM, CHROMIUM_ARGS, watch_errors
 RUN = secrets.token_hex(3)
 DEMO_CSV = ROOT / "deploy" / "demo" / "bancomer_cartera.csv"
 TABS = ["Notas", "Gestiones", "Promesas", "Aclaraciones", "Contacto", "Contrato", "Domicilio",
-        "Movimientos", "Avales", "Documentos"]   # the activities tabs (issue 6) follow "Notas"
+        "Movimientos", "Avales", "Documentos", "Correo"]   # the activities tabs follow "Notas"
 
 
 @pytest.fixture(scope="module")

@@ -102,3 +102,75 @@ def s3_server():
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+#: the integration suite's own IMAP server (dovecot) and SMTP sink (aiosmtpd); other
+#: ports than the e2e stack's, settable so two checkouts can run side by side
+IMAP_TEST_PORT = int(os.environ.get("RECAUDO_IMAP_TEST_PORT", "19143"))
+SMTP_TEST_PORT = int(os.environ.get("RECAUDO_SMTP_TEST_PORT", "19025"))
+
+
+@pytest.fixture(scope="session")
+def imap_server():
+    """A real dovecot on 127.0.0.1 (data under <var>/mail-int): ``server.add_user(addr,
+    password)`` makes a mailbox account; ``server.port``."""
+    import shutil
+    from pathlib import Path
+
+    from messaging import localmail
+
+    root = Path(__file__).resolve().parents[2]
+    directory = root / settings().var_dir / "mail-int"
+    shutil.rmtree(directory, ignore_errors=True)
+    users = {"setup@recaudo.test": "setup-password"}
+    proc = localmail.start_dovecot(directory, IMAP_TEST_PORT, users)
+
+    class Server:
+        port = IMAP_TEST_PORT
+
+        @staticmethod
+        def add_user(address, password):
+            users[address] = password
+            localmail.write_dovecot(directory, IMAP_TEST_PORT, users)  # passwd-file: read per login
+
+    try:
+        yield Server()
+    finally:
+        localmail.stop(proc)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def smtp_sink():
+    """A real aiosmtpd sink on 127.0.0.1 keeping each message as a file: ``sink.messages()``
+    answers them parsed (oldest first), ``sink.clear()``."""
+    import shutil
+    from email import policy
+    from email.parser import BytesParser
+    from pathlib import Path
+
+    from messaging import localmail
+
+    root = Path(__file__).resolve().parents[2]
+    directory = root / settings().var_dir / "smtp-int"
+    shutil.rmtree(directory, ignore_errors=True)
+    proc = localmail.start_sink(directory, SMTP_TEST_PORT)
+
+    class Sink:
+        port = SMTP_TEST_PORT
+
+        @staticmethod
+        def messages():
+            files = sorted(directory.glob("*.eml"), key=lambda p: int(p.name.split("-")[0]))
+            return [BytesParser(policy=policy.default).parsebytes(p.read_bytes()) for p in files]
+
+        @staticmethod
+        def clear():
+            for path in directory.glob("*.eml"):
+                path.unlink()
+
+    try:
+        yield Sink()
+    finally:
+        localmail.stop(proc)
+        shutil.rmtree(directory, ignore_errors=True)

@@ -13,9 +13,12 @@ from .. import errors
 from .activities import blp as activities_blp, calendar_blp
 from .admin import blp as admin_blp
 from .auth import blp as auth_blp
+from .messaging import blp as messaging_blp
 from .documents import blp as documents_blp
 from .portfolio import blp as portfolio_blp
 from .queues import blp as queues_blp
+from .reports import blp as reports_blp
+from .schedules import blp as schedules_blp
 from .system import blp as system_blp
 
 
@@ -32,7 +35,8 @@ class _LazyApi:
             "description": "API de Recaudo para la app móvil y los sistemas de socios. "
                            "Errores: {\"error\": {\"code\", \"message\", \"fields\"}}."}})
         for blueprint in (system_blp, auth_blp, admin_blp, portfolio_blp, queues_blp,
-                          activities_blp, calendar_blp, documents_blp):
+                          activities_blp, calendar_blp, documents_blp, reports_blp, messaging_blp,
+                          schedules_blp):
             instance.register_blueprint(blueprint)
         instance.spec.components.security_scheme(
             "bearer", {"type": "http", "scheme": "bearer",

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 #: The services of the platform, in start order. The runner, the gateway's
 #: health check and the compose-file test all read this one list.
-SERVICES = ("auth", "portfolio", "queues", "activities", "documents", "messaging")
+SERVICES = ("auth", "portfolio", "queues", "activities", "documents", "messaging", "reports")
 
 _DEV_IDENTITY_KEY = "recaudo-local-development-identity-key-change-me"
 
@@ -49,6 +49,9 @@ class Settings:
     gateway_port: int = 8080
     #: where the local runner keeps pid files, logs and the S3 server's data
     var_dir: str = "var"
+    #: the local runner's demo mail servers (dovecot IMAP, aiosmtpd sink): local only
+    local_imap_port: int = 10143
+    local_smtp_port: int = 10025
 
     @property
     def nameko(self) -> dict:
@@ -80,6 +83,8 @@ ENV = {
     "RECAUDO_GATEWAY_HOST": "gateway_host",
     "RECAUDO_GATEWAY_PORT": "gateway_port",
     "RECAUDO_VAR_DIR": "var_dir",
+    "RECAUDO_LOCAL_IMAP_PORT": "local_imap_port",
+    "RECAUDO_LOCAL_SMTP_PORT": "local_smtp_port",
 }
 
 

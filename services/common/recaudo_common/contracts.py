@@ -269,3 +269,47 @@ class DocumentAdded(EventSchema):
     content_type = fields.String(required=True)
     size = fields.Integer(required=True)
     uploaded_by = fields.Integer(required=True)
+
+
+# --- messaging ------------------------------------------------------------------------
+
+@event("messaging", "message_sent")
+class MessageSent(EventSchema):
+    """The SMTP server accepted an outbound email or fax (``response``: its answer)."""
+
+    message_uuid = fields.String(required=True)
+    institution_id = fields.Integer(required=True)
+    debtor_id = fields.Integer(required=True)
+    account_id = fields.Integer(required=True)
+    channel = fields.String(required=True)
+    to_address = fields.String(required=True)
+    activity_id = fields.Integer(allow_none=True, required=True)
+    attempts = fields.Integer(required=True)
+    response = fields.String(required=True)
+
+
+@event("messaging", "message_failed")
+class MessageFailed(EventSchema):
+    """An outbound message failed for good: refused, out of retries, or bounced later."""
+
+    message_uuid = fields.String(required=True)
+    institution_id = fields.Integer(required=True)
+    debtor_id = fields.Integer(required=True)
+    account_id = fields.Integer(required=True)
+    channel = fields.String(required=True)
+    reason = fields.String(required=True)
+    bounced = fields.Boolean(required=True)
+
+
+@event("messaging", "message_received")
+class MessageReceived(EventSchema):
+    """A message synced from a mailbox; ``state`` matched, unmatched (triage) or bounce."""
+
+    inbound_id = fields.Integer(required=True)
+    mailbox_id = fields.Integer(required=True)
+    institution_id = fields.Integer(required=True)
+    state = fields.String(required=True)
+    debtor_id = fields.Integer(allow_none=True, required=True)
+    account_id = fields.Integer(allow_none=True, required=True)
+    from_address = fields.String(required=True)
+    subject = fields.String(required=True)

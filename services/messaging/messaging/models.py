@@ -1,4 +1,206 @@
-"""Tables of the messaging service, all in its own ``messaging`` schema."""
+"""Tables of the messaging service, all in its own ``messaging`` schema.
+
+Mailboxes keep their sync position (UIDVALIDITY and the last UID seen) next to their
+settings, so a restart resumes where the last committed batch ended. Inbound messages
+are unique per mailbox by Message-ID (a UIDVALIDITY change re-reads the folder without
+duplicating) and by (UIDVALIDITY, UID). Outbound messages are the queue the delivery
+timer drains: a row is accepted (``queued``) in the same transaction as its event, so
+nothing accepted is lost, and its state only moves forward.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer,
+                        LargeBinary, String, Text, UniqueConstraint, func, text)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
 from recaudo_common.models import service_base
 
 Base = service_base("messaging")
+
+CHANNELS = ("email", "fax")
+OUTBOUND_STATES = ("queued", "sent", "failed")
+INBOUND_STATES = ("matched", "unmatched", "assigned", "bounce", "ignored")
+MATCHED_BY = ("sender", "pattern", "reply", "manual", "bounce")
+PATTERN_TARGETS = ("account_number", "customer_number")
+SMTP_SECURITY = ("none", "starttls", "ssl")
+
+
+def _now():
+    return mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+def _in(column: str, values) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Mailbox(Base):
+    """An IMAP account synced into the platform and the SMTP account that sends as it."""
+
+    __tablename__ = "mailboxes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    institution_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    team_id: Mapped[int | None] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(120), nullable=False)
+    address: Mapped[str] = mapped_column(String(254), nullable=False)
+    imap_host: Mapped[str] = mapped_column(String(255), nullable=False)
+    imap_port: Mapped[int] = mapped_column(Integer, nullable=False)
+    imap_tls: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    imap_user: Mapped[str] = mapped_column(String(254), nullable=False)
+    #: Fernet token (see crypto.py); never dumped
+    imap_password: Mapped[str] = mapped_column(Text, nullable=False)
+    imap_folder: Mapped[str] = mapped_column(String(200), nullable=False, server_default="INBOX")
+    smtp_host: Mapped[str] = mapped_column(String(255), nullable=False)
+    smtp_port: Mapped[int] = mapped_column(Integer, nullable=False)
+    smtp_security: Mapped[str] = mapped_column(String(10), nullable=False, server_default="starttls")
+    smtp_user: Mapped[str | None] = mapped_column(String(254))
+    smtp_password: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    idle_supported: Mapped[bool | None] = mapped_column(Boolean)
+    last_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+    __table_args__ = (
+        CheckConstraint(_in("smtp_security", SMTP_SECURITY), name="smtp_security"),
+        CheckConstraint("imap_port BETWEEN 1 AND 65535 AND smtp_port BETWEEN 1 AND 65535",
+                        name="ports"),
+        UniqueConstraint("institution_id", "name", name="uq_mailboxes_name"),
+    )
+
+
+class InstitutionSettings(Base):
+    """Per-institution messaging settings: the email-to-fax gateway's domain."""
+
+    __tablename__ = "institution_settings"
+    institution_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    fax_domain: Mapped[str | None] = mapped_column(String(253))
+    default_mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("messaging.mailboxes.id"))
+
+
+class MatchPattern(Base):
+    """A regular expression an admin defines to find an account or customer number in the
+    subject and body of inbound mail (group 1, or the whole match, is the number)."""
+
+    __tablename__ = "match_patterns"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    institution_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    name: Mapped[str] = mapped_column(String(120), nullable=False)
+    regex: Mapped[str] = mapped_column(String(300), nullable=False)
+    target: Mapped[str] = mapped_column(String(20), nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    sort_order: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    __table_args__ = (CheckConstraint(_in("target", PATTERN_TARGETS), name="target"),)
+
+
+class Template(Base):
+    """A letter in Spanish (required) and English (optional), as subject, text and HTML
+    Jinja sources rendered in a sandbox over the debtor's and account's fields only."""
+
+    __tablename__ = "templates"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    institution_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    name: Mapped[str] = mapped_column(String(120), nullable=False)
+    subject_es: Mapped[str] = mapped_column(String(300), nullable=False)
+    text_es: Mapped[str] = mapped_column(Text, nullable=False)
+    html_es: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    subject_en: Mapped[str] = mapped_column(String(300), nullable=False, server_default="")
+    text_en: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    html_en: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    updated_at: Mapped[datetime] = _now()
+    __table_args__ = (UniqueConstraint("institution_id", "name", name="uq_templates_name"),)
+
+
+class OutboundMessage(Base):
+    """An email or fax to a debtor: what was sent, to whom, and how delivery went."""
+
+    __tablename__ = "outbound_messages"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    #: the public id, also sent as the X-Recaudo-Message-Id header and in the Message-ID
+    uuid: Mapped[str] = mapped_column(UUID(as_uuid=False), nullable=False, unique=True)
+    message_id: Mapped[str] = mapped_column(String(300), nullable=False, unique=True)
+    institution_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    debtor_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    account_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("messaging.mailboxes.id"), nullable=False)
+    channel: Mapped[str] = mapped_column(String(5), nullable=False)
+    template_id: Mapped[int | None] = mapped_column(ForeignKey("messaging.templates.id"))
+    language: Mapped[str] = mapped_column(String(2), nullable=False, server_default="es")
+    to_address: Mapped[str] = mapped_column(String(254), nullable=False)
+    fax_number: Mapped[str | None] = mapped_column(String(30))
+    subject: Mapped[str] = mapped_column(String(300), nullable=False)
+    body_text: Mapped[str] = mapped_column(Text, nullable=False)
+    body_html: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    #: [{"version_id", "name"}] from the documents service (a fax: its PDF letter)
+    attachments: Mapped[list] = mapped_column(JSONB, nullable=False,
+                                              server_default=text("'[]'::jsonb"))
+    #: the fax letter itself until it is stored as a document (then cleared)
+    pdf: Mapped[bytes | None] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(8), nullable=False, server_default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    next_attempt_at: Mapped[datetime] = _now()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    smtp_response: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    bounced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    activity_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_by: Mapped[int] = mapped_column(Integer, nullable=False)
+    override_justification: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = _now()
+    __table_args__ = (
+        CheckConstraint(_in("channel", CHANNELS), name="channel"),
+        CheckConstraint(_in("state", OUTBOUND_STATES), name="state"),
+        UniqueConstraint("created_by", "idempotency_key", name="uq_outbound_idempotency"),
+        Index("ix_outbound_due", "next_attempt_at", postgresql_where=text("state = 'queued'")),
+        Index("ix_outbound_debtor", "debtor_id", "created_at"),
+    )
+
+
+class InboundMessage(Base):
+    """A message synced from a mailbox, matched to a debtor's account or waiting in triage."""
+
+    __tablename__ = "inbound_messages"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("messaging.mailboxes.id"), nullable=False)
+    institution_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    uid: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    message_id: Mapped[str] = mapped_column(String(300), nullable=False)
+    in_reply_to: Mapped[str | None] = mapped_column(String(300))
+    from_address: Mapped[str] = mapped_column(String(254), nullable=False, server_default="")
+    from_name: Mapped[str] = mapped_column(String(200), nullable=False, server_default="")
+    subject: Mapped[str] = mapped_column(String(300), nullable=False, server_default="")
+    body_text: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    size: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    #: [{"name", "content_type", "size", "document_id", "version_id", "error"}]
+    attachments: Mapped[list] = mapped_column(JSONB, nullable=False,
+                                              server_default=text("'[]'::jsonb"))
+    #: the raw message while its attachments still wait to become documents (triage)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    problem: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(10), nullable=False)
+    matched_by: Mapped[str | None] = mapped_column(String(10))
+    debtor_id: Mapped[int | None] = mapped_column(BigInteger)
+    account_id: Mapped[int | None] = mapped_column(BigInteger)
+    outbound_id: Mapped[int | None] = mapped_column(ForeignKey("messaging.outbound_messages.id"))
+    activity_id: Mapped[int | None] = mapped_column(BigInteger)
+    assigned_by: Mapped[int | None] = mapped_column(Integer)
+    synced_at: Mapped[datetime] = _now()
+    __table_args__ = (
+        CheckConstraint(_in("state", INBOUND_STATES), name="state"),
+        UniqueConstraint("mailbox_id", "message_id", name="uq_inbound_message_id"),
+        UniqueConstraint("mailbox_id", "uidvalidity", "uid", name="uq_inbound_uid"),
+        Index("ix_inbound_triage", "institution_id", "synced_at",
+              postgresql_where=text("state = 'unmatched'")),
+        Index("ix_inbound_pending_activity", "id",
+              postgresql_where=text("account_id IS NOT NULL AND activity_id IS NULL")),
+        Index("ix_inbound_debtor", "debtor_id"),
+    )

@@ -1,10 +1,891 @@
-"""Entrypoints of the messaging service."""
-from recaudo_common.db import Database
-from recaudo_common.service import ServiceBase
+"""Entrypoints of the messaging service.
 
-from .models import Base
+Debtors and accounts belong to the portfolio service and are asked there with the
+caller's own identity (so scope rules apply here as there); the contact log belongs to
+the activities service; files to the documents service. The sync and delivery timers
+act as the platform itself (``self.acting.system``: a signed system identity), since no user is
+behind them.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+import uuid as uuidlib
+from datetime import datetime, time, timezone
+from time import monotonic, sleep
+
+import eventlet
+from nameko.rpc import RpcProxy
+from nameko.timer import timer
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer
+
+from recaudo_common.acting import ActingRpc
+from recaudo_common.contact_policy import may_contact
+from recaudo_common.db import Database
+from recaudo_common.errors import Conflict, InvalidInput, NotFound
+from recaudo_common.service import ServiceBase, rpc
+from recaudo_common.validation import load, page_of
+
+from . import attachments, crypto, delivery, mailsearch, mailsync, parsing, templates
+from .idle import mailbox_idle
+from .models import (Base, InboundMessage, InstitutionSettings, Mailbox, MatchPattern,
+                     OutboundMessage, Template)
+from .schemas import (Assign, InboundDetail, InboundOut, InboundQuery, MailboxOut, MailboxWrite,
+                      MessagingSettingsOut, MessagingSettingsWrite, OutboundDetail, OutboundOut,
+                      OutboundQuery, PatternOut, PatternWrite, PreviewRequest, SearchQuery,
+                      SendEmail, SendFax, SendReport, TemplateOut, TemplateWrite)
+
+log = logging.getLogger(__name__)
+
+#: the result codes messaging logs with, added to an institution's catalogue when missing
+RESULT_CODES = {
+    mailsync.INBOUND_CODE: ("Correo recibido del deudor", True),
+    "CORREO_ENV": ("Correo enviado", False),
+    "FAX_ENV": ("Fax enviado", False),
+}
+SYNC_INTERVAL = 30
+DELIVERY_INTERVAL = 2
+DELIVERY_BATCH = 20
+SETTLE_INTERVAL = 10
+PENDING_CONCURRENCY = 8
+FAX_NUMBER = re.compile(r"^\+?[0-9]{6,20}$")
+
+
+class _Fresh:
+    """A service's proxy signed anew at every call (a long sync outlives one identity)."""
+
+    def __init__(self, acting, service_name: str):
+        self._acting, self._service_name = acting, service_name
+
+    def __getattr__(self, method):
+        return getattr(getattr(self._acting.system, self._service_name), method)
+
+
+def _parse_time(value, default: time) -> time:
+    try:
+        return time.fromisoformat(value) if value else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _digits(value: str) -> str:
+    return "".join(c for c in value or "" if c.isdigit())
 
 
 class MessagingService(ServiceBase):
     name = "messaging"
     db = Database(Base)
+    portfolio = RpcProxy("portfolio")
+    activities = RpcProxy("activities")
+    documents = RpcProxy("documents")
+    acting = ActingRpc()
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _mailbox(self, session, identity, mailbox_id) -> Mailbox:
+        mailbox = session.get(Mailbox, int(mailbox_id)) if isinstance(mailbox_id, int) else None
+        if mailbox is None or not identity.may_access_institution(mailbox.institution_id):
+            raise NotFound("Buzón no encontrado")
+        return mailbox
+
+    def _ensure_codes(self, institution_id: int) -> None:
+        """Messaging's result codes in the institution's catalogue (added once if missing)."""
+        ready = getattr(type(self), "_codes_ready", None)
+        if ready is None:
+            ready = type(self)._codes_ready = set()
+        if institution_id in ready:
+            return
+        have = {c["code"] for c in self.acting.system.activities.list_result_codes(institution_id, True)}
+        for code, (label, contact) in RESULT_CODES.items():
+            if code not in have:
+                try:
+                    self.acting.system.activities.save_result_code({
+                        "institution_id": institution_id, "code": code, "label": label,
+                        "contact_made": contact, "sort_order": 900})
+                except Conflict:
+                    pass
+        ready.add(institution_id)
+
+    def _log_activity(self, activities, body: dict, institution_id: int) -> dict:
+        """Log through ``activities`` (the caller's proxy or the platform's) with messaging's
+        result codes in place; a catalogue emptied behind our back is refilled once."""
+        self._ensure_codes(institution_id)
+        try:
+            return activities.log_activity(body)
+        except InvalidInput as exc:
+            if "result_code" not in (exc.fields or {}):
+                raise
+            type(self)._codes_ready.discard(institution_id)
+            self._ensure_codes(institution_id)
+            return activities.log_activity(body)
+
+    def _debtor_context(self, identity, account_id):
+        """The account and its debtor's 360° view as the caller may see them."""
+        if not isinstance(account_id, int) or isinstance(account_id, bool):
+            raise InvalidInput("Cuenta inválida", {"account_id": ["Se esperaba un número"]})
+        account = self.portfolio.get_account(account_id)
+        identity.require_institution(account["institution_id"])
+        view = self.portfolio.get_debtor(account["debtor_id"])
+        return account, view
+
+    def _template(self, session, identity, template_id, institution_id) -> Template:
+        template = session.get(Template, template_id)
+        if template is None or not identity.may_access_institution(template.institution_id):
+            raise NotFound("Plantilla no encontrada", {"template_id": ["No existe"]})
+        if template.institution_id != institution_id:
+            raise InvalidInput("Plantilla de otra institución",
+                               {"template_id": ["La plantilla es de otra institución"]})
+        if not template.active:
+            raise InvalidInput("Plantilla inactiva", {"template_id": ["La plantilla está inactiva"]})
+        return template
+
+    def _render(self, template: Template, language, account, view) -> dict:
+        ctx = templates.context(view["debtor"], account, view["institution"],
+                                datetime.now(timezone.utc).date())
+        return templates.render(TemplateOut().dump(template), language, ctx)
+
+    def _compliance(self, identity, view, channel: str, to: str, override) -> str | None:
+        """The contact policy's verdict; refused unless an admin overrides with a reason.
+        Answers the recorded justification (None when no override was needed)."""
+        institution, debtor = view["institution"], view["debtor"]
+        zone = debtor.get("time_zone") or next(
+            (a["time_zone"] for a in view.get("addresses", []) if a.get("time_zone")), None) \
+            or institution.get("time_zone")
+        if channel == "email":
+            blocked = any(e["address"].lower() == to and e["do_not_contact"]
+                          for e in view.get("emails", []))
+        else:
+            blocked = any(_digits(p["number"]) == _digits(to) and p["do_not_call"]
+                          for p in view.get("phones", []))
+        verdict = may_contact(time_zone=zone,
+                              window_from=_parse_time(institution.get("contact_from"), time(7)),
+                              window_until=_parse_time(institution.get("contact_until"), time(22)),
+                              do_not_contact=blocked)
+        if verdict.allowed:
+            return None
+        if override is None:
+            raise Conflict(verdict.reason, {"compliance": [verdict.reason]})
+        identity.require("messaging.manage")
+        return f"{verdict.reason}. Autorizado por {identity.username}: {override['justification']}"
+
+    def _sending_mailbox(self, session, identity, institution_id, mailbox_id) -> Mailbox:
+        if mailbox_id is not None:
+            mailbox = self._mailbox(session, identity, mailbox_id)
+            if mailbox.institution_id != institution_id or not mailbox.active:
+                raise InvalidInput("Buzón inválido", {"mailbox_id": ["No es un buzón activo de "
+                                                                     "la institución"]})
+            return mailbox
+        settings = session.get(InstitutionSettings, institution_id)
+        if settings and settings.default_mailbox_id:
+            mailbox = session.get(Mailbox, settings.default_mailbox_id)
+            if mailbox is not None and mailbox.active:
+                return mailbox
+        mailbox = session.execute(select(Mailbox).where(
+            Mailbox.institution_id == institution_id, Mailbox.active).order_by(Mailbox.id)
+            .limit(1)).scalar_one_or_none()
+        if mailbox is None:
+            raise InvalidInput("Sin buzón de salida", {"mailbox_id": [
+                "La institución no tiene un buzón configurado para enviar"]})
+        return mailbox
+
+    # --- mailboxes --------------------------------------------------------------------------
+
+    @rpc
+    def list_mailboxes(self, institution_id=None):
+        """Mailboxes of the caller's institutions (senders pick one; admins edit them)."""
+        identity = self.caller.identity
+        if not (identity.has("messaging.send") or identity.has("messaging.manage")):
+            identity.require("messaging.manage")
+        with self.db.session() as session:
+            query = select(Mailbox).order_by(Mailbox.institution_id, Mailbox.name)
+            if institution_id is not None:
+                identity.require_institution(institution_id)
+                query = query.where(Mailbox.institution_id == institution_id)
+            elif not identity.all_institutions:
+                query = query.where(Mailbox.institution_id.in_(identity.institutions or (-1,)))
+            return MailboxOut(many=True).dump(session.execute(query).scalars().all())
+
+    @rpc
+    def get_mailbox(self, mailbox_id):
+        identity = self.caller.require("messaging.manage")
+        with self.db.session() as session:
+            return MailboxOut().dump(self._mailbox(session, identity, mailbox_id))
+
+    @rpc
+    def save_mailbox(self, data, mailbox_id=None):
+        """Create or edit a mailbox; passwords are encrypted, an empty one keeps the old."""
+        identity = self.caller.require("messaging.manage")
+        data = load(MailboxWrite(), data)
+        identity.require_institution(data["institution_id"])
+        with self.db.session() as session:
+            clash = session.execute(select(Mailbox.id).where(
+                Mailbox.institution_id == data["institution_id"], Mailbox.name == data["name"],
+                Mailbox.id != (mailbox_id or 0))).first()
+            if clash:
+                raise Conflict("Ya existe ese nombre", {"name": ["Ya existe en esta institución"]})
+            if mailbox_id is None:
+                if not data.get("imap_password"):
+                    raise InvalidInput("Falta la contraseña", {"imap_password": ["Requerida"]})
+                mailbox = Mailbox(imap_password="")
+                session.add(mailbox)
+            else:
+                mailbox = self._mailbox(session, identity, mailbox_id)
+                if mailbox.institution_id != data["institution_id"]:
+                    raise InvalidInput("No se cambia de institución",
+                                       {"institution_id": ["Un buzón no cambia de institución"]})
+            server_changed = mailbox_id is not None and (
+                (mailbox.imap_host, mailbox.imap_port, mailbox.imap_user, mailbox.imap_folder) !=
+                (data["imap_host"], data["imap_port"], data["imap_user"], data["imap_folder"]))
+            for key, value in data.items():
+                if key in ("imap_password", "smtp_password"):
+                    if value:
+                        setattr(mailbox, key, crypto.encrypt(value))
+                    continue
+                setattr(mailbox, key, value)
+            if server_changed:   # another folder: its UIDs mean nothing to the old position
+                mailbox.uidvalidity, mailbox.last_uid = None, 0
+            session.flush()
+            return MailboxOut().dump(mailbox)
+
+    @rpc
+    def test_mailbox(self, mailbox_id):
+        """Log in and open the folder now: ok, or the reason it cannot."""
+        identity = self.caller.require("messaging.manage")
+        with self.db.session() as session:
+            mailbox = self._mailbox(session, identity, mailbox_id)
+            session.expunge(mailbox)
+        try:
+            return mailsync.check(mailbox)
+        except mailsync.MailError as exc:
+            return {"ok": False, "error": str(exc)}
+
+    @rpc
+    def sync_mailbox(self, mailbox_id):
+        """Sync one mailbox now (the timer does every mailbox every SYNC_INTERVAL s)."""
+        identity = self.caller.require("messaging.manage")
+        with self.db.session() as session:
+            self._mailbox(session, identity, mailbox_id)
+        return self._sync_one(int(mailbox_id), wait_seconds=120)
+
+    @timer(interval=SYNC_INTERVAL)
+    def sync_all(self):
+        """Every active mailbox, each on its own: one unreachable server or wrong password
+        is recorded on its mailbox and does not hold up the others."""
+        with self.db.session() as session:
+            ids = session.execute(select(Mailbox.id).where(Mailbox.active).order_by(Mailbox.id)
+                                  ).scalars().all()
+        for mailbox_id in ids:
+            self._sync_one(mailbox_id)
+
+    @mailbox_idle
+    def on_new_mail(self, mailbox_id):
+        """IMAP IDLE said mail arrived in this mailbox: sync it now, not at the next poll."""
+        self._sync_one(mailbox_id, wait_seconds=30)
+
+    def _sync_one(self, mailbox_id: int, wait_seconds: float = 0) -> dict:
+        with self.db.engine.connect() as lock:
+            # one pass per mailbox at a time, across every instance of the service
+            deadline = monotonic() + wait_seconds
+            while not lock.execute(text("SELECT pg_try_advisory_lock(hashtext('messaging.sync'),"
+                                        " :m)"), {"m": mailbox_id}).scalar():
+                lock.commit()
+                if monotonic() > deadline:
+                    return {"mailbox_id": mailbox_id, "busy": True}
+                sleep(0.2)
+            try:
+                result = mailsync.sync(self.db, mailbox_id, _Fresh(self.acting, "portfolio"),
+                                       self.db.emit)
+                out = result.as_dict()
+            except mailsync.MailError as exc:
+                self._record_error(mailbox_id, str(exc))
+                out = {"mailbox_id": mailbox_id, "error": str(exc)}
+            except Exception as exc:  # noqa: BLE001 - recorded, the other mailboxes go on
+                log.exception("sync of mailbox %s failed", mailbox_id)
+                self._record_error(mailbox_id, f"Error inesperado: {exc}")
+                out = {"mailbox_id": mailbox_id, "error": str(exc)}
+            finally:
+                lock.execute(text("SELECT pg_advisory_unlock(hashtext('messaging.sync'), :m)"),
+                             {"m": mailbox_id})
+                lock.commit()
+        out["activities"] = self._log_pending(mailbox_id, wait=wait_seconds > 0)
+        return out
+
+    def _record_error(self, mailbox_id: int, message: str) -> None:
+        log.warning("mailbox %s: %s", mailbox_id, message)
+        with self.db.session() as session:
+            session.execute(update(Mailbox).where(Mailbox.id == mailbox_id).values(
+                last_error=message[:2000], last_error_at=datetime.now(timezone.utc)))
+
+    def _log_pending(self, mailbox_id: int | None = None, wait: bool = False) -> int:
+        """Matched inbound messages whose activity is not logged yet, one pass at a time
+        across the service's instances: the timer skips while another pass runs; a sync
+        asked for by a user waits for it (what is left then is its own)."""
+        with self.db.engine.connect() as lock:
+            deadline = monotonic() + (600 if wait else 0)
+            while not lock.execute(text("SELECT pg_try_advisory_lock(hashtext('messaging."
+                                        "pending'))")).scalar():
+                lock.commit()
+                if monotonic() > deadline:
+                    return 0
+                sleep(0.2)
+            try:
+                return self._log_pending_locked(mailbox_id)
+            finally:
+                lock.execute(text("SELECT pg_advisory_unlock(hashtext('messaging.pending'))"))
+                lock.commit()
+
+    def _log_pending_locked(self, mailbox_id: int | None, limit: int = 20_000) -> int:
+        """Log each (idempotent: keyed by the row), then its attachments as documents."""
+        with self.db.session() as session:
+            query = select(InboundMessage).where(InboundMessage.account_id.is_not(None),
+                                                 InboundMessage.activity_id.is_(None),
+                                                 InboundMessage.state == "matched")
+            if mailbox_id is not None:
+                query = query.where(InboundMessage.mailbox_id == mailbox_id)
+            rows = session.execute(query.options(defer(InboundMessage.raw))
+                                   .order_by(InboundMessage.id).limit(limit)).scalars().all()
+            for row in rows:
+                session.expunge(row)
+        for institution_id in {row.institution_id for row in rows}:
+            self._ensure_codes(institution_id)   # once, before the concurrent loggings
+
+        def log_one(row) -> int:
+            try:
+                activity = self._log_activity(self.acting.system.activities,
+                                              mailsync.activity_for(row), row.institution_id)
+            except Exception as exc:  # noqa: BLE001 - retried on the next pass
+                log.warning("inbound %s: activity not logged yet: %s", row.id, exc)
+                return 0
+            with self.db.session() as session:
+                session.execute(update(InboundMessage).where(InboundMessage.id == row.id)
+                                .values(activity_id=activity["id"]))
+            if row.attachments:
+                self._store_attachments(row.id, self.acting.system.documents, activity["id"])
+            return 1
+
+        # a few at once: each is an RPC round trip and a transaction on its own account's chain
+        return sum(eventlet.GreenPool(PENDING_CONCURRENCY).imap(log_one, rows))
+
+    def _store_attachments(self, inbound_id: int, documents, activity_id) -> None:
+        try:
+            with self.db.session() as session:
+                row = session.get(InboundMessage, inbound_id, with_for_update=True)
+                if row is None or row.raw is None or row.debtor_id is None:
+                    return
+                row.attachments = attachments.store_inbound(row, documents, activity_id)
+                if all(a.get("version_id") or a.get("error") for a in row.attachments):
+                    row.raw = None
+        except Exception as exc:  # noqa: BLE001 - the raw message stays; retried later
+            log.warning("inbound %s: attachments not stored yet: %s", inbound_id, exc)
+
+    # --- settings and patterns ---------------------------------------------------------------
+
+    @rpc
+    def get_settings(self, institution_id):
+        identity = self.caller.require("messaging.manage")
+        identity.require_institution(institution_id)
+        with self.db.session() as session:
+            settings = session.get(InstitutionSettings, institution_id) or \
+                InstitutionSettings(institution_id=institution_id)
+            return MessagingSettingsOut().dump(settings)
+
+    @rpc
+    def save_settings(self, institution_id, data):
+        identity = self.caller.require("messaging.manage")
+        identity.require_institution(institution_id)
+        data = load(MessagingSettingsWrite(), data)
+        with self.db.session() as session:
+            if data.get("default_mailbox_id") is not None:
+                mailbox = session.get(Mailbox, data["default_mailbox_id"])
+                if mailbox is None or mailbox.institution_id != institution_id:
+                    raise InvalidInput("Buzón inválido", {"default_mailbox_id": [
+                        "No es un buzón de la institución"]})
+            settings = session.get(InstitutionSettings, institution_id, with_for_update=True)
+            if settings is None:
+                settings = InstitutionSettings(institution_id=institution_id)
+                session.add(settings)
+            for key, value in data.items():
+                setattr(settings, key, value.lower() if key == "fax_domain" and value else value)
+            session.flush()
+            return MessagingSettingsOut().dump(settings)
+
+    @rpc
+    def list_patterns(self, institution_id):
+        identity = self.caller.require("messaging.manage")
+        identity.require_institution(institution_id)
+        with self.db.session() as session:
+            rows = session.execute(select(MatchPattern).where(
+                MatchPattern.institution_id == institution_id)
+                .order_by(MatchPattern.sort_order, MatchPattern.id)).scalars().all()
+            return PatternOut(many=True).dump(rows)
+
+    @rpc
+    def save_pattern(self, data, pattern_id=None):
+        identity = self.caller.require("messaging.manage")
+        data = load(PatternWrite(), data)
+        identity.require_institution(data["institution_id"])
+        parsing.check_pattern(data["regex"])
+        with self.db.session() as session:
+            if pattern_id is None:
+                pattern = MatchPattern(**data)
+                session.add(pattern)
+            else:
+                pattern = session.get(MatchPattern, pattern_id)
+                if pattern is None or not identity.may_access_institution(pattern.institution_id) \
+                        or pattern.institution_id != data["institution_id"]:
+                    raise NotFound("Patrón no encontrado")
+                for key, value in data.items():
+                    setattr(pattern, key, value)
+            session.flush()
+            return PatternOut().dump(pattern)
+
+    @rpc
+    def delete_pattern(self, pattern_id):
+        identity = self.caller.require("messaging.manage")
+        with self.db.session() as session:
+            pattern = session.get(MatchPattern, pattern_id)
+            if pattern is None or not identity.may_access_institution(pattern.institution_id):
+                raise NotFound("Patrón no encontrado")
+            session.delete(pattern)
+
+    # --- templates ---------------------------------------------------------------------------
+
+    @rpc
+    def list_templates(self, institution_id, include_inactive=False):
+        identity = self.caller.identity
+        if not identity.has("messaging.send"):
+            identity.require("messaging.manage")
+        identity.require_institution(institution_id)
+        with self.db.session() as session:
+            query = select(Template).where(Template.institution_id == institution_id)
+            if not include_inactive:
+                query = query.where(Template.active)
+            return TemplateOut(many=True).dump(
+                session.execute(query.order_by(Template.name)).scalars().all())
+
+    @rpc
+    def get_template(self, template_id):
+        identity = self.caller.identity
+        if not identity.has("messaging.send"):
+            identity.require("messaging.manage")
+        with self.db.session() as session:
+            template = session.get(Template, template_id)
+            if template is None or not identity.may_access_institution(template.institution_id):
+                raise NotFound("Plantilla no encontrada")
+            return TemplateOut().dump(template)
+
+    @rpc
+    def save_template(self, data, template_id=None):
+        """Create or edit a template; one that uses an unknown field is refused here."""
+        identity = self.caller.require("messaging.manage")
+        data = load(TemplateWrite(), data)
+        identity.require_institution(data["institution_id"])
+        templates.validate_sources(data)
+        with self.db.session() as session:
+            clash = session.execute(select(Template.id).where(
+                Template.institution_id == data["institution_id"], Template.name == data["name"],
+                Template.id != (template_id or 0))).first()
+            if clash:
+                raise Conflict("Ya existe ese nombre", {"name": ["Ya existe en esta institución"]})
+            if template_id is None:
+                template = Template(**data)
+                session.add(template)
+            else:
+                template = session.get(Template, template_id)
+                if template is None or not identity.may_access_institution(template.institution_id) \
+                        or template.institution_id != data["institution_id"]:
+                    raise NotFound("Plantilla no encontrada")
+                for key, value in data.items():
+                    setattr(template, key, value)
+                template.updated_at = func.now()
+            session.flush()
+            session.refresh(template)
+            return TemplateOut().dump(template)
+
+    @rpc
+    def preview(self, data):
+        """The template filled with this account's data (nothing is sent or logged), and
+        whether the contact policy would allow it now."""
+        identity = self.caller.require("messaging.send")
+        data = load(PreviewRequest(), data)
+        account, view = self._debtor_context(identity, data["account_id"])
+        with self.db.session() as session:
+            template = self._template(session, identity, data["template_id"],
+                                      account["institution_id"])
+            rendered = self._render(template, data["language"], account, view)
+        emails = [e["address"] for e in view.get("emails", []) if not e["do_not_contact"]]
+        faxes = [p["number"] for p in view.get("phones", []) if p.get("kind") == "fax"]
+        rendered.update(emails=emails, fax_numbers=faxes, debtor_id=view["debtor"]["id"])
+        return rendered
+
+    # --- sending -------------------------------------------------------------------------------
+
+    @rpc
+    def send_email(self, data):
+        """Queue an email to a debtor from a template (logged as an outbound email activity);
+        the delivery timer sends it. A retry with the same idempotency key answers the first."""
+        identity = self.caller.require("messaging.send")
+        data = load(SendEmail(), data)
+        data["to"] = parsing.clean_address(data["to"], "to")
+        earlier = self._earlier(identity, data.get("idempotency_key"))
+        if earlier is not None:
+            return earlier
+        account, view = self._debtor_context(identity, data["account_id"])
+        justification = self._compliance(identity, view, "email", data["to"], data.get("override"))
+        files = []
+        for version_id in data["document_version_ids"]:
+            try:   # the caller must be able to read it: asked with their identity
+                size = attachments.size_of(self.documents, version_id)
+            except NotFound:
+                raise InvalidInput("Documento no encontrado", {"document_version_ids": [
+                    f"No existe o no es accesible: {version_id}"]}) from None
+            if size > attachments.OUTBOUND_MAX_BYTES:
+                raise InvalidInput("Adjunto demasiado grande", {"document_version_ids": [
+                    f"El documento {version_id} pesa {size / 1048576:.1f} MB; un correo lleva "
+                    f"a lo más {attachments.OUTBOUND_MAX_BYTES // 1048576} MB"]})
+            files.append({"version_id": version_id, "size": size})
+        return self._queue(identity, data, account, view, "email", data["to"], None, files,
+                           justification)
+
+    @rpc
+    def send_fax(self, data):
+        """Queue a fax: the letter as a PDF, emailed to <number>@<the institution's fax
+        gateway domain>; logged as a fax activity, the PDF kept as a document."""
+        identity = self.caller.require("messaging.send")
+        data = load(SendFax(), data)
+        if not FAX_NUMBER.match(data["fax_number"].strip()):
+            raise InvalidInput("Número de fax inválido", {"fax_number": [
+                "Sólo dígitos (6 a 20), con + inicial opcional"]})
+        earlier = self._earlier(identity, data.get("idempotency_key"))
+        if earlier is not None:
+            return earlier
+        account, view = self._debtor_context(identity, data["account_id"])
+        with self.db.session() as session:
+            settings = session.get(InstitutionSettings, account["institution_id"])
+            domain = settings.fax_domain if settings else None
+        if not domain:
+            raise InvalidInput("Sin pasarela de fax", {"fax_number": [
+                "La institución no tiene configurado el dominio de su pasarela de fax"]})
+        number = _digits(data["fax_number"])
+        justification = self._compliance(identity, view, "fax", number, data.get("override"))
+        return self._queue(identity, data, account, view, "fax", f"{number}@{domain}", number, [],
+                           justification)
+
+    @rpc
+    def send_report(self, data):
+        """Email a scheduled report's file to its recipients now, one copy each, from the
+        institution's sending mailbox. It is about no debtor, so no activity is logged and
+        no contact policy applies; the reports service keeps the run and its file, and a
+        refused or failed send is answered (InvalidInput / Conflict) for it to record."""
+        identity = self.caller.require("reports.view")
+        data = load(SendReport(), data)
+        recipients = [parsing.clean_address(r, "recipients") for r in data["recipients"]]
+        attachment = data["attachment"]
+        try:
+            content = base64.b64decode(attachment["content_b64"], validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput("Adjunto inválido", {"attachment": ["No es base64"]}) from None
+        if len(content) > attachments.OUTBOUND_MAX_BYTES:
+            raise InvalidInput("Adjunto demasiado grande", {"attachment": [
+                f"Un correo lleva a lo más {attachments.OUTBOUND_MAX_BYTES // 1048576} MB"]})
+        with self.db.session() as session:
+            mailbox = self._report_mailbox(session, identity, data["institution_id"])
+            session.expunge(mailbox)
+        domain = mailbox.address.rsplit("@", 1)[1]
+        key = re.sub(r"[^A-Za-z0-9.-]", "-", data["idempotency_key"] or str(uuidlib.uuid4()))
+        answers = []
+        for to in recipients:
+            msg = delivery.build_report(mailbox, to, data["subject"], data["body"],
+                                        f"<{key}.{to.replace('@', '.')}@{domain}>",
+                                        (attachment["filename"], attachment["content_type"],
+                                         content))
+            try:
+                answers.append(delivery.send(mailbox, msg))
+            except (delivery.Temporary, delivery.Permanent) as exc:
+                raise Conflict("El servidor de correo no aceptó el reporte",
+                               {"recipients": [f"{to}: {exc}"]}) from None
+        log.info("report %s sent to %d recipients from mailbox %s", key, len(recipients),
+                 mailbox.id)
+        return {"sent": len(answers), "mailbox_id": mailbox.id, "responses": answers}
+
+    def _report_mailbox(self, session, identity, institution_id) -> Mailbox:
+        """The institution's sending mailbox; for a report across institutions, the first
+        active one among the caller's."""
+        if institution_id is not None:
+            identity.require_institution(institution_id)
+            return self._sending_mailbox(session, identity, institution_id, None)
+        query = select(Mailbox).where(Mailbox.active).order_by(Mailbox.id).limit(1)
+        if identity.institutions is not None:
+            query = query.where(Mailbox.institution_id.in_(list(identity.institutions) or [-1]))
+        mailbox = session.execute(query).scalar_one_or_none()
+        if mailbox is None:
+            raise InvalidInput("Sin buzón de salida", {"institution_id": [
+                "Ninguna de sus instituciones tiene un buzón configurado para enviar"]})
+        return mailbox
+
+    def _earlier(self, identity, key):
+        if not key:
+            return None
+        with self.db.session() as session:
+            row = session.execute(select(OutboundMessage).where(
+                OutboundMessage.created_by == identity.user_id,
+                OutboundMessage.idempotency_key == key)).scalar_one_or_none()
+            return OutboundOut().dump(row) if row is not None else None
+
+    def _queue(self, identity, data, account, view, channel, to_address, fax_number, files,
+               justification) -> dict:
+        institution_id = account["institution_id"]
+        with self.db.session() as session:
+            mailbox = self._sending_mailbox(session, identity, institution_id,
+                                            data.get("mailbox_id"))
+            template = self._template(session, identity, data["template_id"], institution_id)
+            rendered = self._render(template, data["language"], account, view)
+            mailbox_id, template_id = mailbox.id, template.id
+            domain = mailbox.address.rsplit("@", 1)[1]
+        public = str(uuidlib.uuid4())
+        pdf = None
+        if channel == "fax":
+            pdf = templates.render_pdf(rendered["subject"], rendered["text"],
+                                       view["institution"]["name"])
+            files = [{"name": f"carta-{public[:8]}.pdf", "content_type": "application/pdf",
+                      "size": len(pdf), "pending_document": True}]
+        what = "Fax" if channel == "fax" else "Correo"
+        description = f"{what} enviado a {fax_number or to_address}: {rendered['subject']}" \
+                      f" (plantilla «{template.name}», {rendered['language']})"
+        if justification:
+            description += f"\nFuera de política, autorizado: {justification}"
+        activity = self._log_activity(self.activities, {
+            "account_id": account["id"], "kind": channel, "direction": "outbound",
+            "email": to_address if channel == "email" else None,
+            "phone": fax_number[:40] if fax_number else None,
+            "started_at": datetime.now(timezone.utc).isoformat(),
+            "result_code": "FAX_ENV" if channel == "fax" else "CORREO_ENV",
+            "description": description[:3900],
+            "idempotency_key": f"messaging-out-{public}"}, institution_id)
+        row = OutboundMessage(
+            uuid=public, message_id=f"<{public}@{domain}>", institution_id=institution_id,
+            debtor_id=account["debtor_id"], account_id=account["id"], mailbox_id=mailbox_id,
+            channel=channel, template_id=template_id, language=rendered["language"],
+            to_address=to_address, fax_number=fax_number, subject=rendered["subject"],
+            body_text=rendered["text"], body_html="" if channel == "fax" else rendered["html"],
+            attachments=files, pdf=pdf, state="queued", activity_id=activity["id"],
+            created_by=identity.user_id, override_justification=justification,
+            idempotency_key=data.get("idempotency_key"))
+        try:
+            with self.db.session() as session:
+                session.add(row)
+                session.flush()
+                return OutboundOut().dump(row)
+        except IntegrityError:
+            earlier = self._earlier(identity, data.get("idempotency_key"))
+            if earlier is None:
+                raise
+            return earlier
+
+    @timer(interval=DELIVERY_INTERVAL)
+    def deliver_due(self):
+        """Send what is queued and due; each message's outcome commits on its own."""
+        self.deliver()
+
+    def deliver(self, limit: int = DELIVERY_BATCH) -> int:
+        done = 0
+        while done < limit:
+            with self.db.session() as session:
+                row = session.execute(select(OutboundMessage).where(
+                    OutboundMessage.state == "queued",
+                    OutboundMessage.next_attempt_at <= func.now())
+                    .order_by(OutboundMessage.next_attempt_at, OutboundMessage.id)
+                    .limit(1).with_for_update(skip_locked=True)).scalar_one_or_none()
+                if row is None:
+                    break
+                self._attempt(session, row)
+            done += 1
+        return done
+
+    @timer(interval=SETTLE_INTERVAL)
+    def settle(self):
+        """What waits on other services: activities of matched messages and documents of
+        their attachments and of sent faxes (apart from delivery, which never waits)."""
+        self._log_pending()
+        self._store_pending_pdfs()
+        with self.db.session() as session:
+            waiting = session.execute(select(InboundMessage.id, InboundMessage.activity_id).where(
+                InboundMessage.raw.is_not(None), InboundMessage.activity_id.is_not(None))
+                .limit(20)).all()
+        for inbound_id, activity_id in waiting:
+            self._store_attachments(inbound_id, self.acting.system.documents, activity_id)
+
+    def _store_pending_pdfs(self) -> None:
+        """Sent faxes whose PDF is not a document yet (the documents service was away)."""
+        with self.db.session() as session:
+            rows = session.execute(select(OutboundMessage).where(
+                OutboundMessage.state != "queued", OutboundMessage.channel == "fax",
+                OutboundMessage.pdf.is_not(None)).limit(20).with_for_update(skip_locked=True)
+            ).scalars().all()
+            for row in rows:
+                attachments.store_fax_pdf(row, self.acting.system.documents)
+
+    def _attempt(self, session, row: OutboundMessage) -> None:
+        mailbox = session.get(Mailbox, row.mailbox_id)
+        now = datetime.now(timezone.utc)
+        row.attempts += 1
+        try:
+            files = attachments.outbound_files(row, self.acting.system.documents)
+            msg = delivery.build(row, mailbox, files)
+            response = delivery.send(mailbox, msg)
+        except (delivery.Temporary, attachments.NotYet) as exc:
+            row.last_error = str(exc)[:2000]
+            if row.attempts >= delivery.MAX_ATTEMPTS:
+                self._fail(session, row, f"Sin éxito tras {row.attempts} intentos: {exc}")
+            else:
+                row.next_attempt_at = now + delivery.backoff(row.attempts)
+                log.info("message %s: temporary failure (attempt %d): %s", row.uuid,
+                         row.attempts, exc)
+            return
+        except (delivery.Permanent, attachments.Refused) as exc:
+            self._fail(session, row, str(exc))
+            return
+        row.state, row.sent_at, row.smtp_response, row.last_error = "sent", now, response, None
+        self.db.emit(session, "message_sent", {
+            "message_uuid": row.uuid, "institution_id": row.institution_id,
+            "debtor_id": row.debtor_id, "account_id": row.account_id, "channel": row.channel,
+            "to_address": row.to_address, "activity_id": row.activity_id,
+            "attempts": row.attempts, "response": response})
+
+    def _fail(self, session, row: OutboundMessage, reason: str) -> None:
+        row.state, row.failed_at, row.last_error = "failed", datetime.now(timezone.utc), reason[:2000]
+        log.warning("message %s failed: %s", row.uuid, reason)
+        self.db.emit(session, "message_failed", {
+            "message_uuid": row.uuid, "institution_id": row.institution_id,
+            "debtor_id": row.debtor_id, "account_id": row.account_id, "channel": row.channel,
+            "reason": row.last_error, "bounced": False})
+
+    # --- message lists --------------------------------------------------------------------------
+
+    @rpc
+    def list_outbound(self, query=None):
+        """Sent and queued messages with their delivery state (of a debtor, or all in scope)."""
+        identity = self.caller.require("messaging.send")
+        query = load(OutboundQuery(), query or {})
+        if query.get("debtor_id") is not None:
+            self.portfolio.get_debtor(query["debtor_id"])   # in scope, or NotFound
+        with self.db.session() as session:
+            stmt = select(OutboundMessage)
+            for key in ("debtor_id", "account_id", "institution_id", "state", "channel"):
+                if query.get(key) is not None:
+                    stmt = stmt.where(getattr(OutboundMessage, key) == query[key])
+            if not identity.all_institutions:
+                stmt = stmt.where(OutboundMessage.institution_id.in_(identity.institutions or (-1,)))
+            if query.get("debtor_id") is None and not identity.has("portfolio.read_all"):
+                # a collector sees the whole list only of debtors they may read: else their own
+                stmt = stmt.where(OutboundMessage.created_by.in_((identity.user_id, *identity.team)))
+            return self._page(session, stmt, OutboundMessage, OutboundOut, query)
+
+    @rpc
+    def get_outbound(self, message_id):
+        identity = self.caller.require("messaging.send")
+        with self.db.session() as session:
+            row = session.get(OutboundMessage, message_id) if isinstance(message_id, int) else None
+            if row is None or not identity.may_access_institution(row.institution_id):
+                raise NotFound("Mensaje no encontrado")
+            out = OutboundDetail().dump(row)
+        self.portfolio.get_account(out["account_id"])     # the caller may see the account
+        return out
+
+    @rpc
+    def list_inbound(self, query=None):
+        """Synced messages; ``state=unmatched`` is the triage list."""
+        identity = self.caller.require("messaging.send")
+        query = load(InboundQuery(), query or {})
+        if query.get("debtor_id") is not None:
+            self.portfolio.get_debtor(query["debtor_id"])
+        with self.db.session() as session:
+            stmt = select(InboundMessage)
+            for key in ("debtor_id", "institution_id", "mailbox_id", "state"):
+                if query.get(key) is not None:
+                    stmt = stmt.where(getattr(InboundMessage, key) == query[key])
+            if not identity.all_institutions:
+                stmt = stmt.where(InboundMessage.institution_id.in_(identity.institutions or (-1,)))
+            if query.get("debtor_id") is None and not identity.has("portfolio.read_all"):
+                # a collector works the triage list; matched mail is read on its debtor
+                stmt = stmt.where(InboundMessage.state == "unmatched")
+            return self._page(session, stmt, InboundMessage, InboundOut, query)
+
+    @staticmethod
+    def _page(session, stmt, model, schema, query) -> dict:
+        total = session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
+        rows = session.execute(stmt.order_by(model.id.desc())
+                               .offset((query["page"] - 1) * query["per_page"])
+                               .limit(query["per_page"])).scalars().all()
+        return page_of(schema(many=True).dump(rows), total, query["page"], query["per_page"])
+
+    @rpc
+    def get_inbound(self, inbound_id):
+        identity = self.caller.require("messaging.send")
+        with self.db.session() as session:
+            row = session.get(InboundMessage, inbound_id) if isinstance(inbound_id, int) else None
+            if row is None or not identity.may_access_institution(row.institution_id):
+                raise NotFound("Mensaje no encontrado")
+            out = InboundDetail().dump(row)
+        if out["debtor_id"] is not None and not identity.has("portfolio.read_all"):
+            self.portfolio.get_debtor(out["debtor_id"])   # theirs to read, or NotFound
+        return out
+
+    @rpc
+    def assign_inbound(self, inbound_id, data):
+        """Triage: an agent puts an unmatched message on an account; it is logged as an
+        inbound email activity by them, its attachments become documents."""
+        identity = self.caller.require("messaging.send")
+        data = load(Assign(), data)
+        with self.db.session() as session:
+            row = session.get(InboundMessage, inbound_id) if isinstance(inbound_id, int) else None
+            if row is None or not identity.may_access_institution(row.institution_id):
+                raise NotFound("Mensaje no encontrado")
+            if row.state != "unmatched":
+                raise Conflict("El mensaje ya fue asignado", {"state": [row.state]})
+            session.expunge(row)
+        account = self.portfolio.get_account(data["account_id"])
+        if account["institution_id"] != row.institution_id:
+            raise InvalidInput("Cuenta de otra institución", {"account_id": [
+                "La cuenta es de otra institución que el buzón"]})
+        with self.db.session() as session:
+            locked = session.get(InboundMessage, row.id, with_for_update=True)
+            if locked.state != "unmatched":
+                raise Conflict("El mensaje ya fue asignado", {"state": [locked.state]})
+            locked.account_id, locked.debtor_id = account["id"], account["debtor_id"]
+            activity = self._log_activity(self.activities, mailsync.activity_for(locked),
+                                          locked.institution_id)
+            locked.state, locked.matched_by, locked.assigned_by = "assigned", "manual", identity.user_id
+            locked.activity_id = activity["id"]
+        self._store_attachments(row.id, self.acting.system.documents, activity["id"])
+        return self.get_inbound(row.id)
+
+    # --- mailbox search --------------------------------------------------------------------------
+
+    @rpc
+    def search_mailbox(self, mailbox_id, query):
+        """IMAP SEARCH on the server (nothing is downloaded but the matches' headers)."""
+        identity = self.caller.require("messaging.send")
+        query = load(SearchQuery(), query or {})
+        with self.db.session() as session:
+            mailbox = self._mailbox(session, identity, mailbox_id)
+            session.expunge(mailbox)
+        try:
+            found = mailsearch.search(mailbox, query)
+        except mailsync.MailError as exc:
+            raise InvalidInput(str(exc), {"mailbox_id": [str(exc)]}) from None
+        with self.db.session() as session:
+            ids = [m["message_id"] for m in found["items"] if m["message_id"]]
+            synced = dict(session.execute(select(InboundMessage.message_id, InboundMessage.id).where(
+                InboundMessage.mailbox_id == mailbox.id, InboundMessage.message_id.in_(ids or [""]))
+            ).all())
+        for item in found["items"]:
+            item["inbound_id"] = synced.get(item["message_id"])
+        return found
+
+    def extra_health(self) -> dict:
+        return {}

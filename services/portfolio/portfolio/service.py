@@ -13,7 +13,7 @@ from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDe
 from recaudo_common.service import ServiceBase, rpc
 from recaudo_common.validation import load
 
-from . import aging, reports, search
+from . import aging, matching, reports, search
 from .models import Account, AgingSnapshot, Base, Debtor, Institution, Phone, Status
 from .schemas import (AccountFactsOut, AccountOut, AccountPage, AccountQuery, AccountUpdate, DebtorView,
                       InstitutionOut, NotesUpdate, StatusOut, StatusWrite)
@@ -145,6 +145,18 @@ class PortfolioService(ServiceBase):
         with self.db.session() as session:
             search.get_debtor(session, identity, debtor_id)  # in scope, or NotFound
             session.get(Debtor, debtor_id).notes = data["notes"]
+
+    # --- for the messaging service -------------------------------------------------------------
+
+    @rpc
+    def match_debtors(self, institution_id, emails=(), account_numbers=(), customer_numbers=()):
+        """Debtors of an institution by email address, account or customer number, each
+        with the account to log an inbound message on (whole-portfolio readers only)."""
+        identity = self.caller.require("portfolio.read_all")
+        identity.require_institution(institution_id)
+        with self.db.session() as session:
+            return matching.match(session, int(institution_id), emails, account_numbers,
+                                  customer_numbers)
 
     # --- for the queues service -------------------------------------------------------------
 

@@ -1,0 +1,296 @@
+"""marshmallow schemas of the messaging service's RPC inputs and outputs.
+
+Inputs reject what can be judged without the database or the servers (a port out of
+range, an address that is not an address, an unsafe pattern); templates are checked
+by ``templates.validate_sources`` with the same field names. Passwords are write-only:
+no output schema has them.
+"""
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from recaudo_common.validation import PageQuery
+
+from . import parsing
+from .models import INBOUND_STATES, OUTBOUND_STATES, PATTERN_TARGETS, SMTP_SECURITY
+
+_HOST = validate.Regexp(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253})$",
+                        error="Nombre de servidor inválido")
+_PORT = validate.Range(min=1, max=65535, error="Puerto entre 1 y 65535")
+
+
+def _address(value):
+    if not parsing.is_address(value or ""):
+        raise ValidationError("No es una dirección de correo válida")
+
+
+class MailboxWrite(Schema):
+    institution_id = fields.Integer(required=True)
+    team_id = fields.Integer(load_default=None, allow_none=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=120))
+    address = fields.String(required=True, validate=_address)
+    imap_host = fields.String(required=True, validate=_HOST)
+    imap_port = fields.Integer(load_default=993, validate=_PORT)
+    imap_tls = fields.Boolean(load_default=True)
+    imap_user = fields.String(required=True, validate=validate.Length(min=1, max=254))
+    #: required when creating; empty on an edit keeps the stored one
+    imap_password = fields.String(load_default=None, allow_none=True,
+                                  validate=validate.Length(max=500))
+    imap_folder = fields.String(load_default="INBOX", validate=validate.Length(min=1, max=200))
+    smtp_host = fields.String(required=True, validate=_HOST)
+    smtp_port = fields.Integer(load_default=587, validate=_PORT)
+    smtp_security = fields.String(load_default="starttls", validate=validate.OneOf(SMTP_SECURITY))
+    smtp_user = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=254))
+    smtp_password = fields.String(load_default=None, allow_none=True,
+                                  validate=validate.Length(max=500))
+    active = fields.Boolean(load_default=True)
+
+
+class MailboxOut(Schema):
+    id = fields.Integer()
+    institution_id = fields.Integer()
+    team_id = fields.Integer(allow_none=True)
+    name = fields.String()
+    address = fields.String()
+    imap_host = fields.String()
+    imap_port = fields.Integer()
+    imap_tls = fields.Boolean()
+    imap_user = fields.String()
+    imap_folder = fields.String()
+    smtp_host = fields.String()
+    smtp_port = fields.Integer()
+    smtp_security = fields.String()
+    smtp_user = fields.String(allow_none=True)
+    active = fields.Boolean()
+    uidvalidity = fields.Integer(allow_none=True)
+    last_uid = fields.Integer()
+    idle_supported = fields.Boolean(allow_none=True)
+    last_sync_at = fields.AwareDateTime(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    last_error_at = fields.AwareDateTime(allow_none=True)
+
+
+class MessagingSettingsWrite(Schema):
+    fax_domain = fields.String(load_default=None, allow_none=True, validate=_HOST)
+    default_mailbox_id = fields.Integer(load_default=None, allow_none=True)
+
+
+class MessagingSettingsOut(Schema):
+    institution_id = fields.Integer()
+    fax_domain = fields.String(allow_none=True)
+    default_mailbox_id = fields.Integer(allow_none=True)
+
+
+class PatternWrite(Schema):
+    institution_id = fields.Integer(required=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=120))
+    regex = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    target = fields.String(required=True, validate=validate.OneOf(PATTERN_TARGETS))
+    active = fields.Boolean(load_default=True)
+    sort_order = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10_000))
+
+    # whether the expression is safe is judged by the service (parsing.check_pattern), after
+    # the caller's permission and scope: a refusal never tells an outsider anything
+
+
+class PatternOut(Schema):
+    id = fields.Integer()
+    institution_id = fields.Integer()
+    name = fields.String()
+    regex = fields.String()
+    target = fields.String()
+    active = fields.Boolean()
+    sort_order = fields.Integer()
+
+
+class TemplateWrite(Schema):
+    institution_id = fields.Integer(required=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=120))
+    subject_es = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    text_es = fields.String(required=True, validate=validate.Length(min=1, max=50_000))
+    html_es = fields.String(load_default="", validate=validate.Length(max=100_000))
+    subject_en = fields.String(load_default="", validate=validate.Length(max=300))
+    text_en = fields.String(load_default="", validate=validate.Length(max=50_000))
+    html_en = fields.String(load_default="", validate=validate.Length(max=100_000))
+    active = fields.Boolean(load_default=True)
+
+    @validates_schema
+    def _english(self, data, **_):
+        if data.get("text_en") and not data.get("subject_en"):
+            raise ValidationError("Indique el asunto en inglés", "subject_en")
+
+
+class TemplateOut(Schema):
+    id = fields.Integer()
+    institution_id = fields.Integer()
+    name = fields.String()
+    subject_es = fields.String()
+    text_es = fields.String()
+    html_es = fields.String()
+    subject_en = fields.String()
+    text_en = fields.String()
+    html_en = fields.String()
+    active = fields.Boolean()
+    updated_at = fields.AwareDateTime()
+
+
+class Override(Schema):
+    justification = fields.String(required=True, validate=validate.Length(
+        min=10, max=2000, error="Entre 10 y 2000 caracteres"))
+
+
+class _Compose(Schema):
+    account_id = fields.Integer(required=True)
+    template_id = fields.Integer(required=True)
+    language = fields.String(load_default="es", validate=validate.OneOf(("es", "en")))
+
+
+class PreviewRequest(_Compose):
+    channel = fields.String(load_default="email", validate=validate.OneOf(("email", "fax")))
+
+
+class SendEmail(_Compose):
+    #: checked by the service (parsing.clean_address), after permission
+    to = fields.String(required=True, validate=validate.Length(max=254))
+    mailbox_id = fields.Integer(load_default=None, allow_none=True)
+    document_version_ids = fields.List(fields.Integer(),
+                                       load_default=list, validate=validate.Length(max=10))
+    override = fields.Nested(Override, load_default=None, allow_none=True)
+    idempotency_key = fields.String(load_default=None, allow_none=True,
+                                    validate=validate.Length(min=1, max=100))
+
+
+class SendFax(_Compose):
+    #: checked by the service (FAX_NUMBER), after permission
+    fax_number = fields.String(required=True, validate=validate.Length(max=40))
+    mailbox_id = fields.Integer(load_default=None, allow_none=True)
+    override = fields.Nested(Override, load_default=None, allow_none=True)
+    idempotency_key = fields.String(load_default=None, allow_none=True,
+                                    validate=validate.Length(min=1, max=100))
+
+
+class ReportAttachment(Schema):
+    filename = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    content_type = fields.String(required=True, validate=validate.Length(min=3, max=120))
+    content_b64 = fields.String(required=True)
+
+
+class SendReport(Schema):
+    """A scheduled report for people, not about a debtor (the reports service's runner)."""
+
+    recipients = fields.List(fields.String(validate=validate.Length(max=254)), required=True,
+                             validate=validate.Length(min=1, max=20))
+    subject = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    body = fields.String(required=True, validate=validate.Length(max=20_000))
+    institution_id = fields.Integer(load_default=None, allow_none=True)
+    attachment = fields.Nested(ReportAttachment, required=True)
+    #: the same report period keeps the same Message-ID, so a resend reads as the same mail
+    idempotency_key = fields.String(load_default=None, allow_none=True,
+                                    validate=validate.Length(min=1, max=100))
+
+
+class OutboundOut(Schema):
+    id = fields.Integer()
+    uuid = fields.String()
+    institution_id = fields.Integer()
+    debtor_id = fields.Integer()
+    account_id = fields.Integer()
+    mailbox_id = fields.Integer()
+    channel = fields.String()
+    template_id = fields.Integer(allow_none=True)
+    language = fields.String()
+    to_address = fields.String()
+    fax_number = fields.String(allow_none=True)
+    subject = fields.String()
+    attachments = fields.List(fields.Dict())
+    state = fields.String()
+    attempts = fields.Integer()
+    next_attempt_at = fields.AwareDateTime()
+    last_error = fields.String(allow_none=True)
+    smtp_response = fields.String(allow_none=True)
+    sent_at = fields.AwareDateTime(allow_none=True)
+    failed_at = fields.AwareDateTime(allow_none=True)
+    bounced_at = fields.AwareDateTime(allow_none=True)
+    activity_id = fields.Integer(allow_none=True)
+    created_by = fields.Integer()
+    override_justification = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime()
+
+
+class OutboundDetail(OutboundOut):
+    body_text = fields.String()
+    body_html = fields.String()
+
+
+class OutboundQuery(PageQuery):
+    debtor_id = fields.Integer(load_default=None)
+    account_id = fields.Integer(load_default=None)
+    institution_id = fields.Integer(load_default=None)
+    state = fields.String(load_default=None, validate=validate.OneOf(OUTBOUND_STATES))
+    channel = fields.String(load_default=None, validate=validate.OneOf(("email", "fax")))
+
+
+class InboundOut(Schema):
+    id = fields.Integer()
+    mailbox_id = fields.Integer()
+    institution_id = fields.Integer()
+    uid = fields.Integer()
+    message_id = fields.String()
+    from_address = fields.String()
+    from_name = fields.String()
+    subject = fields.String()
+    sent_at = fields.AwareDateTime(allow_none=True)
+    size = fields.Integer()
+    attachments = fields.List(fields.Dict())
+    problem = fields.String(allow_none=True)
+    state = fields.String()
+    matched_by = fields.String(allow_none=True)
+    debtor_id = fields.Integer(allow_none=True)
+    account_id = fields.Integer(allow_none=True)
+    outbound_id = fields.Integer(allow_none=True)
+    activity_id = fields.Integer(allow_none=True)
+    assigned_by = fields.Integer(allow_none=True)
+    synced_at = fields.AwareDateTime()
+
+
+class InboundDetail(InboundOut):
+    body_text = fields.String()
+
+
+class InboundQuery(PageQuery):
+    institution_id = fields.Integer(load_default=None)
+    mailbox_id = fields.Integer(load_default=None)
+    debtor_id = fields.Integer(load_default=None)
+    state = fields.String(load_default=None, validate=validate.OneOf(INBOUND_STATES))
+
+
+class Assign(Schema):
+    account_id = fields.Integer(required=True)
+
+
+class SearchQuery(Schema):
+    """IMAP SEARCH criteria, combined with AND; at least one."""
+
+    sender = fields.String(load_default=None, validate=validate.Length(min=1, max=200))
+    subject = fields.String(load_default=None, validate=validate.Length(min=1, max=200))
+    text = fields.String(load_default=None, validate=validate.Length(min=1, max=200))
+    since = fields.Date(load_default=None)
+    before = fields.Date(load_default=None)
+    header_name = fields.String(load_default=None, validate=validate.Regexp(
+        r"^[A-Za-z0-9-]{1,60}$", error="Nombre de encabezado inválido"))
+    header_value = fields.String(load_default=None, validate=validate.Length(max=200))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+
+    @validates_schema
+    def _some(self, data, **_):
+        keys = ("sender", "subject", "text", "since", "before", "header_name")
+        if not any(data.get(k) for k in keys):
+            raise ValidationError("Indique al menos un criterio", "_schema")
+        if data.get("since") and data.get("before") and data["before"] < data["since"]:
+            raise ValidationError("El fin no puede ser anterior al inicio", "before")
+        if data.get("header_value") and not data.get("header_name"):
+            raise ValidationError("Indique el encabezado", "header_name")
+        for key in ("sender", "subject", "text", "header_value"):
+            value = data.get(key)
+            if value and any(ord(c) < 32 for c in value):
+                raise ValidationError("Caracteres de control no permitidos", key)

@@ -1,7 +1,7 @@
 """The local runner: starts and stops Recaudo's processes on this machine.
 
     python deploy/runner.py up            start the S3 server, the local mail servers (imap,
-                                          smtp), the six services and the gateway
+                                          smtp), the nameko services (config.SERVICES) and the gateway
     python deploy/runner.py down          stop exactly the processes ``up`` started
     python deploy/runner.py stop NAME     stop one of them (tests use it)
     python deploy/runner.py start NAME    start one of them again

@@ -12,7 +12,10 @@
 
 dovecot refuses to run its login processes as root: started by root, the mail and
 login processes run as Debian's own unprivileged ``dovecot``/``dovenull`` users;
-started by anyone else, everything runs as that user. Ports below 1024 are never used.
+started by anyone else, everything runs as that user. Those users must be able to walk
+down to dovecot's files: a checkout inside a private folder (a 0700 temporary clone) has
+them served from ``<system temp>/recaudo-dovecot-<port>`` instead (``served``); the
+spool stays under DIR. Ports below 1024 are never used.
 """
 from __future__ import annotations
 
@@ -21,8 +24,10 @@ import os
 import pwd
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -85,10 +90,25 @@ def wait_listening(port: int, proc: subprocess.Popen | None = None, seconds: flo
         time.sleep(0.1)
 
 
-def write_dovecot(directory: Path, port: int, users: dict[str, str]) -> Path:
-    """Write dovecot's configuration and passwd-file under ``directory``; its path."""
+def _others_may_walk(path: Path) -> bool:
+    return all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents) if p.exists())
+
+
+def served(directory: Path, port: int) -> Path:
+    """Where dovecot's own files (configuration, users, Maildirs, log) live for DIR."""
     directory = directory.resolve()
-    for sub in ("run", "state", "users", "spool"):
+    if os.geteuid() != 0 or _others_may_walk(directory.parent):
+        return directory
+    return Path(tempfile.gettempdir()) / f"recaudo-dovecot-{port}"
+
+
+def write_dovecot(directory: Path, port: int, users: dict[str, str]) -> Path:
+    """Write dovecot's configuration and passwd-file (under ``served``); the config's path."""
+    (directory / "spool").mkdir(parents=True, exist_ok=True)
+    directory = served(directory, port)
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o755)
+    for sub in ("run", "state", "users"):
         (directory / sub).mkdir(parents=True, exist_ok=True)
     passwd = directory / "users.passwd"
     known = {}
@@ -129,7 +149,7 @@ def start_dovecot(directory: Path, port: int, users: dict[str, str]) -> subproce
         wait_listening(port, proc)
     except RuntimeError:
         stop(proc)
-        log = directory / "dovecot.log"
+        log = served(directory, port) / "dovecot.log"
         tail = log.read_text()[-2000:] if log.exists() else ""
         raise RuntimeError(f"dovecot did not start on port {port}:\n{tail}") from None
     return proc
@@ -182,9 +202,9 @@ def deliver_spool(directory: Path, port: int, users: dict[str, str]) -> int:
     return delivered
 
 
-def _read_users(directory: Path, extra: list[str]) -> dict[str, str]:
+def _read_users(directory: Path, port: int, extra: list[str]) -> dict[str, str]:
     users = {}
-    passwd = directory / "users.passwd"
+    passwd = served(directory, port) / "users.passwd"
     if passwd.exists():
         for line in passwd.read_text().splitlines():
             name, _, rest = line.partition(":")
@@ -245,7 +265,7 @@ def run_sink(directory: Path, port: int) -> None:
 
 
 def run_imap(directory: Path, port: int, extra_users: list[str]) -> None:
-    users = _read_users(directory, extra_users)
+    users = _read_users(directory, port, extra_users)
     proc = start_dovecot(directory, port, users)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))

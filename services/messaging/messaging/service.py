@@ -107,7 +107,7 @@ class MessagingService(ServiceBase):
                         "institution_id": institution_id, "code": code, "label": label,
                         "contact_made": contact, "sort_order": 900})
                 except Conflict:
-                    pass
+                    pass  # another worker added it first: what matters is that it exists
         ready.add(institution_id)
 
     def _log_activity(self, activities, body: dict, institution_id: int) -> dict:

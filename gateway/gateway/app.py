@@ -9,6 +9,7 @@ from flask import Flask, g, request
 
 from recaudo_common.config import Settings, settings as load_settings
 from recaudo_common.logs import request_id_var, setup_logging
+from recaudo_common.rpc_publishing import tune_rpc_publishing
 
 from . import auth, errors, i18n, uploads
 from .account import bp as account_bp
@@ -46,6 +47,7 @@ def create_app(cfg: Settings | None = None, testing: bool = False) -> Flask:
         OPENAPI_SWAGGER_UI_URL="/static/vendor/swagger-ui/",
     )
     app.extensions["recaudo.settings"] = cfg
+    tune_rpc_publishing()
     app.extensions["recaudo.rpc"] = RpcPool(cfg.nameko, cfg.rpc_pool_size, cfg.rpc_timeout)
     app.extensions["recaudo.rpc_health"] = RpcPool(cfg.nameko, 2, cfg.health_timeout)
     if not logging.getLogger().handlers:

@@ -11,24 +11,24 @@ its end.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from functools import lru_cache
 
-from sqlalchemy import (DateTime, and_, delete, func, literal, or_, select, text,
-                        update)
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, aliased
 
-from recaudo_common.contact_policy import sql_may_contact
+from recaudo_common.contact_policy import DEFAULT_FROM, DEFAULT_UNTIL, sql_may_contact
 from recaudo_common.errors import InvalidInput, NotFound
 from recaudo_common.identity import Identity
 
 from .models import AccountFacts as F
-from .models import Assignment, InstitutionRules, Lease, Queue, Strategy, TeamMember, WorkLog
+from .models import Assignment, InstitutionRules, Lease, Queue, Strategy, WorkLog
 
 LEASE_MINUTES = 20
-#: candidates examined per pull before giving up (they are skipped, not waited for)
-PULL_WINDOW = 20
+#: candidates claimed per pull (the first that still qualifies is leased; the others are
+#: skipped by concurrent pulls until it commits, so the window is kept small)
+PULL_WINDOW = 5
 
 
 def now() -> datetime:
@@ -37,8 +37,8 @@ def now() -> datetime:
 
 @lru_cache(maxsize=None)
 def _workable():
-    """Conditions for an account an agent may be handed now (the one contact policy).
-    Built once: the expression does not depend on the caller (a pull uses it 3 times)."""
+    """Conditions for an account an agent may be handed now (the one contact policy), for
+    the worklist; the pull states the same conditions in its SQL (``_TAKE``)."""
     rules = InstitutionRules
 
     def of_institution(column):
@@ -66,73 +66,121 @@ def _in_force():
                                          champion.state == "active").exists())
 
 
-def _my_queues(identity: Identity):
-    return select(Queue.id).join(TeamMember, TeamMember.team_id == Queue.team_id).where(
-        TeamMember.agent_id == identity.user_id)
+def _policy_sql() -> str:
+    """The one contact policy over the facts row ``f`` and its institution's rules ``r``
+    (left joined: an institution without rules has the default window), as SQL text."""
+    facts, rules = F.__table__.alias("f"), InstitutionRules.__table__.alias("r")
+    condition = sql_may_contact(
+        func.coalesce(facts.c.time_zone, rules.c.time_zone),
+        func.coalesce(rules.c.contact_from, text(f"'{DEFAULT_FROM.isoformat()}'::time")),
+        func.coalesce(rules.c.contact_until, text(f"'{DEFAULT_UNTIL.isoformat()}'::time")),
+        facts.c.do_not_contact)
+    return str(condition.compile(dialect=postgresql.dialect(),
+                                 compile_kwargs={"literal_binds": True}))
+
+
+#: the facts that let an account be handed out now (``f``, ``r`` as in ``_policy_sql``)
+_READY_FACTS = ("NOT f.open_dispute AND (f.callback_at IS NULL OR f.callback_at <= now()) "
+                f"AND {_policy_sql()}")
+_FREE = ("NOT EXISTS (SELECT 1 FROM queues.leases l WHERE l.account_id = a.account_id "
+         "AND l.expires_at > now())")
+_IN_SCOPE = "(CAST(:all_institutions AS boolean) OR a.institution_id = ANY(:institutions))"
+_IN_FORCE = ("(s.state = 'active' OR EXISTS (SELECT 1 FROM queues.strategies c "
+             "WHERE c.challenger_id = s.id AND c.state = 'active'))")
+
+#: the lease the agent holds (described), and the queues they may pull from, in order
+_PULL_START = text(f"""
+    SELECT ARRAY(SELECT q.id FROM queues.queues q
+                 JOIN queues.strategies s ON s.id = q.strategy_id
+                 JOIN queues.team_members m ON m.team_id = q.team_id AND m.agent_id = :agent
+                 WHERE NOT q.frozen AND {_IN_FORCE}
+                 ORDER BY q.position, q.id) AS queue_ids,
+           held.*
+    FROM (SELECT 1) AS one LEFT JOIN LATERAL (
+        SELECT l.account_id, f.debtor_id, a.queue_id, q.name AS queue, a.rank,
+               l.expires_at AS lease_expires_at
+        FROM queues.leases l
+        JOIN queues.assignments a ON a.account_id = l.account_id
+        JOIN queues.account_facts f ON f.account_id = l.account_id
+        JOIN queues.queues q ON q.id = a.queue_id
+        WHERE l.agent_id = :agent AND l.expires_at > now() LIMIT 1) AS held ON true""")
+
+
+def _candidates_sql(owner: str):
+    """A queue's first free ready accounts of one owner (the agent's own, or nobody's),
+    walked in rank order on the partial index of ready rows and claimed with SKIP LOCKED."""
+    return text(f"""
+        SELECT a.account_id FROM queues.assignments a
+        JOIN queues.account_facts f ON f.account_id = a.account_id
+        LEFT JOIN queues.institution_rules r ON r.institution_id = f.institution_id
+        WHERE a.queue_id = :queue AND {owner} AND a.resting_until IS NULL AND {_IN_SCOPE}
+          AND {_READY_FACTS} AND {_FREE}
+        ORDER BY a.rank LIMIT :window
+        FOR UPDATE OF a SKIP LOCKED""")
+
+
+_CANDIDATES = (_candidates_sql("a.agent_id = :agent"), _candidates_sql("a.agent_id IS NULL"))
+
+#: the first claimed candidate that, seen by this new statement's snapshot, still
+#: qualifies is leased (the primary key of leases refusing a live lease), logged as
+#: pulled and described, in one round trip
+_TAKE = text(f"""
+    WITH still AS (
+        SELECT a.account_id, a.queue_id, a.rank, f.debtor_id, q.name AS queue
+        FROM queues.assignments a
+        JOIN queues.account_facts f ON f.account_id = a.account_id
+        JOIN queues.queues q ON q.id = a.queue_id
+        JOIN queues.strategies s ON s.id = q.strategy_id
+        JOIN queues.team_members m ON m.team_id = q.team_id AND m.agent_id = :agent
+        LEFT JOIN queues.institution_rules r ON r.institution_id = f.institution_id
+        WHERE a.account_id = ANY(:candidates)
+          AND (a.agent_id = :agent OR a.agent_id IS NULL) AND {_IN_SCOPE}
+          AND NOT q.frozen AND {_IN_FORCE} AND {_READY_FACTS} AND {_FREE}
+        ORDER BY array_position(:candidates, a.account_id) LIMIT 1),
+    taken AS (
+        INSERT INTO queues.leases AS l (account_id, agent_id, expires_at)
+        SELECT account_id, :agent, now() + make_interval(mins => :minutes) FROM still
+        ON CONFLICT (account_id) DO UPDATE
+            SET agent_id = excluded.agent_id, leased_at = now(), expires_at = excluded.expires_at
+            WHERE l.expires_at <= now()
+        RETURNING l.account_id, l.expires_at),
+    logged AS (
+        INSERT INTO queues.work_log (account_id, queue_id, agent_id, event)
+        SELECT s.account_id, s.queue_id, :agent, 'pulled' FROM still s JOIN taken USING (account_id))
+    SELECT s.account_id, s.debtor_id, s.queue_id, s.queue, s.rank,
+           t.expires_at AS lease_expires_at
+    FROM taken t JOIN still s USING (account_id)""")
 
 
 def next_account(session: Session, identity: Identity, lease_minutes: int = LEASE_MINUTES) -> dict | None:
-    """Lease the agent's highest-ranked free account; None when there is nothing to do."""
+    """Lease the agent's highest-ranked free account; None when there is nothing to do.
+
+    The hot path of every collector's day, so it is a few prepared SQL statements (one
+    pull is typically four round trips), not ORM work: queue by queue, the agent's own
+    accounts then nobody's are walked in rank order (an index, never a sort of the whole
+    queue); candidates are claimed with ``FOR UPDATE SKIP LOCKED`` (concurrent pulls skip
+    each other instead of waiting); the lease is taken by a new statement that checks the
+    candidate again with a fresh snapshot (another agent may have leased and finished it
+    meanwhile), guarded by the primary key of ``leases``.
+    """
     identity.require("queues.work")
+    agent = {"agent": identity.user_id}
     # one pull per agent at a time: two at once (a double click) would lease two accounts
-    session.execute(text("SELECT pg_advisory_xact_lock(hashtext('queues.pull'), :agent)"),
-                    {"agent": identity.user_id})
-    current = session.execute(select(Lease).where(Lease.agent_id == identity.user_id,
-                                                  Lease.expires_at > func.now())).scalar_one_or_none()
-    if current is not None:  # finish (or release) the one you hold first
-        return _describe(session, current.account_id, current)
-
-    def eligible(query):
-        """The agent's accounts that may be worked now (the same test for choosing and,
-        again, for leasing)."""
-        return (query.join(F, F.account_id == Assignment.account_id)
-                .join(Queue, Queue.id == Assignment.queue_id)
-                .join(Strategy, Strategy.id == Queue.strategy_id)
-                .where(Assignment.queue_id.in_(_my_queues(identity)),
-                       or_(Assignment.agent_id == identity.user_id,
-                           Assignment.agent_id.is_(None)),
-                       _institution_scope(identity),
-                       _workable()))
-
-    free = ~select(Lease.account_id).where(Lease.account_id == Assignment.account_id,
-                                           Lease.expires_at > func.now()).exists()
-    queue_ids = session.execute(
-        select(Queue.id).join(Strategy, Strategy.id == Queue.strategy_id)
-        .where(Queue.id.in_(_my_queues(identity)), ~Queue.frozen, _in_force())
-        .order_by(Queue.position, Queue.id)).scalars().all()
-    expires = now() + timedelta(minutes=lease_minutes)
-    for queue_id in queue_ids:
-        # in queue order: the caller's own accounts, then nobody's, each walked in rank
-        # order on (agent_id, queue_id, rank) and stopped at the first free ones (never a
-        # sort of the whole queue); candidates another pull holds are skipped, not awaited
-        for owner in (Assignment.agent_id == identity.user_id, Assignment.agent_id.is_(None)):
-            candidates = session.execute(
-                eligible(select(Assignment.account_id))
-                .where(Assignment.queue_id == queue_id, owner, Assignment.resting_until.is_(None),
-                       free)
-                .order_by(Assignment.rank)
-                .limit(PULL_WINDOW)
-                .with_for_update(of=Assignment, skip_locked=True)).scalars().all()
-            for account_id in candidates:
-                # The candidates come from the snapshot the SELECT started with: meanwhile
-                # another agent may have leased one and finished it (lease gone, callback or
-                # do-not-contact set). The lease is taken only if, seen by this new
-                # statement, it still qualifies.
-                still = eligible(select(Assignment.account_id, literal(identity.user_id),
-                                        literal(expires, DateTime(timezone=True)))
-                                 ).where(Assignment.account_id == account_id)
-                taken = session.execute(
-                    insert(Lease).from_select(["account_id", "agent_id", "expires_at"], still)
-                    .on_conflict_do_update(index_elements=[Lease.account_id],
-                                           set_={"agent_id": identity.user_id,
-                                                 "leased_at": func.now(), "expires_at": expires},
-                                           where=Lease.expires_at <= func.now())
-                    .returning(Lease.account_id)).first()
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext('queues.pull'), :agent)"), agent)
+    start = session.execute(_PULL_START, agent).mappings().one()
+    if start["account_id"] is not None:  # finish (or release) the one you hold first
+        return {k: v for k, v in start.items() if k != "queue_ids"}
+    scope = {**agent, "all_institutions": identity.all_institutions,
+             "institutions": list(identity.institutions or ())}
+    for queue_id in start["queue_ids"]:
+        for candidates_sql in _CANDIDATES:
+            candidates = session.execute(candidates_sql, {**scope, "queue": queue_id,
+                                                          "window": PULL_WINDOW}).scalars().all()
+            if candidates:
+                taken = session.execute(_TAKE, {**scope, "candidates": candidates,
+                                                "minutes": lease_minutes}).mappings().first()
                 if taken:
-                    session.add(WorkLog(account_id=account_id, queue_id=queue_id,
-                                        agent_id=identity.user_id, event="pulled"))
-                    session.flush()
-                    return _describe(session, account_id, session.get(Lease, account_id))
+                    return dict(taken)
     return None
 
 
@@ -140,17 +188,6 @@ def _institution_scope(identity: Identity):
     if identity.all_institutions:
         return text("true")
     return Assignment.institution_id.in_(identity.institutions or (-1,))
-
-
-def _describe(session: Session, account_id: int, lease: Lease) -> dict:
-    row = session.execute(
-        select(Assignment, F.debtor_id, Queue.name)
-        .join(F, F.account_id == Assignment.account_id)
-        .join(Queue, Queue.id == Assignment.queue_id)
-        .where(Assignment.account_id == account_id)).first()
-    assignment, debtor_id, queue_name = row
-    return {"account_id": account_id, "debtor_id": debtor_id, "queue_id": assignment.queue_id,
-            "queue": queue_name, "rank": assignment.rank, "lease_expires_at": lease.expires_at}
 
 
 def _lock_assignment(session: Session, account_id: int) -> None:

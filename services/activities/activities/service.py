@@ -55,14 +55,13 @@ class ActivitiesService(ServiceBase):
         identity = self.caller.require("activities.log")
         data = load(ActivityWrite(), data)
         key = data.get("idempotency_key")
-        with self.db.session() as session:
-            earlier = log.find_by_key(session, identity.user_id, key)
-            if earlier is not None:
-                identity.require_institution(earlier.institution_id)
-                return log.describe(session, earlier)
         account = self._account(identity, data["account_id"])
         try:
             with self.db.session() as session:
+                earlier = log.find_by_key(session, identity.user_id, key)
+                if earlier is not None:  # a retry: answered before its data is judged again
+                    identity.require_institution(earlier.institution_id)
+                    return log.describe(session, earlier)
                 return log.log_activity(session, self.db, identity, account, data)
         except IntegrityError:
             # the same key raced in on another account's chain: the winner's entry stands

@@ -220,12 +220,14 @@ def resolve_token(session: Session, token: str) -> dict:
     token = token or ""
     if token.startswith(API_KEY_PREFIX):
         return _resolve_api_key(session, token)
-    row = session.get(ApiToken, digest(token))
-    if (row is None or row.kind != "access" or row.revoked_at is not None
-            or row.expires_at <= now()):
+    # the token with its user (and profile, joined): every API request asks this
+    found = session.execute(select(ApiToken, User).join(User, User.id == ApiToken.user_id)
+                            .where(ApiToken.token_hash == digest(token))).first()
+    if found is None:
         raise NotAuthenticated("Token inválido o expirado")
-    user = session.get(User, row.user_id)
-    if not user.active:
+    row, user = found
+    if (row.kind != "access" or row.revoked_at is not None or row.expires_at <= now()
+            or not user.active):
         raise NotAuthenticated("Token inválido o expirado")
     return resolved(session, user)
 

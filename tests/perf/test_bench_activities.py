@@ -65,7 +65,8 @@ def cleanup(db) -> None:
                 "DELETE FROM activities.result_codes WHERE institution_id = %s",
                 "DELETE FROM activities.institution_settings WHERE institution_id = %s",
                 "DELETE FROM portfolio.accounts WHERE institution_id = %s",
-                "DELETE FROM portfolio.debtors WHERE institution_id = %s"):
+                "DELETE FROM portfolio.debtors WHERE institution_id = %s",
+                "DELETE FROM portfolio.institutions WHERE id = %s"):
             db.execute(statement, [i])
     db.execute("DELETE FROM auth.sessions WHERE user_id IN "
                "(SELECT id FROM auth.users WHERE username LIKE 'bench-act-%%')")

@@ -62,7 +62,8 @@ def cleanup(db) -> None:
     for statement in ("DELETE FROM documents.documents WHERE institution_id = %s",
                       "DELETE FROM documents.uploads WHERE institution_id = %s",
                       "DELETE FROM portfolio.accounts WHERE institution_id = %s",
-                      "DELETE FROM portfolio.debtors WHERE institution_id = %s"):
+                      "DELETE FROM portfolio.debtors WHERE institution_id = %s",
+                      "DELETE FROM portfolio.institutions WHERE id = %s"):
         db.execute(statement, [INSTITUTION])
     db.execute("DELETE FROM auth.sessions WHERE user_id IN "
                "(SELECT id FROM auth.users WHERE username = 'bench-docs')")

@@ -614,6 +614,29 @@ def test_admin_rpcs_refuse_missing_forged_or_expired_identities(seeded, anon, as
     assert gestor.auth.me()["username"] == "gestor1"
 
 
+def test_names_are_given_only_for_colleagues_of_the_callers_institutions(seeded, as_user,
+                                                                          engine):
+    admin, gestor, cliente = as_user("admin"), as_user("gestor1"), as_user("cliente")
+    outsider = new_user(admin, engine, "gestor3", "Gestor", institutions=(3,))["id"]
+    everyone = [user_id(engine, u) for u in ("admin", "supervisor", "gestor1", "gestor2",
+                                             "abogado", "cliente")] + [outsider, 999_999]
+
+    def named(proxy):
+        return {row["id"]: row["display_name"] for row in proxy.auth.user_names(everyone)}
+
+    assert set(named(admin)) == set(everyone) - {999_999}
+    # institution 1 (and 2): the staff, and those sharing an institution; not the outsider
+    assert set(named(gestor)) == set(everyone) - {outsider, 999_999}
+    assert set(named(cliente)) == set(everyone) - {outsider, 999_999}
+    assert named(cliente)[user_id(engine, "gestor1")] == "Carlos Bourges Medina"
+    assert set(named(as_user("gestor3", OTHER_PASSWORD))) == set(everyone) - {
+        user_id(engine, "gestor1"), user_id(engine, "cliente"), 999_999}
+    for bad in ("1,2", [1, "2"], [True], list(range(501))):
+        with pytest.raises(InvalidInput) as err:
+            gestor.auth.user_names(bad)
+        assert "user_ids" in err.value.fields
+
+
 # --- institution scope in the portfolio service ---------------------------------------------
 
 def test_institutions_out_of_scope_answer_like_missing(seeded, as_user, rpc_proxy):

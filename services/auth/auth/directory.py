@@ -28,6 +28,25 @@ def users_in_reach(identity: Identity):
                 User.institutions.contained_by(list(identity.institutions)))
 
 
+#: names asked for at once (a page of history, an agenda, a productivity table)
+MAX_NAMES = 500
+
+
+def display_names(session: Session, identity: Identity, user_ids: list[int]) -> list[dict]:
+    """Display names for the ids a screen shows (who logged an entry, owns a dispute):
+    only of people who work the caller's institutions, that is the all-institution staff
+    and anyone sharing an institution with the caller; other ids stay unnamed."""
+    if len(user_ids) > MAX_NAMES:
+        raise InvalidInput("Demasiados usuarios", {"user_ids": [f"Máximo {MAX_NAMES}"]})
+    colleagues = true() if identity.all_institutions else or_(
+        User.all_institutions.is_(true()),
+        User.institutions.overlap(list(identity.institutions)))
+    rows = session.execute(select(User.id, User.display_name)
+                           .where(User.id.in_(set(user_ids)), colleagues)
+                           .order_by(User.id)).all()
+    return [{"id": user_id, "display_name": name} for user_id, name in rows]
+
+
 def get_user(session: Session, identity: Identity, user_id: int, lock: bool = False) -> User:
     query = select(User).where(User.id == user_id, users_in_reach(identity))
     if lock:

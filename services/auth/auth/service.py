@@ -9,7 +9,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from recaudo_common.db import Database
-from recaudo_common.errors import NotAuthenticated, NotFound, PermissionDenied, Throttled
+from recaudo_common.errors import InvalidInput, NotAuthenticated, NotFound, PermissionDenied, Throttled
 from recaudo_common.identity import ALL_PERMISSIONS, sign
 from recaudo_common.service import ServiceBase, rpc
 from recaudo_common.validation import load
@@ -172,6 +172,17 @@ class AuthService(ServiceBase):
         with self.db.session() as session:
             page = directory.list_users(session, identity, query)
             return {**page, "items": UserOut(many=True).dump(page["items"])}
+
+    @rpc
+    def user_names(self, user_ids):
+        """``[{id, display_name}]`` of the colleagues among ``user_ids`` (see
+        ``directory.display_names``): screens name people, not ids."""
+        identity = self.caller.identity
+        if not isinstance(user_ids, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in user_ids):
+            raise InvalidInput("Usuarios inválidos", {"user_ids": ["Se esperaba una lista de números"]})
+        with self.db.session() as session:
+            return directory.display_names(session, identity, user_ids)
 
     @rpc
     def get_user(self, user_id):

@@ -147,15 +147,13 @@ def _others(errors: dict, shown: set) -> list[str]:
     return [p for name, problems in errors.items() if name not in shown for p in problems]
 
 
-def agent_names(proxy) -> dict[int, str]:
-    """Display names of the people the caller's teams know (the rest show their id)."""
-    names = {}
-    for team in proxy.auth.list_teams():
-        names[team["supervisor_id"]] = team.get("supervisor") or f"#{team['supervisor_id']}"
-        names.update({m["id"]: m["display_name"] for m in team["members"]})
-    if g.get("user"):
-        names[g.user["id"]] = g.user["display_name"]
-    return names
+def agent_names(proxy, ids) -> dict[int, str]:
+    """Display names of the people behind ``ids`` (those the auth service lets the caller
+    name: their institutions' staff; anyone else shows as ``#id``)."""
+    wanted = sorted({i for i in ids if i is not None})
+    if not wanted:
+        return {}
+    return {u["id"]: u["display_name"] for u in proxy.auth.user_names(wanted)}
 
 
 @bp.app_context_processor
@@ -190,7 +188,8 @@ def _history_tab(proxy, view: dict) -> dict:
                                                                "per_page": HISTORY_PER_PAGE})
     zone = proxy.activities.get_settings(account["institution_id"])["time_zone"]
     context = {"act_account": account, "history": history, "zone": zone,
-               "names": agent_names(proxy), "form": None}
+               "names": agent_names(proxy, [a["agent_id"] for a in history["items"]]),
+               "form": None}
     if "activities.log" in permissions:
         codes = proxy.activities.list_result_codes(account["institution_id"])
         state = g.get("activity_form") or {}
@@ -216,8 +215,10 @@ def _disputes_tab(proxy, view: dict) -> dict:
     if account is None:
         return {"act_account": None}
     state = g.get("dispute_form") or {}
-    return {"act_account": account, "disputes": proxy.activities.account_disputes(account["id"]),
-            "names": agent_names(proxy), "dispute_values": state.get("values", {}),
+    disputes = proxy.activities.account_disputes(account["id"])
+    return {"act_account": account, "disputes": disputes,
+            "names": agent_names(proxy, [d["owner_id"] for d in disputes]),
+            "dispute_values": state.get("values", {}),
             "dispute_errors": state.get("errors", {}), "dispute_for": state.get("dispute_id")}
 
 
@@ -395,7 +396,7 @@ def agenda():
     with rpc() as proxy:
         items = proxy.activities.agenda_for(query)
         teams = proxy.auth.list_teams()
-        names = agent_names(proxy)
+        names = agent_names(proxy, [i.get("agent_id") for i in items])
     days = []
     for offset in range((last - first).days + 1):
         current = first + timedelta(days=offset)
@@ -475,7 +476,7 @@ def productivity():
         if errors:
             status = 422
         teams = proxy.auth.list_teams()
-        names = agent_names(proxy)
+        names = agent_names(proxy, [r.get("agent_id") for r in (report or {}).get("rows", [])])
         institutions = {i["id"]: i["code"] for i in proxy.portfolio.list_institutions()}
     return render_template("activities/productivity.html", report=report, errors=errors,
                            first=first, last=last, groups=groups, team_id=team_id,

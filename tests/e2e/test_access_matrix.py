@@ -328,6 +328,7 @@ TABLE = [
         lambda w, uniq: [w.ids["throwaway"], {"password": "nueva-clave-de-la-matriz"}],
         RULES.perm(USERS_MANAGE, reach=(1,), holds=GESTOR)),
     Row("rpc.list_teams", "RPC", "auth.list_teams", [], RULES.authenticated()),
+    Row("rpc.user_names", "RPC", "auth.user_names", [[1, 2, 3]], RULES.authenticated()),
     Row("rpc.save_team.create", "RPC", "auth.save_team", lambda w, uniq: [_team_body(w, uniq)],
         RULES.perm(USERS_MANAGE, reach=None)),
     Row("rpc.save_team.update", "RPC", "auth.save_team",

@@ -140,6 +140,10 @@ class FakeAuth:
         return [{"id": 1, "name": "Equipo Centro", "supervisor_id": 2, "supervisor": "Supervisora",
                  "members": [{"id": 3, "display_name": "Gestor Uno"}]}]
 
+    def user_names(self, user_ids):
+        known = {2: "Supervisora", 3: "Gestor Uno", 7: "Abogada Externa"}   # 7: in no team
+        return [{"id": i, "display_name": known[i]} for i in user_ids if i in known]
+
 
 @pytest.fixture
 def signed_in(monkeypatch):
@@ -187,7 +191,12 @@ def test_the_history_grid_lists_entries_with_their_agent(signed_in):
         "result_label": "Promesa de pago", "description": "Paga el viernes", "agent_id": 3,
         "details": {"promise": {"amount": "1500.00"}}, "corrected_by_id": None,
         "corrects_id": None}]
+    fake.history_items += [dict(fake.history_items[0], id=9, agent_id=7),
+                           dict(fake.history_items[0], id=10, agent_id=99)]
     page = app.test_client().get("/deudores/42?tab=gestiones").get_data(as_text=True)
+    # named by the auth service, teams or not; an id it does not name stays an id
+    assert "Abogada Externa" in page[page.index('data-activity-id="9"'):]
+    assert "#99" in page[page.index('data-activity-id="10"'):]
     row = page[page.index('data-activity-id="8"'):]
     assert "10:05" in row and "10:08" in row          # in the institution's zone (UTC-6)
     assert "Promesa de pago" in row and "Paga el viernes" in row and "Gestor Uno" in row

@@ -54,7 +54,10 @@ GROUPS = {"agent": N_("Gestor"), "day": N_("Día"), "institution": N_("Instituci
 #: the activity form's fields (a problem of any other field is told above the form)
 FORM_FIELDS = {"account_id", "kind", "direction", "phone", "email", "address",
                "result_code_id", "result_code", "description", "promise", "promise_amount",
-               "promise_due_date", "callback_at", "callback_note", "started_at", "ended_at"}
+               "promise_due_date", "callback_at", "callback_note", "started_at", "ended_at",
+               "justification", "override"}
+#: what the contact policy's refusal of an outbound call names (an admin may override it)
+POLICY_FIELDS = ("phone", "started_at")
 #: marshmallow's own (English) messages, as the forms show them
 SCHEMA_MESSAGES = {
     "Missing data for required field.": N_("Falta este dato."),
@@ -254,6 +257,8 @@ def _activity_from_form(proxy, form, account: dict) -> tuple[dict, dict]:
         data[name] = form.get(name) or None
     if _int(form.get("queue_id")):
         data["queue_id"] = _int(form.get("queue_id"))
+    if form.get("justification", "").strip():
+        data["override"] = {"justification": form["justification"].strip()}
     flags = _code_flags(proxy, account["institution_id"], code_id) if code_id else {}
     amount_text = form.get("promise_amount", "").strip().replace(",", "").replace("$", "")
     due_text = form.get("promise_due_date", "").strip()
@@ -298,6 +303,10 @@ def log_activity(debtor_id: int):
             except (InvalidInput, PermissionDenied, Conflict) as exc:
                 errors = form_errors(exc.fields) or {"_schema": [exc.message]}
                 status = HTTP_STATUS[type(exc)]
+                if isinstance(exc, Conflict) and any(f in errors for f in POLICY_FIELDS) \
+                        and "activities.manage" in g.user["permissions"]:
+                    errors.setdefault("justification", [
+                        _("Para registrarla de todos modos, escriba la justificación.")])
             else:
                 return redirect(url_for("portfolio_ui.debtor", debtor_id=debtor_id,
                                         tab="gestiones", cuenta=account["id"], done="logged"))
@@ -306,7 +315,7 @@ def log_activity(debtor_id: int):
     values = {k: form.get(k, "") for k in (
         "account_id", "kind", "direction", "phone", "email", "address", "result_code_id",
         "description", "promise_amount", "promise_due_date", "callback_at", "callback_note",
-        "started_at", "idempotency_key", "queue_id")}
+        "started_at", "idempotency_key", "queue_id", "justification")}
     g.activity_form = {"values": values, "errors": errors,
                        "others": _others(errors, FORM_FIELDS)}
     return portfolio._debtor_page(debtor_id, "gestiones",

@@ -561,6 +561,8 @@ TABLE.extend([
         RULES.perm(PORTFOLIO_READ)),
     Row("rpc.portfolio.get_account.i2", "RPC", "portfolio.get_account",
         lambda w, uniq: [_portfolio(w)["i2_gestor1"][0]], PORTFOLIO_RULES.reads(2, "gestor1")),
+    Row("rpc.portfolio.get_contact_view.i2", "RPC", "portfolio.get_contact_view",
+        lambda w, uniq: [_portfolio(w)["i2_gestor1"][0]], PORTFOLIO_RULES.reads(2, "gestor1")),
     Row("rpc.portfolio.get_debtor.i2", "RPC", "portfolio.get_debtor",
         lambda w, uniq: [_portfolio(w)["i2_gestor1"][1]], PORTFOLIO_RULES.reads(2, "gestor1")),
     Row("rpc.portfolio.debtor_scope.i2", "RPC", "portfolio.debtor_scope",

@@ -6,7 +6,10 @@ once, a callback in the agenda and its private calendar feed, and the productivi
 
 Everything here is logged on demo accounts of institution 1 assigned to ``gestor1``;
 the log is append-only, so nothing is removed at the end (the ``.ics`` token is
-revoked and the dispute resolved, which releases the account in the queues).
+revoked and the dispute resolved, which releases the account in the queues). The calls
+are outbound, so the contact policy judges them: institution 1's window is opened to the
+whole day for the module (and put back after), and a call to a do-not-call number is
+refused (409) unless an administrator justifies it.
 """
 from __future__ import annotations
 
@@ -49,6 +52,10 @@ def world(stack, demo_users):
         "GET", f"/api/v1/institutions/{INSTITUTION}/result-codes")}
     other_codes = {c["code"]: c for c in api("admin").ok(
         "GET", "/api/v1/institutions/2/result-codes")}
+    window = sql("SELECT contact_from, contact_until FROM portfolio.institutions WHERE id = :i",
+                 i=INSTITUTION)[0]
+    sql("UPDATE portfolio.institutions SET contact_from = '00:00', contact_until = '23:59:59'"
+        " WHERE id = :i", i=INSTITUTION)
     mine = accounts_of("gestor1", INSTITUTION, 3)
     theirs = accounts_of("gestor2", INSTITUTION, 1)[0]
     state = {"api": api, "codes": codes, "other_codes": other_codes, "account": mine[0],
@@ -56,6 +63,8 @@ def world(stack, demo_users):
              "base_url": stack.base_url}
     yield state
     api("gestor1").call("DELETE", "/api/v1/agenda/ics-token")
+    sql("UPDATE portfolio.institutions SET contact_from = :f, contact_until = :u WHERE id = :i",
+        f=window[0], u=window[1], i=INSTITUTION)
 
 
 def a_call(world, **changes) -> dict:
@@ -175,6 +184,37 @@ def test_an_account_out_of_reach_answers_like_a_missing_one(world):
                                          a_call(world)).status_code == 403
     assert world["api"]("cliente").call(
         "GET", f"/api/v1/accounts/{world['account'][0]}/activities").status_code == 200
+
+
+def test_a_call_the_contact_policy_refuses_answers_409_unless_an_admin_justifies_it(world):
+    account_id, debtor_id = world["account"]
+    number = f"55{secrets.randbelow(10 ** 8):08d}"
+    sql("INSERT INTO portfolio.phones (debtor_id, number, priority, do_not_call)"
+        " VALUES (:d, :n, 9, true)", d=debtor_id, n=number)
+    try:
+        gestor1, admin = world["api"]("gestor1"), world["api"]("admin")
+        before = history(world, account_id)["total"]
+        body = a_call(world, phone=number, promise=None,
+                      result_code_id=world["codes"]["NC"]["id"],
+                      description=f"Llamada a un número vetado ({RUN})")
+        refused = gestor1.call("POST", "/api/v1/activities", body)
+        assert refused.status_code == 409, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "conflict" and list(error["fields"]) == ["phone"]
+        assert "no ser contactado" in error["fields"]["phone"][0]
+        justified = {**body, "override": {"justification": f"Orden judicial vigente ({RUN})"}}
+        assert gestor1.call("POST", "/api/v1/activities", justified).status_code == 403
+        blank = admin.call("POST", "/api/v1/activities",
+                           {**body, "override": {"justification": " " * 12}})
+        assert "justification" in fields_of(blank)["override"]
+        assert history(world, account_id)["total"] == before
+        forced = admin.ok("POST", "/api/v1/activities", justified, status=201)
+        record = forced["details"]["compliance_override"]
+        assert "Orden judicial vigente" in record and "Autorizado por admin" in record
+        assert history(world, account_id)["total"] == before + 1
+    finally:
+        sql("DELETE FROM portfolio.phones WHERE debtor_id = :d AND number = :n",
+            d=debtor_id, n=number)
 
 
 def test_a_correction_is_a_new_entry_that_references_the_original(world, logged):

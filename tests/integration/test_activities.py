@@ -1,6 +1,7 @@
 """The activities service over RabbitMQ against the real database, with the real portfolio
 service answering its account look-ups: logging and idempotent retries, refusals that
-store nothing, the hash chain catching an edited row, promises kept by payment events
+store nothing, outbound calls judged by the contact policy (and an administrator's
+override kept on the record), the hash chain catching an edited row, promises kept by payment events
 (through the broker) and broken by the expiry, the dispute lifecycle, the agenda and
 its calendar feed, and productivity rollups equal to a recomputation from the raw log.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from nameko.standalone.events import event_dispatcher
@@ -84,14 +86,19 @@ def saved_tables(migrated_database, engine):
 
 @pytest.fixture(scope="module")
 def portfolio_rows(migrated_database, engine):
-    """Institutions 1 and 2 (added if missing), a debtor per account, accounts assigned to
-    the two collectors; all removed after."""
+    """Institutions 1 and 2 (added if missing) with a 00:00-23:59:59 contact window (so
+    only the contact-policy tests depend on the clock; their own window is put back after),
+    a debtor per account, accounts assigned to the two collectors; all removed after."""
     added = []
     for institution_id, code in ((1, "ATEST1"), (2, "ATEST2")):
         if not sql(engine, "SELECT 1 FROM portfolio.institutions WHERE id = :i", i=institution_id):
             sql(engine, "INSERT INTO portfolio.institutions (id, code, name) VALUES (:i, :c, :c)",
                 i=institution_id, c=code)
             added.append(institution_id)
+    windows = sql(engine, "SELECT id, contact_from, contact_until FROM portfolio.institutions "
+                          "WHERE id IN (1, 2)")
+    sql(engine, "UPDATE portfolio.institutions SET contact_from = '00:00', "
+                "contact_until = '23:59:59' WHERE id IN (1, 2)")
     rows = [(a, 1, GESTOR1) for a in ACC1] + [(ACC2, 2, GESTOR2)]
     with engine.begin() as conn:
         for account_id, institution_id, agent in rows:
@@ -112,6 +119,10 @@ def portfolio_rows(migrated_database, engine):
         for institution_id in added:
             conn.execute(text("DELETE FROM portfolio.institutions WHERE id = :i"),
                          {"i": institution_id})
+        for institution_id, start, until in windows:
+            conn.execute(text("UPDATE portfolio.institutions SET contact_from = :f, "
+                              "contact_until = :u WHERE id = :i"),
+                         {"i": institution_id, "f": start, "u": until})
 
 
 def _truncate(engine) -> None:
@@ -266,6 +277,103 @@ def test_another_institutions_code_and_out_of_scope_accounts_are_refused(gestor1
     assert counts(engine) == before
     with pytest.raises(NotFound):
         other.account_history(ACC1[0])
+
+
+# --- the contact policy -----------------------------------------------------------------------
+
+DO_NOT_CALL = "5599990000"
+JUSTIFIED = {"justification": "Orden judicial: notificación obligatoria"}
+
+
+@pytest.fixture
+def policy(engine):
+    """ACC1[1]'s debtor with a do-not-call phone and a callable one; institution 1 open
+    08:00-20:00. Answers a maker of a call at a local hour of yesterday in ``ZONE`` (a call
+    is judged when it started, whatever the hour it is logged at). All put back after."""
+    debtor = ACC1[1]
+    sql(engine, "INSERT INTO portfolio.phones (debtor_id, number, priority, do_not_call) VALUES "
+                "(:d, :n, 1, true), (:d, '5512345678', 2, false)", d=debtor, n=DO_NOT_CALL)
+    sql(engine, "UPDATE portfolio.institutions SET contact_from = '08:00', contact_until = '20:00'"
+                " WHERE id = 1")
+
+    def at(hour: int, account_id=debtor, **extra) -> dict:
+        local = datetime.combine(today() - timedelta(days=1), datetime.min.time(),
+                                 tzinfo=ZoneInfo(ZONE))
+        start = (local + timedelta(hours=hour)).astimezone(timezone.utc)
+        return {**call(account_id=account_id, **extra), "started_at": start.isoformat(),
+                "ended_at": (start + timedelta(minutes=3)).isoformat()}
+    try:
+        yield at
+    finally:
+        sql(engine, "DELETE FROM portfolio.phones WHERE debtor_id = :d", d=debtor)
+        sql(engine, "UPDATE portfolio.debtors SET time_zone = :z WHERE id = :d", z=ZONE, d=debtor)
+        sql(engine, "UPDATE portfolio.institutions SET contact_from = '00:00', "
+                    "contact_until = '23:59:59' WHERE id = 1")
+
+
+def test_a_call_to_a_do_not_call_phone_is_refused_naming_phone_and_stores_nothing(
+        gestor1, engine, policy):
+    before = counts(engine)
+    with pytest.raises(Conflict) as err:
+        gestor1.log_activity(policy(12, phone="55 9999 0000", idempotency_key="dnc-1"))
+    assert list(err.value.fields) == ["phone"]
+    assert "no ser contactado" in err.value.fields["phone"][0]
+    with pytest.raises(PermissionDenied):          # a collector cannot override
+        gestor1.log_activity(policy(12, phone=DO_NOT_CALL, override=JUSTIFIED))
+    assert counts(engine) == before
+    # the debtor's other number is fine at that hour (and the key was not spent)
+    logged = gestor1.log_activity(policy(12, idempotency_key="dnc-1"))
+    assert logged["phone"] == "5512345678" and "compliance_override" not in logged["details"]
+
+
+def test_a_call_started_outside_the_window_in_the_debtors_zone_is_refused_naming_started_at(
+        gestor1, engine, policy):
+    before = counts(engine)
+    with pytest.raises(Conflict) as err:           # 06:00 in Mexico City: before 08:00
+        gestor1.log_activity(policy(6))
+    assert list(err.value.fields) == ["started_at"]
+    assert "08:00-20:00" in err.value.fields["started_at"][0]
+    assert "allí son las 06:00" in err.value.fields["started_at"][0]
+    # 12:00 in Mexico City is 03:00 the next day in Tokyo: the debtor's own zone rules
+    sql(engine, "UPDATE portfolio.debtors SET time_zone = 'Asia/Tokyo' WHERE id = :d",
+        d=ACC1[1])
+    with pytest.raises(Conflict) as err:
+        gestor1.log_activity(policy(12))
+    assert "allí son las 03:00" in err.value.fields["started_at"][0]
+    assert counts(engine) == before
+    sql(engine, "UPDATE portfolio.debtors SET time_zone = :z WHERE id = :d", z=ZONE, d=ACC1[1])
+    # judged when it started, not when it is logged: noon yesterday is fine at any hour now
+    assert gestor1.log_activity(policy(12))["seq"] == 1
+
+
+def test_an_administrators_override_is_stored_with_its_justification(admin, engine, policy):
+    with pytest.raises(InvalidInput) as err:       # a reason in words, not blanks
+        admin.log_activity(policy(23, phone=DO_NOT_CALL, override={"justification": " " * 20}))
+    assert "override" in err.value.fields
+    assert counts(engine)["activities"] == 0
+    logged = admin.log_activity(policy(23, phone=DO_NOT_CALL, override=JUSTIFIED))
+    record = logged["details"]["compliance_override"]
+    assert "no ser contactado" in record and "Autorizado por user8899" in record
+    assert "Orden judicial" in record
+    stored = scalar(engine, "SELECT details FROM activities.activities WHERE id = :i",
+                    i=logged["id"])
+    assert stored["compliance_override"] == record
+    assert admin.verify_chain(ACC1[1])["ok"] is True          # it is part of the chained entry
+    late = admin.log_activity(policy(21, override=JUSTIFIED))  # 21:00: after the window
+    assert "Fuera del horario" in late["details"]["compliance_override"]
+    # an override the policy did not need leaves no record
+    assert "compliance_override" not in admin.log_activity(
+        policy(12, override=JUSTIFIED))["details"]
+
+
+def test_inbound_calls_notes_and_calls_without_a_phone_are_not_judged(gestor1, engine, policy):
+    inbound = gestor1.log_activity(policy(3, phone=DO_NOT_CALL, direction="inbound"))
+    note = gestor1.log_activity({**policy(3), "kind": "note", "phone": None,
+                                 "result_code": None})
+    visit = gestor1.log_activity({**policy(3), "kind": "visit", "phone": None})
+    unnamed = gestor1.log_activity(policy(3, phone=None))
+    assert [a["seq"] for a in (inbound, note, visit, unnamed)] == [1, 2, 3, 4]
+    assert counts(engine)["activities"] == 4
 
 
 def test_history_is_newest_first_paginated_and_shows_corrections(gestor1, supervisor, engine):

@@ -82,8 +82,10 @@ def setup_world(db, stack_url) -> dict[int, dict]:
     to each: agent id -> {"token", "accounts"}."""
     from auth.credentials import hash_password
 
-    db.execute("INSERT INTO portfolio.institutions (id, code, name) VALUES (%s, 'BENCHACT', "
-               "'Benchmark actividades') ON CONFLICT (id) DO NOTHING", [INSTITUTION])
+    # open all day: the benchmark's outbound calls are judged by the contact policy
+    db.execute("INSERT INTO portfolio.institutions (id, code, name, contact_from, contact_until) "
+               "VALUES (%s, 'BENCHACT', 'Benchmark actividades', '00:00', '23:59:59') "
+               "ON CONFLICT (id) DO NOTHING", [INSTITUTION])
     profile = db.execute(
         "INSERT INTO auth.profiles (name, description, permissions) VALUES (%s, %s, %s) "
         "RETURNING id", [f"bench-activities-{os.getpid()}", "benchmark", PERMISSIONS]

@@ -11,7 +11,7 @@ import pytest
 
 from gateway import activities, auth, portfolio
 from gateway.app import create_app
-from recaudo_common.errors import InvalidInput
+from recaudo_common.errors import Conflict, InvalidInput
 
 GESTOR = ["portfolio.read", "queues.work", "activities.read", "activities.log"]
 ADMIN = GESTOR + ["portfolio.read_all", "activities.manage", "disputes.manage",
@@ -38,6 +38,14 @@ def test_openapi_documents_the_activities_api_and_the_calendar_feed(app):
     assert body["schema"]["$ref"].endswith("/ActivityWrite")
     query = {p["name"] for p in paths["/api/v1/productivity"]["get"]["parameters"]}
     assert {"date_from", "date_to", "group_by", "team_id"} <= query
+
+
+def test_openapi_documents_the_contact_policy_override_of_a_logging(app):
+    schemas = app.test_client().get("/api/v1/openapi.json").json["components"]["schemas"]
+    override = schemas["ActivityWrite"]["properties"]["override"]
+    ref = next(o["$ref"] for o in override["anyOf"] if "$ref" in o)
+    justification = schemas[ref.rsplit("/", 1)[1]]["properties"]["justification"]
+    assert (justification["minLength"], justification["maxLength"]) == (10, 2000)
 
 
 def test_the_api_wants_credentials_but_the_calendar_feed_does_not(app):
@@ -249,6 +257,56 @@ def test_a_refused_form_comes_back_with_the_problems_and_nothing_lost(signed_in)
     assert 'value="250"' in page and 'value="2020-01-01"' in page
     assert f'value="{started}"' in page and 'value="k-2"' in page     # same start, same key
     assert '<option value="visit" selected>' in page
+
+
+POLICY_FORM = {"csrf_token": "csrf", "account_id": "100", "kind": "call", "direction": "outbound",
+               "phone": "5587654321", "result_code_id": "12", "callback_at": "",
+               "description": "Pidió que no le llamen", "idempotency_key": "k-3"}
+
+
+def test_a_contact_policy_refusal_is_shown_next_to_its_field(signed_in):
+    app, fake = signed_in(GESTOR)
+    started = (NOW - timedelta(minutes=4)).isoformat()
+    fake.refuse = Conflict("Fuera del horario permitido", {"started_at": [
+        "Fuera del horario permitido (07:00-22:00 hora local del deudor; allí son las 23:10)"]})
+    response = app.test_client().post("/deudores/42/gestiones",
+                                      data={**POLICY_FORM, "started_at": started})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 409
+    assert 'id="err-started_at"' in page and "allí son las 23:10" in page
+    assert f'value="{started}"' in page and "Pidió que no le llamen" in page   # nothing lost
+    assert 'id="justification"' not in page            # a collector cannot override
+    option = page[page.index('<option value="5587654321"'):]
+    assert "disabled" in option[:option.index(">")]       # nor pick a do-not-call phone
+    fake.refuse = Conflict("No llamar", {"phone": ["El deudor pidió no ser contactado"]})
+    page = app.test_client().post("/deudores/42/gestiones", data={
+        **POLICY_FORM, "started_at": started}).get_data(as_text=True)
+    assert 'id="err-phone"' in page and "no ser contactado" in page
+
+
+def test_an_administrator_overrides_a_refusal_with_a_justification(signed_in):
+    app, fake = signed_in(ADMIN)
+    client = app.test_client()
+    form = client.get("/deudores/42?tab=gestiones").get_data(as_text=True)
+    option = form[form.index('<option value="5587654321"'):]
+    assert "disabled" not in option[:option.index(">")]   # an admin may pick a do-not-call phone
+    assert 'id="justification"' in form
+    started = (NOW - timedelta(minutes=4)).isoformat()
+    fake.refuse = Conflict("No llamar", {"phone": ["El deudor pidió no ser contactado"]})
+    page = client.post("/deudores/42/gestiones", data={**POLICY_FORM, "started_at": started}
+                       ).get_data(as_text=True)
+    assert 'id="err-phone"' in page and 'id="err-justification"' in page
+    fake.refuse = None
+    response = client.post("/deudores/42/gestiones", data={
+        **POLICY_FORM, "started_at": started, "justification": "  Orden judicial vigente "})
+    assert response.status_code == 302
+    assert fake.logged[0]["override"] == {"justification": "Orden judicial vigente"}
+    assert fake.logged[0]["phone"] == "5587654321"
+    fake.refuse = InvalidInput("Datos inválidos", {"override": {"justification": [
+        "Entre 10 y 2000 caracteres"]}})
+    page = client.post("/deudores/42/gestiones", data={
+        **POLICY_FORM, "started_at": started, "justification": "corta"}).get_data(as_text=True)
+    assert 'id="err-override"' in page and 'value="corta"' in page
 
 
 def test_an_amount_that_is_no_number_is_refused_before_the_service(signed_in):

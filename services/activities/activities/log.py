@@ -3,15 +3,18 @@ for) and correcting one, both as appends to the account's hash chain.
 
 Everything a request needs is validated before anything is written, and everything it
 writes (entry, chain head, promise, agenda item, rollup increments, outbox events)
-goes in the caller's one transaction: a refusal leaves nothing behind.
+goes in the caller's one transaction: a refusal leaves nothing behind. An outbound call
+is a contact, so the one contact policy judges it (at the time it started) like any other.
 """
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
+from recaudo_common import contact_policy
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from recaudo_common.identity import Identity
 
@@ -25,6 +28,10 @@ CALLBACK_HORIZON = timedelta(days=366)
 #: an activity may be logged up to this long after it started (the agent logs it later)
 LATE_LOGGING = timedelta(days=31)
 CLOCK_SKEW = timedelta(minutes=5)
+#: the field a contact-policy refusal names, by its cause
+POLICY_FIELDS = {contact_policy.DO_NOT_CONTACT: "phone", contact_policy.OUTSIDE_HOURS: "started_at"}
+
+logger = logging.getLogger(__name__)
 
 
 def now() -> datetime:
@@ -59,6 +66,24 @@ def resolve_code(session: Session, institution_id: int, data: dict) -> ResultCod
     return code
 
 
+def judged_by_policy(data: dict) -> bool:
+    """Whether the contact policy judges this entry: an outbound call to a named phone.
+    Inbound calls and notes are no contact we made; email and fax are judged where they
+    are sent (messaging), before their entry is logged."""
+    return data["kind"] == "call" and data["direction"] == "outbound" and bool(data.get("phone"))
+
+
+def _check_policy(identity: Identity, contacts: dict | None, data: dict) -> str | None:
+    """The policy's verdict on the call when it started (it may be logged minutes later):
+    Conflict naming ``phone`` (do-not-call) or ``started_at`` (outside the hours), unless an
+    administrator overrides; answers the override's record (None when none was needed)."""
+    if not judged_by_policy(data):
+        return None
+    verdict = contact_policy.verdict_for(contacts, "call", data["phone"], now=data["started_at"])
+    return contact_policy.enforce(verdict, POLICY_FIELDS.get(verdict.cause, "phone"),
+                                  data.get("override"), identity, "activities.manage")
+
+
 def _check_times(data: dict) -> None:
     current = now()
     if data["started_at"] > current + CLOCK_SKEW:
@@ -86,8 +111,10 @@ def _entry(identity: Identity, account: dict, data: dict, code: ResultCode | Non
     }
 
 
-def log_activity(session: Session, db, identity: Identity, account: dict, data: dict) -> dict:
-    """Append a new entry for ``account`` (the portfolio's view of it, already in scope)."""
+def log_activity(session: Session, db, identity: Identity, account: dict, data: dict,
+                 contacts: dict | None = None) -> dict:
+    """Append a new entry for ``account`` (the portfolio's view of it, already in scope);
+    ``contacts`` is the portfolio's contact view of it when ``judged_by_policy(data)``."""
     institution_id = account["institution_id"]
     settings = catalogue.settings_of(session, institution_id)
     code = resolve_code(session, institution_id, data)
@@ -108,8 +135,11 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
                                         <= now() + CALLBACK_HORIZON):
         raise InvalidInput("Fecha de llamada inválida",
                            {"callback_at": ["Debe ser futura y dentro del próximo año"]})
+    overridden = _check_policy(identity, contacts, data)
 
     details = {}
+    if overridden:
+        details["compliance_override"] = overridden
     if plan:
         details["promise"] = promises.plan_details(plan)
     if callback_at is not None:
@@ -121,6 +151,9 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
     if again is not None:
         return describe(session, again)
     activity = chain.append(session, head, _entry(identity, account, data, code, details))
+    if overridden:
+        logger.warning("activity %s on account %s logged outside the contact policy by user "
+                       "%s: %s", activity.id, activity.account_id, identity.user_id, overridden)
     day = catalogue.local_day(activity.started_at, settings.time_zone)
     productivity.bump(session, day, activity.agent_id, institution_id, activity.queue_id,
                       **productivity.entry_deltas(activity.kind, activity.contact_made))

@@ -13,7 +13,7 @@ from decimal import Decimal
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from recaudo_common.reporting import ReportQuery, group_field
-from recaudo_common.validation import PageQuery
+from recaudo_common.validation import Override, PageQuery
 
 from .models import AGENDA_KINDS, DESCRIPTION_MAX, DIRECTIONS, DISPUTE_OUTCOMES, KINDS
 
@@ -113,6 +113,9 @@ class ActivityWrite(_EntryFields):
     promise = fields.Nested(PromiseWrite, load_default=None, allow_none=True)
     callback_at = fields.AwareDateTime(load_default=None, allow_none=True)
     callback_note = fields.String(load_default="", validate=validate.Length(max=500))
+    #: an outbound call the contact policy refuses is logged anyway only with an
+    #: administrator's (activities.manage) reason, kept in the entry's details
+    override = fields.Nested(Override, load_default=None, allow_none=True)
 
 
 class CorrectionWrite(_EntryFields):

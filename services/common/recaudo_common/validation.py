@@ -1,7 +1,7 @@
 """Loading RPC input through marshmallow schemas, with errors every caller understands."""
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
 
 from .errors import InvalidInput
 
@@ -22,6 +22,21 @@ class PageQuery(Schema):
 
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
     per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+
+
+class Override(Schema):
+    """An administrator's reason to contact a debtor although the contact policy refuses
+    (``contact_policy.enforce``): one schema for every channel, kept with the contact."""
+
+    justification = fields.String(required=True, validate=validate.Length(
+        min=10, max=2000, error="Entre 10 y 2000 caracteres"))
+
+    @pre_load
+    def _strip(self, data, **_):
+        """Blanks around the reason do not count towards its length."""
+        if isinstance(data, dict) and isinstance(data.get("justification"), str):
+            data = {**data, "justification": data["justification"].strip()}
+        return data
 
 
 def page_of(items: list, total: int, page: int, per_page: int) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from recaudo_common.validation import PageQuery
+from recaudo_common.validation import Override, PageQuery
 
 from . import parsing
 from .models import INBOUND_STATES, OUTBOUND_STATES, PATTERN_TARGETS, SMTP_SECURITY
@@ -132,11 +132,6 @@ class TemplateOut(Schema):
     html_en = fields.String()
     active = fields.Boolean()
     updated_at = fields.AwareDateTime()
-
-
-class Override(Schema):
-    justification = fields.String(required=True, validate=validate.Length(
-        min=10, max=2000, error="Entre 10 y 2000 caracteres"))
 
 
 class _Compose(Schema):

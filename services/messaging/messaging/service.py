@@ -13,7 +13,7 @@ import binascii
 import logging
 import re
 import uuid as uuidlib
-from datetime import datetime, time, timezone
+from datetime import datetime, timezone
 from time import monotonic, sleep
 
 import eventlet
@@ -23,8 +23,8 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
+from recaudo_common import contact_policy
 from recaudo_common.acting import ActingRpc
-from recaudo_common.contact_policy import may_contact
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound
 from recaudo_common.service import ServiceBase, rpc
@@ -63,17 +63,6 @@ class _Fresh:
 
     def __getattr__(self, method):
         return getattr(getattr(self._acting.system, self._service_name), method)
-
-
-def _parse_time(value, default: time) -> time:
-    try:
-        return time.fromisoformat(value) if value else default
-    except (TypeError, ValueError):
-        return default
-
-
-def _digits(value: str) -> str:
-    return "".join(c for c in value or "" if c.isdigit())
 
 
 class MessagingService(ServiceBase):
@@ -151,26 +140,8 @@ class MessagingService(ServiceBase):
     def _compliance(self, identity, view, channel: str, to: str, override) -> str | None:
         """The contact policy's verdict; refused unless an admin overrides with a reason.
         Answers the recorded justification (None when no override was needed)."""
-        institution, debtor = view["institution"], view["debtor"]
-        zone = debtor.get("time_zone") or next(
-            (a["time_zone"] for a in view.get("addresses", []) if a.get("time_zone")), None) \
-            or institution.get("time_zone")
-        if channel == "email":
-            blocked = any(e["address"].lower() == to and e["do_not_contact"]
-                          for e in view.get("emails", []))
-        else:
-            blocked = any(_digits(p["number"]) == _digits(to) and p["do_not_call"]
-                          for p in view.get("phones", []))
-        verdict = may_contact(time_zone=zone,
-                              window_from=_parse_time(institution.get("contact_from"), time(7)),
-                              window_until=_parse_time(institution.get("contact_until"), time(22)),
-                              do_not_contact=blocked)
-        if verdict.allowed:
-            return None
-        if override is None:
-            raise Conflict(verdict.reason, {"compliance": [verdict.reason]})
-        identity.require("messaging.manage")
-        return f"{verdict.reason}. Autorizado por {identity.username}: {override['justification']}"
+        return contact_policy.enforce(contact_policy.verdict_for(view, channel, to),
+                                      "compliance", override, identity, "messaging.manage")
 
     def _sending_mailbox(self, session, identity, institution_id, mailbox_id) -> Mailbox:
         if mailbox_id is not None:
@@ -570,7 +541,7 @@ class MessagingService(ServiceBase):
         if not domain:
             raise InvalidInput("Sin pasarela de fax", {"fax_number": [
                 "La institución no tiene configurado el dominio de su pasarela de fax"]})
-        number = _digits(data["fax_number"])
+        number = contact_policy.phone_digits(data["fax_number"])
         justification = self._compliance(identity, view, "fax", number, data.get("override"))
         return self._queue(identity, data, account, view, "fax", f"{number}@{domain}", number, [],
                            justification)

@@ -182,6 +182,17 @@ class DebtorView(Schema):
     accounts = fields.List(fields.Nested(AccountDetail))
 
 
+class ContactView(Schema):
+    """An account with what the contact policy needs (``contact_policy.verdict_for``)."""
+
+    account = fields.Nested(AccountOut)
+    debtor = fields.Nested(DebtorOut)
+    institution = fields.Nested(InstitutionOut)
+    phones = fields.List(fields.Nested(PhoneOut))
+    emails = fields.List(fields.Nested(EmailOut))
+    addresses = fields.List(fields.Nested(AddressOut))
+
+
 class AccountUpdate(Schema):
     """What a supervisor edits by hand on an account."""
 

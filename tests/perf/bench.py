@@ -205,3 +205,16 @@ def print_ratios(results: Sequence[Result], pairs: Sequence[tuple[str, str]],
                          f"{_fmt(rps, 8, 3)}")
     lines.append(rule)
     print("\n".join(lines))
+
+
+def vacuum(db, *schemas: str) -> None:
+    """VACUUM ANALYZE every table of ``schemas`` (``db`` in autocommit), after a cleanup.
+
+    A benchmark deletes what it made; where autovacuum is off (as on the development
+    machines) the dead rows stay in the tables and their indexes, and the next run walks
+    them: the pull measured 117/s on vacuumed tables and 63/s after a few runs. Every run
+    starts from the same clean state instead."""
+    tables = db.execute("SELECT format('%%I.%%I', schemaname, tablename) FROM pg_tables "
+                        "WHERE schemaname = ANY(%s)", [list(schemas)]).fetchall()
+    for (table,) in tables:
+        db.execute(f"VACUUM (ANALYZE) {table}")

@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 
 from recaudo_common.config import settings
 
-from .bench import measure, print_table
+from .bench import measure, print_table, vacuum
 
 AGENTS = 32
 INSTITUTION = 9003
@@ -75,6 +75,7 @@ def cleanup(db) -> None:
     db.execute("DELETE FROM auth.users WHERE username LIKE 'bench-act-%%'")
     db.execute("DELETE FROM auth.profiles WHERE name LIKE 'bench-activities-%%'")
     db.execute(f"DROP SCHEMA IF EXISTS {SCRATCH} CASCADE")
+    vacuum(db, "activities", "portfolio")
 
 
 def setup_world(db, stack_url) -> dict[int, dict]:

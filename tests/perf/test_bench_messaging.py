@@ -31,6 +31,8 @@ from sqlalchemy.engine import make_url
 from recaudo_common.config import settings
 from recaudo_common.identity import Identity, sign
 
+from .bench import vacuum
+
 #: RECAUDO_BENCH_MESSAGES runs a smaller mailbox (a quick check of the benchmark itself)
 MESSAGES = int(os.environ.get("RECAUDO_BENCH_MESSAGES", "10000"))
 DEBTORS = 200
@@ -82,6 +84,7 @@ def cleanup(db) -> None:
             client.delete_folder(FOLDER)
     finally:
         client.logout()
+    vacuum(db, "messaging", "activities", "portfolio")
 
 
 def setup_world(db) -> None:

@@ -50,7 +50,7 @@ from queues import rules
 from recaudo_common.config import settings
 from recaudo_common.identity import Identity, sign
 
-from .bench import Result, print_table
+from .bench import Result, print_table, vacuum
 
 REBUILD_INSTITUTION, PULL_INSTITUTION = 9001, 9002
 REBUILD_ACCOUNTS, PULL_ACCOUNTS = 1_000_000, 100_000
@@ -185,6 +185,7 @@ def cleanup(db, institutions) -> None:
     db.execute("DELETE FROM queues.team_members WHERE team_id IN (%s, %s)",
                [REBUILD_TEAM, PULL_TEAM])
     db.execute(f"DROP SCHEMA IF EXISTS {SCRATCH} CASCADE")
+    vacuum(db, "queues")
 
 
 def drain_outbox(db, since_id: int, seconds: float = 120) -> None:

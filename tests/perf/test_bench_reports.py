@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from recaudo_common.config import settings
 from recaudo_common.reporting import bucket_sql
 
-from .bench import measure, print_ratios, print_table
+from .bench import measure, print_ratios, print_table, vacuum
 
 INSTITUTION = 9200
 ACCOUNTS = int(os.environ.get("RECAUDO_BENCH_REPORT_ACCOUNTS", "1000000"))
@@ -82,6 +82,7 @@ def cleanup(db) -> None:
                       "DELETE FROM auth.users WHERE username = 'bench-reports'",
                       "DELETE FROM auth.profiles WHERE name = 'bench-reports'"):
         db.execute(statement)
+    vacuum(db, "activities", "portfolio")
 
 
 def _timed(label: str, db, statement: str, params=None) -> None:

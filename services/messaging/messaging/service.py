@@ -113,13 +113,13 @@ class MessagingService(ServiceBase):
             return activities.log_activity(body)
 
     def _debtor_context(self, identity, account_id):
-        """The account and its debtor's 360° view as the caller may see them."""
+        """The account as the caller may see it, and its contact view (debtor, institution,
+        phones, emails, addresses: what templates and the contact policy use), in one call."""
         if not isinstance(account_id, int) or isinstance(account_id, bool):
             raise InvalidInput("Cuenta inválida", {"account_id": ["Se esperaba un número"]})
-        account = self.portfolio.get_account(account_id)
-        identity.require_institution(account["institution_id"])
-        view = self.portfolio.get_debtor(account["debtor_id"])
-        return account, view
+        view = self.portfolio.get_contact_view(account_id)
+        identity.require_institution(view["account"]["institution_id"])
+        return view["account"], view
 
     def _template(self, session, identity, template_id, institution_id) -> Template:
         template = session.get(Template, template_id)

@@ -24,7 +24,7 @@ from flask import Blueprint, abort, g, redirect, render_template, request, url_f
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
-
+from auth.schemas import MAX_NAMES
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 from . import auth, error_pages, portfolio
@@ -154,9 +154,11 @@ def agent_names(proxy, ids) -> dict[int, str]:
     """Display names of the people behind ``ids`` (those the auth service lets the caller
     name: their institutions' staff; anyone else shows as ``#id``)."""
     wanted = sorted({i for i in ids if i is not None})
-    if not wanted:
-        return {}
-    return {u["id"]: u["display_name"] for u in proxy.auth.user_names(wanted)}
+    names = {}
+    for start in range(0, len(wanted), MAX_NAMES):   # a year's productivity may name many
+        names.update({u["id"]: u["display_name"]
+                      for u in proxy.auth.user_names(wanted[start:start + MAX_NAMES])})
+    return names
 
 
 @bp.app_context_processor

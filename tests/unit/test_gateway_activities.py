@@ -373,3 +373,22 @@ def test_english_labels(signed_in):
     client.set_cookie("lang", "en")
     page = client.get("/deudores/42?tab=gestiones").get_data(as_text=True)
     assert "Log an activity" in page and "Activity history" in page and ">Activities<" in page
+
+
+def test_agent_names_are_asked_for_in_batches_the_auth_service_accepts():
+    from auth.schemas import MAX_NAMES
+
+    calls = []
+
+    class Auth:
+        def user_names(self, user_ids):
+            calls.append(len(user_ids))
+            return [{"id": i, "display_name": f"Gestor {i}"} for i in user_ids]
+
+    class Proxy:
+        auth = Auth()
+
+    names = activities.agent_names(Proxy(), list(range(1, MAX_NAMES + 2)) + [None, 1])
+    assert calls == [MAX_NAMES, 1]
+    assert len(names) == MAX_NAMES + 1 and names[MAX_NAMES + 1] == f"Gestor {MAX_NAMES + 1}"
+    assert activities.agent_names(Proxy(), [None]) == {} and calls == [MAX_NAMES, 1]

@@ -17,6 +17,7 @@ from . import audit
 from .authentication import end_everything_of, now
 from .credentials import hash_password, password_problems
 from .models import ApiKey, Profile, Team, TeamMember, User
+from .schemas import MAX_NAMES
 
 
 # --- reach ------------------------------------------------------------------------
@@ -26,10 +27,6 @@ def users_in_reach(identity: Identity):
         return true()
     return and_(User.all_institutions.is_(false()),
                 User.institutions.contained_by(list(identity.institutions)))
-
-
-#: names asked for at once (a page of history, an agenda, a productivity table)
-MAX_NAMES = 500
 
 
 def display_names(session: Session, identity: Identity, user_ids: list[int]) -> list[dict]:

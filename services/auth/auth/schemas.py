@@ -11,6 +11,8 @@ from .permissions import PERMISSIONS
 USERNAME = validate.Regexp(r"^[a-z0-9][a-z0-9._-]{2,59}$",
                            error="3 a 60 caracteres: minúsculas, dígitos, punto, guion")
 LANGUAGES = validate.OneOf(["es", "en"])
+#: user ids named in one ``user_names`` call (the gateway asks in batches of this size)
+MAX_NAMES = 500
 
 
 class Credentials(Schema):

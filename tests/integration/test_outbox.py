@@ -1,7 +1,9 @@
 """Transactional outbox: an event committed with its change is delivered exactly once,
 even when the service dies before relaying it, and a re-published copy is deduped."""
 import dataclasses
+import os
 import time
+import uuid
 
 import pytest
 from marshmallow import fields
@@ -14,6 +16,7 @@ from recaudo_common.config import settings
 from recaudo_common.contracts import EventSchema, event
 from recaudo_common.db import Database
 from recaudo_common.models import service_base
+from recaudo_common.outbox import OutboxRelay
 from recaudo_common.service import ServiceBase
 
 ProducerBase = service_base("probe_producer")
@@ -149,3 +152,22 @@ def test_live_events_are_relayed_right_after_commit(
     # woken by each commit, not by the (60 s) poll
     assert wait_for(lambda: all(received(engine, i) == 1 for i in ids), seconds=10)
     assert time.monotonic() - started < 10
+
+
+def test_large_events_are_relayed_a_few_megabytes_at_a_time(schemas, engine, rabbit_config):
+    """A bulk import writes events of thousands of accounts faster than they go out; the
+    relay must not load hundreds of them at once, and must still publish every one."""
+    outbox = ProducerBase.outbox
+    blob = os.urandom(150_000).hex()  # ~300 kB that pglz cannot shrink
+    with engine.begin() as conn:
+        for i in range(6):
+            conn.execute(outbox.insert().values(
+                event_id=uuid.uuid4(), event_type="note_recorded",
+                payload={"note_id": i, "padding": blob}, headers={}))
+    relay = OutboxRelay("probe_producer", engine, outbox, rabbit_config["AMQP_URI"],
+                        rabbit_config, batch_bytes=700_000)
+    sizes = []
+    while batch := relay.relay_batch():
+        sizes.append(batch)
+    assert sizes == [2, 2, 2]
+    assert _all_published(engine)

@@ -446,6 +446,12 @@ def _valid(plan: Plan) -> str:
 
 DEBTOR_FIELDS = ("kind", "tax_id", "national_id", "birth_date")
 
+#: Ends a LATERAL subquery that looks the chunk's keys up in a permanent table: the LIMIT
+#: keeps it a per-row index probe. Flattened into a join, PostgreSQL preferred reading the
+#: whole table (every institution's addresses, say) once per chunk to 20,000 probes, and a
+#: 1M-row import spent most of its time re-reading what earlier chunks had written.
+PROBE = "LIMIT 1"
+
 
 def portfolio_merge(plan: Plan) -> list[str]:
     """The statements merging one chunk of a portfolio file, in order (one transaction).
@@ -464,10 +470,12 @@ def portfolio_merge(plan: Plan) -> list[str]:
     stmts.append(
         f"CREATE TEMP TABLE imp_src ON COMMIT DROP AS SELECT DISTINCT ON (customer_number) "
         f"row_number, {src_cols} FROM {_valid(plan)} ORDER BY customer_number, row_number DESC")
+    stmts.append("ANALYZE imp_src")
     stmts.append(
         f"CREATE TEMP TABLE imp_debtors ON COMMIT DROP AS SELECT s.customer_number, d.id "
-        f"FROM imp_src s JOIN portfolio.debtors d ON d.institution_id = {inst} "
-        f"AND d.customer_number = s.customer_number")
+        f"FROM imp_src s CROSS JOIN LATERAL (SELECT d.id FROM portfolio.debtors d "
+        f"WHERE d.institution_id = {inst} AND d.customer_number = s.customer_number "
+        f"{PROBE}) d")
     new_vals = {"name": "s.name", **{c: f"COALESCE(s.{ident(c)}, d.{ident(c)})"
                                      for c in debtor_cols}}
     sets = ", ".join(f"{ident(c)} = {v}" for c, v in new_vals.items())
@@ -487,19 +495,21 @@ def portfolio_merge(plan: Plan) -> list[str]:
         f"(SELECT 1 FROM imp_debtors m WHERE m.customer_number = s.customer_number) "
         f"ORDER BY s.customer_number RETURNING customer_number, id) "
         f"INSERT INTO imp_debtors SELECT customer_number, id FROM ins")
+    stmts.append("ANALYZE imp_debtors")
 
     # the chunk's valid rows with their debtor
     stmts.append(
         "CREATE TEMP TABLE imp_rows ON COMMIT DROP AS SELECT c.*, m.id AS debtor_id "
         "FROM imp_parsed c JOIN imp_debtors m USING (customer_number) "
         "WHERE c.problems = '{}'")
+    stmts.append("ANALYZE imp_rows (row_number, account_number, debtor_id)")
 
     # accounts: existing ones (and their stage before), updated; new ones inserted
     stmts.append(
         f"CREATE TEMP TABLE imp_accounts ON COMMIT DROP AS SELECT r.row_number, "
         f"a.id AS account_id, a.stage AS old_stage FROM imp_rows r "
-        f"JOIN portfolio.accounts a ON a.institution_id = {inst} "
-        f"AND a.account_number = r.account_number")
+        f"CROSS JOIN LATERAL (SELECT a.id, a.stage FROM portfolio.accounts a "
+        f"WHERE a.institution_id = {inst} AND a.account_number = r.account_number {PROBE}) a")
     derived = None  # a stage implied by the file's days past due
     if has("days_past_due"):
         derived = ("CASE WHEN r.days_past_due > 0 THEN 'delinquent' "
@@ -544,6 +554,7 @@ def portfolio_merge(plan: Plan) -> list[str]:
         f"RETURNING account_number, id) "
         f"INSERT INTO imp_accounts SELECT r.row_number, ins.id, NULL FROM ins "
         f"JOIN imp_rows r USING (account_number)")
+    stmts.append("ANALYZE imp_accounts")
 
     # contacts: phones (digits only), e-mail (lower case), an address, a guarantor
     phones = [(f, i) for i, f in enumerate(("phone1", "phone2", "phone3"), start=1) if has(f)]
@@ -574,18 +585,20 @@ def portfolio_merge(plan: Plan) -> list[str]:
             f"INSERT INTO portfolio.addresses (debtor_id, {cols}, time_zone) "
             f"SELECT DISTINCT ON (r.debtor_id, r.street) r.debtor_id, "
             f"{', '.join('r.' + c for c in ['street', *extra])}, {zone} "
-            f"FROM imp_rows r WHERE r.street IS NOT NULL AND NOT EXISTS "
-            f"(SELECT 1 FROM portfolio.addresses x WHERE x.debtor_id = r.debtor_id "
-            f"AND x.street = r.street {same_pc}) "
+            f"FROM imp_rows r LEFT JOIN LATERAL (SELECT true AS found FROM portfolio.addresses x "
+            f"WHERE x.debtor_id = r.debtor_id AND x.street = r.street {same_pc} {PROBE}) x "
+            f"ON true WHERE r.street IS NOT NULL AND x.found IS NULL "
             f"ORDER BY r.debtor_id, r.street, r.row_number DESC")
     if has("guarantor_name"):
         phone = "r.guarantor_phone" if has("guarantor_phone") else "NULL"
         stmts.append(
             f"INSERT INTO portfolio.guarantors (debtor_id, name, phone) "
             f"SELECT DISTINCT ON (r.debtor_id, r.guarantor_name) r.debtor_id, r.guarantor_name, "
-            f"{phone} FROM imp_rows r WHERE r.guarantor_name IS NOT NULL AND NOT EXISTS "
-            f"(SELECT 1 FROM portfolio.guarantors g WHERE g.debtor_id = r.debtor_id "
-            f"AND g.name = r.guarantor_name) ORDER BY r.debtor_id, r.guarantor_name, "
+            f"{phone} FROM imp_rows r LEFT JOIN LATERAL (SELECT true AS found "
+            f"FROM portfolio.guarantors g WHERE g.debtor_id = r.debtor_id "
+            f"AND g.name = r.guarantor_name {PROBE}) g ON true "
+            f"WHERE r.guarantor_name IS NOT NULL AND g.found IS NULL "
+            f"ORDER BY r.debtor_id, r.guarantor_name, "
             f"r.row_number DESC")
 
     # the instalment schedule: monthly from the first due date; the first N paid
@@ -630,12 +643,14 @@ def payments_merge(plan: Plan) -> list[str]:
         f"ON CONFLICT (account_id, kind, reference) DO NOTHING "
         f"RETURNING id, account_id, amount, value_date, reference) "
         f"INSERT INTO imp_payments SELECT * FROM ins",
+        "ANALYZE imp_payments",
         # accounts locked in id order: chunks paying the same account queue, never deadlock
         "SELECT a.id FROM portfolio.accounts a WHERE a.id IN (SELECT account_id FROM "
         "imp_payments) ORDER BY a.id FOR NO KEY UPDATE",
         "CREATE TEMP TABLE imp_accounts ON COMMIT DROP AS SELECT a.id AS account_id, "
         "a.stage AS old_stage, p.total FROM (SELECT account_id, sum(amount) AS total "
         "FROM imp_payments GROUP BY account_id) p JOIN portfolio.accounts a ON a.id = p.account_id",
+        "ANALYZE imp_accounts",
         "UPDATE portfolio.accounts a SET balance = GREATEST(a.balance - m.total, 0), "
         "updated_at = now() FROM imp_accounts m WHERE a.id = m.account_id",
         "WITH due AS (SELECT i.id, i.amount - i.paid_amount AS rest, m.total, "
@@ -673,13 +688,16 @@ ACCOUNTS_CHANGED_SQL = (
     "'occurred_at', CAST(:occurred_at AS text), 'accounts', f.items)::jsonb, "
     "CAST(:headers AS jsonb) "
     "FROM (SELECT gen_random_uuid() AS id) e, "
-    f"(SELECT COALESCE(json_agg({FACTS_JSON}), '[]'::json) AS items "
-    "FROM (SELECT DISTINCT account_id FROM imp_accounts) m "
-    "JOIN portfolio.accounts a ON a.id = m.account_id "
+    "(SELECT COALESCE(json_agg(f.facts), '[]'::json) AS items "
+    "FROM (SELECT DISTINCT account_id FROM imp_accounts) m CROSS JOIN LATERAL "
+    f"(SELECT {FACTS_JSON} AS facts FROM portfolio.accounts a "
     "JOIN portfolio.debtors d ON d.id = a.debtor_id "
     "JOIN portfolio.institutions i ON i.id = a.institution_id "
     "LEFT JOIN LATERAL (SELECT x.state, x.time_zone FROM portfolio.addresses x "
-    "WHERE x.debtor_id = d.id ORDER BY x.id LIMIT 1) ad ON true) f")
+    "WHERE x.debtor_id = d.id ORDER BY x.id LIMIT 1) ad ON true "
+    # OFFSET 0 keeps the subquery a per-account probe: flattened, PostgreSQL hashes every
+    # account of the institution for each chunk (quadratic over a large import)
+    "WHERE a.id = m.account_id OFFSET 0) f) f")
 
 STAGE_CHANGED_SQL = (
     "INSERT INTO portfolio.outbox (event_id, event_type, payload, headers) "

@@ -989,10 +989,11 @@ def _merge_chunk(db, plan: Plan, statements: list[str], where: dict, deferred: b
         session.execute(text("SET LOCAL jit = off"))  # compiling costs more than it saves here
         # A chunk looks up a few thousand keys in tables of millions: index probes, never a
         # scan of the whole table per chunk (let alone per row). The default costs assume
-        # uncached disks, the chunk's temporary tables have no statistics, and a table an
-        # import fills from empty has stale ones (see _Statistics): without these settings
-        # PostgreSQL picked nested loops over sequential scans and an import of 1M rows into
-        # empty tables went quadratic. The temporary tables have no index: still scanned.
+        # uncached disks and a table an import fills from empty has stale statistics (see
+        # _Statistics): without these settings PostgreSQL picked nested loops over
+        # sequential scans and an import of 1M rows into empty tables went quadratic. Lookups
+        # in permanent tables are per-row probes (import_sql.PROBE), and the chunk's
+        # temporary tables are ANALYZEd once built (their joins' sizes are then known).
         session.execute(text("SET LOCAL random_page_cost = 1.1"))
         session.execute(text("SET LOCAL enable_seqscan = off"))
         session.execute(text(sql.parse_sql(plan, deferred)), where)

@@ -87,7 +87,7 @@ class Phone(Base):
     __tablename__ = "phones"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     debtor_id: Mapped[int] = mapped_column(ForeignKey("portfolio.debtors.id", ondelete="CASCADE"),
-                                           nullable=False, index=True)
+                                           nullable=False)  # led by its unique index
     number: Mapped[str] = mapped_column(String(20), nullable=False)  # digits only
     kind: Mapped[str] = mapped_column(String(12), nullable=False, server_default="mobile")
     priority: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
@@ -103,7 +103,7 @@ class Email(Base):
     __tablename__ = "emails"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     debtor_id: Mapped[int] = mapped_column(ForeignKey("portfolio.debtors.id", ondelete="CASCADE"),
-                                           nullable=False, index=True)
+                                           nullable=False)  # led by its unique index
     address: Mapped[str] = mapped_column(String(254), nullable=False)  # lower-cased
     kind: Mapped[str] = mapped_column(String(12), nullable=False, server_default="personal")
     do_not_contact: Mapped[bool] = mapped_column(Boolean, nullable=False,

@@ -290,9 +290,10 @@ def test_rebuild_of_a_million_accounts_versus_one_raw_update(stack_url, db):
              f"best raw UPDATE (target <= 1.5x)",
              f"  placed: {counts}; unplaced: {final['unplaced']:,}",
              "  the raw UPDATE only computes the first-match CASE into an unindexed copy; the "
-             "service also ranks each queue (window sorts), picks collectors by policy, upserts "
-             "4 indexes of queues.assignments, deletes leavers, diffs collectors and writes "
-             "its events in the same transaction"])
+             "service also ranks each queue (window sorts), picks collectors by policy, diffs "
+             "the placement against queues.assignments (writing only what changed: nothing in "
+             "the steady state), snapshots the day's totals and writes its events in the same "
+             "transaction"])
     finally:
         cleanup(db, [REBUILD_INSTITUTION])
         drain_outbox(db, mark)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import (BigInteger, Integer, String, case, cast, column, func, literal, or_,
-                        select, table, text, tuple_, union_all)
-from sqlalchemy.dialects.postgresql import array, insert
+from sqlalchemy import (BigInteger, Column, Integer, String, case, cast, column, func, literal,
+                        select, table, text, union_all)
+from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.util import ClauseAdapter
 
 from recaudo_common.errors import Conflict, InvalidInput
 
@@ -78,28 +80,40 @@ def _agent_expr(session: Session, queue: Queue, rank, balance_rank):
 
 
 def placement_select(session: Session, strategy: Strategy):
-    """SELECT account_id, institution_id, queue_id, arm, rank, agent_id, balance."""
+    """SELECT account_id, institution_id, queue_id, arm, rank, agent_id, balance.
+
+    The institution's facts are read once, into a CTE that adds each account's arm and
+    first matching queue (the CASE runs once per account); each queue then ranks its own
+    rows of it. Flattened per queue instead, every queue re-read and re-judged all the
+    institution's accounts."""
     champion = _queues(session, strategy.id)
     challenger = _queues(session, strategy.challenger_id) if strategy.challenger_id else []
+    queues = champion + challenger
+    if not queues:
+        raise InvalidInput("La estrategia no tiene filas", {"queues": ["Agregue al menos una fila"]})
     arm = _arm(strategy)
     queue_id = case((arm == "challenger", _first_match(challenger)),
                     else_=_first_match(champion)) if challenger else _first_match(champion)
-    placed = (select(F.account_id, arm.label("arm"), queue_id.label("queue_id"))
+    sorts = {queue.id: rules.compile_sort(queue.sort) for queue in queues}
+    # only the columns the rankings read are materialized, not every fact
+    needed = {F.account_id.expression, F.institution_id.expression, F.balance.expression}
+    needed |= {c for order in sorts.values() for expr in order for c in visitors.iterate(expr) if isinstance(c, Column)}
+    judged = (select(*(c for c in F.__table__.c if c in needed), arm.label("arm"),
+                     queue_id.label("queue_id"))
               .where(F.institution_id == strategy.institution_id)
-              .subquery("placed"))
+              .cte("judged").prefix_with("MATERIALIZED"))
+    over_judged = ClauseAdapter(judged).traverse  # an expression over account_facts -> judged
     parts = []
-    for queue in champion + challenger:
-        rank = func.row_number().over(order_by=rules.compile_sort(queue.sort))
-        balance_rank = func.row_number().over(order_by=(F.balance.desc(), F.account_id))
+    for queue in queues:
+        rank = func.row_number().over(order_by=[over_judged(c) for c in sorts[queue.id]])
+        balance_rank = func.row_number().over(order_by=(judged.c.balance.desc(),
+                                                        judged.c.account_id))
+        agent = over_judged(_agent_expr(session, queue, rank, balance_rank))
         parts.append(
-            select(F.account_id, F.institution_id, literal(queue.id).label("queue_id"),
-                   placed.c.arm, rank.label("rank"),
-                   _agent_expr(session, queue, rank, balance_rank).label("agent_id"),
-                   F.balance)
-            .join(placed, placed.c.account_id == F.account_id)
-            .where(placed.c.queue_id == queue.id))
-    if not parts:
-        raise InvalidInput("La estrategia no tiene filas", {"queues": ["Agregue al menos una fila"]})
+            select(judged.c.account_id, judged.c.institution_id,
+                   literal(queue.id).label("queue_id"), judged.c.arm, rank.label("rank"),
+                   agent.label("agent_id"), judged.c.balance)
+            .where(judged.c.queue_id == queue.id))
     return union_all(*parts)
 
 
@@ -108,33 +122,42 @@ def _queues(session: Session, strategy_id: int) -> list[Queue]:
                            .order_by(Queue.position)).scalars().all()
 
 
+def _place(session: Session, strategy: Strategy) -> tuple[dict, int]:
+    """Fill the transaction's scratch table ``placed_now`` with the strategy's placement;
+    return the accounts per queue and how many accounts no queue takes."""
+    # the queues' ranking sorts (a million accounts) stay in memory instead of spilling
+    session.execute(text("SET LOCAL work_mem = '128MB'"))
+    session.execute(text("CREATE TEMP TABLE IF NOT EXISTS placed_now (account_id bigint,"
+                         " institution_id int, queue_id int, arm text, rank int, agent_id int,"
+                         " balance numeric) ON COMMIT DROP"))
+    session.execute(text("TRUNCATE placed_now"))
+    session.execute(_PLACED.insert().from_select(_PLACED_COLUMNS,
+                                                 placement_select(session, strategy)))
+    session.execute(text("ANALYZE placed_now"))
+    counts = dict(session.execute(text("SELECT queue_id, count(*) FROM placed_now "
+                                       "GROUP BY queue_id")).all())
+    accounts = session.execute(select(func.count()).select_from(F).where(
+        F.institution_id == strategy.institution_id)).scalar_one()
+    return counts, accounts - sum(counts.values())
+
+
 def simulate(session: Session, strategy: Strategy, sample_size: int = 5) -> dict:
     """Per queue: accounts, balance, a sample; and what would move versus today."""
-    placement = placement_select(session, strategy).subquery("p")
-    per_queue = session.execute(
-        select(placement.c.queue_id, func.count(), func.sum(placement.c.balance),
-               func.count().filter(placement.c.arm == "challenger"))
-        .group_by(placement.c.queue_id)).all()
-    samples = session.execute(
-        select(placement.c.queue_id, placement.c.account_id, placement.c.rank,
-               placement.c.agent_id)
-        .where(placement.c.rank <= sample_size).order_by(placement.c.queue_id, placement.c.rank)
-    ).all()
-    moves = session.execute(
-        select(Assignment.queue_id.label("from_queue"), placement.c.queue_id.label("to_queue"),
-               func.count())
-        .select_from(placement.outerjoin(Assignment,
-                                         Assignment.account_id == placement.c.account_id))
-        .where(or_(Assignment.queue_id.is_(None), Assignment.queue_id != placement.c.queue_id))
-        .group_by(Assignment.queue_id, placement.c.queue_id)).all()
-    unplaced = session.execute(
-        select(func.count()).select_from(F).where(
-            F.institution_id == strategy.institution_id,
-            F.account_id.not_in(select(placement.c.account_id)))).scalar_one()
-    leaving = session.execute(
-        select(func.count()).select_from(Assignment).where(
-            Assignment.institution_id == strategy.institution_id,
-            Assignment.account_id.not_in(select(placement.c.account_id)))).scalar_one()
+    _, unplaced = _place(session, strategy)
+    per_queue = session.execute(text(
+        "SELECT queue_id, count(*), sum(balance), count(*) FILTER (WHERE arm = 'challenger') "
+        "FROM placed_now GROUP BY queue_id")).all()
+    samples = session.execute(text(
+        "SELECT queue_id, account_id, rank, agent_id FROM placed_now WHERE rank <= :n "
+        "ORDER BY queue_id, rank"), {"n": sample_size}).all()
+    moves = session.execute(text(
+        "SELECT a.queue_id, p.queue_id, count(*) FROM placed_now p "
+        "LEFT JOIN queues.assignments a ON a.account_id = p.account_id "
+        "WHERE a.queue_id IS DISTINCT FROM p.queue_id GROUP BY a.queue_id, p.queue_id")).all()
+    leaving = session.execute(text(
+        "SELECT count(*) FROM queues.assignments a WHERE a.institution_id = :i "
+        "AND NOT EXISTS (SELECT 1 FROM placed_now p WHERE p.account_id = a.account_id)"),
+        {"i": strategy.institution_id}).scalar_one()
     sample_by_queue = defaultdict(list)
     for queue_id, account_id, rank, agent_id in samples:
         sample_by_queue[queue_id].append({"account_id": account_id, "rank": rank,
@@ -157,49 +180,65 @@ def lock_institution(session: Session, institution_id: int) -> None:
                        "intente en unos momentos")
 
 
-def rebuild(session: Session, strategy: Strategy) -> dict:
-    """Write the placement: upsert every placed account, drop the ones no queue takes.
+#: what a rebuild changes in queues.assignments: rows placed for the first time
+#: (``existed`` false), moved or re-ranked, and leaving (``leaving``: no queue takes them)
+_CHANGES = """
+CREATE TEMP TABLE placement_changes ON COMMIT DROP AS
+SELECT COALESCE(p.account_id, a.account_id) AS account_id, p.institution_id, p.queue_id,
+       p.arm, p.rank, p.agent_id, a.account_id IS NOT NULL AS existed,
+       p.account_id IS NULL AS leaving, a.agent_id AS old_agent_id
+FROM placed_now p
+FULL JOIN (SELECT * FROM queues.assignments WHERE institution_id = :i) a
+  ON a.account_id = p.account_id
+WHERE p.account_id IS NULL OR a.account_id IS NULL
+   OR (a.queue_id, a.arm, a.rank, a.agent_id) IS DISTINCT FROM
+      (p.queue_id, p.arm, p.rank, p.agent_id)
+"""
+_UPDATE = """
+UPDATE queues.assignments a SET queue_id = c.queue_id, arm = c.arm, rank = c.rank,
+       agent_id = c.agent_id, assigned_at = now()
+FROM placement_changes c WHERE c.existed AND NOT c.leaving AND a.account_id = c.account_id
+"""
+_INSERT = """
+INSERT INTO queues.assignments AS a (account_id, institution_id, queue_id, arm, rank, agent_id)
+SELECT account_id, institution_id, queue_id, arm, rank, agent_id
+FROM placement_changes WHERE NOT existed
+ON CONFLICT (account_id) DO UPDATE SET institution_id = EXCLUDED.institution_id,
+   queue_id = EXCLUDED.queue_id, arm = EXCLUDED.arm, rank = EXCLUDED.rank,
+   agent_id = EXCLUDED.agent_id, assigned_at = now()
+"""
+_DELETE = """
+DELETE FROM queues.assignments a USING placement_changes c
+WHERE c.leaving AND a.account_id = c.account_id
+"""
+_COLLECTORS_CHANGED = """
+SELECT account_id, agent_id FROM placement_changes
+WHERE CASE WHEN leaving THEN old_agent_id IS NOT NULL
+           ELSE NOT existed OR agent_id IS DISTINCT FROM old_agent_id END
+"""
 
-    Returns counts per queue and the (account, collector) pairs that changed, so the
-    portfolio's projection of collectors can follow.
+
+def rebuild(session: Session, strategy: Strategy) -> dict:
+    """Write the placement: only the rows that change are written (new, moved or
+    re-ranked, leaving), so a rebuild over unchanged facts writes nothing.
+
+    Returns counts per queue, the accounts no queue takes, the (account, collector)
+    pairs that changed (the portfolio's projection of collectors follows them), and
+    ``placed``: the scratch table holding the placement until the commit.
     """
     lock_institution(session, strategy.institution_id)
-    # the queues' ranking sorts (a million accounts) stay in memory instead of spilling
-    session.execute(text("SET LOCAL work_mem = '128MB'"))
-    session.execute(text("CREATE TEMP TABLE IF NOT EXISTS placed_now (account_id bigint PRIMARY KEY,"
-                         " institution_id int, queue_id int, arm text, rank int, agent_id int,"
-                         " balance numeric) ON COMMIT DROP"))
-    session.execute(text("TRUNCATE placed_now"))
-    session.execute(_PLACED.insert().from_select(_PLACED_COLUMNS,
-                                                 placement_select(session, strategy)))
-    changed = session.execute(text("""
-        SELECT p.account_id, p.agent_id FROM placed_now p
-        LEFT JOIN queues.assignments a ON a.account_id = p.account_id
-        WHERE a.account_id IS NULL OR a.agent_id IS DISTINCT FROM p.agent_id
-        UNION ALL
-        SELECT a.account_id, NULL FROM queues.assignments a
-        WHERE a.institution_id = :i AND a.agent_id IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM placed_now p WHERE p.account_id = a.account_id)
-    """), {"i": strategy.institution_id}).all()
-    written = _PLACED_COLUMNS[:-1]  # all but balance
-    upsert = insert(Assignment).from_select(written, select(*(_PLACED.c[n] for n in written)))
-    kept = ("institution_id", "queue_id", "arm", "rank", "agent_id")
-    session.execute(upsert.on_conflict_do_update(
-        index_elements=[Assignment.account_id],
-        set_={**{c: upsert.excluded[c] for c in kept}, "assigned_at": func.now()},
-        # an unchanged placement is not rewritten (nor are its index entries)
-        where=tuple_(*(Assignment.__table__.c[c] for c in kept)).is_distinct_from(
-            tuple_(*(upsert.excluded[c] for c in kept)))))
-    session.execute(text("""
-        DELETE FROM queues.assignments a WHERE a.institution_id = :i
-          AND NOT EXISTS (SELECT 1 FROM placed_now p WHERE p.account_id = a.account_id)
-    """), {"i": strategy.institution_id})
-    working.rest_new_placements(session, strategy.institution_id)
-    # The pull walks a queue's index in rank order and stops at the first free rows only if
-    # the planner knows the queue is large: with the statistics of before the rebuild (an
-    # empty or smaller table; autovacuum comes later) it sorted the whole queue on every
-    # pull instead, 1 ms became 10 s. Statistics are transactional: they commit with it.
-    session.execute(text("ANALYZE queues.assignments"))
-    counts = session.execute(text("SELECT queue_id, count(*) FROM placed_now GROUP BY queue_id")).all()
-    return {"counts": {q: n for q, n in counts}, "changed": [(a, g) for a, g in changed]}
-
+    counts, unplaced = _place(session, strategy)
+    session.execute(text(_CHANGES), {"i": strategy.institution_id})
+    changed = session.execute(text(_COLLECTORS_CHANGED)).all()
+    session.execute(text(_UPDATE))
+    added = session.execute(text(_INSERT)).rowcount
+    removed = session.execute(text(_DELETE)).rowcount
+    working.rest_new_placements(session, "SELECT account_id FROM placement_changes "
+                                         "WHERE NOT existed")
+    if added or removed:
+        # The pull walks a queue's index in rank order and stops at the first free rows
+        # only if the planner knows the queue is large: with the statistics of before the
+        # rebuild (an empty or smaller table; autovacuum comes later) it sorted the whole
+        # queue on every pull instead, 1 ms became 10 s. Statistics are transactional.
+        session.execute(text("ANALYZE queues.assignments"))
+    return {"counts": counts, "unplaced": unplaced, "changed": [(a, g) for a, g in changed], "placed": "placed_now"}

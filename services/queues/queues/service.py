@@ -156,15 +156,12 @@ class QueuesService(ServiceBase):
     def _rebuild(self, session, strategy: Strategy) -> dict:
         result = placement.rebuild(session, strategy)
         strategy.applied_at = func.now()
-        unplaced = session.execute(select(func.count()).select_from(AccountFacts).where(
-            AccountFacts.institution_id == strategy.institution_id,
-            ~select(Assignment.account_id).where(
-                Assignment.account_id == AccountFacts.account_id).exists())).scalar_one()
-        counts = {str(q): n for q, n in result["counts"].items()}
+        counts, unplaced = {str(q): n for q, n in result["counts"].items()}, result["unplaced"]
         self.db.emit(session, "queues_rebuilt", {
             "institution_id": strategy.institution_id, "strategy_id": strategy.id,
             "counts": counts, "unplaced": unplaced})
-        reports.snapshot_assigned(session, date.today(), strategy.institution_id)
+        reports.snapshot_assigned(session, date.today(), strategy.institution_id,
+                                  placement=result["placed"])
         changed = result["changed"]
         for start in range(0, len(changed), placement.ANNOUNCE_BATCH):
             self.db.emit(session, "assignments_changed", {"assignments": [

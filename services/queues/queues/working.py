@@ -268,14 +268,14 @@ def rest_from_facts(session: Session, account_id: int) -> None:
                     {"account": account_id})
 
 
-def rest_new_placements(session: Session, institution_id: int) -> None:
-    """After a rebuild: accounts placed for the first time rest as their facts say."""
+def rest_new_placements(session: Session, new_accounts: str) -> None:
+    """After a rebuild: accounts placed for the first time (the ids ``new_accounts``, a
+    SELECT, returns) rest as their facts say."""
     session.execute(text(f"""
         UPDATE queues.assignments a SET resting_until = {_RESTING_FROM_FACTS}
         FROM queues.account_facts f
-        WHERE f.account_id = a.account_id AND a.institution_id = :i
-          AND a.resting_until IS NULL AND (f.open_dispute OR f.callback_at > now())"""),
-                    {"i": institution_id})
+        WHERE f.account_id = a.account_id AND a.account_id IN ({new_accounts})
+          AND a.resting_until IS NULL AND (f.open_dispute OR f.callback_at > now())"""))
 
 
 def to_the_front(session: Session, account_id: int) -> None:

@@ -117,16 +117,20 @@ def psql_copy(path: Path, temp: bool) -> float:
     return elapsed
 
 
-def wipe_institution(engine) -> None:
-    """Nothing of the benchmark institution (outside the timings)."""
+def wipe_institution(engine, remove=False) -> None:
+    """Nothing of the benchmark institution (outside the timings); ``remove``: not the
+    institution itself either (its code must not collide with another benchmark's)."""
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO portfolio.institutions (id, code, name) VALUES "
-                          "(:i, 'BENCH', 'Benchmark') ON CONFLICT (id) DO NOTHING"),
+                          "(:i, 'BENCHIMP', 'Benchmark importación') ON CONFLICT (id) DO NOTHING"),
                      {"i": INSTITUTION})
-        for statement in (
-                "DELETE FROM portfolio.import_jobs WHERE institution_id = :i",
-                "DELETE FROM portfolio.accounts WHERE institution_id = :i",
-                "DELETE FROM portfolio.debtors WHERE institution_id = :i"):
+        statements = ["DELETE FROM portfolio.import_jobs WHERE institution_id = :i",
+                      "DELETE FROM portfolio.accounts WHERE institution_id = :i",
+                      "DELETE FROM portfolio.debtors WHERE institution_id = :i"]
+        if remove:
+            statements += ["DELETE FROM portfolio.import_layouts WHERE institution_id = :i",
+                           "DELETE FROM portfolio.institutions WHERE id = :i"]
+        for statement in statements:
             conn.execute(text(statement), {"i": INSTITUTION})
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE portfolio.debtors, portfolio.accounts, "
@@ -242,5 +246,5 @@ def test_import_one_million_rows_vs_copy(stack_url):
     assert first["job"]["state"] == "done", first["job"]
     assert again["job"]["state"] == "done", again["job"]
     assert first["job"]["imported_rows"] == ROWS and accounts == ROWS
-    wipe_institution(engine)
+    wipe_institution(engine, remove=True)
     engine.dispose()

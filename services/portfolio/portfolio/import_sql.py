@@ -470,7 +470,7 @@ def portfolio_merge(plan: Plan) -> list[str]:
     stmts.append(
         f"CREATE TEMP TABLE imp_src ON COMMIT DROP AS SELECT DISTINCT ON (customer_number) "
         f"row_number, {src_cols} FROM {_valid(plan)} ORDER BY customer_number, row_number DESC")
-    stmts.append("ANALYZE imp_src")
+    stmts.append("ANALYZE imp_src (customer_number)")
     stmts.append(
         f"CREATE TEMP TABLE imp_debtors ON COMMIT DROP AS SELECT s.customer_number, d.id "
         f"FROM imp_src s CROSS JOIN LATERAL (SELECT d.id FROM portfolio.debtors d "

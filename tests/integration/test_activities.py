@@ -366,14 +366,22 @@ def test_an_administrators_override_is_stored_with_its_justification(admin, engi
         policy(12, override=JUSTIFIED))["details"]
 
 
-def test_inbound_calls_notes_and_calls_without_a_phone_are_not_judged(gestor1, engine, policy):
+def test_inbound_calls_and_notes_are_not_judged(gestor1, engine, policy):
     inbound = gestor1.log_activity(policy(3, phone=DO_NOT_CALL, direction="inbound"))
     note = gestor1.log_activity({**policy(3), "kind": "note", "phone": None,
                                  "result_code": None})
     visit = gestor1.log_activity({**policy(3), "kind": "visit", "phone": None})
-    unnamed = gestor1.log_activity(policy(3, phone=None))
-    assert [a["seq"] for a in (inbound, note, visit, unnamed)] == [1, 2, 3, 4]
-    assert counts(engine)["activities"] == 4
+    assert [a["seq"] for a in (inbound, note, visit)] == [1, 2, 3]
+    assert counts(engine)["activities"] == 3
+
+
+def test_an_outbound_call_without_a_phone_is_still_judged_by_its_hour(gestor1, engine, policy):
+    before = counts(engine)
+    with pytest.raises(Conflict) as err:           # 03:00 in Mexico City, no number named
+        gestor1.log_activity(policy(3, phone=None))
+    assert list(err.value.fields) == ["started_at"]
+    assert counts(engine) == before
+    assert gestor1.log_activity(policy(12, phone=None))["phone"] is None
 
 
 def test_history_is_newest_first_paginated_and_shows_corrections(gestor1, supervisor, engine):

@@ -154,12 +154,12 @@ def call(**changes) -> dict:
     return base
 
 
-def test_only_outbound_calls_to_a_named_phone_are_judged():
+def test_only_outbound_calls_are_judged_named_phone_or_not():
     assert log.judged_by_policy(call())
+    assert log.judged_by_policy(call(phone=None))   # its hour still counts
     assert not log.judged_by_policy(call(direction="inbound"))
     assert not log.judged_by_policy(call(kind="note"))
     assert not log.judged_by_policy(call(kind="visit"))
-    assert not log.judged_by_policy(call(phone=None))
 
 
 def test_a_call_is_judged_when_it_started_naming_phone_or_started_at():

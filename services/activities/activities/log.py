@@ -67,10 +67,10 @@ def resolve_code(session: Session, institution_id: int, data: dict) -> ResultCod
 
 
 def judged_by_policy(data: dict) -> bool:
-    """Whether the contact policy judges this entry: an outbound call to a named phone.
-    Inbound calls and notes are no contact we made; email and fax are judged where they
-    are sent (messaging), before their entry is logged."""
-    return data["kind"] == "call" and data["direction"] == "outbound" and bool(data.get("phone"))
+    """Whether the contact policy judges this entry: an outbound call (its hour always, its
+    number when one is named). Inbound calls and notes are no contact we made; email and
+    fax are judged where they are sent (messaging), before their entry is logged."""
+    return data["kind"] == "call" and data["direction"] == "outbound"
 
 
 def _check_policy(identity: Identity, contacts: dict | None, data: dict) -> str | None:

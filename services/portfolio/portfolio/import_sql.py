@@ -446,11 +446,13 @@ def _valid(plan: Plan) -> str:
 
 DEBTOR_FIELDS = ("kind", "tax_id", "national_id", "birth_date")
 
-#: Ends a LATERAL subquery that looks the chunk's keys up in a permanent table: the LIMIT
-#: keeps it a per-row index probe. Flattened into a join, PostgreSQL preferred reading the
-#: whole table (every institution's addresses, say) once per chunk to 20,000 probes, and a
-#: 1M-row import spent most of its time re-reading what earlier chunks had written.
-PROBE = "LIMIT 1"
+#: Ends a LATERAL subquery that looks the chunk's rows up in a permanent table by its
+#: debtor_id index: OFFSET 0 keeps it a per-row probe. Flattened into an anti-join,
+#: PostgreSQL preferred reading the whole table (every institution's addresses) once per
+#: chunk to 20,000 probes, and a 1M-row import spent its time re-reading what earlier
+#: chunks wrote. Not LIMIT 1: planned with the statistics of an institution still empty,
+#: a LIMIT probe walked the institution's index for a row that was never there.
+PROBE = "OFFSET 0"
 
 
 def portfolio_merge(plan: Plan) -> list[str]:
@@ -473,9 +475,8 @@ def portfolio_merge(plan: Plan) -> list[str]:
     stmts.append("ANALYZE imp_src (customer_number)")
     stmts.append(
         f"CREATE TEMP TABLE imp_debtors ON COMMIT DROP AS SELECT s.customer_number, d.id "
-        f"FROM imp_src s CROSS JOIN LATERAL (SELECT d.id FROM portfolio.debtors d "
-        f"WHERE d.institution_id = {inst} AND d.customer_number = s.customer_number "
-        f"{PROBE}) d")
+        f"FROM imp_src s JOIN portfolio.debtors d ON d.institution_id = {inst} "
+        f"AND d.customer_number = s.customer_number")
     new_vals = {"name": "s.name", **{c: f"COALESCE(s.{ident(c)}, d.{ident(c)})"
                                      for c in debtor_cols}}
     sets = ", ".join(f"{ident(c)} = {v}" for c, v in new_vals.items())
@@ -508,8 +509,8 @@ def portfolio_merge(plan: Plan) -> list[str]:
     stmts.append(
         f"CREATE TEMP TABLE imp_accounts ON COMMIT DROP AS SELECT r.row_number, "
         f"a.id AS account_id, a.stage AS old_stage FROM imp_rows r "
-        f"CROSS JOIN LATERAL (SELECT a.id, a.stage FROM portfolio.accounts a "
-        f"WHERE a.institution_id = {inst} AND a.account_number = r.account_number {PROBE}) a")
+        f"JOIN portfolio.accounts a ON a.institution_id = {inst} "
+        f"AND a.account_number = r.account_number")
     derived = None  # a stage implied by the file's days past due
     if has("days_past_due"):
         derived = ("CASE WHEN r.days_past_due > 0 THEN 'delinquent' "

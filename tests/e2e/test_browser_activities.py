@@ -2,7 +2,7 @@
 ("Siguiente cuenta"), opens the "Gestiones" tab of the debtor's 360° view, chooses
 "Promesa de pago" (the promise fields appear), is told next to the field that the
 promise date has passed (nothing typed is lost), fixes it, saves, and sees the call at
-the top of the history grid and the promise in the "Promesas" tab.
+the top of the history grid, under their name, and the promise in the "Promesas" tab.
 
 The queues are prepared as in ``test_queues_api`` (``prepare_queues``), with a
 one-queue strategy of institution 1 named ``E2E filas …`` that takes every account,
@@ -102,6 +102,8 @@ def test_a_collector_takes_the_next_account_and_logs_a_call_with_a_promise(world
     expect(first).to_contain_text("Promesa de pago")
     expect(first).to_contain_text("Llamada")
     expect(first).to_contain_text("$1,250.50")
+    # the collector by name (asked of the auth service), not by user id
+    expect(first).to_contain_text(gestor.ok("GET", "/api/v1/auth/me")["display_name"])
     page.screenshot(path=str(screenshots / "activity-history.png"), full_page=True)
 
     page.click("#tab-promesas")

@@ -352,6 +352,10 @@ def test_simulation_equals_the_rebuild_and_writes_nothing(supervisor, engine):
         JOIN queues.account_facts f USING (account_id) GROUP BY a.queue_id""")}
     simulated = {q["queue_id"]: (q["accounts"], q["balance"]) for q in simulation["queues"]}
     assert simulated == actual and set(actual) == set(queue_ids)
+    # the day's snapshot of what each queue holds is the applied placement's totals
+    assert {q: (n, str(b)) for q, n, b in sql(engine, """
+        SELECT queue_id, sum(accounts), sum(balance) FROM queues.assigned_daily
+        WHERE day = current_date AND institution_id = 1 GROUP BY queue_id""")} == actual
     placed = assignments(engine)
     assert simulation["unplaced"] == N1 - len(placed)
     for q in simulation["queues"]:   # the samples are the queue's first ranks, as applied

@@ -177,6 +177,7 @@ def cleanup(db, institutions) -> None:
                "WHERE w.queue_id = q.id AND q.strategy_id = s.id AND s.institution_id = ANY(%s)",
                [ids])
     db.execute("DELETE FROM queues.assignments WHERE institution_id = ANY(%s)", [ids])
+    db.execute("DELETE FROM queues.assigned_daily WHERE institution_id = ANY(%s)", [ids])
     db.execute("UPDATE queues.strategies SET challenger_id = NULL WHERE institution_id = ANY(%s)",
                [ids])
     db.execute("DELETE FROM queues.strategies WHERE institution_id = ANY(%s)", [ids])

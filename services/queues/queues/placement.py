@@ -122,9 +122,10 @@ def _queues(session: Session, strategy_id: int) -> list[Queue]:
                            .order_by(Queue.position)).scalars().all()
 
 
-def _place(session: Session, strategy: Strategy) -> tuple[dict, int]:
+def _place(session: Session, strategy: Strategy) -> tuple[list, int]:
     """Fill the transaction's scratch table ``placed_now`` with the strategy's placement;
-    return the accounts per queue and how many accounts no queue takes."""
+    return its totals, (queue_id, arm, accounts, balance) rows, and how many accounts no
+    queue takes."""
     # the queues' ranking sorts (a million accounts) stay in memory instead of spilling
     session.execute(text("SET LOCAL work_mem = '128MB'"))
     session.execute(text("CREATE TEMP TABLE IF NOT EXISTS placed_now (account_id bigint,"
@@ -133,20 +134,21 @@ def _place(session: Session, strategy: Strategy) -> tuple[dict, int]:
     session.execute(text("TRUNCATE placed_now"))
     session.execute(_PLACED.insert().from_select(_PLACED_COLUMNS,
                                                  placement_select(session, strategy)))
-    session.execute(text("ANALYZE placed_now"))
-    counts = dict(session.execute(text("SELECT queue_id, count(*) FROM placed_now "
-                                       "GROUP BY queue_id")).all())
+    totals = session.execute(text("SELECT queue_id, arm, count(*), COALESCE(sum(balance), 0) "
+                                  "FROM placed_now GROUP BY queue_id, arm")).all()
     accounts = session.execute(select(func.count()).select_from(F).where(
         F.institution_id == strategy.institution_id)).scalar_one()
-    return counts, accounts - sum(counts.values())
+    return totals, accounts - sum(n for _, _, n, _ in totals)
 
 
 def simulate(session: Session, strategy: Strategy, sample_size: int = 5) -> dict:
     """Per queue: accounts, balance, a sample; and what would move versus today."""
-    _, unplaced = _place(session, strategy)
-    per_queue = session.execute(text(
-        "SELECT queue_id, count(*), sum(balance), count(*) FILTER (WHERE arm = 'challenger') "
-        "FROM placed_now GROUP BY queue_id")).all()
+    totals, unplaced = _place(session, strategy)
+    per_queue = defaultdict(lambda: [0, 0, 0])   # accounts, balance, of the challenger
+    for queue_id, arm, accounts, balance in totals:
+        row = per_queue[queue_id]
+        row[0], row[1] = row[0] + accounts, row[1] + balance
+        row[2] += accounts if arm == "challenger" else 0
     samples = session.execute(text(
         "SELECT queue_id, account_id, rank, agent_id FROM placed_now WHERE rank <= :n "
         "ORDER BY queue_id, rank"), {"n": sample_size}).all()
@@ -163,8 +165,8 @@ def simulate(session: Session, strategy: Strategy, sample_size: int = 5) -> dict
         sample_by_queue[queue_id].append({"account_id": account_id, "rank": rank,
                                           "agent_id": agent_id})
     return {
-        "queues": [{"queue_id": q, "accounts": n, "balance": str(b or 0), "challenger": c,
-                    "sample": sample_by_queue[q]} for q, n, b, c in per_queue],
+        "queues": [{"queue_id": q, "accounts": n, "balance": str(b), "challenger": c,
+                    "sample": sample_by_queue[q]} for q, (n, b, c) in per_queue.items()],
         "unplaced": unplaced,
         "moves": [{"from_queue": f, "to_queue": t, "accounts": n} for f, t, n in moves],
         "leaving_queues": leaving,
@@ -222,12 +224,12 @@ def rebuild(session: Session, strategy: Strategy) -> dict:
     """Write the placement: only the rows that change are written (new, moved or
     re-ranked, leaving), so a rebuild over unchanged facts writes nothing.
 
-    Returns counts per queue, the accounts no queue takes, the (account, collector)
-    pairs that changed (the portfolio's projection of collectors follows them), and
-    ``placed``: the scratch table holding the placement until the commit.
+    Returns counts per queue, the totals per queue and arm (queue_id, arm, accounts,
+    balance), the accounts no queue takes and the (account, collector) pairs that changed
+    (the portfolio's projection of collectors follows them).
     """
     lock_institution(session, strategy.institution_id)
-    counts, unplaced = _place(session, strategy)
+    totals, unplaced = _place(session, strategy)
     session.execute(text(_CHANGES), {"i": strategy.institution_id})
     changed = session.execute(text(_COLLECTORS_CHANGED)).all()
     session.execute(text(_UPDATE))
@@ -241,4 +243,8 @@ def rebuild(session: Session, strategy: Strategy) -> dict:
         # rebuild (an empty or smaller table; autovacuum comes later) it sorted the whole
         # queue on every pull instead, 1 ms became 10 s. Statistics are transactional.
         session.execute(text("ANALYZE queues.assignments"))
-    return {"counts": counts, "unplaced": unplaced, "changed": [(a, g) for a, g in changed], "placed": "placed_now"}
+    counts = defaultdict(int)
+    for queue_id, _, accounts, _ in totals:
+        counts[queue_id] += accounts
+    return {"counts": dict(counts), "totals": totals, "unplaced": unplaced,
+            "changed": [(a, g) for a, g in changed]}

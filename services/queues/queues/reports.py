@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from recaudo_common.errors import InvalidInput
@@ -41,24 +41,29 @@ def record_payment(session: Session, payment: dict) -> None:
 
 
 def snapshot_assigned(session: Session, day: date, institution_id: int | None = None,
-                      placement: str | None = None) -> None:
+                      totals: list | None = None) -> None:
     """What every queue and arm holds now, as ``day``'s row (replacing it). A rebuild
-    passes ``placement``, the table of the institution's placement it just wrote
-    (institution_id, queue_id, arm, balance), not to read it all back again."""
+    passes the ``totals`` of the institution's placement it just wrote ((queue_id, arm,
+    accounts, balance) rows), not to read the placement back."""
     where = "" if institution_id is None else "WHERE a.institution_id = :institution_id"
     params = {"day": day, "institution_id": institution_id}
     session.execute(text("DELETE FROM queues.assigned_daily WHERE day = :day"
                          + ("" if institution_id is None else
                             " AND institution_id = :institution_id")), params)
-    source = (f"SELECT institution_id, queue_id, arm, balance FROM {placement}" if placement
-              else f"SELECT a.institution_id, a.queue_id, a.arm, f.balance "
-                   f"FROM queues.assignments a "
-                   f"LEFT JOIN queues.account_facts f ON f.account_id = a.account_id {where}")
+    if totals is not None:
+        if totals:
+            session.execute(insert(AssignedDaily), [
+                {"day": day, "institution_id": institution_id, "queue_id": queue_id, "arm": arm,
+                 "accounts": accounts, "balance": balance}
+                for queue_id, arm, accounts, balance in totals])
+        return
     session.execute(text(f"""
         INSERT INTO queues.assigned_daily (day, institution_id, queue_id, arm, accounts, balance)
-        SELECT :day, institution_id, queue_id, arm, count(*), COALESCE(sum(balance), 0)
-        FROM ({source}) s
-        GROUP BY institution_id, queue_id, arm
+        SELECT :day, a.institution_id, a.queue_id, a.arm, count(*), COALESCE(sum(f.balance), 0)
+        FROM queues.assignments a
+        LEFT JOIN queues.account_facts f ON f.account_id = a.account_id
+        {where}
+        GROUP BY a.institution_id, a.queue_id, a.arm
     """), params)
 
 

@@ -161,7 +161,7 @@ class QueuesService(ServiceBase):
             "institution_id": strategy.institution_id, "strategy_id": strategy.id,
             "counts": counts, "unplaced": unplaced})
         reports.snapshot_assigned(session, date.today(), strategy.institution_id,
-                                  placement=result["placed"])
+                                  totals=result["totals"])
         changed = result["changed"]
         for start in range(0, len(changed), placement.ANNOUNCE_BATCH):
             self.db.emit(session, "assignments_changed", {"assignments": [

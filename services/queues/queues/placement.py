@@ -3,10 +3,11 @@
 ``placement_select`` builds ONE SELECT that decides, for every account of the
 institution: its arm (champion or challenger, stable per account), the first queue
 whose conditions match, its rank in that queue by the queue's sort, and its collector
-by the queue's assignment policy. ``simulate`` aggregates it without writing;
-``rebuild`` writes it in one transaction (agents keep seeing the old assignment
-until the commit), so a simulation and the rebuild that follows agree by
-construction.
+by the queue's assignment policy. Both ``simulate`` and ``rebuild`` put it into the
+transaction's scratch table ``placed_now``: ``simulate`` aggregates it without writing,
+``rebuild`` diffs it against the assignments and writes only what changed, in one
+transaction (agents keep seeing the old assignment until the commit); a simulation and
+the rebuild that follows agree by construction.
 """
 from __future__ import annotations
 
@@ -97,7 +98,8 @@ def placement_select(session: Session, strategy: Strategy):
     sorts = {queue.id: rules.compile_sort(queue.sort) for queue in queues}
     # only the columns the rankings read are materialized, not every fact
     needed = {F.account_id.expression, F.institution_id.expression, F.balance.expression}
-    needed |= {c for order in sorts.values() for expr in order for c in visitors.iterate(expr) if isinstance(c, Column)}
+    needed |= {c for order in sorts.values() for expr in order
+               for c in visitors.iterate(expr) if isinstance(c, Column)}
     judged = (select(*(c for c in F.__table__.c if c in needed), arm.label("arm"),
                      queue_id.label("queue_id"))
               .where(F.institution_id == strategy.institution_id)

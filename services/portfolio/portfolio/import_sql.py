@@ -446,8 +446,8 @@ def _valid(plan: Plan) -> str:
 
 DEBTOR_FIELDS = ("kind", "tax_id", "national_id", "birth_date")
 
-#: Ends a LATERAL subquery that looks the chunk's rows up in a permanent table by its
-#: debtor_id index: OFFSET 0 keeps it a per-row probe. Flattened into an anti-join,
+#: Ends a LATERAL subquery that looks the chunk's rows up in a permanent table by an
+#: index (debtor_id, or the account's key): OFFSET 0 keeps it a per-row probe. Flattened into an anti-join,
 #: PostgreSQL preferred reading the whole table (every institution's addresses) once per
 #: chunk to 20,000 probes, and a 1M-row import spent its time re-reading what earlier
 #: chunks wrote. Not LIMIT 1: planned with the statistics of an institution still empty,
@@ -696,9 +696,9 @@ ACCOUNTS_CHANGED_SQL = (
     "JOIN portfolio.institutions i ON i.id = a.institution_id "
     "LEFT JOIN LATERAL (SELECT x.state, x.time_zone FROM portfolio.addresses x "
     "WHERE x.debtor_id = d.id ORDER BY x.id LIMIT 1) ad ON true "
-    # OFFSET 0 keeps the subquery a per-account probe: flattened, PostgreSQL hashes every
-    # account of the institution for each chunk (quadratic over a large import)
-    "WHERE a.id = m.account_id OFFSET 0) f) f")
+    # a per-account probe: flattened, PostgreSQL hashed every account of the institution
+    # for each chunk (quadratic over a large import)
+    f"WHERE a.id = m.account_id {PROBE}) f) f")
 
 STAGE_CHANGED_SQL = (
     "INSERT INTO portfolio.outbox (event_id, event_type, payload, headers) "

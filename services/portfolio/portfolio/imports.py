@@ -991,9 +991,9 @@ def _merge_chunk(db, plan: Plan, statements: list[str], where: dict, deferred: b
         # scan of the whole table per chunk (let alone per row). The default costs assume
         # uncached disks and a table an import fills from empty has stale statistics (see
         # _Statistics): without these settings PostgreSQL picked nested loops over
-        # sequential scans and an import of 1M rows into empty tables went quadratic. Lookups
-        # in permanent tables are per-row probes (import_sql.PROBE), and the chunk's
-        # temporary tables are ANALYZEd once built (their joins' sizes are then known).
+        # sequential scans and an import of 1M rows into empty tables went quadratic. The
+        # address and guarantor checks and the accounts_changed payload are per-row probes
+        # (import_sql.PROBE), and the chunk's temporary tables are ANALYZEd once built.
         session.execute(text("SET LOCAL random_page_cost = 1.1"))
         session.execute(text("SET LOCAL enable_seqscan = off"))
         session.execute(text(sql.parse_sql(plan, deferred)), where)

@@ -304,6 +304,24 @@ def test_expired_sessions_are_refused(seeded, anon, engine, expire):
 
 # --- API tokens ---------------------------------------------------------------------------
 
+def test_a_token_resolves_to_the_identity_and_user_a_login_gives(seeded, anon, engine):
+    """The token's one-statement resolution answers what the session's ORM path does:
+    profile, permissions, institutions, the supervised team and the user's summary."""
+    for username in ("supervisor", "gestor2"):
+        by_login = anon.auth.login(username, DEMO)
+        by_token = anon.auth.resolve_token(anon.auth.issue_tokens(username, DEMO)["access_token"])
+        assert by_token["user"] == by_login["user"]
+        token_identity, login_identity = verify(by_token["identity"]), verify(by_login["identity"])
+        assert dataclasses.replace(token_identity, expires_at=0) == \
+            dataclasses.replace(login_identity, expires_at=0)
+    supervisor = verify(anon.auth.resolve_token(
+        anon.auth.issue_tokens("supervisor", DEMO)["access_token"])["identity"])
+    agents = {user_id(engine, "gestor1"), user_id(engine, "gestor2")}
+    assert agents <= set(supervisor.team) and supervisor.institutions is None
+    assert verify(by_token["identity"]).institutions == (1, 3) and not verify(
+        by_token["identity"]).team
+
+
 def test_refresh_rotates_and_reuse_revokes_the_whole_family(seeded, anon, engine):
     first = anon.auth.issue_tokens("gestor1", DEMO)
     assert first["token_type"] == "Bearer" and first["expires_in"] == 900

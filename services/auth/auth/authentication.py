@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from recaudo_common.errors import NotAuthenticated, Throttled
@@ -18,7 +18,7 @@ from recaudo_common.identity import Identity, sign
 
 from . import audit
 from .credentials import check_password, digest, new_secret
-from .models import ApiKey, ApiToken, LoginFailure, Team, TeamMember, User, WebSession
+from .models import ApiKey, ApiToken, LoginFailure, Profile, Team, TeamMember, User, WebSession
 
 #: throttling: failures counted over this window
 FAILURE_WINDOW = timedelta(minutes=15)
@@ -52,31 +52,43 @@ class Caller:
 
 # --- identity ------------------------------------------------------------------
 
-def identity_of(session: Session, user: User) -> Identity:
-    supervised = session.execute(
-        select(TeamMember.user_id).join(Team, Team.id == TeamMember.team_id)
-        .where(Team.supervisor_id == user.id).distinct()
-    ).scalars().all()
+def _supervised(user_id) -> select:
+    """The agents of the teams ``user_id`` supervises."""
+    return (select(TeamMember.user_id).join(Team, Team.id == TeamMember.team_id)
+            .where(Team.supervisor_id == user_id).distinct())
+
+
+def _identity(user_id, username, profile, permissions, all_institutions, institutions, team,
+              language) -> Identity:
     return Identity(
-        user_id=user.id,
-        username=user.username,
-        profile=user.profile.name,
-        permissions=frozenset(user.profile.permissions),
-        institutions=None if user.all_institutions else tuple(sorted(user.institutions)),
-        team=tuple(sorted(supervised)),
-        language=user.language,
+        user_id=user_id,
+        username=username,
+        profile=profile,
+        permissions=frozenset(permissions),
+        institutions=None if all_institutions else tuple(sorted(institutions)),
+        team=tuple(sorted(team)),
+        language=language,
     )
+
+
+def identity_of(session: Session, user: User) -> Identity:
+    return _identity(user.id, user.username, user.profile.name, user.profile.permissions,
+                     user.all_institutions, user.institutions,
+                     session.execute(_supervised(user.id)).scalars().all(), user.language)
 
 
 def resolved(session: Session, user: User, **extra) -> dict:
     """What the gateway gets back for an authenticated request."""
-    identity = identity_of(session, user)
-    return {"identity": sign(identity), "user": user_summary(user, identity), **extra}
+    return _answer(identity_of(session, user), user.display_name, **extra)
 
 
-def user_summary(user: User, identity: Identity) -> dict:
-    return {"id": user.id, "username": user.username, "display_name": user.display_name,
-            "profile": user.profile.name, "language": user.language,
+def _answer(identity: Identity, display_name: str, **extra) -> dict:
+    return {"identity": sign(identity), "user": user_summary(identity, display_name), **extra}
+
+
+def user_summary(identity: Identity, display_name: str) -> dict:
+    return {"id": identity.user_id, "username": identity.username, "display_name": display_name,
+            "profile": identity.profile, "language": identity.language,
             "permissions": sorted(identity.permissions),
             "institutions": None if identity.institutions is None else list(identity.institutions)}
 
@@ -215,21 +227,29 @@ def refresh(session: Session, refresh_token: str, caller: Caller) -> dict:
     return issue_tokens(session, user, family=row.family)
 
 
+#: an access token with everything its identity needs, in one statement (every API request
+#: asks it; built once, so SQLAlchemy compiles it once)
+_ACCESS_TOKEN = (
+    select(ApiToken.kind, ApiToken.revoked_at, ApiToken.expires_at, User.active, User.id,
+           User.username, User.display_name, User.language, User.all_institutions,
+           User.institutions, Profile.name.label("profile"), Profile.permissions,
+           func.array(_supervised(User.id).scalar_subquery()).label("team"))
+    .join(User, User.id == ApiToken.user_id).join(Profile, Profile.id == User.profile_id)
+    .where(ApiToken.token_hash == bindparam("token_hash")))
+
+
 def resolve_token(session: Session, token: str) -> dict:
     """An access token or an API key -> the identity behind it."""
     token = token or ""
     if token.startswith(API_KEY_PREFIX):
         return _resolve_api_key(session, token)
-    # the token with its user (and profile, joined): every API request asks this
-    found = session.execute(select(ApiToken, User).join(User, User.id == ApiToken.user_id)
-                            .where(ApiToken.token_hash == digest(token))).first()
-    if found is None:
+    row = session.execute(_ACCESS_TOKEN, {"token_hash": digest(token)}).first()
+    if (row is None or row.kind != "access" or row.revoked_at is not None
+            or row.expires_at <= now() or not row.active):
         raise NotAuthenticated("Token inválido o expirado")
-    row, user = found
-    if (row.kind != "access" or row.revoked_at is not None or row.expires_at <= now()
-            or not user.active):
-        raise NotAuthenticated("Token inválido o expirado")
-    return resolved(session, user)
+    return _answer(_identity(row.id, row.username, row.profile, row.permissions,
+                             row.all_institutions, row.institutions, row.team, row.language),
+                   row.display_name)
 
 
 def revoke_token(session: Session, token: str) -> None:

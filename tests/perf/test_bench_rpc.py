@@ -3,6 +3,9 @@
     gateway   HTTP GET /api/v1/system/ping/auth -> gunicorn gthread -> pooled
               ClusterRpcProxy -> RabbitMQ -> auth.health -> PostgreSQL
               (falls back to /api/v1/system/health, six RPCs, if ping is missing)
+    bearer    the same request with an API bearer token: the gateway first has the auth
+              service resolve the token (one more RPC and query), as for every
+              authenticated request: the floor of any API endpoint
     health    HTTP GET /api/v1/system/health: six health RPCs in parallel, one proxy
     proxy     a standalone ClusterRpcProxy per client thread calling auth.health()
     raw       psycopg 3 ``SELECT 1`` on one autocommit connection per client thread
@@ -19,6 +22,7 @@ import platform
 from contextlib import contextmanager
 
 import psycopg
+import pytest
 import requests
 from nameko.standalone.rpc import ClusterRpcProxy
 from sqlalchemy.engine import make_url
@@ -32,16 +36,21 @@ SERVICE = "auth"
 RPC_TIMEOUT = 10.0
 
 GATEWAY_PING = f"gateway ping/{SERVICE} (1 RPC)"
+GATEWAY_BEARER = f"gateway ping/{SERVICE}, bearer token (2 RPC)"
+BEARER_USER = "bench-rpc"
+BEARER_PASSWORD = "bench-rpc-clave-larga-2026"
 GATEWAY_HEALTH = f"gateway system/health ({len(SERVICES)} RPC)"
 PROXY = f"proxy {SERVICE}.health()"
 RAW = "raw psycopg SELECT 1"
 RAW_AS_SERVICE = "raw psycopg as db.health (4 trips)"
 
 
-def http_client(url: str):
+def http_client(url: str, token: str | None = None):
     @contextmanager
     def client():
         with requests.Session() as session:
+            if token:
+                session.headers["Authorization"] = f"Bearer {token}"
             def call():
                 response = session.get(url, timeout=RPC_TIMEOUT)
                 if response.status_code != 200:
@@ -84,13 +93,45 @@ def raw_as_service_client():
         yield call
 
 
+def _remove_bearer_user(conn) -> None:
+    where = "user_id IN (SELECT id FROM auth.users WHERE username = %s)"
+    conn.execute(f"DELETE FROM auth.api_tokens WHERE {where}", [BEARER_USER])
+    conn.execute("DELETE FROM auth.audit_log WHERE target_user_id IN "
+                 "(SELECT id FROM auth.users WHERE username = %s)", [BEARER_USER])
+    conn.execute("DELETE FROM auth.users WHERE username = %s", [BEARER_USER])
+    conn.execute("DELETE FROM auth.profiles WHERE name = %s", [BEARER_USER])
+
+
+@pytest.fixture
+def bearer_token(stack_url):
+    """An API access token of a user with no permissions (a ping needs none)."""
+    from auth.credentials import hash_password
+
+    with psycopg.connect(_dsn(), autocommit=True) as conn:
+        _remove_bearer_user(conn)
+        profile = conn.execute("INSERT INTO auth.profiles (name, description, permissions) "
+                               "VALUES (%s, 'benchmark', '{}') RETURNING id",
+                               [BEARER_USER]).fetchone()[0]
+        conn.execute("INSERT INTO auth.users (username, display_name, profile_id, "
+                     "password_hash, password_changed_at, institutions) "
+                     "VALUES (%s, 'Bench', %s, %s, now(), '{}')",
+                     [BEARER_USER, profile, hash_password(BEARER_PASSWORD)])
+        try:
+            answer = requests.post(f"{stack_url}/api/v1/auth/token", timeout=RPC_TIMEOUT,
+                                   json={"username": BEARER_USER, "password": BEARER_PASSWORD})
+            answer.raise_for_status()
+            yield answer.json()["access_token"]
+        finally:
+            _remove_bearer_user(conn)
+
+
 def _environment(cfg) -> str:
     return (f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}; "
             f"the clients share the CPUs with the stack (gateway, 6 services, "
             f"PostgreSQL, RabbitMQ), so ratios say more than absolute numbers")
 
 
-def test_trivial_rpc_three_ways(stack_url, bench_limits):
+def test_trivial_rpc_three_ways(stack_url, bench_limits, bearer_token):
     cfg = settings()
     ping_url = f"{stack_url}/api/v1/system/ping/{SERVICE}"
     health_url = f"{stack_url}/api/v1/system/health"
@@ -109,6 +150,9 @@ def test_trivial_rpc_three_ways(stack_url, bench_limits):
         gateway = GATEWAY_PING
         paths.append((GATEWAY_PING, http_client(ping_url),
                       f"GET /api/v1/system/ping/{SERVICE}: one health RPC"))
+        paths.append((GATEWAY_BEARER, http_client(ping_url, bearer_token),
+                      "the same with an API bearer token: auth.resolve_token first, as "
+                      "for every authenticated request (the floor of any API endpoint)"))
     else:
         assert ping.status_code == 404, ping.text
         gateway = GATEWAY_HEALTH
@@ -134,8 +178,10 @@ def test_trivial_rpc_three_ways(stack_url, bench_limits):
 
     print_table(results, title=f"trivial call, at most {bench_limits['requests']} calls / "
                                f"{bench_limits['seconds']:g} s per cell\n{_environment(cfg)}")
-    print_ratios(results, [(gateway, RAW), (PROXY, RAW), (gateway, PROXY),
-                           (PROXY, RAW_AS_SERVICE)],
+    pairs = [(gateway, RAW), (PROXY, RAW), (gateway, PROXY), (PROXY, RAW_AS_SERVICE)]
+    if gateway == GATEWAY_PING:
+        pairs.append((GATEWAY_BEARER, GATEWAY_PING))
+    print_ratios(results, pairs,
                  title="ratios (p50 x: times slower per call; req/s x: share of the "
                        "other's throughput)")
 

@@ -304,6 +304,20 @@ def test_expired_sessions_are_refused(seeded, anon, engine, expire):
 
 # --- API tokens ---------------------------------------------------------------------------
 
+def test_a_session_in_use_is_touched_at_most_once_a_minute(seeded, anon, engine):
+    opened = anon.auth.login("gestor1", DEMO)
+    seen = "SELECT now() - last_seen_at FROM auth.sessions WHERE user_id = :u"
+    me = user_id(engine, "gestor1")
+    sql(engine, "UPDATE auth.sessions SET last_seen_at = now() - interval '20 seconds'")
+    anon.auth.resolve_session(opened["session_id"])
+    assert scalar(engine, seen, u=me).total_seconds() >= 20    # not written on every request
+    sql(engine, "UPDATE auth.sessions SET last_seen_at = now() - interval '5 minutes'")
+    resolved = anon.auth.resolve_session(opened["session_id"])
+    assert scalar(engine, seen, u=me).total_seconds() < 5      # idle time starts again
+    assert resolved["csrf_token"] == opened["csrf_token"]
+    assert verify(resolved["identity"]).username == "gestor1"
+
+
 def test_a_token_resolves_to_the_identity_and_user_a_login_gives(seeded, anon, engine):
     """The token's one-statement resolution answers what the session's ORM path does:
     profile, permissions, institutions, the supervised team and the user's summary."""

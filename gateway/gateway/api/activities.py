@@ -155,10 +155,11 @@ def log_activity(_):
     resultado; si el resultado lo pide, con la promesa de pago o la llamada programada.
     Reintentar con el mismo encabezado ``Idempotency-Key`` (o ``idempotency_key``)
     responde la misma gestión sin registrarla dos veces. Una llamada saliente se revisa
-    con la política de contacto a la hora en que empezó (su teléfono, si lo indica): si no procede responde
-    409 nombrando ``phone`` (no llamar) o ``started_at`` (fuera del horario del deudor), y
-    nada se registra; un administrador (activities.manage) la registra de todos modos con
-    ``override.justification``, que queda en ``details.compliance_override``."""
+    con la política de contacto a la hora en que empezó (y su teléfono, si lo indica): si
+    no procede responde 409 nombrando ``phone`` (no llamar) o ``started_at`` (fuera del
+    horario del deudor), y nada se registra; un administrador (activities.manage) la
+    registra de todos modos con ``override.justification``, que queda en
+    ``details.compliance_override``."""
     body = _body()
     key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
     if key:

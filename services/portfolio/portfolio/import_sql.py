@@ -447,11 +447,12 @@ def _valid(plan: Plan) -> str:
 DEBTOR_FIELDS = ("kind", "tax_id", "national_id", "birth_date")
 
 #: Ends a LATERAL subquery that looks the chunk's rows up in a permanent table by an
-#: index (debtor_id, or the account's key): OFFSET 0 keeps it a per-row probe. Flattened into an anti-join,
-#: PostgreSQL preferred reading the whole table (every institution's addresses) once per
-#: chunk to 20,000 probes, and a 1M-row import spent its time re-reading what earlier
-#: chunks wrote. Not LIMIT 1: planned with the statistics of an institution still empty,
-#: a LIMIT probe walked the institution's index for a row that was never there.
+#: index (debtor_id, or the account's key): OFFSET 0 keeps it a per-row probe. Flattened
+#: into an anti-join, PostgreSQL preferred reading the whole table (every institution's
+#: addresses) once per chunk to 20,000 probes, and a 1M-row import spent its time
+#: re-reading what earlier chunks wrote. Not LIMIT 1: planned with the statistics of an
+#: institution still empty, a LIMIT probe walked the institution's index for a row that
+#: was never there.
 PROBE = "OFFSET 0"
 
 

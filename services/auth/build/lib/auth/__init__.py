@@ -1,1 +1,0 @@
-"""Recaudo auth service: Users, profiles and permissions, teams, institution scopes, sessions, API keys and the security audit log."""

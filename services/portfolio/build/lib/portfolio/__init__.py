@@ -1,1 +1,0 @@
-"""Recaudo portfolio service: Institutions, debtors and their contacts, accounts, instalments, movements, stages and statuses, imports."""

@@ -1,1 +1,0 @@
-"""Recaudo queues service: Collection strategies, queues, assignments, leases on accounts being worked, campaigns."""

@@ -184,72 +184,128 @@ def test_bad_credentials_input_is_invalid_not_a_crash(seeded, anon):
                 call(secret)
 
 
-# --- throttling and lockout --------------------------------------------------------------
+# --- throttling ----------------------------------------------------------------------------
 
-def test_five_failures_for_a_username_throttle_even_the_right_password(seeded, anon, engine):
+ATTACKER, USER_HOME = "203.0.113.66", "198.51.100.10"
+
+
+def add_failures(engine, count: int, username: str | None = None, address: str | None = None,
+                 seconds_ago: int = 0) -> None:
+    """``count`` failed logins written directly (an Argon2 verify each would cost ~0.1 s);
+    a username or an address left out varies per row."""
+    sql(engine, "INSERT INTO auth.login_failures (username, address, at) "
+                "SELECT coalesce(:u, 'intruso' || g), "
+                "       coalesce(CAST(:a AS inet), CAST('192.0.2.' || g AS inet)), "
+                "       now() - make_interval(secs => :ago) FROM generate_series(1, :n) g",
+        u=username, a=address, n=count, ago=seconds_ago)
+
+
+def throttle_entries(engine) -> list[dict]:
+    return [r[0] for r in sql(engine, "SELECT details FROM auth.audit_log "
+                                      "WHERE action = 'login_throttled' ORDER BY id")]
+
+
+def test_wrong_passwords_from_one_address_make_only_that_address_wait(seeded, anon, engine):
     for _ in range(5):
         with pytest.raises(NotAuthenticated):
-            anon.auth.login("gestor1", WRONG)
-    with pytest.raises(Throttled):
-        anon.auth.login("gestor1", DEMO)
+            anon.auth.login("gestor1", WRONG, ATTACKER)
+    # the fifth failure starts a wait for that address on that account, with its length
+    with pytest.raises(Throttled) as err:
+        anon.auth.login("gestor1", DEMO, ATTACKER)      # even the right password waits there
+    assert 10 <= err.value.retry_after <= 15
+    assert "username" in err.value.fields
     with pytest.raises(Throttled):                      # the API login counts the same
-        anon.auth.issue_tokens("GESTOR1", DEMO)
-    assert "login_throttled" in audit_actions(engine)
-    anon.auth.login("gestor2", DEMO)                    # other users are not affected
+        anon.auth.issue_tokens("GESTOR1", DEMO, ATTACKER)
+    # ... while the user, from their own address, is not held out
+    assert verify(anon.auth.login("gestor1", DEMO, USER_HOME)["identity"]).username == "gestor1"
+    anon.auth.issue_tokens("gestor1", DEMO, USER_HOME)
+    anon.auth.login("gestor2", DEMO, ATTACKER)          # nor other accounts from there
+    assert throttle_entries(engine) == [
+        {"scopes": {"account_address": {"failures": 5, "retry_after": 15}}}]
 
-    # the window is 15 minutes: once the failures are older, the right password works
-    sql(engine, "UPDATE auth.login_failures SET at = now() - interval '16 minutes'")
-    anon.auth.login("gestor1", DEMO)
+    # the wait grows with each further wrong password (refused attempts do not count)
+    sql(engine, "UPDATE auth.login_failures SET at = at - interval '16 seconds'")
+    with pytest.raises(NotAuthenticated):
+        anon.auth.login("gestor1", WRONG, ATTACKER)
+    with pytest.raises(Throttled) as err:
+        anon.auth.login("gestor1", DEMO, ATTACKER)
+    assert 25 <= err.value.retry_after <= 30
+    assert throttle_entries(engine)[-1] == \
+        {"scopes": {"account_address": {"failures": 6, "retry_after": 30}}}
+    # and ends: the right password works once the wait is over
+    sql(engine, "UPDATE auth.login_failures SET at = at - interval '31 seconds'")
+    anon.auth.login("gestor1", DEMO, ATTACKER)
 
 
-def test_twenty_failures_from_one_address_throttle_every_username(seeded, anon, engine):
+def test_many_addresses_against_one_account_make_a_short_wait_not_for_its_own_address(
+        seeded, anon, engine):
+    anon.auth.login("gestor1", DEMO, USER_HOME)         # the user's own address, known
+    add_failures(engine, 20, username="gestor1")        # twenty addresses, one guess each
+    with pytest.raises(Throttled) as err:
+        anon.auth.login("gestor1", DEMO, "198.51.100.99")   # a new address waits, briefly
+    assert 1 <= err.value.retry_after <= 30
+    with pytest.raises(Throttled):
+        anon.auth.issue_tokens("gestor1", DEMO)
+    anon.auth.login("gestor1", DEMO, USER_HOME)         # the known address does not wait
+    anon.auth.login("gestor2", DEMO, "198.51.100.99")   # another account does not either
+
+
+def test_many_accounts_from_one_address_make_that_address_wait(seeded, anon, engine):
     address = "203.0.113.7"
     # four real failures with different usernames prove the address is what is counted...
     for name in ("gestor1", "gestor2", "abogado", "nadie"):
         with pytest.raises(NotAuthenticated):
             anon.auth.login(name, WRONG, address)
-    # ...the other fifteen are written directly (an Argon2 verify each would cost ~2 s)
-    sql(engine, "INSERT INTO auth.login_failures (username, address) "
-                "SELECT 'intruso' || g, CAST(:a AS inet) FROM generate_series(1, 15) g", a=address)
+    add_failures(engine, 15, address=address)           # ...the rest written directly
     anon.auth.login("admin", DEMO, address)             # 19 failures: not yet
     with pytest.raises(NotAuthenticated):
         anon.auth.login("otro-mas", WRONG, address)     # the 20th
-    with pytest.raises(Throttled):
+    with pytest.raises(Throttled) as err:
         anon.auth.login("admin", DEMO, address)
+    assert 10 <= err.value.retry_after <= 15
+    assert "address" in throttle_entries(engine)[-1]["scopes"]
     anon.auth.login("admin", DEMO, "203.0.113.8")       # another address is fine
 
 
-def test_ten_consecutive_failures_lock_until_an_admin_unlocks(seeded, anon, as_user, engine):
+def test_an_administrators_unlock_lifts_every_wait_on_the_account(seeded, anon, as_user, engine):
     admin = as_user("admin")
     gestor_id = user_id(engine, "gestor1")
-    for attempt in range(1, 11):
-        # The per-username throttle (5 in 15 min) would stop attempts 6-10 before they
-        # reach the password check, so the throttle's rows are cleared every 4 attempts;
-        # the lockout counter (users.failed_logins) is separate and keeps counting.
-        if attempt % 4 == 1:
-            sql(engine, "DELETE FROM auth.login_failures")
+    for _ in range(5):
         with pytest.raises(NotAuthenticated) as err:
-            anon.auth.login("gestor1", WRONG)
-        assert err.value.message == INVALID_CREDENTIALS   # the 10th does not say "locked"
-        locked = scalar(engine, "SELECT locked_at IS NOT NULL FROM auth.users WHERE id = :i",
-                        i=gestor_id)
-        assert locked == (attempt == 10), attempt
-    sql(engine, "DELETE FROM auth.login_failures")
+            anon.auth.login("gestor1", WRONG, ATTACKER)
+        assert err.value.message == INVALID_CREDENTIALS
+    add_failures(engine, 20, username="gestor1")
+    with pytest.raises(Throttled):
+        anon.auth.login("gestor1", DEMO, ATTACKER)
+    shown = admin.auth.get_user(gestor_id)
+    assert shown["locked"] is True and 25 <= shown["login_wait"] <= 30
+    listed = {u["username"]: u for u in admin.auth.list_users({})["items"]}
+    assert listed["gestor1"]["locked"] is True and listed["gestor2"]["locked"] is False
 
+    unlocked = admin.auth.unlock_user(gestor_id)
+    assert (unlocked["locked"], unlocked["login_wait"]) == (False, 0)
+    assert verify(anon.auth.login("gestor1", DEMO, ATTACKER)["identity"]).username == "gestor1"
+    actions = audit_actions(engine, target_user_id=gestor_id)
+    assert actions.count("login_failed") == 5
+    assert actions[-3:] == ["login_throttled", "account_unlocked", "login_succeeded"]
+    assert sql(engine, "SELECT actor, details FROM auth.audit_log "
+                       "WHERE action = 'account_unlocked'") \
+        == [("admin", {"was_locked": False, "failures_forgotten": 25})]
+
+
+def test_a_lock_from_before_is_lifted_by_unlock(seeded, anon, as_user, engine):
+    """Accounts locked by the former rule (ten failures) stay locked until unlocked."""
+    gestor_id = user_id(engine, "gestor1")
+    sql(engine, "UPDATE auth.users SET locked_at = now() WHERE id = :i", i=gestor_id)
     with pytest.raises(NotAuthenticated) as err:
         anon.auth.login("gestor1", DEMO)
     assert "bloqueada" in err.value.message
+    admin = as_user("admin")
     assert admin.auth.get_user(gestor_id)["locked"] is True
-
-    unlocked = admin.auth.unlock_user(gestor_id)
-    assert unlocked["locked"] is False
-    assert verify(anon.auth.login("gestor1", DEMO)["identity"]).username == "gestor1"
-    actions = audit_actions(engine, target_user_id=gestor_id)
-    assert actions.count("login_failed") == 10
-    assert actions[actions.index("account_locked"):] == \
-        ["account_locked", "account_unlocked", "login_succeeded"]
-    assert sql(engine, "SELECT actor FROM auth.audit_log WHERE action = 'account_unlocked'") \
-        == [("admin",)]
+    admin.auth.unlock_user(gestor_id)
+    anon.auth.login("gestor1", DEMO)
+    assert sql(engine, "SELECT details FROM auth.audit_log WHERE action = 'account_unlocked'") \
+        == [({"was_locked": True, "failures_forgotten": 0},)]
 
 
 def test_a_successful_login_resets_the_consecutive_count(seeded, anon, engine):

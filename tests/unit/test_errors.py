@@ -12,3 +12,10 @@ def test_domain_errors_cross_the_wire_typed_with_their_fields(cls):
     assert back.message == "Monto inválido"
     assert back.fields == {"amount": ["Debe ser positivo"]}
     assert back.as_dict()["code"] == cls.code
+
+
+def test_throttled_carries_its_retry_after_across_the_wire():
+    back = deserialize(serialize(errors.Throttled("Espere", {"username": ["Espere"]}, 42.2)))
+    assert type(back) is errors.Throttled and back.retry_after == 42
+    assert back.fields == {"username": ["Espere"]}
+    assert deserialize(serialize(errors.Throttled("Espere"))).retry_after is None

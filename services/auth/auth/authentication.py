@@ -1,4 +1,4 @@
-"""Who is calling: logins with throttling and lockout, web sessions, API tokens with
+"""Who is calling: logins with throttling, web sessions, API tokens with
 refresh rotation, API keys, and the signed identity every other service checks.
 
 Free of nameko: each function takes a SQLAlchemy session and runs inside the
@@ -6,11 +6,12 @@ caller's transaction.
 """
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Select, bindparam, func, select, update
+from sqlalchemy import Select, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from recaudo_common.errors import NotAuthenticated, Throttled
@@ -18,14 +19,42 @@ from recaudo_common.identity import Identity, sign
 
 from . import audit
 from .credentials import check_password, digest, new_secret
-from .models import ApiKey, ApiToken, LoginFailure, Profile, Team, TeamMember, User, WebSession
+from .models import (ApiKey, ApiToken, AuditEntry, LoginFailure, Profile, Team, TeamMember,
+                     User, WebSession)
 
-#: throttling: failures counted over this window
-FAILURE_WINDOW = timedelta(minutes=15)
-MAX_FAILURES_PER_USERNAME = 5
-MAX_FAILURES_PER_ADDRESS = 20
-#: consecutive failures that lock the account until an admin unlocks it
-LOCKOUT_AFTER = 10
+@dataclass(frozen=True)
+class Throttle:
+    """One scope of login throttling. Failures within ``FAILURE_WINDOW`` are counted;
+    from the ``free``-th on, the next attempt waits ``first_delay`` after the last
+    failure, doubled for each further failure, never more than ``longest``. Attempts
+    refused while waiting are not checked and not counted, so hammering does not make
+    the wait longer: only real wrong passwords do."""
+
+    scope: str
+    free: int
+    first_delay: timedelta
+    longest: timedelta
+
+    def delay(self, failures: int) -> timedelta:
+        if failures < self.free:
+            return timedelta(0)
+        return min(self.longest, self.first_delay * 2 ** min(failures - self.free, 16))
+
+
+#: failures older than this are forgotten
+FAILURE_WINDOW = timedelta(hours=1)
+#: one address guessing one account's password: it alone waits, up to 15 minutes
+PER_ACCOUNT_AND_ADDRESS = Throttle("account_address", free=5, first_delay=timedelta(seconds=15),
+                                   longest=timedelta(minutes=15))
+#: one address spraying many accounts: that address waits, up to 15 minutes
+PER_ADDRESS = Throttle("address", free=20, first_delay=timedelta(seconds=15),
+                       longest=timedelta(minutes=15))
+#: one account guessed from many addresses: a short wait (30 s at most) for everyone but
+#: the addresses the user logged in from lately, so nobody can hold a user out
+PER_ACCOUNT = Throttle("account", free=10, first_delay=timedelta(seconds=1),
+                       longest=timedelta(seconds=30))
+#: a successful login from an address exempts it from PER_ACCOUNT this long
+KNOWN_ADDRESS_FOR = timedelta(days=30)
 
 SESSION_IDLE = timedelta(minutes=30)
 SESSION_ABSOLUTE = timedelta(hours=12)
@@ -114,13 +143,59 @@ def _answer_row(row, **extra) -> dict:
                    row.display_name, **extra)
 
 
-# --- passwords, throttling and lockout -------------------------------------------
+# --- passwords and throttling ------------------------------------------------------
 
-def _recent_failures(session: Session, column, value) -> int:
-    return session.execute(
-        select(func.count()).select_from(LoginFailure)
-        .where(column == value, LoginFailure.at > now() - FAILURE_WINDOW)
-    ).scalar_one()
+def _same_address(address: str | None):
+    return LoginFailure.address.is_(None) if address is None else LoginFailure.address == address
+
+
+def _failures(session: Session, username: str, address: str | None) -> dict[str, tuple]:
+    """``{scope: (failures, last failure)}`` within the window, for the three scopes, in
+    one statement."""
+    scopes = {PER_ACCOUNT_AND_ADDRESS.scope: (LoginFailure.username == username)
+              & _same_address(address),
+              PER_ACCOUNT.scope: LoginFailure.username == username}
+    if address is not None:
+        scopes[PER_ADDRESS.scope] = LoginFailure.address == address
+    columns = []
+    for condition in scopes.values():
+        columns += [func.count().filter(condition), func.max(LoginFailure.at).filter(condition)]
+    either = LoginFailure.username == username
+    if address is not None:
+        either = either | (LoginFailure.address == address)
+    row = session.execute(select(*columns).where(either, LoginFailure.at > now() - FAILURE_WINDOW)
+                          ).one()
+    return {scope: (row[2 * i], row[2 * i + 1]) for i, scope in enumerate(scopes)}
+
+
+def _waits(failures: dict[str, tuple], moment: datetime) -> dict[str, float]:
+    """Seconds still to wait per scope (only the scopes with a wait)."""
+    out = {}
+    for throttle in (PER_ACCOUNT_AND_ADDRESS, PER_ADDRESS, PER_ACCOUNT):
+        count, last = failures.get(throttle.scope, (0, None))
+        if last is None:
+            continue
+        left = (last + throttle.delay(count) - moment).total_seconds()
+        if left > 0:
+            out[throttle.scope] = left
+    return out
+
+
+def _known_address(session: Session, user: User | None, address: str | None) -> bool:
+    """Did this user log in from this address lately? (their own place: not throttled
+    for what others do to the account)."""
+    if user is None or address is None:
+        return False
+    return session.execute(select(AuditEntry.id).where(
+        AuditEntry.target_user_id == user.id, AuditEntry.action == "login_succeeded",
+        AuditEntry.address == address, AuditEntry.at > now() - KNOWN_ADDRESS_FOR).limit(1)
+    ).first() is not None
+
+
+def _throttled(seconds: float) -> Throttled:
+    wait = max(1, math.ceil(seconds))
+    message = f"Demasiados intentos fallidos. Intente de nuevo en {wait} segundos."
+    return Throttled(message, {"username": [message]}, retry_after=wait)
 
 
 def verify_credentials(session: Session, username: str, password: str, caller: Caller) -> User:
@@ -128,36 +203,77 @@ def verify_credentials(session: Session, username: str, password: str, caller: C
 
     Unknown users and wrong passwords get the same message after the same amount of
     work (one Argon2 verify); throttling counts per username whether or not it exists.
+    Attempts on one username are serialised (a transaction lock), so parallel guesses
+    cannot slip past the count.
     """
     username = (username or "").strip().lower()
-    if (_recent_failures(session, LoginFailure.username, username) >= MAX_FAILURES_PER_USERNAME
-            or (caller.address and _recent_failures(session, LoginFailure.address, caller.address)
-                >= MAX_FAILURES_PER_ADDRESS)):
-        audit.record(session, "login_throttled", actor_name=username, address=caller.address)
-        raise Throttled("Demasiados intentos fallidos. Espere 15 minutos e intente de nuevo.",
-                        {"username": ["Demasiados intentos fallidos"]})
-    user = session.execute(
-        select(User).where(User.username == username).with_for_update(of=User)
-    ).scalar_one_or_none()
+    session.execute(select(func.pg_advisory_xact_lock(func.hashtext("auth.login:" + username))))
+    moment = now()
+    user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+    waits = _waits(_failures(session, username, caller.address), moment)
+    if PER_ACCOUNT.scope in waits and _known_address(session, user, caller.address):
+        del waits[PER_ACCOUNT.scope]
+    if waits:
+        raise _throttled(max(waits.values()))
     ok = check_password(user.password_hash if user else None, password or "")
     if ok and user.active and user.locked_at is None:
         user.failed_logins = 0
-        user.last_login_at = now()
+        user.last_login_at = moment
+        # one's own typos from here are forgotten; what others tried is not
+        session.execute(delete(LoginFailure).where(LoginFailure.username == username,
+                                                   _same_address(caller.address)))
         return user
     if ok and user.locked_at is not None:
-        raise NotAuthenticated("Cuenta bloqueada por intentos fallidos; "
-                               "solicite al administrador que la desbloquee")
-    session.add(LoginFailure(username=username, address=caller.address))
+        raise NotAuthenticated("Cuenta bloqueada; solicite al administrador que la desbloquee")
+    session.add(LoginFailure(username=username, address=caller.address, at=moment))
     audit.record(session, "login_failed", actor_name=username, address=caller.address,
                  target_user_id=user.id if user else None)
     if user is not None and ok is False:
         user.failed_logins += 1
-        if user.failed_logins >= LOCKOUT_AFTER and user.locked_at is None:
-            user.locked_at = now()
-            audit.record(session, "account_locked", actor_name=username,
-                         target_user_id=user.id, address=caller.address,
-                         failures=user.failed_logins)
+    session.flush()
+    failures = _failures(session, username, caller.address)
+    waits = _waits(failures, moment)
+    if waits:
+        audit.record(session, "login_throttled", actor_name=username, address=caller.address,
+                     target_user_id=user.id if user else None,
+                     scopes={scope: {"failures": failures[scope][0],
+                                     "retry_after": math.ceil(left)}
+                             for scope, left in waits.items()})
     raise NotAuthenticated(INVALID_CREDENTIALS)
+
+
+def login_waits(session: Session, usernames: list[str]) -> dict[str, int]:
+    """``{username: seconds}`` for the accounts some address must wait to try (the
+    account's own throttle or one address's on it): what an administrator's unlock
+    lifts."""
+    if not usernames:
+        return {}
+    moment = now()
+    rows = session.execute(
+        select(LoginFailure.username, LoginFailure.address, func.count(), func.max(LoginFailure.at))
+        .where(LoginFailure.username.in_(usernames), LoginFailure.at > moment - FAILURE_WINDOW)
+        .group_by(LoginFailure.username, LoginFailure.address)).all()
+    totals: dict[str, list] = {}
+    out: dict[str, float] = {}
+    for name, _address, count, last in rows:
+        waits = _waits({PER_ACCOUNT_AND_ADDRESS.scope: (count, last)}, moment)
+        if waits:
+            out[name] = max(out.get(name, 0), *waits.values())
+        total = totals.setdefault(name, [0, last])
+        total[0] += count
+        total[1] = max(total[1], last)
+    for name, (count, last) in totals.items():
+        waits = _waits({PER_ACCOUNT.scope: (count, last)}, moment)
+        if waits:
+            out[name] = max(out.get(name, 0), *waits.values())
+    return {name: math.ceil(left) for name, left in out.items()}
+
+
+def lift_throttles(session: Session, username: str) -> int:
+    """An administrator's unlock: forget the account's failures from every address
+    (its own throttle and every address's on it). Answers how many were forgotten."""
+    return session.execute(delete(LoginFailure).where(LoginFailure.username == username)
+                           ).rowcount
 
 
 # --- web sessions ----------------------------------------------------------------

@@ -14,7 +14,7 @@ from recaudo_common.identity import Identity
 from recaudo_common.validation import page_of
 
 from . import audit
-from .authentication import end_everything_of, now
+from .authentication import end_everything_of, lift_throttles, now
 from .credentials import hash_password, password_problems
 from .models import ApiKey, Profile, Team, TeamMember, User
 from .schemas import MAX_NAMES
@@ -181,10 +181,14 @@ def set_active(session: Session, identity: Identity, user_id: int, active: bool)
 
 
 def unlock(session: Session, identity: Identity, user_id: int) -> User:
+    """Lift every wait on the account's logins (from every address) and a lock, and say
+    so in the audit log, whatever there was to lift."""
     user = get_user(session, identity, user_id, lock=True)
-    if user.locked_at is not None:
-        user.locked_at, user.failed_logins = None, 0
-        audit.record(session, "account_unlocked", actor=identity, target_user_id=user.id)
+    was_locked = user.locked_at is not None
+    user.locked_at, user.failed_logins = None, 0
+    forgotten = lift_throttles(session, user.username)
+    audit.record(session, "account_unlocked", actor=identity, target_user_id=user.id,
+                 was_locked=was_locked, failures_forgotten=forgotten)
     return user
 
 

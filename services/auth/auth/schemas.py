@@ -124,6 +124,9 @@ class UserOut(Schema):
     all_institutions = fields.Boolean()
     institutions = fields.List(fields.Integer())
     locked = fields.Function(lambda user: user.locked_at is not None)
+    #: seconds some address must still wait to try this account's password (lists and
+    #: single users; 0 elsewhere)
+    login_wait = fields.Integer(dump_default=0)
     last_login_at = fields.AwareDateTime(allow_none=True)
     created_at = fields.AwareDateTime()
 

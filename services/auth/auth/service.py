@@ -36,6 +36,15 @@ def _secret(value: str) -> str:
     return load(_SecretIn(), {"secret": value})["secret"]
 
 
+def _users_out(session, users: list[User]) -> list[dict]:
+    """Users as administrators see them: ``locked`` while a lock or a login wait is on
+    the account (what "Desbloquear" lifts), with the seconds left in ``login_wait``."""
+    waits = authentication.login_waits(session, [user.username for user in users])
+    return [{**out, "locked": out["locked"] or user.username in waits,
+             "login_wait": waits.get(user.username, 0)}
+            for user, out in zip(users, UserOut(many=True).dump(users))]
+
+
 class AuthService(ServiceBase):
     name = "auth"
     db = Database(Base)
@@ -171,7 +180,7 @@ class AuthService(ServiceBase):
         query = load(UserQuery(), query or {})
         with self.db.session() as session:
             page = directory.list_users(session, identity, query)
-            return {**page, "items": UserOut(many=True).dump(page["items"])}
+            return {**page, "items": _users_out(session, page["items"])}
 
     @rpc
     def user_names(self, user_ids):
@@ -188,7 +197,7 @@ class AuthService(ServiceBase):
     def get_user(self, user_id):
         identity = self.caller.require("users.manage")
         with self.db.session() as session:
-            return UserOut().dump(directory.get_user(session, identity, user_id))
+            return _users_out(session, [directory.get_user(session, identity, user_id)])[0]
 
     @rpc
     def create_user(self, data):
@@ -229,7 +238,7 @@ class AuthService(ServiceBase):
     def unlock_user(self, user_id):
         identity = self.caller.require("users.manage")
         with self.db.session() as session:
-            return UserOut().dump(directory.unlock(session, identity, user_id))
+            return _users_out(session, [directory.unlock(session, identity, user_id)])[0]
 
     @rpc
     def reset_password(self, user_id, data):

@@ -47,6 +47,13 @@ class Settings:
     gateway_secret_key: str = "recaudo-local-development-secret-change-me"
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
+    #: the site's address as users reach it (``https://cobranza.example.mx``): https here
+    #: makes the gateway mark cookies Secure and send HSTS even behind a TLS-ending proxy
+    public_url: str = ""
+    #: comma-separated addresses or networks (CIDR) of reverse proxies whose
+    #: ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are believed; empty: none, the
+    #: connecting address is the client's
+    trusted_proxies: str = ""
     #: where the local runner keeps pid files, logs and the S3 server's data
     var_dir: str = "var"
     #: the local runner's demo mail servers (dovecot IMAP, aiosmtpd sink): local only
@@ -82,6 +89,8 @@ ENV = {
     "RECAUDO_GATEWAY_SECRET_KEY": "gateway_secret_key",
     "RECAUDO_GATEWAY_HOST": "gateway_host",
     "RECAUDO_GATEWAY_PORT": "gateway_port",
+    "RECAUDO_PUBLIC_URL": "public_url",
+    "RECAUDO_TRUSTED_PROXIES": "trusted_proxies",
     "RECAUDO_VAR_DIR": "var_dir",
     "RECAUDO_LOCAL_IMAP_PORT": "local_imap_port",
     "RECAUDO_LOCAL_SMTP_PORT": "local_smtp_port",

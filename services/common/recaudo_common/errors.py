@@ -64,9 +64,18 @@ class Conflict(DomainError):
 
 @deserialize_to_instance
 class Throttled(DomainError):
-    """Too many attempts; try again later."""
+    """Too many attempts; try again in ``retry_after`` seconds (the gateway answers 429
+    with that ``Retry-After``). It travels in ``args`` so it crosses RPC too."""
 
     code = "throttled"
+
+    def __init__(self, message: str = "", fields: dict | None = None,
+                 retry_after: int | None = None):
+        super().__init__(message, fields)
+        # nameko's serialisation sends numbers as text ("None" too): 0 stands for unknown
+        seconds = int(float(retry_after or 0))
+        self.retry_after = max(1, seconds) if seconds > 0 else None
+        self.args = (message, fields or {}, self.retry_after or 0)
 
 
 @deserialize_to_instance

@@ -36,10 +36,13 @@ def login():
                                       auth.client_address(),
                                       request.headers.get("User-Agent", "")[:300])
     except (NotAuthenticated, Throttled, InvalidInput) as exc:
-        status = 429 if isinstance(exc, Throttled) else 401
-        return render_template("login.html", login_csrf=auth.login_csrf_token(),
-                               next=request.form.get("next", ""), username=username,
-                               error=exc.message), status
+        response = make_response(render_template(
+            "login.html", login_csrf=auth.login_csrf_token(), next=request.form.get("next", ""),
+            username=username, error=exc.message), 401)
+        if isinstance(exc, Throttled):
+            response.status_code = 429
+            response.headers["Retry-After"] = str(exc.retry_after or 60)
+        return response
     response = make_response(redirect(_safe_next(request.form.get("next"))))
     auth.set_session_cookie(response, opened["session_id"], opened["absolute_timeout"])
     return response

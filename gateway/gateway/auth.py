@@ -15,6 +15,7 @@ from flask import abort, current_app, g, redirect, request, url_for
 
 from recaudo_common.errors import InvalidInput, NotAuthenticated
 
+from . import security
 from .errors import error_body
 
 SESSION_COOKIE = "recaudo_session"
@@ -33,7 +34,8 @@ def anonymous_rpc():
 
 
 def client_address() -> str | None:
-    return request.remote_addr
+    """For throttling and the audit log (behind a trusted proxy, its X-Forwarded-For)."""
+    return security.client_address()
 
 
 def resolve_caller() -> None:
@@ -90,13 +92,13 @@ def finish(response):
         response.delete_cookie(SESSION_COOKIE)
     if g.get("new_login_csrf"):
         response.set_cookie(LOGIN_CSRF_COOKIE, g.new_login_csrf, httponly=True,
-                            samesite="Strict", secure=request.is_secure)
+                            samesite="Strict", secure=security.served_over_tls())
     return response
 
 
 def set_session_cookie(response, session_id: str, max_age: int) -> None:
     response.set_cookie(SESSION_COOKIE, session_id, max_age=max_age, httponly=True,
-                        samesite="Lax", secure=request.is_secure)
+                        samesite="Lax", secure=security.served_over_tls())
 
 
 def login_csrf_token() -> str:

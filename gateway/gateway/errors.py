@@ -61,7 +61,10 @@ def handle_http_exception(exc: HTTPException):
 
 
 def handle_domain_error(exc: domain.DomainError):
-    return error_body(HTTP_STATUS.get(type(exc), 400), exc.code, exc.message, exc.fields)
+    response = error_body(HTTP_STATUS.get(type(exc), 400), exc.code, exc.message, exc.fields)
+    if isinstance(exc, domain.Throttled) and exc.retry_after:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def handle_unavailable(exc: Exception):

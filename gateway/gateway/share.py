@@ -13,7 +13,7 @@ from flask_babel import gettext as _
 
 from recaudo_common.errors import Gone, NotAuthenticated, PermissionDenied, Throttled
 
-from . import auth, error_pages, portfolio
+from . import auth, error_pages, portfolio, security
 
 bp = Blueprint("share", __name__, url_prefix="/s")
 bp.context_processor(portfolio._helpers)
@@ -51,8 +51,11 @@ def open_link(token: str):
         return _password_page(token, None, 401)
     except PermissionDenied:
         return _password_page(token, _("Contraseña incorrecta."), 403)
-    except Throttled:
-        return _password_page(token, _("Demasiados intentos: espere unos minutos."), 429)
+    except Throttled as throttled:
+        response = make_response(_password_page(
+            token, _("Demasiados intentos: espere unos minutos."), 429))
+        response.headers["Retry-After"] = str(throttled.retry_after or 60)
+        return response
     except Gone as gone:
         return _error(410, gone.code, _("Esta liga ya no es válida: venció o fue revocada."))
     response = make_response(render_template("documents/share.html", token=token, link=opened))
@@ -60,7 +63,7 @@ def open_link(token: str):
         # the right password: the next clicks (downloads) carry the grant instead
         response.set_cookie(GRANT_COOKIE, opened["grant"], max_age=GRANT_SECONDS,
                             path=url_for(".open_link", token=token), httponly=True,
-                            samesite="Lax", secure=request.is_secure)
+                            samesite="Lax", secure=security.served_over_tls())
     return response
 
 

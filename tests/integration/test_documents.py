@@ -397,8 +397,9 @@ def test_revocation_and_the_password_throttle(gestor1, supervisor, as_user, engi
     for _ in range(5):
         with pytest.raises(PermissionDenied):
             _resolve(anonymous, link["token"], password="mala-mala")
-    with pytest.raises(Throttled):  # even the right one waits now
+    with pytest.raises(Throttled) as throttled:  # even the right one waits now
         _resolve(anonymous, link["token"], password="correcta1")
+    assert throttled.value.retry_after == 15 * 60   # for the gateway's Retry-After
     revoked = supervisor.revoke_share_link(link["id"])
     assert revoked["state"] == "revoked" and revoked["revoked_at"]
     with pytest.raises(Gone):

@@ -212,8 +212,10 @@ def check(session: Session, request: dict) -> tuple[ShareLink, str | None, str |
 REFUSALS = {
     "expired": lambda: Gone("La liga venció", {"token": ["La liga venció"]}),
     "revoked": lambda: Gone("La liga fue revocada", {"token": ["La liga fue revocada"]}),
+    # (at the latest when the window has passed, the wrong tries are forgotten)
     "throttled": lambda: Throttled("Demasiados intentos; espere unos minutos",
-                                   {"password": ["Demasiados intentos; espere unos minutos"]}),
+                                   {"password": ["Demasiados intentos; espere unos minutos"]},
+                                   retry_after=int(THROTTLE_WINDOW.total_seconds())),
     "wrong_password": lambda: PermissionDenied("Contraseña incorrecta",
                                                {"password": ["Contraseña incorrecta"]}),
 }

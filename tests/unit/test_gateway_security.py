@@ -53,7 +53,7 @@ def test_the_object_store_is_reachable_from_pages():
 
 def test_anonymous_public_answers_may_be_cached_a_new_cookie_not(client):
     assert "no-store" not in client.get("/static/recaudo.css").headers.get("Cache-Control", "")
-    login = client.get("/login")                           # sets the login form's CSRF cookie
+    login = client.application.test_client().get("/login")   # sets the login CSRF cookie
     assert login.headers["Cache-Control"] == "no-store"
 
 

@@ -3,7 +3,9 @@
 ``make test`` exports the test settings (separate database, vhost, ports and
 ``var/test``; see TEST_ENV in the Makefile) and has already created the database and
 the vhost and migrated them. This phase runs without eventlet: plain ``requests``
-and Playwright's sync API drive the gateway from outside, as a user would.
+and Playwright's sync API drive the gateway from outside, as a user would. Every browser
+context any test opens is watched for Content-Security-Policy violations, and a test
+during which one happened fails (``no_csp_violations``).
 """
 from __future__ import annotations
 
@@ -70,6 +72,62 @@ class Stack:
         finally:
             self.start(name)
             self.wait_healthy(recover_seconds)
+
+
+#: the CSP violations the browsers reported during the current test
+CSP_VIOLATIONS: list[str] = []
+
+#: every document reports what the policy blocked, with where, to the console
+_REPORT_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (e) => console.error(
+    "CSP violation: " + e.effectiveDirective + " blocked " + (e.blockedURI || "inline")
+    + " in " + e.documentURI + " (" + (e.sourceFile || "?") + ":" + e.lineNumber + ")"));
+"""
+
+
+def _is_csp_violation(text: str) -> bool:
+    return text.startswith("CSP violation") or "Content Security Policy" in text
+
+
+def _watch_csp(context) -> None:
+    context.add_init_script(_REPORT_VIOLATIONS)
+    context.on("console", lambda message: CSP_VIOLATIONS.append(message.text)
+               if _is_csp_violation(message.text) else None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _every_browser_context_watches_csp():
+    """Wraps Playwright's ``Browser.new_context`` once for the session, so every browser
+    fixture of every module (each launches its own Chromium) is watched."""
+    try:
+        from playwright.sync_api import Browser
+    except ImportError:     # no browser tests in this environment
+        yield
+        return
+    original = Browser.new_context
+
+    def new_context(self, *args, **kwargs):
+        context = original(self, *args, **kwargs)
+        _watch_csp(context)
+        return context
+
+    Browser.new_context = new_context
+    try:
+        yield
+    finally:
+        Browser.new_context = original
+
+
+@pytest.fixture(autouse=True)
+def no_csp_violations():
+    """Fails the test when a page it drove hit the Content-Security-Policy (an inline
+    script or handler, eval, a style or a connection the policy does not allow)."""
+    CSP_VIOLATIONS.clear()
+    yield
+    found, CSP_VIOLATIONS[:] = list(CSP_VIOLATIONS), []
+    if found:
+        pytest.fail("Content-Security-Policy violations:\n" + "\n".join(dict.fromkeys(found)),
+                    pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -134,3 +134,29 @@ def test_swagger_ui_works_under_the_content_security_policy(page, stack):  # noq
     expect(page.locator("#swagger-ui-container .info .title")).to_contain_text("Recaudo API")
     expect(page.locator(".opblock").first).to_be_visible()
     # (no_csp_violations, shared by every e2e test, fails this test on any violation)
+
+
+def _login(page, username: str, password: str) -> None:
+    page.goto("/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    with page.expect_navigation():
+        page.click("#login-submit")
+
+
+def test_what_inline_handlers_did_still_works_from_files(page, demo_users):  # noqa: F811
+    """recaudo.js does what on*= attributes and htmx trigger filters did (the CSP refuses
+    both): a filter's change refreshes the accounts list in place, choosing an institution
+    submits the dashboard's form."""
+    _login(page, "admin", demo_users)
+    page.goto("/cartera")
+    page.click("details.more-filters summary")
+    with page.expect_response(lambda r: "/cartera?" in r.url and "institucion=1" in r.url):
+        page.select_option("#filter-institution", "1")      # htmx, no navigation
+    expect(page).to_have_url(re.compile(r"institucion=1"))
+    expect(page.locator("#results")).to_be_visible()
+
+    page.goto("/tableros/institucion")
+    with page.expect_navigation(url=re.compile(r"institution_id=2")):
+        page.select_option("#institution_id", "2")
+    expect(page.locator("#institution_id")).to_have_value("2")

@@ -113,3 +113,14 @@ def test_a_share_link_opened_without_login(world):
     gone = holder.get(link["url"], timeout=30)
     assert gone.status_code == 410 and "revocada" in gone.text
     assert requests.get(world["base"] + "/s/no-existe-" + RUN, timeout=30).status_code == 404
+
+
+def test_a_share_links_password_throttle_says_when_to_retry(world):
+    expires = (datetime.now(timezone.utc) + timedelta(days=2)).isoformat()
+    link = world["supervisor"].ok("POST", "/api/v1/share-links", {
+        "debtor_id": world["debtor"], "expires_at": expires, "password": "clave-e2e",
+        "label": f"e2e-docs-{RUN} espera"}, status=201)
+    for _ in range(5):
+        assert requests.post(link["url"], data={"password": "no-es"}, timeout=30).status_code == 403
+    waiting = requests.post(link["url"], data={"password": "clave-e2e"}, timeout=30)
+    assert waiting.status_code == 429 and waiting.headers["Retry-After"] == str(15 * 60)

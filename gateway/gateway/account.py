@@ -65,7 +65,8 @@ def my_account():
             with rpc() as proxy:
                 if form.get("action") == "password":
                     proxy.auth.change_password({"current_password": form.get("current_password", ""),
-                                                "new_password": form.get("new_password", "")})
+                                                "new_password": form.get("new_password", "")},
+                                               keep=auth.current_credential())
                 else:
                     proxy.auth.update_me({"display_name": form.get("display_name", ""),
                                           "language": form.get("language", "es")})

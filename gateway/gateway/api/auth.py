@@ -84,5 +84,5 @@ def update_me(_):
 def change_password(_):
     """Cambia la contraseña propia (requiere la actual)."""
     with rpc() as proxy:
-        proxy.auth.change_password(request.get_json())
+        proxy.auth.change_password(request.get_json(), keep=auth.current_credential())
     return "", 204

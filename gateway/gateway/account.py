@@ -50,6 +50,7 @@ def login():
 def logout():
     with auth.anonymous_rpc() as proxy:
         proxy.auth.logout(g.session_id)
+    auth.forget_current()
     response = make_response(redirect(url_for("account.login")))
     response.delete_cookie(auth.SESSION_COOKIE)
     return response

@@ -18,7 +18,7 @@ from flask import abort, current_app, g, redirect, request, url_for
 from recaudo_common.errors import InvalidInput, NotAuthenticated
 
 from .errors import error_body
-from .identity_cache import IdentityCache
+from .identity_cache import IdentityCache, digest as identity_digest
 
 SESSION_COOKIE = "recaudo_session"
 #: double-submit cookie protecting the login form itself (there is no session yet)
@@ -92,6 +92,15 @@ def _resolve(kind: str, credential: str) -> dict:
 def current_credential() -> str | None:
     """The session id or bearer token of this request (a password change keeps it)."""
     return g.get("session_id") if g.get("auth_kind") == "session" else g.get("bearer_token")
+
+
+def forget_current() -> None:
+    """After a logout: this process stops trusting the credential at once (the others
+    when auth's ``access_changed`` reaches them)."""
+    credential = current_credential()
+    if credential:
+        current_app.extensions["recaudo.identities"].forget(
+            {"credentials": [identity_digest(credential)], "user_ids": [], "everyone": False})
 
 
 def check_csrf():

@@ -55,6 +55,7 @@ def logout():
     elif g.auth_kind == "session":
         with auth.anonymous_rpc() as proxy:
             proxy.auth.logout(g.session_id)
+    auth.forget_current()
     return "", 204
 
 

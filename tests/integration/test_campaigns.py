@@ -390,3 +390,15 @@ def test_campaigns_answer_their_callers_only(stack, supervisor, template_id, rpc
     with pytest.raises(Conflict) as err:
         supervisor.queues.save_campaign(campaign_data(template_id))
     assert "name" in err.value.fields
+
+
+def test_the_sql_holdout_draw_is_the_python_one(engine):
+    """The pick draws in PostgreSQL what ``holdout_bucket`` draws in Python, for any id."""
+    from sqlalchemy import func, select
+
+    series = func.generate_series(2_147_483_000, 2_147_485_000).table_valued("id").render_derived()
+    with engine.connect() as conn:
+        drawn = dict(conn.execute(select(series.c.id, campaigns._holdout_bucket_sql(
+            17, series.c.id))).all())
+    assert len(drawn) == 2001
+    assert drawn == {a: campaigns.holdout_bucket(17, a) for a in drawn}

@@ -17,7 +17,7 @@ class EventSchema(Schema):
     occurred_at = fields.AwareDateTime(required=True)
 
 
-#: (source service, event type) -> payload schema. Later issues add their events here.
+#: (source service, event type) -> payload schema. Every event crossing services is registered here.
 EVENTS: dict[tuple[str, str], type[EventSchema]] = {}
 
 

@@ -402,3 +402,18 @@ def test_the_sql_holdout_draw_is_the_python_one(engine):
             17, series.c.id))).all())
     assert len(drawn) == 2001
     assert drawn == {a: campaigns.holdout_bucket(17, a) for a in drawn}
+
+
+def test_the_demo_campaign_is_made_through_the_service_once(stack, template_id, rpc_proxy, engine):
+    """``recaudo seed-live``'s campaign: saved and run through the queues service's RPCs,
+    as the platform; a second seeding leaves it alone."""
+    from queues import seed
+
+    platform = rpc_proxy({"identity": sign(Identity.system("seed"))}, timeout=60)
+    sql(engine, "UPDATE messaging.templates SET name = :n WHERE id = :t", n=seed.TEMPLATE,
+        t=template_id)
+    made = seed.seed_live(platform, INST)
+    assert made["name"] == seed.CAMPAIGN and made["holdout_share"] == 10
+    assert seed.seed_live(platform, INST) is None
+    runs = sql(engine, "SELECT kind, targeted FROM queues.campaign_runs")
+    assert runs == [("manual", len(REMINDED) + 3)]

@@ -9,6 +9,8 @@ answers each problem by field; they are shown next to it.
 """
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
@@ -59,11 +61,19 @@ def _chosen(institutions, wanted):
         (institutions[0] if institutions else None)
 
 
+def _draft_conditions(conditions: dict) -> dict:
+    """A stored condition tree as the form shows it: its group ("all"/"any"), its leaves as
+    rows, and nested groups (made through the API) kept as they are, unshown."""
+    group = "any" if "any" in conditions else "all"
+    children = conditions.get(group) or []
+    return {"group": group,
+            "rows": [{"field": c.get("field", ""), "op": c.get("op", "eq"),
+                      "value": _value_text(c.get("value"))} for c in children if "field" in c],
+            "extra": [c for c in children if "field" not in c]}
+
+
 def _rows_from(conditions: dict) -> list[dict]:
-    """A stored condition tree (one "all" group of leaves) as the form's rows."""
-    leaves = conditions.get("all") or conditions.get("any") or []
-    return [{"field": c.get("field", ""), "op": c.get("op", "eq"),
-             "value": _value_text(c.get("value"))} for c in leaves if "field" in c]
+    return _draft_conditions(conditions)["rows"]
 
 
 def _form_rows() -> list[dict]:
@@ -72,8 +82,14 @@ def _form_rows() -> list[dict]:
 
 
 def _draft_from_form(institution_id: int) -> dict:
+    try:
+        extra = json.loads(request.form.get("extra") or "[]")
+    except ValueError:
+        extra = []
     return {"institution_id": institution_id, "name": request.form.get("name", "").strip(),
-            "rows": _form_rows(), "channel": request.form.get("channel", "email"),
+            "rows": _form_rows(), "group": "any" if request.form.get("group") == "any" else "all",
+            "extra": extra if isinstance(extra, list) else [],
+            "channel": request.form.get("channel", "email"),
             "template_id": _int(request.form.get("template_id")),
             "language": request.form.get("language", "es"),
             "send_hour": _int(request.form.get("send_hour"), request.form.get("send_hour")),
@@ -84,7 +100,8 @@ def _draft_from_form(institution_id: int) -> dict:
 def _payload(draft: dict, catalogue: Catalogue) -> dict:
     rows = [r for r in draft["rows"] if r["field"]]
     return {"institution_id": draft["institution_id"], "name": draft["name"],
-            "conditions": {"all": [_condition(r, catalogue) for r in rows]},
+            "conditions": {draft.get("group", "all"): [_condition(r, catalogue) for r in rows]
+                           + list(draft.get("extra") or [])},
             "channel": draft["channel"], "template_id": draft["template_id"],
             "language": draft["language"], "send_hour": draft["send_hour"],
             "holdout_share": draft["holdout_share"]}
@@ -157,8 +174,8 @@ def new():
             return redirect(url_for(".index"))
         if request.method == "POST":
             return _save(proxy, institution, None)
-        draft = {"institution_id": institution["id"], "name": "", "rows": [
-                     {**r} for r in NEW_CONDITIONS], "channel": "email", "template_id": None,
+        draft = {"institution_id": institution["id"], "name": "", "group": "all", "extra": [],
+                 "rows": [{**r} for r in NEW_CONDITIONS], "channel": "email", "template_id": None,
                  "language": "es", "send_hour": 9, "holdout_share": 10}
         return _form_page(proxy, institution, draft)
 
@@ -211,7 +228,7 @@ def edit(campaign_id: int):
         campaign, institution = _campaign_and_institution(proxy, campaign_id)
         if request.method == "POST":
             return _save(proxy, institution, campaign)
-        draft = {**campaign, "rows": _rows_from(campaign["conditions"])}
+        draft = {**campaign, **_draft_conditions(campaign["conditions"])}
         return _form_page(proxy, institution, draft, campaign)
 
 

@@ -77,11 +77,11 @@ def test_messaging_s_answers_mark_the_target():
 
 
 def test_a_campaign_request_carries_its_campaign_and_a_key_per_target():
-    target = CampaignTarget(id=41, account_id=5)
+    target = CampaignTarget(id=41, campaign_id=2, account_id=5, cycle_date=date(2026, 12, 10))
     campaign = Campaign(id=2, template_id=3, language="es", channel="letter")
     assert campaigns.message_request(target, campaign) == {
         "account_id": 5, "template_id": 3, "language": "es", "channel": "letter",
-        "campaign_id": 2, "idempotency_key": "campaign-target-41"}
+        "campaign_id": 2, "idempotency_key": "campaign-2-5-20261210"}
 
 
 GOOD = {"institution_id": 1, "name": "Vence en 3 días", "channel": "email", "template_id": 1,

@@ -16,7 +16,7 @@ the measure of whether the reminders work.
 Picking is one INSERT … SELECT per run; sending is done afterwards by a timer, a batch of
 pending targets at a time claimed with ``FOR UPDATE SKIP LOCKED`` (several instances
 never send the same target; a retry after a crash is answered by messaging's idempotency
-key ``campaign-target-<id>``).
+key ``campaign-<campaign>-<account>-<due date>``).
 """
 from __future__ import annotations
 
@@ -168,7 +168,13 @@ def claim_pending(session: Session, limit: int = SEND_BATCH) -> list[tuple[Campa
 def message_request(target: CampaignTarget, campaign: Campaign) -> dict:
     return {"account_id": target.account_id, "template_id": campaign.template_id,
             "language": campaign.language, "channel": campaign.channel,
-            "campaign_id": campaign.id, "idempotency_key": f"campaign-target-{target.id}"}
+            "campaign_id": campaign.id, "idempotency_key": idempotency_key(target)}
+
+
+def idempotency_key(target: CampaignTarget) -> str:
+    """What the target is (campaign, account, due date): a retry of its send is answered
+    the first message, and no other send can share the key."""
+    return f"campaign-{target.campaign_id}-{target.account_id}-{target.cycle_date:%Y%m%d}"
 
 
 def record_answer(target: CampaignTarget, answer: dict) -> None:

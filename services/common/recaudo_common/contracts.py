@@ -64,6 +64,20 @@ class TeamChanged(EventSchema):
     members = fields.List(fields.Integer(), required=True)
 
 
+@event("auth", "access_changed")
+class AccessChanged(EventSchema):
+    """Credentials or identities that must stop being trusted wherever they are held
+    (each gateway process caches the identities it resolved). ``credentials`` are the
+    SHA-256 digests of revoked session ids or tokens; ``user_ids`` the users whose
+    identity changed or ended; ``everyone`` asks to forget all (a profile's permissions or
+    a team changed: rare, and simpler than listing who holds them)."""
+
+    credentials = fields.List(fields.String(), required=True)
+    user_ids = fields.List(fields.Integer(), required=True)
+    everyone = fields.Boolean(required=True)
+    reason = fields.String(required=True)
+
+
 # --- portfolio ----------------------------------------------------------------------
 
 class AccountFacts(Schema):

@@ -285,7 +285,11 @@ def test_an_email_campaign_reminds_the_accounts_due_soon_except_the_holdout(
     assert [r["kind"] for r in report["runs"]] == ["manual", "manual"]
 
 
-def test_a_letter_campaign_files_letters_and_logs_them(stack, supervisor, template_id, engine):
+def test_a_letter_campaign_files_letters_and_logs_them(s3_server, stack, supervisor, template_id,
+                                                      engine, container_factory, rabbit_config):
+    from documents.service import DocumentsService
+
+    container_factory(DocumentsService, rabbit_config).start()
     queues = supervisor.queues
     campaign = queues.save_campaign(campaign_data(
         template_id, name="Carta preventiva", channel="letter", holdout_share=0,
@@ -304,6 +308,12 @@ def test_a_letter_campaign_files_letters_and_logs_them(stack, supervisor, templa
     assert [(r.kind, r.result_code) for r in campaign_activities(engine, campaign["id"])] == [
         ("letter", "CARTA_ENV")]
     assert wait_for(lambda: queues.campaign_report(campaign["id"])["delivered"] == 1, 20)
+    # the letter's PDF is filed as a document of the debtor (messaging's settle timer)
+    filed = "SELECT attachments->0->>'version_id' FROM messaging.outbound_messages" \
+            " WHERE account_id = :a AND pdf IS NULL"
+    assert wait_for(lambda: any(v for (v,) in sql(engine, filed, a=LATER)), 30)
+    assert scalar(engine, "SELECT count(*) FROM documents.documents WHERE debtor_id = :d"
+                          " AND category = 'carta'", d=LATER) >= 1
 
 
 # --- schedule: once a day with several instances, pause, scope --------------------------------

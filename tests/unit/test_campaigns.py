@@ -119,3 +119,18 @@ def test_the_pick_is_the_rule_engine_s_condition_within_the_institution():
     assert "substr(md5('5:' || CAST(queues.account_facts.account_id AS VARCHAR)), 1, 8)" \
         " AS BIT(32)) AS BIGINT) %% 100 < 20" in sql
     assert Decimal("500.00") == Decimal(GOOD["conditions"]["all"][2]["value"])
+
+
+def test_a_letter_is_judged_on_do_not_contact_only():
+    from recaudo_common import contact_policy
+
+    view = {"institution": {"time_zone": ZONE, "contact_from": "07:00", "contact_until": "22:00"},
+            "debtor": {"time_zone": ZONE}, "emails": [], "phones": [],
+            "addresses": [{"id": 1, "do_not_contact": False}, {"id": 2, "do_not_contact": True}]}
+    night = datetime(2026, 12, 7, 8, 0, tzinfo=timezone.utc)            # 02:00 there
+    assert contact_policy.verdict_for(view, "letter", "1", now=night).allowed
+    refused = contact_policy.verdict_for(view, "letter", "2", now=night)
+    assert (refused.allowed, refused.cause) == (False, contact_policy.DO_NOT_CONTACT)
+    # an email at that hour is refused for the hour
+    assert contact_policy.verdict_for(view, "email", "a@b.mx", now=night).cause == \
+        contact_policy.OUTSIDE_HOURS

@@ -127,3 +127,11 @@ def test_a_supervisor_creates_runs_and_reads_a_preventive_campaign(world, new_pa
 
     page.goto(f"/campanas/?institucion={INSTITUTION}")
     expect(page.locator(f"#campaigns-table tr[data-campaign='{NAME}']")).to_be_visible()
+
+    # the same pages in English
+    page.goto(f"/idioma/en?next=/campanas/{campaign_id}")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.locator("#run-campaign")).to_have_text("Run now")
+    expect(page.locator("#campaign-report h2")).to_have_text("Results")
+    expect(page.locator("#tab-campaigns")).to_have_text("Preventive campaigns")
+    page.goto(f"/idioma/es?next=/campanas/{campaign_id}")

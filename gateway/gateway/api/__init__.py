@@ -13,6 +13,7 @@ from .. import errors
 from .activities import blp as activities_blp, calendar_blp
 from .admin import blp as admin_blp
 from .auth import blp as auth_blp
+from .campaigns import blp as campaigns_blp
 from .messaging import blp as messaging_blp
 from .documents import blp as documents_blp
 from .portfolio import blp as portfolio_blp
@@ -36,7 +37,7 @@ class _LazyApi:
                            "Errores: {\"error\": {\"code\", \"message\", \"fields\"}}."}})
         for blueprint in (system_blp, auth_blp, admin_blp, portfolio_blp, queues_blp,
                           activities_blp, calendar_blp, documents_blp, reports_blp, messaging_blp,
-                          schedules_blp):
+                          schedules_blp, campaigns_blp):
             instance.register_blueprint(blueprint)
         instance.spec.components.security_scheme(
             "bearer", {"type": "http", "scheme": "bearer",

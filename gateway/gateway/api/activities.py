@@ -371,8 +371,8 @@ def revoke_ics_token():
 
 
 @calendar_blp.route("/<token>.ics", methods=["GET"])
+@calendar_blp.doc(security=[])    # public: the token in the path is the key
 @calendar_blp.alt_response(200, description="text/calendar (RFC 5545)")
-@calendar_blp.alt_response(404, description="Token desconocido o revocado")
 def ics_feed(token):
     """Su agenda en formato iCalendar; la dirección privada es la credencial."""
     with auth.anonymous_rpc() as proxy:

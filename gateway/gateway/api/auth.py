@@ -26,6 +26,9 @@ class RefreshRequest(Schema):
 
 
 @blp.route("/token", methods=["POST"])
+@blp.doc(security=[])    # public: no token
+@blp.alt_response(401, response="UNAUTHORIZED")
+@blp.alt_response(429, response="TOO_MANY_REQUESTS")
 @blp.arguments(Credentials)
 @blp.alt_response(200, schema=TokenPair)
 def token(credentials):
@@ -36,6 +39,8 @@ def token(credentials):
 
 
 @blp.route("/refresh", methods=["POST"])
+@blp.doc(security=[])    # public: no token
+@blp.alt_response(401, response="UNAUTHORIZED")
 @blp.arguments(RefreshRequest)
 @blp.alt_response(200, schema=TokenPair)
 def refresh(body):

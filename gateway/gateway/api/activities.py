@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from flask import Response, request, url_for
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from activities.schemas import (ActivityOut, ActivityWrite, AgendaOut, AgendaQuery,
                                 AgendaWrite, CorrectionWrite, Delegate, DisputeOut,
                                 DisputeResolve, DisputeWrite, HistoryQuery, InstalmentOut,
                                 OverdueQuery, ProductivityQuery, PromiseOut, ResultCodeOut,
                                 ResultCodeWrite, SettingsOut, SettingsWrite)
-from recaudo_common.validation import page_schema
+from recaudo_common.validation import Schema, page_schema
 
 from .. import auth
 from ..rpc import rpc

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from flask import request
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from auth.schemas import (ApiKeyCreate, ApiKeyOut, AuditOut, AuditQuery, PasswordReset,
                           ProfileCreate, ProfileOut, ProfileUpdate, TeamOut, TeamWrite,
                           UserCreate, UserOut, UserQuery, UserUpdate)
+from recaudo_common.validation import Schema
 
 from .. import auth
 from ..rpc import rpc

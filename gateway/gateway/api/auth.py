@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from flask import g, request
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from auth.schemas import Credentials, MyAccountUpdate, PasswordChange, UserOut
+from recaudo_common.validation import Schema
 
 from .. import auth
 from ..rpc import rpc

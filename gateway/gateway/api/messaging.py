@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from flask import request
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from messaging.schemas import (Assign, InboundDetail, InboundOut, InboundQuery, MailboxOut,
                                MailboxWrite, OutboundDetail, OutboundOut, OutboundQuery,
                                PatternOut, PatternWrite, PreviewRequest, SearchQuery, SendEmail,
                                SendFax, MessagingSettingsOut, MessagingSettingsWrite, TemplateOut, TemplateWrite)
-from recaudo_common.validation import page_schema
+from recaudo_common.validation import Schema, page_schema
 
 from .. import auth
 from ..rpc import rpc

@@ -11,13 +11,13 @@ from __future__ import annotations
 from flask import Response, request
 from flask_smorest import Blueprint
 from flask_smorest.fields import Upload
-from marshmallow import EXCLUDE, Schema, fields
+from marshmallow import EXCLUDE, fields
 
 from portfolio.schemas import (AccountOut, AccountPage, AccountQuery, AccountUpdate,
                                DebtorView, ImportCreate, ImportCreated, ImportJobOut,
                                ImportJobPage, ImportProblemPage, ImportQuery, InstitutionOut,
                                LayoutOut, LayoutWrite, NotesUpdate, StatusOut, StatusWrite)
-from recaudo_common.validation import PageQuery
+from recaudo_common.validation import PageQuery, Schema
 
 from .. import auth, uploads
 from ..errors import error_body

@@ -16,10 +16,11 @@ from decimal import Decimal
 
 from flask import request
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from queues.schemas import (MoveAccounts, QueueOut, Reassign, StrategyOut, StrategyWrite,
                             WorklistQuery)
+from recaudo_common.validation import Schema
 
 from .. import auth
 from ..rpc import rpc

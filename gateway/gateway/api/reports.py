@@ -15,7 +15,8 @@ from datetime import date
 
 from flask import Response, g, request
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
+from recaudo_common.validation import Schema
 
 from .. import auth, dashboards, reporting
 from ..errors import error_body

@@ -10,9 +10,10 @@ import base64
 
 from flask import Response, request
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from reports.schemas import RunOut, ScheduleOut
+from recaudo_common.validation import Schema
 
 from .. import auth
 from ..rpc import rpc

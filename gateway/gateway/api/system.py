@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from recaudo_common.config import SERVICES
+from recaudo_common.validation import Schema
 
 from ..rpc import rpc
 from ..health import check_services

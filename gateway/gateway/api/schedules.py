@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 
 from flask import Response, request
-from flask_smorest import Blueprint
 from marshmallow import fields
 
 from reports.schemas import RunOut, ScheduleOut
@@ -17,6 +16,7 @@ from recaudo_common.validation import Schema
 
 from .. import auth
 from ..rpc import rpc
+from .query import Blueprint
 
 blp = Blueprint("report_schedules", __name__, url_prefix="/api/v1",
                 description="Envíos programados de reportes por correo (diarios, semanales, "

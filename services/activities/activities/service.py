@@ -16,7 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
-from recaudo_common import contracts
+from recaudo_common import contracts, references
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from recaudo_common.service import ServiceBase, rpc
@@ -126,12 +126,19 @@ class ActivitiesService(ServiceBase):
 
     # --- the result-code catalogue and institution settings ----------------------------
 
+    def _catalogue(self, session, identity, institution_id: int) -> None:
+        """The institution's catalogue, made the first time: only for an institution the
+        portfolio knows (and the caller may see), so no orphan catalogue is ever kept."""
+        if session.get(InstitutionSettings, institution_id) is None:
+            references.require_institution(self.portfolio, identity, institution_id)
+            catalogue.ensure_catalogue(session, institution_id)
+
     @rpc
     def list_result_codes(self, institution_id, include_inactive=False):
         identity = self.caller.identity
         identity.require_institution(institution_id)
         with self.db.session() as session:
-            catalogue.ensure_catalogue(session, institution_id)
+            self._catalogue(session, identity, institution_id)
             query = select(ResultCode).where(ResultCode.institution_id == institution_id)
             if not include_inactive:
                 query = query.where(ResultCode.active)
@@ -147,7 +154,7 @@ class ActivitiesService(ServiceBase):
         data = load(ResultCodeWrite(), data)
         identity.require_institution(data["institution_id"])
         with self.db.session() as session:
-            catalogue.ensure_catalogue(session, data["institution_id"])
+            self._catalogue(session, identity, data["institution_id"])
             clash = session.execute(select(ResultCode.id).where(
                 ResultCode.institution_id == data["institution_id"],
                 ResultCode.code == data["code"], ResultCode.id != (code_id or 0))).first()
@@ -171,6 +178,7 @@ class ActivitiesService(ServiceBase):
         identity = self.caller.identity
         identity.require_institution(institution_id)
         with self.db.session() as session:
+            self._catalogue(session, identity, institution_id)
             return SettingsOut().dump(catalogue.settings_of(session, institution_id))
 
     @rpc
@@ -179,6 +187,7 @@ class ActivitiesService(ServiceBase):
         identity.require_institution(institution_id)
         data = load(SettingsWrite(), data)
         with self.db.session() as session:
+            self._catalogue(session, identity, institution_id)
             settings = catalogue.settings_of(session, institution_id)
             for field, value in data.items():
                 setattr(settings, field, value)

@@ -89,17 +89,28 @@ class ActivitiesService(ServiceBase):
         """Append a correction of an entry (the author, their supervisor or an admin)."""
         identity = self.caller.require("activities.log")
         data = load(CorrectionWrite(), data)
+        self._visible_activity(identity, activity_id)   # one it cannot read: like missing
         with self.db.session() as session:
             return log.correct_activity(session, self.db, identity, int(activity_id), data)
 
-    @rpc
-    def get_activity(self, activity_id):
-        identity = self.caller.require("activities.read")
+    def _visible_activity(self, identity, activity_id) -> Activity:
+        """The entry if the caller may read its account, else NotFound (no existence leak:
+        a write on it answers exactly as a read does)."""
         with self.db.session() as session:
             activity = session.get(Activity, int(activity_id))
             if activity is None or not identity.may_access_institution(activity.institution_id):
                 raise NotFound("Gestión no encontrada")
-        self._account(identity, activity.account_id)
+            session.expunge(activity)
+        try:
+            self._account(identity, activity.account_id)
+        except NotFound:
+            raise NotFound("Gestión no encontrada") from None
+        return activity
+
+    @rpc
+    def get_activity(self, activity_id):
+        identity = self.caller.require("activities.read")
+        activity = self._visible_activity(identity, activity_id)
         with self.db.session() as session:
             return log.describe(session, session.get(Activity, activity.id))
 

@@ -797,13 +797,21 @@ class MessagingService(ServiceBase):
     @rpc
     def get_inbound(self, inbound_id):
         identity = self.caller.require("messaging.send")
+        return self._visible_inbound(identity, inbound_id)
+
+    def _visible_inbound(self, identity, inbound_id) -> dict:
+        """The message as the caller may read it, or NotFound: within their institutions,
+        and once on a debtor, only for who may read that debtor."""
         with self.db.session() as session:
             row = session.get(InboundMessage, inbound_id) if isinstance(inbound_id, int) else None
             if row is None or not identity.may_access_institution(row.institution_id):
                 raise NotFound("Mensaje no encontrado")
             out = InboundDetail().dump(row)
         if out["debtor_id"] is not None and not identity.has("portfolio.read_all"):
-            self.portfolio.get_debtor(out["debtor_id"])   # theirs to read, or NotFound
+            try:
+                self.portfolio.get_debtor(out["debtor_id"])   # theirs to read, or NotFound
+            except NotFound:
+                raise NotFound("Mensaje no encontrado") from None
         return out
 
     @rpc
@@ -812,10 +820,10 @@ class MessagingService(ServiceBase):
         inbound email activity by them, its attachments become documents."""
         identity = self.caller.require("messaging.send")
         data = load(Assign(), data)
+        # one the caller cannot read answers like missing, before saying it is taken
+        self._visible_inbound(identity, inbound_id)
         with self.db.session() as session:
-            row = session.get(InboundMessage, inbound_id) if isinstance(inbound_id, int) else None
-            if row is None or not identity.may_access_institution(row.institution_id):
-                raise NotFound("Mensaje no encontrado")
+            row = session.get(InboundMessage, inbound_id)
             if row.state != "unmatched":
                 raise Conflict("El mensaje ya fue asignado", {"state": [row.state]})
             session.expunge(row)

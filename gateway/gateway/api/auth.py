@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from flask import g, request
-from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from auth.schemas import Credentials, MyAccountUpdate, PasswordChange, UserOut
+from recaudo_common.validation import Schema
 
 from .. import auth
 from ..rpc import rpc
+from .query import Blueprint
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth",
                 description="Autenticación de la app móvil y de socios")

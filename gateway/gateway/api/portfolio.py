@@ -9,19 +9,19 @@ its answers, which these views only document.
 from __future__ import annotations
 
 from flask import Response, request
-from flask_smorest import Blueprint
 from flask_smorest.fields import Upload
-from marshmallow import EXCLUDE, Schema, fields
+from marshmallow import EXCLUDE, fields
 
 from portfolio.schemas import (AccountOut, AccountPage, AccountQuery, AccountUpdate,
                                DebtorView, ImportCreate, ImportCreated, ImportJobOut,
                                ImportJobPage, ImportProblemPage, ImportQuery, InstitutionOut,
                                LayoutOut, LayoutWrite, NotesUpdate, StatusOut, StatusWrite)
-from recaudo_common.validation import PageQuery
+from recaudo_common.validation import PageQuery, Schema
 
 from .. import auth, uploads
 from ..errors import error_body
 from ..rpc import rpc
+from .query import Blueprint, query_args
 
 blp = Blueprint("portfolio", __name__, url_prefix="/api/v1",
                 description="Cartera: instituciones, estatus, cuentas, vista 360° del deudor "
@@ -31,13 +31,6 @@ blp.before_request(auth.require_api_user)
 
 def _body():
     return request.get_json(silent=True) or {}
-
-
-def _query(schema) -> dict:
-    """The query string as the service takes it: only the schema's own fields (webargs has
-    already validated them), as text (the service loads them itself)."""
-    known = schema().fields
-    return {k: v for k, v in request.args.items() if k in known}
 
 
 @blp.errorhandler(uploads.UploadFailed)
@@ -97,7 +90,7 @@ def list_accounts(_):
     filtros, orden y páginas. Un gestor ve sólo las cuentas asignadas a él; más de 10,000
     resultados se cuentan como «al menos» (``total_is_exact`` falso)."""
     with rpc() as proxy:
-        return proxy.portfolio.list_accounts(_query(AccountQuery))
+        return proxy.portfolio.list_accounts(query_args(AccountQuery))
 
 
 @blp.route("/accounts/<int:account_id>", methods=["GET"])
@@ -178,7 +171,7 @@ def update_layout(_, layout_id):
 def list_imports(_):
     """Importaciones recientes de las instituciones a su alcance."""
     with rpc() as proxy:
-        return proxy.portfolio.list_imports(_query(ImportQuery))
+        return proxy.portfolio.list_imports(query_args(ImportQuery))
 
 
 @blp.route("/imports", methods=["POST"])

@@ -14,12 +14,13 @@ from __future__ import annotations
 from datetime import date
 
 from flask import Response, g, request
-from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
+from recaudo_common.validation import Schema
 
 from .. import auth, dashboards, reporting
 from ..errors import error_body
 from ..rpc import rpc
+from .query import Blueprint
 from .queues import _plain
 
 blp = Blueprint("reports", __name__, url_prefix="/api/v1",

@@ -9,13 +9,14 @@ from __future__ import annotations
 import base64
 
 from flask import Response, request
-from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from reports.schemas import RunOut, ScheduleOut
+from recaudo_common.validation import Schema
 
 from .. import auth
 from ..rpc import rpc
+from .query import Blueprint
 
 blp = Blueprint("report_schedules", __name__, url_prefix="/api/v1",
                 description="Envíos programados de reportes por correo (diarios, semanales, "

@@ -1,13 +1,14 @@
 """System endpoints of the API: the platform's health, for monitors and partners."""
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from recaudo_common.config import SERVICES
+from recaudo_common.validation import Schema
 
 from ..rpc import rpc
 from ..health import check_services
+from .query import Blueprint
 
 blp = Blueprint("system", __name__, url_prefix="/api/v1/system",
                 description="Estado de la plataforma")

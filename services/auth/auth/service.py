@@ -6,13 +6,13 @@ the verified identity it is called with.
 """
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import fields, validate
 
 from recaudo_common.db import Database
 from recaudo_common.errors import InvalidInput, NotAuthenticated, NotFound, PermissionDenied, Throttled
 from recaudo_common.identity import ALL_PERMISSIONS, sign
 from recaudo_common.service import ServiceBase, rpc
-from recaudo_common.validation import load
+from recaudo_common.validation import Schema, load
 
 from . import audit, authentication, directory
 from .authentication import Caller

@@ -65,6 +65,7 @@ DESCRIPTIONS = {
     "UNPROCESSABLE_ENTITY": "Datos inválidos: error.fields nombra cada campo",
     "TOO_MANY_REQUESTS": "Demasiados intentos: espere los segundos de Retry-After",
     "SERVICE_UNAVAILABLE": "Un servicio no respondió a tiempo; intente más tarde",
+    "BAD_GATEWAY": "El almacén de archivos no guardó el archivo; intente de nuevo",
 }
 
 

@@ -187,6 +187,7 @@ def create_import(_):
 @blp.route("/imports/upload", methods=["POST"])
 @blp.arguments(ImportUpload, location="form", content_type="multipart/form-data")
 @blp.alt_response(202, schema=ImportJobOut)
+@blp.alt_response(502, response="BAD_GATEWAY")
 def upload_import(form):
     """Para clientes que no pueden subir a S3: el archivo va en un formulario multipart
     (``layout_id`` y ``file``, hasta 1 GiB); la pasarela lo transmite al almacén, inicia

@@ -111,6 +111,9 @@ def test_the_ui_answers_a_nul_in_a_search_with_a_page_not_a_crash(world, stack, 
     answer = browser.get(stack.url("/cartera?q=%00"), timeout=30)
     assert answer.status_code == 422 and "<html" in answer.text.lower()
     assert browser.get(stack.url("/cartera?q=juan"), timeout=30).status_code == 200
+    # an id the gateway reads for itself, beyond its column: a page, not a crash
+    assert browser.get(stack.url("/correo/buzones?editar=99999999999"), timeout=30
+                       ).status_code == 422
     # a signed-in user's login page with next=: only this site's paths
     for target in ("/%09/evil.example", "//evil.example", "/%5Cevil.example"):
         moved = browser.get(stack.url(f"/login?next={target}"), timeout=30,
@@ -150,6 +153,22 @@ def test_an_unknown_institution_is_refused_and_nothing_is_stored(world, path, bo
                   "activities.institution_settings"):
         assert sql(f"SELECT count(*) FROM {table} WHERE institution_id = :i",
                    i=UNKNOWN_INSTITUTION)[0][0] == 0, table
+
+
+def test_a_user_given_an_unknown_institution_is_refused_and_not_stored(world):
+    admin = world["admin"]
+    gestor = next(u for u in admin.ok("GET", "/api/v1/users?per_page=200")["items"]
+                  if u["username"] == "gestor1")
+    username = f"e2e-sin-inst-{RUN}"
+    answer = admin.call("POST", "/api/v1/users", {
+        "username": username, "display_name": "e2e", "password": "e2e-clave-muy-larga-1",
+        "profile_id": gestor["profile_id"], "institutions": [1, UNKNOWN_INSTITUTION]})
+    _refused(answer, 404, "institutions")
+    assert sql("SELECT count(*) FROM auth.users WHERE username = :u", u=username)[0][0] == 0
+    _refused(admin.call("PATCH", f"/api/v1/users/{gestor['id']}",
+                        {"institutions": [UNKNOWN_INSTITUTION]}), 404, "institutions")
+    assert sql("SELECT institutions FROM auth.users WHERE id = :i", i=gestor["id"]
+               )[0][0] == gestor["institutions"]
 
 
 def test_reading_an_unknown_institutions_catalogue_makes_none(world):

@@ -77,12 +77,15 @@ def json_problems(data) -> dict:
 
 
 def _check_path_ids() -> None:
-    """An integer in the path beyond its column's range names nothing: 404, like missing."""
+    """An integer in the path beyond its column's range, or a text no column can hold,
+    names nothing: 404, like missing."""
     for name, value in (request.view_args or {}).items():
         if isinstance(value, int) and not isinstance(value, bool):
             low, high = int_range(name)
             if not low <= value <= high:
                 raise NotFound(_("No encontrado"), {name: [_("No existe")]})
+        elif isinstance(value, str) and text_problem(value):
+            raise NotFound(_("No encontrado"), {name: [_("No existe")]})
 
 
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},:]')

@@ -87,6 +87,8 @@ def test_path_ids_beyond_their_column_answer_404_like_missing(client):
     answer = client.get(f"/echo/{INT4[1] + 1}/1")
     assert answer.status_code == 404 and list(answer.json["error"]["fields"]) == ["user_id"]
     assert client.get(f"/echo/1/{INT8[1] + 1}").status_code == 404
+    # a text in the path no column can hold
+    assert client.post("/api/v1/documents/uploads/a%00b/complete").status_code == 404
 
 
 # --- redirect targets -----------------------------------------------------------------------

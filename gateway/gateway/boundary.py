@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from urllib.parse import urlsplit
 
 from flask import request
@@ -76,12 +77,45 @@ def json_problems(data) -> dict:
 
 
 def _check_path_ids() -> None:
-    """An integer in the path beyond its column's range names nothing: 404, like missing."""
+    """An integer in the path beyond its column's range, or a text no column can hold,
+    names nothing: 404, like missing."""
     for name, value in (request.view_args or {}).items():
         if isinstance(value, int) and not isinstance(value, bool):
             low, high = int_range(name)
             if not low <= value <= high:
                 raise NotFound(_("No encontrado"), {name: [_("No existe")]})
+        elif isinstance(value, str) and text_problem(value):
+            raise NotFound(_("No encontrado"), {name: [_("No existe")]})
+
+
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},:]')
+
+
+def too_deep_at(text: str) -> str:
+    """The path where ``text`` (JSON too deep for the parser) first nests deeper than
+    ``MAX_JSON_DEPTH``, read token by token without parsing."""
+    stack: list[list] = []      # [kind, key or index, expecting a key]
+    for token in _JSON_TOKEN.finditer(text):
+        lexeme = token.group()
+        top = stack[-1] if stack else None
+        if lexeme in "{[":
+            if len(stack) >= MAX_JSON_DEPTH:
+                return ".".join(str(level[1]) for level in stack) or "_schema"
+            stack.append(["object", "", True] if lexeme == "{" else ["array", 0, False])
+        elif lexeme in "]}":
+            if stack:
+                stack.pop()
+        elif lexeme == ",":
+            if top and top[0] == "array":
+                top[1] += 1
+            elif top:
+                top[2] = True
+        elif lexeme == ":":
+            if top:
+                top[2] = False
+        elif top and top[0] == "object" and top[2]:
+            top[1] = json.loads(lexeme)
+    return "_schema"
 
 
 def _check_pairs(pairs) -> None:
@@ -106,7 +140,8 @@ def _check_json_body() -> None:
     try:
         data = json.loads(raw)
     except RecursionError:
-        raise InvalidInput(_("Datos inválidos"), {"_schema": [
+        where = too_deep_at(raw.decode("utf-8", "replace"))
+        raise InvalidInput(_("Datos inválidos"), {where: [
             _("Anidado a más de %(levels)s niveles", levels=MAX_JSON_DEPTH)]}) from None
     except ValueError:
         return  # malformed JSON: the parser's own 400 says so

@@ -517,6 +517,14 @@ def test_an_unknown_institution_is_refused_and_nothing_is_stored(admin, imap_ser
                               "WHERE institution_id = 999999") == 0
 
 
+def test_a_number_beyond_its_column_is_refused_not_a_crash(admin):
+    """The gateway bounds what it reads; a number that slips past still answers 422
+    (``Database.session`` turns PostgreSQL's out-of-range error into InvalidInput)."""
+    for call in (admin.get_template, admin.get_mailbox):
+        with pytest.raises(InvalidInput):
+            call(2 ** 40)
+
+
 def test_bad_input_is_a_clear_error_that_writes_nothing(admin, gestor, imap_server, smtp_sink,
                                                          engine):
     _, template = _setup_sending(admin, imap_server, smtp_sink)

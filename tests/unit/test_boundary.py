@@ -8,7 +8,7 @@ from marshmallow import fields
 from sqlalchemy import BigInteger, Integer
 
 from gateway.app import create_app
-from gateway.boundary import MAX_JSON_DEPTH, json_problems, safe_next, text_problem
+from gateway.boundary import MAX_JSON_DEPTH, json_problems, safe_next, text_problem, too_deep_at
 from recaudo_common.validation import BIGINT_NAMES, INT4, INT8, Schema, int_range, load
 from recaudo_common.errors import InvalidInput
 
@@ -55,6 +55,14 @@ def test_json_deeper_than_the_limit_is_refused_without_recursion(client):
     assert json_problems({"a": [[[1]]]}) == {}
 
 
+def test_json_too_deep_for_the_parser_is_named_by_where_it_goes_deep():
+    body = '{"name": "x, [{", "queues": [{"sort": [], "conditions": ' + '{"all": [' * 600
+    where = too_deep_at(body)
+    assert where.startswith("queues.0.conditions.all.0.all.0")
+    assert len(where.split(".")) == MAX_JSON_DEPTH
+    assert too_deep_at("[" * 2000).startswith("0.0.0")
+
+
 def test_a_nul_in_the_query_string_or_a_form_answers_422_naming_it(client):
     answer = client.get("/echo/1/1?q=%00")
     assert answer.status_code == 422
@@ -79,6 +87,8 @@ def test_path_ids_beyond_their_column_answer_404_like_missing(client):
     answer = client.get(f"/echo/{INT4[1] + 1}/1")
     assert answer.status_code == 404 and list(answer.json["error"]["fields"]) == ["user_id"]
     assert client.get(f"/echo/1/{INT8[1] + 1}").status_code == 404
+    # a text in the path no column can hold
+    assert client.post("/api/v1/documents/uploads/a%00b/complete").status_code == 404
 
 
 # --- redirect targets -----------------------------------------------------------------------

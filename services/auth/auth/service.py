@@ -7,7 +7,9 @@ the verified identity it is called with.
 from __future__ import annotations
 
 from marshmallow import fields, validate
+from nameko.rpc import RpcProxy
 
+from recaudo_common import references
 from recaudo_common.db import Database
 from recaudo_common.errors import InvalidInput, NotAuthenticated, NotFound, PermissionDenied, Throttled
 from recaudo_common.identity import ALL_PERMISSIONS, sign
@@ -39,6 +41,8 @@ def _secret(value: str) -> str:
 class AuthService(ServiceBase):
     name = "auth"
     db = Database(Base)
+    #: to check the institutions a user is given exist (the portfolio owns them)
+    portfolio = RpcProxy("portfolio")
 
     # --- establishing identity ------------------------------------------------------
 
@@ -196,6 +200,7 @@ class AuthService(ServiceBase):
         data = load(UserCreate(), data)
         with self.db.session() as session:
             user = directory.create_user(session, identity, data)
+            references.require_institutions(self.portfolio, data["institutions"])
             self._user_changed(session, user)
             return UserOut().dump(user)
 
@@ -205,6 +210,7 @@ class AuthService(ServiceBase):
         data = load(UserUpdate(), data)
         with self.db.session() as session:
             user = directory.update_user(session, identity, user_id, data)
+            references.require_institutions(self.portfolio, data.get("institutions"))
             self._user_changed(session, user)
             return UserOut().dump(user)
 

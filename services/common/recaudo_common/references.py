@@ -19,3 +19,14 @@ def require_institution(portfolio, identity, institution_id: int,
         portfolio.get_institution(institution_id)
     except NotFound:
         raise NotFound("Institución no encontrada", {field: ["No existe"]}) from None
+
+
+def require_institutions(portfolio, institution_ids, field: str = "institutions") -> None:
+    """Every id in ``institution_ids`` names an institution the caller may see (one call
+    for the whole list), else ``NotFound`` naming the field and the unknown ids."""
+    if not institution_ids:
+        return
+    unknown = sorted(set(institution_ids) - {i["id"] for i in portfolio.list_institutions()})
+    if unknown:
+        raise NotFound("Institución no encontrada", {field: [
+            "No existe: " + ", ".join(str(i) for i in unknown)]})

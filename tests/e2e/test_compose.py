@@ -1,4 +1,4 @@
-"""docker-compose.yml against the local runner (no Docker engine here, DESIGN.md §5).
+"""docker-compose.yml against the local runner (no Docker engine here, docs/architecture.md §7).
 
 The runner (deploy/runner.py, ``PROCESSES``) is what `make up` and these e2e tests
 really start; the compose file is what deployers start. These tests keep the two in

@@ -29,6 +29,10 @@ class Settings:
     #: verify the caller's identity that travels in nameko context data.
     identity_key: str = _DEV_IDENTITY_KEY
     identity_ttl_seconds: int = 900
+    #: seconds a gateway process keeps an identity it resolved (0: ask auth every time);
+    #: revocations reach it by event at once, this is only the safety net
+    identity_cache_seconds: float = 30.0
+    identity_cache_size: int = 10_000
     s3_endpoint: str = "http://127.0.0.1:9000"
     s3_access_key: str = "S3RVER"
     s3_secret_key: str = "S3RVER"
@@ -66,6 +70,8 @@ ENV = {
     "RECAUDO_RABBIT_MANAGEMENT_URL": "rabbit_management_url",
     "RECAUDO_IDENTITY_KEY": "identity_key",
     "RECAUDO_IDENTITY_TTL": "identity_ttl_seconds",
+    "RECAUDO_IDENTITY_CACHE_SECONDS": "identity_cache_seconds",
+    "RECAUDO_IDENTITY_CACHE_SIZE": "identity_cache_size",
     "RECAUDO_S3_ENDPOINT": "s3_endpoint",
     "RECAUDO_S3_ACCESS_KEY": "s3_access_key",
     "RECAUDO_S3_SECRET_KEY": "s3_secret_key",

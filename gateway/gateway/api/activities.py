@@ -26,6 +26,7 @@ from recaudo_common.validation import Schema, page_schema
 
 from .. import auth
 from ..rpc import rpc
+from .openapi import file_response
 from .query import Blueprint, query_args
 from .queues import _plain
 
@@ -359,7 +360,7 @@ def revoke_ics_token():
 
 @calendar_blp.route("/<token>.ics", methods=["GET"])
 @calendar_blp.doc(security=[])    # public: the token in the path is the key
-@calendar_blp.alt_response(200, description="text/calendar (RFC 5545)")
+@calendar_blp.doc(responses={"200": file_response("Su agenda (RFC 5545)", "text/calendar")})
 def ics_feed(token):
     """Su agenda en formato iCalendar; la dirección privada es la credencial."""
     with auth.anonymous_rpc() as proxy:

@@ -40,6 +40,14 @@ def decimal_as_string(converter, field, ret, **kwargs) -> dict:
     return {}
 
 
+def file_response(description: str, *media_types: str, json_schema=None) -> dict:
+    """A 200 that answers a file (and, when ``json_schema`` is given, JSON otherwise)."""
+    content = {"application/json": {"schema": json_schema}} if json_schema else {}
+    content.update({m.split(";")[0]: {"schema": {"type": "string", "format": "binary"}}
+                    for m in media_types})
+    return {"description": description, "content": content}
+
+
 RETRY_AFTER = {"description": "Segundos que hay que esperar antes de intentar de nuevo",
                "schema": {"type": "integer", "minimum": 0}}
 

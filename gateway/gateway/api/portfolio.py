@@ -21,6 +21,7 @@ from recaudo_common.validation import PageQuery, Schema
 from .. import auth, uploads
 from ..errors import error_body
 from ..rpc import rpc
+from .openapi import file_response
 from .query import Blueprint, query_args
 
 blp = Blueprint("portfolio", __name__, url_prefix="/api/v1",
@@ -225,8 +226,7 @@ def import_problems(query, job_id):
 
 
 @blp.route("/imports/<int:job_id>/report.csv", methods=["GET"])
-@blp.alt_response(200, description="Reporte CSV de los renglones rechazados",
-                  content_type="text/csv")
+@blp.doc(responses={"200": file_response("Reporte CSV de los renglones rechazados", "text/csv")})
 def import_report(job_id):
     """El reporte de validación en CSV (renglón, columna, problema)."""
     with rpc() as proxy:

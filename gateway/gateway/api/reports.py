@@ -20,6 +20,7 @@ from recaudo_common.validation import Schema
 from .. import auth, dashboards, reporting
 from ..errors import error_body
 from ..rpc import rpc
+from .openapi import file_response
 from .query import Blueprint
 from .queues import _plain
 
@@ -137,8 +138,10 @@ def _route(report: reporting.Report):
 
     view.__name__ = "report_" + report.key.replace("-", "_")
     view.__doc__ = f"{report.title}. {report.description}"
-    decorated = blp.doc(parameters=_parameters(report))(view)
-    decorated = blp.alt_response(200, schema=ReportAnswer)(decorated)
+    decorated = blp.doc(parameters=_parameters(report), responses={"200": file_response(
+        "El reporte: JSON, o el archivo del formato pedido",
+        *(reporting.MIME[fmt] for fmt in reporting.FORMATS if fmt != "json"),
+        json_schema=ReportAnswer)})(view)
     blp.route(f"/reports/{report.key}", methods=["GET"])(decorated)
 
 

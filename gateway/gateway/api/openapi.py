@@ -91,7 +91,8 @@ def add_error_responses(spec) -> None:
     """Document on every operation the error statuses it can answer, by what it takes:
     a token (401, 403), an object by id (404), a body (400, 413, 415, 422), a query (422),
     a write on an object (409), a service behind it (503); public operations (``security:
-    []``) document what they answer themselves (the login's 401 and 429). Statuses a view documents itself are kept."""
+    []``) document what they answer themselves (the login's 401 and 429). Statuses a view
+    documents itself are kept."""
     for path, operations in spec._paths.items():   # apispec keeps no public iterator
         for method, operation in operations.items():
             if method not in ("get", "post", "put", "patch", "delete"):

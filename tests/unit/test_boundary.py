@@ -61,6 +61,7 @@ def test_json_too_deep_for_the_parser_is_named_by_where_it_goes_deep():
     assert where.startswith("queues.0.conditions.all.0.all.0")
     assert len(where.split(".")) == MAX_JSON_DEPTH
     assert too_deep_at("[" * 2000).startswith("0.0.0")
+    assert too_deep_at('{"bad\\x": ' + "[" * 40).startswith("bad")
 
 
 def test_a_nul_in_the_query_string_or_a_form_answers_422_naming_it(client):

@@ -49,6 +49,7 @@ def login():
 def logout():
     with auth.anonymous_rpc() as proxy:
         proxy.auth.logout(g.session_id)
+    auth.forget_current()
     response = make_response(redirect(url_for("account.login")))
     response.delete_cookie(auth.SESSION_COOKIE)
     return response
@@ -64,7 +65,8 @@ def my_account():
             with rpc() as proxy:
                 if form.get("action") == "password":
                     proxy.auth.change_password({"current_password": form.get("current_password", ""),
-                                                "new_password": form.get("new_password", "")})
+                                                "new_password": form.get("new_password", "")},
+                                               keep=auth.current_credential())
                 else:
                     proxy.auth.update_me({"display_name": form.get("display_name", ""),
                                           "language": form.get("language", "es")})

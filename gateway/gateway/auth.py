@@ -1,9 +1,11 @@
 """Who is making this request: web sessions (cookie) or API tokens (Bearer), and CSRF.
 
-Every request is resolved by the auth service (one RPC), which answers the signed
-identity the gateway then attaches to every service call; disabling a user or
-revoking a token takes effect on the very next request. The gateway's checks here
-only shape the answer (redirect to the login page, 401); the services enforce.
+A credential is resolved by the auth service (one RPC), which answers the signed
+identity the gateway then attaches to every service call; the answer is kept by this
+process (``identity_cache``) until the auth service's ``access_changed`` event says to
+forget it, so logging out, revoking or disabling takes effect everywhere within a
+second. The gateway's checks here only shape the answer (redirect to the login page,
+401); the services enforce.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from flask import abort, current_app, g, redirect, request, url_for
 from recaudo_common.errors import InvalidInput, NotAuthenticated
 
 from .errors import error_body
+from .identity_cache import IdentityCache, digest as identity_digest
 
 SESSION_COOKIE = "recaudo_session"
 #: double-submit cookie protecting the login form itself (there is no session yet)
@@ -48,8 +51,7 @@ def resolve_caller() -> None:
         if scheme.lower() != "bearer" or not token.strip():
             return error_body(401, "not_authenticated", "Encabezado Authorization inválido")
         try:
-            with anonymous_rpc() as proxy:
-                resolved = proxy.auth.resolve_token(token.strip())
+            resolved = _resolve("token", token.strip())
         except (NotAuthenticated, InvalidInput):
             return error_body(401, "not_authenticated", "Token inválido o expirado")
         g.auth_kind = "token"
@@ -59,8 +61,7 @@ def resolve_caller() -> None:
         if not session_id:
             return None
         try:
-            with anonymous_rpc() as proxy:
-                resolved = proxy.auth.resolve_session(session_id)
+            resolved = _resolve("session", session_id)
         except (NotAuthenticated, InvalidInput):
             g.clear_session_cookie = True
             return None
@@ -70,6 +71,36 @@ def resolve_caller() -> None:
     g.user = resolved["user"]
     g.identity_token = resolved["identity"]
     return None
+
+
+def _resolve(kind: str, credential: str) -> dict:
+    """The identity behind a session id or token: this process's cache, else auth."""
+    cache = current_app.extensions["recaudo.identities"]
+    resolved = cache.lookup(kind, credential)
+    if resolved is not None:
+        return resolved
+    generation = cache.generation()
+    with anonymous_rpc() as proxy:
+        if kind == "token":
+            resolved = proxy.auth.resolve_token(credential)
+        else:
+            resolved = proxy.auth.resolve_session(credential)
+    cache.store(kind, credential, resolved, generation)
+    return resolved
+
+
+def current_credential() -> str | None:
+    """The session id or bearer token of this request (a password change keeps it)."""
+    return g.get("session_id") if g.get("auth_kind") == "session" else g.get("bearer_token")
+
+
+def forget_current() -> None:
+    """After a logout: this process stops trusting the credential at once (the others
+    when auth's ``access_changed`` reaches them)."""
+    credential = current_credential()
+    if credential:
+        current_app.extensions["recaudo.identities"].forget(
+            {"credentials": [identity_digest(credential)], "user_ids": [], "everyone": False})
 
 
 def check_csrf():
@@ -160,6 +191,9 @@ def api_auth_required(view):
 
 
 def init_app(app) -> None:
+    cfg = app.extensions["recaudo.settings"]
+    app.extensions["recaudo.identities"] = IdentityCache(
+        cfg.amqp_uri, cfg.identity_cache_seconds, cfg.identity_cache_size)
     app.before_request(resolve_caller)
     app.before_request(check_csrf)
     app.after_request(finish)

@@ -2,7 +2,7 @@
 
 gunicorn runs the gateway in ``gthread`` workers: a proxy per request costs a new
 reply queue each time (4x slower), and one proxy shared by threads breaks under
-concurrency (DESIGN.md §5). Each request borrows one started proxy, sets the
+concurrency (docs/architecture.md §7). Each request borrows one started proxy, sets the
 caller's context data (identity, request id, language) on it, and gives it back;
 a proxy that failed at the transport level is dropped, not reused.
 """

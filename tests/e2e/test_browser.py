@@ -1,7 +1,7 @@
 """The web UI in headless Chromium: Spanish first, English on request, usable on a phone.
 
 Debian's chromium driven by Playwright's sync API (``playwright install`` cannot
-download here, DESIGN.md §5); `deploy/bootstrap.sh --test` installs it.
+download here; docs/architecture.md §7); `deploy/bootstrap.sh --test` installs it.
 """
 from __future__ import annotations
 

@@ -419,6 +419,150 @@ def test_disable_ends_sessions_tokens_and_api_keys_and_emits_the_event(
     anon.auth.login("socio1", OTHER_PASSWORD)
 
 
+# --- telling the gateways what to stop trusting -----------------------------------------------
+
+def _access_changes(engine) -> list[dict]:
+    return [r[0] for r in sql(engine, "SELECT payload FROM auth.outbox "
+                                      "WHERE event_type = 'access_changed' ORDER BY created_at")]
+
+
+def test_every_change_of_access_emits_what_to_forget(seeded, anon, as_user, engine):
+    """Each change the gateways' identity caches must hear of, and only those."""
+    from auth.credentials import digest
+
+    admin = as_user("admin")
+    partner = new_user(admin, engine, "socio1", "Integración")
+    pid = partner["id"]
+
+    def changes_after(action):
+        before = len(_access_changes(engine))
+        action()
+        return _access_changes(engine)[before:]
+
+    opened = anon.auth.login("socio1", OTHER_PASSWORD)
+    assert changes_after(lambda: anon.auth.resolve_session(opened["session_id"])) == []
+    [logout] = changes_after(lambda: anon.auth.logout(opened["session_id"]))
+    assert logout["credentials"] == [digest(opened["session_id"])] and logout["user_ids"] == []
+
+    pair = anon.auth.issue_tokens("socio1", OTHER_PASSWORD)
+    [revoked] = changes_after(lambda: anon.auth.revoke_token(pair["access_token"]))
+    assert revoked["user_ids"] == [pid] and not revoked["everyone"]
+
+    pair = anon.auth.issue_tokens("socio1", OTHER_PASSWORD)
+    [rotated] = changes_after(lambda: anon.auth.refresh_tokens(pair["refresh_token"]))
+    assert rotated["user_ids"] == [pid]                   # the old access token ended
+
+    key = admin.auth.create_api_key({"user_id": pid, "name": "ERP"})
+    [key_revoked] = changes_after(lambda: admin.auth.revoke_api_key(key["id"]))
+    assert key_revoked["user_ids"] == [pid]
+
+    [scope] = changes_after(lambda: admin.auth.update_user(pid, {"institutions": [2]}))
+    assert scope["user_ids"] == [pid]
+    [profile] = changes_after(lambda: admin.auth.update_profile(
+        profile_id(engine, "Integración"), _profile_body(admin, "Integración")))
+    assert profile["everyone"] is True
+    team = admin.auth.list_teams()[0]
+    [team_change] = changes_after(lambda: admin.auth.save_team(
+        {"name": team["name"], "supervisor_id": team["supervisor_id"],
+         "members": [m["id"] for m in team["members"]]}, team["id"]))
+    assert team_change["everyone"] is True
+    [reset] = changes_after(lambda: admin.auth.reset_password(pid, {"password": "otra-clave-larga-9"}))
+    assert reset["user_ids"] == [pid]
+    [disabled] = changes_after(lambda: admin.auth.disable_user(pid))
+    assert disabled["user_ids"] == [pid]
+
+    # nothing is announced for a change that was refused and rolled back
+    assert changes_after(lambda: pytest.raises(Conflict, admin.auth.disable_user,
+                                               user_id(engine, "admin"))) == []
+
+
+def _profile_body(admin, name) -> dict:
+    profile = next(p for p in admin.auth.list_profiles() if p["name"] == name)
+    return {"name": profile["name"], "description": profile["description"],
+            "permissions": profile["permissions"],
+            "single_institution": profile["single_institution"]}
+
+
+def test_changing_ones_password_ends_every_other_session_and_token(seeded, anon, rpc_proxy,
+                                                                   engine):
+    kept = anon.auth.login("gestor1", DEMO)
+    other = anon.auth.login("gestor1", DEMO)
+    pair = anon.auth.issue_tokens("gestor1", DEMO)
+    rpc_proxy({"identity": kept["identity"]}).auth.change_password({"current_password": DEMO, "new_password": OTHER_PASSWORD},
+                               keep=kept["session_id"])
+    anon.auth.resolve_session(kept["session_id"])               # the one it was made from
+    with pytest.raises(NotAuthenticated):
+        anon.auth.resolve_session(other["session_id"])
+    with pytest.raises(NotAuthenticated):
+        anon.auth.resolve_token(pair["access_token"])
+    gid = user_id(engine, "gestor1")
+    assert any(gid in c["user_ids"] for c in _access_changes(engine))
+
+
+def test_a_gateway_cache_forgets_what_the_event_names(seeded, anon, rabbit_config):
+    """The gateway's cache against the real broker and auth service: an entry ends as
+    soon as the event of its logout arrives."""
+    from gateway.identity_cache import IdentityCache
+
+    cache = IdentityCache(rabbit_config["AMQP_URI"], ttl=60)
+    cache.lookup("session", "warm-up")                       # starts the listener
+    _wait(lambda: cache.trusted, "the listener consumes")
+    opened = anon.auth.login("gestor1", DEMO)
+    cache.store("session", opened["session_id"], anon.auth.resolve_session(opened["session_id"]),
+                cache.generation())
+    assert cache.lookup("session", opened["session_id"]) is not None
+    started = time.monotonic()
+    anon.auth.logout(opened["session_id"])
+    _wait(lambda: cache.lookup("session", opened["session_id"]) is None, "the logout event")
+    assert time.monotonic() - started < 5
+
+    cache.stop()
+
+
+def test_a_gateway_cache_cut_from_its_broker_forgets_everything_until_it_is_back(
+        rabbit_config, rabbit_manager):
+    """On a vhost of its own, so that deleting the vhost cuts exactly its connection (and
+    brings it back to a broker that lost every queue)."""
+    from gateway.identity_cache import IdentityCache
+
+    vhost = rabbit_config["vhost"] + "-cut"
+    username = rabbit_config["username"]
+    uri = rabbit_config["AMQP_URI"].rsplit("/", 1)[0] + "/" + vhost
+
+    def create():
+        rabbit_manager.create_vhost(vhost)
+        rabbit_manager.set_vhost_permissions(vhost, username, ".*", ".*", ".*")
+
+    create()
+    cache = IdentityCache(uri, ttl=60)
+    try:
+        cache.lookup("session", "warm-up")
+        _wait(lambda: cache.trusted, "the listener consumes")
+        cache.store("session", "s1", {"identity": "i", "user": {"id": 1}}, cache.generation())
+        assert cache.lookup("session", "s1") is not None
+        rabbit_manager.delete_vhost(vhost)                     # the broker is gone for it
+        _wait(lambda: not cache.trusted, "the listener notices the cut")
+        assert cache.lookup("session", "s1") is None and len(cache) == 0
+        cache.store("session", "s1", {"identity": "i", "user": {"id": 1}}, cache.generation())
+        assert len(cache) == 0                                 # nor kept while cut
+        create()
+        _wait(lambda: cache.trusted, "the listener is back")
+    finally:
+        cache.stop()
+        try:
+            rabbit_manager.delete_vhost(vhost)
+        except Exception:
+            pass
+
+
+def _wait(condition, what: str, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
 # --- API keys -----------------------------------------------------------------------------
 
 def test_api_key_lifecycle_secret_shown_once_and_kept_hashed(seeded, anon, as_user, engine):

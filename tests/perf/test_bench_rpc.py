@@ -3,9 +3,9 @@
     gateway   HTTP GET /api/v1/system/ping/auth -> gunicorn gthread -> pooled
               ClusterRpcProxy -> RabbitMQ -> auth.health -> PostgreSQL
               (falls back to /api/v1/system/health, six RPCs, if ping is missing)
-    bearer    the same request with an API bearer token: the gateway first has the auth
-              service resolve the token (one more RPC and query), as for every
-              authenticated request: the floor of any API endpoint
+    bearer    the same request with an API bearer token, as for every authenticated
+              request: the floor of any API endpoint. The gateway process resolves a
+              token it knows from its identity cache (no RPC); the first use asks auth
     health    HTTP GET /api/v1/system/health: six health RPCs in parallel, one proxy
     proxy     a standalone ClusterRpcProxy per client thread calling auth.health()
     raw       psycopg 3 ``SELECT 1`` on one autocommit connection per client thread
@@ -36,7 +36,7 @@ SERVICE = "auth"
 RPC_TIMEOUT = 10.0
 
 GATEWAY_PING = f"gateway ping/{SERVICE} (1 RPC)"
-GATEWAY_BEARER = f"gateway ping/{SERVICE}, bearer token (2 RPC)"
+GATEWAY_BEARER = f"gateway ping/{SERVICE}, bearer token"
 BEARER_USER = "bench-rpc"
 BEARER_PASSWORD = "bench-rpc-clave-larga-2026"
 GATEWAY_HEALTH = f"gateway system/health ({len(SERVICES)} RPC)"
@@ -151,8 +151,9 @@ def test_trivial_rpc_three_ways(stack_url, bench_limits, bearer_token):
         paths.append((GATEWAY_PING, http_client(ping_url),
                       f"GET /api/v1/system/ping/{SERVICE}: one health RPC"))
         paths.append((GATEWAY_BEARER, http_client(ping_url, bearer_token),
-                      "the same with an API bearer token: auth.resolve_token first, as "
-                      "for every authenticated request (the floor of any API endpoint)"))
+                      "the same with an API bearer token, as every authenticated request "
+                      "(the floor of any API endpoint): resolved from the gateway's "
+                      "identity cache, auth.resolve_token only on first use"))
     else:
         assert ping.status_code == 404, ping.text
         gateway = GATEWAY_HEALTH

@@ -56,6 +56,7 @@ def logout():
     elif g.auth_kind == "session":
         with auth.anonymous_rpc() as proxy:
             proxy.auth.logout(g.session_id)
+    auth.forget_current()
     return "", 204
 
 
@@ -85,5 +86,5 @@ def update_me(_):
 def change_password(_):
     """Cambia la contraseña propia (requiere la actual)."""
     with rpc() as proxy:
-        proxy.auth.change_password(request.get_json())
+        proxy.auth.change_password(request.get_json(), keep=auth.current_credential())
     return "", 204

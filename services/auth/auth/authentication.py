@@ -38,6 +38,39 @@ API_KEY_PREFIX = "rk_"
 INVALID_CREDENTIALS = "Usuario o contraseña incorrectos"
 
 
+# --- telling the gateways what to stop trusting ------------------------------------
+
+def access_changed(session: Session, reason: str, *, user_ids=(), credentials=(),
+                   everyone: bool = False) -> None:
+    """Record, in this transaction, that identities held elsewhere are no longer valid:
+    the users in ``user_ids``, the credentials whose digests are in ``credentials``, or
+    ``everyone``. The auth service emits one ``access_changed`` event per transaction
+    from what was recorded (``pending_access_change``), so every gateway process drops
+    what it cached as soon as the change commits, and never for a change rolled back."""
+    pending = session.info.setdefault("access_changed", {
+        "credentials": set(), "user_ids": set(), "everyone": False, "reasons": []})
+    pending["credentials"].update(credentials)
+    pending["user_ids"].update(user_ids)
+    pending["everyone"] = pending["everyone"] or everyone
+    if reason not in pending["reasons"]:
+        pending["reasons"].append(reason)
+
+
+def pending_access_change(session: Session) -> dict | None:
+    """The ``access_changed`` payload recorded in ``session`` (and forgotten), if any."""
+    pending = session.info.pop("access_changed", None)
+    if pending is None:
+        return None
+    return {"credentials": sorted(pending["credentials"]), "user_ids": sorted(pending["user_ids"]),
+            "everyone": pending["everyone"], "reason": ",".join(pending["reasons"])}
+
+
+def cache_until(*moments: datetime | None) -> str:
+    """When a resolved identity stops being valid by itself (the earliest of
+    ``moments``): the gateway never keeps it past that."""
+    return min(m for m in moments if m is not None).isoformat()
+
+
 def now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -196,7 +229,8 @@ def resolve_session(session: Session, session_id: str) -> dict:
         raise NotAuthenticated("Sesión inválida")
     if moment - row.last_seen_at > SESSION_TOUCH_EVERY:
         session.execute(this_session.values(last_seen_at=moment))
-    return _answer_row(row, csrf_token=row.csrf_token)
+    return _answer_row(row, csrf_token=row.csrf_token,
+                       cache_until=cache_until(row.expires_at, moment + SESSION_IDLE))
 
 
 def close_session(session: Session, session_id: str) -> None:
@@ -204,6 +238,7 @@ def close_session(session: Session, session_id: str) -> None:
     if row is not None and row.revoked_at is None:
         row.revoked_at = now()
         audit.record(session, "logout", target_user_id=row.user_id, via="web")
+        access_changed(session, "logout", credentials=[row.id_hash])
 
 
 # --- API tokens --------------------------------------------------------------------
@@ -237,6 +272,7 @@ def refresh(session: Session, refresh_token: str, caller: Caller) -> dict:
         raise NotAuthenticated("Token de renovación inválido")
     if row.used_at is not None:
         _revoke_family(session, row.family)
+        access_changed(session, "token_reuse_detected", user_ids=[row.user_id])
         audit.record(session, "token_reuse_detected", target_user_id=row.user_id,
                      address=caller.address)
         raise NotAuthenticated("Token de renovación ya utilizado")
@@ -249,6 +285,7 @@ def refresh(session: Session, refresh_token: str, caller: Caller) -> dict:
                                            ApiToken.kind == "access",
                                            ApiToken.revoked_at.is_(None))
                     .values(revoked_at=now()))
+    access_changed(session, "token_refreshed", user_ids=[user.id])
     audit.record(session, "token_refreshed", actor_name=user.username, target_user_id=user.id,
                  address=caller.address)
     return issue_tokens(session, user, family=row.family)
@@ -268,7 +305,7 @@ def resolve_token(session: Session, token: str) -> dict:
     if (row is None or row.kind != "access" or row.revoked_at is not None
             or row.expires_at <= now() or not row.active):
         raise NotAuthenticated("Token inválido o expirado")
-    return _answer_row(row)
+    return _answer_row(row, cache_until=cache_until(row.expires_at))
 
 
 def revoke_token(session: Session, token: str) -> None:
@@ -277,6 +314,7 @@ def revoke_token(session: Session, token: str) -> None:
     if row is not None:
         _revoke_family(session, row.family)
         audit.record(session, "logout", target_user_id=row.user_id, via="api")
+        access_changed(session, "logout", user_ids=[row.user_id])
 
 
 # --- API keys ------------------------------------------------------------------------
@@ -306,17 +344,23 @@ def _resolve_api_key(session: Session, secret: str) -> dict:
         raise NotAuthenticated("Llave de API inválida o revocada")
     if key.last_used_at is None or moment - key.last_used_at > SESSION_TOUCH_EVERY:
         key.last_used_at = moment
-    return resolved(session, user)
+    return resolved(session, user, cache_until=cache_until(key.expires_at, moment + ACCESS_TOKEN_TTL))
 
 
 # --- ending everything a user holds ---------------------------------------------------
 
-def end_everything_of(session: Session, user_id: int) -> None:
-    """Disabling a user ends their sessions and tokens at once (keys stop resolving too)."""
+def end_everything_of(session: Session, user_id: int, keep: str | None = None) -> None:
+    """Disabling a user or resetting their password ends their sessions and tokens at once
+    (keys stop resolving too); changing one's own password ends all but ``keep``, the
+    digest of the session or token it was changed from (the token's whole family stays)."""
     moment = now()
-    session.execute(update(WebSession).where(WebSession.user_id == user_id,
-                                             WebSession.revoked_at.is_(None))
-                    .values(revoked_at=moment))
-    session.execute(update(ApiToken).where(ApiToken.user_id == user_id,
-                                           ApiToken.revoked_at.is_(None))
-                    .values(revoked_at=moment))
+    sessions = update(WebSession).where(WebSession.user_id == user_id,
+                                        WebSession.revoked_at.is_(None))
+    tokens = update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+    if keep is not None:
+        sessions = sessions.where(WebSession.id_hash != keep)
+        kept_family = select(ApiToken.family).where(ApiToken.token_hash == keep).scalar_subquery()
+        tokens = tokens.where(ApiToken.family.is_distinct_from(kept_family))
+    session.execute(sessions.values(revoked_at=moment))
+    session.execute(tokens.values(revoked_at=moment))
+    access_changed(session, "credentials_ended", user_ids=[user_id])

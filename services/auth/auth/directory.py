@@ -14,7 +14,7 @@ from recaudo_common.identity import Identity
 from recaudo_common.validation import page_of
 
 from . import audit
-from .authentication import end_everything_of, now
+from .authentication import access_changed, end_everything_of, now
 from .credentials import hash_password, password_problems
 from .models import ApiKey, Profile, Team, TeamMember, User
 from .schemas import MAX_NAMES
@@ -163,6 +163,7 @@ def update_user(session: Session, identity: Identity, user_id: int, data: dict) 
                      before=before, after=after)
     audit.record(session, "user_updated", actor=identity, target_user_id=user.id,
                  fields=sorted(data))
+    access_changed(session, "user_updated", user_ids=[user.id])
     return user
 
 
@@ -199,7 +200,9 @@ def reset_password(session: Session, identity: Identity, user_id: int, password:
 
 
 def change_own_password(session: Session, identity: Identity, current: str, new: str,
-                        check) -> None:
+                        check, keep: str | None = None) -> None:
+    """``keep``: the digest of the credential the change was made from (it stays signed
+    in; every other session and token of the user ends)."""
     user = session.get(User, identity.user_id, with_for_update={"of": User})  # not profiles
     if user is None or not check(user.password_hash, current):
         raise InvalidInput("La contraseña actual no es correcta",
@@ -209,6 +212,7 @@ def change_own_password(session: Session, identity: Identity, current: str, new:
         raise InvalidInput("La nueva contraseña debe ser distinta",
                            {"new_password": ["Debe ser distinta de la actual"]})
     user.password_hash, user.password_changed_at = hash_password(new), now()
+    end_everything_of(session, user.id, keep=keep)
     audit.record(session, "password_changed", actor=identity, target_user_id=user.id)
 
 
@@ -257,6 +261,7 @@ def update_profile(session: Session, identity: Identity, profile_id: int, data: 
     if added or removed:
         audit.record(session, "permissions_changed", actor=identity, profile=profile.name,
                      added=added, removed=removed)
+    access_changed(session, "profile_updated", everyone=True)
     return profile
 
 
@@ -314,4 +319,5 @@ def save_team(session: Session, identity: Identity, data: dict, team_id: int | N
     session.flush()
     audit.record(session, "team_changed", actor=identity, team=team.name,
                  supervisor_id=team.supervisor_id, members=sorted(set(data["members"])))
+    access_changed(session, "team_saved", everyone=True)
     return team_view(session, team)

@@ -6,6 +6,8 @@ the verified identity it is called with.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from marshmallow import fields, validate
 from nameko.rpc import RpcProxy
 
@@ -18,7 +20,7 @@ from recaudo_common.validation import Schema, load
 
 from . import audit, authentication, directory
 from .authentication import Caller
-from .credentials import check_password
+from .credentials import check_password, digest
 from .models import ApiKey, Base, Profile, User
 from .permissions import PERMISSIONS
 from .schemas import (ApiKeyCreate, ApiKeyOut, AuditOut, AuditQuery, Credentials,
@@ -51,7 +53,7 @@ class AuthService(ServiceBase):
         """Web login: a new session (id, CSRF token) and the resolved identity."""
         data = load(Credentials(), {"username": username, "password": password})
         caller = Caller(address, user_agent)
-        with self.db.session(commit_on=REFUSALS) as session:
+        with self._session(commit_on=REFUSALS) as session:
             user = authentication.verify_credentials(session, data["username"],
                                                      data["password"], caller)
             opened = authentication.open_session(session, user, caller)
@@ -59,12 +61,12 @@ class AuthService(ServiceBase):
 
     @rpc
     def resolve_session(self, session_id):
-        with self.db.session(commit_on=REFUSALS) as session:
+        with self._session(commit_on=REFUSALS) as session:
             return authentication.resolve_session(session, _secret(session_id))
 
     @rpc
     def logout(self, session_id):
-        with self.db.session() as session:
+        with self._session() as session:
             authentication.close_session(session, _secret(session_id))
 
     @rpc
@@ -72,7 +74,7 @@ class AuthService(ServiceBase):
         """API login: an access and a refresh token."""
         data = load(Credentials(), {"username": username, "password": password})
         caller = Caller(address)
-        with self.db.session(commit_on=REFUSALS) as session:
+        with self._session(commit_on=REFUSALS) as session:
             user = authentication.verify_credentials(session, data["username"],
                                                      data["password"], caller)
             audit.record(session, "token_issued", actor_name=user.username,
@@ -83,17 +85,17 @@ class AuthService(ServiceBase):
 
     @rpc
     def refresh_tokens(self, refresh_token, address=None):
-        with self.db.session(commit_on=REFUSALS) as session:
+        with self._session(commit_on=REFUSALS) as session:
             return authentication.refresh(session, _secret(refresh_token), Caller(address))
 
     @rpc
     def resolve_token(self, token):
-        with self.db.session() as session:
+        with self._session() as session:
             return authentication.resolve_token(session, _secret(token))
 
     @rpc
     def revoke_token(self, token):
-        with self.db.session() as session:
+        with self._session() as session:
             authentication.revoke_token(session, _secret(token))
 
     @rpc
@@ -105,7 +107,7 @@ class AuthService(ServiceBase):
         if ALL_PERMISSIONS not in caller.permissions:
             raise PermissionDenied("Sólo para los servicios de la plataforma",
                                    {"permission": ["*"]})
-        with self.db.session() as session:
+        with self._session() as session:
             user = session.get(User, user_id) if isinstance(user_id, int) else None
             if user is None or not user.active:
                 raise NotFound("Usuario no encontrado")
@@ -116,7 +118,7 @@ class AuthService(ServiceBase):
     @rpc
     def me(self):
         identity = self.caller.identity
-        with self.db.session() as session:
+        with self._session() as session:
             user = session.get(User, identity.user_id)
             if user is None:
                 raise NotFound("Usuario no encontrado")
@@ -126,20 +128,24 @@ class AuthService(ServiceBase):
     def update_me(self, data):
         identity = self.caller.identity
         data = load(MyAccountUpdate(), data)
-        with self.db.session() as session:
+        with self._session() as session:
             user = session.get(User, identity.user_id)
             for field, value in data.items():
                 setattr(user, field, value)
+            authentication.access_changed(session, "user_updated", user_ids=[user.id])
             self._user_changed(session, user)
             return UserOut().dump(user)
 
     @rpc
-    def change_password(self, data):
+    def change_password(self, data, keep=None):
+        """``keep``: the session id or token the change is made from, which stays signed in
+        (every other session and token of the user ends)."""
         identity = self.caller.identity
         data = load(PasswordChange(), data)
-        with self.db.session() as session:
+        keep = None if keep is None else digest(_secret(keep))
+        with self._session() as session:
             directory.change_own_password(session, identity, data["current_password"],
-                                          data["new_password"], check_password)
+                                          data["new_password"], check_password, keep=keep)
 
     # --- administration -------------------------------------------------------------------
 
@@ -151,7 +157,7 @@ class AuthService(ServiceBase):
     @rpc
     def list_profiles(self):
         self.caller.require("users.manage")
-        with self.db.session() as session:
+        with self._session() as session:
             profiles = session.query(Profile).order_by(Profile.name).all()
             return ProfileOut(many=True).dump(profiles)
 
@@ -159,21 +165,21 @@ class AuthService(ServiceBase):
     def create_profile(self, data):
         identity = self.caller.require("users.manage")
         data = load(ProfileCreate(), data)
-        with self.db.session() as session:
+        with self._session() as session:
             return ProfileOut().dump(directory.create_profile(session, identity, data))
 
     @rpc
     def update_profile(self, profile_id, data):
         identity = self.caller.require("users.manage")
         data = load(ProfileUpdate(), data)
-        with self.db.session() as session:
+        with self._session() as session:
             return ProfileOut().dump(directory.update_profile(session, identity, profile_id, data))
 
     @rpc
     def list_users(self, query=None):
         identity = self.caller.require("users.manage")
         query = load(UserQuery(), query or {})
-        with self.db.session() as session:
+        with self._session() as session:
             page = directory.list_users(session, identity, query)
             return {**page, "items": UserOut(many=True).dump(page["items"])}
 
@@ -185,20 +191,20 @@ class AuthService(ServiceBase):
         if not isinstance(user_ids, list) or not all(
                 isinstance(i, int) and not isinstance(i, bool) for i in user_ids):
             raise InvalidInput("Usuarios inválidos", {"user_ids": ["Se esperaba una lista de números"]})
-        with self.db.session() as session:
+        with self._session() as session:
             return directory.display_names(session, identity, user_ids)
 
     @rpc
     def get_user(self, user_id):
         identity = self.caller.require("users.manage")
-        with self.db.session() as session:
+        with self._session() as session:
             return UserOut().dump(directory.get_user(session, identity, user_id))
 
     @rpc
     def create_user(self, data):
         identity = self.caller.require("users.manage")
         data = load(UserCreate(), data)
-        with self.db.session() as session:
+        with self._session() as session:
             user = directory.create_user(session, identity, data)
             references.require_institutions(self.portfolio, data["institutions"])
             self._user_changed(session, user)
@@ -208,7 +214,7 @@ class AuthService(ServiceBase):
     def update_user(self, user_id, data):
         identity = self.caller.require("users.manage")
         data = load(UserUpdate(), data)
-        with self.db.session() as session:
+        with self._session() as session:
             user = directory.update_user(session, identity, user_id, data)
             references.require_institutions(self.portfolio, data.get("institutions"))
             self._user_changed(session, user)
@@ -217,7 +223,7 @@ class AuthService(ServiceBase):
     @rpc
     def disable_user(self, user_id):
         identity = self.caller.require("users.manage")
-        with self.db.session() as session:
+        with self._session() as session:
             user = directory.set_active(session, identity, user_id, False)
             self.db.emit(session, "user_disabled", {"user_id": user.id, "username": user.username})
             self._user_changed(session, user)
@@ -226,7 +232,7 @@ class AuthService(ServiceBase):
     @rpc
     def enable_user(self, user_id):
         identity = self.caller.require("users.manage")
-        with self.db.session() as session:
+        with self._session() as session:
             user = directory.set_active(session, identity, user_id, True)
             self._user_changed(session, user)
             return UserOut().dump(user)
@@ -234,14 +240,14 @@ class AuthService(ServiceBase):
     @rpc
     def unlock_user(self, user_id):
         identity = self.caller.require("users.manage")
-        with self.db.session() as session:
+        with self._session() as session:
             return UserOut().dump(directory.unlock(session, identity, user_id))
 
     @rpc
     def reset_password(self, user_id, data):
         identity = self.caller.require("users.manage")
         data = load(PasswordReset(), data)
-        with self.db.session() as session:
+        with self._session() as session:
             return UserOut().dump(directory.reset_password(session, identity, user_id,
                                                            data["password"]))
 
@@ -249,14 +255,14 @@ class AuthService(ServiceBase):
     def list_teams(self):
         """Admins see the teams in their reach; a supervisor sees their own."""
         identity = self.caller.identity
-        with self.db.session() as session:
+        with self._session() as session:
             return directory.list_teams(session, identity, only_own=not identity.has("users.manage"))
 
     @rpc
     def save_team(self, data, team_id=None):
         identity = self.caller.require("users.manage")
         data = load(TeamWrite(), data)
-        with self.db.session() as session:
+        with self._session() as session:
             team = directory.save_team(session, identity, data, team_id)
             self.db.emit(session, "team_changed", {
                 "team_id": team["id"], "name": team["name"],
@@ -267,7 +273,7 @@ class AuthService(ServiceBase):
     @rpc
     def list_api_keys(self):
         identity = self.caller.require("users.manage")
-        with self.db.session() as session:
+        with self._session() as session:
             return ApiKeyOut(many=True).dump(directory.list_api_keys(session, identity))
 
     @rpc
@@ -275,7 +281,7 @@ class AuthService(ServiceBase):
         """The secret is in this answer and nowhere else, ever."""
         identity = self.caller.require("users.manage")
         data = load(ApiKeyCreate(), data)
-        with self.db.session() as session:
+        with self._session() as session:
             user = directory.get_user(session, identity, data["user_id"])
             directory.require_holds(identity, user)
             key, secret = authentication.create_api_key(session, user, data["name"], identity,
@@ -285,7 +291,7 @@ class AuthService(ServiceBase):
     @rpc
     def revoke_api_key(self, key_id):
         identity = self.caller.require("users.manage")
-        with self.db.session() as session:
+        with self._session() as session:
             key = session.get(ApiKey, key_id, with_for_update=True)
             if key is None:
                 raise NotFound("Llave no encontrada")
@@ -294,17 +300,37 @@ class AuthService(ServiceBase):
                 key.revoked_at = authentication.now()
                 audit.record(session, "api_key_revoked", actor=identity,
                              target_user_id=key.user_id, key_id=key.id, prefix=key.prefix)
+                authentication.access_changed(session, "api_key_revoked",
+                                              user_ids=[key.user_id])
             return ApiKeyOut().dump(key)
 
     @rpc
     def list_audit(self, query=None):
         self.caller.require("audit.view")
         query = load(AuditQuery(), query or {})
-        with self.db.session() as session:
+        with self._session() as session:
             page = audit.search(session, **query)
             return {**page, "items": AuditOut(many=True).dump(page["items"])}
 
     # --- helpers ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _session(self, commit_on=()):
+        """``self.db.session`` that also emits, in the same transaction, one
+        ``access_changed`` event for whatever the work recorded as no longer trusted
+        (``authentication.access_changed``), refusals that commit included."""
+        with self.db.session(commit_on=commit_on) as session:
+            try:
+                yield session
+            except commit_on:
+                self._emit_access_change(session)
+                raise
+            self._emit_access_change(session)
+
+    def _emit_access_change(self, session) -> None:
+        payload = authentication.pending_access_change(session)
+        if payload is not None:
+            self.db.emit(session, "access_changed", payload)
 
     def _user_changed(self, session, user: User) -> None:
         self.db.emit(session, "user_changed", {

@@ -29,6 +29,10 @@ class Settings:
     #: verify the caller's identity that travels in nameko context data.
     identity_key: str = _DEV_IDENTITY_KEY
     identity_ttl_seconds: int = 900
+    #: seconds a gateway process keeps an identity it resolved (0: ask auth every time);
+    #: revocations reach it by event at once, this is only the safety net
+    identity_cache_seconds: float = 30.0
+    identity_cache_size: int = 10_000
     s3_endpoint: str = "http://127.0.0.1:9000"
     s3_access_key: str = "S3RVER"
     s3_secret_key: str = "S3RVER"
@@ -40,6 +44,9 @@ class Settings:
     log_level: str = "INFO"
     demo: bool = True
     db_pool_size: int = 10
+    #: psycopg prepares a statement after this many executions; "none" never (behind
+    #: PgBouncer in transaction mode, a prepared statement would not follow its session)
+    db_prepare_threshold: str = "5"
     rpc_timeout: float = 30.0
     health_timeout: float = 3.0
     rpc_pool_size: int = 8
@@ -54,10 +61,22 @@ class Settings:
     local_smtp_port: int = 10025
 
     @property
+    def prepare_threshold(self) -> int | None:
+        value = self.db_prepare_threshold.strip().lower()
+        return None if value in ("", "none") else int(value)
+
+    @property
     def nameko(self) -> dict:
         """The config dict nameko containers and standalone proxies expect."""
         return {"AMQP_URI": self.amqp_uri, "serializer": "json"}
 
+
+#: settings only the local runner reads (its state directory, its stand-in mail servers):
+#: no deployment sets them
+LOCAL_ONLY = frozenset({"RECAUDO_VAR_DIR", "RECAUDO_LOCAL_IMAP_PORT", "RECAUDO_LOCAL_SMTP_PORT"})
+#: settings only the gateway reads
+GATEWAY_ONLY = frozenset({"RECAUDO_GATEWAY_HOST", "RECAUDO_GATEWAY_PORT",
+                          "RECAUDO_GATEWAY_SECRET_KEY"})
 
 #: environment variable -> Settings attribute
 ENV = {
@@ -66,6 +85,8 @@ ENV = {
     "RECAUDO_RABBIT_MANAGEMENT_URL": "rabbit_management_url",
     "RECAUDO_IDENTITY_KEY": "identity_key",
     "RECAUDO_IDENTITY_TTL": "identity_ttl_seconds",
+    "RECAUDO_IDENTITY_CACHE_SECONDS": "identity_cache_seconds",
+    "RECAUDO_IDENTITY_CACHE_SIZE": "identity_cache_size",
     "RECAUDO_S3_ENDPOINT": "s3_endpoint",
     "RECAUDO_S3_ACCESS_KEY": "s3_access_key",
     "RECAUDO_S3_SECRET_KEY": "s3_secret_key",
@@ -75,6 +96,7 @@ ENV = {
     "RECAUDO_LOG_LEVEL": "log_level",
     "RECAUDO_DEMO": "demo",
     "RECAUDO_DB_POOL_SIZE": "db_pool_size",
+    "RECAUDO_DB_PREPARE_THRESHOLD": "db_prepare_threshold",
     "RECAUDO_RPC_TIMEOUT": "rpc_timeout",
     "RECAUDO_HEALTH_TIMEOUT": "health_timeout",
     "RECAUDO_RPC_POOL_SIZE": "rpc_pool_size",

@@ -17,7 +17,7 @@ class EventSchema(Schema):
     occurred_at = fields.AwareDateTime(required=True)
 
 
-#: (source service, event type) -> payload schema. Later issues add their events here.
+#: (source service, event type) -> payload schema. Every event crossing services is registered here.
 EVENTS: dict[tuple[str, str], type[EventSchema]] = {}
 
 
@@ -62,6 +62,20 @@ class TeamChanged(EventSchema):
     name = fields.String(required=True)
     supervisor_id = fields.Integer(required=True)
     members = fields.List(fields.Integer(), required=True)
+
+
+@event("auth", "access_changed")
+class AccessChanged(EventSchema):
+    """Credentials or identities that must stop being trusted wherever they are held
+    (each gateway process caches the identities it resolved). ``credentials`` are the
+    SHA-256 digests of revoked session ids or tokens; ``user_ids`` the users whose
+    identity changed or ended; ``everyone`` asks to forget all (a profile's permissions or
+    a team changed: rare, and simpler than listing who holds them)."""
+
+    credentials = fields.List(fields.String(), required=True)
+    user_ids = fields.List(fields.Integer(), required=True)
+    everyone = fields.Boolean(required=True)
+    reason = fields.String(required=True)
 
 
 # --- portfolio ----------------------------------------------------------------------

@@ -11,7 +11,7 @@
 
 psycopg 3 waits for the server in a C function that blocks the whole process
 under eventlet; ``make_cooperative`` swaps in the select-based wait so that
-concurrent workers overlap their queries (DESIGN.md §5).
+concurrent workers overlap their queries (docs/architecture.md §7).
 """
 from __future__ import annotations
 
@@ -53,6 +53,7 @@ def make_engine(url: str | None = None, pool_size: int | None = None):
         max_overflow=cfg.db_pool_size // 2,
         pool_pre_ping=True,
         pool_recycle=1800,
+        connect_args={"prepare_threshold": cfg.prepare_threshold},
     )
 
 

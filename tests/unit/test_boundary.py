@@ -1,6 +1,8 @@
 """The checks every request passes before a view (``gateway.boundary``) and the integer
 bounds every input schema carries (``recaudo_common.validation``), without a broker."""
 import importlib
+import re
+from pathlib import Path
 
 import pytest
 from flask import Blueprint, jsonify, request
@@ -155,3 +157,19 @@ def test_bigint_names_match_every_services_columns():
                     wrong.append(f"{table.fullname}.{column.name}")
     assert wrong == [], wrong
     assert int_range("institution_id") == INT4 and int_range("debtor_id") == INT8
+
+
+def test_every_input_schema_derives_from_the_bounded_schema():
+    """A schema made from marshmallow's own Schema would read integers without bounds."""
+    root = Path(__file__).resolve().parents[2]
+    allowed = {"services/common/recaudo_common/contracts.py",   # events, from our own services
+               "gateway/gateway/api/query.py"}                  # type hints only
+    offenders = []
+    for path in [*root.glob("services/*/*/*.py"), *root.glob("gateway/gateway/**/*.py")]:
+        relative = str(path.relative_to(root))
+        if relative in allowed or "/migrations/" in relative:
+            continue
+        if re.search(r"^from marshmallow import [^\n]*\bSchema\b",
+                     path.read_text(encoding="utf-8"), re.M):
+            offenders.append(relative)
+    assert offenders == []

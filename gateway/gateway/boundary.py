@@ -114,7 +114,10 @@ def too_deep_at(text: str) -> str:
             if top:
                 top[2] = False
         elif top and top[0] == "object" and top[2]:
-            top[1] = json.loads(lexeme)
+            try:
+                top[1] = json.loads(lexeme)
+            except ValueError:     # an escape the parser would refuse: the raw text will do
+                top[1] = lexeme[1:-1]
     return "_schema"
 
 

@@ -45,9 +45,8 @@ INFRA_IMAGES = {"postgres": "postgres:15", "rabbitmq": "rabbitmq:3-management",
 PYTHON = [name for name, cmd in runner.PROCESSES.items()
           if name in config.SERVICES or name == "gateway"]
 #: settings only the local runner uses (where it keeps pid files, logs, S3 data)
-RUNNER_ONLY = {"RECAUDO_VAR_DIR", "RECAUDO_LOCAL_IMAP_PORT", "RECAUDO_LOCAL_SMTP_PORT"}
-#: settings only the gateway reads
-GATEWAY_ONLY = {"RECAUDO_GATEWAY_HOST", "RECAUDO_GATEWAY_PORT", "RECAUDO_GATEWAY_SECRET_KEY"}
+RUNNER_ONLY = config.LOCAL_ONLY
+GATEWAY_ONLY = config.GATEWAY_ONLY
 #: what a browser reaches, named as the browser sees it (not a container)
 BROWSER_FACING = {"RECAUDO_S3_PUBLIC_ENDPOINT"}
 #: secrets: must come from the deployer's environment (.env), never be written in the file

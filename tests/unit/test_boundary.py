@@ -1,6 +1,8 @@
 """The checks every request passes before a view (``gateway.boundary``) and the integer
 bounds every input schema carries (``recaudo_common.validation``), without a broker."""
 import importlib
+import re
+from pathlib import Path
 
 import pytest
 from flask import Blueprint, jsonify, request
@@ -61,6 +63,7 @@ def test_json_too_deep_for_the_parser_is_named_by_where_it_goes_deep():
     assert where.startswith("queues.0.conditions.all.0.all.0")
     assert len(where.split(".")) == MAX_JSON_DEPTH
     assert too_deep_at("[" * 2000).startswith("0.0.0")
+    assert too_deep_at('{"bad\\x": ' + "[" * 40).startswith("bad")
 
 
 def test_a_nul_in_the_query_string_or_a_form_answers_422_naming_it(client):
@@ -154,3 +157,19 @@ def test_bigint_names_match_every_services_columns():
                     wrong.append(f"{table.fullname}.{column.name}")
     assert wrong == [], wrong
     assert int_range("institution_id") == INT4 and int_range("debtor_id") == INT8
+
+
+def test_every_input_schema_derives_from_the_bounded_schema():
+    """A schema made from marshmallow's own Schema would read integers without bounds."""
+    root = Path(__file__).resolve().parents[2]
+    allowed = {"services/common/recaudo_common/contracts.py",   # events, from our own services
+               "gateway/gateway/api/query.py"}                  # type hints only
+    offenders = []
+    for path in [*root.glob("services/*/*/*.py"), *root.glob("gateway/gateway/**/*.py")]:
+        relative = str(path.relative_to(root))
+        if relative in allowed or "/migrations/" in relative:
+            continue
+        if re.search(r"^from marshmallow import [^\n]*\bSchema\b",
+                     path.read_text(encoding="utf-8"), re.M):
+            offenders.append(relative)
+    assert offenders == []

@@ -44,6 +44,9 @@ class Settings:
     log_level: str = "INFO"
     demo: bool = True
     db_pool_size: int = 10
+    #: psycopg prepares a statement after this many executions; "none" never (behind
+    #: PgBouncer in transaction mode, a prepared statement would not follow its session)
+    db_prepare_threshold: str = "5"
     rpc_timeout: float = 30.0
     health_timeout: float = 3.0
     rpc_pool_size: int = 8
@@ -58,10 +61,22 @@ class Settings:
     local_smtp_port: int = 10025
 
     @property
+    def prepare_threshold(self) -> int | None:
+        value = self.db_prepare_threshold.strip().lower()
+        return None if value in ("", "none") else int(value)
+
+    @property
     def nameko(self) -> dict:
         """The config dict nameko containers and standalone proxies expect."""
         return {"AMQP_URI": self.amqp_uri, "serializer": "json"}
 
+
+#: settings only the local runner reads (its state directory, its stand-in mail servers):
+#: no deployment sets them
+LOCAL_ONLY = frozenset({"RECAUDO_VAR_DIR", "RECAUDO_LOCAL_IMAP_PORT", "RECAUDO_LOCAL_SMTP_PORT"})
+#: settings only the gateway reads
+GATEWAY_ONLY = frozenset({"RECAUDO_GATEWAY_HOST", "RECAUDO_GATEWAY_PORT",
+                          "RECAUDO_GATEWAY_SECRET_KEY"})
 
 #: environment variable -> Settings attribute
 ENV = {
@@ -81,6 +96,7 @@ ENV = {
     "RECAUDO_LOG_LEVEL": "log_level",
     "RECAUDO_DEMO": "demo",
     "RECAUDO_DB_POOL_SIZE": "db_pool_size",
+    "RECAUDO_DB_PREPARE_THRESHOLD": "db_prepare_threshold",
     "RECAUDO_RPC_TIMEOUT": "rpc_timeout",
     "RECAUDO_HEALTH_TIMEOUT": "health_timeout",
     "RECAUDO_RPC_POOL_SIZE": "rpc_pool_size",

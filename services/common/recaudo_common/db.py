@@ -53,6 +53,7 @@ def make_engine(url: str | None = None, pool_size: int | None = None):
         max_overflow=cfg.db_pool_size // 2,
         pool_pre_ping=True,
         pool_recycle=1800,
+        connect_args={"prepare_threshold": cfg.prepare_threshold},
     )
 
 

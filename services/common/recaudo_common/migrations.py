@@ -40,6 +40,10 @@ def run_env(base) -> None:
     url = context.config.get_main_option("sqlalchemy.url")
     engine = create_engine(url)
     with engine.connect() as conn:
+        # replicas starting together (each pod migrates its own service first) take turns:
+        # the lock lasts as long as this connection, so it needs a direct one, not PgBouncer's
+        conn.execute(text("SELECT pg_advisory_lock(hashtext(:key))"),
+                     {"key": f"recaudo-migrate-{schema}"})
         conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         conn.commit()
         context.configure(

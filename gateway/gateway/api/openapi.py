@@ -7,7 +7,9 @@ test (tests/e2e/test_openapi_fuzz.py) checks that it can.
 """
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from marshmallow import fields
+
+from recaudo_common.validation import Schema
 
 #: the services dump money as text ("1234.50"), never as a JSON number (no float rounding)
 MONEY_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"

@@ -24,6 +24,7 @@ up: deps
 	@deploy/infra.sh
 	@$(VENV)/recaudo seed
 	@$(VENV)/python deploy/runner.py up
+	@$(VENV)/recaudo seed-live
 	@$(VENV)/python deploy/welcome.py
 
 down:

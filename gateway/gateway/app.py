@@ -21,6 +21,7 @@ from .api import api
 from .health import bp as health_bp
 from .messaging import bp as messaging_bp
 from .portfolio import bp as portfolio_bp
+from .campaigns import bp as campaigns_bp
 from .queues import bp as queues_bp
 from .reports import bp as reports_bp
 from .rpc import RpcPool
@@ -77,6 +78,7 @@ def create_app(cfg: Settings | None = None, testing: bool = False) -> Flask:
     app.register_blueprint(admin_bp)
     app.register_blueprint(portfolio_bp)
     app.register_blueprint(queues_bp)
+    app.register_blueprint(campaigns_bp)
     app.register_blueprint(activities_bp)
     app.register_blueprint(messaging_bp)
     app.register_blueprint(documents_bp)

@@ -1412,6 +1412,110 @@ TABLE.extend([
         RULES.authenticated(403)),
 ])
 
+# --- preventive campaigns (the queues service): managed with queues.manage and messaging.send,
+# read with queues.manage or reports.view, within the caller's institutions. The rows act on
+# campaigns of institution 2 named "Matriz…" whose condition takes no account (a run picks
+# nobody), with a template made for them; all removed at the end.
+
+NO_CAMPAIGN = 999_999_999
+NOTHING = {"all": [{"field": "status_id", "op": "eq", "value": -1}]}
+
+
+def _campaign_body(w, name: str) -> dict:
+    return {"institution_id": 2, "name": name, "conditions": NOTHING, "channel": "email",
+            "template_id": _campaigns(w)["template"], "send_hour": 9, "holdout_share": 10}
+
+
+def _campaigns(w) -> dict:
+    """A template of institution 2 and two campaigns: one to run, one to pause and resume."""
+    if getattr(w, "campaigns", None) is None:
+        admin = w.tokens["admin"]
+        template = w.ok("POST", "/api/v1/templates", admin, {
+            "institution_id": 2, "name": f"Matriz plantilla {RUN}",
+            "subject_es": "Recordatorio", "text_es": "Su pago vence pronto."})
+        w.campaigns = {"template": template["id"]}
+        for key in ("run", "pause"):
+            w.campaigns[key] = w.ok("POST", "/api/v1/campaigns", admin, _campaign_body(
+                w, f"Matriz campaña {key} {RUN}"))["id"]
+    return w.campaigns
+
+
+def _campaign(key="run"):
+    return lambda w: {"campaign_id": _campaigns(w)[key]}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_campaign_throwaways():
+    yield
+    engine = create_engine(settings().database_url)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM queues.campaigns WHERE name LIKE 'Matriz %'"))
+        conn.execute(text("DELETE FROM messaging.templates WHERE name LIKE 'Matriz %'"))
+    engine.dispose()
+
+
+def _campaign_reader(reach=EVERY_INSTITUTION, status=200) -> Rule:
+    def decide(who: Who) -> int:
+        if not who.authenticated:
+            return 401
+        if not {"reports.view", "queues.manage"} & who.permissions:
+            return 403
+        if reach is not EVERY_INSTITUTION and not who.may_reach(reach):
+            return 404
+        return status
+
+    return Rule(decide, label="campaign reader")
+
+
+CAMPAIGNS_IN_2 = RULES.perm(QUEUES_MANAGE, reach=(2,), holds={"messaging.send"})
+_MISSING_CAMPAIGN = lambda w: {"campaign_id": NO_CAMPAIGN}  # noqa: E731
+
+TABLE.extend([
+    Row("campaigns.list", "GET", "/api/v1/campaigns", None, _campaign_reader()),
+    Row("campaigns.preview.i2", "POST", "/api/v1/campaigns/preview",
+        {"institution_id": 2, "conditions": NOTHING, "holdout_share": 10}, CAMPAIGNS_IN_2),
+    Row("campaigns.create.i2", "POST", "/api/v1/campaigns",
+        lambda w, uniq: _campaign_body(w, f"Matriz {uniq}"),
+        RULES.perm(QUEUES_MANAGE, 201, reach=(2,), holds={"messaging.send"})),
+    # a hold-out over 50 %: refused naming the field, nothing stored
+    Row("campaigns.create.bad", "POST", "/api/v1/campaigns",
+        lambda w, uniq: {**_campaign_body(w, f"Matriz {uniq}"), "holdout_share": 90},
+        RULES.authenticated(422).but(anonymous=401, forged=401)),
+    Row("campaigns.get.i2", "GET", "/api/v1/campaigns/{campaign_id}", None,
+        _campaign_reader((2,)), params=_campaign()),
+    Row("campaigns.get.missing", "GET", "/api/v1/campaigns/{campaign_id}", None,
+        _campaign_reader(status=404), params=_MISSING_CAMPAIGN),
+    Row("campaigns.update.i2", "PUT", "/api/v1/campaigns/{campaign_id}",
+        lambda w, uniq: _campaign_body(w, f"Matriz campaña run {RUN}"), CAMPAIGNS_IN_2,
+        params=_campaign()),
+    Row("campaigns.pause.i2", "POST", "/api/v1/campaigns/{campaign_id}/pause", None,
+        CAMPAIGNS_IN_2, params=_campaign("pause")),
+    Row("campaigns.resume.i2", "POST", "/api/v1/campaigns/{campaign_id}/resume", None,
+        CAMPAIGNS_IN_2, params=_campaign("pause")),
+    Row("campaigns.run.i2", "POST", "/api/v1/campaigns/{campaign_id}/run", None,
+        CAMPAIGNS_IN_2, params=_campaign()),
+    Row("campaigns.report.i2", "GET", "/api/v1/campaigns/{campaign_id}/report", None,
+        _campaign_reader((2,)), params=_campaign()),
+    Row("rpc.queues.list_campaigns", "RPC", "queues.list_campaigns", [], _campaign_reader()),
+    Row("rpc.queues.get_campaign.i2", "RPC", "queues.get_campaign",
+        lambda w, uniq: [_campaigns(w)["run"]], _campaign_reader((2,))),
+    Row("rpc.queues.preview_campaign.i2", "RPC", "queues.preview_campaign",
+        [{"institution_id": 2, "conditions": NOTHING}], CAMPAIGNS_IN_2),
+    Row("rpc.queues.save_campaign.i2", "RPC", "queues.save_campaign",
+        lambda w, uniq: [_campaign_body(w, f"Matriz {uniq}")], CAMPAIGNS_IN_2),
+    Row("rpc.queues.set_campaign_state.i2", "RPC", "queues.set_campaign_state",
+        lambda w, uniq: [_campaigns(w)["pause"], "active"], CAMPAIGNS_IN_2),
+    Row("rpc.queues.run_campaign.i2", "RPC", "queues.run_campaign",
+        lambda w, uniq: [_campaigns(w)["run"]], CAMPAIGNS_IN_2),
+    Row("rpc.queues.campaign_report.i2", "RPC", "queues.campaign_report",
+        lambda w, uniq: [_campaigns(w)["run"]], _campaign_reader((2,))),
+    # the campaigns' sender (the queues service acts as the platform): an account that does
+    # not exist answers 404 to whoever may send
+    Row("rpc.messaging.send_campaign_message.missing", "RPC", "messaging.send_campaign_message",
+        [{"account_id": NOT_AN_ACCOUNT, "template_id": 1, "channel": "email", "campaign_id": 1,
+          "idempotency_key": f"matriz-{RUN}"}], RULES.perm("messaging.send", 404)),
+])
+
 #: the typed error an RPC answers for each refusal status
 RPC_ERROR = {401: NotAuthenticated, 403: PermissionDenied, 404: NotFound, 409: Conflict,
              422: InvalidInput, 429: Throttled}

@@ -138,6 +138,8 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
     overridden = _check_policy(identity, contacts, data)
 
     details = {}
+    if data.get("campaign_id") is not None:
+        details["campaign_id"] = data["campaign_id"]
     if overridden:
         details["compliance_override"] = overridden
     if plan:

@@ -116,6 +116,8 @@ class ActivityWrite(_EntryFields):
     #: an outbound call the contact policy refuses is logged anyway only with an
     #: administrator's (activities.manage) reason, kept in the entry's details
     override = fields.Nested(Override, load_default=None, allow_none=True)
+    #: the preventive campaign (queues service) a message was sent for: kept in the details
+    campaign_id = fields.Integer(load_default=None, allow_none=True)
 
 
 class CorrectionWrite(_EntryFields):

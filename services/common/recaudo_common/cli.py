@@ -4,6 +4,7 @@
     recaudo migrate [service…]    apply every service's Alembic migrations
     recaudo makemigration SERVICE -m MESSAGE
     recaudo seed                  default profiles and catalogues; demo data when RECAUDO_DEMO is on
+    recaudo seed-live             demo data made through the running services' RPCs (after `up`)
     recaudo create-admin USERNAME an administrator, password read from stdin
 """
 from __future__ import annotations
@@ -82,6 +83,31 @@ def seed() -> list[str]:
     return done
 
 
+def seed_live() -> list[str]:
+    """In demo mode, each service's ``seed_live(proxy)``: demo data made through the running
+    services' own RPCs (a preventive campaign), as the platform. Idempotent."""
+    if not settings().demo:
+        return []
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    from .identity import IDENTITY_KEY, Identity, sign
+
+    modules = [(s, m) for s, m in _seed_modules() if hasattr(m, "seed_live")]
+    if not modules:
+        return []
+    context = {IDENTITY_KEY: sign(Identity.system("seed"))}
+    done = []
+    with ClusterRpcProxy(settings().nameko, context_data=context, timeout=120) as proxy:
+        for service, module in modules:
+            try:
+                module.seed_live(proxy)
+                done.append(service)
+            except Exception as exc:  # noqa: BLE001 - demo extras never stop `make up`
+                print(f"demo data of {service} through its RPCs not seeded: {exc!r}",
+                      file=sys.stderr)
+    return done
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="recaudo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -95,6 +121,7 @@ def main(argv=None) -> int:
     rev.add_argument("service", choices=SERVICES)
     rev.add_argument("-m", "--message", required=True)
     sub.add_parser("seed")
+    sub.add_parser("seed-live")
     admin = sub.add_parser("create-admin", help="create an administrator (password from stdin)")
     admin.add_argument("username")
     admin.add_argument("--name", help="display name")
@@ -127,6 +154,10 @@ def main(argv=None) -> int:
             print("demo data: not seeded (RECAUDO_DEMO is off)")
         else:
             print("demo data seeded:", ", ".join(done) or "no service has demo data yet")
+    elif args.command == "seed-live":
+        done = seed_live()
+        if done:
+            print("demo data through the services:", ", ".join(done))
     return 0
 
 

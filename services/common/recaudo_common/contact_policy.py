@@ -42,9 +42,12 @@ def _zone(name: str | None) -> ZoneInfo:
 
 def may_contact(*, time_zone: str | None, window_from: time = DEFAULT_FROM,
                 window_until: time = DEFAULT_UNTIL, do_not_contact: bool = False,
-                now: datetime | None = None) -> Verdict:
+                now: datetime | None = None, hours: bool = True) -> Verdict:
+    """``hours=False`` for what reaches the debtor at no hour we choose (a letter)."""
     if do_not_contact:
         return Verdict(False, "El deudor pidió no ser contactado por este medio", DO_NOT_CONTACT)
+    if not hours:
+        return Verdict(True)
     local = (now or datetime.now(timezone.utc)).astimezone(_zone(time_zone))
     if not window_from <= local.time() <= window_until:
         return Verdict(False, f"Fuera del horario permitido ({window_from:%H:%M}-"
@@ -72,8 +75,9 @@ def verdict_for(view: dict, channel: str, to: str | None,
                 now: datetime | None = None) -> Verdict:
     """The verdict for contacting the debtor of ``view`` (the portfolio's debtor view:
     ``institution``, ``debtor``, ``phones``, ``emails``, ``addresses``) at ``to`` on
-    ``channel`` ("email", or a number's: "call", "fax", "sms"), at ``now`` (default: now;
-    a call logged later is judged when it started).
+    ``channel`` ("email", "letter" with ``to`` the address id, or a number's: "call",
+    "fax", "sms"), at ``now`` (default: now; a call logged later is judged when it started).
+    A letter is judged on do-not-contact only: the post brings it at no hour of ours.
 
     The debtor's zone is their own, else their first address's, else the institution's;
     the address or number is blocked when the debtor's matching one is do-not-contact."""
@@ -85,6 +89,9 @@ def verdict_for(view: dict, channel: str, to: str | None,
         address = (to or "").strip().lower()
         blocked = bool(address) and any(e["address"].lower() == address and e["do_not_contact"]
                                         for e in view.get("emails") or ())
+    elif channel == "letter":
+        blocked = any(str(a.get("id")) == str(to) and a.get("do_not_contact")
+                      for a in view.get("addresses") or ())
     else:
         number = phone_digits(to)
         blocked = bool(number) and any(phone_digits(p["number"]) == number and p["do_not_call"]
@@ -92,7 +99,7 @@ def verdict_for(view: dict, channel: str, to: str | None,
     return may_contact(time_zone=zone,
                        window_from=_window_time(institution.get("contact_from"), DEFAULT_FROM),
                        window_until=_window_time(institution.get("contact_until"), DEFAULT_UNTIL),
-                       do_not_contact=blocked, now=now)
+                       do_not_contact=blocked, now=now, hours=channel != "letter")
 
 
 def enforce(verdict: Verdict, field: str, override: dict | None, identity,

@@ -174,6 +174,20 @@ class AssignmentsChanged(EventSchema):
     assignments = fields.List(fields.Nested(AgentAssignment), required=True)
 
 
+@event("queues", "campaign_ran")
+class CampaignRan(EventSchema):
+    """A preventive campaign picked its accounts for a day (``kind``: scheduled or manual);
+    the sends follow, one message each through messaging."""
+
+    campaign_id = fields.Integer(required=True)
+    run_id = fields.Integer(required=True)
+    institution_id = fields.Integer(required=True)
+    day = fields.Date(required=True)
+    kind = fields.String(required=True)
+    targeted = fields.Integer(required=True)
+    held_out = fields.Integer(required=True)
+
+
 # --- activities -----------------------------------------------------------------------
 
 @event("activities", "activity_logged")
@@ -289,7 +303,8 @@ class DocumentAdded(EventSchema):
 
 @event("messaging", "message_sent")
 class MessageSent(EventSchema):
-    """The SMTP server accepted an outbound email or fax (``response``: its answer)."""
+    """The SMTP server accepted an outbound email or fax (``response``: its answer), or a
+    letter was rendered and filed for the post."""
 
     message_uuid = fields.String(required=True)
     institution_id = fields.Integer(required=True)
@@ -300,6 +315,8 @@ class MessageSent(EventSchema):
     activity_id = fields.Integer(allow_none=True, required=True)
     attempts = fields.Integer(required=True)
     response = fields.String(required=True)
+    #: the preventive campaign (queues) the message was sent for, if any
+    campaign_id = fields.Integer(allow_none=True, load_default=None)
 
 
 @event("messaging", "message_failed")
@@ -313,6 +330,7 @@ class MessageFailed(EventSchema):
     channel = fields.String(required=True)
     reason = fields.String(required=True)
     bounced = fields.Boolean(required=True)
+    campaign_id = fields.Integer(allow_none=True, load_default=None)
 
 
 @event("messaging", "message_received")

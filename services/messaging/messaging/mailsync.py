@@ -379,7 +379,8 @@ def _mark_bounced(session, emit, original: OutboundMessage, bounce: dict) -> Non
     emit(session, "message_failed", {
         "message_uuid": original.uuid, "institution_id": original.institution_id,
         "debtor_id": original.debtor_id, "account_id": original.account_id,
-        "channel": original.channel, "reason": original.last_error, "bounced": True})
+        "channel": original.channel, "reason": original.last_error, "bounced": True,
+        "campaign_id": original.campaign_id})
 
 
 def activity_for(row: InboundMessage) -> dict:

@@ -20,7 +20,8 @@ from recaudo_common.models import service_base
 
 Base = service_base("messaging")
 
-CHANNELS = ("email", "fax")
+#: a letter is rendered to PDF and filed as a document for the post (no mailbox sends it)
+CHANNELS = ("email", "fax", "letter")
 OUTBOUND_STATES = ("queued", "sent", "failed")
 INBOUND_STATES = ("matched", "unmatched", "assigned", "bounce", "ignored")
 MATCHED_BY = ("sender", "pattern", "reply", "manual", "bounce")
@@ -127,8 +128,9 @@ class OutboundMessage(Base):
     institution_id: Mapped[int] = mapped_column(Integer, nullable=False)
     debtor_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     account_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    mailbox_id: Mapped[int] = mapped_column(ForeignKey("messaging.mailboxes.id"), nullable=False)
-    channel: Mapped[str] = mapped_column(String(5), nullable=False)
+    #: the sending mailbox (none for a letter)
+    mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("messaging.mailboxes.id"))
+    channel: Mapped[str] = mapped_column(String(6), nullable=False)
     template_id: Mapped[int | None] = mapped_column(ForeignKey("messaging.templates.id"))
     language: Mapped[str] = mapped_column(String(2), nullable=False, server_default="es")
     to_address: Mapped[str] = mapped_column(String(254), nullable=False)
@@ -153,9 +155,12 @@ class OutboundMessage(Base):
     created_by: Mapped[int] = mapped_column(Integer, nullable=False)
     override_justification: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(100))
+    #: the preventive campaign (queues service) it was sent for; carried by its events
+    campaign_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _now()
     __table_args__ = (
         CheckConstraint(_in("channel", CHANNELS), name="channel"),
+        CheckConstraint("mailbox_id IS NOT NULL OR channel = 'letter'", name="mailbox"),
         CheckConstraint(_in("state", OUTBOUND_STATES), name="state"),
         UniqueConstraint("created_by", "idempotency_key", name="uq_outbound_idempotency"),
         Index("ix_outbound_due", "next_attempt_at", postgresql_where=text("state = 'queued'")),

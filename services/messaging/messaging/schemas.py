@@ -164,6 +164,15 @@ class SendFax(_Compose):
                                     validate=validate.Length(min=1, max=100))
 
 
+class SendCampaignMessage(_Compose):
+    """One message of a preventive campaign (the queues service's runner): messaging picks
+    the debtor's address for the channel and answers a policy refusal instead of raising."""
+
+    channel = fields.String(required=True, validate=validate.OneOf(("email", "letter")))
+    campaign_id = fields.Integer(required=True)
+    idempotency_key = fields.String(required=True, validate=validate.Length(min=1, max=100))
+
+
 class ReportAttachment(Schema):
     filename = fields.String(required=True, validate=validate.Length(min=1, max=200))
     content_type = fields.String(required=True, validate=validate.Length(min=3, max=120))
@@ -190,9 +199,10 @@ class OutboundOut(Schema):
     institution_id = fields.Integer()
     debtor_id = fields.Integer()
     account_id = fields.Integer()
-    mailbox_id = fields.Integer()
+    mailbox_id = fields.Integer(allow_none=True)
     channel = fields.String()
     template_id = fields.Integer(allow_none=True)
+    campaign_id = fields.Integer(allow_none=True)
     language = fields.String()
     to_address = fields.String()
     fax_number = fields.String(allow_none=True)

@@ -37,7 +37,8 @@ from .models import (Base, InboundMessage, InstitutionSettings, Mailbox, MatchPa
 from .schemas import (Assign, InboundDetail, InboundOut, InboundQuery, MailboxOut, MailboxWrite,
                       MessagingSettingsOut, MessagingSettingsWrite, OutboundDetail, OutboundOut,
                       OutboundQuery, PatternOut, PatternWrite, PreviewRequest, SearchQuery,
-                      SendEmail, SendFax, SendReport, TemplateOut, TemplateWrite)
+                      SendCampaignMessage, SendEmail, SendFax, SendReport, TemplateOut,
+                      TemplateWrite)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,12 @@ RESULT_CODES = {
     mailsync.INBOUND_CODE: ("Correo recibido del deudor", True),
     "CORREO_ENV": ("Correo enviado", False),
     "FAX_ENV": ("Fax enviado", False),
+    "CARTA_ENV": ("Carta enviada", False),
 }
+#: the result code of each outbound channel's activity
+SENT_CODES = {"email": "CORREO_ENV", "fax": "FAX_ENV", "letter": "CARTA_ENV"}
+#: why a campaign's message was not sent although the policy had nothing against it
+NO_ADDRESS = "no_address"
 SYNC_INTERVAL = 30
 DELIVERY_INTERVAL = 2
 DELIVERY_BATCH = 20
@@ -547,6 +553,41 @@ class MessagingService(ServiceBase):
                            justification)
 
     @rpc
+    def send_campaign_message(self, data):
+        """One message of a preventive campaign (the queues service's runner sends them as the
+        platform): to the debtor's first email that is not do-not-contact, or a letter to
+        their first such address, judged by the contact policy like any send. A refusal is
+        answered, not raised (``{"state": "refused", "cause", "reason"}``), for the campaign
+        to count by its cause; else the queued message, as ``send_email`` answers it."""
+        identity = self.caller.require("messaging.send")
+        data = load(SendCampaignMessage(), data)
+        earlier = self._earlier(identity, data["idempotency_key"])
+        if earlier is not None:
+            return earlier
+        account, view = self._debtor_context(identity, data["account_id"])
+        channel = data["channel"]
+        contacts = view.get("emails" if channel == "email" else "addresses") or []
+        chosen = next((c for c in contacts if not c.get("do_not_contact")),
+                      contacts[0] if contacts else None)
+        if chosen is None:
+            return {"state": "refused", "cause": NO_ADDRESS,
+                    "reason": "El deudor no tiene correo" if channel == "email"
+                    else "El deudor no tiene domicilio"}
+        if channel == "email":
+            try:
+                to = parsing.clean_address(chosen["address"], "to")
+            except InvalidInput:
+                return {"state": "refused", "cause": NO_ADDRESS,
+                        "reason": f"Correo inválido: {chosen['address']}"}
+            verdict = contact_policy.verdict_for(view, "email", to)
+        else:
+            to = templates.postal_address(chosen)
+            verdict = contact_policy.verdict_for(view, "letter", str(chosen["id"]))
+        if not verdict.allowed:
+            return {"state": "refused", "cause": verdict.cause, "reason": verdict.reason}
+        return self._queue(identity, data, account, view, channel, to, None, [], None)
+
+    @rpc
     def send_report(self, data):
         """Email a scheduled report's file to its recipients now, one copy each, from the
         institution's sending mailbox. It is about no debtor, so no activity is logged and
@@ -611,30 +652,34 @@ class MessagingService(ServiceBase):
                justification) -> dict:
         institution_id = account["institution_id"]
         with self.db.session() as session:
-            mailbox = self._sending_mailbox(session, identity, institution_id,
-                                            data.get("mailbox_id"))
+            # a letter goes by post: no mailbox sends it
+            mailbox = None if channel == "letter" else self._sending_mailbox(
+                session, identity, institution_id, data.get("mailbox_id"))
             template = self._template(session, identity, data["template_id"], institution_id)
             rendered = self._render(template, data["language"], account, view)
-            mailbox_id, template_id = mailbox.id, template.id
-            domain = mailbox.address.rsplit("@", 1)[1]
+            mailbox_id, template_id = (mailbox.id if mailbox else None), template.id
+            domain = mailbox.address.rsplit("@", 1)[1] if mailbox else "carta.recaudo.invalid"
         public = str(uuidlib.uuid4())
         pdf = None
-        if channel == "fax":
+        if channel in ("fax", "letter"):
             pdf = templates.render_pdf(rendered["subject"], rendered["text"],
                                        view["institution"]["name"])
             files = [{"name": f"carta-{public[:8]}.pdf", "content_type": "application/pdf",
                       "size": len(pdf), "pending_document": True}]
-        what = "Fax" if channel == "fax" else "Correo"
-        description = f"{what} enviado a {fax_number or to_address}: {rendered['subject']}" \
+        what = {"fax": "Fax enviado a", "letter": "Carta para", "email": "Correo enviado a"}
+        description = f"{what[channel]} {fax_number or to_address}: {rendered['subject']}" \
                       f" (plantilla «{template.name}», {rendered['language']})"
+        if data.get("campaign_id"):
+            description += f"\nCampaña preventiva {data['campaign_id']}"
         if justification:
             description += f"\nFuera de política, autorizado: {justification}"
         activity = self._log_activity(self.activities, {
             "account_id": account["id"], "kind": channel, "direction": "outbound",
             "email": to_address if channel == "email" else None,
             "phone": fax_number[:40] if fax_number else None,
+            "address": to_address[:300] if channel == "letter" else None,
             "started_at": datetime.now(timezone.utc).isoformat(),
-            "result_code": "FAX_ENV" if channel == "fax" else "CORREO_ENV",
+            "result_code": SENT_CODES[channel], "campaign_id": data.get("campaign_id"),
             "description": description[:3900],
             "idempotency_key": f"messaging-out-{public}"}, institution_id)
         row = OutboundMessage(
@@ -645,7 +690,7 @@ class MessagingService(ServiceBase):
             body_text=rendered["text"], body_html="" if channel == "fax" else rendered["html"],
             attachments=files, pdf=pdf, state="queued", activity_id=activity["id"],
             created_by=identity.user_id, override_justification=justification,
-            idempotency_key=data.get("idempotency_key"))
+            idempotency_key=data.get("idempotency_key"), campaign_id=data.get("campaign_id"))
         try:
             with self.db.session() as session:
                 session.add(row)
@@ -694,16 +739,19 @@ class MessagingService(ServiceBase):
         """Sent faxes whose PDF is not a document yet (the documents service was away)."""
         with self.db.session() as session:
             rows = session.execute(select(OutboundMessage).where(
-                OutboundMessage.state != "queued", OutboundMessage.channel == "fax",
+                OutboundMessage.state != "queued", OutboundMessage.channel.in_(("fax", "letter")),
                 OutboundMessage.pdf.is_not(None)).limit(20).with_for_update(skip_locked=True)
             ).scalars().all()
             for row in rows:
                 attachments.store_fax_pdf(row, self.acting.system.documents)
 
     def _attempt(self, session, row: OutboundMessage) -> None:
-        mailbox = session.get(Mailbox, row.mailbox_id)
         now = datetime.now(timezone.utc)
         row.attempts += 1
+        if row.channel == "letter":   # rendered already: filed for the post (settle stores it)
+            self._sent(session, row, now, "Carta generada para envío postal")
+            return
+        mailbox = session.get(Mailbox, row.mailbox_id)
         try:
             files = attachments.outbound_files(row, self.acting.system.documents)
             msg = delivery.build(row, mailbox, files)
@@ -720,12 +768,15 @@ class MessagingService(ServiceBase):
         except (delivery.Permanent, attachments.Refused) as exc:
             self._fail(session, row, str(exc))
             return
+        self._sent(session, row, now, response)
+
+    def _sent(self, session, row: OutboundMessage, now, response: str) -> None:
         row.state, row.sent_at, row.smtp_response, row.last_error = "sent", now, response, None
         self.db.emit(session, "message_sent", {
             "message_uuid": row.uuid, "institution_id": row.institution_id,
             "debtor_id": row.debtor_id, "account_id": row.account_id, "channel": row.channel,
             "to_address": row.to_address, "activity_id": row.activity_id,
-            "attempts": row.attempts, "response": response})
+            "attempts": row.attempts, "response": response, "campaign_id": row.campaign_id})
 
     def _fail(self, session, row: OutboundMessage, reason: str) -> None:
         row.state, row.failed_at, row.last_error = "failed", datetime.now(timezone.utc), reason[:2000]
@@ -733,7 +784,7 @@ class MessagingService(ServiceBase):
         self.db.emit(session, "message_failed", {
             "message_uuid": row.uuid, "institution_id": row.institution_id,
             "debtor_id": row.debtor_id, "account_id": row.account_id, "channel": row.channel,
-            "reason": row.last_error, "bounced": False})
+            "reason": row.last_error, "bounced": False, "campaign_id": row.campaign_id})
 
     # --- message lists --------------------------------------------------------------------------
 

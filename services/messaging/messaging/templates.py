@@ -164,3 +164,11 @@ def render_pdf(subject: str, text: str, institution: str) -> bytes:
             story.append(Spacer(1, 6))
     doc.build(story)
     return buffer.getvalue()
+
+
+def postal_address(address: dict) -> str:
+    """A portfolio address as one line for a letter's envelope and its activity."""
+    parts = (address.get("street"), address.get("neighborhood"), address.get("municipality"),
+             address.get("state"),
+             f"C.P. {address['postal_code']}" if address.get("postal_code") else None)
+    return ", ".join(p for p in parts if p)[:300]

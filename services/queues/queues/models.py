@@ -196,3 +196,111 @@ class AssignedDaily(Base):
     accounts: Mapped[int] = mapped_column(Integer, nullable=False)
     balance: Mapped[Decimal] = mapped_column(Numeric(16, 2), nullable=False)
     __table_args__ = (Index("ix_assigned_daily_institution_day", "institution_id", "day"),)
+
+
+# --- preventive campaigns (campaigns.py) -------------------------------------------------------
+
+CAMPAIGN_CHANNELS = ("email", "letter")
+CAMPAIGN_STATES = ("active", "paused")
+TARGET_STATES = ("pending", "sent", "refused", "failed", "held_out")
+
+
+class Campaign(Base):
+    """A preventive campaign: the accounts its conditions (the queues' rule engine over the
+    facts) pick each day at ``send_hour`` in the institution's zone are sent a message from
+    ``template_id`` (messaging) on ``channel``, except a hold-out share that gets nothing."""
+
+    __tablename__ = "campaigns"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    institution_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    name: Mapped[str] = mapped_column(String(80), nullable=False)
+    #: a condition tree of rules.py, like a queue's
+    conditions: Mapped[dict] = mapped_column(JSONB, nullable=False)
+    channel: Mapped[str] = mapped_column(String(10), nullable=False)
+    template_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    language: Mapped[str] = mapped_column(String(2), nullable=False, server_default="es")
+    send_hour: Mapped[int] = mapped_column(Integer, nullable=False, server_default="9")
+    #: this share (0-50 %) of the accounts picked, stable per account, is sent nothing
+    holdout_share: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    state: Mapped[str] = mapped_column(String(10), nullable=False, server_default="active")
+    created_by: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    __table_args__ = (
+        UniqueConstraint("institution_id", "name", name="uq_campaigns_name"),
+        CheckConstraint("channel IN ('email', 'letter')", name="channel"),
+        CheckConstraint("state IN ('active', 'paused')", name="state"),
+        CheckConstraint("send_hour BETWEEN 0 AND 23", name="send_hour"),
+        CheckConstraint("holdout_share BETWEEN 0 AND 50", name="holdout_share"),
+    )
+
+
+class CampaignRun(Base):
+    """One pick of a campaign's accounts. A scheduled run is unique per campaign and local
+    day: the instance whose INSERT wins does the day's work, the others find it done."""
+
+    __tablename__ = "campaign_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("queues.campaigns.id", ondelete="CASCADE"), nullable=False)
+    day: Mapped[date] = mapped_column(Date, nullable=False)
+    kind: Mapped[str] = mapped_column(String(10), nullable=False)   # scheduled | manual
+    started_at: Mapped[datetime] = _now()
+    targeted: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    held_out: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    created_by: Mapped[int | None] = mapped_column(Integer)
+    __table_args__ = (
+        CheckConstraint("kind IN ('scheduled', 'manual')", name="kind"),
+        Index("uq_campaign_runs_scheduled_day", "campaign_id", "day", unique=True,
+              postgresql_where=text("kind = 'scheduled'")),
+    )
+
+
+class CampaignTarget(Base):
+    """An account a run picked, once per campaign and due date (or day, for an account
+    without one): whether it was held out, sent (the message) or refused and why, and
+    whether it paid by its due date (from ``payment_received``)."""
+
+    __tablename__ = "campaign_targets"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("queues.campaigns.id", ondelete="CASCADE"), nullable=False)
+    run_id: Mapped[int] = mapped_column(ForeignKey("queues.campaign_runs.id", ondelete="CASCADE"),
+                                        nullable=False)
+    account_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    day: Mapped[date] = mapped_column(Date, nullable=False)
+    due_date: Mapped[date | None] = mapped_column(Date)
+    #: the due date, or the run's day when the account has none: one message per cycle
+    cycle_date: Mapped[date] = mapped_column(Date, nullable=False)
+    balance: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    holdout: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    state: Mapped[str] = mapped_column(String(10), nullable=False)
+    refusal_cause: Mapped[str | None] = mapped_column(String(30))
+    refusal_reason: Mapped[str | None] = mapped_column(String(300))
+    message_uuid: Mapped[str | None] = mapped_column(String(36))
+    activity_id: Mapped[int | None] = mapped_column(BigInteger)
+    handled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    paid_on: Mapped[date | None] = mapped_column(Date)
+    paid_amount: Mapped[Decimal] = mapped_column(Money, nullable=False, server_default="0")
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "account_id", "cycle_date", name="uq_campaign_targets_cycle"),
+        CheckConstraint("state IN ('pending', 'sent', 'refused', 'failed', 'held_out')",
+                        name="state"),
+        Index("ix_campaign_targets_pending", "id", postgresql_where=text("state = 'pending'")),
+        Index("ix_campaign_targets_account", "account_id"),
+        Index("ix_campaign_targets_run", "run_id"),
+        Index("ix_campaign_targets_message", "message_uuid"),
+    )
+
+
+class CampaignMessage(Base):
+    """Delivery outcomes of campaign messages, heard from messaging's ``message_sent`` /
+    ``message_failed`` (kept apart from the targets: an event may arrive before the
+    target learns its message's id)."""
+
+    __tablename__ = "campaign_messages"
+    message_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    delivered: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    reason: Mapped[str | None] = mapped_column(String(300))
+    at: Mapped[datetime] = _now()

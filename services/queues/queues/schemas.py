@@ -89,3 +89,50 @@ class RecoveryQuery(ReportQuery):
 
 class ChampionQuery(ReportQuery):
     pass
+
+
+# --- preventive campaigns (campaigns.py) -----------------------------------------------------------
+
+def _conditions_problems(value):
+    problems = rules.validate(value)
+    if problems:
+        raise ValidationError([f"{path}: {'; '.join(p)}" for path, p in problems.items()])
+
+
+class CampaignPreview(Schema):
+    institution_id = fields.Integer(required=True)
+    conditions = fields.Dict(required=True)
+    holdout_share = fields.Integer(load_default=0, validate=validate.Range(min=0, max=50))
+
+    @validates("conditions")
+    def _conditions(self, value, **_):
+        _conditions_problems(value)
+
+
+class CampaignPreviewOf(CampaignPreview):
+    #: the campaign being edited: its own hold-out draw (a new one's is an estimate)
+    campaign_id = fields.Integer(load_default=None, allow_none=True)
+
+
+class CampaignWrite(CampaignPreview):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=80))
+    channel = fields.String(required=True, validate=validate.OneOf(("email", "letter")))
+    template_id = fields.Integer(required=True)
+    language = fields.String(load_default="es", validate=validate.OneOf(("es", "en")))
+    send_hour = fields.Integer(load_default=9, validate=validate.Range(min=0, max=23))
+
+
+class CampaignOut(Schema):
+    id = fields.Integer()
+    institution_id = fields.Integer()
+    name = fields.String()
+    conditions = fields.Dict()
+    channel = fields.String()
+    template_id = fields.Integer()
+    language = fields.String()
+    send_hour = fields.Integer()
+    holdout_share = fields.Integer()
+    state = fields.String()
+    created_by = fields.Integer()
+    created_at = fields.AwareDateTime()
+    updated_at = fields.AwareDateTime()

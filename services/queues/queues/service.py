@@ -12,17 +12,18 @@ from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from recaudo_common import contracts, references
+from recaudo_common.acting import ActingRpc
 from recaudo_common.db import Database
-from recaudo_common.errors import Conflict, InvalidInput, NotFound
+from recaudo_common.errors import Conflict, DomainError, InvalidInput, NotFound
 from recaudo_common.identity import Identity
 from recaudo_common.service import ServiceBase, rpc
 from recaudo_common.validation import load
 
-from . import placement, reports, rules, working
-from .models import (AccountFacts, AssignedDaily, Assignment, Base, InstitutionRules, Lease, Queue,
-                     Strategy, TeamMember)
-from .schemas import (ChampionQuery, MoveAccounts, QueueOut, Reassign, RecoveryQuery, StrategyOut,
-                      StrategyWrite, WorklistQuery)
+from . import campaigns, placement, reports, rules, working
+from .models import (AccountFacts, AssignedDaily, Assignment, Base, Campaign, CampaignRun,
+                     InstitutionRules, Lease, Queue, Strategy, TeamMember)
+from .schemas import (CampaignOut, CampaignPreviewOf, CampaignWrite, ChampionQuery, MoveAccounts,
+                      QueueOut, Reassign, RecoveryQuery, StrategyOut, StrategyWrite, WorklistQuery)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class QueuesService(ServiceBase):
     name = "queues"
     db = Database(Base)
     portfolio = RpcProxy("portfolio")
+    acting = ActingRpc()
 
     # --- strategies -----------------------------------------------------------------
 
@@ -375,6 +377,7 @@ class QueuesService(ServiceBase):
         with self.db.session() as session:
             if self.db.first_time(session, payment["event_id"], "payment_received"):
                 reports.record_payment(session, payment)
+                campaigns.record_payment(session, payment)
 
     @timer(interval=3600)
     def daily_assigned_snapshot(self):
@@ -405,6 +408,216 @@ class QueuesService(ServiceBase):
         query = load(ChampionQuery(), query)
         with self.db.session() as session:
             return reports.champion_challenger(session, identity, query)
+
+    # --- preventive campaigns (campaigns.py) -------------------------------------------------
+    # Managed with queues.manage and messaging.send (a campaign sends messages); read with
+    # queues.manage or reports.view. Runs and sends act as the platform (system identity):
+    # the campaign is the institution's, checked against the caller when it is saved.
+
+    def _campaign_manager(self) -> Identity:
+        identity = self.caller.require("queues.manage")
+        return identity.require("messaging.send")
+
+    def _campaign_reader(self) -> Identity:
+        identity = self.caller.identity
+        if not identity.has("reports.view"):
+            identity.require("queues.manage")
+        return identity
+
+    def _campaign(self, session, identity: Identity, campaign_id, lock=False) -> Campaign:
+        campaign = session.get(Campaign, campaign_id, with_for_update=lock or None) \
+            if isinstance(campaign_id, int) else None
+        if campaign is None or not identity.may_access_institution(campaign.institution_id):
+            raise NotFound("Campaña no encontrada")
+        return campaign
+
+    def _check_template(self, data: dict) -> None:
+        """The template must be an active one of the campaign's institution (asked of
+        messaging as the platform: the caller's scope was checked on the institution)."""
+        try:
+            template = self.acting.system.messaging.get_template(data["template_id"])
+        except NotFound:
+            template = None
+        if template is None or template["institution_id"] != data["institution_id"]:
+            raise InvalidInput("Plantilla inválida", {"template_id": [
+                "No existe una plantilla con ese id en la institución"]})
+        if not template["active"]:
+            raise InvalidInput("Plantilla inactiva", {"template_id": ["La plantilla está inactiva"]})
+
+    @rpc
+    def list_campaigns(self, institution_id=None):
+        identity = self._campaign_reader()
+        query = select(Campaign).order_by(Campaign.institution_id, Campaign.name)
+        if institution_id is not None:
+            identity.require_institution(institution_id)
+            query = query.where(Campaign.institution_id == institution_id)
+        elif not identity.all_institutions:
+            query = query.where(Campaign.institution_id.in_(list(identity.institutions) or [-1]))
+        with self.db.session() as session:
+            rows = session.execute(query).scalars().all()
+            last = dict(session.execute(select(CampaignRun.campaign_id, func.max(CampaignRun.day))
+                                        .group_by(CampaignRun.campaign_id)).all())
+            return [{**CampaignOut().dump(c), "last_run_day": last.get(c.id)} for c in rows]
+
+    @rpc
+    def get_campaign(self, campaign_id):
+        identity = self._campaign_reader()
+        with self.db.session() as session:
+            return CampaignOut().dump(self._campaign(session, identity, campaign_id))
+
+    @rpc
+    def preview_campaign(self, data):
+        """How many accounts the conditions pick today (before saving), and the hold-out."""
+        identity = self._campaign_manager()
+        data = load(CampaignPreviewOf(), data)
+        identity.require_institution(data["institution_id"])
+        with self.db.session() as session:
+            if data["campaign_id"] is not None:
+                campaign = self._campaign(session, identity, data["campaign_id"])
+                if campaign.institution_id != data["institution_id"]:
+                    raise NotFound("Campaña no encontrada", {"campaign_id": ["No existe"]})
+            return campaigns.preview(session, data["institution_id"], data["conditions"],
+                                     data["holdout_share"], data["campaign_id"])
+
+    @rpc
+    def save_campaign(self, data, campaign_id=None):
+        identity = self._campaign_manager()
+        data = load(CampaignWrite(), data)
+        identity.require_institution(data["institution_id"])
+        self._check_template(data)
+        with self.db.session() as session:
+            clash = session.execute(select(Campaign.id).where(
+                Campaign.institution_id == data["institution_id"], Campaign.name == data["name"],
+                Campaign.id != (campaign_id or 0))).first()
+            if clash:
+                raise Conflict("Ya existe una campaña con ese nombre",
+                               {"name": ["Ya existe en esta institución"]})
+            if campaign_id is None:
+                campaign = Campaign(created_by=identity.user_id, **data)
+                session.add(campaign)
+            else:
+                campaign = self._campaign(session, identity, campaign_id, lock=True)
+                if campaign.institution_id != data["institution_id"]:
+                    raise InvalidInput("Institución distinta", {"institution_id": [
+                        "Una campaña no cambia de institución"]})
+                for key, value in data.items():
+                    setattr(campaign, key, value)
+                campaign.updated_at = func.now()
+            session.flush()
+            session.refresh(campaign)
+            return CampaignOut().dump(campaign)
+
+    @rpc
+    def set_campaign_state(self, campaign_id, state):
+        """Pause (no runs, pending sends wait) or resume a campaign."""
+        identity = self._campaign_manager()
+        if state not in ("active", "paused"):
+            raise InvalidInput("Estado inválido", {"state": ["active o paused"]})
+        with self.db.session() as session:
+            campaign = self._campaign(session, identity, campaign_id, lock=True)
+            campaign.state, campaign.updated_at = state, func.now()
+            session.flush()
+            session.refresh(campaign)
+            return CampaignOut().dump(campaign)
+
+    @rpc
+    def run_campaign(self, campaign_id):
+        """Pick the campaign's accounts now (a manual run; the day's scheduled run still
+        happens and skips what was picked for the same due date); the sends follow."""
+        identity = self._campaign_manager()
+        with self.db.session() as session:
+            campaign = self._campaign(session, identity, campaign_id, lock=True)
+            if campaign.state != "active":
+                raise Conflict("La campaña está en pausa", {"state": ["Reanúdela para ejecutarla"]})
+            zone = campaigns.institution_zone(session, campaign.institution_id)
+            run = campaigns.manual_run(session, campaign, campaigns.local_now(zone).date(),
+                                       identity.user_id)
+            campaigns.pick(session, campaign, run, zone)
+            self._announce_run(session, campaign, run)
+            return {"run_id": run.id, "day": run.day, "targeted": run.targeted,
+                    "held_out": run.held_out}
+
+    @rpc
+    def campaign_report(self, campaign_id):
+        identity = self._campaign_reader()
+        with self.db.session() as session:
+            campaign = self._campaign(session, identity, campaign_id)
+            return {**campaigns.report(session, campaign), "campaign": CampaignOut().dump(campaign)}
+
+    def _announce_run(self, session, campaign: Campaign, run: CampaignRun) -> None:
+        self.db.emit(session, "campaign_ran", {
+            "campaign_id": campaign.id, "run_id": run.id, "institution_id": campaign.institution_id,
+            "day": run.day, "kind": run.kind, "targeted": run.targeted, "held_out": run.held_out})
+
+    @timer(interval=60)
+    def run_scheduled_campaigns(self):
+        """Each active campaign's run of the day, once its hour has come in the institution's
+        zone: whichever instance inserts the (campaign, day) run row picks the accounts."""
+        with self.db.session() as session:
+            active = session.execute(select(Campaign.id, Campaign.institution_id).where(
+                Campaign.state == "active")).all()
+        ran = 0
+        for campaign_id, institution_id in active:
+            with self.db.session() as session:
+                campaign = session.get(Campaign, campaign_id)
+                zone = campaigns.institution_zone(session, institution_id)
+                day = campaigns.due_today(campaign, zone)
+                if day is None or session.execute(select(CampaignRun.id).where(
+                        CampaignRun.campaign_id == campaign_id, CampaignRun.day == day,
+                        CampaignRun.kind == "scheduled")).first():
+                    continue
+                run = campaigns.claim_scheduled_run(session, campaign, day)
+                if run is None:
+                    continue   # another instance made it first
+                campaigns.pick(session, campaign, run, zone)
+                self._announce_run(session, campaign, run)
+                ran += 1
+                log.info("campaign %s: run %s of %s picked %d accounts (%d held out)",
+                         campaign_id, run.id, day, run.targeted, run.held_out)
+        return ran
+
+    @timer(interval=campaigns.SEND_INTERVAL)
+    def send_campaign_messages(self):
+        """Send what the runs picked, a batch at a time; each target's outcome commits with
+        its batch. A send messaging refuses for a reason of its own fails that target; an
+        unreachable messaging leaves the rest pending for the next tick."""
+        sent = 0
+        while True:
+            with self.db.session() as session:
+                batch = campaigns.claim_pending(session)
+                if not batch:
+                    return sent
+                for target, campaign in batch:
+                    try:
+                        answer = self.acting.system.messaging.send_campaign_message(
+                            campaigns.message_request(target, campaign))
+                    except DomainError as exc:
+                        problems = "; ".join(f"{k}: {', '.join(map(str, v))}"
+                                             for k, v in (exc.fields or {}).items())
+                        campaigns.record_failure(target, f"{exc.message} {problems}".strip())
+                        continue
+                    except Exception:  # noqa: BLE001 - messaging away: retried next tick
+                        log.exception("campaign %s: target %s not sent yet", campaign.id,
+                                      target.id)
+                        return sent
+                    campaigns.record_answer(target, answer)
+                    sent += 1
+
+    @event_handler("messaging", "message_sent")
+    def on_message_sent(self, payload):
+        payload = contracts.MessageSent().load(payload)
+        if payload.get("campaign_id"):
+            with self.db.session() as session:
+                if self.db.first_time(session, payload["event_id"], "message_sent"):
+                    campaigns.record_delivery(session, payload, True)
+
+    @event_handler("messaging", "message_failed")
+    def on_message_failed(self, payload):
+        payload = contracts.MessageFailed().load(payload)
+        if payload.get("campaign_id"):
+            with self.db.session() as session:
+                if self.db.first_time(session, payload["event_id"], "message_failed"):
+                    campaigns.record_delivery(session, payload, False)
 
     # --- helpers ------------------------------------------------------------------------------
 

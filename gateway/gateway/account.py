@@ -7,15 +7,14 @@ from flask_babel import gettext as _
 from recaudo_common.errors import InvalidInput, NotAuthenticated, Throttled
 
 from . import auth
+from .boundary import safe_next
 from .rpc import rpc
 
 bp = Blueprint("account", __name__)
 
 
 def _safe_next(target: str | None) -> str:
-    if not target or not target.startswith("/") or target.startswith("//"):
-        return url_for("ui.home")
-    return target
+    return safe_next(target, url_for("ui.home"))
 
 
 @bp.route("/login", methods=["GET", "POST"])

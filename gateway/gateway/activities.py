@@ -28,6 +28,7 @@ from auth.schemas import MAX_NAMES
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 from . import auth, error_pages, portfolio
+from .boundary import safe_next
 from .errors import HTTP_STATUS
 from .portfolio import DebtorTab, N_, add_debtor_tab
 from .rpc import rpc
@@ -430,9 +431,7 @@ def agenda_done(item_id: int):
             proxy.activities.mark_agenda_done(item_id)
     except Conflict:
         pass   # done already (another tab, a colleague): the list shows it so
-    back = request.form.get("volver") or url_for(".agenda")
-    if not back.startswith("/") or back.startswith("//"):
-        back = url_for(".agenda")
+    back = safe_next(request.form.get("volver"), url_for(".agenda"))
     return redirect(back + ("&" if "?" in back else "?") + "done=done")
 
 

@@ -20,6 +20,7 @@ from flask_babel import gettext as _
 from recaudo_common.errors import InvalidInput
 
 from . import auth, error_pages, portfolio
+from .boundary import safe_next
 from .portfolio import DebtorTab, N_, add_debtor_tab
 from .rpc import rpc
 
@@ -123,9 +124,8 @@ def create_link(debtor_id: int):
 def revoke_link(link_id: int):
     with rpc() as proxy:
         link = proxy.documents.revoke_share_link(link_id)
-    back = request.form.get("next") or url_for("portfolio_ui.debtor", debtor_id=link["debtor_id"],
-                                               tab="documentos")
-    return redirect(back if back.startswith("/") and not back.startswith("//") else "/")
+    return redirect(safe_next(request.form.get("next"), url_for(
+        "portfolio_ui.debtor", debtor_id=link["debtor_id"], tab="documentos")))
 
 
 @bp.get("/documentos/ligas/<int:link_id>/accesos")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, redirect, render_template, request
 
+from .boundary import safe_next
 from .health import check_services
 from .i18n import COOKIE, LANGUAGES
 
@@ -26,10 +27,7 @@ def status_fragment():
 @bp.get("/idioma/<code>")
 def set_language(code: str):
     """Remember the chosen language and go back to the page the user was on."""
-    target = request.args.get("next") or "/"
-    if not target.startswith("/") or target.startswith("//"):  # never an open redirect
-        target = "/"
-    response = redirect(target)
+    response = redirect(safe_next(request.args.get("next")))
     if code in LANGUAGES:
         response.set_cookie(COOKIE, code, max_age=ONE_YEAR, samesite="Lax", httponly=True,
                             secure=request.is_secure)

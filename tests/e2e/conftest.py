@@ -158,3 +158,9 @@ def demo_users(stack) -> str:
         pytest.fail(f"recaudo seed failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}",
                     pytrace=False)
     return DEMO_PASSWORD
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked ``runs_last`` (the API fuzzer, which changes whatever it is allowed to)
+    run after every other test of the session, whatever their file names."""
+    items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)

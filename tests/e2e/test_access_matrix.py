@@ -1554,6 +1554,96 @@ class World:
                        {"username": username, "password": password})["access_token"]
 
 
+# --- writes on other agents' and other institutions' objects ------------------------------------
+# Out of reach answers exactly like missing, for a write as for a read: a correction of an
+# entry on gestor2's institution-1 account (logged by admin) and the triage of a message
+# already on that account, next to the reads of the same objects. Whoever may read them
+# gets the write's own answer (an unknown result code: 422; not the author nor a manager:
+# 403; already assigned: 409), so nothing changes; whoever may not gets 404 (gestor1
+# used to get 403 and 409, telling the objects exist).
+
+
+def _others(w) -> dict:
+    """Admin's note on gestor2's institution-1 account, and an inbound message already
+    assigned to that account (a row in a throwaway institution-1 mailbox)."""
+    if getattr(w, "others", None) is None:
+        admin = w.tokens["admin"]
+        account_id, debtor_id = _portfolio(w)["i1_gestor2"]
+        note = w.ok("POST", "/api/v1/activities", admin, {
+            "account_id": account_id, "kind": "note", "started_at": _now_iso(),
+            "description": f"Matriz {RUN} ajena"})
+        mailbox = w.ok("POST", "/api/v1/mailboxes", admin, {
+            "institution_id": 1, "name": f"Matriz {RUN} ajeno", "address": "matriz1@recaudo.test",
+            "imap_host": "127.0.0.1", "imap_port": 1, "imap_tls": False,
+            "imap_user": "matriz", "imap_password": "matriz-clave", "smtp_host": "127.0.0.1",
+            "smtp_port": 1, "smtp_security": "none"})
+        engine = create_engine(settings().database_url)
+        with engine.begin() as conn:
+            inbound = conn.execute(text(
+                "INSERT INTO messaging.inbound_messages (mailbox_id, institution_id, uidvalidity,"
+                " uid, message_id, subject, state, matched_by, debtor_id, account_id) VALUES "
+                "(:m, 1, 1, 1, :mid, 'Matriz', 'assigned', 'manual', :d, :a) RETURNING id"),
+                {"m": mailbox["id"], "mid": f"<matriz-{RUN}@recaudo.test>", "d": debtor_id,
+                 "a": account_id}).scalar_one()
+        engine.dispose()
+        w.others = {"note": note["id"], "account": account_id, "mailbox": mailbox["id"],
+                    "inbound": inbound}
+    return w.others
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_others_mailbox(world):
+    yield
+    if getattr(world, "others", None) is not None:
+        engine = create_engine(settings().database_url)
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM messaging.inbound_messages WHERE mailbox_id = :m"),
+                         {"m": world.others["mailbox"]})
+            conn.execute(text("DELETE FROM messaging.mailboxes WHERE id = :m"),
+                         {"m": world.others["mailbox"]})
+        engine.dispose()
+
+
+def _corrects(institution_id: int, assigned_to: str) -> Rule:
+    """A correction of admin's entry on that account: read it first (else 404), then be
+    its author's manager (activities.manage; else 403), then the body (422)."""
+    reads = PORTFOLIO_RULES.reads(institution_id, assigned_to, 422, permission=ACT_LOG)
+
+    def decide(who: Who) -> int:
+        status = reads(who)
+        if status == 422 and ACT_MANAGE not in who.permissions:
+            return 403
+        return status
+
+    return Rule(decide, label=f"corrects({institution_id}, {assigned_to})")
+
+
+TABLE.extend([
+    Row("activities.get.others-i1", "GET", "/api/v1/activities/{activity_id}", None,
+        PORTFOLIO_RULES.reads(1, "gestor2", permission=ACT_READ),
+        params=lambda w: {"activity_id": _others(w)["note"]}),
+    Row("activities.correct.others-i1", "POST", "/api/v1/activities/{activity_id}/corrections",
+        lambda w, uniq: {"kind": "call", "started_at": _now_iso(),
+                         "result_code": "MATRIZNOEXISTE"},
+        _corrects(1, "gestor2"), params=lambda w: {"activity_id": _others(w)["note"]}),
+    Row("messaging.inbound.get.others-i1", "GET", "/api/v1/inbound-messages/{inbound_id}", None,
+        PORTFOLIO_RULES.reads(1, "gestor2", permission=MSG_SEND),
+        params=lambda w: {"inbound_id": _others(w)["inbound"]}),
+    Row("messaging.inbound.assign.others-i1", "POST",
+        "/api/v1/inbound-messages/{inbound_id}/assign",
+        lambda w, uniq: {"account_id": _others(w)["account"]},
+        PORTFOLIO_RULES.reads(1, "gestor2", 409, permission=MSG_SEND),
+        params=lambda w: {"inbound_id": _others(w)["inbound"]}),
+    Row("rpc.activities.correct_activity.others-i1", "RPC", "activities.correct_activity",
+        lambda w, uniq: [_others(w)["note"], {"kind": "call", "started_at": _now_iso(),
+                                              "result_code": "MATRIZNOEXISTE"}],
+        _corrects(1, "gestor2")),
+    Row("rpc.messaging.assign_inbound.others-i1", "RPC", "messaging.assign_inbound",
+        lambda w, uniq: [_others(w)["inbound"], {"account_id": _others(w)["account"]}],
+        PORTFOLIO_RULES.reads(1, "gestor2", 409, permission=MSG_SEND)),
+])
+
+
 @pytest.fixture(scope="module")
 def world(stack, demo_users):
     """Tokens and identities of every column, and the throwaways the rows act on

@@ -485,6 +485,46 @@ def test_the_contact_policy_refuses_and_an_admin_overrides_on_the_record(
     assert "Orden judicial" in activities_of(engine, D2)[-1]["description"]
 
 
+def test_mailbox_search_with_an_ancient_date_and_accents_is_answered(admin, gestor, mail,
+                                                                       imap_server, smtp_sink):
+    """Year 1 used to go out as ``01-Jan-1`` (refused by the server), and the retry without
+    CHARSET could not encode "señor": a server error. Dates now go in IMAP's own form and
+    a search never loses its accents."""
+    box = admin.save_mailbox(mailbox_data(imap_server, smtp_sink))
+    mail.append("INBOX", email("ana@cliente.test", "Convenio del señor Peña", "Pagaré el lunes"))
+    found = gestor.search_mailbox(box["id"], {"subject": "señor", "since": "0001-01-01",
+                                              "before": "9999-12-31"})
+    assert found["total"] == 1 and found["items"][0]["subject"] == "Convenio del señor Peña"
+    assert gestor.search_mailbox(box["id"], {"text": "ñandú", "before": "0001-01-01"}
+                                 )["total"] == 0
+
+
+def test_an_unknown_institution_is_refused_and_nothing_is_stored(admin, imap_server, smtp_sink,
+                                                                 engine):
+    """Messaging keeps the portfolio's institution ids: it asks the portfolio first."""
+    for save, data in (
+            (admin.save_template, {**TEMPLATE, "institution_id": 999_999}),
+            (admin.save_pattern, {"institution_id": 999_999, "name": "Folio",
+                                  "target": "account_number", "regex": r"F-(\d+)"}),
+            (admin.save_mailbox, mailbox_data(imap_server, smtp_sink, institution_id=999_999))):
+        with pytest.raises(NotFound) as err:
+            save(data)
+        assert err.value.fields == {"institution_id": ["No existe"]}
+    with pytest.raises(NotFound):
+        admin.save_settings(999_999, {"fax_domain": "fax.recaudo.test"})
+    for table in ("templates", "match_patterns", "mailboxes", "institution_settings"):
+        assert scalar(engine, f"SELECT count(*) FROM messaging.{table} "
+                              "WHERE institution_id = 999999") == 0
+
+
+def test_a_number_beyond_its_column_is_refused_not_a_crash(admin):
+    """The gateway bounds what it reads; a number that slips past still answers 422
+    (``Database.session`` turns PostgreSQL's out-of-range error into InvalidInput)."""
+    for call in (admin.get_template, admin.get_mailbox):
+        with pytest.raises(InvalidInput):
+            call(2 ** 40)
+
+
 def test_bad_input_is_a_clear_error_that_writes_nothing(admin, gestor, imap_server, smtp_sink,
                                                          engine):
     _, template = _setup_sending(admin, imap_server, smtp_sink)

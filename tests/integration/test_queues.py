@@ -153,9 +153,24 @@ def world(saved_tables, engine):
 
 
 @pytest.fixture
-def queues_service(world, container_factory, rabbit_config):
+def institutions(engine):
+    """Institutions 1 and 2 in the portfolio (a strategy's institution is checked with the
+    portfolio before it is saved), added when missing and removed after."""
+    added = [i for i in (1, 2)
+             if not sql(engine, "SELECT 1 FROM portfolio.institutions WHERE id = :i", i=i)]
+    for i in added:
+        sql(engine, "INSERT INTO portfolio.institutions (id, code, name) VALUES (:i, :c, :n)",
+            i=i, c=f"QTEST{i}", n=f"Institución de prueba {i}")
+    yield
+    for i in added:
+        sql(engine, "DELETE FROM portfolio.institutions WHERE id = :i", i=i)
+
+
+@pytest.fixture
+def queues_service(world, institutions, container_factory, rabbit_config):
     container = container_factory(QueuesService, rabbit_config)
     container.start()
+    container_factory(QuietPortfolioService, rabbit_config).start()
     return container
 
 
@@ -812,13 +827,9 @@ PORTFOLIO_IDS = [BASE + k for k in range(1, 9)]
 
 
 @pytest.fixture
-def portfolio_rows(world, engine):
+def portfolio_rows(world, institutions, engine):
     """Debtors and accounts in the portfolio's tables with the ids of eight of the synthetic
     accounts (institution 1 must exist there), removed after."""
-    added_institution = not sql(engine, "SELECT 1 FROM portfolio.institutions WHERE id = 1")
-    if added_institution:
-        sql(engine, "INSERT INTO portfolio.institutions (id, code, name) "
-                    "VALUES (1, 'QTEST', 'Institución de prueba')")
     with engine.begin() as conn:
         conn.execute(text("""
             INSERT INTO portfolio.debtors (id, institution_id, customer_number, name, time_zone)
@@ -841,8 +852,6 @@ def portfolio_rows(world, engine):
                      {"ids": PORTFOLIO_IDS})
         conn.execute(text("DELETE FROM portfolio.debtors WHERE id = ANY(:ids)"),
                      {"ids": PORTFOLIO_IDS})
-        if added_institution:
-            conn.execute(text("DELETE FROM portfolio.institutions WHERE id = 1"))
 
 
 class QuietPortfolioService(PortfolioService):
@@ -853,8 +862,7 @@ class QuietPortfolioService(PortfolioService):
 
 
 def test_apply_emits_events_and_the_portfolio_follows_the_collectors(
-        supervisor, portfolio_rows, container_factory, rabbit_config, engine):
-    container_factory(QuietPortfolioService, rabbit_config).start()
+        supervisor, portfolio_rows, engine):
     strategy_id, (q,) = strategy(supervisor, "Con eventos", [queue("Todas")])
     result = supervisor.apply_strategy(strategy_id)
 
@@ -883,10 +891,9 @@ def test_apply_emits_events_and_the_portfolio_follows_the_collectors(
 
 
 def test_accounts_changed_upserts_the_facts_once_per_event(
-        queues_service, portfolio_rows, container_factory, rabbit_config, rpc_proxy, engine):
+        queues_service, portfolio_rows, rabbit_config, rpc_proxy, engine):
     """The real producer writes the event (portfolio.update_account, relay off); the test
     publishes that very payload, twice, as the relay would after a crash."""
-    container_factory(QuietPortfolioService, rabbit_config).start()
     editor = rpc_proxy(signed(SUPERVISOR, {"portfolio.read", "portfolio.read_all",
                                            "portfolio.write"}, institutions=None)).portfolio
     dispatch = event_dispatcher(rabbit_config)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask_smorest import Api as _Api
 
 from .. import errors
+from . import openapi
 from .activities import blp as activities_blp, calendar_blp
 from .admin import blp as admin_blp
 from .auth import blp as auth_blp
@@ -24,8 +25,19 @@ from .system import blp as system_blp
 
 
 class Api(_Api):
+    #: documented as answered: {"error": {"code", "message", "fields"}}
+    ERROR_SCHEMA = openapi.ErrorResponse
+
     def handle_http_exception(self, error):
         return errors.handle_http_exception(error)
+
+    def _init_spec(self, **kwargs):
+        super()._init_spec(**kwargs)
+        self.ma_plugin.converter.add_attribute_function(openapi.decimal_as_string)
+
+    def _register_responses(self):
+        super()._register_responses()
+        openapi.describe_error_responses(self.spec)
 
 
 class _LazyApi:
@@ -39,6 +51,7 @@ class _LazyApi:
                           activities_blp, calendar_blp, documents_blp, reports_blp, messaging_blp,
                           schedules_blp, campaigns_blp):
             instance.register_blueprint(blueprint)
+        openapi.add_error_responses(instance.spec)
         instance.spec.components.security_scheme(
             "bearer", {"type": "http", "scheme": "bearer",
                        "description": "Token de /api/v1/auth/token o llave de API (rk_…)"})

@@ -15,18 +15,19 @@ credential and the service checks it.
 from __future__ import annotations
 
 from flask import Response, request, url_for
-from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from activities.schemas import (ActivityOut, ActivityWrite, AgendaOut, AgendaQuery,
                                 AgendaWrite, CorrectionWrite, Delegate, DisputeOut,
                                 DisputeResolve, DisputeWrite, HistoryQuery, InstalmentOut,
                                 OverdueQuery, ProductivityQuery, PromiseOut, ResultCodeOut,
                                 ResultCodeWrite, SettingsOut, SettingsWrite)
-from recaudo_common.validation import page_schema
+from recaudo_common.validation import Schema, page_schema
 
 from .. import auth
 from ..rpc import rpc
+from .openapi import file_response
+from .query import Blueprint, query_args
 from .queues import _plain
 
 blp = Blueprint("activities", __name__, url_prefix="/api/v1",
@@ -44,19 +45,6 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 def _body():
     return request.get_json(silent=True) or {}
-
-
-def _query(schema) -> dict:
-    """The query string as the service takes it: the schema's own fields (webargs has
-    already validated them) as text, lists as every value given."""
-    known = schema().fields
-    out = {}
-    for name, field in known.items():
-        if name not in request.args:
-            continue
-        out[name] = request.args.getlist(name) if isinstance(field, fields.List) \
-            else request.args[name]
-    return out
 
 
 # --- documentation of the answers ----------------------------------------------------------
@@ -195,7 +183,7 @@ def get_activity(activity_id):
 def account_history(_, account_id):
     """Historial de gestiones de la cuenta, de la más reciente a la más antigua."""
     with rpc() as proxy:
-        return _plain(proxy.activities.account_history(account_id, _query(HistoryQuery)))
+        return _plain(proxy.activities.account_history(account_id, query_args(HistoryQuery)))
 
 
 @blp.route("/accounts/<int:account_id>/chain", methods=["GET"])
@@ -309,7 +297,7 @@ def account_disputes(account_id):
 def overdue_disputes(_):
     """Aclaraciones abiertas que pasaron su fecha límite, la más atrasada primero."""
     with rpc() as proxy:
-        return _plain(proxy.activities.overdue_disputes(_query(OverdueQuery)))
+        return _plain(proxy.activities.overdue_disputes(query_args(OverdueQuery)))
 
 
 # --- the agenda -------------------------------------------------------------------------------------
@@ -321,7 +309,7 @@ def agenda_for(_):
     """Pendientes (llamadas y visitas) de un rango de días: los suyos, los de un gestor de
     su equipo (``agent_id``) o los de un equipo (``team_id``)."""
     with rpc() as proxy:
-        return _plain(proxy.activities.agenda_for(_query(AgendaQuery)))
+        return _plain(proxy.activities.agenda_for(query_args(AgendaQuery)))
 
 
 @blp.route("/agenda", methods=["POST"])
@@ -371,8 +359,8 @@ def revoke_ics_token():
 
 
 @calendar_blp.route("/<token>.ics", methods=["GET"])
-@calendar_blp.alt_response(200, description="text/calendar (RFC 5545)")
-@calendar_blp.alt_response(404, description="Token desconocido o revocado")
+@calendar_blp.doc(security=[])    # public: the token in the path is the key
+@calendar_blp.doc(responses={"200": file_response("Su agenda (RFC 5545)", "text/calendar")})
 def ics_feed(token):
     """Su agenda en formato iCalendar; la dirección privada es la credencial."""
     with auth.anonymous_rpc() as proxy:
@@ -393,4 +381,4 @@ def productivity(_):
     promesas cumplidas y monto recuperado. Quien tiene reports.view ve a todos los de sus
     instituciones; un supervisor, a su equipo; los demás, lo suyo."""
     with rpc() as proxy:
-        return _plain(proxy.activities.productivity(_query(ProductivityQuery)))
+        return _plain(proxy.activities.productivity(query_args(ProductivityQuery)))

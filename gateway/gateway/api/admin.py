@@ -7,15 +7,16 @@ and reach (the gateway is never the only guard).
 from __future__ import annotations
 
 from flask import request
-from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from auth.schemas import (ApiKeyCreate, ApiKeyOut, AuditOut, AuditQuery, PasswordReset,
                           ProfileCreate, ProfileOut, ProfileUpdate, TeamOut, TeamWrite,
                           UserCreate, UserOut, UserQuery, UserUpdate)
+from recaudo_common.validation import Schema
 
 from .. import auth
 from ..rpc import rpc
+from .query import Blueprint, query_args
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1",
                 description="Usuarios, perfiles, equipos, llaves de API y bitácora de seguridad")
@@ -56,7 +57,7 @@ def permissions():
 def list_users(_):
     """Usuarios a su alcance; búsqueda, filtro por perfil y estado, orden y paginación."""
     with rpc() as proxy:
-        return proxy.auth.list_users(request.args.to_dict())
+        return proxy.auth.list_users(query_args(UserQuery))
 
 
 @blp.route("/users", methods=["POST"])
@@ -192,4 +193,4 @@ def revoke_api_key(key_id):
 def list_audit(_):
     """Bitácora de seguridad con filtros por acción, usuario y fechas."""
     with rpc() as proxy:
-        return proxy.auth.list_audit(request.args.to_dict())
+        return proxy.auth.list_audit(query_args(AuditQuery))

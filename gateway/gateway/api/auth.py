@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from flask import g, request
-from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from auth.schemas import Credentials, MyAccountUpdate, PasswordChange, UserOut
+from recaudo_common.validation import Schema
 
 from .. import auth
 from ..rpc import rpc
+from .query import Blueprint
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth",
                 description="Autenticación de la app móvil y de socios")
@@ -26,6 +27,9 @@ class RefreshRequest(Schema):
 
 
 @blp.route("/token", methods=["POST"])
+@blp.doc(security=[])    # public: no token
+@blp.alt_response(401, response="UNAUTHORIZED")
+@blp.alt_response(429, response="TOO_MANY_REQUESTS")
 @blp.arguments(Credentials)
 @blp.alt_response(200, schema=TokenPair)
 def token(credentials):
@@ -36,6 +40,8 @@ def token(credentials):
 
 
 @blp.route("/refresh", methods=["POST"])
+@blp.doc(security=[])    # public: no token
+@blp.alt_response(401, response="UNAUTHORIZED")
 @blp.arguments(RefreshRequest)
 @blp.alt_response(200, schema=TokenPair)
 def refresh(body):

@@ -11,13 +11,14 @@ Amounts are answered as decimal text.
 from __future__ import annotations
 
 from flask import request
-from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
+from recaudo_common.validation import Schema
 
 from queues.schemas import CampaignOut, CampaignPreviewOf, CampaignWrite
 
 from .. import auth
 from ..rpc import rpc
+from .query import Blueprint
 from .queues import _plain
 
 blp = Blueprint("campaigns", __name__, url_prefix="/api/v1",

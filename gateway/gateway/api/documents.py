@@ -10,7 +10,6 @@ again, enforces permissions and scope (a document outside the caller's reach ans
 from __future__ import annotations
 
 from flask import request, url_for
-from flask_smorest import Blueprint
 from marshmallow import fields
 
 from documents.schemas import (AccessOut, DocumentOut, DownloadOut, FolderQuery, LinkCreated,
@@ -19,7 +18,8 @@ from recaudo_common.validation import PageQuery, page_schema
 
 from .. import auth
 from ..rpc import rpc
-from .activities import _body, _query
+from .query import Blueprint, query_args
+from .activities import _body
 
 blp = Blueprint("documents", __name__, url_prefix="/api/v1",
                 description="Documentos: el expediente de cada deudor en el almacén de objetos "
@@ -72,7 +72,7 @@ def complete_upload(upload_id):
 def folder(_, debtor_id):
     """El expediente del deudor: sus documentos con sus versiones (la más reciente primero)."""
     with rpc() as proxy:
-        return proxy.documents.folder(debtor_id, _query(FolderQuery))
+        return proxy.documents.folder(debtor_id, query_args(FolderQuery))
 
 
 @blp.route("/documents/<int:document_id>", methods=["GET"])
@@ -108,7 +108,7 @@ def create_share_link(_):
 def list_share_links(_):
     """Las ligas de sus instituciones (``state=all`` incluye vencidas y revocadas)."""
     with rpc() as proxy:
-        return proxy.documents.list_share_links(_query(LinkQuery))
+        return proxy.documents.list_share_links(query_args(LinkQuery))
 
 
 @blp.route("/share-links/<int:link_id>/revoke", methods=["POST"])
@@ -124,7 +124,7 @@ def revoke_share_link(link_id):
 def share_link_accesses(_, link_id):
     """Bitácora de la liga: cada intento de uso, permitido o no (cuándo, desde dónde, qué)."""
     with rpc() as proxy:
-        return proxy.documents.share_link_accesses(link_id, _query(PageQuery))
+        return proxy.documents.share_link_accesses(link_id, query_args(PageQuery))
 
 
 @blp.route("/shared-documents", methods=["GET"])
@@ -133,4 +133,4 @@ def share_link_accesses(_, link_id):
 def shared_documents(_):
     """Para el portal del acreedor: los documentos compartidos vigentes de su institución."""
     with rpc() as proxy:
-        return proxy.documents.shared_documents(_query(LinkQuery))
+        return proxy.documents.shared_documents(query_args(LinkQuery))

@@ -11,18 +11,18 @@ policy (409 with the reason; an admin overrides with ``override.justification``)
 from __future__ import annotations
 
 from flask import request
-from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from messaging.schemas import (Assign, InboundDetail, InboundOut, InboundQuery, MailboxOut,
                                MailboxWrite, OutboundDetail, OutboundOut, OutboundQuery,
                                PatternOut, PatternWrite, PreviewRequest, SearchQuery, SendEmail,
                                SendFax, MessagingSettingsOut, MessagingSettingsWrite, TemplateOut, TemplateWrite)
-from recaudo_common.validation import page_schema
+from recaudo_common.validation import Schema, page_schema
 
 from .. import auth
 from ..rpc import rpc
-from .activities import IDEMPOTENCY_HEADER, _body, _query
+from .query import Blueprint, query_args
+from .activities import IDEMPOTENCY_HEADER, _body
 from .queues import _plain
 
 blp = Blueprint("messaging", __name__, url_prefix="/api/v1",
@@ -159,7 +159,7 @@ def search_mailbox(_, mailbox_id):
     """Busca en el buzón con IMAP SEARCH en el servidor: remitente, asunto, texto, rango
     de fechas o un encabezado (se combinan con Y)."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.search_mailbox(mailbox_id, _query(SearchQuery)))
+        return _plain(proxy.messaging.search_mailbox(mailbox_id, query_args(SearchQuery)))
 
 
 # --- settings and patterns -------------------------------------------------------------------
@@ -287,7 +287,7 @@ def send_fax(_):
 def list_outbound(_):
     """Correos y faxes enviados con su estado de entrega (de un deudor, o todos)."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.list_outbound(_query(OutboundQuery)))
+        return _plain(proxy.messaging.list_outbound(query_args(OutboundQuery)))
 
 
 @blp.route("/messages/<int:message_id>", methods=["GET"])
@@ -305,7 +305,7 @@ def get_outbound(message_id):
 def list_inbound(_):
     """Correo recibido; ``state=unmatched`` es la bandeja de asignación."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.list_inbound(_query(InboundQuery)))
+        return _plain(proxy.messaging.list_inbound(query_args(InboundQuery)))
 
 
 @blp.route("/inbound-messages/<int:inbound_id>", methods=["GET"])

@@ -9,19 +9,20 @@ its answers, which these views only document.
 from __future__ import annotations
 
 from flask import Response, request
-from flask_smorest import Blueprint
 from flask_smorest.fields import Upload
-from marshmallow import EXCLUDE, Schema, fields
+from marshmallow import EXCLUDE, fields
 
 from portfolio.schemas import (AccountOut, AccountPage, AccountQuery, AccountUpdate,
                                DebtorView, ImportCreate, ImportCreated, ImportJobOut,
                                ImportJobPage, ImportProblemPage, ImportQuery, InstitutionOut,
                                LayoutOut, LayoutWrite, NotesUpdate, StatusOut, StatusWrite)
-from recaudo_common.validation import PageQuery
+from recaudo_common.validation import PageQuery, Schema
 
 from .. import auth, uploads
 from ..errors import error_body
 from ..rpc import rpc
+from .openapi import file_response
+from .query import Blueprint, query_args
 
 blp = Blueprint("portfolio", __name__, url_prefix="/api/v1",
                 description="Cartera: instituciones, estatus, cuentas, vista 360° del deudor "
@@ -31,13 +32,6 @@ blp.before_request(auth.require_api_user)
 
 def _body():
     return request.get_json(silent=True) or {}
-
-
-def _query(schema) -> dict:
-    """The query string as the service takes it: only the schema's own fields (webargs has
-    already validated them), as text (the service loads them itself)."""
-    known = schema().fields
-    return {k: v for k, v in request.args.items() if k in known}
 
 
 @blp.errorhandler(uploads.UploadFailed)
@@ -97,7 +91,7 @@ def list_accounts(_):
     filtros, orden y páginas. Un gestor ve sólo las cuentas asignadas a él; más de 10,000
     resultados se cuentan como «al menos» (``total_is_exact`` falso)."""
     with rpc() as proxy:
-        return proxy.portfolio.list_accounts(_query(AccountQuery))
+        return proxy.portfolio.list_accounts(query_args(AccountQuery))
 
 
 @blp.route("/accounts/<int:account_id>", methods=["GET"])
@@ -178,7 +172,7 @@ def update_layout(_, layout_id):
 def list_imports(_):
     """Importaciones recientes de las instituciones a su alcance."""
     with rpc() as proxy:
-        return proxy.portfolio.list_imports(_query(ImportQuery))
+        return proxy.portfolio.list_imports(query_args(ImportQuery))
 
 
 @blp.route("/imports", methods=["POST"])
@@ -194,6 +188,7 @@ def create_import(_):
 @blp.route("/imports/upload", methods=["POST"])
 @blp.arguments(ImportUpload, location="form", content_type="multipart/form-data")
 @blp.alt_response(202, schema=ImportJobOut)
+@blp.alt_response(502, response="BAD_GATEWAY")
 def upload_import(form):
     """Para clientes que no pueden subir a S3: el archivo va en un formulario multipart
     (``layout_id`` y ``file``, hasta 1 GiB); la pasarela lo transmite al almacén, inicia
@@ -231,8 +226,7 @@ def import_problems(query, job_id):
 
 
 @blp.route("/imports/<int:job_id>/report.csv", methods=["GET"])
-@blp.alt_response(200, description="Reporte CSV de los renglones rechazados",
-                  content_type="text/csv")
+@blp.doc(responses={"200": file_response("Reporte CSV de los renglones rechazados", "text/csv")})
 def import_report(job_id):
     """El reporte de validación en CSV (renglón, columna, problema)."""
     with rpc() as proxy:

@@ -15,14 +15,15 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from flask import request
-from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from queues.schemas import (MoveAccounts, QueueOut, Reassign, StrategyOut, StrategyWrite,
                             WorklistQuery)
+from recaudo_common.validation import Schema
 
 from .. import auth
 from ..rpc import rpc
+from .query import Blueprint
 
 blp = Blueprint("queues", __name__, url_prefix="/api/v1",
                 description="Filas de cobranza: estrategias, simulación y aplicación, tablero "

@@ -14,12 +14,14 @@ from __future__ import annotations
 from datetime import date
 
 from flask import Response, g, request
-from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
+from recaudo_common.validation import Schema
 
 from .. import auth, dashboards, reporting
 from ..errors import error_body
 from ..rpc import rpc
+from .openapi import file_response
+from .query import Blueprint
 from .queues import _plain
 
 blp = Blueprint("reports", __name__, url_prefix="/api/v1",
@@ -62,12 +64,57 @@ def _parameters(report: reporting.Report) -> list[dict]:
     return params
 
 
+_FIGURES = ("conteos como enteros; importes y tasas como texto decimal (\"1234.50\", "
+            "\"0.4521\"), null si no hay base para calcularlas")
+
+
 class ReportAnswer(Schema):
-    rows = fields.List(fields.Dict())
-    totals = fields.Dict()
+    """Every report's JSON: which keys a row and the totals have depends on the report and
+    its ``group_by`` (the catalogue, ``GET /reports``, names them)."""
+    rows = fields.List(fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True)),
+                       metadata={"description": "una fila por grupo: sus claves de grupo y "
+                                                "sus cifras (" + _FIGURES + ")"})
+    totals = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True),
+                         metadata={"description": "las cifras de todas las filas"})
     group_by = fields.List(fields.String())
-    date_from = fields.String()
-    date_to = fields.String()
+    date_from = fields.Date(metadata={"description": "reportes por periodo"})
+    date_to = fields.Date(metadata={"description": "reportes por periodo"})
+    as_of = fields.Date(metadata={"description": "reportes de fotografía (antigüedad)"})
+    snapshot_date = fields.Date(allow_none=True, metadata={
+        "description": "la fotografía usada: la más reciente hasta as_of (null si no hay)"})
+    buckets = fields.List(fields.String(), metadata={
+        "description": "las etapas de mora en orden (antigüedad, rodamiento)"})
+    months = fields.List(fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True)),
+                         metadata={"description": "rodamiento: una entrada por mes"})
+    assigned_on = fields.Date(allow_none=True, metadata={
+        "description": "campeona contra retadora: el día de la asignación comparada"})
+
+
+class HourCount(Schema):
+    hour = fields.Integer(required=True, metadata={"description": "0-23, hora local"})
+    activities = fields.Integer(required=True)
+
+
+class SupervisorDay(Schema):
+    day = fields.Date(required=True)
+    agents = fields.List(fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True)),
+                         required=True, metadata={
+        "description": "por gestor: su id y nombre y sus contadores del día (" + _FIGURES + ")"})
+    totals = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True),
+                         required=True, metadata={"description": "los contadores de todos"})
+    hours = fields.List(fields.Nested(HourCount), required=True)
+
+
+class InstitutionOverview(Schema):
+    institution_id = fields.Integer(allow_none=True, metadata={
+        "description": "null: todas las instituciones del usuario"})
+    date_from = fields.Date(required=True)
+    date_to = fields.Date(required=True)
+    aging = fields.Nested(ReportAnswer)
+    recovery = fields.Nested(ReportAnswer)
+    productivity = fields.Nested(ReportAnswer)
+    promises = fields.Nested(ReportAnswer)
+    disputes = fields.Nested(ReportAnswer)
 
 
 def answer(report: reporting.Report):
@@ -91,8 +138,10 @@ def _route(report: reporting.Report):
 
     view.__name__ = "report_" + report.key.replace("-", "_")
     view.__doc__ = f"{report.title}. {report.description}"
-    decorated = blp.doc(parameters=_parameters(report))(view)
-    decorated = blp.alt_response(200, schema=ReportAnswer)(decorated)
+    decorated = blp.doc(parameters=_parameters(report), responses={"200": file_response(
+        "El reporte: JSON, o el archivo del formato pedido",
+        *(reporting.MIME[fmt] for fmt in reporting.FORMATS if fmt != "json"),
+        json_schema=ReportAnswer)})(view)
     blp.route(f"/reports/{report.key}", methods=["GET"])(decorated)
 
 
@@ -123,6 +172,7 @@ def catalogue():
 
 
 @blp.route("/dashboards/supervisor", methods=["GET"])
+@blp.alt_response(200, schema=SupervisorDay)
 @blp.doc(parameters=[{"name": "day", "in": "query", "schema": {"type": "string", "format": "date"}},
                      {"name": "team_id", "in": "query", "schema": {"type": "integer"}},
                      {"name": "institution_id", "in": "query", "schema": {"type": "integer"}}])
@@ -135,6 +185,7 @@ def supervisor_day():
 
 
 @blp.route("/dashboards/institution", methods=["GET"])
+@blp.alt_response(200, schema=InstitutionOverview)
 @blp.doc(parameters=[{"name": "institution_id", "in": "query", "schema": {"type": "integer"}}])
 def institution_overview():
     """Resumen de una institución (o de todas las del usuario): antigüedad, recuperación y

@@ -9,13 +9,16 @@ from __future__ import annotations
 import base64
 
 from flask import Response, request
-from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from reports.schemas import RunOut, ScheduleOut
+from recaudo_common.reporting import FORMATS, MIME
+from recaudo_common.validation import Schema
 
 from .. import auth
 from ..rpc import rpc
+from .openapi import file_response
+from .query import Blueprint
 
 blp = Blueprint("report_schedules", __name__, url_prefix="/api/v1",
                 description="Envíos programados de reportes por correo (diarios, semanales, "
@@ -94,7 +97,8 @@ def list_runs(schedule_id):
 
 
 @blp.route("/report-runs/<int:run_id>/file", methods=["GET"])
-@blp.alt_response(200, description="El archivo de la ejecución")
+@blp.doc(responses={"200": file_response("El archivo de la ejecución",
+                                         *(MIME[f] for f in FORMATS if f != "json"))})
 def run_file(run_id):
     """El archivo que produjo una ejecución (se guardan las últimas diez)."""
     with rpc() as proxy:

@@ -1,13 +1,14 @@
 """System endpoints of the API: the platform's health, for monitors and partners."""
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import fields
 
 from recaudo_common.config import SERVICES
+from recaudo_common.validation import Schema
 
 from ..rpc import rpc
 from ..health import check_services
+from .query import Blueprint
 
 blp = Blueprint("system", __name__, url_prefix="/api/v1/system",
                 description="Estado de la plataforma")
@@ -18,7 +19,8 @@ class ServiceHealth(Schema):
     service = fields.String()
     database = fields.String()
     latency_ms = fields.Float()
-    error = fields.String()
+    object_store = fields.String(metadata={"description": "documentos: ok | failing"})
+    error = fields.String(metadata={"description": "el tipo de la falla"})
 
 
 class HealthReport(Schema):
@@ -29,6 +31,7 @@ class HealthReport(Schema):
 
 
 @blp.route("/health")
+@blp.doc(security=[])    # public: no token
 @blp.alt_response(200, schema=HealthReport)
 @blp.alt_response(503, schema=HealthReport, description="Uno o más servicios fallan")
 def health():
@@ -40,9 +43,11 @@ class Ping(Schema):
     service = fields.String(required=True)
     database = fields.String()
     latency_ms = fields.Float()
+    object_store = fields.String(metadata={"description": "documentos: ok | failing"})
 
 
 @blp.route("/ping/<any({services}):service>".format(services=",".join(SERVICES)))
+@blp.doc(security=[])    # public: no token
 @blp.alt_response(200, schema=Ping)
 def ping(service):
     """Una sola llamada al servicio indicado (RPC y su base de datos): para monitores."""

@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
+from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
 from recaudo_common.reporting import ReportQuery, group_field
-from recaudo_common.validation import Override, PageQuery
+from recaudo_common.validation import Override, PageQuery, Schema
 
 from .models import AGENDA_KINDS, DESCRIPTION_MAX, DIRECTIONS, DISPUTE_OUTCOMES, KINDS
 

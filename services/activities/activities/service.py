@@ -16,7 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
-from recaudo_common import contracts
+from recaudo_common import contracts, references
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from recaudo_common.service import ServiceBase, rpc
@@ -89,17 +89,28 @@ class ActivitiesService(ServiceBase):
         """Append a correction of an entry (the author, their supervisor or an admin)."""
         identity = self.caller.require("activities.log")
         data = load(CorrectionWrite(), data)
+        self._visible_activity(identity, activity_id)   # one it cannot read: like missing
         with self.db.session() as session:
             return log.correct_activity(session, self.db, identity, int(activity_id), data)
 
-    @rpc
-    def get_activity(self, activity_id):
-        identity = self.caller.require("activities.read")
+    def _visible_activity(self, identity, activity_id) -> Activity:
+        """The entry if the caller may read its account, else NotFound (no existence leak:
+        a write on it answers exactly as a read does)."""
         with self.db.session() as session:
             activity = session.get(Activity, int(activity_id))
             if activity is None or not identity.may_access_institution(activity.institution_id):
                 raise NotFound("Gestión no encontrada")
-        self._account(identity, activity.account_id)
+            session.expunge(activity)
+        try:
+            self._account(identity, activity.account_id)
+        except NotFound:
+            raise NotFound("Gestión no encontrada") from None
+        return activity
+
+    @rpc
+    def get_activity(self, activity_id):
+        identity = self.caller.require("activities.read")
+        activity = self._visible_activity(identity, activity_id)
         with self.db.session() as session:
             return log.describe(session, session.get(Activity, activity.id))
 
@@ -126,12 +137,19 @@ class ActivitiesService(ServiceBase):
 
     # --- the result-code catalogue and institution settings ----------------------------
 
+    def _catalogue(self, session, identity, institution_id: int) -> None:
+        """The institution's catalogue, made the first time: only for an institution the
+        portfolio knows (and the caller may see), so no orphan catalogue is ever kept."""
+        if session.get(InstitutionSettings, institution_id) is None:
+            references.require_institution(self.portfolio, identity, institution_id)
+            catalogue.ensure_catalogue(session, institution_id)
+
     @rpc
     def list_result_codes(self, institution_id, include_inactive=False):
         identity = self.caller.identity
         identity.require_institution(institution_id)
         with self.db.session() as session:
-            catalogue.ensure_catalogue(session, institution_id)
+            self._catalogue(session, identity, institution_id)
             query = select(ResultCode).where(ResultCode.institution_id == institution_id)
             if not include_inactive:
                 query = query.where(ResultCode.active)
@@ -147,7 +165,7 @@ class ActivitiesService(ServiceBase):
         data = load(ResultCodeWrite(), data)
         identity.require_institution(data["institution_id"])
         with self.db.session() as session:
-            catalogue.ensure_catalogue(session, data["institution_id"])
+            self._catalogue(session, identity, data["institution_id"])
             clash = session.execute(select(ResultCode.id).where(
                 ResultCode.institution_id == data["institution_id"],
                 ResultCode.code == data["code"], ResultCode.id != (code_id or 0))).first()
@@ -171,6 +189,7 @@ class ActivitiesService(ServiceBase):
         identity = self.caller.identity
         identity.require_institution(institution_id)
         with self.db.session() as session:
+            self._catalogue(session, identity, institution_id)
             return SettingsOut().dump(catalogue.settings_of(session, institution_id))
 
     @rpc
@@ -179,6 +198,7 @@ class ActivitiesService(ServiceBase):
         identity.require_institution(institution_id)
         data = load(SettingsWrite(), data)
         with self.db.session() as session:
+            self._catalogue(session, identity, institution_id)
             settings = catalogue.settings_of(session, institution_id)
             for field, value in data.items():
                 setattr(settings, field, value)

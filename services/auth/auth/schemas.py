@@ -1,9 +1,9 @@
 """marshmallow schemas of the auth service's RPC inputs and outputs."""
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate, validates
+from marshmallow import ValidationError, fields, validate, validates
 
-from recaudo_common.validation import PageQuery
+from recaudo_common.validation import PageQuery, Schema
 
 from .audit import ACTIONS
 from .permissions import PERMISSIONS

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from marshmallow import Schema, fields, validate
+from marshmallow import fields, validate
+from nameko.rpc import RpcProxy
 
+from recaudo_common import references
 from recaudo_common.db import Database
 from recaudo_common.errors import InvalidInput, NotAuthenticated, NotFound, PermissionDenied, Throttled
 from recaudo_common.identity import ALL_PERMISSIONS, sign
 from recaudo_common.service import ServiceBase, rpc
-from recaudo_common.validation import load
+from recaudo_common.validation import Schema, load
 
 from . import audit, authentication, directory
 from .authentication import Caller
@@ -50,6 +52,8 @@ def _users_out(session, users: list[User]) -> list[dict]:
 class AuthService(ServiceBase):
     name = "auth"
     db = Database(Base)
+    #: to check the institutions a user is given exist (the portfolio owns them)
+    portfolio = RpcProxy("portfolio")
 
     # --- establishing identity ------------------------------------------------------
 
@@ -211,6 +215,7 @@ class AuthService(ServiceBase):
         data = load(UserCreate(), data)
         with self._session() as session:
             user = directory.create_user(session, identity, data)
+            references.require_institutions(self.portfolio, data["institutions"])
             self._user_changed(session, user)
             return UserOut().dump(user)
 
@@ -220,6 +225,7 @@ class AuthService(ServiceBase):
         data = load(UserUpdate(), data)
         with self._session() as session:
             user = directory.update_user(session, identity, user_id, data)
+            references.require_institutions(self.portfolio, data.get("institutions"))
             self._user_changed(session, user)
             return UserOut().dump(user)
 

@@ -21,13 +21,16 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import psycopg.waiting
+from psycopg.errors import NumericValueOutOfRange
 from nameko.extensions import DependencyProvider
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .config import settings
 from .contracts import schema_for
+from .errors import InvalidInput
 from .outbox import OutboxRelay
 
 
@@ -111,6 +114,14 @@ class ServiceDatabase:
             yield session
         except commit_on:
             session.commit()
+            raise
+        except DataError as exc:
+            session.rollback()
+            if isinstance(exc.orig, NumericValueOutOfRange):
+                # the gateway bounds every number it reads (``validation.Schema``,
+                # ``gateway.boundary``); one that slipped past names no row: refused, not a crash
+                raise InvalidInput("Número fuera de rango", {"_schema": [
+                    "Un número excede el rango de su columna"]}) from None
             raise
         except BaseException:
             session.rollback()

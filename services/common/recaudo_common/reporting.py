@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from .validation import Schema
 
 #: the longest range a report covers (a year and a day: a leap year's full year)
 MAX_RANGE_DAYS = 366

@@ -1,9 +1,62 @@
-"""Loading RPC input through marshmallow schemas, with errors every caller understands."""
+"""Loading RPC input through marshmallow schemas, with errors every caller understands.
+
+Every input schema derives from this module's ``Schema``: it bounds each integer field
+(and each integer in a list) to the PostgreSQL column it ends in, so a number out of
+range answers 422 naming the field instead of a database error. Which integers are
+64-bit is decided by name once, in ``BIGINT_NAMES`` (a test checks it against every
+service's models); every other integer is PostgreSQL's 32-bit ``integer``.
+"""
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
+import marshmallow
+from marshmallow import RAISE, ValidationError, fields, pre_load, validate
 
 from .errors import InvalidInput
+
+INT4 = (-(2 ** 31), 2 ** 31 - 1)
+INT8 = (-(2 ** 63), 2 ** 63 - 1)
+
+#: ids stored as ``bigint``: those of the bulk tables and what refers to them; every
+#: other integer is an ``integer`` (or has a narrower range of its own, like sizes)
+BIGINT_NAMES = frozenset({
+    "account_id", "debtor_id", "activity_id", "corrects_id", "promise_id", "dispute_id",
+    "item_id", "movement_id", "document_id", "version_id", "link_id", "access_id",
+    "message_id", "outbound_id", "inbound_id", "job_id", "import_job_id", "problem_id",
+    "phone_id", "email_id", "address_id", "guarantor_id"})
+
+OUT_OF_RANGE = "Fuera de rango: entre {min} y {max}"
+
+
+def int_range(name: str | None) -> tuple[int, int]:
+    """The (lowest, highest) value the integer called ``name`` may take."""
+    return INT8 if name in BIGINT_NAMES else INT4
+
+
+def _singular(name: str) -> str:
+    return name[:-1] if name.endswith("s") else name
+
+
+def bound_integers(name: str, field: fields.Field) -> None:
+    """Add the column's range to ``field`` (an integer, or a list of integers) unless a
+    narrower one is already there."""
+    if isinstance(field, fields.List):
+        bound_integers(_singular(name), field.inner)
+        return
+    if not isinstance(field, fields.Integer):
+        return
+    low, high = int_range(name)
+    for rule in field.validators:
+        if isinstance(rule, validate.Range) and rule.min is not None and rule.max is not None \
+                and rule.min >= low and rule.max <= high:
+            return
+    field.validators = [*field.validators, validate.Range(min=low, max=high, error=OUT_OF_RANGE)]
+
+
+class Schema(marshmallow.Schema):
+    """The base of every input schema: integers bounded to their column's range."""
+
+    def on_bind_field(self, field_name: str, field_obj: fields.Field) -> None:
+        bound_integers(field_obj.data_key or field_name, field_obj)
 
 
 def load(schema: Schema, data, *, partial: bool = False) -> dict:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from marshmallow import Schema, ValidationError, fields, post_load, validate
+from marshmallow import ValidationError, fields, post_load, validate
 
-from recaudo_common.validation import PageQuery
+from recaudo_common.validation import PageQuery, Schema
 
 from .models import CATEGORIES
 

@@ -3,15 +3,25 @@
 The criteria become one SEARCH command (AND of FROM, SUBJECT, TEXT, SINCE, BEFORE,
 HEADER), so the server does the work; only the newest ``limit`` matches' envelopes
 are fetched. Values go as IMAP strings (imapclient quotes them; control characters
-are refused by the schema), in UTF-8 when the server takes CHARSET.
+are refused by the schema), in UTF-8 when the server takes CHARSET; a server without it
+is asked again in ASCII only when every value is ASCII. Dates go in IMAP's own form
+(``07-Dec-0001``: English month, four-digit year, whatever the year or the locale).
 """
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from imapclient.exceptions import IMAPClientError
 
 from . import mailsync
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def imap_date(day: date) -> bytes:
+    """RFC 3501's date (``date-day "-" date-month "-" date-year``, a 4-digit year)."""
+    return f"{day.day:02d}-{_MONTHS[day.month - 1]}-{day.year:04d}".encode("ascii")
 
 
 def criteria(query: dict) -> list:
@@ -23,12 +33,17 @@ def criteria(query: dict) -> list:
     if query.get("text"):
         out += ["TEXT", query["text"]]
     if query.get("since"):
-        out += ["SINCE", query["since"]]
-    if query.get("before"):   # inclusive for the user: IMAP's BEFORE is exclusive
-        out += ["BEFORE", query["before"] + timedelta(days=1)]
+        out += ["SINCE", imap_date(query["since"])]
+    if query.get("before") and query["before"] < date.max:   # date.max: no limit at all
+        # inclusive for the user: IMAP's BEFORE is exclusive
+        out += ["BEFORE", imap_date(query["before"] + timedelta(days=1))]
     if query.get("header_name"):
         out += ["HEADER", query["header_name"], query.get("header_value") or ""]
     return out
+
+
+def _ascii(value) -> bool:
+    return value.isascii() if isinstance(value, (str, bytes)) else True
 
 
 def _text(value) -> str:
@@ -57,10 +72,15 @@ def search(mailbox, query: dict) -> dict:
     try:
         try:
             client.select_folder(mailbox.imap_folder, readonly=True)
+            asked = criteria(query)
+            if not asked:   # only a "before" of the last day there is: everything
+                asked = ["ALL"]
             try:
-                uids = client.search(criteria(query), charset="UTF-8")
+                uids = client.search(asked, charset="UTF-8")
             except IMAPClientError:
-                uids = client.search(criteria(query))
+                if not all(_ascii(value) for value in asked):
+                    raise
+                uids = client.search(asked)
         except IMAPClientError as exc:
             raise mailsync.MailError(f"El servidor rechazó la búsqueda: {exc}") from None
         uids = sorted(uids, reverse=True)

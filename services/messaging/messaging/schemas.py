@@ -7,9 +7,9 @@ no output schema has them.
 """
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
-from recaudo_common.validation import Override, PageQuery
+from recaudo_common.validation import Override, PageQuery, Schema
 
 from . import parsing
 from .models import INBOUND_STATES, OUTBOUND_STATES, PATTERN_TARGETS, SMTP_SECURITY

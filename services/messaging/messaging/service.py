@@ -23,7 +23,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
-from recaudo_common import contact_policy
+from recaudo_common import contact_policy, references
 from recaudo_common.acting import ActingRpc
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound
@@ -197,7 +197,7 @@ class MessagingService(ServiceBase):
         """Create or edit a mailbox; passwords are encrypted, an empty one keeps the old."""
         identity = self.caller.require("messaging.manage")
         data = load(MailboxWrite(), data)
-        identity.require_institution(data["institution_id"])
+        references.require_institution(self.portfolio, identity, data["institution_id"])
         with self.db.session() as session:
             clash = session.execute(select(Mailbox.id).where(
                 Mailbox.institution_id == data["institution_id"], Mailbox.name == data["name"],
@@ -373,7 +373,7 @@ class MessagingService(ServiceBase):
     @rpc
     def save_settings(self, institution_id, data):
         identity = self.caller.require("messaging.manage")
-        identity.require_institution(institution_id)
+        references.require_institution(self.portfolio, identity, institution_id)
         data = load(MessagingSettingsWrite(), data)
         with self.db.session() as session:
             if data.get("default_mailbox_id") is not None:
@@ -404,7 +404,7 @@ class MessagingService(ServiceBase):
     def save_pattern(self, data, pattern_id=None):
         identity = self.caller.require("messaging.manage")
         data = load(PatternWrite(), data)
-        identity.require_institution(data["institution_id"])
+        references.require_institution(self.portfolio, identity, data["institution_id"])
         parsing.check_pattern(data["regex"])
         with self.db.session() as session:
             if pattern_id is None:
@@ -460,7 +460,7 @@ class MessagingService(ServiceBase):
         """Create or edit a template; one that uses an unknown field is refused here."""
         identity = self.caller.require("messaging.manage")
         data = load(TemplateWrite(), data)
-        identity.require_institution(data["institution_id"])
+        references.require_institution(self.portfolio, identity, data["institution_id"])
         templates.validate_sources(data)
         with self.db.session() as session:
             clash = session.execute(select(Template.id).where(
@@ -848,13 +848,21 @@ class MessagingService(ServiceBase):
     @rpc
     def get_inbound(self, inbound_id):
         identity = self.caller.require("messaging.send")
+        return self._visible_inbound(identity, inbound_id)
+
+    def _visible_inbound(self, identity, inbound_id) -> dict:
+        """The message as the caller may read it, or NotFound: within their institutions,
+        and once on a debtor, only for who may read that debtor."""
         with self.db.session() as session:
             row = session.get(InboundMessage, inbound_id) if isinstance(inbound_id, int) else None
             if row is None or not identity.may_access_institution(row.institution_id):
                 raise NotFound("Mensaje no encontrado")
             out = InboundDetail().dump(row)
         if out["debtor_id"] is not None and not identity.has("portfolio.read_all"):
-            self.portfolio.get_debtor(out["debtor_id"])   # theirs to read, or NotFound
+            try:
+                self.portfolio.get_debtor(out["debtor_id"])   # theirs to read, or NotFound
+            except NotFound:
+                raise NotFound("Mensaje no encontrado") from None
         return out
 
     @rpc
@@ -863,10 +871,10 @@ class MessagingService(ServiceBase):
         inbound email activity by them, its attachments become documents."""
         identity = self.caller.require("messaging.send")
         data = load(Assign(), data)
+        # one the caller cannot read answers like missing, before saying it is taken
+        self._visible_inbound(identity, inbound_id)
         with self.db.session() as session:
-            row = session.get(InboundMessage, inbound_id) if isinstance(inbound_id, int) else None
-            if row is None or not identity.may_access_institution(row.institution_id):
-                raise NotFound("Mensaje no encontrado")
+            row = session.get(InboundMessage, inbound_id)
             if row.state != "unmatched":
                 raise Conflict("El mensaje ya fue asignado", {"state": [row.state]})
             session.expunge(row)

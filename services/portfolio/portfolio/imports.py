@@ -308,7 +308,7 @@ def save_layout(session: Session, identity: Identity, data: dict,
     """``data`` went through ``schemas.LayoutWrite`` (which calls ``layout_problems``)."""
     identity.require_institution(data["institution_id"])
     if session.get(Institution, data["institution_id"]) is None:
-        raise NotFound("Institución no encontrada")
+        raise NotFound("Institución no encontrada", {"institution_id": ["No existe"]})
     clash = session.execute(select(ImportLayout.id).where(
         ImportLayout.institution_id == data["institution_id"],
         ImportLayout.name == data["name"], ImportLayout.id != (layout_id or 0))).first()

@@ -1,10 +1,10 @@
 """marshmallow schemas of the portfolio service's RPC inputs and outputs."""
 from datetime import date
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
 from recaudo_common.reporting import DateRange, group_field
-from recaudo_common.validation import PageQuery, page_schema
+from recaudo_common.validation import PageQuery, Schema, page_schema
 
 from . import imports as _imports
 from .models import STAGES

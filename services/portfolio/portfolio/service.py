@@ -69,6 +69,8 @@ class PortfolioService(ServiceBase):
         data = load(StatusWrite(), data)
         identity.require_institution(data["institution_id"])
         with self.db.session() as session:
+            if session.get(Institution, data["institution_id"]) is None:
+                raise NotFound("Institución no encontrada", {"institution_id": ["No existe"]})
             clash = session.execute(select(Status.id).where(
                 Status.institution_id == data["institution_id"], Status.code == data["code"],
                 Status.id != (status_id or 0))).first()

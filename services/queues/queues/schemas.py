@@ -1,8 +1,8 @@
 """marshmallow schemas of the queues service's RPC inputs and outputs."""
-from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
+from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
 from recaudo_common.reporting import ReportQuery, group_field
-from recaudo_common.validation import PageQuery
+from recaudo_common.validation import PageQuery, Schema
 
 from . import rules
 

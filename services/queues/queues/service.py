@@ -11,7 +11,7 @@ from nameko.timer import timer
 from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
-from recaudo_common import contracts
+from recaudo_common import contracts, references
 from recaudo_common.acting import ActingRpc
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, DomainError, InvalidInput, NotFound
@@ -67,7 +67,7 @@ class QueuesService(ServiceBase):
         """Create a draft strategy, or replace a draft's queues (an active one is copied)."""
         identity = self.caller.require("queues.manage")
         data = load(StrategyWrite(), data)
-        identity.require_institution(data["institution_id"])
+        references.require_institution(self.portfolio, identity, data["institution_id"])
         with self.db.session() as session:
             self._check_teams(session, data["queues"])
             if data["challenger_id"]:

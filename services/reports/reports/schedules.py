@@ -13,11 +13,12 @@ import base64
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from marshmallow import (Schema, ValidationError, fields, pre_load, validate, validates,
+from marshmallow import (ValidationError, fields, pre_load, validate, validates,
                          validates_schema)
 
 from recaudo_common import reporting
 from recaudo_common.reporting import REPORTS, STAGES
+from recaudo_common.validation import Schema
 
 from .models import FORMATS, FREQUENCIES, Schedule
 

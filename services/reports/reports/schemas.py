@@ -1,5 +1,7 @@
 """marshmallow schemas of the reports service's RPC answers (inputs: schedules.py)."""
-from marshmallow import Schema, fields
+from marshmallow import fields
+
+from recaudo_common.validation import Schema
 
 
 class RunOut(Schema):

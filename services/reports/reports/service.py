@@ -16,7 +16,7 @@ from nameko.exceptions import RemoteError
 from nameko.timer import timer
 from sqlalchemy import delete, func, select
 
-from recaudo_common import reporting
+from recaudo_common import references, reporting
 from recaudo_common.acting import ActingRpc
 from recaudo_common.db import Database
 from recaudo_common.errors import DomainError, NotFound
@@ -72,7 +72,8 @@ class ReportsService(ServiceBase):
         identity = self.caller.require("reports.view")
         data = schedules.normalise(load(schedules.ScheduleWrite(), data))
         if data["institution_id"] is not None:
-            identity.require_institution(data["institution_id"])
+            references.require_institution(self.acting.caller.portfolio, identity,
+                                           data["institution_id"])
         probe = Schedule(**{k: v for k, v in data.items() if k != "active"})
         first, last = schedules.period(data["frequency"],
                                        _now().astimezone(ZoneInfo(data["time_zone"])).date())

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from datetime import date
 
-from nameko.events import event_handler
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from sqlalchemy import delete, select
@@ -19,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from recaudo_common import contracts, references
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from recaudo_common.service import ServiceBase, rpc
+from recaudo_common.service import ServiceBase, event_handler, rpc
 from recaudo_common.validation import load
 
 from . import agenda, catalogue, chain, disputes, log, productivity, promises, reports

@@ -4,7 +4,9 @@
 #  1. tests/unit and tests/integration, under eventlet (nameko containers in-process,
 #     real RabbitMQ in throwaway vhosts, real PostgreSQL);
 #  2. tests/e2e, without eventlet: the whole stack started by the runner, driven over
-#     HTTP and in headless Chromium.
+#     HTTP and in headless Chromium;
+#  3. tests/faults, without eventlet: the stack against a private RabbitMQ node and
+#     PostgreSQL cluster of its own, under load, through kill -9s and outages (issue 20).
 # Extra arguments go to both pytest runs (e.g. make test ARGS="-k health").
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,8 +20,10 @@ $py -m pytest "${common[@]}" -p tests.eventlet_patch --junitxml="$reports/servic
 first=$?
 $py -m pytest "${common[@]}" --junitxml="$reports/e2e.xml" tests/e2e "$@"
 second=$?
+$py -m pytest "${common[@]}" -s --junitxml="$reports/faults.xml" tests/faults "$@"
+third=$?
 $py deploy/junit_summary.py "$reports"/*.xml
 summary=$?
 # pytest's 5 means "no tests collected" (a -k filter that matched only one phase)
-for rc in $first $second; do [ "$rc" -eq 0 ] || [ "$rc" -eq 5 ] || exit "$rc"; done
+for rc in $first $second $third; do [ "$rc" -eq 0 ] || [ "$rc" -eq 5 ] || exit "$rc"; done
 exit $summary

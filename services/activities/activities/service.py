@@ -300,12 +300,22 @@ class ActivitiesService(ServiceBase):
 
     @rpc
     def schedule_callback(self, data):
-        """Put a callback or visit on the caller's agenda, a colleague's or a team's."""
+        """Put a callback or visit on the caller's agenda, a colleague's or a team's; a retry
+        with the same idempotency key answers the first item."""
         identity = self.caller.require("activities.log")
         data = load(AgendaWrite(), data)
+        key = data.get("idempotency_key")
         account = self._account(identity, data["account_id"])
-        with self.db.session() as session:
-            return agenda.schedule(session, self.db, identity, account, data)
+        try:
+            with self.db.session() as session:
+                return (agenda.find_by_key(session, identity, key)
+                        or agenda.schedule(session, self.db, identity, account, data))
+        except IntegrityError:  # the same key raced in: the winner's item stands
+            with self.db.session() as session:
+                earlier = agenda.find_by_key(session, identity, key)
+                if earlier is None:
+                    raise
+                return earlier
 
     @rpc
     def delegate_agenda_item(self, item_id, data):

@@ -384,8 +384,9 @@ class QueuesService(ServiceBase):
         """Once a day, what every queue and arm holds (rebuilds also snapshot their own)."""
         today = date.today()
         with self.db.session() as session:
-            if session.execute(select(AssignedDaily.day).where(AssignedDaily.day == today)
-                               .limit(1)).first() is None:
+            if self.db.only_one(session, "assigned_snapshot") and session.execute(
+                    select(AssignedDaily.day).where(AssignedDaily.day == today)
+                    .limit(1)).first() is None:
                 reports.snapshot_assigned(session, today)
 
     @rpc

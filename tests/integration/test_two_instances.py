@@ -8,33 +8,33 @@
   go to the other instance;
 * a live dashboard's subscription (one per gateway process) sees the events whichever
   instance emitted them;
-* each timer fired on both instances at once does its work once.
+* each timer fired on both instances at once does its work once: the aging and assigned
+  snapshots here; promise expiry (test_activities), the nightly rebuild and wake-ups
+  (test_queues), mail delivery and sync (test_messaging), scheduled reports (test_reports),
+  the upload sweep (test_documents), campaigns' runs and sends (test_campaigns), in the
+  tests marked ``instances(2)``.
 
 The figures (RPC split, deliveries per instance, runs per timer) are written to
 ``<var>/reports/two-instances.json`` for the closing note of a scale-out change.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections import Counter
 from datetime import date
 from importlib import import_module
 from pathlib import Path
 
 import eventlet
 import pytest
+from marshmallow import fields
+from nameko.events import event_handler
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
-from nameko.events import event_handler
 from nameko.standalone.rpc import ClusterRpcProxy
-from nameko.testing.services import entrypoint_hook
-from marshmallow import fields
 from sqlalchemy import Column, Integer, String, text
 
 from recaudo_common.config import SERVICES, settings
@@ -43,37 +43,12 @@ from recaudo_common.db import Database
 from recaudo_common.models import service_base
 from recaudo_common.service import ServiceBase
 
-from .helpers import scalar, sql, wait_for
+from .helpers import (counting, fire_together, handled_per_instance, record, scalar, sql,
+                      wait_for)
 
 ROOT = Path(__file__).resolve().parents[2]
-EVIDENCE = ROOT / settings().var_dir / "reports" / "two-instances.json"
 
 pytestmark = pytest.mark.instances(2)
-
-
-def record(section: str, figures: dict) -> None:
-    """Keep ``figures`` under ``section`` in the evidence file (and print them)."""
-    EVIDENCE.parent.mkdir(parents=True, exist_ok=True)
-    data = json.loads(EVIDENCE.read_text()) if EVIDENCE.exists() else {}
-    data[section] = figures
-    EVIDENCE.write_text(json.dumps(data, indent=2, sort_keys=True))
-    print(f"\n{section}: {json.dumps(figures, sort_keys=True)}")
-
-
-def handled_per_instance(containers) -> list[Counter]:
-    """Per container, how many workers of each entrypoint it ran (a counter around
-    nameko's ``spawn_worker``; the work itself is the real one)."""
-    counters = []
-    for container in containers:
-        counter, spawn = Counter(), container.spawn_worker
-
-        def counting(entrypoint, *args, _spawn=spawn, _counter=counter, **kwargs):
-            _counter[entrypoint.method_name] += 1
-            return _spawn(entrypoint, *args, **kwargs)
-
-        container.spawn_worker = counting
-        counters.append(counter)
-    return counters
 
 
 # --- RPCs of the seven services ----------------------------------------------------------
@@ -335,28 +310,6 @@ def test_live_subscriptions_see_the_events_whichever_instance_emitted_them(
 
 # --- timers fired on both instances at once ---------------------------------------------
 
-def fire_together(containers, timer: str) -> list:
-    """Run entrypoint ``timer`` on every instance at the same moment; their results."""
-    def fire(container):
-        with entrypoint_hook(container, timer) as hook:
-            return hook()
-
-    return list(eventlet.GreenPool(len(containers)).imap(fire, containers))
-
-
-def counting(monkeypatch, module, function: str) -> list:
-    """Record each call of ``module.function`` and what it returned (the real call)."""
-    calls, real = [], getattr(module, function)
-
-    def spy(*args, **kwargs):
-        result = real(*args, **kwargs)
-        calls.append(result)
-        return result
-
-    monkeypatch.setattr(module, function, spy)
-    return calls
-
-
 #: accounts of an institution of this module's own (removed after)
 TWIN_INSTITUTION, TWIN_ACCOUNTS = 923001, range(923001, 923006)
 
@@ -405,8 +358,29 @@ def test_the_aging_snapshot_and_its_rollups_are_taken_once(
     assert len(snapshots) == 1
 
 
+@pytest.fixture
+def placed(engine):
+    """An account placed in a queue of an active strategy, so the day's snapshot has a row
+    (a day with none is taken again: nothing to take)."""
+    def remove():
+        sql(engine, "DELETE FROM queues.assigned_daily WHERE institution_id = :i",
+            i=TWIN_INSTITUTION)
+        sql(engine, "DELETE FROM queues.strategies WHERE institution_id = :i", i=TWIN_INSTITUTION)
+    remove()
+    strategy = sql(engine, "INSERT INTO queues.strategies (institution_id, name, state, "
+                           "created_by) VALUES (:i, 'TWIN', 'active', 1) RETURNING id",
+                   i=TWIN_INSTITUTION)[0][0]
+    queue = sql(engine, "INSERT INTO queues.queues (strategy_id, position, name, conditions, "
+                        "sort, team_id) VALUES (:s, 1, 'TWIN', '{}', '[]', 1) RETURNING id",
+                s=strategy)[0][0]
+    sql(engine, "INSERT INTO queues.assignments (account_id, institution_id, queue_id, rank) "
+                "VALUES (:a, :i, :q, 1)", a=TWIN_ACCOUNTS[0], i=TWIN_INSTITUTION, q=queue)
+    yield
+    remove()
+
+
 def test_the_assigned_snapshot_of_the_day_is_taken_once(
-        engine, container_factory, instances, rabbit_config, monkeypatch):
+        placed, engine, container_factory, instances, rabbit_config, monkeypatch):
     from queues import reports
 
     today = date.today()

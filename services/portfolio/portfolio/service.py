@@ -220,7 +220,8 @@ class PortfolioService(ServiceBase):
         """Once a day: refresh days past due and stages of every account, then snapshot."""
         today = date.today()
         with self.db.session() as session:
-            if session.execute(select(exists().where(AgingSnapshot.snapshot_date == today))).scalar():
+            if not self.db.only_one(session, "daily_aging") or session.execute(
+                    select(exists().where(AgingSnapshot.snapshot_date == today))).scalar():
                 return
             self._refresh_and_announce(session, today)
             rows = aging.snapshot(session, today)

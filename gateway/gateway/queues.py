@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
 from decimal import Decimal
 
 from flask import (Blueprint, abort, g, make_response, redirect, render_template, request,
                    url_for)
-from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_babel import ngettext
 from werkzeug.routing import BuildError
@@ -140,17 +138,6 @@ def _htmx() -> bool:
     return request.headers.get("HX-Request") == "true"
 
 
-def when(value) -> str:
-    """A timestamp (datetime or ISO text) in the user's language and time zone."""
-    if not value:
-        return ""
-    try:
-        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-        return format_datetime(moment, "short")
-    except ValueError:
-        return str(value)
-
-
 def url_with(**changes) -> str:
     """This page's URL with some query arguments changed (None drops one)."""
     args = request.args.to_dict()
@@ -183,7 +170,7 @@ def _helpers():
                                moved)
     else:
         notice_text = _(notice) if notice else None
-    return {"when": when, "url_with": url_with, "debtor_url": debtor_url,
+    return {"url_with": url_with, "debtor_url": debtor_url,
             "notice": notice_text,
             "state_label": lambda code: _label(STATE_LABELS, code),
             "policy_label": lambda code: _label(POLICY_LABELS, code),

@@ -273,7 +273,8 @@ def log_activity(debtor_id: int):
                         _("Para registrarla de todos modos, escriba la justificación.")])
             else:
                 return redirect(url_for("portfolio_ui.debtor", debtor_id=debtor_id,
-                                        tab="gestiones", cuenta=account["id"], done="logged"))
+                                        tab="gestiones", cuenta=account["id"], done="logged",
+                                        fila=data.get("queue_id")))
         else:
             status = 422
     values = {k: form.get(k, "") for k in (

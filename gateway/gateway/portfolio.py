@@ -326,6 +326,15 @@ def _movements(view: dict) -> list[dict]:
     return sorted(rows, key=lambda m: (m["value_date"], m["id"]), reverse=True)
 
 
+#: what the 360° view carries from tab to tab: the account being worked and the queue that
+#: served it (so an activity logged in any tab counts for that queue)
+WORK_ARGS = ("cuenta", "fila")
+
+
+def work_args() -> dict:
+    return {k: request.args[k] for k in WORK_ARGS if request.args.get(k)}
+
+
 def _debtor_page(debtor_id: int, tab_id: str | None = None, *, failure: str | None = None,
                  notice=None, status: int = 200, fragment: bool | None = None):
     permissions = g.user["permissions"]
@@ -339,7 +348,7 @@ def _debtor_page(debtor_id: int, tab_id: str | None = None, *, failure: str | No
     context = {"view": view, "debtor": view["debtor"], "summary": _summary(view),
                "movements": _movements(view) if tab.id == "movimientos" else [],
                "today": timefmt.institution_today().isoformat(), "tabs": tabs, "tab": tab,
-               "statuses": statuses, "failure": failure, **extra}
+               "statuses": statuses, "failure": failure, "work": work_args(), **extra}
     if notice:
         context["notice"] = _(NOTICES[notice])
     if fragment if fragment is not None else _htmx_target() == "debtor-tabs":

@@ -147,12 +147,14 @@ def url_with(**changes) -> str:
     return url_for(request.endpoint, **(request.view_args or {}), **args)
 
 
-def debtor_url(debtor_id: int, account_id: int) -> str:
-    """The debtor's 360° view with the account highlighted."""
+def debtor_url(debtor_id: int, account_id: int, queue_id: int | None = None) -> str:
+    """The debtor's 360° view with the account highlighted and, when it was served by a
+    queue, that queue (``fila``): the work logged there counts for it in productivity."""
+    args = {"cuenta": account_id, **({"fila": queue_id} if queue_id else {})}
     try:
-        return url_for("portfolio_ui.debtor", debtor_id=debtor_id, cuenta=account_id)
+        return url_for("portfolio_ui.debtor", debtor_id=debtor_id, **args)
     except BuildError:
-        return f"/deudores/{debtor_id}?cuenta={account_id}"
+        return f"/deudores/{debtor_id}?" + "&".join(f"{k}={v}" for k, v in args.items())
 
 
 def _label(labels: dict, code, fallback=None) -> str:
@@ -819,7 +821,7 @@ def next_account():
         lease = proxy.queues.next_account()
     if lease is None:
         return render_template("queues/next_empty.html")
-    return redirect(debtor_url(lease["debtor_id"], lease["account_id"]))
+    return redirect(debtor_url(lease["debtor_id"], lease["account_id"], lease["queue_id"]))
 
 
 @bp.post("/liberar/<int:account_id>")

@@ -113,5 +113,9 @@ def test_a_collector_takes_the_next_account_and_logs_a_call_with_a_promise(world
     # the same entry, once, through the API; logging ended the lease
     history = gestor.ok("GET", f"/api/v1/accounts/{account_id}/activities")
     assert [i["description"] for i in history["items"]].count(description) == 1
+    # ...and counts for the queue that served it, though the page went through a redirect
+    # and a tab change (issue 18: it was counted under queue 0)
+    (entry,) = [i for i in history["items"] if i["description"] == description]
+    assert entry["queue_id"] == lease["queue_id"]
     assert gestor.call("POST", f"/api/v1/queues/release/{lease['account_id']}").status_code \
         in (204, 404)

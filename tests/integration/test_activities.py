@@ -128,6 +128,9 @@ def portfolio_rows(migrated_database, engine):
 def _truncate(engine) -> None:
     sql(engine, "TRUNCATE " + ", ".join(f"activities.{t}" for t in TABLES)
         + " RESTART IDENTITY CASCADE")
+    # the portfolio's projection of the agenda (its item ids restart with the tables)
+    sql(engine, "DELETE FROM portfolio.callback_holders WHERE account_id >= :b AND "
+                "account_id < :e", b=BASE, e=BASE + 1000)
 
 
 class QuietPortfolioService(PortfolioService):
@@ -841,3 +844,33 @@ def test_a_promise_is_kept_by_a_real_payments_import(gestor1, engine, rabbit_con
         sql(engine, "UPDATE portfolio.accounts SET balance = 5000 WHERE id = :a", a=ACC1[0])
         sql(engine, "DELETE FROM portfolio.import_jobs WHERE layout_id = :l", l=layout_id)
         sql(engine, "DELETE FROM portfolio.import_layouts WHERE id = :l", l=layout_id)
+
+
+def test_a_callback_delegated_to_a_colleague_opens_the_account_to_them(
+        gestor1, as_user, supervisor, engine, rpc_proxy):
+    """Issue 18: the delegate got 404 opening the debtor (the account stays assigned to
+    the first collector). A pending callback on your agenda lets you read and work its
+    account until it is done; then the account is out of reach again."""
+    gestor3_portfolio = rpc_proxy(signed(GESTOR3, GESTOR_PERMS)).portfolio
+    with pytest.raises(NotFound):                       # not theirs: as if missing
+        gestor3_portfolio.get_debtor(ACC1[0])
+    at = (now() + timedelta(hours=3)).replace(microsecond=0)
+    item = gestor1.log_activity(call(code="LLM", callback_at=at.isoformat()))["agenda_item_id"]
+    supervisor.delegate_agenda_item(item, {"agent_id": GESTOR3})
+
+    def opens():
+        try:
+            return gestor3_portfolio.get_debtor(ACC1[0])
+        except NotFound:
+            return None
+    assert wait_for(opens), "the delegate still cannot open the debtor"
+    assert [a["account"]["id"] for a in opens()["accounts"]] == [ACC1[0]]
+    gestor3 = as_user(GESTOR3)
+    logged = gestor3.log_activity(call(code="CT"))      # works it, as the agenda asks
+    assert logged["agent_id"] == GESTOR3
+    with pytest.raises(NotFound):                       # nothing else of gestor1's
+        gestor3_portfolio.get_debtor(ACC1[1])
+    assert gestor1.log_activity(call(code="CT"))        # the first collector keeps it
+
+    gestor3.mark_agenda_done(item)
+    assert wait_for(lambda: opens() is None), "the callback done still opens the account"

@@ -1165,6 +1165,11 @@ TABLE.extend([
     # every institution's accounts: only an all-institution holder of institutions.manage
     Row("rpc.portfolio.snapshot_aging", "RPC", "portfolio.snapshot_aging", [],
         RULES.perm(INSTITUTIONS_MANAGE, reach=None)),
+    # one institution's snapshot, taken now: its administrators (out of scope 404)
+    Row("rpc.portfolio.snapshot_aging.i2", "RPC", "portfolio.snapshot_aging", [2],
+        RULES.perm(INSTITUTIONS_MANAGE, reach=(2,))),
+    Row("portfolio.aging-snapshot.i2", "POST", "/api/v1/institutions/{institution_id}/aging-snapshot",
+        None, RULES.perm(INSTITUTIONS_MANAGE, reach=(2,)), params=lambda w: {"institution_id": 2}),
     Row("rpc.portfolio.rebuild_aging_rollups.long-ago", "RPC", "portfolio.rebuild_aging_rollups",
         [{"date_from": "2000-01-01", "date_to": "2000-01-31"}],
         RULES.perm(INSTITUTIONS_MANAGE, reach=None)),

@@ -20,6 +20,18 @@ def migrated_database():
     migrations.upgrade()
 
 
+@pytest.fixture(autouse=True)
+def no_startup_aging(request, monkeypatch):
+    """The portfolio service snapshots every institution's aging when it starts (refreshing
+    days past due and stages first): a test that starts it to test something else would
+    see its own accounts changed under it, so its timer is left out unless the test is
+    marked ``startup_aging``."""
+    if request.node.get_closest_marker("startup_aging") is None:
+        from portfolio.service import PortfolioService
+
+        monkeypatch.setattr(PortfolioService, "daily_aging", lambda self: None)
+
+
 @pytest.fixture(scope="session")
 def engine():
     engine = create_engine(settings().database_url)

@@ -2,16 +2,21 @@
 
     python deploy/runner.py up            start the S3 server, the local mail servers (imap,
                                           smtp), the nameko services (config.SERVICES) and the gateway
-    python deploy/runner.py down          stop exactly the processes ``up`` started
-    python deploy/runner.py stop NAME     stop one of them (tests use it)
+    python deploy/runner.py up --scale "queues=2 activities=3"
+                                          the same, with that many instances of those services
+    python deploy/runner.py down          stop exactly the processes ``up`` started (every instance)
+    python deploy/runner.py stop NAME     stop one of them (tests use it; ``queues-2`` is an instance)
     python deploy/runner.py start NAME    start one of them again
-    python deploy/runner.py status        what runs, with pids and restarts
+    python deploy/runner.py status        what runs, with pids and restarts, every instance
+    python deploy/runner.py check-scale SPEC   only check a --scale SPEC (``make up`` does, first)
     python deploy/runner.py supervise     the supervisor ``up`` leaves running (see below)
 
 Each process runs in its own session with its pid in ``<var>/run/NAME.pid`` and its
 output in ``<var>/log/NAME.log``; ``down`` signals only pids whose command line is
-still the one it started, so it never touches anything else. The docker-compose
-file mirrors ``PROCESSES`` (a test keeps the two in step).
+still the one it started, so it never touches anything else. A service's first instance
+is NAME, the others NAME-2, NAME-3, ... (their own pid and log files): the broker shares
+RPCs and events among them, and the database makes each timer's work happen once. The
+docker-compose file mirrors ``PROCESSES`` (a test keeps the two in step).
 
 Supervision, as compose's ``restart: unless-stopped`` or systemd's ``Restart=on-failure``:
 ``up`` leaves a small supervisor running (``<var>/run/supervisor.pid``) that starts again,
@@ -76,6 +81,56 @@ LOCAL: dict[str, list[str]] = {
              str(VAR / "mail" / "sink"), "--port", str(CFG.local_smtp_port)],
 }
 ALL = {**LOCAL, **PROCESSES}
+
+
+def parse_scale(spec: str) -> dict[str, int]:
+    """``"queues=2 activities=3"`` -> {"queues": 2, "activities": 3}; SystemExit naming
+    what is wrong (only services scale: the gateway has its gunicorn workers)."""
+    scale = {}
+    for item in spec.replace(",", " ").split():
+        name, _, count = item.partition("=")
+        if name not in SERVICES:
+            raise SystemExit(f"cannot scale {name!r}: only the services scale "
+                             f"({', '.join(SERVICES)})")
+        if not count.isdigit() or int(count) < 1:
+            raise SystemExit(f"cannot scale {name} to {count!r}: give a whole number "
+                             f"of instances, at least 1 (e.g. {name}=2)")
+        scale[name] = int(count)
+    return scale
+
+
+def instance_names(scale: dict[str, int]) -> list[str]:
+    """Every process ``up`` starts, in order: a service's extra instances follow it."""
+    return [name if n == 1 else f"{name}-{n}" for name in ALL
+            for n in range(1, scale.get(name, 1) + 1)]
+
+
+def command(name: str) -> list[str]:
+    """The command line of process ``name`` (an instance runs its service's)."""
+    base, _, number = name.rpartition("-")
+    return ALL[base] if base in SERVICES and number.isdigit() else ALL[name]
+
+
+def started_names() -> list[str]:
+    """Every known process and every extra instance with a pid file, each instance right
+    after its service: what ``down`` and ``status`` cover."""
+    extra = [p.stem for p in (VAR / "run").glob("*.pid") if _is_instance(p.stem)]
+    names = []
+    for name in ALL:
+        names.append(name)
+        names += sorted((n for n in extra if n.rpartition("-")[0] == name),
+                        key=lambda n: int(n.rpartition("-")[2]))
+    return names
+
+
+def _is_instance(name: str) -> bool:
+    base, _, number = name.rpartition("-")
+    return base in SERVICES and number.isdigit() and int(number) > 1
+
+
+def _is_service(name: str) -> bool:
+    """A nameko service's process (any instance): it keeps a heartbeat."""
+    return name in SERVICES or _is_instance(name)
 
 
 def _pidfile(name: str) -> Path:
@@ -169,10 +224,10 @@ def _spawn(name: str) -> int:
         (VAR / sub).mkdir(parents=True, exist_ok=True)
     log = open(VAR / "log" / f"{name}.log", "ab")
     env = dict(os.environ, PSYCOPG_WAIT_FUNC="wait_select", PYTHONUNBUFFERED="1")
-    if name in SERVICES:
+    if _is_service(name):
         _heartbeat(name).unlink(missing_ok=True)
         env["RECAUDO_HEARTBEAT_FILE"] = str(_heartbeat(name))
-    proc = subprocess.Popen(ALL[name], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(command(name), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True, env=env)
     _pidfile(name).write_text(f"{proc.pid} {_start_time(proc.pid)}")
     return proc.pid
@@ -225,18 +280,18 @@ class Supervisor:
         self.log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
     def run(self) -> None:
-        self.say(f"supervising {', '.join(ALL)} (pid {os.getpid()})")
+        self.say(f"supervising what is wanted in {VAR / 'run'} (pid {os.getpid()})")
         stopping = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
         while not stopping:
             self._reap()
             with _Locked():
-                for name in ALL:
-                    if _wantfile(name).exists():
-                        self.check(name)
-                    else:  # stopped on purpose: forget it until it is wanted again
-                        for state in (self.due, self.since, self.reasons):
-                            state.pop(name, None)
+                wanted = wanted_names()
+                for name in (set(self.since) | set(self.due)) - set(wanted):
+                    for state in (self.due, self.since, self.reasons):  # stopped on purpose
+                        state.pop(name, None)
+                for name in wanted:
+                    self.check(name)
             time.sleep(0.5)
         self.say("supervisor stopped")
 
@@ -259,7 +314,7 @@ class Supervisor:
                 self.since[name] = (pid, now)
             elif now - since > STEADY_SECONDS:
                 self.failures[name] = 0
-            age = heartbeat_age(str(_heartbeat(name))) if name in SERVICES else None
+            age = heartbeat_age(str(_heartbeat(name))) if _is_service(name) else None
             if age is not None and age > HEARTBEAT_STALE_SECONDS:
                 self.say(f"{name} (pid {pid}) hung: no heartbeat for {age:.0f} s; killing it")
                 os.killpg(pid, signal.SIGKILL)
@@ -310,6 +365,14 @@ class Supervisor:
             else "exit status unknown"
 
 
+def wanted_names() -> list[str]:
+    """What the supervisor looks after: every process wanted now (``start`` wants it,
+    ``stop`` no longer), in ``up``'s order."""
+    wanted = {p.stem for p in (VAR / "run").glob("*.want")}
+    return [n for n in started_names() if n in wanted] + sorted(
+        wanted - set(started_names()))
+
+
 def _restart_count(name: str) -> int:
     try:
         return int(_restarts(name).read_text().split(" ", 1)[0])
@@ -356,50 +419,62 @@ def health(timeout: float = 5.0) -> tuple[int, dict]:
         return 0, {"error": str(err)}
 
 
-def wait_healthy(seconds: float = 90.0) -> dict:
+def wait_healthy(seconds: float = 90.0, names: list[str] | None = None) -> dict:
+    names = names or list(ALL)
     deadline = time.monotonic() + seconds
     while True:
         status, body = health()
         if status == 200:
             return body
-        dead = [n for n in ALL if not running_pid(n)]
+        dead = [n for n in names if not running_pid(n)]
         if dead or time.monotonic() > deadline:
-            logs = "\n".join(f"  {VAR / 'log' / f'{n}.log'}" for n in (dead or ALL))
+            logs = "\n".join(f"  {VAR / 'log' / f'{n}.log'}" for n in (dead or names))
             raise SystemExit(f"Recaudo did not become healthy (not running: {dead or 'none'}; "
                              f"last answer {status} {body}). See the logs:\n{logs}")
         time.sleep(0.5)
 
 
 def main(argv: list[str]) -> int:
-    command, *names = argv or ["status"]
-    names = names or list(ALL)
-    unknown = set(names) - set(ALL)
+    action, *names = argv or ["status"]
+    scale = {}
+    if action == "check-scale":
+        parse_scale(" ".join(names))
+        return 0
+    if action == "up" and names[:1] == ["--scale"]:
+        if len(names) < 2:
+            raise SystemExit("--scale needs a value, e.g. --scale \"queues=2 activities=3\"")
+        scale, names = parse_scale(names[1]), names[2:]
+    if not names:
+        names = instance_names(scale) if action == "up" else started_names()
+    unknown = [n for n in names if n not in ALL and not _is_instance(n)]
     if unknown:
         raise SystemExit(f"unknown process: {', '.join(sorted(unknown))}")
-    if command == "up":
+    if action == "up":
+        if scale or not argv[1:]:  # the scale asked is the scale: surplus instances stop
+            stop(*[n for n in started_names() if _is_instance(n) and n not in names])
         start_supervisor()
         start(*names)
-        wait_healthy()
-    elif command == "supervise":
+        wait_healthy(names=names)
+    elif action == "supervise":
         Supervisor().run()
-    elif command == "start":
+    elif action == "start":
         start(*names)
-    elif command in ("down", "stop"):
-        if command == "down":
+    elif action in ("down", "stop"):
+        if action == "down":
             stop_supervisor()
         if "gateway" in names:  # stop taking requests first
             stop("gateway")
         stop(*names)
-    elif command == "status":
+    elif action == "status":
         for name in names:
             pid = running_pid(name)
             restarts = _restart_count(name)
             last = _restarts(name).read_text().split(" ", 1)[1:] if restarts else []
-            print(f"{name:11} {'running, pid ' + str(pid) if pid else 'stopped'}"
+            print(f"{name:13} {'running, pid ' + str(pid) if pid else 'stopped'}"
                   + (f", restarted {restarts}x (last after: {last[0]})" if restarts else ""))
         supervisor = running_pid("supervisor")
-        print(f"{'supervisor':11} {'running, pid ' + str(supervisor) if supervisor else 'stopped'}")
-    elif command == "health":
+        print(f"{'supervisor':13} {'running, pid ' + str(supervisor) if supervisor else 'stopped'}")
+    elif action == "health":
         status, body = health()
         print(json.dumps(body, indent=2))
         return 0 if status == 200 else 1

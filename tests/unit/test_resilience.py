@@ -27,6 +27,8 @@ def _database_down():
 OUTAGES = [
     (_database_down(), "database"),
     (psycopg.errors.AdminShutdown("terminating connection"), "database"),
+    (sqlalchemy.exc.InternalError("INSERT", {}, psycopg.errors.ReadOnlySqlTransaction(
+        "cannot execute INSERT in a read-only transaction")), "database"),
     (kombu.exceptions.OperationalError("[Errno 111] ECONNREFUSED"), "broker"),
     (amqp.exceptions.ConnectionForced("shutdown"), "broker"),
     (ConnectionRefusedError(111, "refused"), "broker"),

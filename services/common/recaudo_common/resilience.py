@@ -49,7 +49,9 @@ def unavailable(exc: BaseException | None) -> str | None:
         if module.startswith(("kombu", "amqp")) or isinstance(
                 exc, (ConnectionError, socket.timeout)):  # py-amqp raises bare socket errors
             return "broker"
-        exc = exc.__cause__ or exc.__context__
+        # SQLAlchemy's wrapper keeps the driver's error in .orig
+        orig = getattr(exc, "orig", None)
+        exc = orig if isinstance(orig, BaseException) else exc.__cause__ or exc.__context__
     return None
 
 

@@ -339,23 +339,29 @@ def accounts(engine):
 
 def test_the_aging_snapshot_and_its_rollups_are_taken_once(
         accounts, engine, container_factory, instances, rabbit_config, monkeypatch):
+    """Each institution's day is snapshotted once (refreshed once) by two instances whose
+    timers fire together, and not again later that day."""
     from portfolio import aging
 
-    today = date.today()
-    sql(engine, "DELETE FROM portfolio.aging_daily WHERE snapshot_date = :d", d=today)
-    sql(engine, "DELETE FROM portfolio.aging_snapshots WHERE snapshot_date = :d", d=today)
+    # started with the finder off (conftest), so nothing was taken before the spies
+    monkeypatch.setattr(aging, "missing_snapshots", aging.missing_snapshots.__wrapped__)
+    recent = "snapshot_date >= CURRENT_DATE - 1"     # today in every institution's zone
+    sql(engine, f"DELETE FROM portfolio.aging_daily WHERE {recent}")
+    sql(engine, f"DELETE FROM portfolio.aging_snapshots WHERE {recent}")
     snapshots = counting(monkeypatch, aging, "snapshot")
     refreshes = counting(monkeypatch, aging, "refresh")
     container_factory(quiet("portfolio"), rabbit_config).start()
     fire_together(instances["portfolio"], "daily_aging")
     accounts = _count(engine, "SELECT count(*) FROM portfolio.accounts")
-    record("timer_daily_aging", {"instances_fired": 2, "refreshes": len(refreshes),
-                                 "snapshots_taken": len(snapshots), "accounts": accounts})
-    assert len(snapshots) == 1 and len(refreshes) == 1
-    assert _count(engine, "SELECT count(*) FROM portfolio.aging_snapshots "
-                          "WHERE snapshot_date = :d", d=today) == accounts
+    institutions = _count(engine, "SELECT count(DISTINCT institution_id) FROM portfolio.accounts")
+    record("timer_daily_aging", {"instances_fired": 2, "institutions": institutions,
+                                 "refreshes": len(refreshes), "snapshots_taken": len(snapshots),
+                                 "accounts": accounts})
+    assert len(snapshots) == institutions and len(refreshes) == institutions
+    assert _count(engine, f"SELECT count(*) FROM portfolio.aging_snapshots WHERE {recent}") \
+        == accounts
     fire_together(instances["portfolio"], "daily_aging")      # later the same day: done
-    assert len(snapshots) == 1
+    assert len(snapshots) == institutions
 
 
 @pytest.fixture

@@ -24,12 +24,16 @@ def migrated_database():
 def no_startup_aging(request, monkeypatch):
     """The portfolio service snapshots every institution's aging when it starts (refreshing
     days past due and stages first): a test that starts it to test something else would
-    see its own accounts changed under it, so its timer is left out unless the test is
-    marked ``startup_aging``."""
+    see its own accounts changed under it, so the timer finds nothing to take unless the
+    test is marked ``startup_aging`` (the real finder stays at ``.__wrapped__``)."""
     if request.node.get_closest_marker("startup_aging") is None:
-        from portfolio.service import PortfolioService
+        from portfolio import aging
 
-        monkeypatch.setattr(PortfolioService, "daily_aging", lambda self: None)
+        def nothing_missing(session, now):
+            return []
+
+        nothing_missing.__wrapped__ = aging.missing_snapshots
+        monkeypatch.setattr(aging, "missing_snapshots", nothing_missing)
 
 
 @pytest.fixture(scope="session")

@@ -333,29 +333,35 @@ def accounts(engine):
     yield
     sql(engine, "DELETE FROM portfolio.aging_snapshots WHERE institution_id = :i",
         i=TWIN_INSTITUTION)
-    sql(engine, "DELETE FROM portfolio.aging_daily WHERE institution_id = :i", i=TWIN_INSTITUTION)
+    for table in ("aging_daily", "aging_rolls"):
+        sql(engine, f"DELETE FROM portfolio.{table} WHERE institution_id = :i", i=TWIN_INSTITUTION)
     remove()
 
 
+@pytest.mark.startup_aging
 def test_the_aging_snapshot_and_its_rollups_are_taken_once(
         accounts, engine, container_factory, instances, rabbit_config, monkeypatch):
+    """Both instances look at start-up (the timer is eager) and again together later: the
+    institution's day is snapshotted once (``aging.missing_snapshots`` holds the lock)."""
     from portfolio import aging
 
-    today = date.today()
-    sql(engine, "DELETE FROM portfolio.aging_daily WHERE snapshot_date = :d", d=today)
-    sql(engine, "DELETE FROM portfolio.aging_snapshots WHERE snapshot_date = :d", d=today)
-    snapshots = counting(monkeypatch, aging, "snapshot")
-    refreshes = counting(monkeypatch, aging, "refresh")
+    taken, snapshot = [], aging.snapshot
+
+    def counted(session, day, institution_id=None):
+        rows = snapshot(session, day, institution_id)
+        taken.append((institution_id, rows))
+        return rows
+
+    monkeypatch.setattr(aging, "snapshot", counted)
     container_factory(quiet("portfolio"), rabbit_config).start()
+    mine = lambda: [rows for i, rows in taken if i == TWIN_INSTITUTION]  # noqa: E731
+    assert wait_for(lambda: len(mine()) >= 1, 30)
     fire_together(instances["portfolio"], "daily_aging")
-    accounts = _count(engine, "SELECT count(*) FROM portfolio.accounts")
-    record("timer_daily_aging", {"instances_fired": 2, "refreshes": len(refreshes),
-                                 "snapshots_taken": len(snapshots), "accounts": accounts})
-    assert len(snapshots) == 1 and len(refreshes) == 1
+    record("timer_daily_aging", {"instances": 2, "looks": 4, "snapshots_taken": len(mine()),
+                                 "accounts": len(TWIN_ACCOUNTS), "rows": mine()})
+    assert mine() == [len(TWIN_ACCOUNTS)]
     assert _count(engine, "SELECT count(*) FROM portfolio.aging_snapshots "
-                          "WHERE snapshot_date = :d", d=today) == accounts
-    fire_together(instances["portfolio"], "daily_aging")      # later the same day: done
-    assert len(snapshots) == 1
+                          "WHERE institution_id = :i", i=TWIN_INSTITUTION) == len(TWIN_ACCOUNTS)
 
 
 @pytest.fixture

@@ -80,3 +80,26 @@ def test_heartbeat_age(tmp_path):
     assert heartbeat.heartbeat_age(str(path)) is None
     heartbeat.beat(str(path))
     assert 0 <= heartbeat.heartbeat_age(str(path)) < 60
+
+
+class _Message:
+    def __init__(self, error):
+        self.channel = type("Channel", (), {"connection": True})()
+        self.error = error
+
+    def ack(self):
+        raise self.error
+
+    requeue = ack
+
+
+def test_settling_a_message_on_a_lost_connection_leaves_it_to_the_broker():
+    """nameko caught only py-amqp's ConnectionError: ECONNRESET killed the container."""
+    from nameko.messaging import QueueConsumer
+
+    resilience.tune_consumers()
+    consumer = QueueConsumer.__new__(QueueConsumer)
+    for settle in (consumer.ack_message, consumer.requeue_message):
+        settle(_Message(ConnectionResetError(104, "Connection reset by peer")))
+        with pytest.raises(ValueError):     # anything else is still a bug, and says so
+            settle(_Message(ValueError("bug")))

@@ -9,6 +9,8 @@ took auth, portfolio and activities down for good (issue 20). Here:
   the request is left to the broker, which delivers it again once the consumer has
   reconnected (nameko's ``QueueConsumer`` reconnects and re-declares its queues on its
   own); the caller meanwhile times out and retries with its ``Idempotency-Key``.
+* ``tune_consumers()``: consumers reconnect within a second and survive settling a
+  message on a dead connection (``run.py`` calls it once).
 * ``unavailable(exc)``: which dependency an exception says is down (``"database"``,
   ``"broker"``, ``"object store"``), so the service answers ``Unavailable`` naming it
   and the gateway a 503, never a 500 with a traceback.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from contextlib import contextmanager
 
 from nameko import events as _nameko_events
 from nameko import rpc as _nameko_rpc
@@ -152,10 +155,12 @@ class Heartbeat(DependencyProvider):
 RECONNECT = {"interval_start": 0.5, "interval_step": 0.5, "interval_max": 1.0}
 
 
-def tune_reconnects() -> None:
-    """Make nameko's consumers (RPC, events, replies) reconnect promptly, forever."""
-    from contextlib import contextmanager
-
+def tune_consumers() -> None:
+    """Make nameko's consumers (RPC, events, replies) reconnect promptly, forever, and
+    never die acknowledging a message on a connection that is gone: nameko catches only
+    py-amqp's ``ConnectionError`` there, and a reset (``ECONNRESET``) killed the service
+    when the broker came back as a fresh node. The broker takes such a message back and
+    delivers it again by itself."""
     from nameko.messaging import QueueConsumer
 
     @contextmanager
@@ -165,4 +170,17 @@ def tune_reconnects() -> None:
                                    **RECONNECT)
             yield conn
 
+    def forgiving(settle):
+        def settle_or_leave_to_the_broker(self, message):
+            try:
+                settle(self, message)
+            except Exception as exc:
+                if unavailable(exc) != "broker":
+                    raise
+                log.warning("message not settled (%s: %s); the broker delivers it again",
+                            type(exc).__name__, exc)
+        return settle_or_leave_to_the_broker
+
     QueueConsumer.establish_connection = establish_connection
+    QueueConsumer.ack_message = forgiving(QueueConsumer.ack_message)
+    QueueConsumer.requeue_message = forgiving(QueueConsumer.requeue_message)

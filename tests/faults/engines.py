@@ -84,6 +84,14 @@ class PrivateRabbit:
         self.ctl("start_app")
         wait_port(self.port, 60)
 
+    def reset(self) -> None:
+        """Back as a fresh node: every queue, exchange and binding gone (``guest`` and the
+        default vhost are made again at start)."""
+        self.ctl("stop_app")
+        wait_port(self.port, 30, open_=False)
+        self.ctl("reset")
+        self.start_app()
+
     def stop(self) -> None:
         try:
             self.ctl("stop")   # the whole node, not only the app

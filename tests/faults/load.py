@@ -57,17 +57,27 @@ class Ledger:
             return {a.status for a in self.attempts if start <= a.at <= end}
 
 
+PDF = b"%PDF-1.4\n% faults\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n"
+
+
 class Clients:
-    """``count`` threads logging calls with a promise on ``accounts`` (``(account id,
-    token)`` pairs: each client writes as the collector the account is assigned to)."""
+    """``count`` threads: most log calls with a promise on ``accounts`` (``(account id,
+    token)`` pairs: each writes as the collector the account is assigned to), every fourth
+    files a document in a debtor's folder (``debtors``: ``(debtor id, token)``): an upload
+    ticket, the bytes to the object store, the completion."""
 
     def __init__(self, base_url: str, accounts: list[tuple[int, str]], result_code_id: int,
-                 count: int = 8, pause: float = 0.05):
+                 count: int = 8, pause: float = 0.05,
+                 debtors: list[tuple[int, str]] | None = None):
         self.base_url, self.accounts, self.result_code_id = base_url, accounts, result_code_id
+        self.debtors = debtors or []
         self.count, self.pause = count, pause
         self.run_id = secrets.token_hex(4)
         self.ledger = Ledger()
         self._stop = threading.Event()
+        self._going = threading.Event()
+        self._going.set()
+        self._idle = threading.Semaphore(0)
         self._threads: list[threading.Thread] = []
         self._serial = itertools.count()
 
@@ -77,22 +87,90 @@ class Clients:
             thread.start()
             self._threads.append(thread)
 
+    def hold(self) -> None:
+        """Let the writes under way finish, start no new one until ``resume``."""
+        self._going.clear()
+        for _ in self._threads:
+            self._idle.acquire(timeout=150)
+
+    def resume(self) -> None:
+        self._going.set()
+
     def stop(self, drain_seconds: float = 60.0) -> None:
         """Stop starting writes; let the ones under way finish (retrying) for a while."""
         self._stop.set()
+        self._going.set()
         for thread in self._threads:
             thread.join(drain_seconds)
 
     def marker(self, key: str) -> str:
         return f"faults {self.run_id} {key}"
 
+    def document_name(self, key: str) -> str:
+        return f"{key}.pdf"
+
     def _client(self, n: int) -> None:
         http = requests.Session()
+        filing = self.debtors and n % 4 == 3
         while not self._stop.is_set():
-            account_id, token = self.accounts[next(self._serial) % len(self.accounts)]
-            key = f"faults-{self.run_id}-{n}-{next(self._serial)}"
-            self._write(http, key, account_id, token)
+            if not self._going.is_set():
+                self._idle.release()
+                self._going.wait()
+                continue
+            if filing:
+                debtor_id, token = self.debtors[next(self._serial) % len(self.debtors)]
+                self._file(http, f"faults-{self.run_id}-doc{n}-{next(self._serial)}",
+                           debtor_id, token)
+            else:
+                account_id, token = self.accounts[next(self._serial) % len(self.accounts)]
+                self._write(http, f"faults-{self.run_id}-{n}-{next(self._serial)}",
+                            account_id, token)
             time.sleep(self.pause)
+
+    def _send(self, http: requests.Session, method: str, url: str, key: str,
+              deadline: float, **kwargs) -> requests.Response | None:
+        """Send until answered for good: a 2xx or a refusal (kept in ``refused``)."""
+        while time.monotonic() < deadline:
+            try:
+                answer = http.request(method, url, timeout=20, **kwargs)
+                status = answer.status_code
+            except requests.RequestException:
+                answer, status = None, 0
+            if url.startswith(self.base_url):  # the table is about the gateway's answers
+                self.ledger.record(status)
+            if 200 <= status < 300:
+                return answer
+            if status not in RETRYABLE:
+                with self.ledger.lock:
+                    self.ledger.refused[key] = f"{status} {answer.text[:200] if answer else ''}"
+                return None
+            time.sleep(0.2)
+        with self.ledger.lock:
+            self.ledger.refused[key] = "gave up after 120 s"
+        return None
+
+    def _file(self, http: requests.Session, key: str, debtor_id: int, token: str) -> None:
+        """One document: the ticket, the bytes (again on the same ticket while the object
+        store is away), then the completion (a repeat answers the same version)."""
+        headers = {"Authorization": f"Bearer {token}"}
+        deadline = time.monotonic() + 120
+        ticket = self._send(http, "POST", self.base_url + "/api/v1/documents/uploads", key,
+                            deadline, headers=headers,
+                            json={"debtor_id": debtor_id, "filename": self.document_name(key),
+                                  "size": len(PDF)})
+        if ticket is None:
+            return
+        ticket = ticket.json()
+        sent = self._send(http, "POST", ticket["url"], key, deadline, data=ticket["fields"],
+                          files={"file": (self.document_name(key), PDF)})
+        if sent is None:
+            return
+        done = self._send(http, "POST", f"{self.base_url}/api/v1/documents/uploads/"
+                                        f"{ticket['upload_id']}/complete", key, deadline,
+                          headers=headers)
+        if done is not None:
+            with self.ledger.lock:
+                self.ledger.accepted[key] = (done.json()["id"], time.monotonic())
 
     def _write(self, http: requests.Session, key: str, account_id: int, token: str) -> None:
         started = datetime.now(timezone.utc) - timedelta(minutes=2)
@@ -103,23 +181,8 @@ class Clients:
                 "promise": {"amount": "100.00",
                             "due_date": (date.today() + timedelta(days=7)).isoformat()}}
         headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": key}
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                answer = http.post(self.base_url + "/api/v1/activities", json=body,
-                                   headers=headers, timeout=20)
-                status = answer.status_code
-            except requests.RequestException:
-                answer, status = None, 0
-            self.ledger.record(status)
-            if 200 <= status < 300:
-                with self.ledger.lock:
-                    self.ledger.accepted[key] = (answer.json()["id"], time.monotonic())
-                return
-            if status not in RETRYABLE:
-                with self.ledger.lock:
-                    self.ledger.refused[key] = f"{status} {answer.text[:200] if answer else ''}"
-                return
-            time.sleep(0.2)
-        with self.ledger.lock:
-            self.ledger.refused[key] = "gave up after 120 s"
+        answer = self._send(http, "POST", self.base_url + "/api/v1/activities", key,
+                            time.monotonic() + 120, json=body, headers=headers)
+        if answer is not None:
+            with self.ledger.lock:
+                self.ledger.accepted[key] = (answer.json()["id"], time.monotonic())

@@ -4,7 +4,8 @@ It starts a private RabbitMQ and PostgreSQL (``engines.py``), the whole stack ag
 them with the local runner (supervisor included, in ``<var>/faults/stack``), seeds the demo
 data through the ordinary seed, and puts the clients of ``load.py`` to work. Then, one
 after another: ``kill -9`` of each service and of the gateway, RabbitMQ stopped for 20 s,
-PostgreSQL restarted (fast, then immediate shutdown), the S3 server stopped for 10 s.
+PostgreSQL restarted (fast, then immediate shutdown), the S3 server stopped for 10 s,
+RabbitMQ back as a fresh node (reset: every queue, exchange and binding gone).
 After each it waits for every process to run again and ``/healthz`` to answer 200.
 
 At the end the clients stop and every accepted write is looked up: stored exactly once,
@@ -15,6 +16,7 @@ with the rows. ``FaultRun.table()`` is the table the issue asks for.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -38,6 +40,14 @@ RUNNER = str(ROOT / "deploy" / "runner.py")
 RECOVERY_LIMIT_SECONDS = 60.0
 RABBIT_OUTAGE_SECONDS = 20.0
 S3_OUTAGE_SECONDS = 10.0
+
+
+#: activity_logged events of the load's loggings the queues service has not handled yet
+UNHANDLED = (
+    "SELECT count(*) FROM activities.outbox o JOIN activities.activities a ON "
+    "a.id = (o.payload->>'activity_id')::bigint WHERE o.event_type = 'activity_logged' "
+    "AND a.description LIKE :m AND NOT EXISTS (SELECT 1 FROM queues.processed_events p "
+    "WHERE p.event_id = o.event_id AND p.handler = 'activity_logged')")
 
 
 @dataclass
@@ -94,6 +104,7 @@ class FaultRun:
         return proc.stdout
 
     def setup(self) -> None:
+        shutil.rmtree(self.dir / "stack", ignore_errors=True)  # logs of this run only
         rabbit = threading.Thread(target=self.rabbit.start)  # its boot is the slow part
         rabbit.start()
         self.pg.start()
@@ -117,7 +128,12 @@ class FaultRun:
         codes = requests.get(f"{self.base_url}/api/v1/institutions/1/result-codes",
                              headers=admin, timeout=30).json()
         code = next(c["id"] for c in codes if c["code"] == "PP")
-        self.clients = Clients(self.base_url, accounts, code, count=self.client_count)
+        gestor1 = accounts[0][1]
+        debtors = [(r[0], gestor1) for r in self.sql(
+            "SELECT DISTINCT debtor_id FROM portfolio.accounts WHERE institution_id = 1 AND "
+            "assigned_agent_id = :a AND lawyer_id IS NULL LIMIT 5", a=USER_IDS["gestor1"])]
+        self.clients = Clients(self.base_url, accounts, code, count=self.client_count,
+                               debtors=debtors)
 
     def teardown(self) -> None:
         if self.clients:
@@ -153,6 +169,16 @@ class FaultRun:
         yield "PostgreSQL restart (immediate)", (lambda: self.pg.restart("immediate")), None
         yield (f"S3 server stopped {S3_OUTAGE_SECONDS:g} s", lambda: self.runner("stop", "s3"),
                lambda: (time.sleep(S3_OUTAGE_SECONDS), self.runner("start", "s3")))
+        yield "RabbitMQ back as a fresh node", self._fresh_broker, self.clients.resume
+
+    def _fresh_broker(self) -> None:
+        """Reset the broker (its queues, exchanges and bindings gone) once every event is
+        delivered: the services must declare again all they need. The clients pause for
+        it, since a reset also loses the messages queued (the broker's data, not ours)."""
+        self.clients.hold()
+        self._wait_for("SELECT count(*) FROM activities.outbox WHERE published_at IS NULL")
+        self._wait_for(UNHANDLED, m=f"faults {self.clients.run_id} %")
+        self.rabbit.reset()
 
     def _kill(self, name: str) -> None:
         pid = int((self.dir / "stack" / "run" / f"{name}.pid").read_text().split()[0])
@@ -168,11 +194,19 @@ class FaultRun:
                 restore()
             row.ended = time.monotonic()
             row.dead = self._wait_recovered()
-            time.sleep(1.5)  # some writes after recovery, for the first success
+            time.sleep(1.0)  # some writes after recovery, for the first success
             row.settled = time.monotonic()
             self.rows.append(row)
         self.clients.stop(drain_seconds=150)
         self._check_effects()
+        self.died = self._died_by_themselves()
+
+    def _died_by_themselves(self) -> list[str]:
+        """The supervisor's log lines of processes that exited other than by our kill -9:
+        an outage must not kill anything (the supervisor would hide it)."""
+        log = (self.dir / "stack" / "log" / "supervisor.log").read_text()
+        return [line for line in log.splitlines()
+                if "exited unexpectedly" in line and "killed by SIGKILL" not in line]
 
     def _wait_recovered(self) -> str:
         """Wait until every process runs and /healthz answers 200; name what does not."""
@@ -197,6 +231,11 @@ class FaultRun:
         stored = dict(self.sql(
             "SELECT split_part(description, ' ', 3), count(*) FROM activities.activities "
             "WHERE description LIKE :m GROUP BY 1", m=marker))
+        # a document filed once is one document with one version of that name
+        stored.update(self.sql(
+            "SELECT replace(d.name, '.pdf', ''), count(v.id) * count(DISTINCT d.id) "
+            "FROM documents.documents d JOIN documents.versions v ON v.document_id = d.id "
+            "WHERE d.name LIKE :m GROUP BY 1", m=f"faults-{self.clients.run_id}-doc%"))
         accepted = dict(ledger.accepted)
         self.lost_keys = {k for k in accepted if k not in stored}
         self.duplicated_keys = {k for k, n in stored.items() if n > 1}
@@ -226,12 +265,7 @@ class FaultRun:
                                  "WHERE published_at IS NULL")
         if pending:
             problems.append(f"{pending} events never left the activities outbox")
-        unhandled = self._wait_for(
-            "SELECT count(*) FROM activities.outbox o JOIN activities.activities a ON "
-            "a.id = (o.payload->>'activity_id')::bigint WHERE o.event_type = 'activity_logged' "
-            "AND a.description LIKE :m AND NOT EXISTS (SELECT 1 FROM "
-            "queues.processed_events p WHERE p.event_id = o.event_id "
-            "AND p.handler = 'activity_logged')", m=marker)
+        unhandled = self._wait_for(UNHANDLED, m=marker)
         if unhandled:
             problems.append(f"{unhandled} activity_logged events never handled by queues")
         events = self.sql(
@@ -268,7 +302,11 @@ class FaultRun:
             lines.append(f"{r.fault:32} {r.accepted:8} {r.lost:5} {r.duplicated:10} "
                          f"{first:>18} {r.seconds_5xx:8.1f}  {r.dead or '-'}")
         total = sum(r.accepted for r in self.rows) + self.accepted_before
-        lines.append(f"{self.client_count} clients; {total} writes accepted in all, "
-                     f"{len(self.lost_keys)} lost, {len(self.duplicated_keys)} duplicated; "
+        documents = sum(1 for key in self.clients.ledger.accepted if "-doc" in key)
+        lines.append(f"{self.client_count} clients; {total} writes accepted in all "
+                     f"({documents} of them documents filed), {len(self.lost_keys)} lost, "
+                     f"{len(self.duplicated_keys)} duplicated, "
+                     f"{len(self.clients.ledger.refused)} refused, "
+                     f"{len(self.died)} processes died by themselves; "
                      f"event effects: {'; '.join(self.effects) or 'all exactly once'}")
         return "\n".join(lines)

@@ -37,6 +37,7 @@ def test_every_fault_is_ridden_out_without_loss_or_duplicate(run):
     assert not run.lost_keys, f"accepted writes lost: {sorted(run.lost_keys)[:10]}"
     assert not run.duplicated_keys, f"writes stored twice: {sorted(run.duplicated_keys)[:10]}"
     assert not run.effects, run.effects
+    assert not run.died, f"processes died of an outage (the supervisor restarted them): {run.died}"
     dead = [(r.fault, r.dead) for r in run.rows if r.dead]
     assert not dead, f"left dead or unhealthy after: {dead}"
     never = [r.fault for r in run.rows if r.first_success is None]

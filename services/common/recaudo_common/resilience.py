@@ -69,26 +69,20 @@ def as_unavailable(exc_info):
     return type(error), error, exc_info[2]
 
 
-class RpcConsumer(_nameko_rpc.RpcConsumer):
-    """Replies that cannot be published leave the request to be delivered again."""
+class Rpc(_nameko_rpc.Rpc):
+    """nameko's ``@rpc`` answering outages as ``Unavailable``, whose reply, should it not
+    be publishable, leaves the request to the broker. It shares nameko's own RPC consumer,
+    so a service may still mix in plain ``nameko.rpc.rpc`` entrypoints."""
 
-    def handle_result(self, message, result, exc_info):
+    def handle_result(self, message, worker_ctx, result, exc_info):
+        exc_info = as_unavailable(exc_info)
         try:
-            return super().handle_result(message, result, exc_info)
+            return self.rpc_consumer.handle_result(message, result, exc_info)
         except Exception as exc:  # the broker went away while we answered
             log.warning("reply to %s not sent (%s: %s); the request is left to the broker",
                         message.delivery_info.get("routing_key"), type(exc).__name__, exc)
-            _safely(self.queue_consumer.requeue_message, message)
+            _safely(self.rpc_consumer.queue_consumer.requeue_message, message)
             return result, exc_info
-
-
-class Rpc(_nameko_rpc.Rpc):
-    """nameko's ``@rpc`` on the resilient consumer, answering outages as ``Unavailable``."""
-
-    rpc_consumer = RpcConsumer()
-
-    def handle_result(self, message, worker_ctx, result, exc_info):
-        return super().handle_result(message, worker_ctx, result, as_unavailable(exc_info))
 
 
 class EventHandler(_nameko_events.EventHandler):

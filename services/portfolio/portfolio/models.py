@@ -76,8 +76,6 @@ class Debtor(Base):
     __table_args__ = (
         UniqueConstraint("institution_id", "customer_number", name="uq_debtors_customer"),
         CheckConstraint("kind IN ('person', 'company')", name="kind"),
-        Index("ix_debtors_name_trgm", "name", postgresql_using="gin",
-              postgresql_ops={"name": "gin_trgm_ops"}),
         Index("ix_debtors_customer_number", "customer_number"),
         Index("ix_debtors_tax_id", "tax_id"),
     )
@@ -97,6 +95,15 @@ class Phone(Base):
         UniqueConstraint("debtor_id", "number", name="uq_phones_debtor_number"),
         Index("ix_phones_number", "number", postgresql_ops={"number": "text_pattern_ops"}),
     )
+
+
+# search as people type (search.py): names by trigrams without case or accents
+# (``portfolio.search_text``: an immutable ``unaccent``, created by the migration), phones
+# also by their end (a local number typed without its area code)
+Index("ix_debtors_name_search", func.portfolio.search_text(Debtor.name).label("name_search"),
+      postgresql_using="gin", postgresql_ops={"name_search": "gin_trgm_ops"})
+Index("ix_phones_number_reversed", func.reverse(Phone.number).label("number_reversed"),
+      postgresql_ops={"number_reversed": "text_pattern_ops"})
 
 
 class Email(Base):

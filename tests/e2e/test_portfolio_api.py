@@ -236,7 +236,7 @@ def test_search_as_people_type(api, db, sample):
 def test_debtor_360_view(api, db, sample):
     view = api("supervisor").get(f"/api/v1/debtors/{sample['id']}")
     assert set(view) == {"debtor", "institution", "phones", "emails", "addresses",
-                         "guarantors", "accounts"}
+                         "guarantors", "accounts", "do_not_contact_history"}
     assert view["debtor"]["customer_number"] == sample["customer_number"]
     assert view["institution"]["code"] == "BANCOMER"
     assert len(view["phones"]) == db("SELECT count(*) FROM portfolio.phones WHERE debtor_id = :d",
@@ -255,6 +255,56 @@ def test_debtor_360_view(api, db, sample):
 
     missing = api("supervisor").call("GET", "/api/v1/debtors/999999999")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+def test_do_not_contact_is_managed_through_the_api(api, db):
+    """Issue 18: a collector records a debtor's request not to be called (with a reason),
+    only an editor lifts it; addresses are marked too; every change is in the history."""
+    row = db("""SELECT d.id, p.id AS phone_id, p.number, x.id AS address_id,
+                       (SELECT o.id FROM portfolio.phones o WHERE o.debtor_id <> d.id
+                        ORDER BY o.id LIMIT 1) AS foreign_phone
+                FROM portfolio.debtors d
+                JOIN portfolio.accounts a ON a.debtor_id = d.id AND a.assigned_agent_id = :agent
+                JOIN portfolio.phones p ON p.debtor_id = d.id AND NOT p.do_not_call
+                JOIN portfolio.addresses x ON x.debtor_id = d.id AND NOT x.do_not_contact
+                WHERE d.institution_id = 1 ORDER BY d.id DESC, p.id, x.id LIMIT 1""",
+             agent=USER_IDS["gestor1"])[0]
+    path = f"/api/v1/debtors/{row.id}/do-not-contact"
+    collector, supervisor = api("gestor1"), api("supervisor")
+
+    def body(channel, contact_id, flag=True, reason=f"Lo pidió en la llamada ({RUN})"):
+        return {"channel": channel, "contact_id": contact_id, "do_not_contact": flag,
+                "reason": reason}
+
+    marked = collector.call("POST", path, json=body("phone", row.phone_id))
+    assert marked.status_code == 201, marked.text
+    change = marked.json()
+    assert change["contact"] == row.number and change["do_not_contact"] is True
+    assert change["changed_by"] == USER_IDS["gestor1"] and change["changed_at"]
+    try:
+        lift = body("phone", row.phone_id, False, "Se equivocó")
+        assert collector.call("POST", path, json=lift).status_code == 403
+        again = supervisor.call("POST", path, json=body("phone", row.phone_id))
+        assert again.status_code == 409 and "do_not_contact" in again.json()["error"]["fields"]
+        blank = supervisor.call("POST", path, json=body("phone", row.phone_id, reason=" "))
+        assert blank.status_code == 422 and "reason" in blank.json()["error"]["fields"]
+        foreign = supervisor.call("POST", path, json=body("phone", row.foreign_phone))
+        assert foreign.status_code == 404
+        assert supervisor.call("POST", path, json=body("address", row.address_id)).status_code \
+            == 201
+        view = supervisor.get(f"/api/v1/debtors/{row.id}")
+        assert next(p for p in view["phones"] if p["id"] == row.phone_id)["do_not_call"]
+        assert next(a for a in view["addresses"] if a["id"] == row.address_id)["do_not_contact"]
+        history = view["do_not_contact_history"]
+        assert [(h["channel"], h["changed_by_name"]) for h in history[:2]] == [
+            ("address", "supervisor"), ("phone", "gestor1")]
+        assert history[1]["reason"] == f"Lo pidió en la llamada ({RUN})"
+    finally:
+        for channel, contact_id in (("phone", row.phone_id), ("address", row.address_id)):
+            supervisor.call("POST", path, json=body(channel, contact_id, False, "Fin de la prueba"))
+    view = supervisor.get(f"/api/v1/debtors/{row.id}")
+    assert not next(p for p in view["phones"] if p["id"] == row.phone_id)["do_not_call"]
+    assert view["do_not_contact_history"][0]["reason"] == "Fin de la prueba"
 
 
 def test_notes_are_replaced_by_who_may_write(api, sample):

@@ -134,6 +134,37 @@ class Address(Base):
     postal_code: Mapped[str | None] = mapped_column(String(10))
     country: Mapped[str] = mapped_column(String(2), nullable=False, server_default="MX")
     time_zone: Mapped[str | None] = mapped_column(String(60))
+    #: no letters or visits here (the contact policy refuses a letter to it)
+    do_not_contact: Mapped[bool] = mapped_column(Boolean, nullable=False,
+                                                 server_default=text("false"))
+
+
+#: the kinds of contact a do-not-contact flag is kept on, and each one's flag
+DO_NOT_CONTACT_FLAGS = {"phone": "do_not_call", "email": "do_not_contact",
+                        "address": "do_not_contact"}
+
+
+class DoNotContactChange(Base):
+    """A phone, e-mail or address marked do-not-contact or released again: who, when and
+    why (the debtor's contact tab shows them). The flag itself is on the contact; this is
+    its history, kept after the contact is gone (``contact`` says what it was)."""
+
+    __tablename__ = "do_not_contact_changes"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    debtor_id: Mapped[int] = mapped_column(ForeignKey("portfolio.debtors.id", ondelete="CASCADE"),
+                                           nullable=False, index=True)
+    channel: Mapped[str] = mapped_column(String(8), nullable=False)
+    contact_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    contact: Mapped[str] = mapped_column(String(300), nullable=False)
+    do_not_contact: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    reason: Mapped[str] = mapped_column(String(500), nullable=False)
+    #: the user (None: an import with no user behind it)
+    changed_by: Mapped[int | None] = mapped_column(Integer)
+    changed_by_name: Mapped[str] = mapped_column(String(80), nullable=False)
+    changed_at: Mapped[datetime] = _created()
+    __table_args__ = (
+        CheckConstraint("channel IN ('phone', 'email', 'address')", name="channel"),
+    )
 
 
 class Guarantor(Base):

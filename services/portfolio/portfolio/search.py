@@ -23,6 +23,7 @@ from recaudo_common.errors import NotFound
 from recaudo_common.identity import Identity
 from recaudo_common.validation import page_of
 
+from . import contacts
 from .models import (Account, Address, Debtor, Email, Guarantor, Institution, Instalment, Movement,
                      Phone, Status)
 from .scope import account_clause
@@ -257,7 +258,8 @@ def get_debtor(session: Session, identity: Identity, debtor_id: int) -> dict:
     return {"debtor": debtor, "institution": session.get(Institution, debtor.institution_id),
             "phones": sorted(of(Phone), key=lambda p: (p.priority, p.id)),
             "emails": of(Email), "addresses": of(Address), "guarantors": of(Guarantor),
-            "accounts": list(by_account.values())}
+            "accounts": list(by_account.values()),
+            "do_not_contact_history": contacts.history(session, debtor_id)}
 
 
 def _rows_as_json(model, *order):

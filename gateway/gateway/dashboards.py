@@ -12,28 +12,28 @@ the service lets them read. Charts are Chart.js (npm, ``deploy/assets.py``).
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, timedelta
 
-from flask import Blueprint, Response, current_app, g, render_template, request, url_for
+from flask import (Blueprint, Response, current_app, g, redirect, render_template, request,
+                   url_for)
 from flask_babel import gettext as _
 
 from recaudo_common.errors import DomainError, InvalidInput
 
-from . import auth, error_pages, events, portfolio, reporting
+from . import auth, error_pages, events, portfolio, reporting, timefmt
 from .rpc import rpc
 
 bp = Blueprint("dashboards_ui", __name__)
 bp.context_processor(portfolio._helpers)
 error_pages.register(bp, portfolio._error_page)
 
-DEFAULT_ZONE = "America/Mexico_City"
 LIVE_EVENTS = ("activity_logged", "promise_made", "promise_kept", "promise_broken")
 OVERVIEW_DAYS = 30
 
 
 def today() -> date:
-    return datetime.now(ZoneInfo(DEFAULT_ZONE)).date()
+    """Today as the reader's institution counts days."""
+    return timefmt.institution_today()
 
 
 def _int_arg(args, name: str):
@@ -57,11 +57,11 @@ def day_query(args) -> dict:
         raise InvalidInput(_("Filtro inválido"),
                            {"day": [_("Fecha inválida (AAAA-MM-DD)")]}) from None
     return {"day": day.isoformat(), "team_id": _int_arg(args, "team_id"),
-            "institution_id": _int_arg(args, "institution_id"), "time_zone": DEFAULT_ZONE}
+            "institution_id": _int_arg(args, "institution_id"), "time_zone": str(timefmt.reader_zone())}
 
 
 def institution_arg(args):
-    unknown = [k for k in args if k != "institution_id"]
+    unknown = [k for k in args if k not in ("institution_id", "done")]
     if unknown:
         raise InvalidInput(_("Filtro inválido"), {k: [_("Filtro desconocido")] for k in unknown})
     return _int_arg(args, "institution_id")
@@ -112,6 +112,15 @@ def _chart_data(data: dict) -> dict:
 
 # --- the institution overview (the creditor portal's front page) -----------------------------
 
+@bp.post("/tableros/institucion/<int:institution_id>/fotografia")
+@auth.permission_required("institutions.manage")
+def snapshot_aging(institution_id: int):
+    """An administrator takes today's aging snapshot now instead of waiting for the day's."""
+    with rpc() as proxy:
+        proxy.portfolio.snapshot_aging(institution_id)
+    return redirect(url_for(".institution", institution_id=institution_id, done="snapshot"))
+
+
 def _institutions_for_filter(proxy) -> list[dict]:
     return proxy.portfolio.list_institutions()
 
@@ -135,6 +144,7 @@ def institution():
     return render_template("reports/institution.html", data=data, charts=_chart_data(data),
                            institutions=institutions, chosen=chosen, errors=errors,
                            portal=request.endpoint == "dashboards_ui.portal",
+                           snapshot_taken=request.args.get("done") == "snapshot",
                            # the documents area's shared list, when that feature is installed
                            shared_endpoints=set(current_app.view_functions),
                            reports=reporting.REPORTS), 422 if errors else 200
@@ -157,7 +167,7 @@ def supervisor():
     except InvalidInput as exc:
         errors = exc.fields
         query = {"day": today().isoformat(), "team_id": None, "institution_id": None,
-                 "time_zone": DEFAULT_ZONE}
+                 "time_zone": str(timefmt.reader_zone())}
     with rpc() as proxy:
         try:
             data = proxy.activities.supervisor_day(query)

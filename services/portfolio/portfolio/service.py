@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, datetime, timezone
 
 from nameko.events import event_handler
 from nameko.timer import timer
-from sqlalchemy import exists, select, text, update
+from sqlalchemy import select, text, update
+from sqlalchemy.dialects.postgresql import insert
 
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -14,7 +15,8 @@ from recaudo_common.service import ServiceBase, rpc
 from recaudo_common.validation import load
 
 from . import aging, contacts, matching, reports, search
-from .models import Account, AgingSnapshot, Base, Debtor, Institution, Phone, Status
+from .models import (Account, AgingSnapshot, Base, CallbackHolder, Debtor, Institution, Phone,
+                     Status)
 from .schemas import (AccountFactsOut, AccountOut, AccountPage, AccountQuery, AccountUpdate,
                       ContactView, DebtorView, DoNotContactChangeOut, DoNotContactWrite,
                       InstitutionOut, NotesUpdate, StatusOut, StatusWrite)
@@ -27,6 +29,10 @@ from .schemas import (ImportCreate, ImportCreated, ImportJobOut, ImportJobPage, 
 log = logging.getLogger(__name__)
 #: one instance for every call: its six nested schemas are built once, not per logging
 CONTACT_VIEW = ContactView()
+
+
+def _occurred(payload) -> datetime:
+    return datetime.fromisoformat(str(payload["occurred_at"]))
 
 
 class PortfolioService(ServiceBase):
@@ -219,6 +225,36 @@ class PortfolioService(ServiceBase):
             """), {"accounts": [p["account_id"] for p in pairs],
                    "agents": [p["agent_id"] for p in pairs]})
 
+    @event_handler("activities", "callback_scheduled")
+    def on_callback_scheduled(self, payload):
+        """Who holds a pending callback (scheduled, or delegated anew): it opens the account
+        to them. A callback for a whole team opens nothing beyond the team's own accounts.
+        Events of one item may arrive out of order: an older one never overwrites a newer
+        one, and a done callback stays done."""
+        with self.db.session() as session:
+            if not self.db.first_time(session, payload["event_id"], "callback_scheduled"):
+                return
+            row = insert(CallbackHolder).values(
+                item_id=payload["item_id"], account_id=payload["account_id"],
+                agent_id=payload.get("agent_id"), changed_at=_occurred(payload))
+            session.execute(row.on_conflict_do_update(
+                index_elements=[CallbackHolder.item_id],
+                set_={"agent_id": row.excluded.agent_id, "changed_at": row.excluded.changed_at},
+                where=~CallbackHolder.done
+                & (CallbackHolder.changed_at <= row.excluded.changed_at)))
+
+    @event_handler("activities", "callback_done")
+    def on_callback_done(self, payload):
+        with self.db.session() as session:
+            if not self.db.first_time(session, payload["event_id"], "callback_done"):
+                return
+            row = insert(CallbackHolder).values(
+                item_id=payload["item_id"], account_id=payload["account_id"], agent_id=None,
+                changed_at=_occurred(payload), done=True)
+            session.execute(row.on_conflict_do_update(
+                index_elements=[CallbackHolder.item_id],
+                set_={"agent_id": None, "done": True, "changed_at": row.excluded.changed_at}))
+
     @event_handler("activities", "activity_logged")
     def on_activity_logged(self, payload):
         """A result that invalidates the phone used (wrong number, disconnected) marks it
@@ -234,16 +270,21 @@ class PortfolioService(ServiceBase):
 
     # --- aging --------------------------------------------------------------------------------
 
-    @timer(interval=3600)
+    @timer(interval=3600, eager=True)
     def daily_aging(self):
-        """Once a day: refresh days past due and stages of every account, then snapshot."""
-        today = date.today()
+        """At start-up and then hourly: every institution whose today (in its own zone) has
+        no aging snapshot yet gets one (days past due and stages refreshed first), exactly
+        once however many instances run (``aging.missing_snapshots`` locks)."""
+        now = datetime.now(timezone.utc)
         with self.db.session() as session:
-            if session.execute(select(exists().where(AgingSnapshot.snapshot_date == today))).scalar():
-                return
-            self._refresh_and_announce(session, today)
-            rows = aging.snapshot(session, today)
-        log.info("aging snapshot of %s: %s accounts", today, rows)
+            for institution_id, day in aging.missing_snapshots(session, now):
+                rows = self._snapshot(session, institution_id, day)
+                log.info("aging snapshot of institution %s on %s: %s accounts",
+                         institution_id, day, rows)
+
+    def _snapshot(self, session, institution_id: int, day) -> int:
+        self._refresh_and_announce(session, day, institution_id=institution_id)
+        return aging.snapshot(session, day, institution_id)
 
     def _refresh_and_announce(self, session, today, **which) -> int:
         """Refresh aging and emit what changed (batched for the queues projection)."""
@@ -276,18 +317,34 @@ class PortfolioService(ServiceBase):
             return reports.roll_rates(session, identity, query)
 
     @rpc
-    def snapshot_aging(self):
-        """Refresh aging and take today's snapshot now (the daily timer does it once a day;
-        re-running replaces today's). Every institution's accounts: an all-institution
-        administrator's operation."""
+    def snapshot_aging(self, institution_id=None):
+        """Refresh aging and take today's snapshot (the institution's today, in its zone)
+        now: taken if missing, retaken if not (the day's rows replaced). One institution
+        for an administrator of it; every institution only for an all-institution one."""
         identity = self.caller.require("institutions.manage")
-        if not identity.all_institutions:
+        if institution_id is None and not identity.all_institutions:
             raise PermissionDenied("Sólo para quien administra todas las instituciones",
                                    {"permission": ["institutions.manage"]})
-        today = date.today()
+        now = datetime.now(timezone.utc)
         with self.db.session() as session:
-            self._refresh_and_announce(session, today)
-            return {"snapshot_date": today.isoformat(), "accounts": aging.snapshot(session, today)}
+            query = select(Institution).order_by(Institution.id)
+            if institution_id is not None:
+                query = query.where(Institution.id == institution_id)
+            institutions = [i for i in session.execute(query).scalars()
+                            if identity.may_access_institution(i.id)]
+            if institution_id is not None and not institutions:
+                raise NotFound("Institución no encontrada")
+            aging.lock_snapshots(session)
+            taken = [{"institution_id": i.id,
+                      "snapshot_date": aging.institution_today(i.time_zone, now).isoformat()}
+                     for i in institutions]
+            for row in taken:
+                row["accounts"] = self._snapshot(session, row["institution_id"],
+                                                 date.fromisoformat(row["snapshot_date"]))
+        if institution_id is not None:
+            return taken[0]
+        return {"snapshot_date": max((t["snapshot_date"] for t in taken), default=None),
+                "accounts": sum(t["accounts"] for t in taken), "institutions": taken}
 
     @rpc
     def rebuild_aging_rollups(self, query):

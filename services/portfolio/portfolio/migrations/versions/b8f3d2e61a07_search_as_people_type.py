@@ -8,13 +8,13 @@ and phones get a b-tree on their reversed digits: a number typed without its are
 is a suffix (``reverse(number) LIKE '87654321%'``).
 
 Revision ID: b8f3d2e61a07
-Revises: a4e8d1c09f37
+Revises: d1c4b7a2e9f0
 Create Date: 2026-12-07 12:20:00.000000
 """
 from alembic import op
 
 revision = 'b8f3d2e61a07'
-down_revision = 'a4e8d1c09f37'
+down_revision = 'd1c4b7a2e9f0'
 branch_labels = None
 depends_on = None
 

@@ -329,9 +329,10 @@ def resolve_dispute(debtor_id: int, dispute_id: int):
 # --- the chain check ---------------------------------------------------------------------------------
 
 @bp.get("/cuentas/<int:account_id>/cadena")
-@auth.permission_required("activities.manage")
+@auth.permission_required("activities.read")
 def verify_chain(account_id: int):
-    """The account's chain checked now (htmx puts the answer beside the button)."""
+    """The account's chain checked now (htmx puts the answer beside the button): by whoever
+    manages activities, or a supervisor for their team's accounts (the service decides)."""
     try:
         with rpc() as proxy:
             result = proxy.activities.verify_chain(account_id)

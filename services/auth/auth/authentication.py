@@ -155,10 +155,11 @@ def user_summary(identity: Identity, display_name: str, time_zone: str | None = 
                  creditor: bool = False) -> dict:
     """Who is asking, as the gateway shows it; ``time_zone`` is the user's own setting
     (None: the institution's zone is theirs); ``creditor``: a profile bound to one
-    institution (the creditor's staff), whose home is their portal."""
+    institution (the creditor's staff), whose home is their portal; ``supervises``: leads
+    a team (answers for its logs)."""
     return {"id": identity.user_id, "username": identity.username, "display_name": display_name,
             "profile": identity.profile, "language": identity.language, "time_zone": time_zone,
-            "creditor": creditor,
+            "creditor": creditor, "supervises": bool(identity.team),
             "permissions": sorted(identity.permissions),
             "institutions": None if identity.institutions is None else list(identity.institutions)}
 

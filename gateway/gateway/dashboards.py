@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from flask import Blueprint, Response, current_app, g, render_template, request, url_for
+from flask import (Blueprint, Response, current_app, g, redirect, render_template, request,
+                   url_for)
 from flask_babel import gettext as _
 
 from recaudo_common.errors import DomainError, InvalidInput
@@ -60,7 +61,7 @@ def day_query(args) -> dict:
 
 
 def institution_arg(args):
-    unknown = [k for k in args if k != "institution_id"]
+    unknown = [k for k in args if k not in ("institution_id", "done")]
     if unknown:
         raise InvalidInput(_("Filtro inválido"), {k: [_("Filtro desconocido")] for k in unknown})
     return _int_arg(args, "institution_id")
@@ -111,6 +112,15 @@ def _chart_data(data: dict) -> dict:
 
 # --- the institution overview (the creditor portal's front page) -----------------------------
 
+@bp.post("/tableros/institucion/<int:institution_id>/fotografia")
+@auth.permission_required("institutions.manage")
+def snapshot_aging(institution_id: int):
+    """An administrator takes today's aging snapshot now instead of waiting for the day's."""
+    with rpc() as proxy:
+        proxy.portfolio.snapshot_aging(institution_id)
+    return redirect(url_for(".institution", institution_id=institution_id, done="snapshot"))
+
+
 def _institutions_for_filter(proxy) -> list[dict]:
     return proxy.portfolio.list_institutions()
 
@@ -134,6 +144,7 @@ def institution():
     return render_template("reports/institution.html", data=data, charts=_chart_data(data),
                            institutions=institutions, chosen=chosen, errors=errors,
                            portal=request.endpoint == "dashboards_ui.portal",
+                           snapshot_taken=request.args.get("done") == "snapshot",
                            # the documents area's shared list, when that feature is installed
                            shared_endpoints=set(current_app.view_functions),
                            reports=reporting.REPORTS), 422 if errors else 200

@@ -148,15 +148,17 @@ def stack():
 
 @pytest.fixture(scope="session")
 def demo_users(stack) -> str:
-    """The six demo users (admin, supervisor, gestor1, gestor2, abogado, cliente) and the
-    three demo institutions in the test database, by ``recaudo seed`` in demo mode
-    (idempotent: what exists is kept). Answers their password."""
+    """The six demo users (admin, supervisor, gestor1, gestor2, abogado, cliente), the
+    three demo institutions and the rest of the demo in the test database, by ``recaudo
+    seed`` and ``recaudo seed-live`` in demo mode, as ``make up`` runs them around starting
+    the stack (idempotent: what exists is kept). Answers their password."""
     env = {**os.environ, "RECAUDO_DEMO": "1"}
-    proc = subprocess.run([runner.PYTHON, "-m", "recaudo_common.cli", "seed"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        pytest.fail(f"recaudo seed failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}",
-                    pytrace=False)
+    for command in ("seed", "seed-live"):
+        proc = subprocess.run([runner.PYTHON, "-m", "recaudo_common.cli", command], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0 or "not seeded" in proc.stderr:
+            pytest.fail(f"recaudo {command} failed ({proc.returncode}):\n"
+                        f"{proc.stdout}{proc.stderr}", pytrace=False)
     return DEMO_PASSWORD
 
 

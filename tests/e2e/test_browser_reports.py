@@ -114,3 +114,43 @@ def test_the_creditor_portal_shows_only_its_institution(stack, demo_users, new_p
     answer = page.goto("/reportes/antiguedad")
     assert answer.status == 200
     expect(page.locator("#institution_id")).to_have_count(0)         # nothing to choose
+
+
+def test_an_administrator_takes_todays_aging_snapshot_now(stack, demo_users, new_page):
+    """The button of the institution overview and its API: today's snapshot (the
+    institution's today, in its zone) taken now; the supervisor sees no button."""
+    from zoneinfo import ZoneInfo
+
+    engine = create_engine(settings().database_url)
+    with engine.begin() as conn:
+        zone = conn.execute(text("SELECT time_zone FROM portfolio.institutions WHERE id = 2")).scalar()
+        conn.execute(text("DELETE FROM portfolio.aging_snapshots WHERE institution_id = 2 AND "
+                          "snapshot_date = :d"), {"d": datetime.now(ZoneInfo(zone)).date()})
+    try:
+        page = new_page()
+        login(page, "admin", demo_users)
+        page.goto("/tableros/institucion?institution_id=2")
+        with page.expect_navigation():
+            page.click("#take-snapshot")
+        expect(page.locator("#snapshot-taken")).to_be_visible()
+        with engine.connect() as conn:
+            taken = conn.execute(text(
+                "SELECT count(*) FROM portfolio.aging_snapshots WHERE institution_id = 2 AND "
+                "snapshot_date = :d"), {"d": datetime.now(ZoneInfo(zone)).date()}).scalar()
+            accounts = conn.execute(text(
+                "SELECT count(*) FROM portfolio.accounts WHERE institution_id = 2")).scalar()
+        assert taken == accounts > 0
+
+        token = _token(stack.base_url, "admin", demo_users)
+        answer = requests.post(stack.base_url + "/api/v1/institutions/2/aging-snapshot",
+                               headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"institution_id": 2, "accounts": accounts,
+                                 "snapshot_date": datetime.now(ZoneInfo(zone)).date().isoformat()}
+
+        supervisor = new_page()
+        login(supervisor, "supervisor", demo_users)
+        supervisor.goto("/tableros/institucion?institution_id=2")
+        expect(supervisor.locator("#take-snapshot")).to_have_count(0)
+    finally:
+        engine.dispose()

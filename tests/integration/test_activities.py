@@ -30,7 +30,7 @@ from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from recaudo_common.identity import Identity, sign
 
-from .helpers import scalar, sql, wait_for
+from .helpers import counting, fire_together, record, scalar, sql, wait_for
 
 BASE = 880_000_000
 ACC1 = [BASE + k for k in range(1, 7)]   # institution 1, assigned to GESTOR1
@@ -544,6 +544,29 @@ def test_expire_breaks_promises_past_due_and_only_once(gestor1, admin, engine, r
     assert len(events) == 2
     with pytest.raises(PermissionDenied):
         gestor1.expire_promises()
+
+
+@pytest.mark.instances(2)
+def test_the_hourly_expiry_fired_on_two_instances_at_once_settles_each_promise_once(
+        gestor1, engine, instances, monkeypatch):
+    from activities import promises
+
+    day = today()
+    made = [gestor1.log_activity(call(account_id=account, code="PP", promise={
+        "amount": "300.00", "due_date": day.isoformat()}))["promise"]["id"] for account in ACC1]
+    sql(engine, "UPDATE activities.promises SET due_date = :d WHERE id = ANY(:p)",
+        d=day - timedelta(days=1), p=made)
+    sql(engine, "UPDATE activities.promise_instalments SET due_date = :d "
+                "WHERE promise_id = ANY(:p)", d=day - timedelta(days=1), p=made)
+    settled = counting(monkeypatch, promises, "expire")
+    fire_together(instances["activities"], "expire_promises_daily")
+    record("timer_promise_expiry", {"instances_fired": 2, "overdue_promises": len(made),
+                                    "settled_per_call": settled,
+                                    "promise_broken_events": len(outbox(engine, "promise_broken"))})
+    assert sum(settled) == len(made)
+    assert len(outbox(engine, "promise_broken")) == len(made)
+    assert scalar(engine, "SELECT sum(promises_broken) FROM activities.productivity_daily") \
+        == len(made)
 
 
 # --- disputes --------------------------------------------------------------------------------

@@ -517,6 +517,10 @@ def test_every_change_of_access_emits_what_to_forget(seeded, anon, as_user, engi
     [profile] = changes_after(lambda: admin.auth.update_profile(
         profile_id(engine, "Integración"), _profile_body(admin, "Integración")))
     assert profile["everyone"] is True
+    [team_made] = changes_after(lambda: admin.auth.save_team(
+        {"name": "Equipo Cambios", "supervisor_id": user_id(engine, "supervisor"),
+         "members": [user_id(engine, "gestor1")]}))
+    assert team_made["everyone"] is True
     team = admin.auth.list_teams()[0]
     [team_change] = changes_after(lambda: admin.auth.save_team(
         {"name": team["name"], "supervisor_id": team["supervisor_id"],

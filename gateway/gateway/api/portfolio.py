@@ -56,6 +56,22 @@ def get_institution(institution_id):
         return proxy.portfolio.get_institution(institution_id)
 
 
+class AgingSnapshotTaken(Schema):
+    institution_id = fields.Integer()
+    snapshot_date = fields.Date()
+    accounts = fields.Integer(metadata={"description": "Cuentas en la fotografía"})
+
+
+@blp.route("/institutions/<int:institution_id>/aging-snapshot", methods=["POST"])
+@blp.alt_response(200, schema=AgingSnapshotTaken)
+def snapshot_aging(institution_id):
+    """Toma ahora la fotografía diaria de antigüedad de la institución (de su hoy, en su
+    zona horaria), tras recalcular días de atraso y etapas; si ya existía, la reemplaza.
+    El servicio la toma sólo al arrancar y cada día; esto es para no esperar."""
+    with rpc() as proxy:
+        return proxy.portfolio.snapshot_aging(institution_id)
+
+
 @blp.route("/institutions/<int:institution_id>/statuses", methods=["GET"])
 @blp.alt_response(200, schema=StatusOut(many=True))
 def list_statuses(institution_id):

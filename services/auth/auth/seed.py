@@ -1,4 +1,6 @@
-"""Default profiles (always) and demo users (demo mode only)."""
+"""Default profiles (always) and demo users (demo mode only); the demo team through the
+running auth service (``seed_live``), so its ``team_changed`` reaches the queues and
+activities services as an administrator's team would."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -10,7 +12,7 @@ from recaudo_common import demo
 from recaudo_common.db import make_engine
 
 from .credentials import hash_password, password_problems
-from .models import Profile, Team, TeamMember, User
+from .models import Profile, User
 from .permissions import DEFAULT_PROFILES
 
 DEMO_PASSWORD = demo.DEMO_PASSWORD
@@ -23,6 +25,8 @@ DEMO_USERS = {
     "abogado": ("Teresa Pineda Luna", "Abogado", None),
     "cliente": ("Portal BBVA Bancomer", "Cliente", (demo.CLIENT_INSTITUTION_ID,)),
 }
+#: team name -> (supervisor, members): the collectors the demo strategies' queues serve
+DEMO_TEAMS = {demo.TEAM: ("supervisor", ("gestor1", "gestor2"))}
 
 
 @contextmanager
@@ -61,12 +65,20 @@ def seed_demo() -> None:
         session.flush()
         session.execute(text("SELECT setval(pg_get_serial_sequence('auth.users', 'id'), "
                              "(SELECT max(id) FROM auth.users))"))
-        if not session.execute(select(Team.id).where(Team.name == "Equipo Centro")).first():
-            team = Team(name="Equipo Centro", supervisor_id=users["supervisor"].id)
-            session.add(team)
-            session.flush()
-            session.add_all([TeamMember(team_id=team.id, user_id=users[u].id)
-                             for u in ("gestor1", "gestor2")])
+
+
+def seed_live(proxy) -> list[dict]:
+    """The demo teams through ``auth.save_team`` (``proxy``: started proxies carrying the
+    platform's identity), so ``team_changed`` tells every service that keeps teams.
+    Idempotent: a team of that name is left as it is. Answers the teams made."""
+    existing = {t["name"] for t in proxy.auth.list_teams()}
+    made = []
+    for name, (supervisor, members) in DEMO_TEAMS.items():
+        if name not in existing:
+            made.append(proxy.auth.save_team({
+                "name": name, "supervisor_id": demo.USER_IDS[supervisor],
+                "members": [demo.USER_IDS[m] for m in members]}))
+    return made
 
 
 def create_admin(username: str, password: str, display_name: str | None = None) -> None:

@@ -14,3 +14,5 @@ DEMO_PASSWORD = "recaudo-demo"
 USER_IDS = {"admin": 1, "supervisor": 2, "gestor1": 3, "gestor2": 4, "abogado": 5, "cliente": 6}
 #: how many demo debtors the portfolio service generates (about one account each)
 DEBTORS = 5000
+#: the demo collectors' team (auth seeds it; the demo strategies' queues are served by it)
+TEAM = "Equipo Centro"

@@ -4,11 +4,14 @@
 oldest unpaid instalment that has fallen due) and overdue amount, and moves
 accounts between current and delinquent (litigation is set by hand and kept). It
 returns the accounts whose facts changed, for ``accounts_changed`` and
-``stage_changed`` events. ``snapshot`` writes one row per account for a day.
+``stage_changed`` events. ``snapshot`` writes one row per account for a day;
+``missing_snapshots`` names the institutions whose today (in their own zone) has none yet,
+under a lock that makes one instance of the service take each exactly once.
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
@@ -60,22 +63,95 @@ def refresh(session: Session | Connection, today: date, account_ids: list[int] |
     return session.execute(text(_REFRESH.format(where=where)), params).all()
 
 
-def snapshot(session: Session, day: date) -> int:
-    """One aging row per account for ``day`` (re-running the same day replaces it), then
-    the day's rollups (``refresh_rollups``)."""
+#: the advisory lock (transaction-scoped) held while snapshots are checked and taken: a
+#: second instance waits for the first to commit, then finds the day taken
+SNAPSHOT_LOCK = 0x5245434155444F   # "RECAUDO"
+
+
+def lock_snapshots(session: Session | Connection) -> None:
+    session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SNAPSHOT_LOCK})
+
+
+def institution_today(time_zone: str, now: datetime) -> date:
+    """"Today" for an institution: the date in its own zone."""
+    return now.astimezone(ZoneInfo(time_zone)).date()
+
+
+def missing_snapshots(session: Session, now: datetime) -> list[tuple[int, date]]:
+    """(institution, its today) for every institution with accounts whose today has no
+    snapshot yet. Takes the snapshot lock first (held until the transaction ends)."""
+    lock_snapshots(session)
+    rows = session.execute(text("""
+        SELECT i.id, i.time_zone FROM portfolio.institutions i
+        WHERE EXISTS (SELECT 1 FROM portfolio.accounts a WHERE a.institution_id = i.id)
+        ORDER BY i.id""")).all()
+    missing = []
+    for institution_id, zone in rows:
+        day = institution_today(zone, now)
+        taken = session.execute(text(
+            "SELECT 1 FROM portfolio.aging_snapshots WHERE institution_id = :i"
+            " AND snapshot_date = :d LIMIT 1"), {"i": institution_id, "d": day}).first()
+        if not taken:
+            missing.append((institution_id, day))
+    return missing
+
+
+def snapshot(session: Session, day: date, institution_id: int | None = None) -> int:
+    """One aging row per account (of an institution, or all) for ``day`` (re-running the
+    same day replaces it), then the day's rollups (``refresh_rollups``)."""
     result = session.execute(text("""
         INSERT INTO portfolio.aging_snapshots
             (snapshot_date, account_id, institution_id, balance, overdue_amount,
              days_past_due, stage, status_id)
         SELECT :day, id, institution_id, balance, overdue_amount, days_past_due, stage, status_id
         FROM portfolio.accounts
+        WHERE CAST(:institution_id AS integer) IS NULL OR institution_id = :institution_id
         ON CONFLICT (snapshot_date, account_id) DO UPDATE
         SET balance = EXCLUDED.balance, overdue_amount = EXCLUDED.overdue_amount,
             days_past_due = EXCLUDED.days_past_due, stage = EXCLUDED.stage,
             status_id = EXCLUDED.status_id
-    """), {"day": day})
+    """), {"day": day, "institution_id": institution_id})
     refresh_rollups(session, day)
     return result.rowcount
+
+
+_BACKFILL = """
+WITH days AS (
+    SELECT day FROM unnest(CAST(:days AS date[])) AS day
+), overdue AS (
+    SELECT d.day, i.account_id, max(d.day - i.due_date) AS dpd,
+           sum(i.amount - i.paid_amount) AS overdue
+    FROM portfolio.instalments i
+    JOIN days d ON i.due_date < d.day
+    WHERE i.paid_amount < i.amount AND i.due_date < CAST(:last AS date)
+    GROUP BY d.day, i.account_id
+)
+INSERT INTO portfolio.aging_snapshots
+    (snapshot_date, account_id, institution_id, balance, overdue_amount, days_past_due,
+     stage, status_id)
+SELECT d.day, a.id, a.institution_id, a.balance,
+       LEAST(COALESCE(o.overdue, 0), a.balance), COALESCE(o.dpd, 0),
+       CASE WHEN a.stage = 'litigation' THEN 'litigation'
+            WHEN COALESCE(o.dpd, 0) > 0 THEN 'delinquent' ELSE 'current' END,
+       a.status_id
+FROM days d
+CROSS JOIN portfolio.accounts a
+LEFT JOIN overdue o ON o.day = d.day AND o.account_id = a.id
+WHERE EXISTS (SELECT 1 FROM portfolio.instalments s WHERE s.account_id = a.id)
+ON CONFLICT (snapshot_date, account_id) DO NOTHING
+"""
+
+
+def backfill(session: Session | Connection, days: list[date]) -> int:
+    """Snapshots of past ``days`` that have none, computed from the instalment schedules as
+    they stand (an instalment paid today counts as paid then: exact when payments came
+    before their due dates), one statement for all the days; then each day's rollups, oldest
+    first. For a portfolio loaded with its past (the demo)."""
+    days = sorted(days)
+    rows = session.execute(text(_BACKFILL), {"days": days, "last": days[-1]}).rowcount
+    for day in days:
+        refresh_rollups(session, day)
+    return rows
 
 
 _DAILY = f"""

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 
 from nameko.events import event_handler
 from nameko.timer import timer
-from sqlalchemy import exists, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from recaudo_common.db import Database
@@ -251,16 +251,21 @@ class PortfolioService(ServiceBase):
 
     # --- aging --------------------------------------------------------------------------------
 
-    @timer(interval=3600)
+    @timer(interval=3600, eager=True)
     def daily_aging(self):
-        """Once a day: refresh days past due and stages of every account, then snapshot."""
-        today = date.today()
+        """At start-up and then hourly: every institution whose today (in its own zone) has
+        no aging snapshot yet gets one (days past due and stages refreshed first), exactly
+        once however many instances run (``aging.missing_snapshots`` locks)."""
+        now = datetime.now(timezone.utc)
         with self.db.session() as session:
-            if session.execute(select(exists().where(AgingSnapshot.snapshot_date == today))).scalar():
-                return
-            self._refresh_and_announce(session, today)
-            rows = aging.snapshot(session, today)
-        log.info("aging snapshot of %s: %s accounts", today, rows)
+            for institution_id, day in aging.missing_snapshots(session, now):
+                rows = self._snapshot(session, institution_id, day)
+                log.info("aging snapshot of institution %s on %s: %s accounts",
+                         institution_id, day, rows)
+
+    def _snapshot(self, session, institution_id: int, day) -> int:
+        self._refresh_and_announce(session, day, institution_id=institution_id)
+        return aging.snapshot(session, day, institution_id)
 
     def _refresh_and_announce(self, session, today, **which) -> int:
         """Refresh aging and emit what changed (batched for the queues projection)."""
@@ -293,18 +298,34 @@ class PortfolioService(ServiceBase):
             return reports.roll_rates(session, identity, query)
 
     @rpc
-    def snapshot_aging(self):
-        """Refresh aging and take today's snapshot now (the daily timer does it once a day;
-        re-running replaces today's). Every institution's accounts: an all-institution
-        administrator's operation."""
+    def snapshot_aging(self, institution_id=None):
+        """Refresh aging and take today's snapshot (the institution's today, in its zone)
+        now: taken if missing, retaken if not (the day's rows replaced). One institution
+        for an administrator of it; every institution only for an all-institution one."""
         identity = self.caller.require("institutions.manage")
-        if not identity.all_institutions:
+        if institution_id is None and not identity.all_institutions:
             raise PermissionDenied("Sólo para quien administra todas las instituciones",
                                    {"permission": ["institutions.manage"]})
-        today = date.today()
+        now = datetime.now(timezone.utc)
         with self.db.session() as session:
-            self._refresh_and_announce(session, today)
-            return {"snapshot_date": today.isoformat(), "accounts": aging.snapshot(session, today)}
+            query = select(Institution).order_by(Institution.id)
+            if institution_id is not None:
+                query = query.where(Institution.id == institution_id)
+            institutions = [i for i in session.execute(query).scalars()
+                            if identity.may_access_institution(i.id)]
+            if institution_id is not None and not institutions:
+                raise NotFound("Institución no encontrada")
+            aging.lock_snapshots(session)
+            taken = [{"institution_id": i.id,
+                      "snapshot_date": aging.institution_today(i.time_zone, now).isoformat()}
+                     for i in institutions]
+            for row in taken:
+                row["accounts"] = self._snapshot(session, row["institution_id"],
+                                                 date.fromisoformat(row["snapshot_date"]))
+        if institution_id is not None:
+            return taken[0]
+        return {"snapshot_date": max((t["snapshot_date"] for t in taken), default=None),
+                "accounts": sum(t["accounts"] for t in taken), "institutions": taken}
 
     @rpc
     def rebuild_aging_rollups(self, query):

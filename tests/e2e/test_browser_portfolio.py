@@ -329,3 +329,46 @@ def test_the_progress_bar_follows_the_import_events(page, stack, demo_users):
     assert seen[-1][0] == "finished" and seen[-1][1]["state"] == "done"
     assert seen[-1][1]["rejected_rows"] == rows
     assert errors == []
+
+
+def test_an_administrator_keeps_the_status_catalogue_in_the_ui(page, demo_users):
+    """Issue 18: the status catalogue had no screen (API only)."""
+    code = f"E2E_{RUN.upper()}"
+    engine = create_engine(settings().database_url)
+    try:
+        log_in(page, "admin", demo_users, "/admin/estatus?institucion=1")
+        expect(page.locator("h1")).to_have_text("Estatus de cuenta")
+        page.fill("#status-code", code.lower())           # saved upper case
+        page.fill("#status-name", "Convenio en firma")
+        with page.expect_navigation():
+            page.click("#save-status")
+        expect(page.locator("#notice")).to_have_text("Estatus guardado.")
+        row = page.locator(f"#statuses tr[data-code='{code}']")
+        expect(row).to_contain_text("Convenio en firma")
+
+        # the same code again: refused beside the field, nothing lost
+        page.fill("#status-code", code)
+        page.fill("#status-name", "Otro")
+        page.click("#save-status")
+        expect(page.locator("#err-code")).to_contain_text("Ya existe")
+        expect(page.locator("#status-name")).to_have_value("Otro")
+
+        page.goto("/admin/estatus?institucion=1")
+        page.click(f"#edit-status-{code}")
+        page.uncheck("#status-active")
+        with page.expect_navigation():
+            page.click("#save-status")
+        expect(page.locator(f"#statuses tr[data-code='{code}']")).to_have_class(
+            re.compile("inactive"))
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT active FROM portfolio.statuses WHERE code = :c"),
+                                {"c": code}).scalar_one() is False
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM portfolio.statuses WHERE code = :c"), {"c": code})
+        engine.dispose()
+
+
+def test_a_collector_has_no_status_screen(page, demo_users):
+    log_in(page, "gestor1", demo_users)
+    assert page.goto("/admin/estatus").status == 403

@@ -4,14 +4,13 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime, timezone
 
-from nameko.events import event_handler
 from nameko.timer import timer
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from recaudo_common.service import ServiceBase, rpc
+from recaudo_common.service import ServiceBase, event_handler, rpc
 from recaudo_common.validation import load
 
 from . import aging, contacts, matching, reports, search

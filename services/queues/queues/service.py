@@ -5,7 +5,6 @@ import json
 import logging
 from datetime import date, timedelta
 
-from nameko.events import event_handler
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from sqlalchemy import delete, func, or_, select, text, update
@@ -16,7 +15,7 @@ from recaudo_common.acting import ActingRpc
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, DomainError, InvalidInput, NotFound
 from recaudo_common.identity import Identity
-from recaudo_common.service import ServiceBase, rpc
+from recaudo_common.service import ServiceBase, event_handler, rpc
 from recaudo_common.validation import load
 
 from . import campaigns, placement, reports, rules, working

@@ -17,6 +17,8 @@ from werkzeug.exceptions import HTTPException
 from recaudo_common import errors as domain
 from recaudo_common.resilience import unavailable
 
+from .validation import N_, localize, localize_fields
+
 log = logging.getLogger(__name__)
 
 HTTP_STATUS = {
@@ -36,23 +38,25 @@ BROKER_OUTAGES = (kombu.exceptions.OperationalError, amqp.exceptions.ConnectionE
 
 
 def error_body(status: int, code: str, message: str, fields: dict | None = None):
-    response = jsonify({"error": {"code": code, "message": message, "fields": fields or {}}})
+    """The JSON error, its message and each field's problems in the request's language."""
+    response = jsonify({"error": {"code": code, "message": localize(message),
+                                  "fields": localize_fields(fields or {})}})
     response.status_code = status
     return response
 
 
 #: HTTP status -> (machine code, message) for errors raised by Flask/Werkzeug/webargs
 HTTP_ERRORS = {
-    400: ("bad_request", "Solicitud mal formada (revise el JSON)"),
-    401: ("not_authenticated", "Se requiere autenticación"),
-    403: ("permission_denied", "No tiene permiso para esta operación"),
-    404: ("not_found", "No encontrado"),
-    405: ("method_not_allowed", "Método no permitido"),
-    409: ("conflict", "Conflicto con el estado actual"),
-    413: ("payload_too_large", "La solicitud excede el tamaño permitido"),
-    415: ("unsupported_media_type", "Tipo de contenido no admitido"),
-    422: ("invalid_input", "Datos inválidos"),
-    429: ("throttled", "Demasiadas solicitudes; intente más tarde"),
+    400: ("bad_request", N_("Solicitud mal formada (revise el JSON)")),
+    401: ("not_authenticated", N_("Se requiere autenticación")),
+    403: ("permission_denied", N_("No tiene permiso para esta operación")),
+    404: ("not_found", N_("No encontrado")),
+    405: ("method_not_allowed", N_("Método no permitido")),
+    409: ("conflict", N_("Conflicto con el estado actual")),
+    413: ("payload_too_large", N_("La solicitud excede el tamaño permitido")),
+    415: ("unsupported_media_type", N_("Tipo de contenido no admitido")),
+    422: ("invalid_input", N_("Datos inválidos")),
+    429: ("throttled", N_("Demasiadas solicitudes; intente más tarde")),
 }
 
 
@@ -91,7 +95,7 @@ def handle_unavailable(exc: Exception):
 
 def handle_remote_error(exc: RemoteError):
     log.error("remote error on %s: %s", request.path, exc)
-    return error_body(500, "internal_error", "Error interno")
+    return error_body(500, "internal_error", N_("Error interno"))
 
 
 def register(app) -> None:

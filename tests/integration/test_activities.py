@@ -429,6 +429,26 @@ def test_the_hash_chain_detects_an_edited_row(gestor1, admin, engine):
         admin.verify_chain(BASE + 999)
 
 
+def test_a_supervisor_checks_the_chain_of_their_teams_accounts(gestor1, supervisor, admin,
+                                                               as_user):
+    """Issue 18: the check was admin-only, though supervisors answer for their teams'
+    logs. A supervisor checks an account of their agent's; another team's answers as
+    missing; a collector (who leads nobody) still may not."""
+    gestor1.log_activity(call(description="para verificar"))
+    result = supervisor.verify_chain(ACC1[0])
+    assert result["ok"] is True and result["entries"] == 1
+    # only an administrator's note, but the account is assigned to their agent
+    admin.log_activity({"account_id": ACC1[2], "kind": "note",
+                        "started_at": now().isoformat(), "description": "nota"})
+    assert supervisor.verify_chain(ACC1[2])["ok"] is True
+    other_team = as_user(8860, SUPERVISOR_PERMS, None, (GESTOR3,))
+    for account_id in (ACC1[0], ACC1[2]):
+        with pytest.raises(NotFound):
+            other_team.verify_chain(account_id)
+    with pytest.raises(PermissionDenied):
+        gestor1.verify_chain(ACC1[0])
+
+
 def test_concurrent_logging_on_one_account_keeps_one_unbroken_chain(as_user, admin, engine,
                                                                     rpc_proxy):
     """Appends to one account are serialised on its chain head; retries of one key racing

@@ -190,7 +190,8 @@ def account_history(_, account_id):
 @blp.alt_response(200, schema=ChainCheck)
 def verify_chain(account_id):
     """Verifica la cadena de huellas de la bitácora de la cuenta: ``ok``, o la primera
-    entrada alterada o faltante (permiso activities.manage)."""
+    entrada alterada o faltante (permiso activities.manage; un supervisor, las cuentas de su
+    equipo: asignadas a sus gestores o con gestiones de ellos)."""
     with rpc() as proxy:
         return _plain(proxy.activities.verify_chain(account_id))
 

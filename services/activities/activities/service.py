@@ -124,15 +124,38 @@ class ActivitiesService(ServiceBase):
 
     @rpc
     def verify_chain(self, account_id):
-        """Recompute the account's hash chain: ok, or the first entry that breaks it."""
-        identity = self.caller.require("activities.manage")
+        """Recompute the account's hash chain: ok, or the first entry that breaks it.
+
+        Whoever manages activities checks any account in their scope; a supervisor answers
+        for their team's logs: the accounts assigned to their agents or with entries of
+        theirs (any other answers as missing)."""
+        identity = self.caller.identity
+        supervisor = bool(identity.team) and identity.has("activities.read")
+        if not (identity.has("activities.manage") or supervisor):
+            identity = self.caller.require("activities.manage")   # PermissionDenied
         if not isinstance(account_id, int) or isinstance(account_id, bool):
             raise InvalidInput("Cuenta inválida", {"account_id": ["Se esperaba un número"]})
         with self.db.session() as session:
             head = session.get(ChainHead, account_id)
             if head is None or not identity.may_access_institution(head.institution_id):
                 raise NotFound("La cuenta no tiene gestiones")
+            if not identity.has("activities.manage") and \
+                    not self._teams_log(session, identity, account_id):
+                raise NotFound("La cuenta no tiene gestiones")
             return chain.verify(session, account_id)
+
+    def _teams_log(self, session, identity, account_id: int) -> bool:
+        """Is the account's log the caller's team's: assigned to one of their agents, or
+        with an entry of theirs or their agents'?"""
+        people = (identity.user_id, *identity.team)
+        if session.execute(select(Activity.id).where(
+                Activity.account_id == account_id, Activity.agent_id.in_(people))
+                .limit(1)).first():
+            return True
+        try:
+            return self._account(identity, account_id).get("assigned_agent_id") in people
+        except NotFound:
+            return False
 
     # --- the result-code catalogue and institution settings ----------------------------
 

@@ -424,8 +424,8 @@ def test_the_demo_campaign_is_made_through_the_service_once(stack, template_id, 
     platform = rpc_proxy({"identity": sign(Identity.system("seed"))}, timeout=60)
     sql(engine, "UPDATE messaging.templates SET name = :n WHERE id = :t", n=seed.TEMPLATE,
         t=template_id)
-    made = seed.seed_live(platform, (INST,))
+    made = seed.seed_campaign(platform, INST)
     assert made["name"] == seed.CAMPAIGN and made["holdout_share"] == 10
-    assert seed.seed_live(platform, (INST,)) is None
+    assert seed.seed_campaign(platform, INST) is None
     runs = sql(engine, "SELECT kind, targeted FROM queues.campaign_runs")
     assert runs == [("manual", len(REMINDED) + 3)]

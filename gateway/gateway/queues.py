@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
+from zoneinfo import ZoneInfo
 from decimal import Decimal
 
 from flask import (Blueprint, abort, g, make_response, redirect, render_template, request,
@@ -26,6 +27,7 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 from werkzeug.routing import BuildError
 
+from recaudo_common.contact_policy import DEFAULT_ZONE
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 from . import auth, error_pages
@@ -830,9 +832,23 @@ def next_account():
     """Lease the next account and open its debtor; or a friendly "nothing now"."""
     with rpc() as proxy:
         lease = proxy.queues.next_account()
-    if lease is None:
-        return render_template("queues/next_empty.html")
+        if lease is None:
+            return render_template("queues/next_empty.html", **work_outlook(proxy))
     return redirect(debtor_url(lease["debtor_id"], lease["account_id"]))
+
+
+def work_outlook(proxy) -> dict:
+    """What the collector can do when the pull has nothing now (also on the home page):
+    why (the queues' outlook: outside the contact hours and when they open, callbacks
+    later, disputes, rest) and what else waits (today's agenda)."""
+    outlook = proxy.queues.pull_outlook()
+    agenda = []
+    if "activities.read" in g.user["permissions"]:
+        day = datetime.now(ZoneInfo(DEFAULT_ZONE)).date().isoformat()
+        agenda = [item for item in proxy.activities.agenda_for({
+            "date_from": day, "date_to": day, "agent_id": g.user["id"],
+            "time_zone": DEFAULT_ZONE}) if not item.get("done_at")]
+    return {"outlook": outlook, "agenda_today": agenda}
 
 
 @bp.post("/liberar/<int:account_id>")

@@ -1,11 +1,12 @@
 """The web UI shell: home page, language switch, system status fragment."""
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request
+from flask import Blueprint, g, redirect, render_template, request
 
 from .boundary import safe_next
 from .health import check_services
 from .i18n import COOKIE, LANGUAGES
+from .rpc import rpc
 
 bp = Blueprint("ui", __name__)
 
@@ -14,7 +15,19 @@ ONE_YEAR = 365 * 24 * 3600
 
 @bp.get("/")
 def home():
-    return render_template("home.html")
+    """The home page; a collector's shows what waits in their queues and why (the pull's
+    outlook), so it is never a dead end at any hour."""
+    extra = {}
+    user = g.get("user")
+    if user and "queues.work" in user["permissions"]:
+        from .queues import work_outlook
+
+        try:
+            with rpc() as proxy:
+                extra = work_outlook(proxy)
+        except Exception:  # noqa: BLE001 - a service down: the status section below says so
+            extra = {}
+    return render_template("home.html", **extra)
 
 
 @bp.get("/estado")

@@ -12,18 +12,21 @@ TEST_ENV := RECAUDO_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/re
 
 help:
 	@echo "make up      install what is missing, start everything with demo data, print the URL"
+	@echo "             SCALE=\"queues=2 activities=3\": that many instances of those services"
 	@echo "make test    run the unit, integration and end-to-end suites (starts what they need)"
 	@echo "make bench   run the benchmarks under tests/perf and print their tables"
 	@echo "make logs    follow the logs of the running processes"
-	@echo "make down    stop the processes 'make up' started"
+	@echo "make status  every process and instance, with its pid"
+	@echo "make down    stop the processes 'make up' started (every instance)"
 
 deps:
 	@deploy/bootstrap.sh
 
 up: deps
+	@$(VENV)/python deploy/runner.py check-scale "$(SCALE)"
 	@deploy/infra.sh
 	@$(VENV)/recaudo seed
-	@$(VENV)/python deploy/runner.py up
+	@$(VENV)/python deploy/runner.py up --scale "$(SCALE)"
 	@$(VENV)/recaudo seed-live
 	@$(VENV)/python deploy/welcome.py
 

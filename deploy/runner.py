@@ -2,15 +2,20 @@
 
     python deploy/runner.py up            start the S3 server, the local mail servers (imap,
                                           smtp), the nameko services (config.SERVICES) and the gateway
-    python deploy/runner.py down          stop exactly the processes ``up`` started
-    python deploy/runner.py stop NAME     stop one of them (tests use it)
+    python deploy/runner.py up --scale "queues=2 activities=3"
+                                          the same, with that many instances of those services
+    python deploy/runner.py down          stop exactly the processes ``up`` started (every instance)
+    python deploy/runner.py stop NAME     stop one of them (tests use it; ``queues-2`` is an instance)
     python deploy/runner.py start NAME    start one of them again
-    python deploy/runner.py status        what runs, with pids
+    python deploy/runner.py status        what runs, with pids, every instance
+    python deploy/runner.py check-scale SPEC   only check a --scale SPEC (``make up`` does, first)
 
 Each process runs in its own session with its pid in ``<var>/run/NAME.pid`` and its
 output in ``<var>/log/NAME.log``; ``down`` signals only pids whose command line is
-still the one it started, so it never touches anything else. The docker-compose
-file mirrors ``PROCESSES`` (a test keeps the two in step).
+still the one it started, so it never touches anything else. A service's first instance
+is NAME, the others NAME-2, NAME-3, ... (their own pid and log files): the broker shares
+RPCs and events among them, and the database makes each timer's work happen once. The
+docker-compose file mirrors ``PROCESSES`` (a test keeps the two in step).
 """
 from __future__ import annotations
 
@@ -65,6 +70,51 @@ LOCAL: dict[str, list[str]] = {
 ALL = {**LOCAL, **PROCESSES}
 
 
+def parse_scale(spec: str) -> dict[str, int]:
+    """``"queues=2 activities=3"`` -> {"queues": 2, "activities": 3}; SystemExit naming
+    what is wrong (only services scale: the gateway has its gunicorn workers)."""
+    scale = {}
+    for item in spec.replace(",", " ").split():
+        name, _, count = item.partition("=")
+        if name not in SERVICES:
+            raise SystemExit(f"cannot scale {name!r}: only the services scale "
+                             f"({', '.join(SERVICES)})")
+        if not count.isdigit() or int(count) < 1:
+            raise SystemExit(f"cannot scale {name} to {count!r}: give a whole number "
+                             f"of instances, at least 1 (e.g. {name}=2)")
+        scale[name] = int(count)
+    return scale
+
+
+def instance_names(scale: dict[str, int]) -> list[str]:
+    """Every process ``up`` starts, in order: a service's extra instances follow it."""
+    return [name if n == 1 else f"{name}-{n}" for name in ALL
+            for n in range(1, scale.get(name, 1) + 1)]
+
+
+def command(name: str) -> list[str]:
+    """The command line of process ``name`` (an instance runs its service's)."""
+    base, _, number = name.rpartition("-")
+    return ALL[base] if base in SERVICES and number.isdigit() else ALL[name]
+
+
+def started_names() -> list[str]:
+    """Every known process and every extra instance with a pid file, each instance right
+    after its service: what ``down`` and ``status`` cover."""
+    extra = [p.stem for p in (VAR / "run").glob("*.pid") if _is_instance(p.stem)]
+    names = []
+    for name in ALL:
+        names.append(name)
+        names += sorted((n for n in extra if n.rpartition("-")[0] == name),
+                        key=lambda n: int(n.rpartition("-")[2]))
+    return names
+
+
+def _is_instance(name: str) -> bool:
+    base, _, number = name.rpartition("-")
+    return base in SERVICES and number.isdigit() and int(number) > 1
+
+
 def _pidfile(name: str) -> Path:
     return VAR / "run" / f"{name}.pid"
 
@@ -107,7 +157,7 @@ def start(name: str) -> int:
         (VAR / sub).mkdir(parents=True, exist_ok=True)
     log = open(VAR / "log" / f"{name}.log", "ab")
     env = dict(os.environ, PSYCOPG_WAIT_FUNC="wait_select", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(ALL[name], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(command(name), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True, env=env)
     _pidfile(name).write_text(f"{proc.pid} {_start_time(proc.pid)}")
     return proc.pid
@@ -148,42 +198,54 @@ def health(timeout: float = 5.0) -> tuple[int, dict]:
         return 0, {"error": str(err)}
 
 
-def wait_healthy(seconds: float = 90.0) -> dict:
+def wait_healthy(seconds: float = 90.0, names: list[str] | None = None) -> dict:
+    names = names or list(ALL)
     deadline = time.monotonic() + seconds
     while True:
         status, body = health()
         if status == 200:
             return body
-        dead = [n for n in ALL if not running_pid(n)]
+        dead = [n for n in names if not running_pid(n)]
         if dead or time.monotonic() > deadline:
-            logs = "\n".join(f"  {VAR / 'log' / f'{n}.log'}" for n in (dead or ALL))
+            logs = "\n".join(f"  {VAR / 'log' / f'{n}.log'}" for n in (dead or names))
             raise SystemExit(f"Recaudo did not become healthy (not running: {dead or 'none'}; "
                              f"last answer {status} {body}). See the logs:\n{logs}")
         time.sleep(0.5)
 
 
 def main(argv: list[str]) -> int:
-    command, *names = argv or ["status"]
-    names = names or list(ALL)
-    unknown = set(names) - set(ALL)
+    action, *names = argv or ["status"]
+    scale = {}
+    if action == "check-scale":
+        parse_scale(" ".join(names))
+        return 0
+    if action == "up" and names[:1] == ["--scale"]:
+        if len(names) < 2:
+            raise SystemExit("--scale needs a value, e.g. --scale \"queues=2 activities=3\"")
+        scale, names = parse_scale(names[1]), names[2:]
+    if not names:
+        names = instance_names(scale) if action == "up" else started_names()
+    unknown = [n for n in names if n not in ALL and not _is_instance(n)]
     if unknown:
         raise SystemExit(f"unknown process: {', '.join(sorted(unknown))}")
-    if command == "up":
+    if action == "up":
+        if scale or not argv[1:]:  # the scale asked is the scale: surplus instances stop
+            stop(*[n for n in started_names() if _is_instance(n) and n not in names])
         for name in names:
             start(name)
-        wait_healthy()
-    elif command == "start":
+        wait_healthy(names=names)
+    elif action == "start":
         for name in names:
             start(name)
-    elif command in ("down", "stop"):
+    elif action in ("down", "stop"):
         if "gateway" in names:  # stop taking requests first
             stop("gateway")
         stop(*names)
-    elif command == "status":
+    elif action == "status":
         for name in names:
             pid = running_pid(name)
-            print(f"{name:11} {'running, pid ' + str(pid) if pid else 'stopped'}")
-    elif command == "health":
+            print(f"{name:13} {'running, pid ' + str(pid) if pid else 'stopped'}")
+    elif action == "health":
         status, body = health()
         print(json.dumps(body, indent=2))
         return 0 if status == 200 else 1

@@ -4,7 +4,7 @@ A thin wrapper over ``deploy/runner.py`` (run as a subprocess with this process'
 ``RECAUDO_*`` environment), so the tests start and stop exactly what ``make up``
 would, with the test settings ``make test`` / ``make bench`` export:
 
-    up()           start S3, the six services and the gateway; wait for /healthz
+    up(scale="")   start S3, the services and the gateway; wait for /healthz
     down()         stop what ``up`` started (only the pids in <var>/run)
     stop(name)     stop one process (e.g. "auth") to test degradation
     start(name)    start it again (does not wait; poll ``base_url()`` yourself)
@@ -64,11 +64,12 @@ def _log_tails() -> str:
     return "\n".join(out)
 
 
-def up() -> None:
-    """Start every process and wait until /healthz answers 200; on failure stop them all
+def up(scale: str = "") -> None:
+    """Start every process (``scale``: ``"queues=2"``, that many instances; instances
+    beyond it stop) and wait until /healthz answers 200; on failure stop them all
     again and raise StackError with the runner's message and the logs' tails."""
     try:
-        _runner("up")
+        _runner("up", *(["--scale", scale] if scale else []))
     except BaseException:
         try:
             down()

@@ -72,7 +72,8 @@ def my_account():
                                                keep=auth.current_credential())
                 else:
                     proxy.auth.update_me({"display_name": form.get("display_name", ""),
-                                          "language": form.get("language", "es")})
+                                          "language": form.get("language", "es"),
+                                          "time_zone": form.get("time_zone", "").strip() or None})
             done = "password" if form.get("action") == "password" else "profile"
             response = make_response(redirect(url_for("account.my_account", done=done)))
             if form.get("action") != "password":

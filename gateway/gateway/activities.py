@@ -16,18 +16,14 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from babel.dates import format_date as babel_date
-from babel.dates import format_time as babel_time
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
-from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from auth.schemas import MAX_NAMES
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
-from . import auth, error_pages, portfolio
+from . import auth, error_pages, portfolio, timefmt
 from .boundary import safe_next
 from .errors import HTTP_STATUS
 from .portfolio import DebtorTab, N_, add_debtor_tab
@@ -40,7 +36,6 @@ bp.context_processor(portfolio._helpers)
 error_pages.register(bp, portfolio._error_page)
 
 HISTORY_PER_PAGE = 20
-DEFAULT_ZONE = "America/Mexico_City"
 KINDS = {"call": N_("Llamada"), "visit": N_("Visita"), "email": N_("Correo"),
          "fax": N_("Fax"), "sms": N_("SMS"), "letter": N_("Carta"), "note": N_("Nota")}
 DIRECTIONS = {"outbound": N_("Saliente"), "inbound": N_("Entrante")}
@@ -92,38 +87,6 @@ def _int(value, default=None):
         return default
 
 
-def _zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or DEFAULT_ZONE)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo(DEFAULT_ZONE)
-
-
-def _moment(value) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def local_day(value, zone: str | None = None) -> str:
-    """The calendar day of a timestamp in the institution's zone, in the user's language."""
-    moment = _moment(value)
-    if moment is None:
-        return ""
-    return babel_date(moment.astimezone(_zone(zone)).date(), "medium", locale=str(get_locale()))
-
-
-def local_time(value, zone: str | None = None) -> str:
-    moment = _moment(value)
-    if moment is None:
-        return ""
-    return babel_time(moment.astimezone(_zone(zone)), "short", locale=str(get_locale()))
-
-
 def _messages(problems) -> list[str]:
     """A field's problems as flat text in the user's language."""
     if isinstance(problems, dict):
@@ -167,8 +130,7 @@ def _helpers():
     def translated(labels: dict) -> dict:
         return {code: _(label) for code, label in labels.items()}
 
-    return {"local_day": local_day, "local_time": local_time,
-            "ACTIVITY_KINDS": translated(KINDS), "DIRECTIONS": translated(DIRECTIONS),
+    return {"ACTIVITY_KINDS": translated(KINDS), "DIRECTIONS": translated(DIRECTIONS),
             "PROMISE_STATES": translated(PROMISE_STATES),
             "DISPUTE_STATES": translated(DISPUTE_STATES), "OUTCOMES": translated(OUTCOMES),
             "AGENDA_KINDS": translated(AGENDA_KINDS)}
@@ -192,8 +154,7 @@ def _history_tab(proxy, view: dict) -> dict:
     page = min(max(_int(request.args.get("pagina"), 1), 1), 100_000)
     history = proxy.activities.account_history(account["id"], {"page": page,
                                                                "per_page": HISTORY_PER_PAGE})
-    zone = proxy.activities.get_settings(account["institution_id"])["time_zone"]
-    context = {"act_account": account, "history": history, "zone": zone,
+    context = {"act_account": account, "history": history,
                "names": agent_names(proxy, [a["agent_id"] for a in history["items"]]),
                "form": None}
     if "activities.log" in permissions:
@@ -279,10 +240,10 @@ def _activity_from_form(proxy, form, account: dict) -> tuple[dict, dict]:
     callback_text = form.get("callback_at", "").strip()
     if callback_text:
         try:
-            zone = _zone(proxy.activities.get_settings(account["institution_id"])["time_zone"])
+            # typed as the reader sees times: in their zone
             moment = datetime.fromisoformat(callback_text)
-            data["callback_at"] = (moment if moment.tzinfo else moment.replace(tzinfo=zone)
-                                   ).isoformat()
+            data["callback_at"] = (moment if moment.tzinfo else moment.replace(
+                tzinfo=timefmt.reader_zone())).isoformat()
         except ValueError:
             errors["callback_at"] = [_("Fecha y hora inválidas.")]
         data["callback_note"] = form.get("callback_note", "").strip()[:500]
@@ -312,7 +273,8 @@ def log_activity(debtor_id: int):
                         _("Para registrarla de todos modos, escriba la justificación.")])
             else:
                 return redirect(url_for("portfolio_ui.debtor", debtor_id=debtor_id,
-                                        tab="gestiones", cuenta=account["id"], done="logged"))
+                                        tab="gestiones", cuenta=account["id"], done="logged",
+                                        fila=data.get("queue_id")))
         else:
             status = 422
     values = {k: form.get(k, "") for k in (
@@ -398,11 +360,12 @@ def agenda():
     try:
         day = date.fromisoformat(args.get("fecha", ""))
     except ValueError:
-        day = datetime.now(_zone(None)).date()
+        day = datetime.now(timefmt.reader_zone()).date()
     first, last = _agenda_range(view, day)
     team_id = _int(args.get("equipo"))
     query = {"date_from": first.isoformat(), "date_to": last.isoformat(),
-             "include_done": args.get("hechos") == "1", "time_zone": DEFAULT_ZONE}
+             "include_done": args.get("hechos") == "1",
+             "time_zone": str(timefmt.reader_zone())}
     if team_id:
         query["team_id"] = team_id
     with rpc() as proxy:
@@ -412,13 +375,13 @@ def agenda():
     days = []
     for offset in range((last - first).days + 1):
         current = first + timedelta(days=offset)
-        days.append((current, [i for i in items if _moment(i["due_at"]).astimezone(
-            _zone(None)).date() == current]))
+        days.append((current, [i for i in items if timefmt.as_moment(i["due_at"]).astimezone(
+            timefmt.reader_zone()).date() == current]))
     step = timedelta(days=7 if view == "semana" else 1)
     notice = NOTICES.get(args.get("done"))
     return render_template("activities/agenda.html", days=days, view=view, day=day,
                            first=first, last=last, teams=teams, team_id=team_id,
-                           names=names, total=len(items), zone=DEFAULT_ZONE,
+                           names=names, total=len(items),
                            prev_day=(day - step).isoformat(), next_day=(day + step).isoformat(),
                            feed_url=None, notice=_(notice) if notice else None)
 
@@ -455,7 +418,7 @@ def agenda_feed():
 @auth.permission_required("activities.read")
 def productivity():
     args = request.args
-    today = datetime.now(_zone(None)).date()
+    today = datetime.now(timefmt.reader_zone()).date()
     errors = {}
 
     def day_arg(name, default):

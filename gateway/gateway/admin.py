@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from flask import (Blueprint, abort, g, make_response, redirect, render_template, request,
                    url_for)
-from flask_babel import format_datetime, to_utc
+from flask_babel import to_utc
 from flask_babel import gettext as _
 
 from auth.audit import ACTIONS
@@ -120,16 +120,6 @@ def url_with(**changes) -> str:
     return url_for(request.endpoint, **(request.view_args or {}), **args)
 
 
-def when(value) -> str:
-    """An ISO timestamp from a service, in the user's language and time zone."""
-    if not value:
-        return ""
-    try:
-        return format_datetime(datetime.fromisoformat(value), "short")
-    except ValueError:
-        return value
-
-
 @dataclass
 class Failure:
     """Why the service refused a form: HTTP status, message, field -> problems."""
@@ -177,7 +167,7 @@ def _render(template: str, status: int = 200, **context):
 @bp.context_processor
 def _helpers():
     notice = NOTICES.get(request.args.get("done"))
-    return {"url_with": url_with, "when": when, "action_label": action_label,
+    return {"url_with": url_with, "action_label": action_label,
             "notice": _(notice) if notice else None}
 
 
@@ -208,7 +198,7 @@ def index():
 # --- users -------------------------------------------------------------------------------
 
 USER_FORM_FIELDS = {"username", "display_name", "email", "profile_id", "language",
-                    "all_institutions", "institutions", "password"}
+                    "time_zone", "all_institutions", "institutions", "password"}
 
 
 def _status_of(user: dict) -> list[tuple[str, str]]:
@@ -263,6 +253,7 @@ def _user_form_data(form, creating: bool) -> dict:
             "email": form.get("email", "").strip() or None,
             "profile_id": _int(raw_profile, raw_profile or None),
             "language": form.get("language", "es"),
+            "time_zone": form.get("time_zone", "").strip() or None,
             "all_institutions": all_institutions,
             "institutions": [] if all_institutions else
             sorted({i for i in (_int(v) for v in form.getlist("institutions")) if i})}

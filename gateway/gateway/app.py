@@ -11,7 +11,7 @@ from recaudo_common.config import Settings, settings as load_settings
 from recaudo_common.logs import request_id_var, setup_logging
 from recaudo_common.rpc_publishing import tune_rpc_publishing
 
-from . import auth, boundary, errors, i18n, security, uploads
+from . import auth, boundary, errors, i18n, security, timefmt, uploads
 from .account import bp as account_bp
 from .activities import bp as activities_bp
 from .admin import bp as admin_bp
@@ -71,6 +71,7 @@ def create_app(cfg: Settings | None = None, testing: bool = False) -> Flask:
     boundary.init_app(app)   # every route's input, before anyone is asked who is calling
     auth.init_app(app)
     i18n.init_app(app)
+    timefmt.init_app(app)   # the one way every template prints a time
     api.init_app(app)
     errors.register(app)
     app.register_blueprint(health_bp)

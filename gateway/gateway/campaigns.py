@@ -18,7 +18,7 @@ from recaudo_common.errors import Conflict, InvalidInput
 
 from . import auth, error_pages
 from .queues import (CHOICE_LABELS, Catalogue, N_, _condition, _error_page, _int, _label,
-                     _readable, _value_text, when)
+                     _readable, _value_text)
 from .rpc import rpc
 
 bp = Blueprint("campaigns_ui", __name__, url_prefix="/campanas")
@@ -40,7 +40,7 @@ NEW_CONDITIONS = [{"field": "stage", "op": "eq", "value": "current"},
 
 def _helpers():
     notice = NOTICES.get(request.args.get("done"))
-    return {"when": when, "notice": _(notice) if notice else None,
+    return {"notice": _(notice) if notice else None,
             "channel_label": lambda c: _label(CHANNEL_LABELS, c),
             "campaign_state_label": lambda c: _label(STATE_LABELS, c),
             "kind_label": lambda c: _label(KIND_LABELS, c),

@@ -12,8 +12,7 @@ the service lets them read. Charts are Chart.js (npm, ``deploy/assets.py``).
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, timedelta
 
 from flask import (Blueprint, Response, current_app, g, redirect, render_template, request,
                    url_for)
@@ -21,20 +20,20 @@ from flask_babel import gettext as _
 
 from recaudo_common.errors import DomainError, InvalidInput
 
-from . import auth, error_pages, events, portfolio, reporting
+from . import auth, error_pages, events, portfolio, reporting, timefmt
 from .rpc import rpc
 
 bp = Blueprint("dashboards_ui", __name__)
 bp.context_processor(portfolio._helpers)
 error_pages.register(bp, portfolio._error_page)
 
-DEFAULT_ZONE = "America/Mexico_City"
 LIVE_EVENTS = ("activity_logged", "promise_made", "promise_kept", "promise_broken")
 OVERVIEW_DAYS = 30
 
 
 def today() -> date:
-    return datetime.now(ZoneInfo(DEFAULT_ZONE)).date()
+    """Today as the reader's institution counts days."""
+    return timefmt.institution_today()
 
 
 def _int_arg(args, name: str):
@@ -58,7 +57,7 @@ def day_query(args) -> dict:
         raise InvalidInput(_("Filtro inválido"),
                            {"day": [_("Fecha inválida (AAAA-MM-DD)")]}) from None
     return {"day": day.isoformat(), "team_id": _int_arg(args, "team_id"),
-            "institution_id": _int_arg(args, "institution_id"), "time_zone": DEFAULT_ZONE}
+            "institution_id": _int_arg(args, "institution_id"), "time_zone": str(timefmt.reader_zone())}
 
 
 def institution_arg(args):
@@ -168,7 +167,7 @@ def supervisor():
     except InvalidInput as exc:
         errors = exc.fields
         query = {"day": today().isoformat(), "team_id": None, "institution_id": None,
-                 "time_zone": DEFAULT_ZONE}
+                 "time_zone": str(timefmt.reader_zone())}
     with rpc() as proxy:
         try:
             data = proxy.activities.supervisor_day(query)

@@ -11,15 +11,16 @@ documents service enforces permissions and scope; these views shape its answers.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from recaudo_common.errors import InvalidInput
+from recaudo_common.localtime import DEFAULT_ZONE
 
-from . import auth, error_pages, portfolio
+from . import auth, error_pages, portfolio, timefmt
 from .boundary import safe_next
 from .portfolio import DebtorTab, N_, add_debtor_tab
 from .rpc import rpc
@@ -38,8 +39,9 @@ ACCESS_OUTCOMES = {"listed": N_("Consultó"), "downloaded": N_("Descargó"),
 #: how long a new link lives unless the supervisor says otherwise
 DEFAULT_LINK_DAYS = 7
 PER_PAGE = 25
-#: the zone a link's last day ends in (the platform's home market)
-LINK_ZONE = ZoneInfo("America/Mexico_City")
+#: the zone a link's last day ends in (the platform's home market; its anonymous holders
+#: read its times in the same zone, ``timefmt``'s default)
+LINK_ZONE = ZoneInfo(DEFAULT_ZONE)
 
 
 def file_size(size) -> str:
@@ -79,7 +81,7 @@ def _tab(proxy, view) -> dict:
     if "documents.share" in g.user["permissions"]:
         links = proxy.documents.list_share_links({"debtor_id": debtor_id, "state": "all",
                                                   "per_page": 50})["items"]
-    default_expiry = (datetime.now(timezone.utc) + timedelta(days=DEFAULT_LINK_DAYS)).date()
+    default_expiry = timefmt.institution_today() + timedelta(days=DEFAULT_LINK_DAYS)
     link_form = g.get("link_form") or {"values": {}, "errors": {}, "new_link": None}
     return {"folder": folder, "links": links, "link_errors": link_form["errors"],
             "link_values": link_form["values"], "new_link": link_form["new_link"],

@@ -29,7 +29,10 @@ def current_language() -> str:
 
 def init_app(app) -> None:
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT)
-    Babel(app, locale_selector=select_locale)
+    from .timefmt import reader_zone
+
+    # flask_babel's own date helpers (to_utc, format_datetime) follow the reader's zone too
+    Babel(app, locale_selector=select_locale, timezone_selector=lambda: str(reader_zone()))
 
     @app.context_processor
     def languages():

@@ -10,18 +10,17 @@ arguments and shape the answers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Callable
 
 from babel.numbers import format_currency, format_decimal
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
-from flask_babel import format_date, format_datetime, get_locale
+from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from recaudo_common.errors import Conflict, InvalidInput, PermissionDenied
 
-from . import auth, error_pages, events, uploads
+from . import auth, error_pages, events, timefmt, uploads
 from .errors import HTTP_STATUS
 from .rpc import rpc
 
@@ -90,26 +89,6 @@ def phone(number) -> str:
     if digits[:2] in ("55", "33", "81"):
         return f"{digits[:2]} {digits[2:6]} {digits[6:]}"
     return f"{digits[:3]} {digits[3:6]} {digits[6:]}"
-
-
-@bp.app_template_filter("day")
-def day(value) -> str:
-    if not value:
-        return ""
-    try:
-        return format_date(date.fromisoformat(str(value)[:10]), "medium")
-    except ValueError:
-        return str(value)
-
-
-@bp.app_template_filter("moment")
-def moment(value) -> str:
-    if not value:
-        return ""
-    try:
-        return format_datetime(datetime.fromisoformat(str(value)), "short")
-    except ValueError:
-        return str(value)
 
 
 @bp.app_template_filter("number")
@@ -347,6 +326,15 @@ def _movements(view: dict) -> list[dict]:
     return sorted(rows, key=lambda m: (m["value_date"], m["id"]), reverse=True)
 
 
+#: what the 360° view carries from tab to tab: the account being worked and the queue that
+#: served it (so an activity logged in any tab counts for that queue)
+WORK_ARGS = ("cuenta", "fila")
+
+
+def work_args() -> dict:
+    return {k: request.args[k] for k in WORK_ARGS if request.args.get(k)}
+
+
 def _debtor_page(debtor_id: int, tab_id: str | None = None, *, failure: str | None = None,
                  notice=None, status: int = 200, fragment: bool | None = None):
     permissions = g.user["permissions"]
@@ -359,8 +347,8 @@ def _debtor_page(debtor_id: int, tab_id: str | None = None, *, failure: str | No
                     if tab.id == "contrato" and "portfolio.write" in permissions else [])
     context = {"view": view, "debtor": view["debtor"], "summary": _summary(view),
                "movements": _movements(view) if tab.id == "movimientos" else [],
-               "today": date.today().isoformat(), "tabs": tabs, "tab": tab,
-               "statuses": statuses, "failure": failure, **extra}
+               "today": timefmt.institution_today().isoformat(), "tabs": tabs, "tab": tab,
+               "statuses": statuses, "failure": failure, "work": work_args(), **extra}
     if notice:
         context["notice"] = _(NOTICES[notice])
     if fragment if fragment is not None else _htmx_target() == "debtor-tabs":

@@ -16,21 +16,17 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
-from zoneinfo import ZoneInfo
 from decimal import Decimal
 
 from flask import (Blueprint, abort, g, make_response, redirect, render_template, request,
                    url_for)
-from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_babel import ngettext
 from werkzeug.routing import BuildError
 
-from recaudo_common.contact_policy import DEFAULT_ZONE
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
-from . import auth, error_pages
+from . import auth, error_pages, timefmt
 from .errors import HTTP_STATUS
 from .rpc import rpc
 
@@ -142,17 +138,6 @@ def _htmx() -> bool:
     return request.headers.get("HX-Request") == "true"
 
 
-def when(value) -> str:
-    """A timestamp (datetime or ISO text) in the user's language and time zone."""
-    if not value:
-        return ""
-    try:
-        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-        return format_datetime(moment, "short")
-    except ValueError:
-        return str(value)
-
-
 def url_with(**changes) -> str:
     """This page's URL with some query arguments changed (None drops one)."""
     args = request.args.to_dict()
@@ -162,12 +147,14 @@ def url_with(**changes) -> str:
     return url_for(request.endpoint, **(request.view_args or {}), **args)
 
 
-def debtor_url(debtor_id: int, account_id: int) -> str:
-    """The debtor's 360° view with the account highlighted."""
+def debtor_url(debtor_id: int, account_id: int, queue_id: int | None = None) -> str:
+    """The debtor's 360° view with the account highlighted and, when it was served by a
+    queue, that queue (``fila``): the work logged there counts for it in productivity."""
+    args = {"cuenta": account_id, **({"fila": queue_id} if queue_id else {})}
     try:
-        return url_for("portfolio_ui.debtor", debtor_id=debtor_id, cuenta=account_id)
+        return url_for("portfolio_ui.debtor", debtor_id=debtor_id, **args)
     except BuildError:
-        return f"/deudores/{debtor_id}?cuenta={account_id}"
+        return f"/deudores/{debtor_id}?" + "&".join(f"{k}={v}" for k, v in args.items())
 
 
 def _label(labels: dict, code, fallback=None) -> str:
@@ -185,7 +172,7 @@ def _helpers():
                                moved)
     else:
         notice_text = _(notice) if notice else None
-    return {"when": when, "url_with": url_with, "debtor_url": debtor_url,
+    return {"url_with": url_with, "debtor_url": debtor_url,
             "notice": notice_text,
             "state_label": lambda code: _label(STATE_LABELS, code),
             "policy_label": lambda code: _label(POLICY_LABELS, code),
@@ -834,7 +821,7 @@ def next_account():
         lease = proxy.queues.next_account()
         if lease is None:
             return render_template("queues/next_empty.html", **work_outlook(proxy))
-    return redirect(debtor_url(lease["debtor_id"], lease["account_id"]))
+    return redirect(debtor_url(lease["debtor_id"], lease["account_id"], lease["queue_id"]))
 
 
 def work_outlook(proxy) -> dict:
@@ -844,10 +831,11 @@ def work_outlook(proxy) -> dict:
     outlook = proxy.queues.pull_outlook()
     agenda = []
     if "activities.read" in g.user["permissions"]:
-        day = datetime.now(ZoneInfo(DEFAULT_ZONE)).date().isoformat()
+        zone = str(timefmt.reader_zone())
+        day = timefmt.institution_today(zone).isoformat()
         agenda = [item for item in proxy.activities.agenda_for({
             "date_from": day, "date_to": day, "agent_id": g.user["id"],
-            "time_zone": DEFAULT_ZONE}) if not item.get("done_at")]
+            "time_zone": zone}) if not item.get("done_at")]
     return {"outlook": outlook, "agenda_today": agenda}
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import expect
@@ -113,5 +114,47 @@ def test_a_collector_takes_the_next_account_and_logs_a_call_with_a_promise(world
     # the same entry, once, through the API; logging ended the lease
     history = gestor.ok("GET", f"/api/v1/accounts/{account_id}/activities")
     assert [i["description"] for i in history["items"]].count(description) == 1
+    # ...and counts for the queue that served it, though the page went through a redirect
+    # and a tab change (issue 18: it was counted under queue 0)
+    (entry,) = [i for i in history["items"] if i["description"] == description]
+    assert entry["queue_id"] == lease["queue_id"]
     assert gestor.call("POST", f"/api/v1/queues/release/{lease['account_id']}").status_code \
         in (204, 404)
+
+
+def test_a_callback_delegated_to_a_colleague_opens_the_debtor_for_them(world, new_page):
+    """Issue 18: the delegate opened the debtor from their agenda and got 404 (the account
+    stays assigned to the first collector). Now the pending callback opens it to them."""
+    base, password = world["base_url"], world["password"]
+    gestor1 = Api(base, token(base, "gestor1", password))
+    gestor2 = Api(base, token(base, "gestor2", password))
+    supervisor = Api(base, token(base, "supervisor", password))
+    gestor1_id = sql("SELECT id FROM auth.users WHERE username = 'gestor1'")[0][0]
+    gestor2_id = sql("SELECT id FROM auth.users WHERE username = 'gestor2'")[0][0]
+    account_id, debtor_id = sql(
+        "SELECT id, debtor_id FROM portfolio.accounts WHERE institution_id = 1 AND "
+        "assigned_agent_id = :a ORDER BY id LIMIT 1", a=gestor1_id)[0]
+    assert gestor2.call("GET", f"/api/v1/debtors/{debtor_id}").status_code == 404
+    due = (datetime.now(timezone.utc) + timedelta(hours=5)).replace(microsecond=0)
+    item = gestor1.ok("POST", "/api/v1/agenda", {
+        "account_id": account_id, "kind": "callback", "due_at": due.isoformat(),
+        "note": f"Llamar de nuevo ({RUN})"}, status=201)
+    try:
+        supervisor.ok("POST", f"/api/v1/agenda/{item['id']}/delegate", {"agent_id": gestor2_id})
+        wait_for(lambda: gestor2.call("GET", f"/api/v1/debtors/{debtor_id}").status_code == 200,
+                 what="the delegate to read the debtor of their callback")
+
+        page = new_page()
+        login(page, "gestor2", password)
+        page.goto(f"/agenda?fecha={due.astimezone(ZoneInfo('America/Mexico_City')).date()}")
+        link = page.locator("a", has_text=str(account_id)).first
+        with page.expect_navigation():
+            link.click()
+        expect(page.locator("#tab-gestiones")).to_have_attribute("aria-current", "page")
+        expect(page.locator("#activity-form input[name=account_id]")).to_have_value(
+            str(account_id))
+    finally:
+        done = gestor2.call("POST", f"/api/v1/agenda/{item['id']}/done")
+        assert done.status_code in (200, 409)
+    wait_for(lambda: gestor2.call("GET", f"/api/v1/debtors/{debtor_id}").status_code == 404,
+             what="the done callback to close the debtor again")

@@ -76,6 +76,13 @@ def login(page: Page, username: str, password: str):
         page.click("#login-submit")
 
 
+def htmx_settled(page: Page):
+    """Waits until htmx has swapped and settled: a swapped-in control listens for its
+    triggers only once settled, and a loaded machine can be slower than the next click."""
+    page.wait_for_function(
+        "!document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")
+
+
 def whole(text: str) -> int:
     return int(re.sub(r"\D", "", text))
 
@@ -95,6 +102,7 @@ def test_a_supervisor_builds_simulates_and_applies_a_strategy(world, new_page, s
     page.select_option("#q-0-team_id", "")
     page.click("#q-0-add-cond")
     expect(page.locator("#q-0-c-0-field")).to_be_visible()
+    htmx_settled(page)
     # choosing the field refreshes the row (htmx): the operators of a number
     with page.expect_response(lambda r: r.request.method == "POST"
                               and "/filas/estrategias/nueva" in r.url):

@@ -9,6 +9,10 @@ from sqlalchemy import create_engine
 
 from recaudo_common import migrations
 from recaudo_common.config import settings
+from recaudo_common.queue_type import declare_queues_as_configured
+
+# the services' queues of the type RECAUDO_QUEUE_TYPE says, as run.py does for a service
+declare_queues_as_configured()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -20,12 +24,16 @@ def migrated_database():
 def no_startup_aging(request, monkeypatch):
     """The portfolio service snapshots every institution's aging when it starts (refreshing
     days past due and stages first): a test that starts it to test something else would
-    see its own accounts changed under it, so its timer is left out unless the test is
-    marked ``startup_aging``."""
+    see its own accounts changed under it, so the timer finds nothing to take unless the
+    test is marked ``startup_aging`` (the real finder stays at ``.__wrapped__``)."""
     if request.node.get_closest_marker("startup_aging") is None:
-        from portfolio.service import PortfolioService
+        from portfolio import aging
 
-        monkeypatch.setattr(PortfolioService, "daily_aging", lambda self: None)
+        def nothing_missing(session, now):
+            return []
+
+        nothing_missing.__wrapped__ = aging.missing_snapshots
+        monkeypatch.setattr(aging, "missing_snapshots", nothing_missing)
 
 
 @pytest.fixture(scope="session")
@@ -186,3 +194,45 @@ def smtp_sink():
     finally:
         localmail.stop(proc)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+#: instances of each service the integration tests start (deploy/test.sh runs a set of
+#: modules with 2: every container a test starts gets a twin on the same queues and
+#: database, so RPCs and events land on either, as with ``make up SCALE=...``)
+TEST_INSTANCES = int(os.environ.get("RECAUDO_TEST_INSTANCES", "1"))
+
+
+@pytest.fixture
+def instances():
+    """service name -> every container started for it in this test (all its instances)."""
+    return {}
+
+
+@pytest.fixture
+def container_factory(container_factory, instances, request):
+    """nameko's factory, starting ``instances`` containers of each service where it was
+    one: the test's container, whose start, stop and kill act on its twins too. A
+    ``@pytest.mark.instances(n)`` on a test says how many, whatever the setting."""
+    marker = request.node.get_closest_marker("instances")
+    count = marker.args[0] if marker else TEST_INSTANCES
+
+    def make(service_cls, config):
+        first = container_factory(service_cls, config)
+        twins = [container_factory(service_cls, config) for _ in range(count - 1)]
+        instances.setdefault(first.service_name, []).extend([first, *twins])
+        for action in ("start", "stop", "kill") if twins else ():
+            _also_on_twins(first, twins, action)
+        return first
+
+    return make
+
+
+def _also_on_twins(container, twins, action):
+    own = getattr(container, action)
+
+    def both(*args, **kwargs):
+        own(*args, **kwargs)
+        for twin in twins:
+            getattr(twin, action)(*args, **kwargs)
+
+    setattr(container, action, both)

@@ -30,7 +30,7 @@ from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from recaudo_common.identity import Identity, sign
 
-from .helpers import scalar, sql, wait_for
+from .helpers import counting, fire_together, record, scalar, sql, wait_for
 
 BASE = 880_000_000
 ACC1 = [BASE + k for k in range(1, 7)]   # institution 1, assigned to GESTOR1
@@ -128,6 +128,9 @@ def portfolio_rows(migrated_database, engine):
 def _truncate(engine) -> None:
     sql(engine, "TRUNCATE " + ", ".join(f"activities.{t}" for t in TABLES)
         + " RESTART IDENTITY CASCADE")
+    # the portfolio's projection of the agenda (its item ids restart with the tables)
+    sql(engine, "DELETE FROM portfolio.callback_holders WHERE account_id >= :b AND "
+                "account_id < :e", b=BASE, e=BASE + 1000)
 
 
 class QuietPortfolioService(PortfolioService):
@@ -523,6 +526,29 @@ def test_expire_breaks_promises_past_due_and_only_once(gestor1, admin, engine, r
         gestor1.expire_promises()
 
 
+@pytest.mark.instances(2)
+def test_the_hourly_expiry_fired_on_two_instances_at_once_settles_each_promise_once(
+        gestor1, engine, instances, monkeypatch):
+    from activities import promises
+
+    day = today()
+    made = [gestor1.log_activity(call(account_id=account, code="PP", promise={
+        "amount": "300.00", "due_date": day.isoformat()}))["promise"]["id"] for account in ACC1]
+    sql(engine, "UPDATE activities.promises SET due_date = :d WHERE id = ANY(:p)",
+        d=day - timedelta(days=1), p=made)
+    sql(engine, "UPDATE activities.promise_instalments SET due_date = :d "
+                "WHERE promise_id = ANY(:p)", d=day - timedelta(days=1), p=made)
+    settled = counting(monkeypatch, promises, "expire")
+    fire_together(instances["activities"], "expire_promises_daily")
+    record("timer_promise_expiry", {"instances_fired": 2, "overdue_promises": len(made),
+                                    "settled_per_call": settled,
+                                    "promise_broken_events": len(outbox(engine, "promise_broken"))})
+    assert sum(settled) == len(made)
+    assert len(outbox(engine, "promise_broken")) == len(made)
+    assert scalar(engine, "SELECT sum(promises_broken) FROM activities.productivity_daily") \
+        == len(made)
+
+
 # --- disputes --------------------------------------------------------------------------------
 
 def test_the_dispute_lifecycle(gestor1, supervisor, admin, engine):
@@ -818,3 +844,33 @@ def test_a_promise_is_kept_by_a_real_payments_import(gestor1, engine, rabbit_con
         sql(engine, "UPDATE portfolio.accounts SET balance = 5000 WHERE id = :a", a=ACC1[0])
         sql(engine, "DELETE FROM portfolio.import_jobs WHERE layout_id = :l", l=layout_id)
         sql(engine, "DELETE FROM portfolio.import_layouts WHERE id = :l", l=layout_id)
+
+
+def test_a_callback_delegated_to_a_colleague_opens_the_account_to_them(
+        gestor1, as_user, supervisor, engine, rpc_proxy):
+    """Issue 18: the delegate got 404 opening the debtor (the account stays assigned to
+    the first collector). A pending callback on your agenda lets you read and work its
+    account until it is done; then the account is out of reach again."""
+    gestor3_portfolio = rpc_proxy(signed(GESTOR3, GESTOR_PERMS)).portfolio
+    with pytest.raises(NotFound):                       # not theirs: as if missing
+        gestor3_portfolio.get_debtor(ACC1[0])
+    at = (now() + timedelta(hours=3)).replace(microsecond=0)
+    item = gestor1.log_activity(call(code="LLM", callback_at=at.isoformat()))["agenda_item_id"]
+    supervisor.delegate_agenda_item(item, {"agent_id": GESTOR3})
+
+    def opens():
+        try:
+            return gestor3_portfolio.get_debtor(ACC1[0])
+        except NotFound:
+            return None
+    assert wait_for(opens), "the delegate still cannot open the debtor"
+    assert [a["account"]["id"] for a in opens()["accounts"]] == [ACC1[0]]
+    gestor3 = as_user(GESTOR3)
+    logged = gestor3.log_activity(call(code="CT"))      # works it, as the agenda asks
+    assert logged["agent_id"] == GESTOR3
+    with pytest.raises(NotFound):                       # nothing else of gestor1's
+        gestor3_portfolio.get_debtor(ACC1[1])
+    assert gestor1.log_activity(call(code="CT"))        # the first collector keeps it
+
+    gestor3.mark_agenda_done(item)
+    assert wait_for(lambda: opens() is None), "the callback done still opens the account"

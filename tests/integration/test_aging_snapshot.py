@@ -96,6 +96,7 @@ def test_the_first_snapshot_is_taken_when_the_service_starts(today, engine, cont
     assert overdue == 2                                 # aging refreshed before the snapshot
 
 
+@pytest.mark.startup_aging      # calls the real finder itself
 def test_two_instances_looking_at_once_take_it_once(today):
     """The second look waits for the first's snapshot and finds the day taken."""
     engine = make_engine(pool_size=2)

@@ -887,3 +887,30 @@ def test_institutions_out_of_scope_answer_like_missing(seeded, as_user, rpc_prox
         assert err.value.message == "Institución no encontrada"
     with pytest.raises(NotAuthenticated):
         rpc_proxy().portfolio.list_institutions()
+
+
+# --- the user's own time zone ----------------------------------------------------------
+
+def test_a_user_sets_their_time_zone_and_every_resolution_carries_it(seeded, anon, as_user,
+                                                                      engine):
+    """Times are shown in the reader's zone: theirs when set (in their profile or by an
+    administrator), else their institution's (null)."""
+    gestor = as_user("gestor1")
+    assert gestor.auth.me()["time_zone"] is None
+    assert anon.auth.login("gestor1", DEMO)["user"]["time_zone"] is None
+    assert gestor.auth.update_me({"time_zone": "America/Tijuana"})["time_zone"] == \
+        "America/Tijuana"
+    by_login = anon.auth.login("gestor1", DEMO)
+    assert by_login["user"]["time_zone"] == "America/Tijuana"
+    token = anon.auth.issue_tokens("gestor1", DEMO)["access_token"]
+    assert anon.auth.resolve_token(token)["user"]["time_zone"] == "America/Tijuana"
+    assert anon.auth.resolve_session(by_login["session_id"])["user"]["time_zone"] == \
+        "America/Tijuana"
+    with pytest.raises(InvalidInput) as refused:
+        gestor.auth.update_me({"time_zone": "Mars/Olympus"})
+    assert "time_zone" in refused.value.fields
+    admin = as_user("admin")
+    gestor_id = user_id(engine, "gestor1")
+    assert admin.auth.update_user(gestor_id, {"time_zone": ""})["time_zone"] is None
+    created = new_user(admin, engine, "tz-user", "Gestor", time_zone="Asia/Tokyo")
+    assert created["time_zone"] == "Asia/Tokyo"

@@ -33,7 +33,7 @@ from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from recaudo_common.identity import Identity, sign
 
-from .helpers import scalar, sql, wait_for
+from .helpers import fire_together, record, scalar, sql, wait_for
 
 INST, OTHER = 8801, 8802
 ZONE = "America/Mexico_City"
@@ -356,6 +356,28 @@ def test_the_daily_run_happens_once_with_two_instances(
     queues.set_campaign_state(campaign["id"], "active")
     send_all(stack, engine)
     assert scalar(engine, pending) == 0
+
+
+@pytest.mark.instances(2)
+def test_two_instances_run_the_day_once_and_mail_each_target_once(
+        stack, supervisor, template_id, engine, instances, smtp_sink):
+    supervisor.queues.save_campaign(campaign_data(template_id, send_hour=0))
+    sql(engine, "UPDATE queues.campaigns SET created_at = now() - interval '2 days'")
+    ran = fire_together(instances["queues"], "run_scheduled_campaigns")
+    fire_together(instances["queues"], "send_campaign_messages")
+    send_all(stack, engine)
+    sent = scalar(engine, "SELECT count(*) FROM queues.campaign_targets WHERE state = 'sent'")
+    assert wait_for(lambda: scalar(engine, "SELECT count(*) FROM messaging.outbound_messages "
+                                           "WHERE state = 'sent'") == sent, 30)
+    mails = smtp_sink.messages()
+    record("timers_campaign_run_and_sends", {
+        "instances_fired": 2, "runs_made_per_instance": ran, "targets_sent": sent,
+        "outbound_messages": scalar(engine, "SELECT count(*) FROM messaging.outbound_messages"),
+        "smtp_messages": len(mails)})
+    assert sorted(ran) == [0, 1]
+    assert sent > 0 and len(mails) == sent
+    assert len({m["X-Recaudo-Message-Id"] for m in mails}) == sent
+    assert scalar(engine, "SELECT count(*) FROM messaging.outbound_messages") == sent
 
 
 def test_the_day_s_run_row_is_claimed_by_one_transaction_only(stack, supervisor, template_id,

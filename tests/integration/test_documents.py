@@ -32,7 +32,7 @@ from recaudo_common.errors import Gone, InvalidInput, NotAuthenticated, NotFound
     PermissionDenied, Throttled
 from recaudo_common.identity import Identity, sign
 
-from .helpers import scalar, sql
+from .helpers import counting, fire_together, record, scalar, sql
 
 BASE = 770_000_000
 DEBTOR1, DEBTOR1B, DEBTOR2 = BASE + 1, BASE + 2, BASE + 50   # 1 and 1B: institution 1
@@ -462,3 +462,23 @@ def test_the_sweep_deletes_objects_of_uploads_never_completed(gestor1, system, e
             d=kept["id"])[0][0])
     with pytest.raises(NotFound):
         gestor1.complete_upload(ticket["upload_id"])
+
+
+@pytest.mark.instances(2)
+def test_the_sweep_fired_on_two_instances_at_once_deletes_each_upload_once(
+        gestor1, engine, instances, monkeypatch):
+    from documents import folders
+
+    tickets = [gestor1.request_upload({"debtor_id": DEBTOR1, "filename": f"olvidado-{i}.pdf",
+                                       "size": len(PDF)}) for i in range(6)]
+    for ticket in tickets:
+        post(ticket, PDF)
+    sql(engine, "UPDATE documents.uploads SET expires_at = now() - interval '1 second'")
+    swept = counting(monkeypatch, folders, "sweep_expired")
+    fire_together(instances["documents"], "sweep_uploads_timer")
+    record("timer_upload_sweep", {"instances_fired": 2, "abandoned_uploads": len(tickets),
+                                  "swept_per_batch": [n for n in swept if n]})
+    assert sum(swept) == len(tickets)
+    assert scalar(engine, "SELECT count(*) FROM documents.uploads") == 0
+    assert not any(object_exists(t["fields"]["key"]) for t in tickets)
+

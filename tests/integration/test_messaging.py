@@ -33,7 +33,7 @@ from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from recaudo_common.identity import Identity, sign
 
-from .helpers import scalar, sql, wait_for
+from .helpers import fire_together, record, scalar, sql, wait_for
 
 INST, OTHER = 8701, 8702
 D1, D2, D3 = 870_000_001, 870_000_002, 870_000_003     # debtors (and their accounts)
@@ -388,6 +388,37 @@ def test_an_email_reaches_the_sink_with_our_headers_and_is_logged(
     assert [e["message_uuid"] for e in events(engine, "message_sent")] == [sent["uuid"]]
     listed = gestor.list_outbound({"debtor_id": D1})
     assert [m["state"] for m in listed["items"]] == ["sent"]
+
+
+@pytest.mark.instances(2)
+def test_two_instances_send_each_message_once_and_take_in_each_mail_once(
+        admin, gestor, mail, imap_server, smtp_sink, engine, instances):
+    """Both instances' delivery timers (every 2 s), their mailbox sync and IDLE listeners
+    run at once; fired together on top of that, each mailing still goes out once and each
+    inbound mail is stored and logged once."""
+    _, template = _setup_sending(admin, imap_server, smtp_sink)
+    for n in range(4):
+        mail.append("INBOX", email("ana@cliente.test", f"Respuesta {n}"))
+    sent = [gestor.send_email({"account_id": D1, "template_id": template["id"],
+                               "to": "ana@cliente.test", "idempotency_key": f"twin-{n}"})
+            for n in range(6)]
+    fire_together(instances["messaging"], "deliver_due")
+    fire_together(instances["messaging"], "sync_all")
+    for message in sent:
+        _wait_state(admin, message["id"], "sent")
+    assert wait_for(lambda: len([a for a in activities_of(engine, D1)
+                                 if a["direction"] == "inbound"]) == 4)
+    outgoing = smtp_sink.messages()
+    record("timers_mail_delivery_and_sync", {
+        "instances": 2, "queued": len(sent), "smtp_messages": len(outgoing),
+        "message_sent_events": len(events(engine, "message_sent")),
+        "inbound_mails": 4, "inbound_stored": scalar(
+            engine, "SELECT count(*) FROM messaging.inbound_messages"),
+        "inbound_activities": len([a for a in activities_of(engine, D1)
+                                   if a["direction"] == "inbound"])})
+    assert sorted(m["X-Recaudo-Message-Id"] for m in outgoing) == sorted(s["uuid"] for s in sent)
+    assert len(events(engine, "message_sent")) == len(sent)
+    assert scalar(engine, "SELECT count(*) FROM messaging.inbound_messages") == 4
 
 
 def test_a_temporary_smtp_failure_is_retried_and_a_permanent_one_fails(

@@ -39,7 +39,7 @@ from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from recaudo_common.identity import Identity, sign
 
-from .helpers import scalar, sql, wait_for
+from .helpers import counting, fire_together, record, scalar, sql, wait_for
 
 BASE = 770_000_000            # account ids BASE+1 .. BASE+2000 (institution 1)
 N1, N2 = 2000, 300            # accounts in institution 1 and 2 (BASE+5001 ..)
@@ -847,6 +847,35 @@ def test_an_apply_while_another_runs_is_a_conflict_and_changes_nothing(superviso
             supervisor.rebuild_queues(1)
     assert _state(engine) == before
     supervisor.rebuild_queues(1)   # the lock is gone with its connection
+
+
+@pytest.mark.instances(2)
+def test_the_nightly_rebuild_and_the_wake_up_fired_on_two_instances_run_once(
+        supervisor, engine, instances, monkeypatch):
+    from queues import placement, working
+
+    a_id, _ = strategy(supervisor, "A", [queue("Todas")])
+    supervisor.apply_strategy(a_id)
+    sql(engine, "UPDATE queues.strategies SET applied_at = now() - interval '25 hours'")
+    rebuilt = counting(monkeypatch, placement, "rebuild")
+    fire_together(instances["queues"], "nightly_rebuild")
+    assert len(rebuilt) == 1
+    assert scalar(engine, "SELECT applied_at > now() - interval '1 hour' FROM queues.strategies"
+                          " WHERE id = :s", s=a_id)
+    fire_together(instances["queues"], "nightly_rebuild")      # applied now: not due
+    assert len(rebuilt) == 1
+
+    sql(engine, "UPDATE queues.assignments SET resting_until = now() - interval '1 minute' "
+                "WHERE account_id IN (SELECT account_id FROM queues.assignments "
+                "ORDER BY account_id LIMIT 10)")
+    woken = counting(monkeypatch, working, "wake_rested")
+    fire_together(instances["queues"], "wake_rested")
+    record("timer_nightly_rebuild_and_wake", {
+        "instances_fired": 2, "rebuilds": len(rebuilt), "rested_accounts": 10,
+        "woken_per_instance": woken})
+    assert sum(woken) == 10
+    assert scalar(engine, "SELECT count(*) FROM queues.assignments "
+                          "WHERE resting_until IS NOT NULL") == 0
 
 
 # --- events and the facts projection ----------------------------------------------------------

@@ -36,7 +36,7 @@ from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from recaudo_common.identity import Identity, sign
 
-from .helpers import sql, wait_for
+from .helpers import fire_together, record, sql, wait_for
 
 I1, I2 = 9101, 9102
 A1, A2, OTHER = 9111, 9112, 9113
@@ -613,6 +613,22 @@ def test_a_monthly_schedule_runs_as_its_owner_and_mails_the_xlsx(
     again = mine.list_schedules()[0]
     assert again["next_run_at"] > datetime.now(timezone.utc).isoformat()   # moved on
     assert again["last_run"]["id"] == run["id"]
+
+
+@pytest.mark.instances(2)
+def test_a_due_schedule_fired_on_two_instances_at_once_is_mailed_once(
+        services, owner, as_caller, container_factory, instances, rabbit_config, engine):
+    _scheduling(container_factory, rabbit_config, MessagingWithReports)
+    schedule = _owner_proxy(as_caller, owner).save_schedule(MONTHLY)
+    sql(engine, "UPDATE reports.schedules SET next_run_at = '2025-04-01 13:00+00' "
+                "WHERE id = :s", s=schedule["id"])
+    fire_together(instances["reports"], "run_due")
+    runs = sql(engine, "SELECT state FROM reports.runs WHERE schedule_id = :s", s=schedule["id"])
+    record("timer_scheduled_reports", {"instances_fired": 2, "mailings": len(SENT),
+                                       "runs": len(runs)})
+    assert len(SENT) == 1 and runs == [("sent",)]
+    fire_together(instances["reports"], "run_due")          # moved on: nothing due
+    assert len(SENT) == 1
 
 
 def test_a_refused_send_is_a_failed_run_and_its_file_is_kept(

@@ -79,7 +79,7 @@ def me():
 @blp.arguments(MyAccountUpdate)
 @blp.alt_response(200, schema=UserOut)
 def update_me(_):
-    """Cambia el nombre o el idioma preferido."""
+    """Cambia el nombre, el idioma preferido o la zona horaria (vacía: la de su institución)."""
     with rpc() as proxy:
         return proxy.auth.update_me(request.get_json())
 

@@ -147,6 +147,8 @@ class Lease(Schema):
 class WorkItem(Schema):
     account_id = fields.Integer()
     debtor_id = fields.Integer()
+    queue_id = fields.Integer(metadata={"description": "envíela como queue_id de las "
+                                                       "gestiones de esta cuenta"})
     queue = fields.String()
     rank = fields.Integer()
     days_past_due = fields.Integer()

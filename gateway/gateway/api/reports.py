@@ -11,8 +11,6 @@ institution's Cliente users see.
 """
 from __future__ import annotations
 
-from datetime import date
-
 from flask import Response, g, request
 from marshmallow import fields
 from recaudo_common.validation import Schema
@@ -120,7 +118,7 @@ class InstitutionOverview(Schema):
 def answer(report: reporting.Report):
     """The report as JSON, or exported to the format asked."""
     fmt = request.args.get("format", "json")
-    query = reporting.parse(report, request.args, date.today())
+    query = reporting.parse(report, request.args, dashboards.today())
     with rpc() as proxy:
         result = reporting.run(proxy, report, query)
         if fmt == "json":
@@ -192,4 +190,4 @@ def institution_overview():
     productividad del mes, promesas y aclaraciones."""
     institution_id = dashboards.institution_arg(request.args)
     with rpc() as proxy:
-        return _plain(dashboards.overview(proxy, institution_id, date.today()))
+        return _plain(dashboards.overview(proxy, institution_id, dashboards.today()))

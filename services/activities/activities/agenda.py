@@ -108,13 +108,15 @@ def delegate(session: Session, db, identity: Identity, item_id: int, data: dict)
     return AgendaOut().dump(item)
 
 
-def mark_done(session: Session, identity: Identity, item_id: int) -> dict:
+def mark_done(session: Session, db, identity: Identity, item_id: int) -> dict:
     item = _item(session, identity, item_id, lock=True)
     if item.done_at is not None:
         raise Conflict("El pendiente ya está hecho")
     item.done_at = datetime.now(timezone.utc)
     item.done_by = identity.user_id
     session.flush()
+    db.emit(session, "callback_done", {"item_id": item.id, "account_id": item.account_id,
+                                       "institution_id": item.institution_id})
     return AgendaOut().dump(item)
 
 

@@ -319,7 +319,7 @@ class ActivitiesService(ServiceBase):
     def mark_agenda_done(self, item_id):
         identity = self.caller.require("activities.log")
         with self.db.session() as session:
-            return agenda.mark_done(session, identity, int(item_id))
+            return agenda.mark_done(session, self.db, identity, int(item_id))
 
     @rpc
     def agenda_for(self, query):

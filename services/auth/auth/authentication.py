@@ -141,16 +141,19 @@ def identity_of(session: Session, user: User) -> Identity:
 
 def resolved(session: Session, user: User, **extra) -> dict:
     """What the gateway gets back for an authenticated request."""
-    return _answer(identity_of(session, user), user.display_name, **extra)
+    return _answer(identity_of(session, user), user.display_name, user.time_zone, **extra)
 
 
-def _answer(identity: Identity, display_name: str, **extra) -> dict:
-    return {"identity": sign(identity), "user": user_summary(identity, display_name), **extra}
+def _answer(identity: Identity, display_name: str, time_zone: str | None, **extra) -> dict:
+    return {"identity": sign(identity),
+            "user": user_summary(identity, display_name, time_zone), **extra}
 
 
-def user_summary(identity: Identity, display_name: str) -> dict:
+def user_summary(identity: Identity, display_name: str, time_zone: str | None = None) -> dict:
+    """Who is asking, as the gateway shows it; ``time_zone`` is the user's own setting
+    (None: the institution's zone is theirs)."""
     return {"id": identity.user_id, "username": identity.username, "display_name": display_name,
-            "profile": identity.profile, "language": identity.language,
+            "profile": identity.profile, "language": identity.language, "time_zone": time_zone,
             "permissions": sorted(identity.permissions),
             "institutions": None if identity.institutions is None else list(identity.institutions)}
 
@@ -162,7 +165,7 @@ def _with_identity(credential, *columns):
     it once. Every page and every API request asks one of them."""
     key = credential.__table__.primary_key.columns.values()[0]
     return (select(*columns, User.active, User.id, User.username, User.display_name,
-                   User.language, User.all_institutions, User.institutions,
+                   User.language, User.time_zone, User.all_institutions, User.institutions,
                    Profile.name.label("profile"), Profile.permissions,
                    func.array(_supervised(User.id).scalar_subquery()).label("team"))
             .select_from(credential).join(User, User.id == credential.user_id)
@@ -173,7 +176,7 @@ def _answer_row(row, **extra) -> dict:
     """``_answer`` for a row of a ``_with_identity`` statement."""
     return _answer(_identity(row.id, row.username, row.profile, row.permissions,
                              row.all_institutions, row.institutions, row.team, row.language),
-                   row.display_name, **extra)
+                   row.display_name, row.time_zone, **extra)
 
 
 # --- passwords and throttling ------------------------------------------------------

@@ -130,7 +130,8 @@ def create_user(session: Session, identity: Identity, data: dict) -> User:
     if session.execute(select(User.id).where(User.username == data["username"])).first():
         raise Conflict("El usuario ya existe", {"username": ["Ya existe un usuario con ese nombre"]})
     user = User(username=data["username"], display_name=data["display_name"],
-                email=data["email"], language=data["language"], active=data["active"],
+                email=data["email"], language=data["language"], time_zone=data["time_zone"],
+                active=data["active"],
                 profile=profile, all_institutions=data["all_institutions"],
                 institutions=sorted(set(data["institutions"])),
                 password_hash=hash_password(data["password"]), password_changed_at=now())
@@ -151,7 +152,7 @@ def update_user(session: Session, identity: Identity, user_id: int, data: dict) 
     institutions = sorted(set(data.get("institutions", user.institutions)))
     if {"profile_id", "all_institutions", "institutions"} & data.keys():
         _check_grant(identity, profile, all_institutions, institutions)
-    for field in ("display_name", "email", "language"):
+    for field in ("display_name", "email", "language", "time_zone"):
         if field in data:
             setattr(user, field, data[field])
     user.profile, user.all_institutions, user.institutions = profile, all_institutions, institutions

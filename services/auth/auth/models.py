@@ -41,6 +41,8 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(254))
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     language: Mapped[str] = mapped_column(String(5), nullable=False, server_default="es")
+    #: the zone times are shown in (an IANA name); None: the institution's zone
+    time_zone: Mapped[str | None] = mapped_column(String(60))
     profile_id: Mapped[int] = mapped_column(ForeignKey("auth.profiles.id"), nullable=False)
     password_hash: Mapped[str | None] = mapped_column(Text)
     password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

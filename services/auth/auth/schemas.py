@@ -1,6 +1,8 @@
 """marshmallow schemas of the auth service's RPC inputs and outputs."""
 from __future__ import annotations
 
+from zoneinfo import available_timezones
+
 from marshmallow import ValidationError, fields, validate, validates
 
 from recaudo_common.validation import PageQuery, Schema
@@ -11,6 +13,23 @@ from .permissions import PERMISSIONS
 USERNAME = validate.Regexp(r"^[a-z0-9][a-z0-9._-]{2,59}$",
                            error="3 a 60 caracteres: minúsculas, dígitos, punto, guion")
 LANGUAGES = validate.OneOf(["es", "en"])
+ZONES = frozenset(available_timezones())
+
+
+class _TimeZone(fields.String):
+    """An IANA zone name ("America/Mexico_City"); empty or null: the institution's zone."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs).strip()
+        if not value:
+            return None
+        if value not in ZONES:
+            raise ValidationError("Zona horaria desconocida")
+        return value
+
+
+def _time_zone(**kwargs) -> fields.Field:
+    return _TimeZone(allow_none=True, **kwargs)
 #: user ids named in one ``user_names`` call (the gateway asks in batches of this size)
 MAX_NAMES = 500
 
@@ -26,6 +45,7 @@ class UserCreate(Schema):
     email = fields.Email(load_default=None, allow_none=True)
     profile_id = fields.Integer(required=True)
     language = fields.String(load_default="es", validate=LANGUAGES)
+    time_zone = _time_zone(load_default=None)
     active = fields.Boolean(load_default=True)
     all_institutions = fields.Boolean(load_default=False)
     institutions = fields.List(fields.Integer(validate=validate.Range(min=1)),
@@ -38,6 +58,7 @@ class UserUpdate(Schema):
     email = fields.Email(allow_none=True)
     profile_id = fields.Integer()
     language = fields.String(validate=LANGUAGES)
+    time_zone = _time_zone()
     all_institutions = fields.Boolean()
     institutions = fields.List(fields.Integer(validate=validate.Range(min=1)),
                                validate=validate.Length(max=500))
@@ -55,6 +76,7 @@ class UserQuery(PageQuery):
 class MyAccountUpdate(Schema):
     display_name = fields.String(validate=validate.Length(min=1, max=120))
     language = fields.String(validate=LANGUAGES)
+    time_zone = _time_zone()
 
 
 class PasswordChange(Schema):
@@ -119,6 +141,7 @@ class UserOut(Schema):
     email = fields.String(allow_none=True)
     active = fields.Boolean()
     language = fields.String()
+    time_zone = fields.String(allow_none=True)
     profile_id = fields.Integer()
     profile = fields.Function(lambda user: user.profile.name)
     all_institutions = fields.Boolean()

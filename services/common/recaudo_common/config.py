@@ -51,6 +51,9 @@ class Settings:
     health_timeout: float = 3.0
     rpc_pool_size: int = 8
     outbox_poll_seconds: float = 2.0
+    #: "classic" (one broker) or "quorum" (replicated over a RabbitMQ cluster): the type of
+    #: every durable RPC and event queue the services declare (``queue_type.py``)
+    queue_type: str = "classic"
     gateway_secret_key: str = "recaudo-local-development-secret-change-me"
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
@@ -109,6 +112,7 @@ ENV = {
     "RECAUDO_HEALTH_TIMEOUT": "health_timeout",
     "RECAUDO_RPC_POOL_SIZE": "rpc_pool_size",
     "RECAUDO_OUTBOX_POLL_SECONDS": "outbox_poll_seconds",
+    "RECAUDO_QUEUE_TYPE": "queue_type",
     "RECAUDO_GATEWAY_SECRET_KEY": "gateway_secret_key",
     "RECAUDO_GATEWAY_HOST": "gateway_host",
     "RECAUDO_GATEWAY_PORT": "gateway_port",

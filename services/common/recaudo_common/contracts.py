@@ -265,6 +265,16 @@ class DisputeResolved(EventSchema):
     corrected_balance = fields.Decimal(allow_none=True, required=True, as_string=True)
 
 
+@event("activities", "callback_done")
+class CallbackDone(EventSchema):
+    """A callback or visit of the agenda was done: it no longer opens its account to whoever
+    held it (``portfolio``'s callback holders)."""
+
+    item_id = fields.Integer(required=True)
+    account_id = fields.Integer(required=True)
+    institution_id = fields.Integer(required=True)
+
+
 @event("activities", "callback_scheduled")
 class CallbackScheduled(EventSchema):
     """A callback or visit on the agenda of one agent (``agent_id``) or a team (``team_id``)."""

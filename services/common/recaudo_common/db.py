@@ -7,6 +7,7 @@
   transaction; it is relayed to RabbitMQ after commit (see ``outbox.py``);
 * ``first_time(session, event_id, handler)`` – the inbox check that makes event
   handlers idempotent;
+* ``only_one(session, job)`` – a timer's job done by one instance at a time;
 * ``health()`` – a round trip to PostgreSQL.
 
 psycopg 3 waits for the server in a C function that blocks the whole process
@@ -175,6 +176,14 @@ class ServiceDatabase:
             .on_conflict_do_nothing().returning(table.c.event_id)
         ).first()
         return inserted is not None
+
+    def only_one(self, session: Session, job: str) -> bool:
+        """Whether this transaction does ``job`` (False: another instance's transaction is
+        doing it now). The timers of every instance of a service fire; a job that must
+        happen once takes the job's advisory lock, held to the transaction's end, then
+        checks whether it is still to do (a run that finished before is seen committed)."""
+        return session.execute(text("SELECT pg_try_advisory_xact_lock(hashtext(:job))"),
+                               {"job": f"{self._provider.schema}.{job}"}).scalar()
 
     def health(self) -> dict:
         started = time.perf_counter()

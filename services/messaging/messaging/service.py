@@ -27,6 +27,7 @@ from recaudo_common import contact_policy, references
 from recaudo_common.acting import ActingRpc
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound
+from recaudo_common.localtime import today_in
 from recaudo_common.service import ServiceBase, rpc
 from recaudo_common.validation import load, page_of
 
@@ -139,8 +140,9 @@ class MessagingService(ServiceBase):
         return template
 
     def _render(self, template: Template, language, account, view) -> dict:
+        # ``{{ today }}`` is the institution's day, not the server's (UTC) one
         ctx = templates.context(view["debtor"], account, view["institution"],
-                                datetime.now(timezone.utc).date())
+                                today_in(view["institution"].get("time_zone")))
         return templates.render(TemplateOut().dump(template), language, ctx)
 
     def _compliance(self, identity, view, channel: str, to: str, override) -> str | None:

@@ -182,6 +182,21 @@ class Account(Base):
     )
 
 
+class CallbackHolder(Base):
+    """Projection of the activities service's pending callbacks held by one agent: a
+    callback on your agenda (delegated to you, say) opens its account to you until it is
+    done, whoever the account is assigned to (``scope.account_clause``)."""
+
+    __tablename__ = "callback_holders"
+    item_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    account_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    #: None: a team's callback, or one done (it opens nothing)
+    agent_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    #: the event's ``occurred_at``: an older event never overwrites a newer one
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    done: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+
+
 class Instalment(Base):
     __tablename__ = "instalments"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -7,6 +7,7 @@ from datetime import date, datetime, timezone
 from nameko.events import event_handler
 from nameko.timer import timer
 from sqlalchemy import select, text, update
+from sqlalchemy.dialects.postgresql import insert
 
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -14,7 +15,8 @@ from recaudo_common.service import ServiceBase, rpc
 from recaudo_common.validation import load
 
 from . import aging, matching, reports, search
-from .models import Account, AgingSnapshot, Base, Debtor, Institution, Phone, Status
+from .models import (Account, AgingSnapshot, Base, CallbackHolder, Debtor, Institution, Phone,
+                     Status)
 from .schemas import (AccountFactsOut, AccountOut, AccountPage, AccountQuery, AccountUpdate,
                       ContactView, DebtorView, InstitutionOut, NotesUpdate, StatusOut, StatusWrite)
 from .scope import institution_clause
@@ -26,6 +28,10 @@ from .schemas import (ImportCreate, ImportCreated, ImportJobOut, ImportJobPage, 
 log = logging.getLogger(__name__)
 #: one instance for every call: its six nested schemas are built once, not per logging
 CONTACT_VIEW = ContactView()
+
+
+def _occurred(payload) -> datetime:
+    return datetime.fromisoformat(str(payload["occurred_at"]))
 
 
 class PortfolioService(ServiceBase):
@@ -199,6 +205,36 @@ class PortfolioService(ServiceBase):
                 WHERE a.id = c.account_id
             """), {"accounts": [p["account_id"] for p in pairs],
                    "agents": [p["agent_id"] for p in pairs]})
+
+    @event_handler("activities", "callback_scheduled")
+    def on_callback_scheduled(self, payload):
+        """Who holds a pending callback (scheduled, or delegated anew): it opens the account
+        to them. A callback for a whole team opens nothing beyond the team's own accounts.
+        Events of one item may arrive out of order: an older one never overwrites a newer
+        one, and a done callback stays done."""
+        with self.db.session() as session:
+            if not self.db.first_time(session, payload["event_id"], "callback_scheduled"):
+                return
+            row = insert(CallbackHolder).values(
+                item_id=payload["item_id"], account_id=payload["account_id"],
+                agent_id=payload.get("agent_id"), changed_at=_occurred(payload))
+            session.execute(row.on_conflict_do_update(
+                index_elements=[CallbackHolder.item_id],
+                set_={"agent_id": row.excluded.agent_id, "changed_at": row.excluded.changed_at},
+                where=~CallbackHolder.done
+                & (CallbackHolder.changed_at <= row.excluded.changed_at)))
+
+    @event_handler("activities", "callback_done")
+    def on_callback_done(self, payload):
+        with self.db.session() as session:
+            if not self.db.first_time(session, payload["event_id"], "callback_done"):
+                return
+            row = insert(CallbackHolder).values(
+                item_id=payload["item_id"], account_id=payload["account_id"], agent_id=None,
+                changed_at=_occurred(payload), done=True)
+            session.execute(row.on_conflict_do_update(
+                index_elements=[CallbackHolder.item_id],
+                set_={"agent_id": None, "done": True, "changed_at": row.excluded.changed_at}))
 
     @event_handler("activities", "activity_logged")
     def on_activity_logged(self, payload):

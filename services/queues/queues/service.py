@@ -151,7 +151,14 @@ class QueuesService(ServiceBase):
         for strategy_id in due:
             try:
                 with self.db.session() as session:
-                    self._rebuild(session, session.get(Strategy, strategy_id))
+                    # still due, and not being rebuilt by another instance's timer: one that
+                    # listed it too gets nothing here (locked, or applied since)
+                    strategy = session.execute(select(Strategy).where(
+                        Strategy.id == strategy_id, Strategy.state == "active",
+                        Strategy.applied_at < func.now() - timedelta(hours=24))
+                        .with_for_update(skip_locked=True)).scalar_one_or_none()
+                    if strategy is not None:
+                        self._rebuild(session, strategy)
             except Conflict:
                 log.info("nightly rebuild of strategy %s skipped: one is running", strategy_id)
 
@@ -392,8 +399,9 @@ class QueuesService(ServiceBase):
         """Once a day, what every queue and arm holds (rebuilds also snapshot their own)."""
         today = date.today()
         with self.db.session() as session:
-            if session.execute(select(AssignedDaily.day).where(AssignedDaily.day == today)
-                               .limit(1)).first() is None:
+            if self.db.only_one(session, "assigned_snapshot") and session.execute(
+                    select(AssignedDaily.day).where(AssignedDaily.day == today)
+                    .limit(1)).first() is None:
                 reports.snapshot_assigned(session, today)
 
     @rpc

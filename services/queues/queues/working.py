@@ -340,7 +340,8 @@ def wake_rested(session: Session) -> int:
 def worklist(session: Session, identity: Identity, page: int, per_page: int) -> dict:
     """The agent's assigned accounts in work order, with whether each is workable now."""
     identity.require("queues.work")
-    base = (select(Assignment.account_id, F.debtor_id, Queue.name.label("queue"),
+    base = (select(Assignment.account_id, F.debtor_id, Assignment.queue_id,
+                   Queue.name.label("queue"),
                    Assignment.rank, F.days_past_due, F.balance, F.overdue_amount,
                    F.callback_at, _workable().label("workable"))
             .join(F, F.account_id == Assignment.account_id)

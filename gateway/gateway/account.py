@@ -9,12 +9,13 @@ from recaudo_common.errors import InvalidInput, NotAuthenticated, Throttled
 from . import auth
 from .boundary import safe_next
 from .rpc import rpc
+from .ui import landing
 
 bp = Blueprint("account", __name__)
 
 
-def _safe_next(target: str | None) -> str:
-    return safe_next(target, url_for("ui.home"))
+def _safe_next(target: str | None, user: dict | None = None) -> str:
+    return safe_next(target, landing(user or g.get("user")))
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -42,7 +43,7 @@ def login():
             response.status_code = 429
             response.headers["Retry-After"] = str(exc.retry_after or 60)
         return response
-    response = make_response(redirect(_safe_next(request.form.get("next"))))
+    response = make_response(redirect(_safe_next(request.form.get("next"), opened.get("user"))))
     auth.set_session_cookie(response, opened["session_id"], opened["absolute_timeout"])
     return response
 

@@ -28,6 +28,7 @@ from .boundary import safe_next
 from .errors import HTTP_STATUS
 from .portfolio import DebtorTab, N_, add_debtor_tab
 from .rpc import rpc
+from .validation import localize
 
 bp = Blueprint("activities_ui", __name__)
 # these screens are the 360° view's and its neighbours': the portfolio's helpers and
@@ -54,16 +55,6 @@ FORM_FIELDS = {"account_id", "kind", "direction", "phone", "email", "address",
                "justification", "override"}
 #: what the contact policy's refusal of an outbound call names (an admin may override it)
 POLICY_FIELDS = ("phone", "started_at")
-#: marshmallow's own (English) messages, as the forms show them
-SCHEMA_MESSAGES = {
-    "Missing data for required field.": N_("Falta este dato."),
-    "Field may not be null.": N_("Falta este dato."),
-    "Not a valid integer.": N_("Debe ser un número entero."),
-    "Not a valid date.": N_("Fecha inválida."),
-    "Not a valid datetime.": N_("Fecha y hora inválidas."),
-    "Not a valid number.": N_("Debe ser un importe."),
-    "Unknown field.": N_("Campo desconocido."),
-}
 
 portfolio.NOTICES.update({
     "logged": N_("Gestión registrada."),
@@ -93,8 +84,7 @@ def _messages(problems) -> list[str]:
         return [m for nested in problems.values() for m in _messages(nested)]
     if isinstance(problems, (list, tuple)):
         return [m for nested in problems for m in _messages(nested)]
-    text = str(problems)
-    return [_(SCHEMA_MESSAGES[text]) if text in SCHEMA_MESSAGES else text]
+    return [localize(problems)]
 
 
 def form_errors(fields: dict) -> dict[str, list[str]]:
@@ -329,9 +319,10 @@ def resolve_dispute(debtor_id: int, dispute_id: int):
 # --- the chain check ---------------------------------------------------------------------------------
 
 @bp.get("/cuentas/<int:account_id>/cadena")
-@auth.permission_required("activities.manage")
+@auth.permission_required("activities.read")
 def verify_chain(account_id: int):
-    """The account's chain checked now (htmx puts the answer beside the button)."""
+    """The account's chain checked now (htmx puts the answer beside the button): by whoever
+    manages activities, or a supervisor for their team's accounts (the service decides)."""
     try:
         with rpc() as proxy:
             result = proxy.activities.verify_chain(account_id)

@@ -6,12 +6,18 @@ Every error the gateway answers has the shape
 from __future__ import annotations
 
 import logging
+import socket
 
+import amqp.exceptions
+import kombu.exceptions
 from flask import jsonify, request
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from werkzeug.exceptions import HTTPException
 
 from recaudo_common import errors as domain
+from recaudo_common.resilience import unavailable
+
+from .validation import N_, localize, localize_fields
 
 log = logging.getLogger(__name__)
 
@@ -23,27 +29,34 @@ HTTP_STATUS = {
     domain.Conflict: 409,
     domain.Throttled: 429,
     domain.Gone: 410,
+    domain.Unavailable: 503,
 }
+
+#: what the gateway's own broker connection raises while RabbitMQ is away
+BROKER_OUTAGES = (kombu.exceptions.OperationalError, amqp.exceptions.ConnectionError,
+                  ConnectionError, socket.timeout)
 
 
 def error_body(status: int, code: str, message: str, fields: dict | None = None):
-    response = jsonify({"error": {"code": code, "message": message, "fields": fields or {}}})
+    """The JSON error, its message and each field's problems in the request's language."""
+    response = jsonify({"error": {"code": code, "message": localize(message),
+                                  "fields": localize_fields(fields or {})}})
     response.status_code = status
     return response
 
 
 #: HTTP status -> (machine code, message) for errors raised by Flask/Werkzeug/webargs
 HTTP_ERRORS = {
-    400: ("bad_request", "Solicitud mal formada (revise el JSON)"),
-    401: ("not_authenticated", "Se requiere autenticación"),
-    403: ("permission_denied", "No tiene permiso para esta operación"),
-    404: ("not_found", "No encontrado"),
-    405: ("method_not_allowed", "Método no permitido"),
-    409: ("conflict", "Conflicto con el estado actual"),
-    413: ("payload_too_large", "La solicitud excede el tamaño permitido"),
-    415: ("unsupported_media_type", "Tipo de contenido no admitido"),
-    422: ("invalid_input", "Datos inválidos"),
-    429: ("throttled", "Demasiadas solicitudes; intente más tarde"),
+    400: ("bad_request", N_("Solicitud mal formada (revise el JSON)")),
+    401: ("not_authenticated", N_("Se requiere autenticación")),
+    403: ("permission_denied", N_("No tiene permiso para esta operación")),
+    404: ("not_found", N_("No encontrado")),
+    405: ("method_not_allowed", N_("Método no permitido")),
+    409: ("conflict", N_("Conflicto con el estado actual")),
+    413: ("payload_too_large", N_("La solicitud excede el tamaño permitido")),
+    415: ("unsupported_media_type", N_("Tipo de contenido no admitido")),
+    422: ("invalid_input", N_("Datos inválidos")),
+    429: ("throttled", N_("Demasiadas solicitudes; intente más tarde")),
 }
 
 
@@ -67,14 +80,22 @@ def handle_domain_error(exc: domain.DomainError):
     return response
 
 
+def outage(exc: Exception) -> domain.Unavailable:
+    """What is down, as the error the client is told: the broker, or the service that did
+    not answer in time."""
+    if isinstance(exc, (RpcTimeout, UnknownService)):
+        return domain.Unavailable.of("service")
+    return domain.Unavailable.of(unavailable(exc) or "broker")
+
+
 def handle_unavailable(exc: Exception):
-    log.warning("service unavailable for %s: %r", request.path, exc)
-    return error_body(503, "service_unavailable", "Servicio no disponible, intente más tarde")
+    log.warning("unavailable for %s: %r", request.path, exc)
+    return handle_domain_error(outage(exc))
 
 
 def handle_remote_error(exc: RemoteError):
     log.error("remote error on %s: %s", request.path, exc)
-    return error_body(500, "internal_error", "Error interno")
+    return error_body(500, "internal_error", N_("Error interno"))
 
 
 def register(app) -> None:
@@ -82,4 +103,6 @@ def register(app) -> None:
     app.register_error_handler(domain.DomainError, handle_domain_error)
     app.register_error_handler(RpcTimeout, handle_unavailable)
     app.register_error_handler(UnknownService, handle_unavailable)
+    for error in BROKER_OUTAGES:
+        app.register_error_handler(error, handle_unavailable)
     app.register_error_handler(RemoteError, handle_remote_error)

@@ -10,7 +10,15 @@ COOKIE = "lang"
 
 
 def select_locale() -> str:
-    """The language picked in the menu, else the user's preference, else Spanish."""
+    """The language picked in the menu, else the user's preference, else Spanish. A
+    program calling the API names its own first (``Accept-Language``); the UI's pages and
+    their own calls (a browser session, whose header is the browser's, not a choice)
+    follow the menu."""
+    if request.path.startswith("/api/") and g.get("auth_kind") != "session" \
+            and request.headers.get("Accept-Language"):
+        asked = request.accept_languages.best_match(LANGUAGES)
+        if asked:
+            return asked
     chosen = request.cookies.get(COOKIE)
     if chosen in LANGUAGES:
         return chosen

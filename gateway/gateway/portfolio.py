@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Callable
 
 from babel.numbers import format_currency, format_decimal
-from flask import Blueprint, Response, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
@@ -23,6 +23,7 @@ from recaudo_common.errors import Conflict, InvalidInput, PermissionDenied
 from . import auth, error_pages, events, timefmt, uploads
 from .errors import HTTP_STATUS
 from .rpc import rpc
+from .validation import localize_fields
 
 bp = Blueprint("portfolio_ui", __name__)
 
@@ -56,7 +57,10 @@ MOVEMENT_KINDS = {"charge": N_("Cargo"), "payment": N_("Pago"), "adjustment": N_
 IMPORT_STATES = {"queued": N_("En cola"), "running": N_("En proceso"),
                  "done": N_("Terminada"), "failed": N_("Falló")}
 LAYOUT_KINDS = {"portfolio": N_("Cartera"), "payments": N_("Pagos")}
-NOTICES = {"notes": N_("Notas guardadas."), "account": N_("Cuenta actualizada.")}
+NOTICES = {"notes": N_("Notas guardadas."), "account": N_("Cuenta actualizada."),
+           "do_not_contact": N_("Marca de no contactar guardada.")}
+#: the kinds of contact a do-not-contact mark is kept on
+CONTACT_CHANNELS = {"phone": N_("Teléfono"), "email": N_("Correo"), "address": N_("Domicilio")}
 
 
 # --- formatting helpers (template filters, usable by every screen) ------------------------
@@ -149,7 +153,8 @@ def _helpers():
             "EMAIL_KINDS": translated(EMAIL_KINDS), "ADDRESS_KINDS": translated(ADDRESS_KINDS),
             "MOVEMENT_KINDS": translated(MOVEMENT_KINDS),
             "IMPORT_STATES": translated(IMPORT_STATES),
-            "LAYOUT_KINDS": translated(LAYOUT_KINDS)}
+            "LAYOUT_KINDS": translated(LAYOUT_KINDS),
+            "CONTACT_CHANNELS": translated(CONTACT_CHANNELS)}
 
 
 # --- errors of these pages as pages -------------------------------------------------------
@@ -378,6 +383,30 @@ def save_notes(debtor_id: int):
     return redirect(url_for(".debtor", debtor_id=debtor_id, tab="notas", done="notes"))
 
 
+@bp.post("/deudores/<int:debtor_id>/no-contactar")
+@auth.permission_required("portfolio.read")
+def set_do_not_contact(debtor_id: int):
+    """Mark one of the debtor's contacts do-not-contact, or lift the mark, with a reason
+    (the service decides who may: marking needs activities.log or portfolio.write)."""
+    form = request.form
+    channel, _sep, contact_id = form.get("contact", "").partition(":")
+    data = {"channel": channel, "contact_id": _int(contact_id),
+            "do_not_contact": form.get("do_not_contact") != "0",
+            "reason": form.get("reason", "")}
+    try:
+        with rpc() as proxy:
+            proxy.portfolio.set_do_not_contact(debtor_id, data)
+    except (InvalidInput, PermissionDenied, Conflict) as exc:
+        problems = [p for v in exc.fields.values() for p in (v if isinstance(v, list) else [v])
+                    if not isinstance(exc, PermissionDenied)]
+        return _debtor_page(debtor_id, "contacto", failure=" ".join(map(str, problems))
+                            or exc.message, status=HTTP_STATUS[type(exc)])
+    if _htmx_target():
+        return _debtor_page(debtor_id, "contacto", notice="do_not_contact", fragment=True)
+    return redirect(url_for(".debtor", debtor_id=debtor_id, tab="contacto",
+                            done="do_not_contact"))
+
+
 @bp.post("/cuentas/<int:account_id>")
 @auth.permission_required("portfolio.write")
 def update_account(account_id: int):
@@ -529,3 +558,56 @@ def import_report(job_id: int):
         text = proxy.portfolio.import_report_csv(job_id)
     return Response(text, mimetype="text/csv", headers={
         "Content-Disposition": f"attachment; filename=errores_importacion_{job_id}.csv"})
+
+
+# --- the status catalogue (administration) ------------------------------------------------------
+
+STATUS_NOTICES = {"status_saved": N_("Estatus guardado.")}
+
+
+def _statuses_page(institution_wanted, *, editing=None, values=None, errors=None,
+                   status: int = 200):
+    """An institution's account statuses, with the form to add one or edit the chosen."""
+    with rpc() as proxy:
+        institutions = proxy.portfolio.list_institutions()
+        wanted = _int(institution_wanted)
+        institution = next((i for i in institutions if i["id"] == wanted), None) or \
+            (institutions[0] if institutions else None)
+        statuses = proxy.portfolio.list_statuses(institution["id"]) if institution else []
+    if editing is not None and values is None:
+        values = next((s for s in statuses if s["id"] == editing), None)
+        if values is None:
+            abort(404)
+    notice = STATUS_NOTICES.get(request.args.get("done"))
+    return render_template(
+        "portfolio/statuses.html", institutions=institutions, institution=institution,
+        statuses=statuses, editing=editing, section="statuses",
+        values=values or {"active": True, "sort_order": (len(statuses) + 1) * 10},
+        errors=errors or {}, notice=_(notice) if notice else None), status
+
+
+@bp.get("/admin/estatus")
+@auth.permission_required("institutions.manage")
+def statuses():
+    return _statuses_page(request.args.get("institucion"), editing=_int(request.args.get("editar")))
+
+
+@bp.post("/admin/estatus")
+@auth.permission_required("institutions.manage")
+def save_status():
+    form = request.form
+    institution_id = _int(form.get("institution_id"))
+    status_id = _int(form.get("status_id"))
+    data = {"institution_id": institution_id, "code": form.get("code", "").strip().upper(),
+            "name": form.get("name", "").strip(),
+            "sort_order": _int(form.get("sort_order"), form.get("sort_order") or 0),
+            "active": form.get("active") == "1"}
+    try:
+        with rpc() as proxy:
+            proxy.portfolio.save_status(data, status_id)
+    except (InvalidInput, Conflict) as exc:
+        problems = localize_fields(exc.fields or {}) or {"_schema": [exc.message]}
+        return _statuses_page(institution_id, editing=status_id,
+                              values={**data, "id": status_id}, errors=problems,
+                              status=HTTP_STATUS[type(exc)])
+    return redirect(url_for(".statuses", institucion=institution_id, done="status_saved"))

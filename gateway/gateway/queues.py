@@ -29,6 +29,7 @@ from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDe
 from . import auth, error_pages, timefmt
 from .errors import HTTP_STATUS
 from .rpc import rpc
+from .validation import localize
 
 bp = Blueprint("queues_ui", __name__, url_prefix="/filas")
 
@@ -87,21 +88,10 @@ GROUP_LABELS = {"all": N_("Todas las condiciones (Y)"), "any": N_("Cualquiera de
 TRUE_WORDS = {"true", "1", "si", "sí", "yes", "verdadero", "t", "s", "y"}
 FALSE_WORDS = {"false", "0", "no", "falso", "f", "n"}
 
-#: marshmallow's own (English) messages, as the editor shows them
+#: marshmallow's messages the editor says its own way (any other: ``validation.localize``)
 SCHEMA_MESSAGES = {
-    "Missing data for required field.": N_("Falta este dato."),
-    "Field may not be null.": N_("Falta este dato."),
-    "Not a valid integer.": N_("Debe ser un número entero."),
-    "Not a valid string.": N_("Debe ser un texto."),
-    "Not a valid mapping type.": N_("Debe ser un objeto."),
-    "Not a valid list.": N_("Debe ser una lista."),
-    "Shorter than minimum length 1.": N_("No puede quedar vacío."),
-    "Longer than maximum length 80.": N_("Use a lo más 80 caracteres."),
-    "Must be greater than or equal to 0 and less than or equal to 50.":
-        N_("Debe estar entre 0 y 50."),
     "Must be one of: round_robin, balance_weighted, capacity, manual.":
         N_("Elija una de las políticas de asignación."),
-    "Unknown field.": N_("Campo desconocido."),
 }
 #: what a missing value means, per field of a queue
 MISSING = {"queue.team_id": N_("Elija el equipo que trabaja esta fila."),
@@ -448,7 +438,7 @@ def _readable(message: str, field: str = "") -> str:
     if message in ("Missing data for required field.", "Field may not be null.",
                    "Shorter than minimum length 1.") and field in MISSING:
         return _(MISSING[field])
-    return _(SCHEMA_MESSAGES[message]) if message in SCHEMA_MESSAGES else message
+    return _(SCHEMA_MESSAGES[message]) if message in SCHEMA_MESSAGES else localize(message)
 
 
 def _flat(problems, prefix: str = "") -> dict[str, list[str]]:

@@ -1,7 +1,7 @@
 """The web UI shell: home page, language switch, system status fragment."""
 from __future__ import annotations
 
-from flask import Blueprint, g, redirect, render_template, request
+from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
 
 from .boundary import safe_next
 from .health import check_services
@@ -13,12 +13,22 @@ bp = Blueprint("ui", __name__)
 ONE_YEAR = 365 * 24 * 3600
 
 
+def landing(user: dict | None) -> str:
+    """Where a user starts: a creditor on their portal, everyone else on the home page."""
+    if user and user.get("creditor") and "dashboards_ui.portal" in current_app.view_functions:
+        return url_for("dashboards_ui.portal")
+    return url_for("ui.home")
+
+
 @bp.get("/")
 def home():
-    """The home page; a collector's shows what waits in their queues and why (the pull's
-    outlook), so it is never a dead end at any hour."""
-    extra = {}
+    """The home page; a creditor's home is their portal; a collector's shows what waits in
+    their queues and why (the pull's outlook), so it is never a dead end at any hour."""
     user = g.get("user")
+    target = landing(user)
+    if target != url_for("ui.home"):
+        return redirect(target)
+    extra = {}
     if user and "queues.work" in user["permissions"]:
         from .queues import work_outlook
 

@@ -158,3 +158,23 @@ def test_a_callback_delegated_to_a_colleague_opens_the_debtor_for_them(world, ne
         assert done.status_code in (200, 409)
     wait_for(lambda: gestor2.call("GET", f"/api/v1/debtors/{debtor_id}").status_code == 404,
              what="the done callback to close the debtor again")
+
+
+def test_a_supervisor_checks_the_log_of_their_teams_account(world, new_page):
+    """Issue 18: the hash-chain check was admin-only; a supervisor answers for their
+    team's logs (here an account of gestor1, their agent)."""
+    base, password = world["base_url"], world["password"]
+    supervisor = Api(base, token(base, "supervisor", password))
+    gestor1_id = sql("SELECT id FROM auth.users WHERE username = 'gestor1'")[0][0]
+    account_id, debtor_id = sql(
+        "SELECT id, debtor_id FROM portfolio.accounts WHERE institution_id = 1 AND "
+        "assigned_agent_id = :a ORDER BY id DESC LIMIT 1", a=gestor1_id)[0]
+    supervisor.ok("POST", "/api/v1/activities", {
+        "account_id": account_id, "kind": "note", "description": f"Revisión ({RUN})",
+        "started_at": datetime.now(timezone.utc).isoformat()}, status=201)
+
+    page = new_page()
+    login(page, "supervisor", password)
+    page.goto(f"/deudores/{debtor_id}?tab=gestiones&cuenta={account_id}")
+    page.click("#verify-chain")
+    expect(page.locator("#chain-ok")).to_be_visible()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -83,6 +84,11 @@ def test_the_creditor_portal_shows_only_its_institution(stack, demo_users, new_p
     accounts = _accounts()
     page = new_page()
     login(page, "cliente", demo_users)
+    # the creditor lands on their portal (issue 18: on "/"), and "/" takes them there too
+    assert urlsplit(page.url).path == "/portal"
+    expect(page.locator("#overview-title")).to_contain_text("Portal de")
+    page.goto("/")
+    assert urlsplit(page.url).path == "/portal"
     page.goto("/portal")
     expect(page.locator("#overview-title")).to_contain_text("Portal de")
     expect(page.locator("#overview-filters")).to_have_count(0)      # one institution only

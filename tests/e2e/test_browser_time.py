@@ -110,3 +110,20 @@ def test_the_share_page_shows_the_expiry_in_the_institutions_zone(stack, admin_a
         assert "23:59" in shown and not RAW_MOMENT.search(shown)
     finally:
         sql("DELETE FROM documents.share_links WHERE label = :l", l=f"hora-{RUN}")
+
+
+def test_an_administrator_sets_a_users_zone_and_a_bad_one_is_named(stack, admin_api,
+                                                                     far_user, demo_users,
+                                                                     new_page):
+    page = new_page()
+    login(page, "admin", demo_users)
+    page.goto(f"/admin/usuarios/{far_user['id']}")
+    page.fill("#time_zone", "Marte/Olimpo")
+    page.click("#save-user")
+    expect(page.locator("#time_zone")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#user-form")).to_contain_text("Zona horaria desconocida")
+    page.fill("#time_zone", "America/Tijuana")
+    with page.expect_navigation():
+        page.click("#save-user")
+    user = admin_api.get(stack.url(f"/api/v1/users/{far_user['id']}"), timeout=30).json()
+    assert user["time_zone"] == "America/Tijuana"

@@ -150,12 +150,14 @@ def test_the_xlsx_export_opens_and_matches_the_json(clients):
 def test_csv_and_pdf_exports(clients):
     path = f"/api/v1/reports/productivity?{FEB}&institution_id=1&agent_id={A1}&group_by=agent"
     response = clients["cliente"].get(path + "&format=csv")
-    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/csv")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"   # one charset
     lines = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
     assert lines[0][:2] == ["Gestor", "Gestiones"]
     assert lines[1][:2] == [f"#{A1}", "18"] and lines[-1][0] == "Total"
     pdf = clients["cliente"].get(path + "&format=pdf")
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert pdf.headers["Content-Type"] == "application/pdf"
 
 
 @pytest.mark.parametrize("query,field", [

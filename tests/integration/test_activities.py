@@ -429,6 +429,26 @@ def test_the_hash_chain_detects_an_edited_row(gestor1, admin, engine):
         admin.verify_chain(BASE + 999)
 
 
+def test_a_supervisor_checks_the_chain_of_their_teams_accounts(gestor1, supervisor, admin,
+                                                               as_user):
+    """Issue 18: the check was admin-only, though supervisors answer for their teams'
+    logs. A supervisor checks an account of their agent's; another team's answers as
+    missing; a collector (who leads nobody) still may not."""
+    gestor1.log_activity(call(description="para verificar"))
+    result = supervisor.verify_chain(ACC1[0])
+    assert result["ok"] is True and result["entries"] == 1
+    # only an administrator's note, but the account is assigned to their agent
+    admin.log_activity({"account_id": ACC1[2], "kind": "note",
+                        "started_at": now().isoformat(), "description": "nota"})
+    assert supervisor.verify_chain(ACC1[2])["ok"] is True
+    other_team = as_user(8860, SUPERVISOR_PERMS, None, (GESTOR3,))
+    for account_id in (ACC1[0], ACC1[2]):
+        with pytest.raises(NotFound):
+            other_team.verify_chain(account_id)
+    with pytest.raises(PermissionDenied):
+        gestor1.verify_chain(ACC1[0])
+
+
 def test_concurrent_logging_on_one_account_keeps_one_unbroken_chain(as_user, admin, engine,
                                                                     rpc_proxy):
     """Appends to one account are serialised on its chain head; retries of one key racing
@@ -641,6 +661,19 @@ def test_callbacks_delegation_calendar_views_and_the_ics_feed(gestor1, as_user, 
     gestor3.create_ics_token()                          # rotating kills the old token
     with pytest.raises(NotFound):
         rpc_proxy().activities.ics_feed(token)
+
+
+def test_a_retried_scheduling_with_the_same_key_is_stored_once(gestor1, engine):
+    """An app that lost the answer sends the same Idempotency-Key: the first item answers."""
+    at = (now() + timedelta(hours=3)).replace(microsecond=0)
+    item = {"account_id": ACC1[2], "due_at": at.isoformat(), "idempotency_key": "agenda-1"}
+    first = gestor1.schedule_callback(item)
+    again = gestor1.schedule_callback({**item, "note": "reintento"})
+    assert again["id"] == first["id"] and again["note"] == first["note"]
+    other = gestor1.schedule_callback({**item, "idempotency_key": "agenda-2"})
+    assert other["id"] != first["id"]
+    assert scalar(engine, "SELECT count(*) FROM activities.agenda_items WHERE account_id = :a "
+                          "AND due_at = :d", a=ACC1[2], d=at) == 2
 
 
 # --- productivity ------------------------------------------------------------------------------

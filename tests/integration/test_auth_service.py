@@ -25,7 +25,7 @@ from portfolio.service import PortfolioService
 from recaudo_common import demo
 from recaudo_common.errors import (Conflict, InvalidInput, NotAuthenticated, NotFound,
                                    PermissionDenied, Throttled)
-from recaudo_common.identity import Identity, sign, verify
+from recaudo_common.identity import sign, verify
 
 DEMO = demo.DEMO_PASSWORD
 OTHER_PASSWORD = "caballo-bateria-grapa"
@@ -374,10 +374,10 @@ def test_a_session_in_use_is_touched_at_most_once_a_minute(seeded, anon, engine)
     assert verify(resolved["identity"]).username == "gestor1"
 
 
-def test_a_token_resolves_to_the_identity_and_user_a_login_gives(seeded, anon, engine,
-                                                                rpc_proxy):
+def test_a_token_resolves_to_the_identity_and_user_a_login_gives(seeded, anon, as_user, engine):
     """The token's one-statement resolution answers what the session's ORM path does:
     profile, permissions, institutions, the supervised team and the user's summary."""
+    auth_seed.seed_live(as_user("admin"))       # the demo team, as make up makes it
     for username in ("supervisor", "gestor2"):
         by_login = anon.auth.login(username, DEMO)
         by_token = anon.auth.resolve_token(anon.auth.issue_tokens(username, DEMO)["access_token"])
@@ -385,8 +385,6 @@ def test_a_token_resolves_to_the_identity_and_user_a_login_gives(seeded, anon, e
         token_identity, login_identity = verify(by_token["identity"]), verify(by_login["identity"])
         assert dataclasses.replace(token_identity, expires_at=0) == \
             dataclasses.replace(login_identity, expires_at=0)
-    # the demo teams (``recaudo seed-live``: through auth.save_team, as the platform)
-    auth_seed.seed_live(rpc_proxy({"identity": sign(Identity.system("seed"))}))
     supervisor = verify(anon.auth.resolve_token(
         anon.auth.issue_tokens("supervisor", DEMO)["access_token"])["identity"])
     agents = {user_id(engine, "gestor1"), user_id(engine, "gestor2")}

@@ -126,7 +126,9 @@ def answer(report: reporting.Report):
         names = reporting.Names.load(proxy, report, query)
     table = reporting.tabulate(report, result, names, query)
     body = reporting.export(fmt, table)
-    return Response(body, mimetype=reporting.MIME[fmt], headers={
+    # content_type, not mimetype: MIME names the charset already, and Werkzeug would add
+    # a second one to a text/* mimetype
+    return Response(body, content_type=reporting.MIME[fmt], headers={
         "Content-Disposition": f'attachment; filename="{reporting.filename(report, query, fmt)}"'})
 
 

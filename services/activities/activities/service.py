@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from datetime import date
 
-from nameko.events import event_handler
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from sqlalchemy import delete, select
@@ -19,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from recaudo_common import contracts, references
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from recaudo_common.service import ServiceBase, rpc
+from recaudo_common.service import ServiceBase, event_handler, rpc
 from recaudo_common.validation import load
 
 from . import agenda, catalogue, chain, disputes, log, productivity, promises, reports
@@ -125,15 +124,38 @@ class ActivitiesService(ServiceBase):
 
     @rpc
     def verify_chain(self, account_id):
-        """Recompute the account's hash chain: ok, or the first entry that breaks it."""
-        identity = self.caller.require("activities.manage")
+        """Recompute the account's hash chain: ok, or the first entry that breaks it.
+
+        Whoever manages activities checks any account in their scope; a supervisor answers
+        for their team's logs: the accounts assigned to their agents or with entries of
+        theirs (any other answers as missing)."""
+        identity = self.caller.identity
+        supervisor = bool(identity.team) and identity.has("activities.read")
+        if not (identity.has("activities.manage") or supervisor):
+            identity = self.caller.require("activities.manage")   # PermissionDenied
         if not isinstance(account_id, int) or isinstance(account_id, bool):
             raise InvalidInput("Cuenta inválida", {"account_id": ["Se esperaba un número"]})
         with self.db.session() as session:
             head = session.get(ChainHead, account_id)
             if head is None or not identity.may_access_institution(head.institution_id):
                 raise NotFound("La cuenta no tiene gestiones")
+            if not identity.has("activities.manage") and \
+                    not self._teams_log(session, identity, account_id):
+                raise NotFound("La cuenta no tiene gestiones")
             return chain.verify(session, account_id)
+
+    def _teams_log(self, session, identity, account_id: int) -> bool:
+        """Is the account's log the caller's team's: assigned to one of their agents, or
+        with an entry of theirs or their agents'?"""
+        people = (identity.user_id, *identity.team)
+        if session.execute(select(Activity.id).where(
+                Activity.account_id == account_id, Activity.agent_id.in_(people))
+                .limit(1)).first():
+            return True
+        try:
+            return self._account(identity, account_id).get("assigned_agent_id") in people
+        except NotFound:
+            return False
 
     # --- the result-code catalogue and institution settings ----------------------------
 
@@ -301,12 +323,22 @@ class ActivitiesService(ServiceBase):
 
     @rpc
     def schedule_callback(self, data):
-        """Put a callback or visit on the caller's agenda, a colleague's or a team's."""
+        """Put a callback or visit on the caller's agenda, a colleague's or a team's; a retry
+        with the same idempotency key answers the first item."""
         identity = self.caller.require("activities.log")
         data = load(AgendaWrite(), data)
+        key = data.get("idempotency_key")
         account = self._account(identity, data["account_id"])
-        with self.db.session() as session:
-            return agenda.schedule(session, self.db, identity, account, data)
+        try:
+            with self.db.session() as session:
+                return (agenda.find_by_key(session, identity, key)
+                        or agenda.schedule(session, self.db, identity, account, data))
+        except IntegrityError:  # the same key raced in: the winner's item stands
+            with self.db.session() as session:
+                earlier = agenda.find_by_key(session, identity, key)
+                if earlier is None:
+                    raise
+                return earlier
 
     @rpc
     def delegate_agenda_item(self, item_id, data):

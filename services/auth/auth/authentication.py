@@ -141,19 +141,25 @@ def identity_of(session: Session, user: User) -> Identity:
 
 def resolved(session: Session, user: User, **extra) -> dict:
     """What the gateway gets back for an authenticated request."""
-    return _answer(identity_of(session, user), user.display_name, user.time_zone, **extra)
+    return _answer(identity_of(session, user), user.display_name, user.time_zone,
+                   user.profile.single_institution, **extra)
 
 
-def _answer(identity: Identity, display_name: str, time_zone: str | None, **extra) -> dict:
+def _answer(identity: Identity, display_name: str, time_zone: str | None, creditor: bool,
+            **extra) -> dict:
     return {"identity": sign(identity),
-            "user": user_summary(identity, display_name, time_zone), **extra}
+            "user": user_summary(identity, display_name, time_zone, creditor), **extra}
 
 
-def user_summary(identity: Identity, display_name: str, time_zone: str | None = None) -> dict:
+def user_summary(identity: Identity, display_name: str, time_zone: str | None = None,
+                 creditor: bool = False) -> dict:
     """Who is asking, as the gateway shows it; ``time_zone`` is the user's own setting
-    (None: the institution's zone is theirs)."""
+    (None: the institution's zone is theirs); ``creditor``: a profile bound to one
+    institution (the creditor's staff), whose home is their portal; ``supervises``: leads
+    a team (answers for its logs)."""
     return {"id": identity.user_id, "username": identity.username, "display_name": display_name,
             "profile": identity.profile, "language": identity.language, "time_zone": time_zone,
+            "creditor": creditor, "supervises": bool(identity.team),
             "permissions": sorted(identity.permissions),
             "institutions": None if identity.institutions is None else list(identity.institutions)}
 
@@ -167,6 +173,7 @@ def _with_identity(credential, *columns):
     return (select(*columns, User.active, User.id, User.username, User.display_name,
                    User.language, User.time_zone, User.all_institutions, User.institutions,
                    Profile.name.label("profile"), Profile.permissions,
+                   Profile.single_institution,
                    func.array(_supervised(User.id).scalar_subquery()).label("team"))
             .select_from(credential).join(User, User.id == credential.user_id)
             .join(Profile, Profile.id == User.profile_id).where(key == bindparam("key")))
@@ -176,7 +183,7 @@ def _answer_row(row, **extra) -> dict:
     """``_answer`` for a row of a ``_with_identity`` statement."""
     return _answer(_identity(row.id, row.username, row.profile, row.permissions,
                              row.all_institutions, row.institutions, row.team, row.language),
-                   row.display_name, row.time_zone, **extra)
+                   row.display_name, row.time_zone, row.single_institution, **extra)
 
 
 # --- passwords and throttling ------------------------------------------------------

@@ -29,16 +29,18 @@ from nameko import rpc as _nameko_rpc
 from nameko.extensions import DependencyProvider
 
 from .config import settings
-from .errors import Unavailable
+from .errors import DomainError, Unavailable
 from .heartbeat import HEARTBEAT_SECONDS, beat
 
 log = logging.getLogger(__name__)
 
 
 def unavailable(exc: BaseException | None) -> str | None:
-    """The dependency ``exc`` says is down, or None when it is an ordinary error."""
+    """The dependency ``exc`` says is down, or None when it is an ordinary error. A domain
+    error is the service's own answer whatever it was raised from, and a context dropped
+    with ``raise ... from None`` is not followed."""
     seen = set()
-    while exc is not None and id(exc) not in seen:
+    while exc is not None and id(exc) not in seen and not isinstance(exc, DomainError):
         seen.add(id(exc))
         module = type(exc).__module__ or ""
         name = type(exc).__name__
@@ -54,7 +56,10 @@ def unavailable(exc: BaseException | None) -> str | None:
             return "broker"
         # SQLAlchemy's wrapper keeps the driver's error in .orig
         orig = getattr(exc, "orig", None)
-        exc = orig if isinstance(orig, BaseException) else exc.__cause__ or exc.__context__
+        if isinstance(orig, BaseException):
+            exc = orig
+        else:
+            exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
     return None
 
 

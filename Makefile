@@ -47,6 +47,7 @@ test:
 bench: deps
 	@$(TEST_ENV) deploy/infra.sh
 	@$(TEST_ENV) $(VENV)/python -m pytest -p no:cacheprovider -s tests/perf $(ARGS)
+	@$(TEST_ENV) RECAUDO_FAULT_CLIENTS=32 $(VENV)/python -m pytest -p no:cacheprovider -s tests/faults $(ARGS)
 
 lock:
 	@$(VENV)/pip install -q -r requirements.in

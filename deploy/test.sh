@@ -7,7 +7,9 @@
 #     event queue the services declare a quorum queue, as on a RabbitMQ cluster) and
 #     RECAUDO_TEST_INSTANCES=2 (two containers of every service a test starts);
 #  3. tests/e2e, without eventlet: the whole stack started by the runner, driven over
-#     HTTP and in headless Chromium.
+#     HTTP and in headless Chromium;
+#  4. tests/faults, without eventlet: the stack against a private RabbitMQ node and
+#     PostgreSQL cluster of its own, under load, through kill -9s and outages (issue 20).
 # Extra arguments go to both pytest runs (e.g. make test ARGS="-k health").
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,8 +28,10 @@ RECAUDO_QUEUE_TYPE=quorum RECAUDO_TEST_INSTANCES=2 $py -m pytest "${common[@]}" 
 quorum=$?
 $py -m pytest "${common[@]}" --junitxml="$reports/e2e.xml" tests/e2e "$@"
 second=$?
+$py -m pytest "${common[@]}" -s --junitxml="$reports/faults.xml" tests/faults "$@"
+third=$?
 $py deploy/junit_summary.py "$reports"/*.xml
 summary=$?
 # pytest's 5 means "no tests collected" (a -k filter that matched only one phase)
-for rc in $first $quorum $second; do [ "$rc" -eq 0 ] || [ "$rc" -eq 5 ] || exit "$rc"; done
+for rc in $first $quorum $second $third; do [ "$rc" -eq 0 ] || [ "$rc" -eq 5 ] || exit "$rc"; done
 exit $summary

@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from recaudo_common.errors import DomainError
 
-from .errors import HTTP_STATUS
+from .errors import BROKER_OUTAGES, HTTP_STATUS
 
 Render = Callable[[int, str, str], object]
 
@@ -49,5 +49,6 @@ def register(bp: Blueprint, render: Render) -> None:
 
     for error, handler in ((HTTPException, http_error), (DomainError, domain_error),
                            (RpcTimeout, unavailable), (UnknownService, unavailable),
-                           (MethodNotFound, not_wired)):
+                           (MethodNotFound, not_wired),
+                           *((error, unavailable) for error in BROKER_OUTAGES)):
         bp.register_error_handler(error, handler)

@@ -6,12 +6,16 @@ Every error the gateway answers has the shape
 from __future__ import annotations
 
 import logging
+import socket
 
+import amqp.exceptions
+import kombu.exceptions
 from flask import jsonify, request
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from werkzeug.exceptions import HTTPException
 
 from recaudo_common import errors as domain
+from recaudo_common.resilience import unavailable
 
 from .validation import N_, localize, localize_fields
 
@@ -25,7 +29,12 @@ HTTP_STATUS = {
     domain.Conflict: 409,
     domain.Throttled: 429,
     domain.Gone: 410,
+    domain.Unavailable: 503,
 }
+
+#: what the gateway's own broker connection raises while RabbitMQ is away
+BROKER_OUTAGES = (kombu.exceptions.OperationalError, amqp.exceptions.ConnectionError,
+                  ConnectionError, socket.timeout)
 
 
 def error_body(status: int, code: str, message: str, fields: dict | None = None):
@@ -71,9 +80,17 @@ def handle_domain_error(exc: domain.DomainError):
     return response
 
 
+def outage(exc: Exception) -> domain.Unavailable:
+    """What is down, as the error the client is told: the broker, or the service that did
+    not answer in time."""
+    if isinstance(exc, (RpcTimeout, UnknownService)):
+        return domain.Unavailable.of("service")
+    return domain.Unavailable.of(unavailable(exc) or "broker")
+
+
 def handle_unavailable(exc: Exception):
-    log.warning("service unavailable for %s: %r", request.path, exc)
-    return error_body(503, "service_unavailable", N_("Servicio no disponible, intente más tarde"))
+    log.warning("unavailable for %s: %r", request.path, exc)
+    return handle_domain_error(outage(exc))
 
 
 def handle_remote_error(exc: RemoteError):
@@ -86,4 +103,6 @@ def register(app) -> None:
     app.register_error_handler(domain.DomainError, handle_domain_error)
     app.register_error_handler(RpcTimeout, handle_unavailable)
     app.register_error_handler(UnknownService, handle_unavailable)
+    for error in BROKER_OUTAGES:
+        app.register_error_handler(error, handle_unavailable)
     app.register_error_handler(RemoteError, handle_remote_error)

@@ -57,7 +57,10 @@ MOVEMENT_KINDS = {"charge": N_("Cargo"), "payment": N_("Pago"), "adjustment": N_
 IMPORT_STATES = {"queued": N_("En cola"), "running": N_("En proceso"),
                  "done": N_("Terminada"), "failed": N_("Falló")}
 LAYOUT_KINDS = {"portfolio": N_("Cartera"), "payments": N_("Pagos")}
-NOTICES = {"notes": N_("Notas guardadas."), "account": N_("Cuenta actualizada.")}
+NOTICES = {"notes": N_("Notas guardadas."), "account": N_("Cuenta actualizada."),
+           "do_not_contact": N_("Marca de no contactar guardada.")}
+#: the kinds of contact a do-not-contact mark is kept on
+CONTACT_CHANNELS = {"phone": N_("Teléfono"), "email": N_("Correo"), "address": N_("Domicilio")}
 
 
 # --- formatting helpers (template filters, usable by every screen) ------------------------
@@ -150,7 +153,8 @@ def _helpers():
             "EMAIL_KINDS": translated(EMAIL_KINDS), "ADDRESS_KINDS": translated(ADDRESS_KINDS),
             "MOVEMENT_KINDS": translated(MOVEMENT_KINDS),
             "IMPORT_STATES": translated(IMPORT_STATES),
-            "LAYOUT_KINDS": translated(LAYOUT_KINDS)}
+            "LAYOUT_KINDS": translated(LAYOUT_KINDS),
+            "CONTACT_CHANNELS": translated(CONTACT_CHANNELS)}
 
 
 # --- errors of these pages as pages -------------------------------------------------------
@@ -377,6 +381,30 @@ def save_notes(debtor_id: int):
     if _htmx_target():
         return _debtor_page(debtor_id, "notas", notice="notes", fragment=True)
     return redirect(url_for(".debtor", debtor_id=debtor_id, tab="notas", done="notes"))
+
+
+@bp.post("/deudores/<int:debtor_id>/no-contactar")
+@auth.permission_required("portfolio.read")
+def set_do_not_contact(debtor_id: int):
+    """Mark one of the debtor's contacts do-not-contact, or lift the mark, with a reason
+    (the service decides who may: marking needs activities.log or portfolio.write)."""
+    form = request.form
+    channel, _sep, contact_id = form.get("contact", "").partition(":")
+    data = {"channel": channel, "contact_id": _int(contact_id),
+            "do_not_contact": form.get("do_not_contact") != "0",
+            "reason": form.get("reason", "")}
+    try:
+        with rpc() as proxy:
+            proxy.portfolio.set_do_not_contact(debtor_id, data)
+    except (InvalidInput, PermissionDenied, Conflict) as exc:
+        problems = [p for v in exc.fields.values() for p in (v if isinstance(v, list) else [v])
+                    if not isinstance(exc, PermissionDenied)]
+        return _debtor_page(debtor_id, "contacto", failure=" ".join(map(str, problems))
+                            or exc.message, status=HTTP_STATUS[type(exc)])
+    if _htmx_target():
+        return _debtor_page(debtor_id, "contacto", notice="do_not_contact", fragment=True)
+    return redirect(url_for(".debtor", debtor_id=debtor_id, tab="contacto",
+                            done="do_not_contact"))
 
 
 @bp.post("/cuentas/<int:account_id>")

@@ -4,11 +4,15 @@ gunicorn runs the gateway in ``gthread`` workers: a proxy per request costs a ne
 reply queue each time (4x slower), and one proxy shared by threads breaks under
 concurrency (docs/architecture.md §7). Each request borrows one started proxy, sets the
 caller's context data (identity, request id, language) on it, and gives it back;
-a proxy that failed at the transport level is dropped, not reused.
+a proxy that failed at the transport level is dropped, not reused, and one whose broker
+connection died while it sat idle (RabbitMQ restarted: its reply queue is gone) is
+dropped when next borrowed, so no request waits the whole RPC timeout for a reply that
+can never arrive.
 """
 from __future__ import annotations
 
 import queue
+import socket
 import threading
 from contextlib import contextmanager
 
@@ -31,10 +35,14 @@ class RpcPool:
         self._lock = threading.Lock()
 
     def _acquire(self) -> ClusterRpcProxy:
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
+        while True:
+            try:
+                standalone = self._idle.get_nowait()
+            except queue.Empty:
+                break
+            if _connected(standalone):
+                return standalone
+            self._discard(standalone)
         with self._lock:
             grow = self._created < self.size
             if grow:
@@ -80,6 +88,18 @@ class RpcPool:
                 self._discard(self._idle.get_nowait())
             except queue.Empty:
                 return
+
+
+def _connected(standalone: ClusterRpcProxy) -> bool:
+    """Whether the proxy's reply connection still works: reading what is waiting on it
+    (nothing, or the broker's farewell) tells without a round trip."""
+    try:
+        standalone._reply_listener.queue_consumer.connection.drain_events(timeout=0.0001)
+    except socket.timeout:
+        return True
+    except Exception:  # closed by the broker, reset, or never reconnected
+        return False
+    return True
 
 
 def rpc(context_data: dict | None = None):

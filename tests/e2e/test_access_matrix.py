@@ -397,6 +397,19 @@ def _debtor(key):
     return lambda w: {"debtor_id": _portfolio(w)[key][1]}
 
 
+def _lift_unmarked(w, uniq):
+    """Lift a do-not-call mark the i2_gestor1 debtor's phone does not have: 409 for who
+    may lift marks and reach the debtor, and nothing changes."""
+    engine = create_engine(settings().database_url)
+    with engine.connect() as conn:
+        phone = conn.execute(text("SELECT id FROM portfolio.phones WHERE debtor_id = :d "
+                                  "AND NOT do_not_call ORDER BY id LIMIT 1"),
+                             {"d": _portfolio(w)["i2_gestor1"][1]}).scalar_one()
+    engine.dispose()
+    return {"channel": "phone", "contact_id": phone, "do_not_contact": False,
+            "reason": "matriz de acceso"}
+
+
 def _status_body(w, uniq):
     return {k: v for k, v in _portfolio(w)["status_i2"].items() if k != "id"}
 
@@ -504,6 +517,10 @@ TABLE.extend([
     Row("portfolio.debtors.notes", "PUT", "/api/v1/debtors/{debtor_id}/notes", {"notes": ""},
         PORTFOLIO_RULES.reads(2, "gestor1", 204, permission=PORTFOLIO_WRITE),
         params=_debtor("i2_gestor1")),
+    # lifting a mark takes portfolio.write; this phone has none (409, nothing changes)
+    Row("portfolio.debtors.do-not-contact.i2", "POST", "/api/v1/debtors/{debtor_id}/do-not-contact",
+        _lift_unmarked, PORTFOLIO_RULES.reads(2, "gestor1", 409, permission=PORTFOLIO_WRITE),
+        params=_debtor("i2_gestor1")),
     # --- statuses ------------------------------------------------------------------------------
     *(Row(f"portfolio.statuses.list.{i}", "GET", "/api/v1/institutions/{institution_id}/statuses",
           None, RULES.institution(i), params=lambda w, i=i: {"institution_id": i})
@@ -573,6 +590,9 @@ TABLE.extend([
     Row("rpc.portfolio.update_notes.i2", "RPC", "portfolio.update_notes",
         lambda w, uniq: [_portfolio(w)["i2_gestor1"][1], {"notes": ""}],
         PORTFOLIO_RULES.reads(2, "gestor1", permission=PORTFOLIO_WRITE)),
+    Row("rpc.portfolio.set_do_not_contact.i2", "RPC", "portfolio.set_do_not_contact",
+        lambda w, uniq: [_portfolio(w)["i2_gestor1"][1], _lift_unmarked(w, uniq)],
+        PORTFOLIO_RULES.reads(2, "gestor1", 409, permission=PORTFOLIO_WRITE)),
     Row("rpc.portfolio.import_catalogue", "RPC", "portfolio.import_catalogue", [],
         RULES.perm(PORTFOLIO_IMPORT)),
     Row("rpc.portfolio.list_layouts.2", "RPC", "portfolio.list_layouts", [2],

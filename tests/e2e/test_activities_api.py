@@ -271,6 +271,23 @@ def test_a_dispute_is_opened_and_resolved_once(world):
     assert {"items", "total", "page", "pages"} <= set(overdue)
 
 
+def test_a_scheduling_retried_with_its_idempotency_key_is_stored_once(world):
+    """An app that lost the answer to ``POST /agenda`` sends it again with the same key."""
+    gestor1 = world["api"]("gestor1")
+    due = (now() + timedelta(days=2)).replace(microsecond=0)
+    body = {"account_id": world["callback_account"][0], "kind": "callback",
+            "due_at": due.isoformat(), "note": f"Reintento ({RUN})"}
+    key = {"Idempotency-Key": f"e2e-{RUN}-agenda"}
+    first = gestor1.call("POST", "/api/v1/agenda", body, headers=key)
+    assert first.status_code == 201, first.text
+    again = gestor1.call("POST", "/api/v1/agenda", body, headers=key)
+    assert again.status_code == 201 and again.json()["id"] == first.json()["id"]
+    span = (f"/api/v1/agenda?date_from={due.date().isoformat()}"
+            f"&date_to={(due.date() + timedelta(days=1)).isoformat()}")
+    mine = [i for i in gestor1.ok("GET", span) if i["note"] == body["note"]]
+    assert [i["id"] for i in mine] == [first.json()["id"]]
+
+
 def test_a_callback_reaches_the_agenda_and_the_private_calendar_feed(world):
     gestor1 = world["api"]("gestor1")
     due = (now() + timedelta(days=1)).replace(microsecond=0)

@@ -154,6 +154,46 @@ def test_notes_are_saved_in_place(page, demo_users, debtor):
     assert errors == []
 
 
+def test_a_phone_marked_do_not_contact_with_a_reason_shows_in_the_history(page, demo_users):
+    """Issue 18: the contact tab marks a phone "no contactar" with a reason; the phone shows
+    it and the history says who, when and why."""
+    engine = create_engine(settings().database_url)
+    with engine.connect() as conn:
+        target = conn.execute(text("""
+            SELECT d.id, p.id AS phone_id, p.number FROM portfolio.debtors d
+            JOIN portfolio.phones p ON p.debtor_id = d.id
+            WHERE d.institution_id = 1 AND NOT p.do_not_call
+            ORDER BY d.id DESC, p.id LIMIT 1 OFFSET 3""")).one()
+    engine.dispose()
+    errors = watch_errors(page)
+    log_in(page, "supervisor", demo_users, f"/deudores/{target.id}?tab=contacto")
+    reason = f"Pidió no ser llamado a este número ({RUN})"
+    formatted = f"{target.number[:2]} {target.number[2:6]} {target.number[6:]}"
+
+    def save(flag: str, why: str, notice: bool = True):
+        page.select_option("#dnc-contact", f"phone:{target.phone_id}")
+        page.select_option("#dnc-action", flag)
+        page.fill("#dnc-reason", why)
+        page.click("#dnc-save")
+        if notice:
+            expect(page.locator("#notice")).to_have_text("Marca de no contactar guardada.")
+
+    save("1", reason)
+    try:
+        newest = page.locator("#dnc-history tbody tr").first
+        expect(newest).to_contain_text(reason)
+        expect(newest).to_contain_text("supervisor")
+        expect(newest).to_contain_text("Marcado")
+        expect(newest.locator("td").nth(3)).to_have_text(formatted)
+        expect(page.locator("#phones tr", has_text=formatted)).to_contain_text("No llamar")
+        page.reload()                                   # kept, not only shown
+        expect(page.locator("#dnc-history tbody tr").first).to_contain_text(reason)
+    finally:
+        save("0", "Fin de la prueba")
+    expect(page.locator("#dnc-history tbody tr").first).to_contain_text("Marca quitada")
+    assert errors == []
+
+
 def test_the_list_works_without_javascript_and_in_english(browser, stack, demo_users, debtor):
     context = browser.new_context(base_url=stack.base_url, java_script_enabled=False)
     context.set_default_timeout(15_000)

@@ -1,12 +1,16 @@
 """The running stack over HTTP: health (and losing a service), API docs, errors, request ids."""
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
 import time
 
 import pytest
 
 from recaudo_common.config import SERVICES
+from tests import stack as runner
 
 
 def test_healthz_reports_every_service_ok(stack):
@@ -135,3 +139,38 @@ def test_request_id_is_echoed_or_made_up(stack):
     forged = stack.get("/healthz", headers={"X-Request-ID": "bad id\twith spaces"})
     assert forged.headers["X-Request-ID"] != "bad id\twith spaces"
     assert re.fullmatch(r"[0-9a-f]{32}", forged.headers["X-Request-ID"])
+
+
+def test_livez_answers_without_asking_any_service(stack):
+    """Liveness is the gateway's own: a service or the broker being down does not make it
+    fail (that is readiness, /healthz)."""
+    with stack.stopped("reports"):
+        assert stack.get("/healthz").status_code == 503
+        response = stack.get("/livez")
+        assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_a_killed_service_is_started_again_by_the_supervisor_and_is_live(stack):
+    pidfile = stack.var_dir / "run" / "reports.pid"
+    pid = int(pidfile.read_text().split()[0])
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while True:
+        line = next(line for line in runner.status().splitlines() if line.startswith("reports "))
+        if re.search(r"running, pid (\d+), restarted \d+x \(last after: killed by SIGKILL\)",
+                     line) and f"pid {pid}," not in line:
+            break
+        assert time.monotonic() < deadline, line
+        time.sleep(0.5)
+    assert "reports exited unexpectedly (killed by SIGKILL)" in (
+        stack.var_dir / "log" / "supervisor.log").read_text()
+    stack.wait_healthy()
+    heartbeat = stack.var_dir / "run" / "reports.heartbeat"
+    deadline = time.monotonic() + 30
+    while not heartbeat.exists():       # the restarted loop's first beat
+        assert time.monotonic() < deadline, "no heartbeat from the restarted reports"
+        time.sleep(0.5)
+    probe = subprocess.run([runner.PYTHON, "-m", "recaudo_common.healthcheck", "--live",
+                            "reports"], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "RECAUDO_HEARTBEAT_FILE": str(heartbeat)})
+    assert probe.returncode == 0 and "reports: live" in probe.stdout, probe.stdout + probe.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
+import unicodedata
 from decimal import Decimal
 
 import pytest
@@ -99,6 +100,12 @@ def _ids(page) -> list[int]:
     return [item["debtor_id"] for item in page["items"]]
 
 
+def _plain(text: str) -> str:
+    """Lower case without accents, as the search compares names."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text)
+                   if not unicodedata.combining(c)).lower()
+
+
 # --- the list: sorting, filters, pages ------------------------------------------------------
 
 def test_list_answers_rows_most_delinquent_first(api, db):
@@ -181,7 +188,7 @@ def test_search_by_phone_name_numbers_and_email(api, sample):
 
     fragment = max(sample["name"].split(), key=len)[1:-1].lower()   # inside a word, any case
     by_name = client.get("/api/v1/accounts", q=fragment, per_page=200)
-    assert all(fragment.upper() in item["name"].upper() for item in by_name["items"])
+    assert all(_plain(fragment) in _plain(item["name"]) for item in by_name["items"])
     assert sample["id"] in _ids(client.get("/api/v1/accounts", q=sample["name"]))
     # one or two letters are no name search (no index serves them): exact codes only
     two = fragment[:2]
@@ -200,10 +207,36 @@ def test_search_by_phone_name_numbers_and_email(api, sample):
 
 # --- the 360° view, notes, account changes ---------------------------------------------------
 
+def test_search_as_people_type(api, db, sample):
+    """Issue 18: without accents or case, names in any word order (every word matching),
+    an e-mail's start without "@", a phone with country code, spaces and dashes."""
+    client = api("supervisor")
+    accented = db("""SELECT d.id, d.name FROM portfolio.debtors d WHERE d.name ~ '[ÁÉÍÓÚÑ]'
+                     AND EXISTS (SELECT 1 FROM portfolio.accounts a WHERE a.debtor_id = d.id)
+                     ORDER BY d.id LIMIT 1""")
+    assert accented, "the demo portfolio has names with accents"
+    debtor_id, name = accented[0]
+    words = name.split()
+    typed = " ".join(reversed([_plain(w).upper() for w in words]))   # NUNEZ ... in reverse
+    found = client.get("/api/v1/accounts", q=typed, per_page=200)
+    assert debtor_id in _ids(found)
+    assert all(all(_plain(w) in _plain(item["name"]) for w in words) for item in found["items"])
+    assert debtor_id not in _ids(client.get("/api/v1/accounts", q=typed + " ZZQXW"))
+
+    local = sample["email"].split("@")[0]
+    assert sample["id"] in _ids(client.get("/api/v1/accounts", q=local, per_page=200))
+    number = sample["phone"]
+    assert len(number) == 10, number
+    for typed in (f"+52 {number[:2]} {number[2:6]} {number[6:]}",
+                  f"({number[:2]}) {number[2:6]}-{number[6:]}", f"52{number}",
+                  f"{number[2:6]} {number[6:]}"):
+        assert sample["id"] in _ids(client.get("/api/v1/accounts", q=typed, per_page=200)), typed
+
+
 def test_debtor_360_view(api, db, sample):
     view = api("supervisor").get(f"/api/v1/debtors/{sample['id']}")
     assert set(view) == {"debtor", "institution", "phones", "emails", "addresses",
-                         "guarantors", "accounts"}
+                         "guarantors", "accounts", "do_not_contact_history"}
     assert view["debtor"]["customer_number"] == sample["customer_number"]
     assert view["institution"]["code"] == "BANCOMER"
     assert len(view["phones"]) == db("SELECT count(*) FROM portfolio.phones WHERE debtor_id = :d",
@@ -222,6 +255,56 @@ def test_debtor_360_view(api, db, sample):
 
     missing = api("supervisor").call("GET", "/api/v1/debtors/999999999")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+def test_do_not_contact_is_managed_through_the_api(api, db):
+    """Issue 18: a collector records a debtor's request not to be called (with a reason),
+    only an editor lifts it; addresses are marked too; every change is in the history."""
+    row = db("""SELECT d.id, p.id AS phone_id, p.number, x.id AS address_id,
+                       (SELECT o.id FROM portfolio.phones o WHERE o.debtor_id <> d.id
+                        ORDER BY o.id LIMIT 1) AS foreign_phone
+                FROM portfolio.debtors d
+                JOIN portfolio.accounts a ON a.debtor_id = d.id AND a.assigned_agent_id = :agent
+                JOIN portfolio.phones p ON p.debtor_id = d.id AND NOT p.do_not_call
+                JOIN portfolio.addresses x ON x.debtor_id = d.id AND NOT x.do_not_contact
+                WHERE d.institution_id = 1 ORDER BY d.id DESC, p.id, x.id LIMIT 1""",
+             agent=USER_IDS["gestor1"])[0]
+    path = f"/api/v1/debtors/{row.id}/do-not-contact"
+    collector, supervisor = api("gestor1"), api("supervisor")
+
+    def body(channel, contact_id, flag=True, reason=f"Lo pidió en la llamada ({RUN})"):
+        return {"channel": channel, "contact_id": contact_id, "do_not_contact": flag,
+                "reason": reason}
+
+    marked = collector.call("POST", path, json=body("phone", row.phone_id))
+    assert marked.status_code == 201, marked.text
+    change = marked.json()
+    assert change["contact"] == row.number and change["do_not_contact"] is True
+    assert change["changed_by"] == USER_IDS["gestor1"] and change["changed_at"]
+    try:
+        lift = body("phone", row.phone_id, False, "Se equivocó")
+        assert collector.call("POST", path, json=lift).status_code == 403
+        again = supervisor.call("POST", path, json=body("phone", row.phone_id))
+        assert again.status_code == 409 and "do_not_contact" in again.json()["error"]["fields"]
+        blank = supervisor.call("POST", path, json=body("phone", row.phone_id, reason=" "))
+        assert blank.status_code == 422 and "reason" in blank.json()["error"]["fields"]
+        foreign = supervisor.call("POST", path, json=body("phone", row.foreign_phone))
+        assert foreign.status_code == 404
+        assert supervisor.call("POST", path, json=body("address", row.address_id)).status_code \
+            == 201
+        view = supervisor.get(f"/api/v1/debtors/{row.id}")
+        assert next(p for p in view["phones"] if p["id"] == row.phone_id)["do_not_call"]
+        assert next(a for a in view["addresses"] if a["id"] == row.address_id)["do_not_contact"]
+        history = view["do_not_contact_history"]
+        assert [(h["channel"], h["changed_by_name"]) for h in history[:2]] == [
+            ("address", "supervisor"), ("phone", "gestor1")]
+        assert history[1]["reason"] == f"Lo pidió en la llamada ({RUN})"
+    finally:
+        for channel, contact_id in (("phone", row.phone_id), ("address", row.address_id)):
+            supervisor.call("POST", path, json=body(channel, contact_id, False, "Fin de la prueba"))
+    view = supervisor.get(f"/api/v1/debtors/{row.id}")
+    assert not next(p for p in view["phones"] if p["id"] == row.phone_id)["do_not_call"]
+    assert view["do_not_contact_history"][0]["reason"] == "Fin de la prueba"
 
 
 def test_notes_are_replaced_by_who_may_write(api, sample):

@@ -663,6 +663,19 @@ def test_callbacks_delegation_calendar_views_and_the_ics_feed(gestor1, as_user, 
         rpc_proxy().activities.ics_feed(token)
 
 
+def test_a_retried_scheduling_with_the_same_key_is_stored_once(gestor1, engine):
+    """An app that lost the answer sends the same Idempotency-Key: the first item answers."""
+    at = (now() + timedelta(hours=3)).replace(microsecond=0)
+    item = {"account_id": ACC1[2], "due_at": at.isoformat(), "idempotency_key": "agenda-1"}
+    first = gestor1.schedule_callback(item)
+    again = gestor1.schedule_callback({**item, "note": "reintento"})
+    assert again["id"] == first["id"] and again["note"] == first["note"]
+    other = gestor1.schedule_callback({**item, "idempotency_key": "agenda-2"})
+    assert other["id"] != first["id"]
+    assert scalar(engine, "SELECT count(*) FROM activities.agenda_items WHERE account_id = :a "
+                          "AND due_at = :d", a=ACC1[2], d=at) == 2
+
+
 # --- productivity ------------------------------------------------------------------------------
 
 RECOMPUTE = """

@@ -374,14 +374,10 @@ def test_a_session_in_use_is_touched_at_most_once_a_minute(seeded, anon, engine)
     assert verify(resolved["identity"]).username == "gestor1"
 
 
-def test_a_token_resolves_to_the_identity_and_user_a_login_gives(seeded, anon, as_user,
-                                                                  engine):
+def test_a_token_resolves_to_the_identity_and_user_a_login_gives(seeded, anon, as_user, engine):
     """The token's one-statement resolution answers what the session's ORM path does:
     profile, permissions, institutions, the supervised team and the user's summary."""
-    # the demo team is made through the running service now (auth.seed.seed_live)
-    as_user("admin").auth.save_team({
-        "name": "Equipo Centro", "supervisor_id": user_id(engine, "supervisor"),
-        "members": [user_id(engine, "gestor1"), user_id(engine, "gestor2")]})
+    auth_seed.seed_live(as_user("admin"))       # the demo team, as make up makes it
     for username in ("supervisor", "gestor2"):
         by_login = anon.auth.login(username, DEMO)
         by_token = anon.auth.resolve_token(anon.auth.issue_tokens(username, DEMO)["access_token"])

@@ -695,3 +695,72 @@ def test_a_job_found_running_restarts_from_scratch(portfolio, engine):
     assert imports.run_job(imports.LocalDatabase(engine), job["id"]) is None  # done: skipped
     assert scalar(engine, "SELECT count(*) FROM portfolio.accounts WHERE institution_id = :i",
                   i=A) == 7
+
+
+# --- do-not-contact columns ---------------------------------------------------------------------
+
+FLAG_COLUMNS = {"phone1_do_not_call": "No llamar 1", "phone2_do_not_call": "No llamar 2",
+                "email_do_not_contact": "No correo", "address_do_not_contact": "No visitar"}
+
+
+def test_do_not_contact_columns_mark_contacts_and_keep_their_history(portfolio, engine):
+    """Issue 18: optional sí/no columns mark phones, e-mails and addresses; a blank leaves
+    the mark as it is, "no" lifts it, a bad value is reported; each change is in the
+    history under the import's file, and the accounts' facts carry it to the queues."""
+    layout = save_layout(portfolio, columns={**PORTFOLIO_COLUMNS, **FLAG_COLUMNS})
+    header = HEADER + list(FLAG_COLUMNS.values())
+
+    def flagged(n, *flags, **over):
+        return row(n, **over) + list(flags)
+
+    first = run_import(portfolio, layout["id"], csv_bytes([
+        flagged(1, "sí", "", "X", "no"),
+        flagged(2, "", "", "", ""),
+        flagged(3, "quizá", "", "", ""),
+    ], header=header), file_name="marcas.csv")
+    assert (first["imported_rows"], first["rejected_rows"]) == (2, 1), first
+    assert problems(portfolio, first["id"]) == [(4, "No llamar 1", "Valor inválido (sí o no)")]
+
+    def marks(customer):
+        return rows_of(engine, """
+            SELECT (SELECT array_agg(p.do_not_call ORDER BY p.priority) FROM portfolio.phones p
+                    WHERE p.debtor_id = d.id) AS phones,
+                   (SELECT bool_or(e.do_not_contact) FROM portfolio.emails e
+                    WHERE e.debtor_id = d.id) AS email,
+                   (SELECT bool_or(x.do_not_contact) FROM portfolio.addresses x
+                    WHERE x.debtor_id = d.id) AS address, d.id
+            FROM portfolio.debtors d WHERE d.institution_id = :i AND d.customer_number = :c""",
+                       i=A, c=customer)[0]
+
+    one = marks("C001")
+    assert (one["phones"], one["email"], one["address"]) == ([True, False], True, False)
+    two = marks("C002")
+    assert (two["phones"], two["email"], two["address"]) == ([False, False], False, False)
+    history = rows_of(engine, "SELECT channel, contact, do_not_contact, reason, changed_by, "
+                              "changed_by_name FROM portfolio.do_not_contact_changes "
+                              "WHERE debtor_id = :d ORDER BY id", d=one["id"])
+    assert [(h["channel"], h["contact"], h["do_not_contact"]) for h in history] == [
+        ("phone", "5512340001", True), ("email", "cliente.1@ejemplo.mx", True)]
+    assert {(h["reason"], h["changed_by"], h["changed_by_name"]) for h in history} == \
+        {("Archivo marcas.csv", ADMIN_A.user_id, f"Importación #{first['id']}")}
+    facts = [f for p in events("accounts_changed") for f in p["accounts"]
+             if f["debtor_id"] == one["id"]]
+    assert facts and facts[-1]["do_not_contact"] is False    # phone 2 may still be called
+
+    # again: blanks keep the marks, "no" lifts one, the second phone marked too
+    second = run_import(portfolio, layout["id"], csv_bytes([
+        flagged(1, "", "si", "no", "si")], header=header), file_name="marcas2.csv")
+    assert second["state"] == "done", second
+    one = marks("C001")
+    assert (one["phones"], one["email"], one["address"]) == ([True, True], False, True)
+    assert scalar(engine, "SELECT count(*) FROM portfolio.do_not_contact_changes "
+                          "WHERE debtor_id = :d", d=one["id"]) == 5
+    assert wait_for(lambda: [f for p in events("accounts_changed") for f in p["accounts"]
+                             if f["debtor_id"] == one["id"]][-1]["do_not_contact"] is True)
+
+
+def test_a_do_not_contact_column_needs_its_contact(portfolio):
+    columns = {k: v for k, v in PORTFOLIO_COLUMNS.items() if k != "email"}
+    with pytest.raises(InvalidInput) as refused:
+        save_layout(portfolio, columns={**columns, "email_do_not_contact": "No correo"})
+    assert any("email_do_not_contact" in str(p) for p in refused.value.fields["columns"])

@@ -333,35 +333,35 @@ def accounts(engine):
     yield
     sql(engine, "DELETE FROM portfolio.aging_snapshots WHERE institution_id = :i",
         i=TWIN_INSTITUTION)
-    sql(engine, "DELETE FROM portfolio.aging_daily WHERE institution_id = :i", i=TWIN_INSTITUTION)
+    for table in ("aging_daily", "aging_rolls"):
+        sql(engine, f"DELETE FROM portfolio.{table} WHERE institution_id = :i", i=TWIN_INSTITUTION)
     remove()
 
 
+@pytest.mark.startup_aging
 def test_the_aging_snapshot_and_its_rollups_are_taken_once(
         accounts, engine, container_factory, instances, rabbit_config, monkeypatch):
-    """Each institution's day is snapshotted once (refreshed once) by two instances whose
-    timers fire together, and not again later that day."""
+    """Both instances look at start-up (the timer is eager) and again together later: the
+    institution's day is snapshotted once (``aging.missing_snapshots`` holds the lock)."""
     from portfolio import aging
 
-    # started with the finder off (conftest), so nothing was taken before the spies
-    monkeypatch.setattr(aging, "missing_snapshots", aging.missing_snapshots.__wrapped__)
-    recent = "snapshot_date >= CURRENT_DATE - 1"     # today in every institution's zone
-    sql(engine, f"DELETE FROM portfolio.aging_daily WHERE {recent}")
-    sql(engine, f"DELETE FROM portfolio.aging_snapshots WHERE {recent}")
-    snapshots = counting(monkeypatch, aging, "snapshot")
-    refreshes = counting(monkeypatch, aging, "refresh")
+    taken, snapshot = [], aging.snapshot
+
+    def counted(session, day, institution_id=None):
+        rows = snapshot(session, day, institution_id)
+        taken.append((institution_id, rows))
+        return rows
+
+    monkeypatch.setattr(aging, "snapshot", counted)
     container_factory(quiet("portfolio"), rabbit_config).start()
+    mine = lambda: [rows for i, rows in taken if i == TWIN_INSTITUTION]  # noqa: E731
+    assert wait_for(lambda: len(mine()) >= 1, 30)
     fire_together(instances["portfolio"], "daily_aging")
-    accounts = _count(engine, "SELECT count(*) FROM portfolio.accounts")
-    institutions = _count(engine, "SELECT count(DISTINCT institution_id) FROM portfolio.accounts")
-    record("timer_daily_aging", {"instances_fired": 2, "institutions": institutions,
-                                 "refreshes": len(refreshes), "snapshots_taken": len(snapshots),
-                                 "accounts": accounts})
-    assert len(snapshots) == institutions and len(refreshes) == institutions
-    assert _count(engine, f"SELECT count(*) FROM portfolio.aging_snapshots WHERE {recent}") \
-        == accounts
-    fire_together(instances["portfolio"], "daily_aging")      # later the same day: done
-    assert len(snapshots) == institutions
+    record("timer_daily_aging", {"instances": 2, "looks": 4, "snapshots_taken": len(mine()),
+                                 "accounts": len(TWIN_ACCOUNTS), "rows": mine()})
+    assert mine() == [len(TWIN_ACCOUNTS)]
+    assert _count(engine, "SELECT count(*) FROM portfolio.aging_snapshots "
+                          "WHERE institution_id = :i", i=TWIN_INSTITUTION) == len(TWIN_ACCOUNTS)
 
 
 @pytest.fixture

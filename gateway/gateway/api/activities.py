@@ -317,9 +317,15 @@ def agenda_for(_):
 @blp.arguments(AgendaWrite)
 @blp.alt_response(201, schema=AgendaOut)
 def schedule_callback(_):
-    """Agenda una llamada o visita para usted, un compañero o un equipo."""
+    """Agenda una llamada o visita para usted, un compañero o un equipo. Reintentar con el
+    mismo encabezado ``Idempotency-Key`` (o ``idempotency_key``) responde el mismo
+    pendiente sin agendarlo dos veces."""
+    body = _body()
+    key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
+    if key:
+        body["idempotency_key"] = key
     with rpc() as proxy:
-        return _plain(proxy.activities.schedule_callback(_body())), 201
+        return _plain(proxy.activities.schedule_callback(body)), 201
 
 
 @blp.route("/agenda/<int:item_id>/delegate", methods=["POST"])

@@ -13,9 +13,10 @@ from flask_smorest.fields import Upload
 from marshmallow import EXCLUDE, fields
 
 from portfolio.schemas import (AccountOut, AccountPage, AccountQuery, AccountUpdate,
-                               DebtorView, ImportCreate, ImportCreated, ImportJobOut,
-                               ImportJobPage, ImportProblemPage, ImportQuery, InstitutionOut,
-                               LayoutOut, LayoutWrite, NotesUpdate, StatusOut, StatusWrite)
+                               DebtorView, DoNotContactChangeOut, DoNotContactWrite,
+                               ImportCreate, ImportCreated, ImportJobOut, ImportJobPage,
+                               ImportProblemPage, ImportQuery, InstitutionOut, LayoutOut,
+                               LayoutWrite, NotesUpdate, StatusOut, StatusWrite)
 from recaudo_common.validation import PageQuery, Schema
 
 from .. import auth, uploads
@@ -143,6 +144,18 @@ def update_notes(_, debtor_id):
     with rpc() as proxy:
         proxy.portfolio.update_notes(debtor_id, _body())
     return "", 204
+
+
+@blp.route("/debtors/<int:debtor_id>/do-not-contact", methods=["POST"])
+@blp.arguments(DoNotContactWrite)
+@blp.alt_response(201, schema=DoNotContactChangeOut)
+def set_do_not_contact(_, debtor_id):
+    """Marca un teléfono, correo o domicilio del deudor como «no contactar» (o quita la
+    marca) con el motivo; queda en su historial (``do_not_contact_history`` de la vista
+    360°) con quién y cuándo. Marcar: permiso activities.log o portfolio.write; quitar la
+    marca: portfolio.write. Ya marcado así: 409; un contacto de otro deudor: 404."""
+    with rpc() as proxy:
+        return proxy.portfolio.set_do_not_contact(debtor_id, _body()), 201
 
 
 # --- import layouts and jobs ---------------------------------------------------------------

@@ -79,7 +79,19 @@ def schedule(session: Session, db, identity: Identity, account: dict, data: dict
     item = create(session, db, AgendaItem(
         institution_id=account["institution_id"], account_id=account["id"],
         debtor_id=account["debtor_id"], kind=data["kind"], due_at=data["due_at"],
-        agent_id=agent_id, team_id=team_id, note=data["note"], created_by=identity.user_id))
+        agent_id=agent_id, team_id=team_id, note=data["note"], created_by=identity.user_id,
+        idempotency_key=data.get("idempotency_key")))
+    return AgendaOut().dump(item)
+
+
+def find_by_key(session: Session, identity: Identity, key: str | None) -> dict | None:
+    """The item the caller scheduled earlier with idempotency key ``key``, if any."""
+    if not key:
+        return None
+    item = session.execute(select(AgendaItem).where(
+        AgendaItem.created_by == identity.user_id, AgendaItem.idempotency_key == key)).scalar()
+    if item is None or not identity.may_access_institution(item.institution_id):
+        return None
     return AgendaOut().dump(item)
 
 

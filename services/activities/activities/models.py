@@ -236,7 +236,10 @@ class AgendaItem(Base):
     created_at: Mapped[datetime] = _now()
     done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     done_by: Mapped[int | None] = mapped_column(Integer)
+    #: the client's ``Idempotency-Key``: a retry of the same scheduling answers this item
+    idempotency_key: Mapped[str | None] = mapped_column(String(100))
     __table_args__ = (
+        UniqueConstraint("created_by", "idempotency_key", name="uq_agenda_items_idempotency"),
         CheckConstraint(_in("kind", AGENDA_KINDS), name="kind"),
         CheckConstraint("(agent_id IS NULL) <> (team_id IS NULL)", name="owner"),
         Index("ix_agenda_items_agent_due", "agent_id", "due_at"),

@@ -279,6 +279,8 @@ class AgendaWrite(Schema):
     agent_id = fields.Integer(load_default=None, allow_none=True)
     team_id = fields.Integer(load_default=None, allow_none=True)
     note = fields.String(load_default="", validate=validate.Length(max=500))
+    idempotency_key = fields.String(load_default=None, allow_none=True,
+                                    validate=validate.Length(min=1, max=100))
 
     @validates_schema
     def _owner(self, data, **_):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from datetime import date
 
-from nameko.events import event_handler
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from sqlalchemy import delete, select
@@ -19,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from recaudo_common import contracts, references
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from recaudo_common.service import ServiceBase, rpc
+from recaudo_common.service import ServiceBase, event_handler, rpc
 from recaudo_common.validation import load
 
 from . import agenda, catalogue, chain, disputes, log, productivity, promises, reports
@@ -324,12 +323,22 @@ class ActivitiesService(ServiceBase):
 
     @rpc
     def schedule_callback(self, data):
-        """Put a callback or visit on the caller's agenda, a colleague's or a team's."""
+        """Put a callback or visit on the caller's agenda, a colleague's or a team's; a retry
+        with the same idempotency key answers the first item."""
         identity = self.caller.require("activities.log")
         data = load(AgendaWrite(), data)
+        key = data.get("idempotency_key")
         account = self._account(identity, data["account_id"])
-        with self.db.session() as session:
-            return agenda.schedule(session, self.db, identity, account, data)
+        try:
+            with self.db.session() as session:
+                return (agenda.find_by_key(session, identity, key)
+                        or agenda.schedule(session, self.db, identity, account, data))
+        except IntegrityError:  # the same key raced in: the winner's item stands
+            with self.db.session() as session:
+                earlier = agenda.find_by_key(session, identity, key)
+                if earlier is None:
+                    raise
+                return earlier
 
     @rpc
     def delegate_agenda_item(self, item_id, data):

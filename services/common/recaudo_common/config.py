@@ -51,6 +51,10 @@ class Settings:
     health_timeout: float = 3.0
     rpc_pool_size: int = 8
     outbox_poll_seconds: float = 2.0
+    #: a file the process touches every few seconds while its event loop runs, read by
+    #: liveness probes (``healthcheck --live``); empty: none. The local runner gives each
+    #: process its own under <var>/run
+    heartbeat_file: str = ""
     #: "classic" (one broker) or "quorum" (replicated over a RabbitMQ cluster): the type of
     #: every durable RPC and event queue the services declare (``queue_type.py``)
     queue_type: str = "classic"
@@ -112,6 +116,7 @@ ENV = {
     "RECAUDO_HEALTH_TIMEOUT": "health_timeout",
     "RECAUDO_RPC_POOL_SIZE": "rpc_pool_size",
     "RECAUDO_OUTBOX_POLL_SECONDS": "outbox_poll_seconds",
+    "RECAUDO_HEARTBEAT_FILE": "heartbeat_file",
     "RECAUDO_QUEUE_TYPE": "queue_type",
     "RECAUDO_GATEWAY_SECRET_KEY": "gateway_secret_key",
     "RECAUDO_GATEWAY_HOST": "gateway_host",

@@ -95,6 +95,8 @@ class AccountFacts(Schema):
     state = fields.String(allow_none=True, load_default=None)
     time_zone = fields.String(allow_none=True, load_default=None)
     next_due_date = fields.Date(allow_none=True, load_default=None)
+    #: every phone of the debtor is do-not-call (the pull passes the account by)
+    do_not_contact = fields.Boolean(load_default=False)
 
 
 @event("portfolio", "accounts_changed")

@@ -85,4 +85,20 @@ class Gone(DomainError):
     code = "gone"
 
 
-EXPECTED = (InvalidInput, NotAuthenticated, PermissionDenied, NotFound, Conflict, Throttled, Gone)
+@deserialize_to_instance
+class Unavailable(DomainError):
+    """A dependency is down (``fields["unavailable"]`` names it: database, broker, object
+    store, or a service); nothing was changed, and the same request may be tried again."""
+
+    code = "unavailable"
+    SPANISH = {"database": "la base de datos", "broker": "la mensajería (RabbitMQ)",
+               "object store": "el almacén de documentos", "service": "un servicio"}
+
+    @classmethod
+    def of(cls, what: str) -> "Unavailable":
+        return cls(f"No disponible por ahora: {cls.SPANISH.get(what, what)} no responde; "
+                   "intente de nuevo en unos segundos", {"unavailable": what})
+
+
+EXPECTED = (InvalidInput, NotAuthenticated, PermissionDenied, NotFound, Conflict, Throttled, Gone,
+            Unavailable)

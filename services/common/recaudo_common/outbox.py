@@ -19,6 +19,8 @@ from nameko.amqp.publish import Publisher
 from nameko.standalone.events import get_event_exchange
 from sqlalchemy import delete, func, select, update
 
+from .resilience import unavailable
+
 log = logging.getLogger(__name__)
 
 #: stored payload bytes published per transaction: a bulk import writes events of 20,000
@@ -61,8 +63,13 @@ class OutboxRelay:
                 while self.relay_batch():
                     pass
                 self._cleanup()
-            except Exception:  # keep relaying after a broker or database outage
-                log.exception("outbox relay of %s failed; retrying", self.service_name)
+            except Exception as exc:  # keep relaying after a broker or database outage
+                down = unavailable(exc)
+                if down:  # expected while it lasts: one line, not a traceback every round
+                    log.warning("outbox relay of %s waits: %s is down (%s)",
+                                self.service_name, down, exc)
+                else:
+                    log.exception("outbox relay of %s failed; retrying", self.service_name)
             self._wakeup.wait(self.poll_seconds)
 
     def relay_batch(self) -> int:

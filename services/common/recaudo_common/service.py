@@ -3,15 +3,16 @@ from __future__ import annotations
 
 from functools import partial
 
-from nameko import rpc as _nameko_rpc
-
 from .errors import EXPECTED
 from .identity import Caller
 from .logs import RequestContext
+from .resilience import EventHandler, Heartbeat, Rpc
 
-
-#: ``@rpc`` for Recaudo services: domain errors are expected answers, not crashes.
-rpc = partial(_nameko_rpc.rpc, expected_exceptions=EXPECTED)
+#: ``@rpc`` for Recaudo services: domain errors are expected answers, not crashes, and a
+#: broker, database or object-store outage neither kills the service (``resilience.py``)
+rpc = partial(Rpc.decorator, expected_exceptions=EXPECTED)
+#: ``@event_handler(source, event_type)``, riding out outages the same way
+event_handler = EventHandler.decorator
 
 
 class ServiceBase:
@@ -20,6 +21,7 @@ class ServiceBase:
     name: str
     request_id = RequestContext()
     caller = Caller()
+    heartbeat = Heartbeat()
 
     @rpc
     def health(self) -> dict:

@@ -201,6 +201,13 @@ def refresh_rollups(session: Session | Connection, day: date) -> None:
         session.execute(text(_ROLLS), {"day": day, "previous": previous})
 
 
+#: the queues' ``do_not_contact`` fact of an account of debtor ``d``: every phone of the
+#: debtor is do-not-call (nothing left to call: the pull passes it by); a debtor without
+#: phones is not (the accounts still get worked, found another way)
+NO_PHONE_TO_CALL = ("COALESCE((SELECT bool_and(p.do_not_call) FROM portfolio.phones p "
+                    "WHERE p.debtor_id = d.id), false)")
+
+
 def facts(session: Session, account_ids: list[int]) -> list[dict]:
     """The queues service's ranking facts of these accounts (``accounts_changed`` payload)."""
     rows = session.execute(text("""
@@ -209,7 +216,8 @@ def facts(session: Session, account_ids: list[int]) -> list[dict]:
                ad.state, COALESCE(ad.time_zone, d.time_zone, i.time_zone) AS time_zone,
                (SELECT min(due_date) FROM portfolio.instalments n
                  WHERE n.account_id = a.id AND n.paid_amount < n.amount
-                   AND n.due_date >= current_date) AS next_due_date
+                   AND n.due_date >= current_date) AS next_due_date,
+               """ + NO_PHONE_TO_CALL + """ AS do_not_contact
         FROM portfolio.accounts a
         JOIN portfolio.debtors d ON d.id = a.debtor_id
         JOIN portfolio.institutions i ON i.id = a.institution_id

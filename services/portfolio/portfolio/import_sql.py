@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .aging import NO_PHONE_TO_CALL
+
 DIGITS = "0123456789"
 UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -37,6 +39,12 @@ STAGE_WORDS = {
     "current": ("al corriente", "corriente", "vigente", "current"),
     "delinquent": ("moroso", "morosa", "vencido", "vencida", "mora", "delinquent"),
     "litigation": ("litigio", "juridico", "jurídico", "legal", "litigation"),
+}
+#: yes/no cells of the do-not-contact columns (lower case, trimmed)
+FLAG_WORDS = {
+    "true": ("si", "sí", "s", "x", "1", "true", "t", "yes", "y", "verdadero", "no contactar",
+             "no llamar"),
+    "false": ("no", "n", "0", "false", "f", "falso"),
 }
 #: Mexican states whose time zone is not Mexico City's (the institution's default):
 #: normalised state name -> IANA zone. The contact-hours policy reads address.time_zone.
@@ -238,7 +246,8 @@ def _raw(col: Column, plan: Plan) -> list[str]:
     trimmed = f"NULLIF(btrim({src}), '')"
     r = {"upper": f"upper({trimmed})", "currency": f"upper({trimmed})",
          "status": f"upper({trimmed})", "kind": f"lower({trimmed})",
-         "stage": f"lower({trimmed})", "email": f"lower({trimmed})"}.get(col.type, trimmed)
+         "stage": f"lower({trimmed})", "email": f"lower({trimmed})",
+         "flag": f"lower({trimmed})"}.get(col.type, trimmed)
     out = [f"{r} AS r_{col.field}"]
     if col.type in ("amount", "positive_amount"):
         out.append(f"{amount_text_expr(src, plan.decimal_separator, plan.thousands_separator)}"
@@ -260,6 +269,8 @@ def _typed(col: Column, plan: Plan) -> str:
         expr = words_case(r, KIND_WORDS)
     elif t == "stage":
         expr = words_case(r, STAGE_WORDS)
+    elif t == "flag":
+        expr = f"({words_case(r, FLAG_WORDS)})::boolean"
     elif t == "status":
         expr = "st.id"
     elif t == "date":
@@ -300,6 +311,7 @@ def _message(col: Column, plan: Plan) -> str:
         "integer": f"Número entero inválido (de {col.minimum} a {col.maximum})",
         "phone": "Teléfono inválido (10 dígitos)",
         "email": "Correo electrónico inválido",
+        "flag": "Valor inválido (sí o no)",
     }[t]
     return lit(message)
 
@@ -456,6 +468,55 @@ DEBTOR_FIELDS = ("kind", "tax_id", "national_id", "birth_date")
 PROBE = "OFFSET 0"
 
 
+def _flag_changes(plan: Plan, channel: str, table: str, flag: str, marks: str, match: str,
+                  contact: str) -> str:
+    """Set the file's do-not-contact marks on contacts of one kind and record each change
+    in the debtor's history, under the import's user and file (as a person's would be).
+    ``marks``: a query of (debtor_id, key, flag), one row per contact."""
+    return (
+        f"WITH f AS ({marks}), changed AS (UPDATE portfolio.{table} x SET {flag} = f.flag "
+        f"FROM f WHERE x.debtor_id = f.debtor_id AND {match} AND x.{flag} <> f.flag "
+        f"RETURNING x.id, x.debtor_id, {contact} AS contact, x.{flag} AS flag) "
+        f"INSERT INTO portfolio.do_not_contact_changes (debtor_id, channel, contact_id, "
+        f"contact, do_not_contact, reason, changed_by, changed_by_name) "
+        f"SELECT c.debtor_id, {lit(channel)}, c.id, c.contact, c.flag, "
+        f"left('Archivo ' || j.file_name, 500), j.created_by, 'Importación #' || j.id "
+        f"FROM changed c JOIN portfolio.import_jobs j ON j.id = {int(plan.job_id)}")
+
+
+def flag_statements(plan: Plan) -> list[str]:
+    """The do-not-contact columns of a portfolio file (blank: the mark stays as it is;
+    the file's last row of a contact wins)."""
+    has, stmts = plan.has, []
+    pairs = [(f"r.phone{i}", f"r.phone{i}_do_not_call") for i in (1, 2, 3)
+             if has(f"phone{i}_do_not_call")]
+    if pairs:
+        values = ", ".join(f"({number}, {flag})" for number, flag in pairs)
+        marks = (f"SELECT DISTINCT ON (r.debtor_id, p.number) r.debtor_id, p.number AS key, "
+                 f"p.flag FROM imp_rows r CROSS JOIN LATERAL (VALUES {values}) p(number, flag) "
+                 f"WHERE p.number IS NOT NULL AND p.flag IS NOT NULL "
+                 f"ORDER BY r.debtor_id, p.number, r.row_number DESC")
+        stmts.append(_flag_changes(plan, "phone", "phones", "do_not_call", marks,
+                                   "x.number = f.key", "x.number"))
+    if has("email_do_not_contact"):
+        marks = ("SELECT DISTINCT ON (r.debtor_id, r.email) r.debtor_id, r.email AS key, "
+                 "r.email_do_not_contact AS flag FROM imp_rows r WHERE r.email IS NOT NULL "
+                 "AND r.email_do_not_contact IS NOT NULL "
+                 "ORDER BY r.debtor_id, r.email, r.row_number DESC")
+        stmts.append(_flag_changes(plan, "email", "emails", "do_not_contact", marks,
+                                   "x.address = f.key", "x.address"))
+    if has("address_do_not_contact"):
+        marks = ("SELECT DISTINCT ON (r.debtor_id, r.street) r.debtor_id, r.street AS key, "
+                 "r.address_do_not_contact AS flag FROM imp_rows r WHERE r.street IS NOT NULL "
+                 "AND r.address_do_not_contact IS NOT NULL "
+                 "ORDER BY r.debtor_id, r.street, r.row_number DESC")
+        described = ("left(concat_ws(', ', x.street, x.neighborhood, x.municipality, x.state, "
+                     "x.postal_code), 300)")
+        stmts.append(_flag_changes(plan, "address", "addresses", "do_not_contact", marks,
+                                   "x.street = f.key", described))
+    return stmts
+
+
 def portfolio_merge(plan: Plan) -> list[str]:
     """The statements merging one chunk of a portfolio file, in order (one transaction).
 
@@ -591,6 +652,7 @@ def portfolio_merge(plan: Plan) -> list[str]:
             f"WHERE x.debtor_id = r.debtor_id AND x.street = r.street {same_pc} {PROBE}) x "
             f"ON true WHERE r.street IS NOT NULL AND x.found IS NULL "
             f"ORDER BY r.debtor_id, r.street, r.row_number DESC")
+    stmts += flag_statements(plan)
     if has("guarantor_name"):
         phone = "r.guarantor_phone" if has("guarantor_phone") else "NULL"
         stmts.append(
@@ -682,7 +744,7 @@ FACTS_JSON = (  # json (text) is built faster than jsonb; the outbox column pars
     "'time_zone', COALESCE(ad.time_zone, d.time_zone, i.time_zone), "
     "'next_due_date', to_char((SELECT min(n.due_date) FROM portfolio.instalments n "
     "WHERE n.account_id = a.id AND n.paid_amount < n.amount AND n.due_date >= current_date), "
-    "'YYYY-MM-DD'))")
+    f"'YYYY-MM-DD'), 'do_not_contact', {NO_PHONE_TO_CALL})")
 
 ACCOUNTS_CHANGED_SQL = (
     "INSERT INTO portfolio.outbox (event_id, event_type, payload, headers) "

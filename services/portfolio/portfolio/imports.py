@@ -142,6 +142,12 @@ FIELDS: dict[str, dict[str, Field]] = {
         "instalments_paid": Field("integer", "Cuotas pagadas", minimum=0, maximum=600),
         "guarantor_name": _text("Nombre del aval", 200),
         "guarantor_phone": Field("phone", "Teléfono del aval"),
+        # do-not-contact marks (sí/no; blank leaves the contact's mark as it is)
+        "phone1_do_not_call": Field("flag", "Teléfono 1: no llamar (sí/no)"),
+        "phone2_do_not_call": Field("flag", "Teléfono 2: no llamar (sí/no)"),
+        "phone3_do_not_call": Field("flag", "Teléfono 3: no llamar (sí/no)"),
+        "email_do_not_contact": Field("flag", "Correo: no contactar (sí/no)"),
+        "address_do_not_contact": Field("flag", "Domicilio: no visitar ni enviar cartas (sí/no)"),
     },
     "payments": {
         "account_number": _text("Número de cuenta o contrato", 40),
@@ -155,6 +161,10 @@ MANDATORY = {
     "portfolio": ("customer_number", "name", "account_number", "balance"),
     "payments": ("account_number", "amount", "value_date", "reference"),
 }
+#: a do-not-contact column -> the contact it marks (mapped with it, or not at all)
+FLAG_CONTACTS = {"phone1_do_not_call": "phone1", "phone2_do_not_call": "phone2",
+                 "phone3_do_not_call": "phone3", "email_do_not_contact": "email",
+                 "address_do_not_contact": "street"}
 #: mapped together or not at all
 SCHEDULE_FIELDS = ("instalment_count", "instalment_amount", "first_due_date")
 
@@ -221,6 +231,9 @@ def layout_problems(data: dict) -> dict[str, list[str]]:
     extra = sorted(set(required) - set(columns))
     if extra:
         add("required", f"Obligatorios sin columna: {', '.join(extra)}")
+    for flag, contact in FLAG_CONTACTS.items():
+        if flag in columns and contact not in columns:
+            add("columns", f"{flag} necesita la columna de {contact}")
     if kind == "portfolio":
         schedule = [f for f in SCHEDULE_FIELDS if f in columns]
         if schedule and len(schedule) != len(SCHEDULE_FIELDS):

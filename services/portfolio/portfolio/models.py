@@ -76,8 +76,6 @@ class Debtor(Base):
     __table_args__ = (
         UniqueConstraint("institution_id", "customer_number", name="uq_debtors_customer"),
         CheckConstraint("kind IN ('person', 'company')", name="kind"),
-        Index("ix_debtors_name_trgm", "name", postgresql_using="gin",
-              postgresql_ops={"name": "gin_trgm_ops"}),
         Index("ix_debtors_customer_number", "customer_number"),
         Index("ix_debtors_tax_id", "tax_id"),
     )
@@ -97,6 +95,15 @@ class Phone(Base):
         UniqueConstraint("debtor_id", "number", name="uq_phones_debtor_number"),
         Index("ix_phones_number", "number", postgresql_ops={"number": "text_pattern_ops"}),
     )
+
+
+# search as people type (search.py): names by trigrams without case or accents
+# (``portfolio.search_text``: an immutable ``unaccent``, created by the migration), phones
+# also by their end (a local number typed without its area code)
+Index("ix_debtors_name_search", func.portfolio.search_text(Debtor.name).label("name_search"),
+      postgresql_using="gin", postgresql_ops={"name_search": "gin_trgm_ops"})
+Index("ix_phones_number_reversed", func.reverse(Phone.number).label("number_reversed"),
+      postgresql_ops={"number_reversed": "text_pattern_ops"})
 
 
 class Email(Base):
@@ -127,6 +134,37 @@ class Address(Base):
     postal_code: Mapped[str | None] = mapped_column(String(10))
     country: Mapped[str] = mapped_column(String(2), nullable=False, server_default="MX")
     time_zone: Mapped[str | None] = mapped_column(String(60))
+    #: no letters or visits here (the contact policy refuses a letter to it)
+    do_not_contact: Mapped[bool] = mapped_column(Boolean, nullable=False,
+                                                 server_default=text("false"))
+
+
+#: the kinds of contact a do-not-contact flag is kept on, and each one's flag
+DO_NOT_CONTACT_FLAGS = {"phone": "do_not_call", "email": "do_not_contact",
+                        "address": "do_not_contact"}
+
+
+class DoNotContactChange(Base):
+    """A phone, e-mail or address marked do-not-contact or released again: who, when and
+    why (the debtor's contact tab shows them). The flag itself is on the contact; this is
+    its history, kept after the contact is gone (``contact`` says what it was)."""
+
+    __tablename__ = "do_not_contact_changes"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    debtor_id: Mapped[int] = mapped_column(ForeignKey("portfolio.debtors.id", ondelete="CASCADE"),
+                                           nullable=False, index=True)
+    channel: Mapped[str] = mapped_column(String(8), nullable=False)
+    contact_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    contact: Mapped[str] = mapped_column(String(300), nullable=False)
+    do_not_contact: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    reason: Mapped[str] = mapped_column(String(500), nullable=False)
+    #: the user (None: an import with no user behind it)
+    changed_by: Mapped[int | None] = mapped_column(Integer)
+    changed_by_name: Mapped[str] = mapped_column(String(80), nullable=False)
+    changed_at: Mapped[datetime] = _created()
+    __table_args__ = (
+        CheckConstraint("channel IN ('phone', 'email', 'address')", name="channel"),
+    )
 
 
 class Guarantor(Base):

@@ -104,6 +104,7 @@ class AddressOut(Schema):
     postal_code = fields.String(allow_none=True)
     country = fields.String()
     time_zone = fields.String(allow_none=True)
+    do_not_contact = fields.Boolean()
 
 
 class GuarantorOut(Schema):
@@ -169,6 +170,33 @@ class DebtorOut(Schema):
     notes = fields.String()
 
 
+class DoNotContactWrite(Schema):
+    """Mark one of the debtor's contacts do-not-contact, or lift the mark, saying why."""
+
+    channel = fields.String(required=True, validate=validate.OneOf(("phone", "email", "address")),
+                            metadata={"description": "phone | email | address"})
+    contact_id = fields.Integer(required=True, metadata={
+        "description": "id del teléfono, correo o domicilio (de la vista 360°)"})
+    do_not_contact = fields.Boolean(required=True, metadata={
+        "description": "true: no contactar por este medio; false: quitar la marca"})
+    reason = fields.String(required=True, validate=[
+        validate.Length(max=500), validate.Regexp(r"\S", error="Indique el motivo")])
+
+
+class DoNotContactChangeOut(Schema):
+    """One change of a do-not-contact mark: who, when (UTC) and why."""
+
+    id = fields.Integer()
+    channel = fields.String()
+    contact_id = fields.Integer()
+    contact = fields.String()
+    do_not_contact = fields.Boolean()
+    reason = fields.String()
+    changed_by = fields.Integer(allow_none=True)
+    changed_by_name = fields.String()
+    changed_at = fields.DateTime()
+
+
 class DebtorView(Schema):
     """The 360° view."""
 
@@ -179,6 +207,8 @@ class DebtorView(Schema):
     addresses = fields.List(fields.Nested(AddressOut))
     guarantors = fields.List(fields.Nested(GuarantorOut))
     accounts = fields.List(fields.Nested(AccountDetail))
+    #: do-not-contact marks set and lifted, newest first
+    do_not_contact_history = fields.List(fields.Nested(DoNotContactChangeOut))
 
 
 class ContactView(Schema):
@@ -220,6 +250,7 @@ class AccountFactsOut(Schema):
     state = fields.String(allow_none=True)
     time_zone = fields.String(allow_none=True)
     next_due_date = fields.Date(allow_none=True)
+    do_not_contact = fields.Boolean()
 
 
 # --- bulk imports (layouts and jobs) ---------------------------------------------------------

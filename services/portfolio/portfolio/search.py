@@ -1,13 +1,19 @@
 """The "Ver cartera" list, the free-text search and the debtor's 360° view.
 
 The free text is routed to the index that answers it fast on a million debtors:
-digits → phone prefix, customer number, account number (btree); an address with
-"@" → email prefix; words → trigram match on the name (GIN ``gin_trgm_ops``), plus
-exact customer and account numbers. Every query carries the caller's scope.
+a phone as people write it (``+52 55 1234 5678``, ``(55) 1234-5678``) → its digits
+without a country code as a phone prefix, or, 7-8 digits, also as the end of a number
+(a local number without area code; b-tree on the reversed number), plus customer and
+account numbers (b-tree); an address with "@" → email prefix; words → each word, in any
+order, inside the name without case or accents (trigram GIN on
+``portfolio.search_text(name)``, an immutable ``unaccent``), one word also as the start
+of an email address, plus exact customer, account and tax numbers. Every query carries
+the caller's scope.
 """
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from sqlalchemy import BigInteger, Select, any_, cast, func, literal_column, select, text, union
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
@@ -17,6 +23,7 @@ from recaudo_common.errors import NotFound
 from recaudo_common.identity import Identity
 from recaudo_common.validation import page_of
 
+from . import contacts
 from .models import (Account, Address, Debtor, Email, Guarantor, Institution, Instalment, Movement,
                      Phone, Status)
 from .scope import account_clause
@@ -33,27 +40,95 @@ SORTS = {
 COUNT_CAP = 10_000
 
 
-#: shortest text searched inside names: the trigram index cannot serve one or two letters
-#: (every name would be read), so shorter text only matches numbers and codes exactly
+#: shortest word searched inside names: the trigram index cannot serve one or two letters
+#: (every name would be read), so a shorter word only narrows what a longer one found, and
+#: a text of short words only matches numbers and codes exactly
 MIN_NAME_TEXT = 3
+#: a phone's national number (Mexico's 10 digits); longer typed numbers carry a country code
+NATIONAL_DIGITS = 10
+#: 7 or 8 digits typed may be a local number without its 3- or 2-digit area code: matched
+#: against the end of the stored numbers too
+LOCAL_DIGITS = (7, 8)
+_PHONE_SEPARATORS = re.compile(r"[\s()+./-]")
+_EMAIL_PREFIX = re.compile(r"[a-z0-9._%+-]+")
+
+
+def search_text(text: str) -> str:
+    """Text as search compares it: lower case, without accents (what ``unaccent`` does
+    for Spanish: ``MUÑOZ`` -> ``munoz``, ``GUTIÉRREZ`` -> ``gutierrez``), spaces collapsed."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(plain.lower().split())
+
+
+def phone_query(text: str) -> str | None:
+    """The digits of ``text`` when it is a phone number as people write it (digits with
+    spaces, dashes, dots, parentheses, a leading +), without a country code, as imports
+    store numbers: after a "+" the last 10 digits, else 52 or 521 before 10 digits dropped.
+    None when the text is something else."""
+    digits = re.sub(r"\D", "", text)
+    if not digits or len(digits) != len(_PHONE_SEPARATORS.sub("", text)):
+        return None
+    if text.startswith("+") or text.startswith("00"):
+        return digits[-NATIONAL_DIGITS:]
+    for code in ("52", "521"):
+        if len(digits) == len(code) + NATIONAL_DIGITS and digits.startswith(code):
+            return digits[len(code):]
+    return digits
+
+
+def _like_escaped(word: str) -> str:
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _phone_matches(digits: str) -> list[Select]:
+    """Phones that start with the digits (a prefix or the whole number), or, for a local
+    number typed without its area code, that end with them (reversed-number index)."""
+    parts = [select(Phone.debtor_id).where(Phone.number.startswith(digits))]
+    if len(digits) in LOCAL_DIGITS:
+        parts.append(select(Phone.debtor_id).where(
+            func.reverse(Phone.number).startswith(digits[::-1])))
+    return parts
+
+
+def _name_matches(words: list[str]) -> Select | None:
+    """Debtors whose name holds every word, in any order, ignoring case and accents: the
+    trigram index (on ``portfolio.search_text(name)``) finds the words long enough for
+    it; shorter ones only narrow that down (``strpos``: no index is asked for them)."""
+    long = [w for w in words if len(w) >= MIN_NAME_TEXT]
+    if not long:
+        return None
+    name = func.portfolio.search_text(Debtor.name)
+    conditions = [name.like(func.portfolio.search_text(f"%{_like_escaped(w)}%"), escape="\\")
+                  for w in long]
+    conditions += [func.strpos(name, func.portfolio.search_text(w)) > 0
+                   for w in words if len(w) < MIN_NAME_TEXT]
+    return select(Debtor.id).where(*conditions)
 
 
 def _debtor_ids_matching(text: str) -> Select:
     """Ids of debtors whose name, numbers, phones or emails match ``text``."""
     text = text.strip()
-    digits = re.sub(r"\D", "", text)
+    digits = phone_query(text)
     parts = []
     if "@" in text:
         parts.append(select(Email.debtor_id).where(Email.address.startswith(text.lower(),
                                                                             autoescape=True)))
-    elif digits and len(digits) == len(re.sub(r"[\s()+.-]", "", text)):
+    elif digits:
         if len(digits) >= 4:
-            parts.append(select(Phone.debtor_id).where(Phone.number.startswith(digits)))
+            parts += _phone_matches(digits)
         parts.append(select(Debtor.id).where(Debtor.customer_number == text))
         parts.append(select(Account.debtor_id).where(Account.account_number == text))
     else:
-        if len(text) >= MIN_NAME_TEXT:
-            parts.append(select(Debtor.id).where(Debtor.name.icontains(text, autoescape=True)))
+        words = search_text(text).split()
+        names = _name_matches(words)
+        if names is not None:
+            parts.append(names)
+        if len(words) == 1 and len(words[0]) >= MIN_NAME_TEXT and \
+                _EMAIL_PREFIX.fullmatch(text.lower()):
+            # one word may be the start of an e-mail address typed without its "@"
+            parts.append(select(Email.debtor_id).where(
+                Email.address.startswith(text.lower(), autoescape=True)))
         parts.append(select(Debtor.id).where(Debtor.customer_number == text))
         parts.append(select(Account.debtor_id).where(Account.account_number == text))
         if len(text) <= 20:
@@ -183,7 +258,8 @@ def get_debtor(session: Session, identity: Identity, debtor_id: int) -> dict:
     return {"debtor": debtor, "institution": session.get(Institution, debtor.institution_id),
             "phones": sorted(of(Phone), key=lambda p: (p.priority, p.id)),
             "emails": of(Email), "addresses": of(Address), "guarantors": of(Guarantor),
-            "accounts": list(by_account.values())}
+            "accounts": list(by_account.values()),
+            "do_not_contact_history": contacts.history(session, debtor_id)}
 
 
 def _rows_as_json(model, *order):

@@ -4,21 +4,21 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime, timezone
 
-from nameko.events import event_handler
 from nameko.timer import timer
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from recaudo_common.service import ServiceBase, rpc
+from recaudo_common.service import ServiceBase, event_handler, rpc
 from recaudo_common.validation import load
 
-from . import aging, matching, reports, search
+from . import aging, contacts, matching, reports, search
 from .models import (Account, AgingSnapshot, Base, CallbackHolder, Debtor, Institution, Phone,
                      Status)
 from .schemas import (AccountFactsOut, AccountOut, AccountPage, AccountQuery, AccountUpdate,
-                      ContactView, DebtorView, InstitutionOut, NotesUpdate, StatusOut, StatusWrite)
+                      ContactView, DebtorView, DoNotContactChangeOut, DoNotContactWrite,
+                      InstitutionOut, NotesUpdate, StatusOut, StatusWrite)
 from .scope import institution_clause
 from . import imports
 from .schemas import AgingReportQuery, RollRateQuery, RollupRebuild
@@ -163,6 +163,24 @@ class PortfolioService(ServiceBase):
         with self.db.session() as session:
             search.get_debtor(session, identity, debtor_id)  # in scope, or NotFound
             session.get(Debtor, debtor_id).notes = data["notes"]
+
+    @rpc
+    def set_do_not_contact(self, debtor_id, data):
+        """Mark one of the debtor's phones, e-mails or addresses do-not-contact (or lift
+        the mark) with a reason, kept in its history; the queues learn it with the
+        accounts' facts (``accounts_changed``: a debtor with no phone left to call)."""
+        identity = self.caller.identity
+        data = load(DoNotContactWrite(), data)
+        contacts.require_permission(identity, data["do_not_contact"])
+        with self.db.session() as session:
+            search.debtor_scope(session, identity, debtor_id)  # in scope, or NotFound
+            change = contacts.set_flag(session, identity, debtor_id, data)
+            account_ids = session.execute(select(Account.id).where(
+                Account.debtor_id == debtor_id)).scalars().all()
+            if account_ids:
+                self.db.emit(session, "accounts_changed",
+                             {"accounts": aging.facts(session, account_ids)})
+            return DoNotContactChangeOut().dump(change)
 
     # --- for the messaging service -------------------------------------------------------------
 

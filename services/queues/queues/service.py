@@ -5,7 +5,6 @@ import json
 import logging
 from datetime import timedelta
 
-from nameko.events import event_handler
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from sqlalchemy import delete, func, or_, select, text, update
@@ -17,7 +16,7 @@ from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, DomainError, InvalidInput, NotFound
 from recaudo_common.identity import Identity
 from recaudo_common.localtime import today_in
-from recaudo_common.service import ServiceBase, rpc
+from recaudo_common.service import ServiceBase, event_handler, rpc
 from recaudo_common.validation import load
 
 from . import campaigns, placement, reports, rules, working
@@ -29,7 +28,8 @@ from .schemas import (CampaignOut, CampaignPreviewOf, CampaignWrite, ChampionQue
 log = logging.getLogger(__name__)
 
 FACT_COLUMNS = ("institution_id", "debtor_id", "stage", "status_id", "days_past_due", "balance",
-                "overdue_amount", "product", "state", "time_zone", "next_due_date")
+                "overdue_amount", "product", "state", "time_zone", "next_due_date",
+                "do_not_contact")
 
 
 class QueuesService(ServiceBase):
@@ -659,7 +659,8 @@ class QueuesService(ServiceBase):
 FACT_TYPES = {"account_id": "bigint", "institution_id": "integer", "debtor_id": "bigint",
               "stage": "varchar", "status_id": "integer", "days_past_due": "integer",
               "balance": "numeric", "overdue_amount": "numeric", "product": "varchar",
-              "state": "varchar", "time_zone": "varchar", "next_due_date": "date"}
+              "state": "varchar", "time_zone": "varchar", "next_due_date": "date",
+              "do_not_contact": "boolean"}
 assert set(FACT_TYPES) == {"account_id", *FACT_COLUMNS}
 #: One statement per batch whatever its size (an import announces 20,000 accounts at a
 #: time): the batch goes in as one JSON parameter that PostgreSQL unpacks itself, instead
@@ -667,12 +668,15 @@ assert set(FACT_TYPES) == {"account_id", *FACT_COLUMNS}
 #: an account in the batch wins.
 UPSERT_FACTS_SQL = text(
     "INSERT INTO queues.account_facts (account_id, {cols}, updated_at) "
-    "SELECT DISTINCT ON (account_id) account_id, {cols}, now() "
+    "SELECT DISTINCT ON (account_id) account_id, {values}, now() "
     "FROM ROWS FROM (json_to_recordset(CAST(:facts AS json)) AS ({types})) "
     "WITH ORDINALITY AS f({names}, n) "
     "ORDER BY account_id, n DESC "
     "ON CONFLICT (account_id) DO UPDATE SET {updates}, updated_at = now()".format(
         cols=", ".join(FACT_COLUMNS),
+        # an event from before the fact existed says nothing of it: false
+        values=", ".join("COALESCE(do_not_contact, false)" if c == "do_not_contact" else c
+                         for c in FACT_COLUMNS),
         types=", ".join(f"{name} {kind}" for name, kind in FACT_TYPES.items()),
         names=", ".join(FACT_TYPES),
         updates=", ".join(f"{c} = EXCLUDED.{c}" for c in FACT_COLUMNS)))

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from recaudo_common import contact_policy
 from recaudo_common.contact_policy import Verdict
-from recaudo_common.errors import NotFound
 from recaudo_common.identity import Identity
+from recaudo_common.validation import page_of
 
 from .models import Activity, ComplianceEntry, ContactPolicy, DebtorPreferences
 from .schemas import ComplianceEntryOut, PolicyOut, PreferencesOut
@@ -138,8 +138,8 @@ def list_log(session: Session, identity: Identity, query: dict) -> dict:
     total = session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
     rows = session.execute(stmt.limit(query["per_page"])
                            .offset((query["page"] - 1) * query["per_page"])).scalars()
-    return {"items": ComplianceEntryOut(many=True).dump(rows), "total": total,
-            "page": query["page"], "per_page": query["per_page"]}
+    return page_of(ComplianceEntryOut(many=True).dump(rows), total, query["page"],
+                   query["per_page"])
 
 
 def log_csv(session: Session, identity: Identity, query: dict, limit: int = 100_000) -> str:

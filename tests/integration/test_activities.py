@@ -951,6 +951,10 @@ def test_us_7_in_7_counts_the_debts_call_attempts_across_agents(gestor1, supervi
                                   (4, 11, supervisor), (3, 12, gestor1), (2, 13, supervisor),
                                   (2, 16, gestor1)):
         agent.log_activity(us_debt(days_ago, hour))
+    # the queues are told the debt is held since the seventh attempt (the pull skips it)
+    holds = [p["hold_until"] for p in outbox(engine, "contact_hold_changed")
+             if p["account_id"] == ACC1[2]]
+    assert holds[:6] == [None] * 6 and holds[6] is not None
     with pytest.raises(Conflict) as err:
         supervisor.log_activity(us_debt(1, 12))
     assert err.value.fields["rule"] == ["call_frequency"]

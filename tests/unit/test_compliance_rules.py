@@ -156,3 +156,22 @@ def test_a_stored_version_is_judged_and_named():
                 "rules": [{"rule": cp.FREQUENCY, "attempts": 3, "days": 7}]}
     assert refused_by(call(view(), policy=stricter, history={"call_attempts": attempts(3)}),
                       cp.FREQUENCY, "US-2")
+
+
+# --- the hold the set-based pull compares with its clock ------------------------------------------
+
+def test_the_hold_ends_when_the_seventh_attempt_leaves_the_7_days_or_a_conversation_does():
+    us = cp.seeded_policy("US")
+    calls = attempts(7)
+    held = cp.hold_until(us, {"call_attempts": calls}, {}, NOON)
+    assert held == calls[6] + timedelta(days=7)
+    # just before it ends the verdict refuses, at its end it allows
+    assert not call(view(), held - timedelta(minutes=1), history={"call_attempts": calls}).allowed
+    assert cp.hold_until(us, {"call_attempts": attempts(6)}, {}, NOON) is None
+    talked = NOON - timedelta(days=2)
+    assert cp.hold_until(us, {"conversations": [talked]}, {}, NOON) == talked + timedelta(days=7)
+    assert cp.hold_until(us, {}, {"cease_at": "2026-12-01T00:00:00+00:00"}, NOON) == cp.FOREVER
+    assert cp.hold_until(us, {}, {"attorney": {"name": "Lic. Ruiz"}}, NOON) == cp.FOREVER
+    # MX and the default have none of these rules
+    assert cp.hold_until(cp.seeded_policy("MX"), {"call_attempts": calls},
+                         {"cease_at": "2026-12-01T00:00:00+00:00"}, NOON) is None

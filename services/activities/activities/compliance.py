@@ -104,6 +104,19 @@ def judge(session: Session, view: dict, channel: str, to: str | None,
                                       preferences=preferences_of(session, view["debtor"]["id"]))
 
 
+def announce_hold(session: Session, db, view: dict, at: datetime | None = None) -> None:
+    """Tell the queues until when the account may not be called (after a call is logged or
+    the debtor's word changes), in the caller's transaction."""
+    at = at or _now()
+    account = view["account"]
+    policy = policy_in_force(session, view["institution"].get("jurisdiction"), at)
+    held = contact_policy.hold_until(policy, history_of(session, account["id"], at),
+                                     preferences_of(session, view["debtor"]["id"]), at)
+    db.emit(session, "contact_hold_changed", {
+        "account_id": account["id"], "institution_id": account["institution_id"],
+        "hold_until": held})
+
+
 # --- the compliance log ---------------------------------------------------------------------
 
 def record(session: Session, identity: Identity, view: dict, channel: str, to: str | None,

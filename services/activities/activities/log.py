@@ -180,6 +180,9 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
             due_at=callback_at, agent_id=identity.user_id, note=data.get("callback_note", ""),
             activity_id=activity.id, created_by=identity.user_id))
     _announce(db, session, activity, code, callback_at)
+    if contacts is not None:   # an outbound call: the frequency rule may hold the debt now
+        session.flush()
+        compliance.announce_hold(session, db, contacts)
     # described from what was just written: nothing to read back
     out = ActivityOut().dump(activity)
     out["promise"] = promises.describe(session, promise) if promise else None

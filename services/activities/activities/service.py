@@ -501,8 +501,12 @@ class ActivitiesService(ServiceBase):
         data = load(PreferencesWrite(), data)
         debtor = self.portfolio.debtor_scope(debtor_id)
         identity.require_institution(debtor["institution_id"])
+        views = [self.portfolio.get_contact_view(a) for a in debtor["account_ids"]]
         with self.db.session() as session:
-            return compliance.save_preferences(session, identity, debtor, data)
+            saved = compliance.save_preferences(session, identity, debtor, data)
+            for view in views:   # the debtor's word may hold or free their debts in the queues
+                compliance.announce_hold(session, self.db, view)
+            return saved
 
     # --- projections ---------------------------------------------------------------------------
 

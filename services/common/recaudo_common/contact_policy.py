@@ -230,6 +230,34 @@ def verdict_for(view: dict, channel: str, to: str | None,
     return Verdict(True, policy_version=version)
 
 
+#: a hold with no end (cease-communication, an attorney): until the debtor's word changes
+FOREVER = datetime(9999, 12, 31, tzinfo=timezone.utc)
+
+
+def hold_until(policy: dict, history: dict, preferences: dict,
+               now: datetime | None = None) -> datetime | None:
+    """Until when the policy's rules that depend on the debt, not on the hour (cease,
+    attorney, call frequency), refuse calling it: None when they allow it now. What the
+    set-based pull compares with its clock, so it need not count calls per account."""
+    now = now or datetime.now(timezone.utc)
+    rules = {rule["rule"]: rule for rule in policy["rules"]}
+    if (CEASE in rules and preferences.get("cease_at")) or \
+            (ATTORNEY in rules and (preferences.get("attorney") or {}).get("name")):
+        return FOREVER
+    rule = rules.get(FREQUENCY)
+    if rule is None or _consented(preferences, "call", now):
+        return None
+    days = timedelta(days=int(rule.get("days", 7)))
+    limit = int(rule.get("attempts", 7))
+    attempts = sorted((t for t in map(_at, history.get("call_attempts") or ())
+                       if now - days < t <= now and not _consented(preferences, "call", t)),
+                      reverse=True)
+    ends = [attempts[limit - 1] + days] if len(attempts) >= limit else []
+    ends += [t + days for t in map(_at, history.get("conversations") or ())
+             if now - days < t <= now]
+    return max(ends) if ends else None
+
+
 def enforce(verdict: Verdict, field: str, override: dict | None, identity,
             permission: str) -> str | None:
     """A refused contact raises ``Conflict`` naming ``field`` with the reason, unless the

@@ -15,9 +15,11 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
+from playwright.sync_api import expect
 
 from recaudo_common.demo import USER_IDS
 
+from .test_browser_queues import browser, login, new_page, screenshots  # noqa: F401 (fixtures)
 from .test_queues_api import Api, sql, token
 
 RUN = secrets.token_hex(3)
@@ -48,7 +50,8 @@ def world(stack, demo_users):
     sql("UPDATE portfolio.debtors SET time_zone = 'America/New_York' WHERE id = :d", d=debtor_id)
     codes = {c["code"]: c["id"] for c in api("admin").ok(
         "GET", f"/api/v1/institutions/{INSTITUTION}/result-codes")}
-    yield {"api": api, "account": account_id, "debtor": debtor_id, "codes": codes}
+    yield {"api": api, "account": account_id, "debtor": debtor_id, "codes": codes,
+           "password": demo_users}
     sql("UPDATE portfolio.institutions SET jurisdiction = :j WHERE id = :i", j=jurisdiction,
         i=INSTITUTION)
     sql("UPDATE portfolio.debtors SET time_zone = :z WHERE id = :d", z=zone, d=debtor_id)
@@ -138,3 +141,19 @@ def test_a_new_policy_version_is_written_with_who_and_when(world):
     assert api("supervisor").call("POST", "/api/v1/contact-policies/US", {
         "effective_from": "2099-01-01T00:00:00+00:00",
         "rules": [{"rule": "window"}]}).status_code == 403
+
+
+def test_the_debtors_360_view_shows_their_word_and_the_refusals_in_plain_spanish(
+        world, new_page, screenshots):
+    page = new_page()
+    login(page, "gestor1", world["password"])
+    page.goto(f"/deudores/{world['debtor']}")
+    page.click("#tab-cumplimiento")
+    expect(page.locator("#panel-cumplimiento")).to_be_visible()
+    expect(page.locator("#contact-preferences")).to_contain_text("Solicitado el")
+    rows = page.locator("#compliance-log tbody tr")
+    expect(rows.first).to_contain_text("Cese de comunicaciones")
+    expect(rows.first).to_contain_text("Rechazado")
+    expect(page.locator("#compliance-log")).to_contain_text("Frecuencia de llamadas")
+    expect(page.locator("#compliance-log")).to_contain_text("US-1")
+    page.screenshot(path=str(screenshots / "debtor-compliance-tab.png"), full_page=True)

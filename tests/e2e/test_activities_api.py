@@ -202,8 +202,11 @@ def test_a_call_the_contact_policy_refuses_answers_409_unless_an_admin_justifies
         refused = gestor1.call("POST", "/api/v1/activities", body)
         assert refused.status_code == 409, refused.text
         error = refused.json()["error"]
-        assert error["code"] == "conflict" and list(error["fields"]) == ["phone"]
+        assert error["code"] == "conflict" and list(error["fields"])[0] == "phone"
         assert "no ser contactado" in error["fields"]["phone"][0]
+        # the rule that refused and the policy version (no seeded jurisdiction: the default)
+        assert (error["fields"]["rule"], error["fields"]["policy_version"]) == (
+            ["do_not_contact"], ["*-1"])
         justified = {**body, "override": {"justification": f"Orden judicial vigente ({RUN})"}}
         assert gestor1.call("POST", "/api/v1/activities", justified).status_code == 403
         blank = admin.call("POST", "/api/v1/activities",

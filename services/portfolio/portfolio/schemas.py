@@ -220,6 +220,7 @@ class ContactView(Schema):
     phones = fields.List(fields.Nested(PhoneOut))
     emails = fields.List(fields.Nested(EmailOut))
     addresses = fields.List(fields.Nested(AddressOut))
+    guarantors = fields.List(fields.Nested(GuarantorOut))
 
 
 class AccountUpdate(Schema):

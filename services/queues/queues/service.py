@@ -293,6 +293,15 @@ class QueuesService(ServiceBase):
     def on_dispute_resolved(self, payload):
         self._facts_changed(payload, "dispute_resolved", open_dispute=False)
 
+    @event_handler("activities", "contact_hold_changed")
+    def on_contact_hold_changed(self, payload):
+        """The contact policy holds (or frees) the debt: the pull skips it until then."""
+        payload = contracts.ContactHoldChanged().load(payload)
+        with self.db.session() as session:
+            if self._update_facts(session, payload, "contact_hold_changed",
+                                  contact_hold_until=payload["hold_until"]):
+                working.hold(session, payload["account_id"], payload["hold_until"])
+
     @event_handler("activities", "promise_made")
     def on_promise_made(self, payload):
         self._facts_changed(payload, "promise_made", open_promise=True, broken_promise=False)

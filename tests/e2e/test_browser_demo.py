@@ -142,3 +142,12 @@ def _gestor_works_the_next_account(page: Page, screenshots, width: str) -> None:
 
 def demo_world_password() -> str:
     return demo.DEMO_PASSWORD
+
+
+def test_the_supervisor_finds_the_demo_scheduled_report_as_their_own(demo_world, stack):
+    """``recaudo seed-live`` made it through the reports service as the supervisor: it is in
+    their own list of scheduled reports, a weekly productivity report sent to them."""
+    supervisor = Api(stack.base_url, token(stack.base_url, "supervisor", demo_world["password"]))
+    schedules = supervisor.ok("GET", "/api/v1/report-schedules")
+    assert [(s["report"], s["frequency"], s["recipients"]) for s in schedules] == [
+        ("productivity", "weekly", ["supervisor@recaudo.example"])]

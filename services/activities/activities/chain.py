@@ -46,24 +46,52 @@ def entry_hash(prev_hash: str, entry: dict) -> str:
 def lock_head(session: Session, account_id: int, institution_id: int) -> ChainHead:
     """The account's chain head, row-locked until the transaction ends (created if new), in
     one statement: an upsert locks the row it finds, and answers it."""
-    upsert = insert(ChainHead).values(account_id=account_id, institution_id=institution_id,
-                                      seq=0, hash=GENESIS)
+    return lock_heads(session, {account_id: institution_id})[account_id]
+
+
+def lock_heads(session: Session, accounts: dict[int, int]) -> dict[int, ChainHead]:
+    """``lock_head`` for many accounts (account id -> institution id) in one statement,
+    locked in account order; answers the heads by account id."""
+    if not accounts:
+        return {}
+    upsert = insert(ChainHead).values([
+        {"account_id": a, "institution_id": accounts[a], "seq": 0, "hash": GENESIS}
+        for a in sorted(accounts)])
     upsert = upsert.on_conflict_do_update(index_elements=[ChainHead.account_id],
                                           set_={"account_id": upsert.excluded.account_id}
                                           ).returning(ChainHead)
-    return session.execute(select(ChainHead).from_statement(upsert)
-                           .execution_options(populate_existing=True)).scalar_one()
+    heads = session.execute(select(ChainHead).from_statement(upsert)
+                            .execution_options(populate_existing=True)).scalars().all()
+    return {head.account_id: head for head in heads}
+
+
+def _link(head: ChainHead, entry: dict) -> dict:
+    """``entry`` as the next link after ``head``, which moves on to it."""
+    entry = dict(entry, seq=head.seq + 1, prev_hash=head.hash)
+    entry["hash"] = entry_hash(head.hash, entry)
+    head.seq, head.hash = entry["seq"], entry["hash"]
+    return entry
 
 
 def append(session: Session, head: ChainHead, entry: dict) -> Activity:
     """Insert ``entry`` as the next link after ``head`` (locked by ``lock_head``)."""
-    entry = dict(entry, seq=head.seq + 1, prev_hash=head.hash)
-    entry["hash"] = entry_hash(head.hash, entry)
-    activity = Activity(**entry)
+    activity = Activity(**_link(head, entry))
     session.add(activity)
-    head.seq, head.hash = entry["seq"], entry["hash"]
     session.flush()
     return activity
+
+
+def append_many(session: Session, heads: dict[int, ChainHead], entries: list[dict]
+                ) -> list[Activity]:
+    """``append`` for many entries in one insert (a history written at once): each links
+    after its account's head in ``heads`` (locked by ``lock_heads``), in the given order."""
+    links = [_link(heads[entry["account_id"]], entry) for entry in entries]
+    if not links:
+        return []
+    activities = session.scalars(insert(Activity).returning(
+        Activity, sort_by_parameter_order=True), links).all()
+    session.flush()   # the heads
+    return list(activities)
 
 
 def verify(session: Session, account_id: int) -> dict:

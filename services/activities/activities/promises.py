@@ -49,22 +49,37 @@ def plan_details(plan: list[dict]) -> dict:
 
 
 def make(session: Session, db, activity: Activity, plan: list[dict], day: date) -> Promise:
-    total = sum(p["amount"] for p in plan)
-    promise = Promise(activity_id=activity.id, institution_id=activity.institution_id,
-                      account_id=activity.account_id, debtor_id=activity.debtor_id,
-                      agent_id=activity.agent_id, queue_id=activity.queue_id, amount=total,
-                      due_date=plan[-1]["due_date"], paid_amount=ZERO, state="pending",
-                      made_on=day)
-    session.add(promise)
-    session.flush()
-    session.add_all([PromiseInstalment(promise_id=promise.id, paid_amount=ZERO, **p) for p in plan])
-    session.flush()
-    productivity.bump(session, day, promise.agent_id, promise.institution_id, promise.queue_id,
-                      promises_made=1, promised_amount=total)
-    db.emit(session, "promise_made", {
-        **_payload(promise), "activity_id": activity.id, "instalments": len(plan),
-        "first_due_date": plan[0]["due_date"]})
-    return promise
+    return make_many(session, db, [(activity, plan, day)])[0]
+
+
+def make_many(session: Session, db, made: list[tuple[Activity, list[dict], date]]
+              ) -> list[Promise]:
+    """The promises of logged ``(activity, plan, day)``: inserted, counted in the rollups and
+    announced (``promise_made``) - one insert each for many (a history written at once)."""
+    if not made:
+        return []
+    promises = session.scalars(insert(Promise).returning(Promise, sort_by_parameter_order=True), [
+        {"activity_id": activity.id, "institution_id": activity.institution_id,
+         "account_id": activity.account_id, "debtor_id": activity.debtor_id,
+         "agent_id": activity.agent_id, "queue_id": activity.queue_id,
+         "amount": sum(p["amount"] for p in plan), "due_date": plan[-1]["due_date"],
+         "paid_amount": ZERO, "state": "pending", "made_on": day}
+        for activity, plan, day in made]).all()
+    session.execute(insert(PromiseInstalment), [
+        dict(p, promise_id=promise.id, paid_amount=ZERO)
+        for promise, (_, plan, _) in zip(promises, made) for p in plan])
+    rollup: dict[tuple, list] = {}
+    for promise in promises:
+        key = (promise.made_on, promise.agent_id, promise.institution_id, promise.queue_id)
+        counts = rollup.setdefault(key, [0, ZERO])
+        counts[0], counts[1] = counts[0] + 1, counts[1] + promise.amount
+    for key, (count, amount) in rollup.items():
+        productivity.bump(session, *key, promises_made=count, promised_amount=amount)
+    for promise, (activity, plan, _) in zip(promises, made):
+        db.emit(session, "promise_made", {
+            **_payload(promise), "activity_id": activity.id, "instalments": len(plan),
+            "first_due_date": plan[0]["due_date"]})
+    return list(promises)
 
 
 def _payload(promise: Promise) -> dict:

@@ -10,9 +10,11 @@ calls, visits, emails, letters and notes with a mix of results that differs per 
 promises (single and plans) of which some were kept by payments, some broken and some are
 pending, disputes open and resolved (some past their SLA), and callbacks for today and
 tomorrow. It runs while the services are up and writes through this service's own
-functions - the hash chain (``chain.append``), the productivity rollup, ``promises.make``,
-``agenda.create``, ``promises.expire`` - with their events going to this service's outbox
-(``recaudo_common.db.Outbox``), which the running relay publishes to the queues service.
+functions, set-based as a history of thousands of entries wants - the hash chain
+(``chain.append_many``), the productivity rollup, ``promises.make_many``, ``agenda.create``,
+``promises.expire`` - with their events held and written in one insert to this service's
+outbox (``recaudo_common.db.Outbox.held``), which the running relay publishes to the queues
+service.
 The payments that keep promises are imported through the portfolio's own import path (the
 demo payments layout of BANCOMER), so ``payment_received`` keeps them as it would any day.
 Idempotent: an institution whose demo entries exist (idempotency keys ``demo-…``) is left
@@ -24,6 +26,7 @@ import csv
 import io
 import random
 import time
+from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -117,7 +120,10 @@ def _facts(proxy, institution_id: int) -> list[dict]:
 
 
 class _History:
-    """One institution's past, drawn from a fixed seed (the same demo on every machine)."""
+    """One institution's past, drawn from a fixed seed (the same demo on every machine):
+    drawn first, entry by entry, then written set-based through the service's own batch
+    functions (``chain.append_many``, ``promises.make_many``, one ``productivity.bump`` per
+    rollup row) with its events held and written to the outbox in one insert."""
 
     def __init__(self, session: Session, events: Outbox, institution_id: int):
         self.session, self.events, self.institution_id = session, events, institution_id
@@ -129,15 +135,68 @@ class _History:
             ResultCode.institution_id == institution_id)).scalars()}
         self.agents = [name for name, insts in demo.GESTOR_INSTITUTIONS.items()
                        if institution_id in insts] or list(demo.GESTOR_INSTITUTIONS)
+        self.open_disputes = set(session.execute(select(Dispute.account_id).where(
+            Dispute.institution_id == institution_id, Dispute.state == "open")).scalars())
         self.counts = {"activities": 0, "promises": 0, "disputes": 0, "agenda": 0,
                        "payments": []}
+        self.drafts: list[dict] = []
+        self.disputes: list[Dispute] = []
 
     def write(self, facts: list[dict]) -> dict:
         for account in facts:
             share = WORKED_CURRENT if account["stage"] == "current" else WORKED
             if self.agents and self.rnd.random() < share:
                 self._account(account, self.rnd.choice(self.agents))
+        with self.events.held(self.session):
+            self._store()
         return self.counts
+
+    def _store(self) -> None:
+        """The drafted entries with their rollups, promises, callbacks and disputes."""
+        drafts = self.drafts
+        if not drafts:
+            return
+        heads = chain.lock_heads(self.session, {d["entry"]["account_id"]: self.institution_id
+                                                for d in drafts})
+        activities = chain.append_many(self.session, heads, [d["entry"] for d in drafts])
+        self.counts["activities"] += len(activities)
+        rollup: dict[tuple, Counter] = {}
+        for draft, activity in zip(drafts, activities):
+            rollup.setdefault((draft["day"], activity.agent_id), Counter()).update(
+                productivity.entry_deltas(activity.kind, activity.contact_made))
+        for (day, agent_id), deltas in rollup.items():
+            productivity.bump(self.session, day, agent_id, self.institution_id, None, **deltas)
+        promised = [(d, a) for d, a in zip(drafts, activities) if d["plan"]]
+        made = promises.make_many(self.session, self.events,
+                                  [(a, d["plan"], d["day"]) for d, a in promised])
+        self.counts["promises"] += len(made)
+        for (draft, _), promise in zip(promised, made):
+            for payment in draft["payments"]:
+                self.counts["payments"].append(dict(
+                    payment, reference=f"DEMO-{promise.id}-{payment.pop('number')}"))
+        for draft, activity in zip(drafts, activities):
+            if draft["callback_at"] is not None:
+                agenda.create(self.session, self.events, AgendaItem(
+                    institution_id=self.institution_id, account_id=activity.account_id,
+                    debtor_id=activity.debtor_id,
+                    kind="visit" if activity.kind == "visit" else "callback",
+                    due_at=draft["callback_at"], agent_id=activity.agent_id,
+                    note="Volver a llamar", activity_id=activity.id,
+                    created_by=activity.agent_id))
+                self.counts["agenda"] += 1
+        self._store_disputes()
+        for draft, activity in zip(drafts, activities):
+            code = draft["code"]
+            self.events.emit(self.session, "activity_logged", {
+                "activity_id": activity.id, "account_id": activity.account_id,
+                "institution_id": activity.institution_id, "debtor_id": activity.debtor_id,
+                "agent_id": activity.agent_id, "queue_id": None, "kind": activity.kind,
+                "direction": activity.direction, "started_at": activity.started_at,
+                "result_code": activity.result_code, "contact_made": activity.contact_made,
+                "needs_promise": bool(code and code.needs_promise),
+                "invalidates_phone": bool(code and code.invalidates_phone),
+                "schedules_callback": bool(code and code.schedules_callback), "phone": None,
+                "callback_at": draft["callback_at"], "corrects_id": None})
 
     def _moment(self, day: date, future: bool = False) -> datetime:
         """A working hour of ``day`` in the institution's zone, in UTC: never in the future
@@ -154,7 +213,6 @@ class _History:
         entries = self.rnd.choices((1, 2, 3, 4, 5, 6), weights=(25, 25, 20, 14, 10, 6))[0]
         days = sorted(self.today - timedelta(days=self.rnd.randint(0, HISTORY_DAYS - 1))
                       for _ in range(entries))
-        head = chain.lock_head(self.session, account["account_id"], self.institution_id)
         for n, day in enumerate(days, start=1):
             started = self._moment(day)
             kind = self.rnd.choices(tuple(KINDS), weights=tuple(KINDS.values()))[0]
@@ -164,9 +222,9 @@ class _History:
                 if kind == "call" else None
             code = self.codes[self.rnd.choices(tuple(weights), weights=tuple(weights.values()))[0]] \
                 if weights else None
-            self._entry(head, account, agent, n, started, kind, direction, code)
+            self._entry(account, agent, n, started, kind, direction, code)
 
-    def _entry(self, head, account, agent, n, started, kind, direction, code) -> None:
+    def _entry(self, account, agent, n, started, kind, direction, code) -> None:
         agent_id = demo.USER_IDS[agent]
         details, plan = {}, None
         if code is not None and code.needs_promise:
@@ -184,7 +242,7 @@ class _History:
             "letter": "Se envió carta de cobranza al domicilio.",
             "note": "Nota interna: revisar historial de pagos.",
             "call": "Llamada recibida del titular."}.get(kind, ""))
-        activity = chain.append(self.session, head, {
+        entry = {
             "institution_id": self.institution_id, "account_id": account["account_id"],
             "debtor_id": account["debtor_id"], "agent_id": agent_id, "logged_by": agent_id,
             "queue_id": None, "kind": kind, "direction": direction, "phone": None,
@@ -194,34 +252,13 @@ class _History:
             "contact_made": bool(code and code.contact_made), "description": description,
             "details": details, "corrects_id": None,
             "idempotency_key": f"demo-{account['account_id']}-{n}",
-            "recorded_at": started + timedelta(minutes=self.rnd.randint(10, 40), microseconds=n)})
-        self.counts["activities"] += 1
+            "recorded_at": started + timedelta(minutes=self.rnd.randint(10, 40), microseconds=n)}
         day = started.astimezone(self.zone).date()
-        productivity.bump(self.session, day, agent_id, self.institution_id, None,
-                          **productivity.entry_deltas(kind, activity.contact_made))
-        if plan:
-            promise = promises.make(self.session, self.events, activity, plan, day)
-            self.counts["promises"] += 1
-            self._maybe_paid(account, promise, plan)
-        if callback_at is not None:
-            agenda.create(self.session, self.events, AgendaItem(
-                institution_id=self.institution_id, account_id=activity.account_id,
-                debtor_id=activity.debtor_id, kind="visit" if kind == "visit" else "callback",
-                due_at=callback_at, agent_id=agent_id, note="Volver a llamar",
-                activity_id=activity.id, created_by=agent_id))
-            self.counts["agenda"] += 1
+        self.drafts.append({"entry": entry, "day": day, "code": code, "plan": plan,
+                            "callback_at": callback_at,
+                            "payments": self._maybe_paid(account, plan, day) if plan else []})
         if code is not None and code.code == "ACL":
             self._dispute(account, agent_id, day)
-        self.events.emit(self.session, "activity_logged", {
-            "activity_id": activity.id, "account_id": activity.account_id,
-            "institution_id": activity.institution_id, "debtor_id": activity.debtor_id,
-            "agent_id": activity.agent_id, "queue_id": None, "kind": activity.kind,
-            "direction": activity.direction, "started_at": activity.started_at,
-            "result_code": activity.result_code, "contact_made": activity.contact_made,
-            "needs_promise": bool(code and code.needs_promise),
-            "invalidates_phone": bool(code and code.invalidates_phone),
-            "schedules_callback": bool(code and code.schedules_callback), "phone": None,
-            "callback_at": callback_at, "corrects_id": None})
 
     def _plan(self, account: dict, code: str, started: datetime) -> list[dict]:
         day = started.astimezone(self.zone).date()
@@ -234,23 +271,22 @@ class _History:
         return [{"number": 1, "due_date": day + timedelta(days=self.rnd.randint(2, 10)),
                  "amount": owed}]
 
-    def _maybe_paid(self, account: dict, promise, plan: list[dict]) -> None:
-        """About half the promises already due were kept: a payment before the due date."""
+    def _maybe_paid(self, account: dict, plan: list[dict], made_on: date) -> list[dict]:
+        """About half the promises already due were kept: a payment before the due date
+        (its reference names the promise once it is stored)."""
         due = [p for p in plan if p["due_date"] < self.today]
         if not due or self.rnd.random() >= 0.5:
-            return
-        for part in due:
-            paid_on = part["due_date"] - timedelta(days=self.rnd.randint(0, 2))
-            self.counts["payments"].append({
-                "account_id": account["account_id"], "institution_id": self.institution_id,
-                "amount": part["amount"], "value_date": max(paid_on, promise.made_on),
-                "reference": f"DEMO-{promise.id}-{part['number']}"})
+            return []
+        return [{"account_id": account["account_id"], "institution_id": self.institution_id,
+                 "amount": part["amount"], "number": part["number"],
+                 "value_date": max(part["due_date"] - timedelta(days=self.rnd.randint(0, 2)),
+                                   made_on)}
+                for part in due]
 
     def _dispute(self, account: dict, agent_id: int, day: date) -> None:
         """A dispute opened that day (one open per account): resolved a few days later
         when old enough, else open - past its SLA when opened over 10 days ago."""
-        if self.session.execute(select(Dispute.id).where(
-                Dispute.account_id == account["account_id"], Dispute.state == "open")).first():
+        if account["account_id"] in self.open_disputes:
             return
         opened = self._moment(day)
         dispute = Dispute(institution_id=self.institution_id, account_id=account["account_id"],
@@ -258,24 +294,31 @@ class _History:
                           evidence="El titular indica que el cargo no corresponde.",
                           opened_by=agent_id, owner_id=demo.USER_IDS["supervisor"],
                           opened_at=opened, due_date=day + timedelta(days=10), state="open")
-        self.session.add(dispute)
-        self.session.flush()
-        self.events.emit(self.session, "dispute_opened", {
-            "dispute_id": dispute.id, "account_id": dispute.account_id,
-            "institution_id": dispute.institution_id, "owner_id": dispute.owner_id,
-            "due_date": dispute.due_date})
-        self.counts["disputes"] += 1
         if (self.today - day).days > 20 and self.rnd.random() < 0.7:
             dispute.state, dispute.outcome = "resolved", self.rnd.choice(
                 ("confirmed_debt", "confirmed_debt", "cancelled"))
             dispute.resolution_note = "Se revisaron los movimientos con el área de pagos."
             dispute.resolved_by = demo.USER_IDS["supervisor"]
             dispute.resolved_at = opened + timedelta(days=self.rnd.randint(2, 9))
-            self.session.flush()
-            self.events.emit(self.session, "dispute_resolved", {
+        else:
+            self.open_disputes.add(account["account_id"])
+        self.disputes.append(dispute)
+
+    def _store_disputes(self) -> None:
+        """The drafted disputes, announced as opened (and resolved, the older ones)."""
+        self.session.add_all(self.disputes)
+        self.session.flush()
+        for dispute in self.disputes:
+            self.events.emit(self.session, "dispute_opened", {
                 "dispute_id": dispute.id, "account_id": dispute.account_id,
-                "institution_id": dispute.institution_id, "outcome": dispute.outcome,
-                "corrected_balance": None})
+                "institution_id": dispute.institution_id, "owner_id": dispute.owner_id,
+                "due_date": dispute.due_date})
+            if dispute.state == "resolved":
+                self.events.emit(self.session, "dispute_resolved", {
+                    "dispute_id": dispute.id, "account_id": dispute.account_id,
+                    "institution_id": dispute.institution_id, "outcome": dispute.outcome,
+                    "corrected_balance": None})
+        self.counts["disputes"] += len(self.disputes)
 
 
 def _import_payments(proxy, payments: list[dict], engine, wait_seconds: float) -> None:
@@ -288,7 +331,7 @@ def _import_payments(proxy, payments: list[dict], engine, wait_seconds: float) -
     with Session(engine) as session:
         before = session.execute(select(func.count()).select_from(Payment).where(
             Payment.institution_id.in_(list(by_institution)))).scalar_one()
-    references = []
+    references, jobs = [], []
     for institution_id, rows in by_institution.items():
         layout = next((l for l in proxy.portfolio.list_layouts(institution_id)
                        if l["kind"] == "payments"), None)
@@ -312,8 +355,9 @@ def _import_payments(proxy, payments: list[dict], engine, wait_seconds: float) -
                                                  "file_name": "pagos_demo.csv",
                                                  "size_bytes": len(body)})
         requests.put(created["upload_url"], data=body, timeout=60).raise_for_status()
-        job = proxy.portfolio.start_import(created["job"]["id"])
-        deadline = time.monotonic() + wait_seconds
+        jobs.append(proxy.portfolio.start_import(created["job"]["id"]))
+    deadline = time.monotonic() + wait_seconds   # the institutions' imports run side by side
+    for job in jobs:
         while job["finished_at"] is None and time.monotonic() < deadline:
             time.sleep(0.5)
             job = proxy.portfolio.get_import(job["id"])

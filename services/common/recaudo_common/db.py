@@ -63,11 +63,22 @@ def write_event(session, outbox, source: str, event_type: str, payload: dict,
     """One event of ``source`` into its ``outbox`` table, in ``session``'s transaction, dumped
     through the event's contract (``recaudo_common.contracts``)."""
     event_id = uuid.uuid4()
-    body = dict(payload, event_id=event_id, occurred_at=datetime.now(timezone.utc))
-    data = schema_for(source, event_type).dump(body)
-    session.execute(outbox.insert().values(event_id=event_id, event_type=event_type,
-                                           payload=data, headers=headers or {}))
+    write_events(session, outbox, source, [(event_id, event_type, payload, headers)])
     return event_id
+
+
+def write_events(session, outbox, source: str,
+                 events: list[tuple[uuid.UUID, str, dict, dict | None]]) -> None:
+    """``write_event`` for many ``(event_id, event_type, payload, headers)`` in one insert,
+    in the given order."""
+    if not events:
+        return
+    occurred_at = datetime.now(timezone.utc)
+    session.execute(outbox.insert(), [
+        {"event_id": event_id, "event_type": event_type, "headers": headers or {},
+         "payload": schema_for(source, event_type).dump(
+             dict(payload, event_id=event_id, occurred_at=occurred_at))}
+        for event_id, event_type, payload, headers in events])
 
 
 class Outbox:
@@ -78,9 +89,25 @@ class Outbox:
 
     def __init__(self, base, source: str):
         self.outbox, self.source = base.outbox, source
+        self._held: list | None = None
 
     def emit(self, session, event_type: str, payload: dict) -> uuid.UUID:
-        return write_event(session, self.outbox, self.source, event_type, payload)
+        if self._held is None:
+            return write_event(session, self.outbox, self.source, event_type, payload)
+        event_id = uuid.uuid4()
+        self._held.append((event_id, event_type, payload, None))
+        return event_id
+
+    @contextmanager
+    def held(self, session):
+        """The events emitted inside are written at the end in one insert, in order (a
+        history of thousands of entries written at once); none if it fails."""
+        self._held = []
+        try:
+            yield self
+            write_events(session, self.outbox, self.source, self._held)
+        finally:
+            self._held = None
 
 
 class Database(DependencyProvider):

@@ -155,8 +155,9 @@ def received(directory: Path) -> list[str]:
     log = directory / "fakesmsc.log"
     if not log.exists():
         return []
-    return [line.split(": ", 1)[1] for line in log.read_text(errors="replace").splitlines()
-            if "Got message" in line and ": " in line]
+    return [line.split("Got message", 1)[1].split(": ", 1)[1]
+            for line in log.read_text(errors="replace").splitlines()
+            if "Got message" in line]
 
 
 def main(argv=None) -> int:

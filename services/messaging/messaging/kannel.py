@@ -29,6 +29,8 @@ SMSBOX = "/usr/sbin/smsbox"
 FAKESMSC = "/usr/lib/kannel/test/fakesmsc"
 #: the sendsms account messaging uses against the local Kannel
 USER, PASSWORD = "recaudo", "recaudo-local"
+#: the token the local Kannel's get-url carries (the demo institution's ``inbound_token``)
+TOKEN = "recaudo-local-sms"
 
 CONF = """\
 group = core

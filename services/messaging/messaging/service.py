@@ -861,8 +861,10 @@ class MessagingService(ServiceBase):
             earlier = self._earlier_sms(identity, key)
             if earlier is not None:
                 return earlier
-        account, view = self._debtor_context(identity, data["account_id"])
         number = contact_policy.phone_digits(data["phone"])
+        if not 6 <= len(number) <= 20:
+            raise InvalidInput("Número inválido", {"phone": ["De 6 a 20 dígitos"]})
+        account, view = self._debtor_context(identity, data["account_id"])
         if number not in {contact_policy.phone_digits(p["number"])
                           for p in view.get("phones") or ()}:
             raise InvalidInput("Número inválido", {"phone": ["No es un teléfono del deudor"]})

@@ -45,7 +45,7 @@ def world(stack, demo_users):
             "text_es": "Hola {{ debtor.name }}, su saldo es ${{ account.balance|money }}.",
             "subject_en": "SMS", "text_en": "Hello {{ debtor.name }}."}, status=201)
     yield {"gestor": gestor, "account": account_id, "debtor": debtor_id, "number": number,
-           "template": template}
+           "template": template, "password": demo_users}
     sql("UPDATE portfolio.institutions SET contact_from = :f, contact_until = :u WHERE id = :i",
         f=window[0], u=window[1], i=INSTITUTION)
     sql("UPDATE portfolio.phones SET do_not_call = false WHERE id = :p", p=phone_id)

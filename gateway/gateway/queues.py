@@ -26,7 +26,7 @@ from werkzeug.routing import BuildError
 
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
-from . import auth, error_pages
+from . import auth, error_pages, timefmt
 from .errors import HTTP_STATUS
 from .rpc import rpc
 from .validation import localize
@@ -809,9 +809,24 @@ def next_account():
     """Lease the next account and open its debtor; or a friendly "nothing now"."""
     with rpc() as proxy:
         lease = proxy.queues.next_account()
-    if lease is None:
-        return render_template("queues/next_empty.html")
+        if lease is None:
+            return render_template("queues/next_empty.html", **work_outlook(proxy))
     return redirect(debtor_url(lease["debtor_id"], lease["account_id"], lease["queue_id"]))
+
+
+def work_outlook(proxy) -> dict:
+    """What the collector can do when the pull has nothing now (also on the home page):
+    why (the queues' outlook: outside the contact hours and when they open, callbacks
+    later, disputes, rest) and what else waits (today's agenda)."""
+    outlook = proxy.queues.pull_outlook()
+    agenda = []
+    if "activities.read" in g.user["permissions"]:
+        zone = str(timefmt.reader_zone())
+        day = timefmt.institution_today(zone).isoformat()
+        agenda = [item for item in proxy.activities.agenda_for({
+            "date_from": day, "date_to": day, "agent_id": g.user["id"],
+            "time_zone": zone}) if not item.get("done_at")]
+    return {"outlook": outlook, "agenda_today": agenda}
 
 
 @bp.post("/liberar/<int:account_id>")

@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, g, redirect, render_template, request,
 from .boundary import safe_next
 from .health import check_services
 from .i18n import COOKIE, LANGUAGES
+from .rpc import rpc
 
 bp = Blueprint("ui", __name__)
 
@@ -21,11 +22,22 @@ def landing(user: dict | None) -> str:
 
 @bp.get("/")
 def home():
-    """The home page; a creditor's home is their portal."""
-    target = landing(g.get("user"))
+    """The home page; a creditor's home is their portal; a collector's shows what waits in
+    their queues and why (the pull's outlook), so it is never a dead end at any hour."""
+    user = g.get("user")
+    target = landing(user)
     if target != url_for("ui.home"):
         return redirect(target)
-    return render_template("home.html")
+    extra = {}
+    if user and "queues.work" in user["permissions"]:
+        from .queues import work_outlook
+
+        try:
+            with rpc() as proxy:
+                extra = work_outlook(proxy)
+        except Exception:  # noqa: BLE001 - a service down: the status section below says so
+            extra = {}
+    return render_template("home.html", **extra)
 
 
 @bp.get("/estado")

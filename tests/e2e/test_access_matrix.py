@@ -778,6 +778,7 @@ TABLE.extend([
     Row("rpc.queues.release_account.not-held", "RPC", "queues.release_account",
         [NOT_AN_ACCOUNT], RULES.perm(QUEUES_WORK, 404)),
     Row("rpc.queues.my_worklist", "RPC", "queues.my_worklist", [{}], RULES.perm(QUEUES_WORK)),
+    Row("rpc.queues.pull_outlook", "RPC", "queues.pull_outlook", [], RULES.perm(QUEUES_WORK)),
 ])
 
 

@@ -195,6 +195,7 @@ def test_with_nothing_to_work_the_button_says_so(world, new_page):
         page.click("#next-account")
     expect(page.locator("#no-next-account h1")).to_have_text("No hay cuentas por gestionar ahora")
     expect(page.locator("#to-worklist")).to_be_visible()
+    expect(page.locator("#work-outlook .outlook-next")).to_be_visible()   # never a dead end
 
     page.goto("/idioma/en?next=/filas/mi-lista")
     expect(page.locator("#next-account")).to_have_text("Next account")

@@ -2,12 +2,11 @@
 import time
 
 import psycopg.waiting
-from nameko.rpc import rpc
 from sqlalchemy import text
 
 from auth.models import Base
 from recaudo_common.db import Database
-from recaudo_common.service import ServiceBase
+from recaudo_common.service import ServiceBase, rpc
 
 SLEEP = 0.3
 CALLS = 10

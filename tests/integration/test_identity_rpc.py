@@ -1,12 +1,11 @@
 """Identity travels in context data and each service verifies it itself."""
 import pytest
-from nameko.rpc import rpc
 
 from auth.models import Base
 from recaudo_common.db import Database
 from recaudo_common.errors import EXPECTED, NotAuthenticated, PermissionDenied
 from recaudo_common.identity import Identity, sign
-from recaudo_common.service import ServiceBase
+from recaudo_common.service import ServiceBase, rpc
 
 
 class GuardedService(ServiceBase):

@@ -8,7 +8,6 @@ import uuid
 import pytest
 from marshmallow import fields
 from nameko.events import event_handler
-from nameko.rpc import rpc
 from sqlalchemy import Column, Integer, String, func, select, text, update
 
 from recaudo_common import db as db_module
@@ -17,7 +16,7 @@ from recaudo_common.contracts import EventSchema, event
 from recaudo_common.db import Database
 from recaudo_common.models import service_base
 from recaudo_common.outbox import OutboxRelay
-from recaudo_common.service import ServiceBase
+from recaudo_common.service import ServiceBase, rpc
 
 ProducerBase = service_base("probe_producer")
 ConsumerBase = service_base("probe_consumer")

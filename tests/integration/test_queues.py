@@ -582,6 +582,34 @@ def test_the_contact_window_in_the_debtors_zone_excludes_accounts(supervisor, ag
     assert gestor.next_account()["account_id"] == BASE + 3
 
 
+def test_when_nothing_may_be_called_now_the_outlook_says_why_and_when(supervisor, agent, engine,
+                                                                     rpc_proxy):
+    """Every account outside the contact window: the pull has nothing, the outlook counts
+    them all as outside the hours and names the next opening (the window's start in the
+    debtors' zone, within a day); a callback later is counted with its time."""
+    strategy_id, _ = strategy(supervisor, "Fuera de horario", [queue("Todas")])
+    supervisor.apply_strategy(strategy_id)
+    local = datetime.now(ZoneInfo(ZONE))
+    window = (clock(12), clock(23, 59, 59)) if local.time() < clock(11, 59) else (clock(0), clock(11))
+    sql(engine, "UPDATE queues.institution_rules SET contact_from = :f, contact_until = :u "
+                "WHERE institution_id = 1", f=window[0], u=window[1])
+    gestor = agent(TEAM1[2])
+    assert gestor.next_account() is None
+    later = datetime.now(timezone.utc) + timedelta(hours=3)
+    set_facts(engine, [BASE + 3], callback_at=later)
+    outlook = gestor.pull_outlook()
+    assert outlook["waiting"] > 0 and outlook["outside_hours"] == outlook["waiting"]
+    assert outlook["callbacks_later"] == 1
+    assert abs((outlook["next_callback_at"] - later).total_seconds()) < 1
+    opens = outlook["next_window_at"].astimezone(ZoneInfo(ZONE))
+    assert opens.time() == window[0] and timedelta(0) < opens - local <= timedelta(days=1)
+    sql(engine, "UPDATE queues.institution_rules SET contact_from = '00:00', "
+                "contact_until = '23:59:59' WHERE institution_id = 1")
+    assert gestor.pull_outlook()["outside_hours"] == 0
+    with pytest.raises(PermissionDenied):
+        rpc_proxy(signed(SUPERVISOR, {"queues.manage"})).queues.pull_outlook()
+
+
 def test_an_expired_lease_lets_another_agent_take_the_account(supervisor, agent, engine):
     strategy_id, _ = strategy(supervisor, "Pozo común", [
         queue("Todas", team_id=CROWD_TEAM, policy="manual")])   # nobody's: any agent pulls
@@ -989,10 +1017,10 @@ def _event(event_type: str, **payload) -> dict:
         "event_id": uuid.uuid4(), "occurred_at": datetime.now(timezone.utc), **payload})
 
 
-def _logged(account, agent_id, callback_at=None) -> dict:
+def _logged(account, agent_id, callback_at=None, started_at=None) -> dict:
     return _event("activity_logged", activity_id=1, account_id=account, institution_id=1,
                   debtor_id=account, agent_id=agent_id, queue_id=None, kind="call",
-                  direction="outbound", started_at=datetime.now(timezone.utc),
+                  direction="outbound", started_at=started_at or datetime.now(timezone.utc),
                   result_code="NC", contact_made=False, needs_promise=False,
                   invalidates_phone=False, schedules_callback=callback_at is not None,
                   phone=None, callback_at=callback_at, corrects_id=None)
@@ -1032,6 +1060,21 @@ def test_a_worked_account_rests_until_tomorrow_and_the_pull_walks_past_it(
         assert working.wake_rested(session) >= 1
     assert resting(engine, first) is None
     assert gestor.next_account()["account_id"] == first
+
+
+def test_work_of_an_earlier_day_leaves_the_account_ready(supervisor, agent, engine,
+                                                         rabbit_config):
+    """A call of two days ago logged now (late, or the demo's past) is a contact the facts
+    learn, but the account is not resting: it was not worked today."""
+    strategy_id, _ = strategy(supervisor, "Una fila", [queue("Todas")])
+    supervisor.apply_strategy(strategy_id)
+    account = BASE + 3                             # no contact before
+    then = datetime.now(timezone.utc) - timedelta(days=2)
+    event_dispatcher(rabbit_config)("activities", "activity_logged",
+                                    _logged(account, TEAM1[0], started_at=then))
+    assert wait_for(lambda: scalar(engine, "SELECT last_contact_at >= :t FROM queues.account_facts"
+                                           " WHERE account_id = :a", a=account, t=then))
+    assert resting(engine, account) is None
 
 
 def test_a_callback_rests_the_account_until_it_is_due(supervisor, agent, engine, rabbit_config):

@@ -13,6 +13,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 
+from activities import chain
+from activities import seed as activities_seed
+from activities.service import ActivitiesService
 from auth import seed as auth_seed
 from auth.service import AuthService
 from messaging.service import MessagingService
@@ -26,7 +29,7 @@ from recaudo_common.identity import Identity, sign
 from .helpers import scalar, sql, wait_for
 
 INST = 8901
-ACCOUNTS = [890_100_000 + n for n in range(1, 8)]
+ACCOUNTS = [890_100_000 + n for n in range(1, 41)]
 AUTH_TABLES = ("users", "profiles", "teams", "team_members", "sessions", "api_tokens",
                "api_keys", "login_failures", "audit_log", "outbox")
 
@@ -58,6 +61,11 @@ def rows(migrated_database, engine):
     yield
     _truncate_auth(engine)
     with engine.begin() as conn:
+        conn.execute(text("DELETE FROM queues.team_members WHERE team_id NOT IN "
+                          "(SELECT id FROM auth.teams)"))
+        conn.execute(text("DELETE FROM queues.strategies WHERE institution_id = :i"), {"i": INST})
+        conn.execute(text("DELETE FROM queues.assignments WHERE account_id = ANY(:ids)"),
+                     {"ids": ACCOUNTS})
         conn.execute(text("DELETE FROM queues.account_facts WHERE institution_id = :i"), {"i": INST})
         conn.execute(text("DELETE FROM portfolio.accounts WHERE id = ANY(:ids)"), {"ids": ACCOUNTS})
         conn.execute(text("DELETE FROM portfolio.debtors WHERE id = ANY(:ids)"), {"ids": ACCOUNTS})
@@ -69,7 +77,7 @@ def rows(migrated_database, engine):
 @pytest.fixture
 def platform(rows, container_factory, rabbit_config, rpc_proxy):
     """Auth, portfolio, queues and messaging running; a proxy as ``recaudo seed-live`` has it."""
-    for cls in (AuthService, PortfolioService, QueuesService, MessagingService):
+    for cls in (AuthService, PortfolioService, QueuesService, MessagingService, ActivitiesService):
         container_factory(cls, rabbit_config).start()
     return rpc_proxy({"identity": sign(Identity.system("seed"))}, timeout=60)
 
@@ -78,26 +86,25 @@ def test_the_demo_team_reaches_the_queues_service(platform, engine):
     auth_seed.seed_defaults()
     auth_seed.seed_demo()
     made = auth_seed.seed_live(platform)
-    assert [t["name"] for t in made] == [demo.TEAM]
+    assert [t["name"] for t in made] == list(demo.TEAMS.values())
     team_id = made[0]["id"]
-    try:
-        members = {demo.USER_IDS["gestor1"], demo.USER_IDS["gestor2"]}
-        assert wait_for(lambda: {r[0] for r in sql(
-            engine, "SELECT agent_id FROM queues.team_members WHERE team_id = :t",
-            t=team_id)} == members)
-        saved = platform.queues.save_strategy({
-            "institution_id": INST, "name": "Con el equipo de la demo", "queues": [{
-                "name": "Todas", "conditions": {"all": []}, "team_id": team_id,
-                "policy": "round_robin", "sort": [{"field": "account_id", "direction": "asc"}]}]})
-        assert saved["queues"][0]["team_id"] == team_id
-        assert auth_seed.seed_live(platform) == []   # a second seeding adds nothing
-        assert scalar(engine, "SELECT count(*) FROM auth.teams") == 1
-    finally:
-        sql(engine, "DELETE FROM queues.strategies WHERE institution_id = :i", i=INST)
-        sql(engine, "DELETE FROM queues.team_members WHERE team_id = :t", t=team_id)
+    members = {demo.USER_IDS["gestor1"], demo.USER_IDS["gestor2"]}
+    assert wait_for(lambda: {r[0] for r in sql(
+        engine, "SELECT agent_id FROM queues.team_members WHERE team_id = :t",
+        t=team_id)} == members)
+    saved = platform.queues.save_strategy({
+        "institution_id": INST, "name": "Con el equipo de la demo", "queues": [{
+            "name": "Todas", "conditions": {"all": []}, "team_id": team_id,
+            "policy": "round_robin", "sort": [{"field": "account_id", "direction": "asc"}]}]})
+    assert saved["queues"][0]["team_id"] == team_id
+    assert auth_seed.seed_live(platform) == []   # a second seeding adds nothing
+    assert scalar(engine, "SELECT count(*) FROM auth.teams") == len(demo.TEAMS)
 
 
-def test_the_seeded_accounts_reach_the_queues_projection(platform, engine):
+def test_the_seeded_accounts_reach_the_queues_projection_and_a_strategy_works_them(
+        platform, engine):
+    """After the team (previous test): seed-live projects the accounts, saves the demo
+    strategy (six queues served by the demo team) and applies it, once."""
     def projected():
         return scalar(engine, "SELECT count(*) FROM queues.account_facts WHERE institution_id = :i",
                       i=INST)
@@ -105,5 +112,76 @@ def test_the_seeded_accounts_reach_the_queues_projection(platform, engine):
     assert projected() == 0
     queues_seed.seed_live(platform, (INST,))
     assert projected() == len(ACCOUNTS)
+    [strategy] = [s for s in platform.queues.list_strategies(INST)
+                  if s["name"] == queues_seed.STRATEGY]
+    assert len(platform.queues.get_strategy(strategy["id"])["queues"]) == len(queues_seed.QUEUES)
+    assigned = scalar(engine, "SELECT count(*) FROM queues.assignments WHERE account_id = ANY(:a)",
+                      a=ACCOUNTS)
+    assert assigned == len(ACCOUNTS)               # 40 days past due: the 31–90 queue
+    strategies = scalar(engine, "SELECT count(*) FROM queues.strategies WHERE institution_id = :i",
+                        i=INST)
     queues_seed.seed_live(platform, (INST,))       # a second seeding adds nothing
     assert projected() == len(ACCOUNTS)
+    assert scalar(engine, "SELECT count(*) FROM queues.strategies WHERE institution_id = :i",
+                  i=INST) == strategies
+
+
+def test_the_demo_past_is_written_through_the_activities_functions_and_events(platform, engine):
+    """After the strategy (previous test): about a third of the accounts in arrears get a
+    past of entries whose chains verify; their events reach the queues projection; a second
+    seeding adds nothing."""
+    made = activities_seed.seed_live(platform, (INST,))
+    try:
+        assert made[INST]["activities"] > 0
+        entries = sql(engine, "SELECT account_id, kind, result_code FROM activities.activities "
+                              "WHERE institution_id = :i", i=INST)
+        assert len(entries) == made[INST]["activities"]
+        assert {e.kind for e in entries} >= {"call"}
+        worked = {e.account_id for e in entries}
+        with engine.connect() as conn:
+            from sqlalchemy.orm import Session
+
+            with Session(bind=conn) as session:
+                assert all(chain.verify(session, a)["ok"] for a in worked)
+        assert wait_for(lambda: scalar(
+            engine, "SELECT count(*) FROM queues.account_facts WHERE institution_id = :i AND "
+                    "last_contact_at IS NOT NULL", i=INST) == len(worked), 30)
+        assert activities_seed.seed_live(platform, (INST,)) == {}
+        assert scalar(engine, "SELECT count(*) FROM activities.activities WHERE institution_id = :i",
+                      i=INST) == len(entries)
+    finally:
+        _forget_activities(engine)
+
+
+def _forget_activities(engine) -> None:
+    """The test institution's demo past removed (the log is append-only for the service: the
+    trigger is skipped for this cleanup only)."""
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        for table in ("agenda_items", "promise_instalments", "promises", "disputes",
+                      "productivity_daily", "activities", "chain_heads"):
+            column = "promise_id IN (SELECT id FROM activities.promises WHERE institution_id = :i)" \
+                if table == "promise_instalments" else "institution_id = :i"
+            conn.execute(text(f"DELETE FROM activities.{table} WHERE {column}"), {"i": INST})
+
+
+def test_demo_seeding_on_a_database_with_real_data_is_refused_and_writes_nothing(rows, engine):
+    """Institution 8901 is not the demo's: ``recaudo seed`` in demo mode says so and stops."""
+    import os
+    import subprocess
+    import sys
+
+    tables = ("auth.users", "auth.profiles", "portfolio.institutions", "portfolio.debtors",
+              "portfolio.statuses", "activities.result_codes", "messaging.templates")
+
+    def counts():
+        return {t: scalar(engine, f"SELECT count(*) FROM {t}") for t in tables}
+
+    before = counts()
+    proc = subprocess.run([sys.executable, "-m", "recaudo_common.cli", "seed"],
+                          env={**os.environ, "RECAUDO_DEMO": "1"}, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "RECAUDO_DEMO" in proc.stderr and "SEED8901" in proc.stderr
+    assert "No se sembró nada" in proc.stderr
+    assert counts() == before

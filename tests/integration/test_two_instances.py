@@ -33,7 +33,6 @@ import pytest
 from marshmallow import fields
 from nameko.events import event_handler
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
 from nameko.standalone.rpc import ClusterRpcProxy
 from sqlalchemy import Column, Integer, String, text
 
@@ -41,7 +40,7 @@ from recaudo_common.config import SERVICES, settings
 from recaudo_common.contracts import EventSchema, event
 from recaudo_common.db import Database
 from recaudo_common.models import service_base
-from recaudo_common.service import ServiceBase
+from recaudo_common.service import ServiceBase, rpc
 
 from .helpers import (counting, fire_together, handled_per_instance, record, scalar, sql,
                       wait_for)

@@ -20,13 +20,15 @@ DEMO_PASSWORD = demo.DEMO_PASSWORD
 DEMO_USERS = {
     "admin": ("Administración Recaudo", "Administrador", None),
     "supervisor": ("Alejandra Flores Rosas", "Supervisor", None),
-    "gestor1": ("Carlos Bourges Medina", "Gestor", (1, 2)),
-    "gestor2": ("Ivonne Zurita Campos", "Gestor", (1, 3)),
+    "gestor1": ("Carlos Bourges Medina", "Gestor", demo.GESTOR_INSTITUTIONS["gestor1"]),
+    "gestor2": ("Ivonne Zurita Campos", "Gestor", demo.GESTOR_INSTITUTIONS["gestor2"]),
     "abogado": ("Teresa Pineda Luna", "Abogado", None),
     "cliente": ("Portal BBVA Bancomer", "Cliente", (demo.CLIENT_INSTITUTION_ID,)),
 }
-#: team name -> (supervisor, members): the collectors the demo strategies' queues serve
-DEMO_TEAMS = {demo.TEAM: ("supervisor", ("gestor1", "gestor2"))}
+#: team name -> (supervisor, members): per demo institution, the collectors who work it
+DEMO_TEAMS = {name: ("supervisor", tuple(g for g, insts in demo.GESTOR_INSTITUTIONS.items()
+                                         if institution in insts))
+              for institution, name in demo.TEAMS.items()}
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+import time
 from importlib import import_module
 from urllib.parse import quote, urlsplit
 
@@ -66,10 +67,23 @@ def _seed_modules():
                 raise
 
 
+class SeedRefused(SystemExit):
+    """Demo mode on a database that holds real data: nothing is written."""
+
+
 def seed() -> list[str]:
     """Each service's defaults (``seed_defaults``), then in demo mode its ``seed_demo``.
-    Both are idempotent: what exists is kept."""
+    Both are idempotent: what exists is kept. In demo mode, first each service's
+    ``demo_refusal()``: a reason not to seed (real data in its schema) refuses the whole
+    seeding before anything is written."""
     modules = list(_seed_modules())
+    if settings().demo:
+        reasons = [r for _, m in modules if hasattr(m, "demo_refusal") for r in [m.demo_refusal()] if r]
+        if reasons:
+            raise SeedRefused(
+                "RECAUDO_DEMO está activo, pero la base de datos ya tiene datos reales: "
+                + "; ".join(reasons) + ". No se sembró nada. Apague RECAUDO_DEMO "
+                "(RECAUDO_DEMO=0) para esta base, o use una base vacía para la demostración.")
     for _, module in modules:
         if hasattr(module, "seed_defaults"):
             module.seed_defaults()
@@ -99,9 +113,10 @@ def seed_live() -> list[str]:
     done = []
     with ClusterRpcProxy(settings().nameko, context_data=context, timeout=120) as proxy:
         for service, module in modules:
+            started = time.monotonic()
             try:
                 module.seed_live(proxy)
-                done.append(service)
+                done.append(f"{service} ({time.monotonic() - started:.1f} s)")
             except Exception as exc:  # noqa: BLE001 - demo extras never stop `make up`
                 print(f"demo data of {service} through its RPCs not seeded: {exc!r}",
                       file=sys.stderr)

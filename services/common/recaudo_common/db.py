@@ -58,6 +58,31 @@ def make_engine(url: str | None = None, pool_size: int | None = None):
     )
 
 
+def write_event(session, outbox, source: str, event_type: str, payload: dict,
+                headers: dict | None = None) -> uuid.UUID:
+    """One event of ``source`` into its ``outbox`` table, in ``session``'s transaction, dumped
+    through the event's contract (``recaudo_common.contracts``)."""
+    event_id = uuid.uuid4()
+    body = dict(payload, event_id=event_id, occurred_at=datetime.now(timezone.utc))
+    data = schema_for(source, event_type).dump(body)
+    session.execute(outbox.insert().values(event_id=event_id, event_type=event_type,
+                                           payload=data, headers=headers or {}))
+    return event_id
+
+
+class Outbox:
+    """``db`` for a service's own functions run outside its container - the demo seeds of
+    ``recaudo seed-live``, which run while the services are up - so the events those
+    functions emit go to the service's outbox exactly as from an RPC, and its running relay
+    (which polls) publishes them to every consumer."""
+
+    def __init__(self, base, source: str):
+        self.outbox, self.source = base.outbox, source
+
+    def emit(self, session, event_type: str, payload: dict) -> uuid.UUID:
+        return write_event(session, self.outbox, self.source, event_type, payload)
+
+
 class Database(DependencyProvider):
     def __init__(self, base, relay: bool = True):
         self.base = base
@@ -134,16 +159,12 @@ class ServiceDatabase:
 
     def emit(self, session: Session, event_type: str, payload: dict) -> uuid.UUID:
         """Queue ``event_type`` in the outbox, atomically with ``session``'s changes."""
-        event_id = uuid.uuid4()
-        source = self._provider.container.service_name
-        body = dict(payload, event_id=event_id, occurred_at=datetime.now(timezone.utc))
-        data = schema_for(source, event_type).dump(body)
         headers = {}
         if self._worker_ctx is not None:
             headers = {k: v for k, v in self._worker_ctx.context_data.items()
                        if k in ("request_id", "call_id_stack")}
-        session.execute(self._provider.base.outbox.insert().values(
-            event_id=event_id, event_type=event_type, payload=data, headers=headers))
+        event_id = write_event(session, self._provider.base.outbox,
+                               self._provider.container.service_name, event_type, payload, headers)
         session.info["outbox_pending"] = True
         return event_id
 

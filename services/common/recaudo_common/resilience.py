@@ -83,7 +83,9 @@ class RpcConsumer(_nameko_rpc.RpcConsumer):
 
 
 class Rpc(_nameko_rpc.Rpc):
-    """nameko's ``@rpc`` on the resilient consumer, answering outages as ``Unavailable``."""
+    """nameko's ``@rpc`` on the resilient consumer, answering outages as ``Unavailable``.
+    A service must not mix it with nameko's own ``@rpc``: each kind has its consumer on
+    the service's queue, and a request taken by the other one is ``MethodNotFound``."""
 
     rpc_consumer = RpcConsumer()
 

@@ -5,7 +5,7 @@ emails, addresses, instalment schedules and payments. Loaded with COPY, idempote
 from __future__ import annotations
 
 import random
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 from faker import Faker
@@ -35,6 +35,25 @@ STATE_ZONES = {"Ciudad de México": "America/Mexico_City", "Jalisco": "America/M
                "Chihuahua": "America/Chihuahua", "Veracruz": "America/Mexico_City"}
 
 
+def demo_refusal() -> str | None:
+    """Why the demo must not be seeded here: institutions that are not the demo's (the demo
+    would mix made-up debtors, users and history into a real portfolio)."""
+    engine = make_engine(pool_size=1)
+    try:
+        with engine.connect() as conn:
+            foreign = conn.execute(text(
+                "SELECT code FROM portfolio.institutions WHERE (id, code) NOT IN "
+                "(SELECT * FROM unnest(CAST(:ids AS int[]), CAST(:codes AS text[]))) ORDER BY id"),
+                {"ids": [i for i, _, _ in demo.INSTITUTIONS],
+                 "codes": [c for _, c, _ in demo.INSTITUTIONS]}).scalars().all()
+    finally:
+        engine.dispose()
+    if foreign:
+        shown = ", ".join(foreign[:5]) + ("…" if len(foreign) > 5 else "")
+        return f"{len(foreign)} instituciones que no son de la demostración ({shown})"
+    return None
+
+
 def seed_demo() -> None:
     engine = make_engine(pool_size=1)
     try:
@@ -61,7 +80,7 @@ def _generate(conn) -> None:
     fake = Faker("es_MX")
     fake.seed_instance(2026)
     rnd = random.Random(2026)
-    today = date.today()
+    today = aging.institution_today(demo.ZONE, datetime.now(timezone.utc))
     statuses = {(row.institution_id, row.code): row.id for row in conn.execute(
         text("SELECT id, institution_id, code FROM portfolio.statuses"))}
     agents = {1: (demo.USER_IDS["gestor1"], demo.USER_IDS["gestor2"]),
@@ -127,7 +146,27 @@ def _generate(conn) -> None:
         for table in ("debtors", "accounts"):
             cur.execute(f"SELECT setval(pg_get_serial_sequence('portfolio.{table}', 'id'),"
                         f" (SELECT max(id) FROM portfolio.{table}))")
+    _aging_history(conn, today)
+
+
+#: the demo starts with a daily aging snapshot for each of its last ``DAILY_DAYS`` days (the
+#: overviews' 30-day trends) and the last one of each of the ``MONTHS`` months before (roll
+#: rates compare month ends); every day of 90 would be twice the rows for no new figure
+DAILY_DAYS, MONTHS = 35, 3
+
+
+def _aging_history(conn, today: date) -> None:
+    """The snapshots the daily job would have taken (``aging.backfill``: exact for days past
+    due, since demo payments arrive before their due dates; balances are today's), then
+    today's, with aging refreshed as of today."""
+    days = [today - timedelta(days=n) for n in range(1, DAILY_DAYS + 1)]
+    month_end = days[-1].replace(day=1) - timedelta(days=1)
+    for _ in range(MONTHS):
+        days.append(month_end)
+        month_end = month_end.replace(day=1) - timedelta(days=1)
+    aging.backfill(conn, days)
     aging.refresh(conn, today)
+    aging.snapshot(conn, today)
 
 
 def _copy(cursor, target: str, rows: list[tuple]) -> None:

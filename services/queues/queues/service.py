@@ -189,6 +189,13 @@ class QueuesService(ServiceBase):
             return working.next_account(session, identity)
 
     @rpc
+    def pull_outlook(self):
+        """What waits in the caller's queues and why none of it may be handed out now."""
+        identity = self.caller.identity
+        with self.db.session() as session:
+            return working.pull_outlook(session, identity)
+
+    @rpc
     def release_account(self, account_id):
         identity = self.caller.identity
         with self.db.session() as session:
@@ -267,7 +274,8 @@ class QueuesService(ServiceBase):
             if payload.get("callback_at"):
                 session.execute(update(AccountFacts).where(account).values(
                     callback_at=payload["callback_at"]))
-            working.end_lease_after_activity(session, payload["account_id"], payload["agent_id"])
+            working.end_lease_after_activity(session, payload["account_id"], payload["agent_id"],
+                                             payload["started_at"])
 
     @event_handler("activities", "callback_scheduled")
     def on_callback_scheduled(self, payload):

@@ -18,7 +18,7 @@ from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, aliased
 
-from recaudo_common.contact_policy import DEFAULT_FROM, DEFAULT_UNTIL, sql_may_contact
+from recaudo_common.contact_policy import DEFAULT_FROM, DEFAULT_UNTIL, DEFAULT_ZONE, sql_may_contact
 from recaudo_common.errors import InvalidInput, NotFound
 from recaudo_common.identity import Identity
 
@@ -184,6 +184,42 @@ def next_account(session: Session, identity: Identity, lease_minutes: int = LEAS
     return None
 
 
+_ZONE_SQL = f"coalesce(f.time_zone, r.time_zone, '{DEFAULT_ZONE}')"
+_FROM_SQL = f"coalesce(r.contact_from, '{DEFAULT_FROM.isoformat()}'::time)"
+_OPENING_TODAY = f"timezone({_ZONE_SQL}, date(timezone({_ZONE_SQL}, now())) + {_FROM_SQL})"
+_OUTLOOK = text(f"""
+    SELECT count(*) AS waiting,
+           count(*) FILTER (WHERE f.do_not_contact) AS do_not_contact,
+           count(*) FILTER (WHERE NOT f.do_not_contact AND NOT ({_policy_sql()})) AS outside_hours,
+           count(*) FILTER (WHERE f.open_dispute) AS disputed,
+           count(*) FILTER (WHERE f.callback_at > now()) AS callbacks_later,
+           count(*) FILTER (WHERE a.resting_until IS NOT NULL) AS resting,
+           min(CASE WHEN {_OPENING_TODAY} > now() THEN {_OPENING_TODAY}
+                    ELSE {_OPENING_TODAY} + interval '1 day' END)
+               FILTER (WHERE NOT f.do_not_contact AND NOT ({_policy_sql()})) AS next_window_at,
+           min(f.callback_at) FILTER (WHERE f.callback_at > now()) AS next_callback_at
+    FROM queues.assignments a
+    JOIN queues.account_facts f ON f.account_id = a.account_id
+    JOIN queues.queues q ON q.id = a.queue_id
+    JOIN queues.strategies s ON s.id = q.strategy_id
+    JOIN queues.team_members m ON m.team_id = q.team_id AND m.agent_id = :agent
+    LEFT JOIN queues.institution_rules r ON r.institution_id = f.institution_id
+    WHERE (a.agent_id = :agent OR a.agent_id IS NULL) AND {_IN_SCOPE}
+      AND NOT q.frozen AND {_IN_FORCE} AND {_FREE}""")
+
+
+def pull_outlook(session: Session, identity: Identity) -> dict:
+    """Why the pull has (or has not) something now: the accounts waiting in the agent's
+    queues and how many of them are outside the contact hours now (with when the first
+    window opens), resting until tomorrow, on hold by a dispute, or waiting for a callback
+    (with the next one) - so "nothing now" always comes with a reason and a time."""
+    identity.require("queues.work")
+    row = session.execute(_OUTLOOK, {
+        "agent": identity.user_id, "all_institutions": identity.all_institutions,
+        "institutions": list(identity.institutions or ())}).mappings().one()
+    return dict(row)
+
+
 def _institution_scope(identity: Identity):
     if identity.all_institutions:
         return text("true")
@@ -214,9 +250,10 @@ def release(session: Session, identity: Identity, account_id: int, worked: bool 
         rest_after_work(session, account_id)
 
 
-def end_lease_after_activity(session: Session, account_id: int, agent_id: int) -> None:
-    """An activity was logged on the account: the agent's lease on it is over, and the
-    account rests (see ``rest_after_work``)."""
+def end_lease_after_activity(session: Session, account_id: int, agent_id: int,
+                             worked_at: datetime | None = None) -> None:
+    """An activity (started at ``worked_at``) was logged on the account: the agent's lease
+    on it is over, and the account rests (see ``rest_after_work``)."""
     _lock_assignment(session, account_id)
     deleted = session.execute(delete(Lease).where(Lease.account_id == account_id,
                                                   Lease.agent_id == agent_id)
@@ -226,7 +263,7 @@ def end_lease_after_activity(session: Session, account_id: int, agent_id: int) -
             Assignment.account_id == account_id)).scalar()
         session.add(WorkLog(account_id=account_id, queue_id=queue_id, agent_id=agent_id,
                             event="worked"))
-    rest_after_work(session, account_id)
+    rest_after_work(session, account_id, worked_at)
 
 
 # --- resting: accounts out of the pull's way until a time ----------------------------------
@@ -244,18 +281,22 @@ _RESTING_FROM_FACTS = ("CASE WHEN f.open_dispute THEN '9999-12-31 00:00+00'::tim
                        "WHEN f.callback_at > now() THEN f.callback_at END")
 
 
-def rest_after_work(session: Session, account_id: int) -> None:
-    """A worked account rests until its callback, or else until tomorrow in the
-    institution's time zone (nobody is called twice a day from the queue)."""
+def rest_after_work(session: Session, account_id: int, worked_at: datetime | None = None) -> None:
+    """A worked account rests until its callback, or else until the day after the work in
+    the institution's time zone (nobody is called twice a day from the queue); work of an
+    earlier day (logged late, or the demo's past) leaves it ready."""
     session.execute(text(f"""
         UPDATE queues.assignments a SET resting_until = COALESCE({_RESTING_FROM_FACTS},
-            (date_trunc('day', now() AT TIME ZONE z.zone) + interval '1 day') AT TIME ZONE z.zone)
+            CASE WHEN z.after > now() THEN z.after END)
         FROM queues.account_facts f
         CROSS JOIN LATERAL (SELECT COALESCE((SELECT r.time_zone FROM queues.institution_rules r
                                              WHERE r.institution_id = f.institution_id),
-                                            'America/Mexico_City') AS zone) z
+                                            'America/Mexico_City') AS zone) tz
+        CROSS JOIN LATERAL (SELECT (date_trunc('day', COALESCE(CAST(:worked AS timestamptz), now())
+                                               AT TIME ZONE tz.zone) + interval '1 day')
+                                   AT TIME ZONE tz.zone AS after) z
         WHERE a.account_id = :account AND f.account_id = a.account_id"""),
-                    {"account": account_id})
+                    {"account": account_id, "worked": worked_at})
 
 
 def rest_from_facts(session: Session, account_id: int) -> None:

@@ -1,0 +1,144 @@
+"""The first five minutes of each demo profile, in headless Chromium, on the demo as ``make
+up`` leaves it (``recaudo seed`` and ``recaudo seed-live``: the ``demo_users`` fixture):
+log in, see a home that is not empty, open the cartera, open a debtor with history; the
+gestor also takes the next account of the demo strategy, logs a call with a promise, sees
+it in the history, and the supervisor's live dashboard counts it. Every step is saved as a
+screenshot at 1280 px and at 390 px (a phone) under ``var/test/screenshots/demo-*.png``.
+
+The contact window of BANCOMER is opened all day for the gestor's steps (a test may run at
+any hour) and put back after.
+"""
+from __future__ import annotations
+
+import secrets
+from datetime import date, timedelta
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from queues import seed as queues_seed
+from recaudo_common import demo
+
+from .test_browser_queues import browser, login, new_page, screenshots  # noqa: F401 (fixtures)
+from .test_queues_api import (INSTITUTION, Api, release_all, restore_contact_window, sql, token,
+                              wait_for)
+
+WIDTHS = {"1280": {"width": 1280, "height": 900}, "390": {"width": 390, "height": 844}}
+PROFILES = ("admin", "supervisor", "gestor1", "abogado", "cliente")
+RUN = secrets.token_hex(3)
+
+
+@pytest.fixture(scope="module")
+def demo_world(stack, demo_users):
+    window = sql("SELECT contact_from, contact_until FROM portfolio.institutions WHERE id = :i",
+                 i=INSTITUTION)[0]
+    sql("UPDATE portfolio.institutions SET contact_from = '00:00', contact_until = '23:59:59'"
+        " WHERE id = :i", i=INSTITUTION)
+    sql("UPDATE queues.institution_rules SET contact_from = '00:00', contact_until = '23:59:59'"
+        " WHERE institution_id = :i", i=INSTITUTION)
+    release_all()
+    # the demo strategies applied again (another suite may have applied its own since)
+    sql("UPDATE queues.strategies SET state = 'draft' WHERE name = :n AND state = 'archived'",
+        n=queues_seed.STRATEGY)
+    supervisor = Api(stack.base_url, token(stack.base_url, "supervisor", demo_users))
+    for (strategy_id,) in sql("SELECT id FROM queues.strategies WHERE name = :n AND state <> "
+                              "'active'", n=queues_seed.STRATEGY):
+        supervisor.ok("POST", f"/api/v1/strategies/{strategy_id}/apply")
+    yield {"password": demo_users, "base_url": stack.base_url}
+    release_all()
+    sql("UPDATE portfolio.institutions SET contact_from = :f, contact_until = :u WHERE id = :i",
+        f=window[0], u=window[1], i=INSTITUTION)
+    restore_contact_window(stack.base_url, demo_users)
+
+
+def _debtor_with_history(username: str) -> int:
+    """A debtor this demo user may read whose account has entries in the demo's past."""
+    reach = {"gestor1": "a.assigned_agent_id = :me AND a.lawyer_id IS NULL",
+             "abogado": "a.lawyer_id = :me",
+             "cliente": f"a.institution_id = {demo.CLIENT_INSTITUTION_ID}"}.get(username, "true")
+    rows = sql(f"SELECT a.debtor_id FROM portfolio.accounts a WHERE {reach} AND EXISTS "
+               "(SELECT 1 FROM activities.activities x WHERE x.account_id = a.id) "
+               "ORDER BY a.id LIMIT 1", me=demo.USER_IDS.get(username, 0))
+    assert rows, f"the demo has no debtor with history for {username}"
+    return rows[0][0]
+
+
+def _shot(page: Page, folder, profile: str, step: str, width: str) -> None:
+    page.screenshot(path=str(folder / f"demo-{profile}-{step}-{width}.png"), full_page=True)
+
+
+@pytest.mark.parametrize("width", tuple(WIDTHS))
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_first_five_minutes_of_each_demo_profile(demo_world, browser, stack, screenshots,
+                                                     profile, width):
+    context = browser.new_context(base_url=stack.base_url, viewport=WIDTHS[width])
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    try:
+        login(page, profile, demo_world["password"])
+        if profile == "cliente":
+            page.goto("/portal")
+            expect(page.locator("#kpi-accounts")).not_to_have_text("0")
+        elif profile == "gestor1":
+            expect(page.locator("#work-outlook")).to_be_visible()
+            expect(page.locator("#outlook-waiting")).to_be_visible()   # the strategy's queues
+        else:
+            expect(page.locator("#welcome")).to_be_visible()
+        _shot(page, screenshots, profile, "1-home", width)
+
+        page.goto("/cartera")
+        expect(page.locator("#results tbody tr").first).to_be_visible()
+        _shot(page, screenshots, profile, "2-cartera", width)
+
+        page.goto(f"/deudores/{_debtor_with_history(profile)}")
+        page.click("#tab-gestiones")
+        expect(page.locator("#history tbody tr").first).to_be_visible()
+        _shot(page, screenshots, profile, "3-debtor-history", width)
+
+        if profile == "gestor1":
+            _gestor_works_the_next_account(page, screenshots, width)
+    finally:
+        context.close()
+
+
+def _gestor_works_the_next_account(page: Page, screenshots, width: str) -> None:
+    page.goto("/")
+    with page.expect_navigation():
+        page.click("#home-next-account")
+    assert page.url.split("?")[0].rsplit("/", 2)[-2] == "deudores", page.url
+    _shot(page, screenshots, "gestor1", "4-pulled", width)
+    page.click("#tab-gestiones")                        # htmx swaps the tab in
+    expect(page.locator("#panel-gestiones")).to_be_visible()
+    form = page.locator("#activity-form")
+    if not form.is_visible():
+        page.click("#new-activity")
+    expect(form).to_be_visible()
+    page.select_option("#kind", "call")
+    page.select_option("#result_code_id", label="PP · Promesa de pago")
+    page.fill("#promise_amount", "900.00")
+    page.fill("#promise_due_date", (date.today() + timedelta(days=5)).isoformat())
+    description = f"Demo: promete pagar ({width} px, {RUN})"
+    page.fill("#description", description)
+    _shot(page, screenshots, "gestor1", "5-activity-form", width)
+    with page.expect_navigation():
+        page.click("#save-activity")
+    first = page.locator("#history tbody tr").first
+    expect(first).to_contain_text(description)
+    _shot(page, screenshots, "gestor1", "6-logged", width)
+
+    supervisor = page.context.browser.new_context(base_url=page.url.split("/deudores")[0],
+                                                  viewport=page.viewport_size)
+    try:
+        board = supervisor.new_page()
+        login(board, "supervisor", demo_world_password())
+        board.goto("/tableros/supervisor")
+        expect(board.locator(f"#day-agents tr[data-agent='{demo.USER_IDS['gestor1']}']")).to_be_visible()
+        _shot(board, screenshots, "supervisor", "7-live-dashboard", width)
+    finally:
+        supervisor.close()
+    wait_for(lambda: sql("SELECT count(*) FROM activities.activities WHERE description = :d",
+                         d=description)[0][0] == 1, what="the logged call")
+
+
+def demo_world_password() -> str:
+    return demo.DEMO_PASSWORD

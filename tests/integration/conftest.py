@@ -5,6 +5,7 @@ import os
 
 import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
+from nameko.web.server import WebServer
 from sqlalchemy import create_engine
 
 from recaudo_common import migrations
@@ -244,6 +245,18 @@ KANNEL_TEST_PORT = int(os.environ.get("RECAUDO_KANNEL_TEST_PORT", "19013"))
 SMS_CALLBACK_TEST_PORT = int(os.environ.get("RECAUDO_SMS_CALLBACK_TEST_PORT", "19090"))
 #: the token the test Kannel's get-url carries (an institution's ``inbound_token``)
 KANNEL_TEST_TOKEN = "token-de-prueba-sms"
+
+
+def _kill_closing_its_socket(self):
+    """nameko's test teardown kills containers, and a killed WebServer keeps listening (with
+    SO_REUSEPORT, as eventlet binds): the next test's messaging would share its port with
+    dead sockets that reset Kannel's callbacks. Killed, it closes its socket as on stop."""
+    if getattr(self, "_sock", None) is not None:
+        self._is_accepting = False
+        self._sock.close()
+
+
+WebServer.kill = _kill_closing_its_socket
 
 
 @pytest.fixture

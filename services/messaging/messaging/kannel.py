@@ -65,6 +65,10 @@ sendsms-interface = 127.0.0.1
 log-file = "{dir}/smsbox.log"
 log-level = 1
 mo-recode = true
+# a callback that fails (messaging restarting, a kept-alive connection it closed) is tried
+# again rather than lost
+http-request-retry = 5
+http-queue-delay = 1
 
 group = sendsms-user
 username = {user}

@@ -20,6 +20,7 @@ import eventlet
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from nameko.web.handlers import http
+from werkzeug.wrappers import Response
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
@@ -67,6 +68,14 @@ SMS_BATCH = 200
 SMS_CONCURRENCY = 20
 PENDING_CONCURRENCY = 8
 FAX_NUMBER = re.compile(r"^\+?[0-9]{6,20}$")
+
+
+def _kannel_answer(status: int, text: str) -> Response:
+    """An answer to the SMS gateway's callback, closing the connection: Kannel keeps
+    connections alive, and one a restarted messaging instance had closed loses the next
+    report or message (Kannel does not retry it)."""
+    return Response(text, status=status, headers={"Connection": "close"},
+                    mimetype="text/plain")
 
 
 class _Fresh:
@@ -984,14 +993,14 @@ class MessagingService(ServiceBase):
             public = str(uuidlib.UUID(request.args.get("id", "")))
             status = int(request.args.get("status", ""))
         except ValueError:
-            return 400, "id and status expected\n"
+            return _kannel_answer(400, "id and status expected\n")
         state = sms.DLR_STATES.get(status)
         with self.db.session() as session:
             row = session.execute(select(SmsMessage).where(
                 SmsMessage.uuid == public, SmsMessage.direction == "outbound")
                 .with_for_update()).scalar_one_or_none()
             if row is None:
-                return 404, "unknown message\n"
+                return _kannel_answer(404, "unknown message\n")
             now = datetime.now(timezone.utc)
             if state and row.state in ("queued", "sent"):
                 row.state = state
@@ -1000,7 +1009,7 @@ class MessagingService(ServiceBase):
                 else:
                     row.failed_at = now
                     row.last_error = f"La red informó que no se entregó (DLR {status})"
-        return 200, "ok\n"
+        return _kannel_answer(200, "ok\n")
 
     @http("GET", "/kannel/mo")
     def kannel_mo(self, request):
@@ -1012,14 +1021,14 @@ class MessagingService(ServiceBase):
         sender, receiver = contact_policy.phone_digits(args.get("from")), args.get("to", "")
         text, gateway_id = args.get("text", ""), args.get("id") or None
         if not sender:
-            return 400, "from expected\n"
+            return _kannel_answer(400, "from expected\n")
         with self.db.session() as session:
             config = session.execute(select(SmsSettings).where(
                 SmsSettings.sender_id == receiver.lstrip("+"))).scalar_one_or_none() \
                 or session.execute(select(SmsSettings).where(
                     SmsSettings.sender_id == receiver)).scalar_one_or_none()
             if config is None or crypto.decrypt(config.inbound_token) != args.get("token"):
-                return 403, "unknown receiver or token\n"
+                return _kannel_answer(403, "unknown receiver or token\n")
             institution_id, words = config.institution_id, sms.opt_out_words(config.opt_out_words)
         found = self.acting.system.portfolio.match_debtors(institution_id, phones=[sender])
         matches = found.get("phones", {}).get(sender, [])
@@ -1039,10 +1048,10 @@ class MessagingService(ServiceBase):
                     session.add(row)
                     rows.append(row)
                 session.flush()
-                rows = [(r.id, r.debtor_id, r.account_id) for r in rows]
+                rows = [(r.id, r.uuid, r.debtor_id, r.account_id) for r in rows]
         except IntegrityError:
-            return 200, "already received\n"   # Kannel called twice
-        for (row_id, debtor_id, account_id), match in zip(rows, matches):
+            return _kannel_answer(200, "already received\n")   # Kannel called twice
+        for (row_id, public, debtor_id, account_id), match in zip(rows, matches):
             description = f"SMS recibido de {sender}:\n{text}"
             if opt_out:
                 self.acting.system.portfolio.set_do_not_contact(debtor_id, {
@@ -1054,13 +1063,13 @@ class MessagingService(ServiceBase):
                 "account_id": account_id, "kind": "sms", "direction": "inbound",
                 "phone": sender[:40], "started_at": datetime.now(timezone.utc).isoformat(),
                 "result_code": "SMS_REC", "description": description[:3900],
-                "idempotency_key": f"messaging-sms-in-{row_id}"}, institution_id)
+                "idempotency_key": f"messaging-sms-in-{public}"}, institution_id)
             with self.db.session() as session:
                 session.execute(update(SmsMessage).where(SmsMessage.id == row_id)
                                 .values(activity_id=activity["id"]))
         log.info("sms from %s to institution %s: %d debtor(s)%s", sender, institution_id,
                  len(matches), ", opt-out" if opt_out else "")
-        return 200, "ok\n"
+        return _kannel_answer(200, "ok\n")
 
     # --- message lists --------------------------------------------------------------------------
 

@@ -370,7 +370,10 @@ def test_simulation_equals_the_rebuild_and_writes_nothing(supervisor, engine):
     # the day's snapshot of what each queue holds is the applied placement's totals
     assert {q: (n, str(b)) for q, n, b in sql(engine, """
         SELECT queue_id, sum(accounts), sum(balance) FROM queues.assigned_daily
-        WHERE day = current_date AND institution_id = 1 GROUP BY queue_id""")} == actual
+        WHERE institution_id = 1 AND day = CAST(timezone(COALESCE((SELECT time_zone
+              FROM queues.institution_rules WHERE institution_id = 1), 'America/Mexico_City'),
+              now()) AS date)   -- the institution's day, not the server's
+        GROUP BY queue_id""")} == actual
     placed = assignments(engine)
     assert simulation["unplaced"] == N1 - len(placed)
     for q in simulation["queues"]:   # the samples are the queue's first ranks, as applied

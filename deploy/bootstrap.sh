@@ -29,6 +29,8 @@ command -v python3.11 >/dev/null || command -v python3 >/dev/null || apt_install
 command -v npm >/dev/null || apt_install nodejs npm
 # the IMAP server the messaging service syncs from locally and in tests (run unprivileged)
 apt_install dovecot-imapd
+# the SMS gateway (bearerbox, smsbox) and its test SMSC (fakesmsc), run unprivileged
+apt_install kannel kannel-extras
 if [ "${1:-}" = "--test" ]; then
   apt_install chromium fonts-dejavu-core
 fi

@@ -73,12 +73,19 @@ PROCESSES: dict[str, list[str]] = {
 #: local stand-ins for the mail servers a deployment already has (messaging's demo mailbox
 #: and outbox): started before the services, not mirrored by docker-compose
 DEMO_MAILBOX = ("cobranza@recaudo.demo", "recaudo-demo")
+#: what the local Kannel's MO callback carries: the demo institution's inbound token
+#: (messaging.kannel.TOKEN, which the demo seed stores)
+KANNEL_TOKEN = "recaudo-local-sms"
 LOCAL: dict[str, list[str]] = {
     "imap": [str(BIN / "python"), "-m", "messaging.localmail", "imap", "--dir",
              str(VAR / "mail" / "imap"), "--port", str(CFG.local_imap_port),
              "--user", ":".join(DEMO_MAILBOX)],
     "smtp": [str(BIN / "python"), "-m", "messaging.localmail", "smtp", "--dir",
              str(VAR / "mail" / "sink"), "--port", str(CFG.local_smtp_port)],
+    # the SMS gateway (Kannel with the fake SMSC), calling back messaging's listener
+    "kannel": [str(BIN / "python"), "-m", "messaging.kannel", "--dir", str(VAR / "kannel"),
+               "--port", str(CFG.local_kannel_port), "--callback", CFG.sms_callback_url,
+               "--token", KANNEL_TOKEN],
 }
 ALL = {**LOCAL, **PROCESSES}
 
@@ -180,7 +187,8 @@ def running_pid(name: str) -> int | None:
 #: processes that listen on a port of their own: name -> port
 def _ports() -> dict[str, int]:
     return {"s3": urlsplit(CFG.s3_endpoint).port, "gateway": CFG.gateway_port,
-            "imap": CFG.local_imap_port, "smtp": CFG.local_smtp_port}
+            "imap": CFG.local_imap_port, "smtp": CFG.local_smtp_port,
+            "kannel": CFG.local_kannel_port}
 
 
 def _port_busy(port: int) -> bool:

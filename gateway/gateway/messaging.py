@@ -1,6 +1,7 @@
-"""Email and letters in the web UI: the "Correo" tab of the debtor's 360° view (send an
+"""Email, SMS and letters in the web UI: the "Correo" tab of the debtor's 360° view (send an
 email or fax from a template, with a preview, and the debtor's messages with their
-delivery state), the triage list of unmatched inbound mail, the mailbox search (IMAP
+delivery state), the "SMS" tab beside it (send from a template with a preview and its
+segment count, and the conversation with delivery states), the triage list of unmatched inbound mail, the mailbox search (IMAP
 SEARCH on the server) and, for administrators, the mailboxes, matching patterns, fax
 gateway and templates.
 
@@ -28,6 +29,8 @@ bp.context_processor(portfolio._helpers)
 error_pages.register(bp, portfolio._error_page)
 
 OUT_STATES = {"queued": N_("En cola"), "sent": N_("Enviado"), "failed": N_("Falló")}
+SMS_STATES = {"queued": N_("En cola"), "sent": N_("Enviado"), "delivered": N_("Entregado"),
+              "failed": N_("Falló"), "received": N_("Recibido")}
 IN_STATES = {"matched": N_("Asociado"), "unmatched": N_("Sin asociar"),
              "assigned": N_("Asignado a mano"), "bounce": N_("Rebote"), "ignored": N_("Ignorado")}
 CHANNELS = {"email": N_("Correo"), "fax": N_("Fax")}
@@ -52,6 +55,7 @@ def _labels():
     def translated(labels):
         return {k: _(v) for k, v in labels.items()}
     return {"OUT_STATES": translated(OUT_STATES), "IN_STATES": translated(IN_STATES),
+            "SMS_STATES": translated(SMS_STATES),
             "CHANNELS": translated(CHANNELS), "MATCH_TARGETS": translated(TARGETS),
             "SMTP_SECURITY": translated(SECURITY)}
 
@@ -121,6 +125,53 @@ def send(debtor_id: int):
         status = HTTP_STATUS[type(exc)]
     g.mail_form = {"values": values, "errors": errors, "preview": preview}
     return portfolio._debtor_page(debtor_id, "correo", status=status,
+                                  failure=_("Revise los campos marcados.") if errors else None)
+
+
+# --- the 360° view's "SMS" tab -----------------------------------------------------------------
+
+def _sms_tab(proxy, view: dict) -> dict:
+    state = g.get("sms_form") or {}
+    values = state.get("values") or {"language": "es", "key": uuid.uuid4().hex}
+    return {"sms_templates": proxy.messaging.list_templates(view["debtor"]["institution_id"]),
+            "sms_messages": proxy.messaging.list_sms(view["debtor"]["id"]),
+            "sms_values": values, "sms_errors": state.get("errors", {}),
+            "sms_preview": state.get("preview")}
+
+
+add_debtor_tab(DebtorTab("sms", N_("SMS"), "messaging/sms_tab.html",
+                         permission="messaging.send", load=_sms_tab))
+
+
+@bp.post("/deudores/<int:debtor_id>/sms")
+@auth.permission_required("messaging.send")
+def send_sms(debtor_id: int):
+    form = request.form
+    values = {k: form.get(k, "").strip() for k in (
+        "account_id", "template_id", "language", "phone", "justification", "key")}
+    body = {"account_id": _int(values["account_id"]), "template_id": _int(values["template_id"]),
+            "language": values["language"] or "es"}
+    errors: dict = {}
+    preview = None
+    try:
+        with rpc() as proxy:
+            if form.get("action") == "preview":
+                preview = proxy.messaging.preview_sms(body)
+            else:
+                extra = {"idempotency_key": values["key"] or None}
+                if values["justification"]:
+                    extra["override"] = {"justification": values["justification"]}
+                proxy.messaging.send_sms({**body, "phone": values["phone"], **extra})
+                return redirect(url_for("portfolio_ui.debtor", debtor_id=debtor_id, tab="sms",
+                                        done="message_queued"))
+        status = 200
+    except (InvalidInput, Conflict, PermissionDenied, NotFound) as exc:
+        errors = form_errors(exc.fields) or {"_schema": [exc.message]}
+        if "compliance" in errors and "messaging.manage" in g.user["permissions"]:
+            errors["justification"] = [_("Para enviar de todos modos, escriba la justificación.")]
+        status = HTTP_STATUS[type(exc)]
+    g.sms_form = {"values": values, "errors": errors, "preview": preview}
+    return portfolio._debtor_page(debtor_id, "sms", status=status,
                                   failure=_("Revise los campos marcados.") if errors else None)
 
 

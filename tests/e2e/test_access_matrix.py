@@ -1257,6 +1257,8 @@ def _compose(w, **extra):
 MSG_MANAGE_I2 = RULES.perm(MSG_MANAGE, reach=(2,))
 NOT_A_MESSAGE = 999_999_999
 BAD_PATTERN = {"institution_id": 2, "name": "Matriz", "regex": "(a+)+$", "target": "account_number"}
+SMS_SETTINGS_NO_PASSWORD = {"gateway_url": "http://127.0.0.1:1/cgi-bin/sendsms",
+                            "username": "matriz", "sender_id": "99999"}
 GOOD_PATTERN = {"institution_id": 2, "name": "Matriz", "regex": r"(\d{8})", "target": "account_number"}
 
 TABLE.extend([
@@ -1307,6 +1309,20 @@ TABLE.extend([
         lambda w, uniq: _compose(w, to="no es correo"), RULES.perm(MSG_SEND, 422)),
     Row("messaging.fax.not-a-number", "POST", "/api/v1/messages/fax",
         lambda w, uniq: _compose(w, fax_number="abc"), RULES.perm(MSG_SEND, 422)),
+    # SMS: institution 2 has no SMS gateway (settings 404 once in reach; a first save
+    # without its password 422); a send to a number that is no number is refused unsent
+    Row("messaging.sms-settings.get.2", "GET", "/api/v1/institutions/{institution_id}/sms-settings",
+        None, RULES.perm(MSG_MANAGE, 404, reach=(2,)), params=lambda w: {"institution_id": 2}),
+    Row("messaging.sms-settings.save.no-password", "PUT",
+        "/api/v1/institutions/{institution_id}/sms-settings", SMS_SETTINGS_NO_PASSWORD,
+        RULES.perm(MSG_MANAGE, 422, reach=(2,)), params=lambda w: {"institution_id": 2}),
+    Row("messaging.sms.preview.i2", "POST", "/api/v1/sms/preview",
+        lambda w, uniq: _compose(w), PORTFOLIO_RULES.reads(2, "gestor1", permission=MSG_SEND)),
+    Row("messaging.sms.send.not-a-number", "POST", "/api/v1/sms",
+        lambda w, uniq: _compose(w, phone="abc"), RULES.perm(MSG_SEND, 422)),
+    Row("messaging.sms.list.i2", "GET", "/api/v1/debtors/{debtor_id}/sms", None,
+        PORTFOLIO_RULES.reads(2, "gestor1", permission=MSG_SEND),
+        params=lambda w: {"debtor_id": _portfolio(w)["i2_gestor1"][1]}),
     Row("messaging.outbound.list", "GET", "/api/v1/messages", None, RULES.perm(MSG_SEND)),
     Row("messaging.outbound.get.missing", "GET", "/api/v1/messages/{message_id}", None,
         RULES.perm(MSG_SEND, 404), params=lambda w: {"message_id": NOT_A_MESSAGE}),
@@ -1351,6 +1367,17 @@ TABLE.extend([
         lambda w, uniq: [_compose(w, to="no es correo")], RULES.perm(MSG_SEND, 422)),
     Row("rpc.messaging.send_fax.not-a-number", "RPC", "messaging.send_fax",
         lambda w, uniq: [_compose(w, fax_number="abc")], RULES.perm(MSG_SEND, 422)),
+    Row("rpc.messaging.get_sms_settings.2", "RPC", "messaging.get_sms_settings", [2],
+        RULES.perm(MSG_MANAGE, 404, reach=(2,))),
+    Row("rpc.messaging.save_sms_settings.no-password", "RPC", "messaging.save_sms_settings",
+        [2, SMS_SETTINGS_NO_PASSWORD], RULES.perm(MSG_MANAGE, 422, reach=(2,))),
+    Row("rpc.messaging.preview_sms.i2", "RPC", "messaging.preview_sms",
+        lambda w, uniq: [_compose(w)], PORTFOLIO_RULES.reads(2, "gestor1", permission=MSG_SEND)),
+    Row("rpc.messaging.send_sms.not-a-number", "RPC", "messaging.send_sms",
+        lambda w, uniq: [_compose(w, phone="abc")], RULES.perm(MSG_SEND, 422)),
+    Row("rpc.messaging.list_sms.i2", "RPC", "messaging.list_sms",
+        lambda w, uniq: [_portfolio(w)["i2_gestor1"][1]],
+        PORTFOLIO_RULES.reads(2, "gestor1", permission=MSG_SEND)),
     Row("rpc.messaging.list_outbound", "RPC", "messaging.list_outbound", [{}],
         RULES.perm(MSG_SEND)),
     Row("rpc.messaging.get_outbound.missing", "RPC", "messaging.get_outbound", [NOT_A_MESSAGE],

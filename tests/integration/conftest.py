@@ -5,6 +5,7 @@ import os
 
 import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
+from nameko.web.server import WebServer
 from sqlalchemy import create_engine
 
 from recaudo_common import migrations
@@ -236,3 +237,67 @@ def _also_on_twins(container, twins, action):
             getattr(twin, action)(*args, **kwargs)
 
     setattr(container, action, both)
+
+
+#: the integration suite's own Kannel (sendsms on this port, four more after it) and the
+#: port messaging's SMS callback listener takes in every messaging container of the suite
+KANNEL_TEST_PORT = int(os.environ.get("RECAUDO_KANNEL_TEST_PORT", "19013"))
+SMS_CALLBACK_TEST_PORT = int(os.environ.get("RECAUDO_SMS_CALLBACK_TEST_PORT", "19090"))
+#: the token the test Kannel's get-url carries (an institution's ``inbound_token``)
+KANNEL_TEST_TOKEN = "token-de-prueba-sms"
+
+
+def _kill_closing_its_socket(self):
+    """nameko's test teardown kills containers, and a killed WebServer keeps listening (with
+    SO_REUSEPORT, as eventlet binds): the next test's messaging would share its port with
+    dead sockets that reset Kannel's callbacks. Killed, it closes its socket as on stop."""
+    if getattr(self, "_sock", None) is not None:
+        self._is_accepting = False
+        self._sock.close()
+
+
+WebServer.kill = _kill_closing_its_socket
+
+
+@pytest.fixture
+def rabbit_config(rabbit_config):
+    """nameko's per-test broker config, with messaging's HTTP listener (its SMS callbacks)
+    on the suite's own port rather than nameko's default 0.0.0.0:8000."""
+    return {**rabbit_config, "WEB_SERVER_ADDRESS": f"127.0.0.1:{SMS_CALLBACK_TEST_PORT}"}
+
+
+@pytest.fixture(scope="session")
+def kannel_server():
+    """Debian's Kannel (bearerbox, smsbox) with the fakesmsc test SMSC, configured under
+    <var>/kannel-int and calling back messaging on SMS_CALLBACK_TEST_PORT; the settings
+    point dlr-urls there too."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from messaging import kannel
+
+    root = Path(__file__).resolve().parents[2]
+    directory = root / settings().var_dir / "kannel-int"
+    if directory.exists():
+        for old in directory.glob("*.log"):
+            old.unlink()
+    callback = f"http://127.0.0.1:{SMS_CALLBACK_TEST_PORT}"
+    procs = kannel.start(directory, KANNEL_TEST_PORT, callback, KANNEL_TEST_TOKEN)
+    previous = os.environ.get("RECAUDO_SMS_CALLBACK_URL")
+    os.environ["RECAUDO_SMS_CALLBACK_URL"] = callback
+    settings.cache_clear()
+    try:
+        yield SimpleNamespace(
+            port=KANNEL_TEST_PORT, token=KANNEL_TEST_TOKEN, directory=directory,
+            sendsms_url=f"http://127.0.0.1:{KANNEL_TEST_PORT}/cgi-bin/sendsms",
+            username=kannel.USER, password=kannel.PASSWORD,
+            inject=lambda sender, receiver, body: kannel.inject(KANNEL_TEST_PORT, sender,
+                                                               receiver, body),
+            received=lambda: kannel.received(directory))
+    finally:
+        if previous is None:
+            os.environ.pop("RECAUDO_SMS_CALLBACK_URL", None)
+        else:
+            os.environ["RECAUDO_SMS_CALLBACK_URL"] = previous
+        settings.cache_clear()
+        kannel.stop_all(procs)

@@ -5,7 +5,8 @@ def test_defaults_point_at_the_local_machine():
     cfg = from_env({})
     assert cfg == Settings()
     assert cfg.database_url.startswith("postgresql+psycopg://")
-    assert cfg.nameko == {"AMQP_URI": cfg.amqp_uri, "serializer": "json"}
+    assert cfg.nameko == {"AMQP_URI": cfg.amqp_uri, "serializer": "json",
+                          "WEB_SERVER_ADDRESS": cfg.sms_callback_address}
 
 
 def test_environment_overrides_with_types():

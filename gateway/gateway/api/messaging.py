@@ -16,7 +16,9 @@ from marshmallow import fields
 from messaging.schemas import (Assign, InboundDetail, InboundOut, InboundQuery, MailboxOut,
                                MailboxWrite, OutboundDetail, OutboundOut, OutboundQuery,
                                PatternOut, PatternWrite, PreviewRequest, SearchQuery, SendEmail,
-                               SendFax, MessagingSettingsOut, MessagingSettingsWrite, TemplateOut, TemplateWrite)
+                               SendFax, MessagingSettingsOut, MessagingSettingsWrite, SendSms,
+                               SmsOut, SmsPreviewRequest, SmsSettingsOut, SmsSettingsWrite,
+                               TemplateOut, TemplateWrite)
 from recaudo_common.validation import Schema, page_schema
 
 from .. import auth
@@ -295,6 +297,66 @@ def list_outbound(_):
 def get_outbound(message_id):
     with rpc() as proxy:
         return _plain(proxy.messaging.get_outbound(message_id))
+
+
+# --- SMS -------------------------------------------------------------------------------------
+
+class SmsPreviewOut(Schema):
+    text = fields.String()
+    encoding = fields.String(metadata={"description": "gsm7 | ucs2"})
+    units = fields.Integer(metadata={"description": "septetos (GSM-7) o unidades UTF-16 (UCS-2)"})
+    segments = fields.Integer()
+    per_segment = fields.Integer()
+    phones = fields.List(fields.String())
+    debtor_id = fields.Integer()
+
+
+@blp.route("/institutions/<int:institution_id>/sms-settings", methods=["GET"])
+@blp.alt_response(200, schema=SmsSettingsOut)
+def get_sms_settings(institution_id):
+    """La pasarela de SMS de la institución (la contraseña y el token no se devuelven)."""
+    with rpc() as proxy:
+        return _plain(proxy.messaging.get_sms_settings(institution_id))
+
+
+@blp.route("/institutions/<int:institution_id>/sms-settings", methods=["PUT"])
+@blp.arguments(SmsSettingsWrite)
+@blp.alt_response(200, schema=SmsSettingsOut)
+def save_sms_settings(_, institution_id):
+    """URL de ``sendsms`` de la pasarela (Kannel), usuario, contraseña, remitente y el token
+    que su ``get-url`` envía a ``/kannel/mo`` del servicio de mensajería; palabras de baja."""
+    with rpc() as proxy:
+        return _plain(proxy.messaging.save_sms_settings(institution_id, _body()))
+
+
+@blp.route("/sms/preview", methods=["POST"])
+@blp.arguments(SmsPreviewRequest)
+@blp.alt_response(200, schema=SmsPreviewOut)
+def preview_sms(_):
+    """El texto de la plantilla como saldría por SMS, con su codificación (GSM-7 o UCS-2)
+    y el número de segmentos (no envía nada)."""
+    with rpc() as proxy:
+        return _plain(proxy.messaging.preview_sms(_body()))
+
+
+@blp.route("/sms", methods=["POST"])
+@blp.arguments(SendSms)
+@blp.alt_response(201, schema=SmsOut)
+def send_sms(_):
+    """Pone en cola un SMS al deudor desde una plantilla y lo registra como gestión; el
+    estado pasa de ``queued`` a ``sent`` y, con el acuse de la red, a ``delivered`` o
+    ``failed``. Fuera de horario o a un número marcado «no contactar» (p. ej. tras una
+    respuesta BAJA) responde 409 con el motivo."""
+    with rpc() as proxy:
+        return _plain(proxy.messaging.send_sms(_with_key(_body()))), 201
+
+
+@blp.route("/debtors/<int:debtor_id>/sms", methods=["GET"])
+@blp.alt_response(200, schema=SmsOut(many=True))
+def list_sms(debtor_id):
+    """La conversación por SMS con el deudor (enviados con su estado y recibidos)."""
+    with rpc() as proxy:
+        return _plain(proxy.messaging.list_sms(debtor_id))
 
 
 # --- inbound and triage ----------------------------------------------------------------------

@@ -73,6 +73,14 @@ class Settings:
     #: the local runner's demo mail servers (dovecot IMAP, aiosmtpd sink): local only
     local_imap_port: int = 10143
     local_smtp_port: int = 10025
+    #: the local runner's SMS gateway (Kannel with the fake SMSC; messaging/kannel.py): its
+    #: sendsms port and the four after it. Local only
+    local_kannel_port: int = 13013
+    #: where the messaging service listens for its SMS gateway's callbacks (Kannel's
+    #: delivery reports and incoming messages: /kannel/dlr, /kannel/mo)
+    sms_callback_address: str = "127.0.0.1:13080"
+    #: that listener as the SMS gateway reaches it (the base of every ``dlr-url``)
+    sms_callback_url: str = "http://127.0.0.1:13080"
 
     @property
     def prepare_threshold(self) -> int | None:
@@ -82,12 +90,14 @@ class Settings:
     @property
     def nameko(self) -> dict:
         """The config dict nameko containers and standalone proxies expect."""
-        return {"AMQP_URI": self.amqp_uri, "serializer": "json"}
+        return {"AMQP_URI": self.amqp_uri, "serializer": "json",
+                "WEB_SERVER_ADDRESS": self.sms_callback_address}
 
 
 #: settings only the local runner reads (its state directory, its stand-in mail servers):
 #: no deployment sets them
-LOCAL_ONLY = frozenset({"RECAUDO_VAR_DIR", "RECAUDO_LOCAL_IMAP_PORT", "RECAUDO_LOCAL_SMTP_PORT"})
+LOCAL_ONLY = frozenset({"RECAUDO_VAR_DIR", "RECAUDO_LOCAL_IMAP_PORT", "RECAUDO_LOCAL_SMTP_PORT",
+                        "RECAUDO_LOCAL_KANNEL_PORT"})
 #: settings only the gateway reads
 GATEWAY_ONLY = frozenset({"RECAUDO_GATEWAY_HOST", "RECAUDO_GATEWAY_PORT",
                           "RECAUDO_GATEWAY_SECRET_KEY", "RECAUDO_PUBLIC_URL",
@@ -126,6 +136,9 @@ ENV = {
     "RECAUDO_VAR_DIR": "var_dir",
     "RECAUDO_LOCAL_IMAP_PORT": "local_imap_port",
     "RECAUDO_LOCAL_SMTP_PORT": "local_smtp_port",
+    "RECAUDO_LOCAL_KANNEL_PORT": "local_kannel_port",
+    "RECAUDO_SMS_CALLBACK_ADDRESS": "sms_callback_address",
+    "RECAUDO_SMS_CALLBACK_URL": "sms_callback_url",
 }
 
 

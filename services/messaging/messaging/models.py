@@ -209,3 +209,69 @@ class InboundMessage(Base):
               postgresql_where=text("account_id IS NOT NULL AND activity_id IS NULL")),
         Index("ix_inbound_debtor", "debtor_id"),
     )
+
+
+SMS_DIRECTIONS = ("outbound", "inbound")
+#: an outbound SMS: queued -> sent (Kannel accepted it) -> delivered | failed (its DLR);
+#: an inbound one is ``received``
+SMS_STATES = ("queued", "sent", "delivered", "failed", "received")
+
+
+class SmsSettings(Base):
+    """An institution's SMS gateway (Kannel's HTTP ``sendsms`` or any gateway speaking it):
+    where to send, as whom, and the token its MO callback must carry."""
+
+    __tablename__ = "sms_settings"
+    institution_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    gateway_url: Mapped[str] = mapped_column(String(300), nullable=False)
+    username: Mapped[str] = mapped_column(String(120), nullable=False)
+    #: Fernet tokens (see crypto.py); never dumped
+    password: Mapped[str] = mapped_column(Text, nullable=False)
+    inbound_token: Mapped[str] = mapped_column(Text, nullable=False)
+    #: the number or name messages are sent from; inbound messages to it are the institution's
+    sender_id: Mapped[str] = mapped_column(String(20), nullable=False, unique=True)
+    #: words that, alone in an inbound message, withdraw SMS consent (comma-separated)
+    opt_out_words: Mapped[str] = mapped_column(String(300), nullable=False,
+                                               server_default="BAJA,STOP")
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+
+
+class SmsMessage(Base):
+    """One SMS to or from a debtor's phone: the conversation on the debtor's SMS tab."""
+
+    __tablename__ = "sms_messages"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    #: the public id, also in the dlr-url Kannel calls back with
+    uuid: Mapped[str] = mapped_column(UUID(as_uuid=False), nullable=False, unique=True)
+    institution_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    debtor_id: Mapped[int | None] = mapped_column(BigInteger)
+    account_id: Mapped[int | None] = mapped_column(BigInteger)
+    direction: Mapped[str] = mapped_column(String(8), nullable=False)
+    phone: Mapped[str] = mapped_column(String(20), nullable=False)   # digits only
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    encoding: Mapped[str] = mapped_column(String(5), nullable=False, server_default="gsm7")
+    segments: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    template_id: Mapped[int | None] = mapped_column(ForeignKey("messaging.templates.id"))
+    language: Mapped[str] = mapped_column(String(2), nullable=False, server_default="es")
+    state: Mapped[str] = mapped_column(String(9), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    next_attempt_at: Mapped[datetime] = _now()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    #: Kannel's id of an inbound message (it may call get-url twice)
+    gateway_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    activity_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_by: Mapped[int | None] = mapped_column(Integer)
+    override_justification: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = _now()
+    __table_args__ = (
+        CheckConstraint(_in("direction", SMS_DIRECTIONS), name="direction"),
+        CheckConstraint(_in("state", SMS_STATES), name="state"),
+        CheckConstraint("encoding IN ('gsm7', 'ucs2')", name="encoding"),
+        UniqueConstraint("created_by", "idempotency_key", name="uq_sms_idempotency"),
+        Index("ix_sms_due", "next_attempt_at", postgresql_where=text("state = 'queued'")),
+        Index("ix_sms_debtor", "debtor_id", "created_at"),
+    )

@@ -299,3 +299,69 @@ class SearchQuery(Schema):
             value = data.get(key)
             if value and any(ord(c) < 32 for c in value):
                 raise ValidationError("Caracteres de control no permitidos", key)
+
+
+# --- SMS ----------------------------------------------------------------------------------------
+
+class SmsSettingsWrite(Schema):
+    """An institution's SMS gateway; the password and the inbound token are write-only
+    (left out on an update: kept)."""
+
+    gateway_url = fields.Url(required=True, require_tld=False, schemes={"http", "https"},
+                             validate=validate.Length(max=300))
+    username = fields.String(required=True, validate=validate.Length(min=1, max=120))
+    password = fields.String(load_default=None, allow_none=True,
+                             validate=validate.Length(min=1, max=200))
+    inbound_token = fields.String(load_default=None, allow_none=True,
+                                  validate=validate.Length(min=8, max=200))
+    sender_id = fields.String(required=True, validate=validate.Regexp(
+        r"^[A-Za-z0-9+]{1,20}$", error="Número o nombre de 1 a 20 letras o dígitos"))
+    opt_out_words = fields.String(load_default="BAJA,STOP", validate=validate.Regexp(
+        r"^\s*[^,\s]+(\s*,\s*[^,\s]+)*\s*$", error="Palabras separadas por comas"))
+    active = fields.Boolean(load_default=True)
+
+
+class SmsSettingsOut(Schema):
+    institution_id = fields.Integer()
+    gateway_url = fields.String()
+    username = fields.String()
+    sender_id = fields.String()
+    opt_out_words = fields.String()
+    active = fields.Boolean()
+
+
+class SmsPreviewRequest(_Compose):
+    pass
+
+
+class SendSms(_Compose):
+    #: checked by the service (a number of the debtor's), after permission
+    phone = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    override = fields.Nested(Override, load_default=None, allow_none=True)
+    idempotency_key = fields.String(load_default=None, allow_none=True,
+                                    validate=validate.Length(min=1, max=100))
+
+
+class SmsOut(Schema):
+    """One SMS of a debtor's conversation, with its delivery state (times in UTC)."""
+
+    uuid = fields.String()
+    institution_id = fields.Integer()
+    debtor_id = fields.Integer(allow_none=True)
+    account_id = fields.Integer(allow_none=True)
+    direction = fields.String(metadata={"description": "outbound | inbound"})
+    phone = fields.String()
+    body = fields.String()
+    encoding = fields.String(metadata={"description": "gsm7 | ucs2"})
+    segments = fields.Integer()
+    template_id = fields.Integer(allow_none=True)
+    language = fields.String()
+    state = fields.String(metadata={"description": "queued | sent | delivered | failed | received"})
+    attempts = fields.Integer()
+    last_error = fields.String(allow_none=True)
+    sent_at = fields.DateTime(allow_none=True)
+    delivered_at = fields.DateTime(allow_none=True)
+    failed_at = fields.DateTime(allow_none=True)
+    activity_id = fields.Integer(allow_none=True)
+    override_justification = fields.String(allow_none=True)
+    created_at = fields.DateTime()

@@ -2,7 +2,8 @@
 
 BANCOMER (institution 1) gets a mailbox on the local runner's dovecot and SMTP sink
 (``deploy/runner.py``: user cobranza@recaudo.demo, password recaudo-demo), an
-account-number pattern, a fax gateway domain and two letters in Spanish and English.
+account-number pattern, a fax gateway domain, two letters in Spanish and English, and SMS
+through the local runner's Kannel (``messaging/kannel.py``) with a short SMS template.
 A few demo messages are dropped into the dovecot spool, which the local IMAP server
 APPENDs when it starts: two from demo debtors' addresses (matched by sender), one
 naming an account number (matched by the pattern) and one nobody's (triage).
@@ -20,8 +21,8 @@ from sqlalchemy.orm import Session
 from recaudo_common.config import settings
 from recaudo_common.db import make_engine
 
-from . import crypto
-from .models import InstitutionSettings, Mailbox, MatchPattern, Template
+from . import crypto, kannel
+from .models import InstitutionSettings, Mailbox, MatchPattern, SmsSettings, Template
 
 DEMO_USER, DEMO_PASSWORD = "cobranza@recaudo.demo", "recaudo-demo"
 INSTITUTION = 1
@@ -46,7 +47,17 @@ LETTERS = [
                 "presente le informamos que su cuenta {{ account.account_number }} presenta un "
                 "saldo total de ${{ account.balance|money }} {{ account.currency }}.\n\nLe "
                 "invitamos a regularizar su situación a la brevedad.\n\n{{ institution.name }}"},
+    {"name": "SMS recordatorio",
+     "subject_es": "Recordatorio por SMS",
+     "text_es": "{{ institution.name }}: {{ debtor.name }}, su cuenta {{ account.account_number }}"
+                " tiene un saldo vencido de ${{ account.overdue_amount|money }}. Responda BAJA"
+                " para no recibir SMS.",
+     "subject_en": "SMS reminder",
+     "text_en": "{{ institution.name }}: {{ debtor.name }}, your account "
+                "{{ account.account_number }} is ${{ account.overdue_amount|money }} overdue. "
+                "Reply STOP to opt out."},
 ]
+DEMO_SMS_SENDER = "30303"
 
 
 def seed_demo() -> None:
@@ -75,6 +86,12 @@ def seed_demo() -> None:
                 session.add(MatchPattern(institution_id=INSTITUTION, name="Número de cuenta",
                                          regex=r"[Cc]uenta\s*(?:No\.?|núm\.?|número)?\s*:?\s*"
                                                r"([0-9]{8,20})", target="account_number"))
+            if session.get(SmsSettings, INSTITUTION) is None:
+                session.add(SmsSettings(
+                    institution_id=INSTITUTION, sender_id=DEMO_SMS_SENDER,
+                    gateway_url=f"http://127.0.0.1:{cfg.local_kannel_port}/cgi-bin/sendsms",
+                    username=kannel.USER, password=crypto.encrypt(kannel.PASSWORD),
+                    inbound_token=crypto.encrypt(kannel.TOKEN)))
             for letter in LETTERS:
                 if not session.execute(select(Template.id).where(
                         Template.institution_id == INSTITUTION,

@@ -19,26 +19,30 @@ from time import monotonic, sleep
 import eventlet
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
+from nameko.web.handlers import http
+from werkzeug.wrappers import Response
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
 from recaudo_common import contact_policy, references
 from recaudo_common.acting import ActingRpc
+from recaudo_common.config import settings
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound
 from recaudo_common.localtime import today_in
 from recaudo_common.service import ServiceBase, rpc
 from recaudo_common.validation import load, page_of
 
-from . import attachments, crypto, delivery, mailsearch, mailsync, parsing, templates
+from . import attachments, crypto, delivery, mailsearch, mailsync, parsing, sms, templates
 from .idle import mailbox_idle
 from .models import (Base, InboundMessage, InstitutionSettings, Mailbox, MatchPattern,
-                     OutboundMessage, Template)
+                     OutboundMessage, SmsMessage, SmsSettings, Template)
 from .schemas import (Assign, InboundDetail, InboundOut, InboundQuery, MailboxOut, MailboxWrite,
                       MessagingSettingsOut, MessagingSettingsWrite, OutboundDetail, OutboundOut,
                       OutboundQuery, PatternOut, PatternWrite, PreviewRequest, SearchQuery,
-                      SendCampaignMessage, SendEmail, SendFax, SendReport, TemplateOut,
+                      SendCampaignMessage, SendEmail, SendFax, SendReport, SendSms, SmsOut,
+                      SmsPreviewRequest, SmsSettingsOut, SmsSettingsWrite, TemplateOut,
                       TemplateWrite)
 
 log = logging.getLogger(__name__)
@@ -49,6 +53,8 @@ RESULT_CODES = {
     "CORREO_ENV": ("Correo enviado", False),
     "FAX_ENV": ("Fax enviado", False),
     "CARTA_ENV": ("Carta enviada", False),
+    "SMS_ENV": ("SMS enviado", False),
+    "SMS_REC": ("SMS recibido del deudor", True),
 }
 #: the result code of each outbound channel's activity
 SENT_CODES = {"email": "CORREO_ENV", "fax": "FAX_ENV", "letter": "CARTA_ENV"}
@@ -58,8 +64,18 @@ SYNC_INTERVAL = 30
 DELIVERY_INTERVAL = 2
 DELIVERY_BATCH = 20
 SETTLE_INTERVAL = 10
+SMS_BATCH = 200
+SMS_CONCURRENCY = 20
 PENDING_CONCURRENCY = 8
 FAX_NUMBER = re.compile(r"^\+?[0-9]{6,20}$")
+
+
+def _kannel_answer(status: int, text: str) -> Response:
+    """An answer to the SMS gateway's callback, closing the connection: Kannel keeps
+    connections alive, and one a restarted messaging instance had closed loses the next
+    report or message (Kannel does not retry it)."""
+    return Response(text, status=status, headers={"Connection": "close"},
+                    mimetype="text/plain")
 
 
 class _Fresh:
@@ -787,6 +803,273 @@ class MessagingService(ServiceBase):
             "message_uuid": row.uuid, "institution_id": row.institution_id,
             "debtor_id": row.debtor_id, "account_id": row.account_id, "channel": row.channel,
             "reason": row.last_error, "bounced": False, "campaign_id": row.campaign_id})
+
+    # --- SMS ------------------------------------------------------------------------------------
+
+    @rpc
+    def get_sms_settings(self, institution_id):
+        identity = self.caller.require("messaging.manage")
+        identity.require_institution(institution_id)
+        with self.db.session() as session:
+            row = session.get(SmsSettings, institution_id)
+            if row is None:
+                raise NotFound("La institución no tiene SMS configurado")
+            return SmsSettingsOut().dump(row)
+
+    @rpc
+    def save_sms_settings(self, institution_id, data):
+        """The institution's SMS gateway (like a mailbox: URL, credentials, sender id)."""
+        identity = self.caller.require("messaging.manage")
+        references.require_institution(self.portfolio, identity, institution_id)
+        data = load(SmsSettingsWrite(), data)
+        with self.db.session() as session:
+            row = session.get(SmsSettings, institution_id, with_for_update=True)
+            if row is None:
+                if not data.get("password") or not data.get("inbound_token"):
+                    missing = [f for f in ("password", "inbound_token") if not data.get(f)]
+                    raise InvalidInput("Faltan datos", {f: ["Requerido la primera vez"]
+                                                       for f in missing})
+                row = SmsSettings(institution_id=institution_id)
+                session.add(row)
+            for key, value in data.items():
+                if key in ("password", "inbound_token"):
+                    if value:
+                        setattr(row, key, crypto.encrypt(value))
+                else:
+                    setattr(row, key, value)
+            try:
+                session.flush()
+            except IntegrityError:
+                raise Conflict("Remitente en uso", {"sender_id": [
+                    "Otra institución ya envía con este remitente"]}) from None
+            return SmsSettingsOut().dump(row)
+
+    @rpc
+    def preview_sms(self, data):
+        """A template's text as the SMS would say it, with its encoding and segment count."""
+        identity = self.caller.require("messaging.send")
+        data = load(SmsPreviewRequest(), data)
+        account, view = self._debtor_context(identity, data["account_id"])
+        with self.db.session() as session:
+            template = self._template(session, identity, data["template_id"],
+                                      account["institution_id"])
+            text = self._render(template, data["language"], account, view)["text"].strip()
+        phones = [p["number"] for p in view.get("phones") or () if p.get("kind") != "fax"]
+        return {"text": text, **sms.segments(text), "phones": phones,
+                "debtor_id": view["debtor"]["id"]}
+
+    @rpc
+    def send_sms(self, data):
+        """Queue an SMS from a template to one of the debtor's numbers, judged by the contact
+        policy first (a withdrawn consent is do-not-contact on that number); logged as an
+        outbound SMS activity. A retry with the same idempotency key answers the first."""
+        identity = self.caller.require("messaging.send")
+        data = load(SendSms(), data)
+        key = data.get("idempotency_key")
+        if key:
+            earlier = self._earlier_sms(identity, key)
+            if earlier is not None:
+                return earlier
+        number = contact_policy.phone_digits(data["phone"])
+        if not 6 <= len(number) <= 20:
+            raise InvalidInput("Número inválido", {"phone": ["De 6 a 20 dígitos"]})
+        account, view = self._debtor_context(identity, data["account_id"])
+        if number not in {contact_policy.phone_digits(p["number"])
+                          for p in view.get("phones") or ()}:
+            raise InvalidInput("Número inválido", {"phone": ["No es un teléfono del deudor"]})
+        justification = contact_policy.enforce(
+            contact_policy.verdict_for(view, "sms", number), "compliance", data.get("override"),
+            identity, "messaging.manage")
+        institution_id = account["institution_id"]
+        with self.db.session() as session:
+            config = session.get(SmsSettings, institution_id)
+            if config is None or not config.active:
+                raise InvalidInput("Sin SMS", {"phone": [
+                    "La institución no tiene una pasarela de SMS configurada"]})
+            template = self._template(session, identity, data["template_id"], institution_id)
+            rendered = self._render(template, data["language"], account, view)
+            template_id, template_name = template.id, template.name
+        text = rendered["text"].strip()
+        if not text:
+            raise InvalidInput("Mensaje vacío", {"template_id": ["La plantilla no tiene texto"]})
+        length = sms.segments(text)
+        public = str(uuidlib.uuid4())
+        description = f"SMS enviado a {number} (plantilla «{template_name}», " \
+                      f"{rendered['language']}, {length['segments']} segmento(s)):\n{text}"
+        if justification:
+            description += f"\nFuera de política, autorizado: {justification}"
+        activity = self._log_activity(self.activities, {
+            "account_id": account["id"], "kind": "sms", "direction": "outbound",
+            "phone": number[:40], "started_at": datetime.now(timezone.utc).isoformat(),
+            "result_code": "SMS_ENV", "description": description[:3900],
+            "idempotency_key": f"messaging-sms-{public}"}, institution_id)
+        row = SmsMessage(
+            uuid=public, institution_id=institution_id, debtor_id=account["debtor_id"],
+            account_id=account["id"], direction="outbound", phone=number, body=text,
+            encoding=length["encoding"], segments=length["segments"], template_id=template_id,
+            language=rendered["language"], state="queued", activity_id=activity["id"],
+            created_by=identity.user_id, override_justification=justification,
+            idempotency_key=key)
+        try:
+            with self.db.session() as session:
+                session.add(row)
+                session.flush()
+                return SmsOut().dump(row)
+        except IntegrityError:
+            earlier = self._earlier_sms(identity, key)
+            if earlier is None:
+                raise
+            return earlier
+
+    def _earlier_sms(self, identity, key):
+        with self.db.session() as session:
+            row = session.execute(select(SmsMessage).where(
+                SmsMessage.created_by == identity.user_id,
+                SmsMessage.idempotency_key == key)).scalar_one_or_none()
+            return SmsOut().dump(row) if row is not None else None
+
+    @rpc
+    def list_sms(self, debtor_id):
+        """The debtor's SMS conversation, oldest first, with each message's delivery state."""
+        self.caller.require("messaging.send")
+        self.portfolio.get_debtor(debtor_id)   # in scope, or NotFound
+        with self.db.session() as session:
+            rows = session.execute(select(SmsMessage).where(SmsMessage.debtor_id == debtor_id)
+                                   .order_by(SmsMessage.created_at, SmsMessage.id)
+                                   .limit(500)).scalars().all()
+            return SmsOut(many=True).dump(rows)
+
+    @timer(interval=1)
+    def deliver_sms_due(self):
+        """Hand what is queued and due to the gateway, a batch at a time."""
+        while self.deliver_sms() == SMS_BATCH:
+            pass
+
+    def deliver_sms(self, limit: int = SMS_BATCH) -> int:
+        """One batch: the due rows locked (SKIP LOCKED: instances share the queue), handed
+        to the gateway a few at once, each outcome written in the same transaction."""
+        with self.db.session() as session:
+            rows = session.execute(select(SmsMessage).where(
+                SmsMessage.state == "queued", SmsMessage.next_attempt_at <= func.now())
+                .order_by(SmsMessage.next_attempt_at, SmsMessage.id).limit(limit)
+                .with_for_update(skip_locked=True)).scalars().all()
+            if not rows:
+                return 0
+            configs = {c.institution_id: c for c in session.execute(select(SmsSettings).where(
+                SmsSettings.institution_id.in_({r.institution_id for r in rows}))).scalars()}
+            callback = settings().sms_callback_url.rstrip("/")
+
+            def hand_over(row):
+                config = configs.get(row.institution_id)
+                if config is None or not config.active:
+                    return row, sms.Permanent("La institución ya no tiene SMS configurado")
+                try:
+                    return row, sms.send(
+                        config.gateway_url, config.username, crypto.decrypt(config.password),
+                        config.sender_id, row.phone, row.body, row.encoding,
+                        f"{callback}/kannel/dlr?id={row.uuid}&status=%d")
+                except (sms.Temporary, sms.Permanent) as exc:
+                    return row, exc
+
+            now = datetime.now(timezone.utc)
+            for row, outcome in eventlet.GreenPool(SMS_CONCURRENCY).imap(hand_over, rows):
+                row.attempts += 1
+                if isinstance(outcome, sms.Temporary) and row.attempts < sms.MAX_ATTEMPTS:
+                    row.last_error = str(outcome)[:2000]
+                    row.next_attempt_at = now + sms.backoff(row.attempts)
+                elif isinstance(outcome, Exception):
+                    row.state, row.failed_at = "failed", now
+                    row.last_error = str(outcome)[:2000]
+                    log.warning("sms %s failed: %s", row.uuid, outcome)
+                else:
+                    row.state, row.sent_at, row.last_error = "sent", now, None
+            return len(rows)
+
+    @http("GET", "/kannel/dlr")
+    def kannel_dlr(self, request):
+        """Kannel's delivery report for one of our messages (its ``dlr-url``): the message's
+        unguessable id authenticates it; states only move forward."""
+        try:
+            public = str(uuidlib.UUID(request.args.get("id", "")))
+            status = int(request.args.get("status", ""))
+        except ValueError:
+            return _kannel_answer(400, "id and status expected\n")
+        state = sms.DLR_STATES.get(status)
+        with self.db.session() as session:
+            row = session.execute(select(SmsMessage).where(
+                SmsMessage.uuid == public, SmsMessage.direction == "outbound")
+                .with_for_update()).scalar_one_or_none()
+            if row is None:
+                return _kannel_answer(404, "unknown message\n")
+            now = datetime.now(timezone.utc)
+            if state and row.state in ("queued", "sent"):
+                row.state = state
+                if state == "delivered":
+                    row.delivered_at = now
+                else:
+                    row.failed_at = now
+                    row.last_error = f"La red informó que no se entregó (DLR {status})"
+        return _kannel_answer(200, "ok\n")
+
+    @http("GET", "/kannel/mo")
+    def kannel_mo(self, request):
+        """A message from a phone (Kannel's ``get-url``): kept for the institution whose
+        sender id it was sent to (its token must match), matched to the debtors with that
+        number and logged on each one's main account as an inbound SMS; an opt-out word
+        marks the number do-not-contact at once, so the next send is refused."""
+        args = request.args
+        sender, receiver = contact_policy.phone_digits(args.get("from")), args.get("to", "")
+        text, gateway_id = args.get("text", ""), args.get("id") or None
+        if not sender:
+            return _kannel_answer(400, "from expected\n")
+        with self.db.session() as session:
+            config = session.execute(select(SmsSettings).where(
+                SmsSettings.sender_id == receiver.lstrip("+"))).scalar_one_or_none() \
+                or session.execute(select(SmsSettings).where(
+                    SmsSettings.sender_id == receiver)).scalar_one_or_none()
+            if config is None or crypto.decrypt(config.inbound_token) != args.get("token"):
+                return _kannel_answer(403, "unknown receiver or token\n")
+            institution_id, words = config.institution_id, sms.opt_out_words(config.opt_out_words)
+        found = self.acting.system.portfolio.match_debtors(institution_id, phones=[sender])
+        matches = found.get("phones", {}).get(sender, [])
+        length = sms.segments(text)
+        opt_out = sms.is_opt_out(text, words)
+        rows = []
+        try:
+            with self.db.session() as session:
+                for match in matches or [{}]:
+                    row = SmsMessage(
+                        uuid=str(uuidlib.uuid4()), institution_id=institution_id,
+                        debtor_id=match.get("debtor_id"), account_id=match.get("account_id"),
+                        direction="inbound", phone=sender, body=text,
+                        encoding=length["encoding"], segments=length["segments"],
+                        state="received", gateway_id=f"{gateway_id}:{match.get('debtor_id')}"
+                        if gateway_id else None)
+                    session.add(row)
+                    rows.append(row)
+                session.flush()
+                rows = [(r.id, r.uuid, r.debtor_id, r.account_id) for r in rows]
+        except IntegrityError:
+            return _kannel_answer(200, "already received\n")   # Kannel called twice
+        for (row_id, public, debtor_id, account_id), match in zip(rows, matches):
+            description = f"SMS recibido de {sender}:\n{text}"
+            if opt_out:
+                self.acting.system.portfolio.set_do_not_contact(debtor_id, {
+                    "channel": "phone", "contact_id": match["phone_id"], "do_not_contact": True,
+                    "reason": f"Pidió la baja por SMS («{text.strip()[:40]}»): consentimiento "
+                              f"de SMS retirado"})
+                description += "\nPalabra de baja: el número queda marcado como no contactar."
+            activity = self._log_activity(self.acting.system.activities, {
+                "account_id": account_id, "kind": "sms", "direction": "inbound",
+                "phone": sender[:40], "started_at": datetime.now(timezone.utc).isoformat(),
+                "result_code": "SMS_REC", "description": description[:3900],
+                "idempotency_key": f"messaging-sms-in-{public}"}, institution_id)
+            with self.db.session() as session:
+                session.execute(update(SmsMessage).where(SmsMessage.id == row_id)
+                                .values(activity_id=activity["id"]))
+        log.info("sms from %s to institution %s: %d debtor(s)%s", sender, institution_id,
+                 len(matches), ", opt-out" if opt_out else "")
+        return _kannel_answer(200, "ok\n")
 
     # --- message lists --------------------------------------------------------------------------
 

@@ -185,14 +185,16 @@ class PortfolioService(ServiceBase):
     # --- for the messaging service -------------------------------------------------------------
 
     @rpc
-    def match_debtors(self, institution_id, emails=(), account_numbers=(), customer_numbers=()):
-        """Debtors of an institution by email address, account or customer number, each
-        with the account to log an inbound message on (whole-portfolio readers only)."""
+    def match_debtors(self, institution_id, emails=(), account_numbers=(), customer_numbers=(),
+                      phones=()):
+        """Debtors of an institution by email address, phone number (any form: compared by
+        digits), account or customer number, each with the account to log an inbound
+        message on (whole-portfolio readers only)."""
         identity = self.caller.require("portfolio.read_all")
         identity.require_institution(institution_id)
         with self.db.session() as session:
             return matching.match(session, int(institution_id), emails, account_numbers,
-                                  customer_numbers)
+                                  customer_numbers, phones)
 
     # --- for the queues service -------------------------------------------------------------
 

@@ -1,0 +1,90 @@
+"""SMS: how long a text is in segments, and handing it to the gateway.
+
+A text that fits the GSM 03.38 alphabet goes as GSM-7: 160 characters in one segment,
+153 per segment once concatenated (the UDH takes 7); the extension characters (``^{}[]~|\\€``
+and form feed) take two septets each. Anything else (an emoji, most accented capitals)
+makes the whole message UCS-2: 70 characters alone, 67 per segment, counted in UTF-16
+code units (an emoji is two).
+
+Delivery goes over Kannel's HTTP ``sendsms`` interface with a ``dlr-url`` back to
+messaging's callback endpoint (``/kannel/dlr``; see service.py), which Kannel calls with
+the DLR status: 1 delivered, 2 failed, 4 buffered, 8 accepted by the SMSC, 16 refused by it.
+"""
+from __future__ import annotations
+
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import timedelta
+
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
+GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
+
+MAX_ATTEMPTS = 5
+BACKOFF = 15.0
+BACKOFF_MAX = 900.0
+TIMEOUT = 10.0
+
+#: Kannel's DLR status -> our state (8 and 4 say nothing new: the message stays ``sent``)
+DLR_STATES = {1: "delivered", 2: "failed", 16: "failed"}
+#: what we ask Kannel to report: delivered, failed, buffered, SMSC accepted, SMSC refused
+DLR_MASK = 31
+
+
+def segments(text: str) -> dict:
+    """``{"encoding": "gsm7"|"ucs2", "units": n, "segments": n, "per_segment": n}``."""
+    if all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text):
+        units = sum(2 if c in GSM7_EXTENSION else 1 for c in text)
+        single, multi, encoding = 160, 153, "gsm7"
+    else:
+        units = len(text.encode("utf-16-le")) // 2
+        single, multi, encoding = 70, 67, "ucs2"
+    count = 1 if units <= single else -(-units // multi)
+    return {"encoding": encoding, "units": units, "segments": count,
+            "per_segment": single if count == 1 else multi}
+
+
+def opt_out_words(setting: str) -> frozenset[str]:
+    return frozenset(w.strip().upper() for w in (setting or "").split(",") if w.strip())
+
+
+def is_opt_out(text: str, words: frozenset[str]) -> bool:
+    """An opt-out is one of the words as the whole message (case, spaces and a final
+    period aside): "baja", "STOP." — not "no me den de baja"."""
+    return text.strip().rstrip(".!").strip().upper() in words
+
+
+class Temporary(Exception):
+    """The gateway did not take it now (unreachable, 5xx, queue full): try again later."""
+
+
+class Permanent(Exception):
+    """The gateway refused the message for good (4xx: bad number, bad credentials)."""
+
+
+def backoff(attempt: int) -> timedelta:
+    return timedelta(seconds=min(BACKOFF * 2 ** (attempt - 1), BACKOFF_MAX))
+
+
+def send(gateway_url: str, username: str, password: str, sender: str, to: str, text: str,
+         encoding: str, dlr_url: str) -> str:
+    """Hand one message to the gateway; answers its reply ("0: Accepted for delivery")."""
+    params = {"username": username, "password": password, "from": sender, "to": to,
+              "dlr-mask": str(DLR_MASK), "dlr-url": dlr_url, "charset": "UTF-8"}
+    if encoding == "ucs2":
+        params.update(coding="2", text=text.encode("utf-16-be"), charset="UTF-16BE")
+    else:
+        params.update(text=text.encode("utf-8"))
+    url = f"{gateway_url.rstrip('/')}?{urllib.parse.urlencode(params)}"
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+            return response.read(500).decode("utf-8", "replace").strip()
+    except urllib.error.HTTPError as exc:
+        answer = exc.read(500).decode("utf-8", "replace").strip()
+        if 400 <= exc.code < 500 and exc.code not in (408, 429):
+            raise Permanent(f"{exc.code} {answer}") from None
+        raise Temporary(f"{exc.code} {answer}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise Temporary(str(getattr(exc, "reason", exc))) from None

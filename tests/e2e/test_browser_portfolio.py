@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 from recaudo_common.config import settings
 
 from .conftest import ROOT
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, watch_errors
+from .test_browser import CHROMIUM, CHROMIUM_ARGS, click_menu_link, watch_errors
 
 RUN = secrets.token_hex(3)
 DEMO_CSV = ROOT / "deploy" / "demo" / "bancomer_cartera.csv"
@@ -254,7 +254,7 @@ def test_import_a_portfolio_file_and_watch_it_finish(page, stack, demo_users, sc
     errors = watch_errors(page)
     log_in(page, "supervisor", demo_users, "/")
     with page.expect_navigation():
-        page.click("#imports-link")
+        click_menu_link(page, "#imports-link")
     page.select_option("#institution", "1")
     expect(page.locator("#layout option").first).to_be_attached()
     page.select_option("#layout", str(portfolio_layouts[0]["id"]))
@@ -279,7 +279,7 @@ def test_import_a_portfolio_file_and_watch_it_finish(page, stack, demo_users, sc
         expect(page.locator("#no-problems")).to_be_visible()
     page.screenshot(path=str(screenshots / "importacion.png"), full_page=True)
     with page.expect_navigation():
-        page.click("#imports-link")
+        click_menu_link(page, "#imports-link")
     expect(page.locator("#imports-table tbody tr").first).to_contain_text(DEMO_CSV.name)
     assert errors == []
 

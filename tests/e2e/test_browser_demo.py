@@ -78,6 +78,8 @@ def _holds_up(page: Page, width: str) -> None:
         brand = page.locator("header nav .brand").bounding_box()
         assert nav["height"] < 2 * brand["height"] + 16, \
             f"the menu wraps at {width} px on {page.url}: {nav['height']} px high"
+        first = page.locator("header nav > ul:last-child > li").first.bounding_box()
+        assert brand["x"] + brand["width"] <= first["x"], f"the menu covers the brand on {page.url}"
 
 
 def _thumb_sized(page: Page, selector: str) -> None:

@@ -125,8 +125,9 @@ def test_an_administrator_takes_todays_aging_snapshot_now(stack, demo_users, new
     engine = create_engine(settings().database_url)
     with engine.begin() as conn:
         zone = conn.execute(text("SELECT time_zone FROM portfolio.institutions WHERE id = 2")).scalar()
-        conn.execute(text("DELETE FROM portfolio.aging_snapshots WHERE institution_id = 2 AND "
-                          "snapshot_date = :d"), {"d": datetime.now(ZoneInfo(zone)).date()})
+        for table in ("aging_snapshots", "aging_daily"):    # the snapshot and its rollup
+            conn.execute(text(f"DELETE FROM portfolio.{table} WHERE institution_id = 2 AND "
+                              "snapshot_date = :d"), {"d": datetime.now(ZoneInfo(zone)).date()})
     try:
         page = new_page()
         login(page, "admin", demo_users)

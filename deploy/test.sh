@@ -3,9 +3,10 @@
 # separate database, vhost, ports and var/test) after the infrastructure is ready.
 #  1. tests/unit and tests/integration, under eventlet (nameko containers in-process,
 #     real RabbitMQ in throwaway vhosts, real PostgreSQL);
-#  2. a set of integration modules again with RECAUDO_QUEUE_TYPE=quorum (every RPC and
-#     event queue the services declare a quorum queue, as on a RabbitMQ cluster) and
-#     RECAUDO_TEST_INSTANCES=2 (two containers of every service a test starts);
+#  2. the integration modules that exercise the broker's paths (RPC, events through the
+#     outbox, redelivery, timers on two instances) again with RECAUDO_QUEUE_TYPE=quorum
+#     (every RPC and event queue the services declare a quorum queue, as on a RabbitMQ
+#     cluster) and RECAUDO_TEST_INSTANCES=2 (two containers of every service a test starts);
 #  3. tests/e2e, without eventlet: the whole stack started by the runner, driven over
 #     HTTP and in headless Chromium;
 #  4. tests/faults, without eventlet: the stack against a private RabbitMQ node and
@@ -23,8 +24,8 @@ $py -m pytest "${common[@]}" -p tests.eventlet_patch --junitxml="$reports/servic
 first=$?
 RECAUDO_QUEUE_TYPE=quorum RECAUDO_TEST_INSTANCES=2 $py -m pytest "${common[@]}" -p tests.eventlet_patch \
     --junitxml="$reports/quorum.xml" -o junit_suite_name=quorum \
-    tests/integration/test_outbox.py tests/integration/test_auth_service.py \
-    tests/integration/test_activities.py tests/integration/test_queues.py "$@"
+    tests/integration/test_outbox.py tests/integration/test_activities.py \
+    tests/integration/test_identity_rpc.py "$@"
 quorum=$?
 $py -m pytest "${common[@]}" --junitxml="$reports/e2e.xml" tests/e2e "$@"
 second=$?

@@ -179,12 +179,34 @@ def _disputes_tab(proxy, view: dict) -> dict:
             "dispute_errors": state.get("errors", {}), "dispute_for": state.get("dispute_id")}
 
 
+#: the rules of the contact policies, as an agent reads them
+RULE_LABELS = {
+    "do_not_contact": N_("No contactar"), "window": N_("Horario permitido"),
+    "outside_hours": N_("Horario permitido"),
+    "cease_communication": N_("Cese de comunicaciones"), "attorney": N_("Representado por abogado"),
+    "inconvenient_time": N_("Horario inconveniente"), "call_frequency": N_("Frecuencia de llamadas"),
+    "third_party": N_("Terceros"),
+}
+DECISIONS = {"refused": N_("Rechazado"), "overridden": N_("Autorizado")}
+
+
+def _compliance_tab(proxy, view: dict) -> dict:
+    """The debtor's word about being contacted and the verdicts that refused a contact."""
+    seen = proxy.activities.debtor_compliance(view["debtor"]["id"])
+    return {"preferences": seen["preferences"] or {}, "compliance_log": seen["log"],
+            "RULE_LABELS": {k: _(v) for k, v in RULE_LABELS.items()},
+            "DECISIONS": {k: _(v) for k, v in DECISIONS.items()}}
+
+
 add_debtor_tab(DebtorTab("gestiones", N_("Gestiones"), "activities/tabs/history.html",
                          permission="activities.read", load=_history_tab), after="notas")
 add_debtor_tab(DebtorTab("promesas", N_("Promesas"), "activities/tabs/promises.html",
                          permission="activities.read", load=_promises_tab), after="gestiones")
 add_debtor_tab(DebtorTab("aclaraciones", N_("Aclaraciones"), "activities/tabs/disputes.html",
                          permission="activities.read", load=_disputes_tab), after="promesas")
+add_debtor_tab(DebtorTab("cumplimiento", N_("Cumplimiento"), "activities/tabs/compliance.html",
+                         permission="activities.read", load=_compliance_tab),
+               after="aclaraciones")
 
 
 # --- logging from the 360° view -------------------------------------------------------------------

@@ -1770,7 +1770,59 @@ def rpc_as(world):
         standalone.stop()
 
 
+# --- contact compliance (issue 24) -------------------------------------------------------------
+# Policies are read by administrators and compliance officers (only the demo admin holds
+# either) and written by a compliance officer (a jurisdiction that is none answers 422 once
+# permitted: no version is written); the compliance log is theirs; a debtor's preferences
+# and refusals are read and written like the debtor's accounts (gestor1's institution-2
+# debtor: 404 outside the caller's reach; the empty write changes nothing but its author).
+
+COMPLIANCE = "compliance.manage"
+
+
+def _i2_debtor(w) -> dict:
+    return {"debtor_id": _portfolio(w)["i2_gestor1"][1]}
+
+
+TABLE.extend([
+    Row("compliance.policies.list", "GET", "/api/v1/contact-policies", None,
+        RULES.perm(COMPLIANCE)),
+    Row("compliance.policies.write.not-a-jurisdiction", "POST",
+        "/api/v1/contact-policies/{jurisdiction}",
+        {"effective_from": "2099-01-01T00:00:00+00:00", "rules": [{"rule": "window"}]},
+        RULES.perm(COMPLIANCE, 422), params=lambda w: {"jurisdiction": "1X"}),
+    Row("compliance.log", "GET", "/api/v1/compliance-log", None, RULES.perm(COMPLIANCE)),
+    Row("compliance.log.csv", "GET", "/api/v1/compliance-log.csv", None, RULES.perm(COMPLIANCE)),
+    Row("compliance.debtor.i2", "GET", "/api/v1/debtors/{debtor_id}/compliance", None,
+        PORTFOLIO_RULES.reads(2, "gestor1", permission=ACT_READ), params=_i2_debtor),
+    Row("compliance.preferences.unchanged.i2", "PUT",
+        "/api/v1/debtors/{debtor_id}/contact-preferences", {},
+        PORTFOLIO_RULES.reads(2, "gestor1", permission=ACT_LOG), params=_i2_debtor),
+    Row("rpc.activities.list_contact_policies", "RPC", "activities.list_contact_policies",
+        [None], RULES.perm(COMPLIANCE)),
+    Row("rpc.activities.save_contact_policy.not-a-jurisdiction", "RPC",
+        "activities.save_contact_policy",
+        ["1X", {"effective_from": "2099-01-01T00:00:00+00:00", "rules": [{"rule": "window"}]}],
+        RULES.perm(COMPLIANCE, 422)),
+    Row("rpc.activities.compliance_log", "RPC", "activities.compliance_log", [{}],
+        RULES.perm(COMPLIANCE)),
+    Row("rpc.activities.compliance_log_csv", "RPC", "activities.compliance_log_csv", [{}],
+        RULES.perm(COMPLIANCE)),
+    Row("rpc.activities.judge_contact.i2", "RPC", "activities.judge_contact",
+        lambda w, uniq: [_portfolio(w)["i2_gestor1"][0], "letter", None],
+        PORTFOLIO_RULES.reads(2, "gestor1", permission=ACT_READ)),
+    Row("rpc.activities.debtor_compliance.i2", "RPC", "activities.debtor_compliance",
+        lambda w, uniq: [_portfolio(w)["i2_gestor1"][1]],
+        PORTFOLIO_RULES.reads(2, "gestor1", permission=ACT_READ)),
+    Row("rpc.activities.save_debtor_preferences.unchanged.i2", "RPC",
+        "activities.save_debtor_preferences",
+        lambda w, uniq: [_portfolio(w)["i2_gestor1"][1], {}],
+        PORTFOLIO_RULES.reads(2, "gestor1", permission=ACT_LOG)),
+])
+
+
 # --- the tests -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("who", list(WHO))
 @pytest.mark.parametrize("row", TABLE, ids=lambda row: row.name)

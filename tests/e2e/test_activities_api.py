@@ -52,10 +52,12 @@ def world(stack, demo_users):
         "GET", f"/api/v1/institutions/{INSTITUTION}/result-codes")}
     other_codes = {c["code"]: c for c in api("admin").ok(
         "GET", "/api/v1/institutions/2/result-codes")}
-    window = sql("SELECT contact_from, contact_until FROM portfolio.institutions WHERE id = :i",
+    window = sql("SELECT contact_from, contact_until, jurisdiction FROM portfolio.institutions "
+                 "WHERE id = :i",
                  i=INSTITUTION)[0]
-    sql("UPDATE portfolio.institutions SET contact_from = '00:00', contact_until = '23:59:59'"
-        " WHERE id = :i", i=INSTITUTION)
+    # any hour (no seeded jurisdiction: the default policy, the institution's window only)
+    sql("UPDATE portfolio.institutions SET contact_from = '00:00', contact_until = '23:59:59',"
+        " jurisdiction = 'ZZ' WHERE id = :i", i=INSTITUTION)
     mine = accounts_of("gestor1", INSTITUTION, 3)
     theirs = accounts_of("gestor2", INSTITUTION, 1)[0]
     state = {"api": api, "codes": codes, "other_codes": other_codes, "account": mine[0],
@@ -63,8 +65,8 @@ def world(stack, demo_users):
              "base_url": stack.base_url}
     yield state
     api("gestor1").call("DELETE", "/api/v1/agenda/ics-token")
-    sql("UPDATE portfolio.institutions SET contact_from = :f, contact_until = :u WHERE id = :i",
-        f=window[0], u=window[1], i=INSTITUTION)
+    sql("UPDATE portfolio.institutions SET contact_from = :f, contact_until = :u, "
+        "jurisdiction = :j WHERE id = :i", f=window[0], u=window[1], j=window[2], i=INSTITUTION)
 
 
 def a_call(world, **changes) -> dict:
@@ -200,8 +202,11 @@ def test_a_call_the_contact_policy_refuses_answers_409_unless_an_admin_justifies
         refused = gestor1.call("POST", "/api/v1/activities", body)
         assert refused.status_code == 409, refused.text
         error = refused.json()["error"]
-        assert error["code"] == "conflict" and list(error["fields"]) == ["phone"]
+        assert error["code"] == "conflict" and list(error["fields"])[0] == "phone"
         assert "no ser contactado" in error["fields"]["phone"][0]
+        # the rule that refused and the policy version (no seeded jurisdiction: the default)
+        assert (error["fields"]["rule"], error["fields"]["policy_version"]) == (
+            ["do_not_contact"], ["*-1"])
         justified = {**body, "override": {"justification": f"Orden judicial vigente ({RUN})"}}
         assert gestor1.call("POST", "/api/v1/activities", justified).status_code == 403
         blank = admin.call("POST", "/api/v1/activities",

@@ -31,10 +31,12 @@ RUN = secrets.token_hex(3)
 def world(stack, demo_users):
     prepared = prepare_queues(stack.base_url, demo_users)
     # the call is logged now: the contact policy's window (in the portfolio) open all day
-    window = sql("SELECT contact_from, contact_until FROM portfolio.institutions WHERE id = :i",
+    window = sql("SELECT contact_from, contact_until, jurisdiction FROM portfolio.institutions "
+                 "WHERE id = :i",
                  i=INSTITUTION)[0]
-    sql("UPDATE portfolio.institutions SET contact_from = '00:00', contact_until = '23:59:59'"
-        " WHERE id = :i", i=INSTITUTION)
+    # any hour (no seeded jurisdiction: the default policy, the institution's window only)
+    sql("UPDATE portfolio.institutions SET contact_from = '00:00', contact_until = '23:59:59',"
+        " jurisdiction = 'ZZ' WHERE id = :i", i=INSTITUTION)
     supervisor = Api(stack.base_url, token(stack.base_url, "supervisor", demo_users))
     strategy = supervisor.ok("POST", "/api/v1/strategies", {
         "institution_id": INSTITUTION, "name": f"{PREFIX} {RUN} gestiones",
@@ -44,8 +46,8 @@ def world(stack, demo_users):
     yield {**prepared, "password": demo_users, "base_url": stack.base_url}
     release_all()
     remove_queue_leftovers()
-    sql("UPDATE portfolio.institutions SET contact_from = :f, contact_until = :u WHERE id = :i",
-        f=window[0], u=window[1], i=INSTITUTION)
+    sql("UPDATE portfolio.institutions SET contact_from = :f, contact_until = :u, "
+        "jurisdiction = :j WHERE id = :i", f=window[0], u=window[1], j=window[2], i=INSTITUTION)
     restore_contact_window(stack.base_url, demo_users)
 
 

@@ -28,10 +28,12 @@ TARGETS = 6
 def world(stack, demo_users):
     admin = Api(stack.base_url, token(stack.base_url, "admin", demo_users))
     supervisor = Api(stack.base_url, token(stack.base_url, "supervisor", demo_users))
-    window = sql("SELECT contact_from, contact_until FROM portfolio.institutions WHERE id = :i",
+    window = sql("SELECT contact_from, contact_until, jurisdiction FROM portfolio.institutions "
+                 "WHERE id = :i",
                  i=INSTITUTION)[0]
-    sql("UPDATE portfolio.institutions SET contact_from = '00:00', contact_until = '23:59:59'"
-        " WHERE id = :i", i=INSTITUTION)
+    # any hour (no seeded jurisdiction: the default policy, the institution's window only)
+    sql("UPDATE portfolio.institutions SET contact_from = '00:00', contact_until = '23:59:59',"
+        " jurisdiction = 'ZZ' WHERE id = :i", i=INSTITUTION)
     supervisor.ok("POST", f"/api/v1/institutions/{INSTITUTION}/resync")
     threshold = sql(
         "SELECT balance FROM queues.account_facts WHERE institution_id = :i AND stage = 'current'"
@@ -45,8 +47,8 @@ def world(stack, demo_users):
            "password": demo_users}
     sql("DELETE FROM queues.campaigns WHERE name LIKE 'E2E campaña %'")
     sql("UPDATE messaging.templates SET active = false WHERE name LIKE 'E2E campaña %'")
-    sql("UPDATE portfolio.institutions SET contact_from = :f, contact_until = :u WHERE id = :i",
-        f=window[0], u=window[1], i=INSTITUTION)
+    sql("UPDATE portfolio.institutions SET contact_from = :f, contact_until = :u, "
+        "jurisdiction = :j WHERE id = :i", f=window[0], u=window[1], j=window[2], i=INSTITUTION)
 
 
 def test_a_supervisor_creates_runs_and_reads_a_preventive_campaign(world, new_page, screenshots):

@@ -47,10 +47,12 @@ def world(stack, demo_users):
             clients[username] = Api(stack.base_url, token(stack.base_url, username, demo_users))
         return clients[username]
 
-    window = sql("SELECT contact_from, contact_until FROM portfolio.institutions WHERE id = :i",
+    window = sql("SELECT contact_from, contact_until, jurisdiction FROM portfolio.institutions "
+                 "WHERE id = :i",
                  i=INSTITUTION)[0]
-    sql("UPDATE portfolio.institutions SET contact_from = '00:00', contact_until = '23:59:59'"
-        " WHERE id = :i", i=INSTITUTION)
+    # any hour (no seeded jurisdiction: the default policy, the institution's window only)
+    sql("UPDATE portfolio.institutions SET contact_from = '00:00', contact_until = '23:59:59',"
+        " jurisdiction = 'ZZ' WHERE id = :i", i=INSTITUTION)
     account_id, debtor_id, address = sql(
         "SELECT a.id, a.debtor_id, e.address FROM portfolio.accounts a"
         " JOIN portfolio.emails e ON e.debtor_id = a.debtor_id AND NOT e.do_not_contact"
@@ -67,8 +69,8 @@ def world(stack, demo_users):
     yield {"api": api, "account": account_id, "debtor": debtor_id, "address": address,
            "mailbox": mailbox, "template": template, "base_url": stack.base_url,
            "password": demo_users}
-    sql("UPDATE portfolio.institutions SET contact_from = :f, contact_until = :u WHERE id = :i",
-        f=window[0], u=window[1], i=INSTITUTION)
+    sql("UPDATE portfolio.institutions SET contact_from = :f, contact_until = :u, "
+        "jurisdiction = :j WHERE id = :i", f=window[0], u=window[1], j=window[2], i=INSTITUTION)
     sql("UPDATE messaging.templates SET active = false WHERE name LIKE 'E2E correo %'")
 
 

@@ -41,9 +41,11 @@ ZONE = "America/Mexico_City"
 
 TABLES = ("result_codes", "institution_settings", "activities", "chain_heads", "promises",
           "promise_instalments", "payments", "disputes", "agenda_items", "teams", "team_members",
-          "ics_tokens", "productivity_daily", "outbox", "processed_events")
+          "ics_tokens", "productivity_daily", "outbox", "processed_events", "compliance_log",
+          "debtor_preferences")
 SEQUENCES = (("result_codes", "id"), ("activities", "id"), ("promises", "id"),
-             ("disputes", "id"), ("agenda_items", "id"), ("outbox", "id"))
+             ("disputes", "id"), ("agenda_items", "id"), ("outbox", "id"),
+             ("compliance_log", "id"))
 SAVED = "activities_test_saved"
 
 
@@ -95,10 +97,11 @@ def portfolio_rows(migrated_database, engine):
             sql(engine, "INSERT INTO portfolio.institutions (id, code, name) VALUES (:i, :c, :c)",
                 i=institution_id, c=code)
             added.append(institution_id)
-    windows = sql(engine, "SELECT id, contact_from, contact_until FROM portfolio.institutions "
-                          "WHERE id IN (1, 2)")
+    windows = sql(engine, "SELECT id, contact_from, contact_until, jurisdiction "
+                          "FROM portfolio.institutions WHERE id IN (1, 2)")
+    # no seeded jurisdiction: the default policy, the institution's window only
     sql(engine, "UPDATE portfolio.institutions SET contact_from = '00:00', "
-                "contact_until = '23:59:59' WHERE id IN (1, 2)")
+                "contact_until = '23:59:59', jurisdiction = 'ZZ' WHERE id IN (1, 2)")
     rows = [(a, 1, GESTOR1) for a in ACC1] + [(ACC2, 2, GESTOR2)]
     with engine.begin() as conn:
         for account_id, institution_id, agent in rows:
@@ -119,18 +122,18 @@ def portfolio_rows(migrated_database, engine):
         for institution_id in added:
             conn.execute(text("DELETE FROM portfolio.institutions WHERE id = :i"),
                          {"i": institution_id})
-        for institution_id, start, until in windows:
+        for institution_id, start, until, jurisdiction in windows:
             conn.execute(text("UPDATE portfolio.institutions SET contact_from = :f, "
-                              "contact_until = :u WHERE id = :i"),
-                         {"i": institution_id, "f": start, "u": until})
+                              "contact_until = :u, jurisdiction = :j WHERE id = :i"),
+                         {"i": institution_id, "f": start, "u": until, "j": jurisdiction})
 
 
 def _truncate(engine) -> None:
     sql(engine, "TRUNCATE " + ", ".join(f"activities.{t}" for t in TABLES)
         + " RESTART IDENTITY CASCADE")
-    # the portfolio's projection of the agenda (its item ids restart with the tables)
-    sql(engine, "DELETE FROM portfolio.callback_holders WHERE account_id >= :b AND "
-                "account_id < :e", b=BASE, e=BASE + 1000)
+    # the portfolio's projection of the agenda: every item id restarts with the tables, so
+    # any holder left (by other suites or the demo seed) would stand for a new item
+    sql(engine, "DELETE FROM portfolio.callback_holders")
 
 
 class QuietPortfolioService(PortfolioService):
@@ -296,8 +299,8 @@ def policy(engine):
     debtor = ACC1[1]
     sql(engine, "INSERT INTO portfolio.phones (debtor_id, number, priority, do_not_call) VALUES "
                 "(:d, :n, 1, true), (:d, '5512345678', 2, false)", d=debtor, n=DO_NOT_CALL)
-    sql(engine, "UPDATE portfolio.institutions SET contact_from = '08:00', contact_until = '20:00'"
-                " WHERE id = 1")
+    sql(engine, "UPDATE portfolio.institutions SET contact_from = '08:00', contact_until = '20:00',"
+                " jurisdiction = 'MX' WHERE id = 1")
 
     def at(hour: int, account_id=debtor, **extra) -> dict:
         local = datetime.combine(today() - timedelta(days=1), datetime.min.time(),
@@ -311,7 +314,7 @@ def policy(engine):
         sql(engine, "DELETE FROM portfolio.phones WHERE debtor_id = :d", d=debtor)
         sql(engine, "UPDATE portfolio.debtors SET time_zone = :z WHERE id = :d", z=ZONE, d=debtor)
         sql(engine, "UPDATE portfolio.institutions SET contact_from = '00:00', "
-                    "contact_until = '23:59:59' WHERE id = 1")
+                    "contact_until = '23:59:59', jurisdiction = 'ZZ' WHERE id = 1")
 
 
 def test_a_call_to_a_do_not_call_phone_is_refused_naming_phone_and_stores_nothing(
@@ -319,8 +322,10 @@ def test_a_call_to_a_do_not_call_phone_is_refused_naming_phone_and_stores_nothin
     before = counts(engine)
     with pytest.raises(Conflict) as err:
         gestor1.log_activity(policy(12, phone="55 9999 0000", idempotency_key="dnc-1"))
-    assert list(err.value.fields) == ["phone"]
+    assert list(err.value.fields)[0] == "phone"
     assert "no ser contactado" in err.value.fields["phone"][0]
+    assert (err.value.fields["rule"], err.value.fields["policy_version"]) == (
+        ["do_not_contact"], ["MX-1"])
     with pytest.raises(PermissionDenied):          # a collector cannot override
         gestor1.log_activity(policy(12, phone=DO_NOT_CALL, override=JUSTIFIED))
     assert counts(engine) == before
@@ -334,7 +339,7 @@ def test_a_call_started_outside_the_window_in_the_debtors_zone_is_refused_naming
     before = counts(engine)
     with pytest.raises(Conflict) as err:           # 06:00 in Mexico City: before 08:00
         gestor1.log_activity(policy(6))
-    assert list(err.value.fields) == ["started_at"]
+    assert list(err.value.fields)[0] == "started_at"
     assert "08:00-20:00" in err.value.fields["started_at"][0]
     assert "allí son las 06:00" in err.value.fields["started_at"][0]
     # 12:00 in Mexico City is 03:00 the next day in Tokyo: the debtor's own zone rules
@@ -382,7 +387,7 @@ def test_an_outbound_call_without_a_phone_is_still_judged_by_its_hour(gestor1, e
     before = counts(engine)
     with pytest.raises(Conflict) as err:           # 03:00 in Mexico City, no number named
         gestor1.log_activity(policy(3, phone=None))
-    assert list(err.value.fields) == ["started_at"]
+    assert list(err.value.fields)[0] == "started_at"
     assert counts(engine) == before
     assert gestor1.log_activity(policy(12, phone=None))["phone"] is None
 
@@ -907,3 +912,150 @@ def test_a_callback_delegated_to_a_colleague_opens_the_account_to_them(
 
     gestor3.mark_agenda_done(item)
     assert wait_for(lambda: opens() is None), "the callback done still opens the account"
+
+
+# --- contact compliance (issue 24): the US policy over the debt's logged calls --------------
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+@pytest.fixture
+def us_debt(engine):
+    """Institution 1 under the US policy, with two debts (accounts) of debtors in New York;
+    put back after. ``at(days_ago, hour)`` is a call started then (New York time)."""
+    debts = ACC1[2], ACC1[3]
+    sql(engine, "UPDATE portfolio.institutions SET jurisdiction = 'US' WHERE id = 1")
+    sql(engine, "UPDATE portfolio.debtors SET time_zone = 'America/New_York' WHERE id = ANY(:d)",
+        d=list(debts))
+
+    def at(days_ago: int, hour: int = 12, account_id=debts[0], code="NC", **extra) -> dict:
+        day = datetime.now(NEW_YORK).date() - timedelta(days=days_ago)
+        start = datetime.combine(day, datetime.min.time(), tzinfo=NEW_YORK) + timedelta(hours=hour)
+        start = start.astimezone(timezone.utc)
+        return {**call(account_id=account_id, code=code, **extra),
+                "started_at": start.isoformat(),
+                "ended_at": (start + timedelta(minutes=2)).isoformat()}
+    try:
+        yield at
+    finally:
+        sql(engine, "UPDATE portfolio.institutions SET jurisdiction = 'ZZ' WHERE id = 1")
+        sql(engine, "DELETE FROM activities.contact_policies WHERE created_by IS NOT NULL")
+        sql(engine, "UPDATE portfolio.debtors SET time_zone = :z WHERE id = ANY(:d)", z=ZONE,
+            d=list(debts))
+
+
+def test_us_7_in_7_counts_the_debts_call_attempts_across_agents(gestor1, supervisor, admin,
+                                                                 engine, us_debt):
+    # seven attempts in the last week, by two agents, none reaching the debtor
+    for days_ago, hour, agent in ((6, 9, gestor1), (6, 15, supervisor), (5, 10, gestor1),
+                                  (4, 11, supervisor), (3, 12, gestor1), (2, 13, supervisor),
+                                  (2, 16, gestor1)):
+        agent.log_activity(us_debt(days_ago, hour))
+    # the queues are told the debt is held since the seventh attempt (the pull skips it)
+    holds = [p["hold_until"] for p in outbox(engine, "contact_hold_changed")
+             if p["account_id"] == ACC1[2]]
+    assert holds[:6] == [None] * 6 and holds[6] is not None
+    with pytest.raises(Conflict) as err:
+        supervisor.log_activity(us_debt(1, 12))
+    assert err.value.fields["rule"] == ["call_frequency"]
+    assert err.value.fields["policy_version"] == ["US-1"]
+    assert "7 intentos" in err.value.fields["reason"][0]
+    # per debt: the other debt may be called
+    assert gestor1.log_activity(us_debt(1, 12, account_id=ACC1[3]))["seq"] == 1
+    # an override needs a justification and is kept, in the entry and in the log
+    logged = admin.log_activity(us_debt(1, 13, override=JUSTIFIED))
+    assert "7 intentos" in logged["details"]["compliance_override"]
+    log = admin.compliance_log({"account_id": ACC1[2]})
+    assert [(e["decision"], e["rule"], e["policy_version"], e["username"], e["channel"])
+            for e in log["items"]] == [
+        ("overridden", "call_frequency", "US-1", "user8899", "call"),
+        ("refused", "call_frequency", "US-1", f"user{SUPERVISOR}", "call")]
+    assert log["items"][0]["justification"] == JUSTIFIED["justification"]
+    # the log is append-only
+    with pytest.raises(Exception, match="append-only"):
+        sql(engine, "DELETE FROM activities.compliance_log")
+    csv_text = admin.compliance_log_csv({"decision": "refused"})
+    assert csv_text.splitlines()[0].startswith("at,username,channel")
+    assert "call_frequency" in csv_text.splitlines()[1]
+
+
+def test_us_a_conversation_bars_the_next_7_days_unless_the_debtor_consents(
+        gestor1, admin, engine, us_debt):
+    gestor1.log_activity(us_debt(3, code="CT"))           # a telephone conversation
+    with pytest.raises(Conflict) as err:
+        gestor1.log_activity(us_debt(1))
+    assert err.value.fields["rule"] == ["call_frequency"]
+    assert "conversación" in err.value.fields["reason"][0]
+    # the debtor's prior consent to be called excludes the call
+    day = (datetime.now(timezone.utc) - timedelta(days=2)).isoformat()
+    gestor1.save_debtor_preferences(ACC1[2], {"consent": {"call": {
+        "given_at": day, "source": "llamada entrante"}}})
+    assert gestor1.log_activity(us_debt(1))["seq"] == 2
+
+
+def test_us_cease_and_attorney_stop_contact_and_the_360_view_shows_why(gestor1, us_debt):
+    gestor1.save_debtor_preferences(ACC1[2], {"cease_at": datetime.now(timezone.utc).isoformat()})
+    with pytest.raises(Conflict) as err:
+        gestor1.log_activity(us_debt(1))
+    assert err.value.fields["rule"] == ["cease_communication"]
+    gestor1.save_debtor_preferences(ACC1[2], {"cease_at": None,
+                                              "attorney": {"name": "Lic. Ruiz"}})
+    with pytest.raises(Conflict) as err:
+        gestor1.log_activity(us_debt(1))
+    assert err.value.fields["rule"] == ["attorney"]
+    seen = gestor1.debtor_compliance(ACC1[2])
+    assert seen["preferences"]["attorney"] == {"name": "Lic. Ruiz", "contact": ""}
+    assert [e["rule"] for e in seen["log"]] == ["attorney", "cease_communication"]
+    # another institution's debtor answers like a missing one
+    with pytest.raises(NotFound):
+        gestor1.debtor_compliance(ACC2)
+    with pytest.raises(PermissionDenied):
+        gestor1.compliance_log({})
+
+
+def test_a_compliance_officer_writes_a_new_version_in_force_from_its_date(admin, gestor1,
+                                                                        us_debt):
+    versions = admin.list_contact_policies("US")
+    assert [v["version"] for v in versions] == [1]
+    with pytest.raises(InvalidInput) as err:
+        admin.save_contact_policy("US", {"effective_from": "2020-01-01T00:00:00+00:00",
+                                         "rules": [{"rule": "no_such_rule"}]})
+    assert "rules" in err.value.fields
+    written = admin.save_contact_policy("US", {
+        "effective_from": (datetime.now(timezone.utc) - timedelta(days=3)).isoformat(),
+        "rules": [{"rule": "call_frequency", "attempts": 1, "days": 7}], "note": "Más estricta"})
+    assert (written["version"], written["created_by"]) == (2, ADMIN)
+    gestor1.log_activity(us_debt(2))
+    with pytest.raises(Conflict) as err:
+        gestor1.log_activity(us_debt(1))
+    assert err.value.fields["policy_version"] == ["US-2"]
+    with pytest.raises(PermissionDenied):
+        gestor1.save_contact_policy("US", {"effective_from": "2020-01-01T00:00:00+00:00",
+                                           "rules": [{"rule": "window"}]})
+
+
+def test_the_latest_news_of_a_callback_wins_whatever_order_it_arrives_in(
+        services, engine, rabbit_config, rpc_proxy):
+    """The portfolio's projection of who holds a callback: a ``callback_done`` overtaken
+    by the older ``callback_scheduled`` of the same item leaves it done (nothing opened)."""
+    dispatch = event_dispatcher(rabbit_config)
+    gestor3_portfolio = rpc_proxy(signed(GESTOR3, GESTOR_PERMS)).portfolio
+    item = 777
+
+    def news(event_type, at, **extra) -> str:
+        event_id = uuid.uuid4()
+        dispatch("activities", event_type, contracts.EVENTS[("activities", event_type)]().dump({
+            "event_id": event_id, "occurred_at": at, "item_id": item,
+            "account_id": ACC1[4], "institution_id": 1, **extra}))
+        return str(event_id)
+
+    done = news("callback_done", now())
+    older = news("callback_scheduled", now() - timedelta(seconds=5), kind="callback",
+                 due_at=now() + timedelta(hours=1), agent_id=GESTOR3, team_id=None)
+    assert wait_for(lambda: scalar(engine, "SELECT count(*) FROM portfolio.processed_events "
+                                           "WHERE CAST(event_id AS text) IN (:a, :b)",
+                                   a=done, b=older) == 2)
+    assert sql(engine, "SELECT done, agent_id FROM portfolio.callback_holders WHERE item_id = :i",
+               i=item) == [(True, None)]
+    with pytest.raises(NotFound):
+        gestor3_portfolio.get_debtor(ACC1[4])

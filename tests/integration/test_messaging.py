@@ -65,9 +65,10 @@ def portfolio_rows(migrated_database, engine):
     with engine.begin() as conn:
         for inst in (INST, OTHER):
             conn.execute(text(
-                "INSERT INTO portfolio.institutions (id, code, name, contact_from, contact_until)"
-                " VALUES (:i, 'MSG' || :i, 'Banco ' || :i, '00:00', '23:59:59')"
-                " ON CONFLICT (id) DO UPDATE SET contact_from = '00:00', contact_until = '23:59:59'"),
+                "INSERT INTO portfolio.institutions (id, code, name, contact_from, contact_until,"
+                " jurisdiction) VALUES (:i, 'MSG' || :i, 'Banco ' || :i, '00:00', '23:59:59', 'ZZ')"
+                " ON CONFLICT (id) DO UPDATE SET contact_from = '00:00', contact_until = '23:59:59',"
+                " jurisdiction = 'ZZ'"),
                 {"i": inst})
         debtors = ((D1, INST, "ana@cliente.test"), (D2, INST, "beto@cliente.test"),
                    (D3, OTHER, "ana@cliente.test"))

@@ -370,7 +370,10 @@ def test_simulation_equals_the_rebuild_and_writes_nothing(supervisor, engine):
     # the day's snapshot of what each queue holds is the applied placement's totals
     assert {q: (n, str(b)) for q, n, b in sql(engine, """
         SELECT queue_id, sum(accounts), sum(balance) FROM queues.assigned_daily
-        WHERE day = current_date AND institution_id = 1 GROUP BY queue_id""")} == actual
+        WHERE institution_id = 1 AND day = CAST(timezone(COALESCE((SELECT time_zone
+              FROM queues.institution_rules WHERE institution_id = 1), 'America/Mexico_City'),
+              now()) AS date)   -- the institution's day, not the server's
+        GROUP BY queue_id""")} == actual
     placed = assignments(engine)
     assert simulation["unplaced"] == N1 - len(placed)
     for q in simulation["queues"]:   # the samples are the queue's first ranks, as applied
@@ -1176,4 +1179,34 @@ def test_a_debtor_without_a_zone_is_in_the_institutions(supervisor, agent, engin
     gestor.release_account(held)
     sql(engine, "UPDATE queues.institution_rules SET time_zone = :z WHERE institution_id = 1",
         z=ZONE)
+    assert gestor.next_account()["account_id"] == mine[0]
+
+
+def test_the_pull_skips_a_debt_the_contact_policy_holds_until_the_hold_ends(
+        supervisor, agent, engine, rabbit_config):
+    """Issue 24: activities' ``contact_hold_changed`` (7-in-7, a conversation, cease, an
+    attorney) rests the account until the hold ends; the filter refuses it too, even if
+    something woke it (a rebuild); a hold lifted leaves it ready."""
+    strategy_id, _ = strategy(supervisor, "Una fila", [queue("Todas")])
+    supervisor.apply_strategy(strategy_id)
+    mine = [BASE + r for r in range(1, N1 + 1, len(TEAM1))]
+    until = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=3)
+    dispatch = event_dispatcher(rabbit_config)
+    dispatch("activities", "contact_hold_changed", _event(
+        "contact_hold_changed", account_id=mine[0], institution_id=1, hold_until=until))
+    assert wait_for(lambda: resting(engine, mine[0]) == until)
+    gestor = agent(TEAM1[0])
+    pulled = gestor.next_account()["account_id"]
+    assert pulled == mine[1]                              # the held one is skipped
+    gestor.release_account(pulled)
+    # woken by hand (say, a rebuild): the pull's own filter still refuses it
+    sql(engine, "UPDATE queues.assignments SET resting_until = NULL WHERE account_id = :a",
+        a=mine[0])
+    assert gestor.next_account()["account_id"] == mine[1]
+    gestor.release_account(mine[1])
+    assert [i["workable"] for i in gestor.my_worklist({"per_page": 2})["items"]] == [False, True]
+    dispatch("activities", "contact_hold_changed", _event(
+        "contact_hold_changed", account_id=mine[0], institution_id=1, hold_until=None))
+    assert wait_for(lambda: scalar(engine, "SELECT contact_hold_until FROM queues.account_facts "
+                                           "WHERE account_id = :a", a=mine[0]) is None)
     assert gestor.next_account()["account_id"] == mine[0]

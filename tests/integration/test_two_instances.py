@@ -24,7 +24,6 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date
 from importlib import import_module
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from sqlalchemy import Column, Integer, String, text
 from recaudo_common.config import SERVICES, settings
 from recaudo_common.contracts import EventSchema, event
 from recaudo_common.db import Database
+from recaudo_common.localtime import today_in
 from recaudo_common.models import service_base
 from recaudo_common.service import ServiceBase, rpc
 
@@ -388,10 +388,15 @@ def test_the_assigned_snapshot_of_the_day_is_taken_once(
         placed, engine, container_factory, instances, rabbit_config, monkeypatch):
     from queues import reports
 
-    today = date.today()
-    sql(engine, "DELETE FROM queues.assigned_daily WHERE day = :d", d=today)
-    taken = counting(monkeypatch, reports, "snapshot_assigned")
+    taken = counting(monkeypatch, reports, "snapshot_missing_days")
     container_factory(quiet("queues"), rabbit_config).start()
     fire_together(instances["queues"], "daily_assigned_snapshot")
-    record("timer_daily_assigned_snapshot", {"instances_fired": 2, "snapshots_taken": len(taken)})
-    assert len(taken) == 1
+    # each institution's own day (timefmt's rule), taken once: one row for its one queue
+    rows = sql(engine, "SELECT day, count(*) FROM queues.assigned_daily "
+                       "WHERE institution_id = :i GROUP BY day", i=TWIN_INSTITUTION)
+    record("timer_daily_assigned_snapshot", {"instances_fired": 2, "snapshots_taken": len(taken),
+                                             "rows": [r[1] for r in rows]})
+    assert 1 <= len(taken) <= 2 and [r[1] for r in rows] == [1]
+    zone = sql(engine, "SELECT time_zone FROM queues.institution_rules WHERE institution_id = :i",
+               i=TWIN_INSTITUTION)
+    assert rows[0][0] == today_in(zone[0][0] if zone else None)

@@ -4,6 +4,7 @@ or number, the institution's window), the refusal or an administrator's override
 (``enforce``), the override's schema, and how the activities service judges a call."""
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, time, timedelta, timezone
 from unittest import mock
 
@@ -36,7 +37,7 @@ def view(**changes) -> dict:
 
 def test_inside_the_window_with_a_number_that_may_be_called_is_allowed():
     verdict = verdict_for(view(), "call", "5512345678", now=NOON_UTC)
-    assert verdict == contact_policy.Verdict(True)
+    assert verdict == contact_policy.Verdict(True, policy_version="*-1")
 
 
 def test_a_do_not_call_number_is_refused_whatever_its_formatting_and_the_hour():
@@ -111,7 +112,8 @@ ADMIN = Identity(user_id=1, username="admin", profile="Administrador",
                  permissions=frozenset({"activities.manage"}))
 GESTOR = Identity(user_id=3, username="gestor1", profile="Gestor",
                   permissions=frozenset({"activities.log"}))
-REFUSED = contact_policy.Verdict(False, "Fuera del horario permitido", OUTSIDE_HOURS)
+REFUSED = contact_policy.Verdict(False, "Fuera del horario permitido", OUTSIDE_HOURS,
+                                 "window", "MX-1")
 REASON = {"justification": "Orden judicial: notificación obligatoria"}
 
 
@@ -123,7 +125,9 @@ def test_an_allowed_contact_needs_no_override():
 def test_a_refusal_names_the_field_with_the_reason():
     with pytest.raises(Conflict) as err:
         enforce(REFUSED, "started_at", None, ADMIN, "activities.manage")
-    assert err.value.fields == {"started_at": ["Fuera del horario permitido"]}
+    assert err.value.fields == {"started_at": ["Fuera del horario permitido"],
+                                "rule": ["window"], "reason": ["Fuera del horario permitido"],
+                                "policy_version": ["MX-1"]}
     assert err.value.message == "Fuera del horario permitido"
 
 
@@ -162,18 +166,45 @@ def test_only_outbound_calls_are_judged_named_phone_or_not():
     assert not log.judged_by_policy(call(kind="visit"))
 
 
+class _Db:
+    """The activities database as ``_check_policy`` uses it (a refusal's own transaction)."""
+
+    @contextlib.contextmanager
+    def session(self):
+        yield "own-session"
+
+
+def _check(identity, contacts, data, recorded=None):
+    """``log._check_policy`` with the engine over the view alone (no stored policy or
+    history) and the compliance log kept in ``recorded``."""
+    def judge(_session, view, channel, to, at):
+        return verdict_for(view, channel, to, now=at)
+
+    def record(session, _identity, _view, channel, to, verdict, justification=None):
+        (recorded if recorded is not None else []).append(
+            (session, channel, verdict.rule or verdict.cause, justification))
+    with mock.patch.object(log.compliance, "judge", judge), \
+            mock.patch.object(log.compliance, "record", record):
+        return log._check_policy("session", _Db(), identity, contacts, data)
+
+
 def test_a_call_is_judged_when_it_started_naming_phone_or_started_at():
-    assert log._check_policy(GESTOR, view(), call()) is None
+    assert _check(GESTOR, view(), call()) is None
+    recorded = []
     with pytest.raises(Conflict) as err:
-        log._check_policy(GESTOR, view(), call(phone="55 9999 0000"))
-    assert list(err.value.fields) == ["phone"]
+        _check(GESTOR, view(), call(phone="55 9999 0000"), recorded)
+    assert list(err.value.fields)[0] == "phone"
     # 03:00 in Mexico City, though it may be logged at any hour
     with pytest.raises(Conflict) as err:
-        log._check_policy(GESTOR, view(), call(started_at=NOON_UTC - timedelta(hours=6)))
-    assert list(err.value.fields) == ["started_at"]
+        _check(GESTOR, view(), call(started_at=NOON_UTC - timedelta(hours=6)), recorded)
+    assert list(err.value.fields)[0] == "started_at"
     assert "allí son las 03:00" in err.value.fields["started_at"][0]
-    record = log._check_policy(ADMIN, view(), call(phone="5599990000", override=REASON))
+    record = _check(ADMIN, view(), call(phone="5599990000", override=REASON), recorded)
     assert "Autorizado por admin" in record
+    # refusals are kept in their own transaction, the override with the entry
+    assert recorded == [("own-session", "call", DO_NOT_CONTACT, None),
+                        ("own-session", "call", "window", None),
+                        ("session", "call", DO_NOT_CONTACT, REASON["justification"])]
     # an inbound call at 03:00 is not judged (nor is the view needed)
-    assert log._check_policy(GESTOR, None, call(direction="inbound",
-                                                started_at=NOON_UTC - timedelta(hours=6))) is None
+    assert _check(GESTOR, None, call(direction="inbound",
+                                     started_at=NOON_UTC - timedelta(hours=6))) is None

@@ -49,6 +49,31 @@ def test_ordinary_errors_stay_what_they_are(exc):
     assert resilience.as_unavailable((type(exc), exc, None))[1] is exc
 
 
+def _raised(make):
+    try:
+        make()
+    except Exception as exc:     # noqa: BLE001 - the raised error is the point
+        return exc
+
+
+def _refused_then(error_from):
+    try:
+        raise ConnectionRefusedError(111, "refused")     # e.g. a mail server, not the broker
+    except ConnectionRefusedError as exc:
+        if error_from:
+            raise InvalidInput("El servidor no responde") from exc
+        raise ValueError("bug") from None
+
+
+@pytest.mark.parametrize("make", [lambda: _refused_then(True), lambda: _refused_then(False)],
+                         ids=["a domain error raised from a refused connection",
+                              "a context dropped with from None"])
+def test_what_a_service_answered_itself_is_not_an_outage(make):
+    exc = _raised(make)
+    assert resilience.unavailable(exc) is None
+    assert resilience.as_unavailable((type(exc), exc, None))[1] is exc
+
+
 @pytest.fixture
 def app():
     app = create_app(testing=True)

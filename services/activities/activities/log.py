@@ -18,7 +18,7 @@ from recaudo_common import contact_policy
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from recaudo_common.identity import Identity
 
-from . import agenda, catalogue, chain, productivity, promises
+from . import agenda, catalogue, chain, compliance, productivity, promises
 from .models import Activity, AgendaItem, Promise, ResultCode
 from .schemas import ActivityOut
 
@@ -29,7 +29,8 @@ CALLBACK_HORIZON = timedelta(days=366)
 LATE_LOGGING = timedelta(days=31)
 CLOCK_SKEW = timedelta(minutes=5)
 #: the field a contact-policy refusal names, by its cause
-POLICY_FIELDS = {contact_policy.DO_NOT_CONTACT: "phone", contact_policy.OUTSIDE_HOURS: "started_at"}
+POLICY_FIELDS = {contact_policy.DO_NOT_CONTACT: "phone", contact_policy.OUTSIDE_HOURS: "started_at",
+                 contact_policy.INCONVENIENT: "started_at"}
 
 logger = logging.getLogger(__name__)
 
@@ -73,15 +74,26 @@ def judged_by_policy(data: dict) -> bool:
     return data["kind"] == "call" and data["direction"] == "outbound"
 
 
-def _check_policy(identity: Identity, contacts: dict | None, data: dict) -> str | None:
-    """The policy's verdict on the call when it started (it may be logged minutes later):
-    Conflict naming ``phone`` (do-not-call) or ``started_at`` (outside the hours), unless an
-    administrator overrides; answers the override's record (None when none was needed)."""
+def _check_policy(session: Session, db, identity: Identity, contacts: dict | None,
+                  data: dict) -> str | None:
+    """The engine's verdict on the call when it started (it may be logged minutes later),
+    under the jurisdiction's policy then in force: Conflict naming the field to blame and
+    the rule, unless an administrator overrides; answers the override's record (None when
+    none was needed). A refusal is kept in the compliance log (its own transaction: the
+    refused request writes nothing else), an override with the entry."""
     if not judged_by_policy(data):
         return None
-    verdict = contact_policy.verdict_for(contacts, "call", data["phone"], now=data["started_at"])
-    return contact_policy.enforce(verdict, POLICY_FIELDS.get(verdict.cause, "phone"),
-                                  data.get("override"), identity, "activities.manage")
+    verdict = compliance.judge(session, contacts, "call", data["phone"], at=data["started_at"])
+    field = POLICY_FIELDS.get(verdict.cause, "phone")
+    if not verdict.allowed and data.get("override") is None:
+        with db.session() as own:
+            compliance.record(own, identity, contacts, "call", data["phone"], verdict)
+    overridden = contact_policy.enforce(verdict, field, data.get("override"), identity,
+                                        "activities.manage")
+    if overridden:
+        compliance.record(session, identity, contacts, "call", data["phone"], verdict,
+                          data["override"]["justification"])
+    return overridden
 
 
 def _check_times(data: dict) -> None:
@@ -135,7 +147,7 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
                                         <= now() + CALLBACK_HORIZON):
         raise InvalidInput("Fecha de llamada inválida",
                            {"callback_at": ["Debe ser futura y dentro del próximo año"]})
-    overridden = _check_policy(identity, contacts, data)
+    overridden = _check_policy(session, db, identity, contacts, data)
 
     details = {}
     if data.get("campaign_id") is not None:
@@ -168,6 +180,9 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
             due_at=callback_at, agent_id=identity.user_id, note=data.get("callback_note", ""),
             activity_id=activity.id, created_by=identity.user_id))
     _announce(db, session, activity, code, callback_at)
+    if contacts is not None:   # an outbound call: the frequency rule may hold the debt now
+        session.flush()
+        compliance.announce_hold(session, db, contacts)
     # described from what was just written: nothing to read back
     out = ActivityOut().dump(activity)
     out["promise"] = promises.describe(session, promise) if promise else None

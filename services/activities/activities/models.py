@@ -296,3 +296,66 @@ class Productivity(Base):
     promises_broken: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     amount_recovered: Mapped[Decimal] = mapped_column(Money, nullable=False, server_default="0")
     __table_args__ = (Index("ix_productivity_daily_institution_day", "institution_id", "day"),)
+
+
+class ContactPolicy(Base):
+    """One version of a jurisdiction's contact policy (``contact_policy`` rules as data).
+    Never updated: a compliance officer writes a new version with the date it takes effect;
+    the one in force at a moment is the latest version effective by then."""
+
+    __tablename__ = "contact_policies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    jurisdiction: Mapped[str] = mapped_column(String(2), nullable=False)   # "*": the default
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    effective_from: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    rules: Mapped[list] = mapped_column(JSONB, nullable=False)
+    note: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    created_by: Mapped[int | None] = mapped_column(Integer)   # None: seeded
+    created_at: Mapped[datetime] = _now()
+    __table_args__ = (UniqueConstraint("jurisdiction", "version", name="uq_contact_policies_version"),)
+
+
+class ComplianceEntry(Base):
+    """The compliance log: every verdict that refused a contact or was overridden.
+    Append-only (a trigger refuses UPDATE and DELETE)."""
+
+    __tablename__ = "compliance_log"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    institution_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    debtor_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    account_id: Mapped[int | None] = mapped_column(BigInteger)
+    user_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    username: Mapped[str] = mapped_column(String(100), nullable=False)
+    channel: Mapped[str] = mapped_column(String(10), nullable=False)
+    to: Mapped[str | None] = mapped_column(String(254))
+    rule: Mapped[str] = mapped_column(String(40), nullable=False)
+    policy_version: Mapped[str] = mapped_column(String(20), nullable=False)
+    decision: Mapped[str] = mapped_column(String(10), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    justification: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = _now()
+    __table_args__ = (
+        CheckConstraint("decision IN ('refused', 'overridden')", name="decision"),
+        Index("ix_compliance_log_debtor", "debtor_id", "at"),
+        Index("ix_compliance_log_institution", "institution_id", "at"),
+    )
+
+
+class DebtorPreferences(Base):
+    """What the debtor asked for about being contacted (what the policies read besides the
+    contact's own facts): consent per channel, cease-communication, an attorney, times
+    that do not suit them, their language."""
+
+    __tablename__ = "debtor_preferences"
+    debtor_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    institution_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    #: channel -> {"given_at", "withdrawn_at", "source"}
+    consent: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    cease_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: {"name", "contact"} when represented by an attorney
+    attorney: Mapped[dict | None] = mapped_column(JSONB)
+    #: [{"weekdays": [0..6] or null, "from": "HH:MM", "until": "HH:MM"}] in the debtor's zone
+    inconvenient: Mapped[list] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    language: Mapped[str | None] = mapped_column(String(5))
+    updated_by: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = _now()

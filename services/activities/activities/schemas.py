@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
+from recaudo_common import contact_policy
 from recaudo_common.reporting import ReportQuery, group_field
 from recaudo_common.validation import Override, PageQuery, Schema
 
@@ -386,3 +387,106 @@ class SupervisorDayQuery(Schema):
             ZoneInfo(value)
         except Exception:
             raise ValidationError("Zona horaria desconocida") from None
+
+
+# --- contact compliance ------------------------------------------------------------------
+
+class PolicyRule(Schema):
+    """One rule of a policy (``contact_policy.RULES``) with its parameters."""
+
+    rule = fields.String(required=True, validate=validate.OneOf(contact_policy.RULES))
+    #: the window's bounds ("HH:MM", debtor's local time)
+    from_ = fields.String(data_key="from", validate=validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d$"))
+    until = fields.String(validate=validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d$"))
+    #: the frequency rule's attempts within days
+    attempts = fields.Integer(validate=validate.Range(min=1, max=100))
+    days = fields.Integer(validate=validate.Range(min=1, max=31))
+
+
+class PolicyWrite(Schema):
+    """A new version of a jurisdiction's policy (the rules in the order they are judged)."""
+
+    effective_from = fields.AwareDateTime(required=True)
+    rules = fields.List(fields.Nested(PolicyRule), required=True,
+                        validate=validate.Length(min=1, max=20))
+    note = fields.String(load_default="", validate=validate.Length(max=2000))
+
+
+class PolicyOut(Schema):
+    id = fields.Integer()
+    jurisdiction = fields.String()
+    version = fields.Integer()
+    effective_from = fields.AwareDateTime()
+    rules = fields.List(fields.Dict())
+    note = fields.String()
+    created_by = fields.Integer(allow_none=True)
+    created_at = fields.AwareDateTime()
+
+
+class ComplianceQuery(PageQuery):
+    institution_id = fields.Integer()
+    debtor_id = fields.Integer()
+    account_id = fields.Integer()
+    channel = fields.String(validate=validate.OneOf(KINDS))
+    rule = fields.String(validate=validate.OneOf(contact_policy.RULES))
+    decision = fields.String(validate=validate.OneOf(("refused", "overridden")))
+    since = fields.AwareDateTime()
+    until = fields.AwareDateTime()
+
+
+class ComplianceEntryOut(Schema):
+    id = fields.Integer()
+    institution_id = fields.Integer()
+    debtor_id = fields.Integer()
+    account_id = fields.Integer(allow_none=True)
+    user_id = fields.Integer()
+    username = fields.String()
+    channel = fields.String()
+    to = fields.String(allow_none=True)
+    rule = fields.String()
+    policy_version = fields.String()
+    decision = fields.String()
+    reason = fields.String()
+    justification = fields.String(allow_none=True)
+    at = fields.AwareDateTime()
+
+
+class ConsentWrite(Schema):
+    given_at = fields.AwareDateTime(allow_none=True)
+    withdrawn_at = fields.AwareDateTime(allow_none=True)
+    source = fields.String(validate=validate.Length(max=200))
+
+
+class AttorneyWrite(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    contact = fields.String(load_default="", validate=validate.Length(max=300))
+
+
+class InconvenientSpan(Schema):
+    weekdays = fields.List(fields.Integer(validate=validate.Range(min=0, max=6)),
+                           allow_none=True, load_default=None)
+    from_ = fields.String(data_key="from", required=True,
+                          validate=validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d$"))
+    until = fields.String(required=True, validate=validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d$"))
+
+
+class PreferencesWrite(Schema):
+    """What the debtor asked for; each field given replaces the stored one."""
+
+    consent = fields.Dict(keys=fields.String(validate=validate.OneOf(KINDS)),
+                          values=fields.Nested(ConsentWrite))
+    cease_at = fields.AwareDateTime(allow_none=True)
+    attorney = fields.Nested(AttorneyWrite, allow_none=True)
+    inconvenient = fields.List(fields.Nested(InconvenientSpan), validate=validate.Length(max=20))
+    language = fields.String(allow_none=True, validate=validate.OneOf(("es", "en")))
+
+
+class PreferencesOut(Schema):
+    debtor_id = fields.Integer()
+    consent = fields.Dict()
+    cease_at = fields.AwareDateTime(allow_none=True)
+    attorney = fields.Dict(allow_none=True)
+    inconvenient = fields.List(fields.Dict())
+    language = fields.String(allow_none=True)
+    updated_by = fields.Integer(allow_none=True)
+    updated_at = fields.AwareDateTime(allow_none=True)

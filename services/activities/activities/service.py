@@ -21,10 +21,12 @@ from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDe
 from recaudo_common.service import ServiceBase, event_handler, rpc
 from recaudo_common.validation import load
 
-from . import agenda, catalogue, chain, disputes, log, productivity, promises, reports
-from .models import Activity, Base, ChainHead, InstitutionSettings, Promise, ResultCode, Team, \
+from . import (agenda, catalogue, chain, compliance, disputes, log, productivity, promises,
+               reports)
+from .models import KINDS, Activity, Base, ChainHead, InstitutionSettings, Promise, ResultCode, Team, \
     TeamMember
-from .schemas import (ActivityWrite, AgendaQuery, AgendaWrite, CorrectionWrite, Delegate,
+from .schemas import (ActivityWrite, AgendaQuery, AgendaWrite, ComplianceQuery, CorrectionWrite,
+                      Delegate, PolicyWrite, PreferencesWrite,
                       DisputeReportQuery, DisputeResolve, DisputeWrite, HistoryQuery,
                       OverdueQuery, ProductivityQuery, ProductivityReportQuery,
                       PromiseReportQuery, ResultCodeOut, ResultCodeWrite, SettingsOut,
@@ -420,6 +422,91 @@ class ActivitiesService(ServiceBase):
         query = load(SupervisorDayQuery(), query)
         with self.db.session() as session:
             return reports.supervisor_day(session, identity, query)
+
+    # --- contact compliance (compliance.py) ---------------------------------------------------
+
+    @rpc
+    def list_contact_policies(self, jurisdiction=None):
+        """Every version of every jurisdiction's policy (or one's): for administrators and
+        compliance officers."""
+        identity = self.caller.identity
+        if not (identity.has("compliance.manage") or identity.has("activities.manage")):
+            identity.require("compliance.manage")
+        if jurisdiction is not None and not (isinstance(jurisdiction, str)
+                                             and len(jurisdiction) <= 2):
+            raise InvalidInput("Jurisdicción inválida", {"jurisdiction": ["Dos letras o *"]})
+        with self.db.session() as session:
+            return compliance.list_policies(session, jurisdiction)
+
+    @rpc
+    def save_contact_policy(self, jurisdiction, data):
+        """A compliance officer writes a new version of a jurisdiction's policy."""
+        identity = self.caller.require("compliance.manage")
+        if not isinstance(jurisdiction, str) or not (
+                jurisdiction == "*" or (len(jurisdiction) == 2 and jurisdiction.isalpha())):
+            raise InvalidInput("Jurisdicción inválida", {"jurisdiction": ["Dos letras o *"]})
+        data = load(PolicyWrite(), data)
+        with self.db.session() as session:
+            return compliance.save_policy(session, identity, jurisdiction.upper(), data)
+
+    @rpc
+    def judge_contact(self, account_id, channel, to=None, at=None):
+        """The engine's verdict on contacting the account's debtor on ``channel`` at ``to``
+        (for services sending on their own channels): allowed, rule, reason, policy version."""
+        self.caller.require("activities.read")
+        if channel not in KINDS:
+            raise InvalidInput("Canal inválido", {"channel": ["Canal desconocido"]})
+        view = self._account(self.caller.identity, account_id, contacts=True)
+        with self.db.session() as session:
+            verdict = compliance.judge(session, view, channel, to)
+        return {"allowed": verdict.allowed, "rule": verdict.rule, "reason": verdict.reason,
+                "policy_version": verdict.policy_version}
+
+    def _compliance_query(self, query) -> dict:
+        return load(ComplianceQuery(), query or {})
+
+    @rpc
+    def compliance_log(self, query=None):
+        """Refused and overridden verdicts, newest first, in the caller's institutions."""
+        identity = self.caller.require("compliance.manage")
+        query = self._compliance_query(query)
+        with self.db.session() as session:
+            return compliance.list_log(session, identity, query)
+
+    @rpc
+    def compliance_log_csv(self, query=None):
+        identity = self.caller.require("compliance.manage")
+        query = self._compliance_query(query)
+        with self.db.session() as session:
+            return compliance.log_csv(session, identity, query)
+
+    @rpc
+    def debtor_compliance(self, debtor_id):
+        """The debtor's preferences and their refused or overridden verdicts (the 360° view),
+        for whoever may read the debtor's activities."""
+        identity = self.caller.require("activities.read")
+        debtor = self.portfolio.debtor_scope(debtor_id)
+        identity.require_institution(debtor["institution_id"])
+        query = self._compliance_query({"debtor_id": debtor["id"], "per_page": 50})
+        with self.db.session() as session:
+            log_page = compliance.list_log(session, identity, query)
+            return {"preferences": compliance.preferences_of(session, debtor["id"]) or None,
+                    "log": log_page["items"]}
+
+    @rpc
+    def save_debtor_preferences(self, debtor_id, data):
+        """What the debtor asked for about being contacted (consent per channel, cease,
+        attorney, inconvenient times, language), recorded by who heard it."""
+        identity = self.caller.require("activities.log")
+        data = load(PreferencesWrite(), data)
+        debtor = self.portfolio.debtor_scope(debtor_id)
+        identity.require_institution(debtor["institution_id"])
+        views = [self.portfolio.get_contact_view(a) for a in debtor["account_ids"]]
+        with self.db.session() as session:
+            saved = compliance.save_preferences(session, identity, debtor, data)
+            for view in views:   # the debtor's word may hold or free their debts in the queues
+                compliance.announce_hold(session, self.db, view)
+            return saved
 
     # --- projections ---------------------------------------------------------------------------
 

@@ -25,6 +25,8 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
     "messaging.manage": ("Administrar buzones y plantillas", "Manage mailboxes and templates"),
     "reports.view": ("Ver reportes", "View reports"),
     "users.manage": ("Administrar usuarios, perfiles, equipos y llaves de API", "Manage users, profiles, teams and API keys"),
+    "compliance.manage": ("Editar políticas de contacto y consultar la bitácora de cumplimiento",
+                          "Edit contact policies and read the compliance log"),
     "audit.view": ("Consultar la bitácora de seguridad", "View the security audit log"),
 }
 

@@ -290,6 +290,16 @@ class CallbackScheduled(EventSchema):
     team_id = fields.Integer(allow_none=True, required=True)
 
 
+@event("activities", "contact_hold_changed")
+class ContactHoldChanged(EventSchema):
+    """Until when the contact policy refuses calling the account whatever the hour (cease,
+    attorney, call frequency; ``contact_policy.hold_until``): the pull skips it till then."""
+
+    account_id = fields.Integer(required=True)
+    institution_id = fields.Integer(required=True)
+    hold_until = fields.AwareDateTime(allow_none=True, required=True)
+
+
 # --- documents ------------------------------------------------------------------------
 
 @event("documents", "document_added")

@@ -29,16 +29,18 @@ from nameko import rpc as _nameko_rpc
 from nameko.extensions import DependencyProvider
 
 from .config import settings
-from .errors import Unavailable
+from .errors import DomainError, Unavailable
 from .heartbeat import HEARTBEAT_SECONDS, beat
 
 log = logging.getLogger(__name__)
 
 
 def unavailable(exc: BaseException | None) -> str | None:
-    """The dependency ``exc`` says is down, or None when it is an ordinary error."""
+    """The dependency ``exc`` says is down, or None when it is an ordinary error. A domain
+    error is the service's own answer whatever it was raised from, and a context dropped
+    with ``raise ... from None`` is not followed."""
     seen = set()
-    while exc is not None and id(exc) not in seen:
+    while exc is not None and id(exc) not in seen and not isinstance(exc, DomainError):
         seen.add(id(exc))
         module = type(exc).__module__ or ""
         name = type(exc).__name__
@@ -54,7 +56,10 @@ def unavailable(exc: BaseException | None) -> str | None:
             return "broker"
         # SQLAlchemy's wrapper keeps the driver's error in .orig
         orig = getattr(exc, "orig", None)
-        exc = orig if isinstance(orig, BaseException) else exc.__cause__ or exc.__context__
+        if isinstance(orig, BaseException):
+            exc = orig
+        else:
+            exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
     return None
 
 
@@ -69,28 +74,20 @@ def as_unavailable(exc_info):
     return type(error), error, exc_info[2]
 
 
-class RpcConsumer(_nameko_rpc.RpcConsumer):
-    """Replies that cannot be published leave the request to be delivered again."""
+class Rpc(_nameko_rpc.Rpc):
+    """nameko's ``@rpc`` answering outages as ``Unavailable``, whose reply, should it not
+    be publishable, leaves the request to the broker. It shares nameko's own RPC consumer,
+    so a service may still mix in plain ``nameko.rpc.rpc`` entrypoints."""
 
-    def handle_result(self, message, result, exc_info):
+    def handle_result(self, message, worker_ctx, result, exc_info):
+        exc_info = as_unavailable(exc_info)
         try:
-            return super().handle_result(message, result, exc_info)
+            return self.rpc_consumer.handle_result(message, result, exc_info)
         except Exception as exc:  # the broker went away while we answered
             log.warning("reply to %s not sent (%s: %s); the request is left to the broker",
                         message.delivery_info.get("routing_key"), type(exc).__name__, exc)
-            _safely(self.queue_consumer.requeue_message, message)
+            _safely(self.rpc_consumer.queue_consumer.requeue_message, message)
             return result, exc_info
-
-
-class Rpc(_nameko_rpc.Rpc):
-    """nameko's ``@rpc`` on the resilient consumer, answering outages as ``Unavailable``.
-    A service must not mix it with nameko's own ``@rpc``: each kind has its consumer on
-    the service's queue, and a request taken by the other one is ``MethodNotFound``."""
-
-    rpc_consumer = RpcConsumer()
-
-    def handle_result(self, message, worker_ctx, result, exc_info):
-        return super().handle_result(message, worker_ctx, result, as_unavailable(exc_info))
 
 
 class EventHandler(_nameko_events.EventHandler):

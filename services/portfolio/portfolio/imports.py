@@ -56,6 +56,7 @@ from sqlalchemy.orm import Session
 from recaudo_common import storage
 from recaudo_common.errors import Conflict, InvalidInput, NotFound
 from recaudo_common.identity import Identity
+from recaudo_common.localtime import today_in
 from recaudo_common.validation import page_of
 
 from . import aging
@@ -519,6 +520,9 @@ def run_job(db, job_id: int, today: date | None = None) -> str | None:
                 return None
             layout = session.get(ImportLayout, job.layout_id)
             session.expunge(layout)
+            # the day the import counts days past due from: the institution's, not the server's
+            zone = session.execute(select(Institution.time_zone).where(
+                Institution.id == institution_id)).scalar_one_or_none()
             job.state, job.started_at, job.finished_at = "running", _now(), None
             job.total_rows = job.processed_rows = job.imported_rows = job.rejected_rows = 0
             job.message = "Leyendo el archivo"
@@ -533,7 +537,7 @@ def run_job(db, job_id: int, today: date | None = None) -> str | None:
             timings["read"] = time.perf_counter() - began
             work = _prepare(conn, db, plan)
             timings["prepare"] = time.perf_counter() - began - timings["read"]
-            state, message = _merge(db, plan, work, today or date.today())
+            state, message = _merge(db, plan, work, today or today_in(zone))
             timings["merge"] = time.perf_counter() - began - sum(timings.values())
         except ImportFailed as failure:
             state, message = "failed", str(failure)

@@ -1,8 +1,7 @@
 """marshmallow schemas of the portfolio service's RPC inputs and outputs."""
-from datetime import date
-
 from marshmallow import ValidationError, fields, validate, validates_schema
 
+from recaudo_common.localtime import today_in
 from recaudo_common.reporting import DateRange, group_field
 from recaudo_common.validation import PageQuery, Schema, page_schema
 
@@ -221,6 +220,7 @@ class ContactView(Schema):
     phones = fields.List(fields.Nested(PhoneOut))
     emails = fields.List(fields.Nested(EmailOut))
     addresses = fields.List(fields.Nested(AddressOut))
+    guarantors = fields.List(fields.Nested(GuarantorOut))
 
 
 class AccountUpdate(Schema):
@@ -352,7 +352,8 @@ ImportProblemPage = page_schema(ImportProblemOut, "ImportProblemPage")
 # --- reports (reports.py) ------------------------------------------------------------------
 
 class AgingReportQuery(Schema):
-    as_of = fields.Date(load_default=lambda: date.today())
+    #: unnamed: today in the platform's home zone (callers name their institution's day)
+    as_of = fields.Date(load_default=lambda: today_in(None))
     institution_id = fields.Integer(load_default=None, allow_none=True)
     stage = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(STAGES))
     status_id = fields.Integer(load_default=None, allow_none=True)

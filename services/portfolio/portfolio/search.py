@@ -273,14 +273,15 @@ def _rows_as_json(model, *order):
         .where(model.debtor_id == Account.debtor_id).scalar_subquery())
 
 
-#: phones (by priority), emails and addresses, built once (a logging's hot path)
+#: phones (by priority), emails, addresses and guarantors (avales: who else may be called),
+#: built once (a logging's hot path)
 _CONTACTS = (_rows_as_json(Phone, Phone.priority, Phone.id), _rows_as_json(Email, Email.id),
-             _rows_as_json(Address, Address.id))
+             _rows_as_json(Address, Address.id), _rows_as_json(Guarantor, Guarantor.id))
 
 
 def contact_view(session: Session, identity: Identity, account_id) -> dict:
     """An account the caller may see with what the contact policy judges a contact by
-    (institution, debtor, phones, emails, addresses), in one statement: a logging's look-up."""
+    (institution, debtor, phones, emails, addresses, guarantors), in one statement: a logging's look-up."""
     if not isinstance(account_id, int) or isinstance(account_id, bool):
         raise NotFound("Cuenta no encontrada")
     row = session.execute(
@@ -290,9 +291,9 @@ def contact_view(session: Session, identity: Identity, account_id) -> dict:
         .where(Account.id == account_id, account_clause(identity))).first()
     if row is None:
         raise NotFound("Cuenta no encontrada")
-    account, debtor, institution, phones, emails, addresses = row
+    account, debtor, institution, phones, emails, addresses, guarantors = row
     return {"account": account, "debtor": debtor, "institution": institution,
-            "phones": phones, "emails": emails, "addresses": addresses}
+            "phones": phones, "emails": emails, "addresses": addresses, "guarantors": guarantors}
 
 
 def debtor_scope(session: Session, identity: Identity, debtor_id) -> dict:

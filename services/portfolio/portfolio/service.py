@@ -228,8 +228,8 @@ class PortfolioService(ServiceBase):
     def on_callback_scheduled(self, payload):
         """Who holds a pending callback (scheduled, or delegated anew): it opens the account
         to them. A callback for a whole team opens nothing beyond the team's own accounts.
-        Events of one item may arrive out of order: an older one never overwrites a newer
-        one, and a done callback stays done."""
+        Events of one item may arrive out of order: the latest (by ``occurred_at``) wins,
+        so a done callback stays done whatever older news of it arrives after."""
         with self.db.session() as session:
             if not self.db.first_time(session, payload["event_id"], "callback_scheduled"):
                 return
@@ -238,9 +238,9 @@ class PortfolioService(ServiceBase):
                 agent_id=payload.get("agent_id"), changed_at=_occurred(payload))
             session.execute(row.on_conflict_do_update(
                 index_elements=[CallbackHolder.item_id],
-                set_={"agent_id": row.excluded.agent_id, "changed_at": row.excluded.changed_at},
-                where=~CallbackHolder.done
-                & (CallbackHolder.changed_at <= row.excluded.changed_at)))
+                set_={"account_id": row.excluded.account_id, "agent_id": row.excluded.agent_id,
+                      "changed_at": row.excluded.changed_at, "done": False},
+                where=CallbackHolder.changed_at <= row.excluded.changed_at))
 
     @event_handler("activities", "callback_done")
     def on_callback_done(self, payload):
@@ -252,7 +252,9 @@ class PortfolioService(ServiceBase):
                 changed_at=_occurred(payload), done=True)
             session.execute(row.on_conflict_do_update(
                 index_elements=[CallbackHolder.item_id],
-                set_={"agent_id": None, "done": True, "changed_at": row.excluded.changed_at}))
+                set_={"account_id": row.excluded.account_id, "agent_id": None, "done": True,
+                      "changed_at": row.excluded.changed_at},
+                where=CallbackHolder.changed_at <= row.excluded.changed_at))
 
     @event_handler("activities", "activity_logged")
     def on_activity_logged(self, payload):

@@ -49,6 +49,9 @@ class AccountFacts(Base):
     do_not_contact: Mapped[bool] = mapped_column(Boolean, nullable=False,
                                                  server_default=text("false"))
     callback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: until when the contact policy refuses calling the debt whatever the hour (cease,
+    #: attorney, call frequency: activities' ``contact_hold_changed``)
+    contact_hold_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = _now()
     __table_args__ = (Index("ix_account_facts_institution", "institution_id"),)
 

@@ -17,6 +17,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from recaudo_common.errors import InvalidInput
+from recaudo_common.localtime import DEFAULT_ZONE
 from recaudo_common.identity import Identity
 
 from .models import AssignedDaily, Queue, RecoveryDaily, Strategy
@@ -65,6 +66,23 @@ def snapshot_assigned(session: Session, day: date, institution_id: int | None = 
         {where}
         GROUP BY a.institution_id, a.queue_id, a.arm
     """), params)
+
+
+def snapshot_missing_days(session: Session) -> None:
+    """Each institution's snapshot of its own today (the day in its zone, not the
+    server's), for the institutions that have none yet."""
+    session.execute(text("""
+        INSERT INTO queues.assigned_daily (day, institution_id, queue_id, arm, accounts, balance)
+        SELECT d.day, a.institution_id, a.queue_id, a.arm, count(*), COALESCE(sum(f.balance), 0)
+        FROM queues.assignments a
+        LEFT JOIN queues.account_facts f ON f.account_id = a.account_id
+        LEFT JOIN queues.institution_rules r ON r.institution_id = a.institution_id
+        CROSS JOIN LATERAL (SELECT CAST(timezone(COALESCE(r.time_zone, :zone), now()) AS date)
+                            AS day) d
+        WHERE NOT EXISTS (SELECT 1 FROM queues.assigned_daily x
+                          WHERE x.institution_id = a.institution_id AND x.day = d.day)
+        GROUP BY d.day, a.institution_id, a.queue_id, a.arm
+    """), {"zone": DEFAULT_ZONE})
 
 
 def _rate(part, whole) -> str | None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import date, timedelta
+from datetime import timedelta
 
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
@@ -15,11 +15,12 @@ from recaudo_common.acting import ActingRpc
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, DomainError, InvalidInput, NotFound
 from recaudo_common.identity import Identity
+from recaudo_common.localtime import today_in
 from recaudo_common.service import ServiceBase, event_handler, rpc
 from recaudo_common.validation import load
 
 from . import campaigns, placement, reports, rules, working
-from .models import (AccountFacts, AssignedDaily, Assignment, Base, Campaign, CampaignRun,
+from .models import (AccountFacts, Assignment, Base, Campaign, CampaignRun,
                      InstitutionRules, Lease, Queue, Strategy, TeamMember)
 from .schemas import (CampaignOut, CampaignPreviewOf, CampaignWrite, ChampionQuery, MoveAccounts,
                       QueueOut, Reassign, RecoveryQuery, StrategyOut, StrategyWrite, WorklistQuery)
@@ -169,8 +170,9 @@ class QueuesService(ServiceBase):
         self.db.emit(session, "queues_rebuilt", {
             "institution_id": strategy.institution_id, "strategy_id": strategy.id,
             "counts": counts, "unplaced": unplaced})
-        reports.snapshot_assigned(session, date.today(), strategy.institution_id,
-                                  totals=result["totals"])
+        reports.snapshot_assigned(   # the institution's day, not the server's
+            session, today_in(campaigns.institution_zone(session, strategy.institution_id)),
+            strategy.institution_id, totals=result["totals"])
         changed = result["changed"]
         for start in range(0, len(changed), placement.ANNOUNCE_BATCH):
             self.db.emit(session, "assignments_changed", {"assignments": [
@@ -291,6 +293,15 @@ class QueuesService(ServiceBase):
     def on_dispute_resolved(self, payload):
         self._facts_changed(payload, "dispute_resolved", open_dispute=False)
 
+    @event_handler("activities", "contact_hold_changed")
+    def on_contact_hold_changed(self, payload):
+        """The contact policy holds (or frees) the debt: the pull skips it until then."""
+        payload = contracts.ContactHoldChanged().load(payload)
+        with self.db.session() as session:
+            if self._update_facts(session, payload, "contact_hold_changed",
+                                  contact_hold_until=payload["hold_until"]):
+                working.hold(session, payload["account_id"], payload["hold_until"])
+
     @event_handler("activities", "promise_made")
     def on_promise_made(self, payload):
         self._facts_changed(payload, "promise_made", open_promise=True, broken_promise=False)
@@ -396,13 +407,11 @@ class QueuesService(ServiceBase):
 
     @timer(interval=3600)
     def daily_assigned_snapshot(self):
-        """Once a day, what every queue and arm holds (rebuilds also snapshot their own)."""
-        today = date.today()
+        """Once a day per institution, what every queue and arm holds, dated by the
+        institution's own day (rebuilds also snapshot their own)."""
         with self.db.session() as session:
-            if self.db.only_one(session, "assigned_snapshot") and session.execute(
-                    select(AssignedDaily.day).where(AssignedDaily.day == today)
-                    .limit(1)).first() is None:
-                reports.snapshot_assigned(session, today)
+            if self.db.only_one(session, "assigned_snapshot"):
+                reports.snapshot_missing_days(session)
 
     @rpc
     def report_queues(self, institution_id=None):

@@ -53,6 +53,7 @@ def _workable():
         _in_force(),
         ~F.open_dispute,
         or_(F.callback_at.is_(None), F.callback_at <= func.now()),
+        or_(F.contact_hold_until.is_(None), F.contact_hold_until <= func.now()),
         sql_may_contact(zone, window_from, window_until, F.do_not_contact),
     )
 
@@ -81,6 +82,7 @@ def _policy_sql() -> str:
 
 #: the facts that let an account be handed out now (``f``, ``r`` as in ``_policy_sql``)
 _READY_FACTS = ("NOT f.open_dispute AND (f.callback_at IS NULL OR f.callback_at <= now()) "
+                "AND (f.contact_hold_until IS NULL OR f.contact_hold_until <= now()) "
                 f"AND {_policy_sql()}")
 _FREE = ("NOT EXISTS (SELECT 1 FROM queues.leases l WHERE l.account_id = a.account_id "
          "AND l.expires_at > now())")
@@ -329,6 +331,18 @@ def to_the_front(session: Session, account_id: int) -> None:
         WHERE a.account_id = :account AND NOT EXISTS (
             SELECT 1 FROM queues.account_facts f
             WHERE f.account_id = a.account_id AND f.open_dispute)"""), {"account": account_id})
+
+
+def hold(session: Session, account_id: int, until) -> None:
+    """The contact policy holds the debt until ``until``: it rests at least that long (off
+    the pull's index of ready rows, so a held account costs the pull nothing). A hold
+    lifted leaves the rest it already had (worked today, a callback)."""
+    if until is None:
+        return
+    session.execute(text("""
+        UPDATE queues.assignments SET resting_until = GREATEST(resting_until, :until)
+        WHERE account_id = :account AND :until > now()"""),
+                    {"account": account_id, "until": until})
 
 
 def wake_rested(session: Session) -> int:

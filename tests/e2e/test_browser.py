@@ -60,6 +60,15 @@ def screenshots(stack) -> Path:
     return folder
 
 
+def click_menu_link(page: Page, link: str) -> None:
+    """Clicks a link of the main menu (``#reports-link``…), opening first the dropdown
+    (Reportes, Administración) that holds it, as a person would."""
+    menu = page.locator(f"header nav details:has({link})")
+    if menu.count() and not page.locator(link).is_visible():
+        menu.locator("summary").click()
+    page.click(link)
+
+
 def status_rows(page: Page):
     rows = page.locator("#status table.status tbody tr")
     expect(rows).to_have_count(len(SERVICES))

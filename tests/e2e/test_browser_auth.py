@@ -15,7 +15,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect, sync_playwright
 
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, PHONE, _overflow
+from .test_browser import CHROMIUM, CHROMIUM_ARGS, PHONE, _overflow, click_menu_link
 
 RUN = secrets.token_hex(3)
 GENERIC_LOGIN_ERROR = "Usuario o contraseña incorrectos"
@@ -170,7 +170,7 @@ def test_a_form_post_without_the_csrf_token_is_rejected(page, demo_users):
 def test_admin_creates_a_user_through_the_users_screen(page, demo_users, screenshots):
     login(page, "admin", demo_users)
     with page.expect_navigation():
-        page.click("#admin-link")
+        click_menu_link(page, "#admin-link")
     assert page.url.endswith("/admin/usuarios")
     expect(page.locator("nav.admin-nav a[aria-current=page]")).to_have_text("Usuarios")
     table = page.locator("#users-table")

@@ -64,7 +64,28 @@ def _debtor_with_history(username: str) -> int:
 
 
 def _shot(page: Page, folder, profile: str, step: str, width: str) -> None:
+    _holds_up(page, width)
     page.screenshot(path=str(folder / f"demo-{profile}-{step}-{width}.png"), full_page=True)
+
+
+def _holds_up(page: Page, width: str) -> None:
+    """The screen holds up at this width: the page never scrolls sideways (a wide table
+    scrolls inside its own box) and at 1280 px the menu is one line (the brand's height)."""
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{page.url} scrolls sideways by {overflow} px at {width} px"
+    if width == "1280":
+        nav = page.locator("header nav").bounding_box()
+        brand = page.locator("header nav .brand").bounding_box()
+        assert nav["height"] < 2 * brand["height"] + 16, \
+            f"the menu wraps at {width} px on {page.url}: {nav['height']} px high"
+        first = page.locator("header nav > ul:last-child > li").first.bounding_box()
+        assert brand["x"] + brand["width"] <= first["x"], f"the menu covers the brand on {page.url}"
+
+
+def _thumb_sized(page: Page, selector: str) -> None:
+    """A control a thumb can hit on a phone: at least 40 px high."""
+    box = page.locator(selector).bounding_box()
+    assert box and box["height"] >= 40, f"{selector} is {box} on a phone"
 
 
 @pytest.mark.parametrize("width", tuple(WIDTHS))
@@ -103,6 +124,8 @@ def test_the_first_five_minutes_of_each_demo_profile(demo_world, browser, stack,
 
 def _gestor_works_the_next_account(page: Page, screenshots, width: str) -> None:
     page.goto("/")
+    if width == "390":
+        _thumb_sized(page, "#home-next-account")
     with page.expect_navigation():
         page.click("#home-next-account")
     assert page.url.split("?")[0].rsplit("/", 2)[-2] == "deudores", page.url
@@ -120,6 +143,9 @@ def _gestor_works_the_next_account(page: Page, screenshots, width: str) -> None:
     description = f"Demo: promete pagar ({width} px, {RUN})"
     page.fill("#description", description)
     _shot(page, screenshots, "gestor1", "5-activity-form", width)
+    if width == "390":
+        for control in ("#kind", "#promise_amount", "#save-activity"):
+            _thumb_sized(page, control)
     with page.expect_navigation():
         page.click("#save-activity")
     first = page.locator("#history tbody tr").first

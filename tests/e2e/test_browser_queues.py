@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from .test_browser import CHROMIUM, CHROMIUM_ARGS
+from .test_browser import CHROMIUM, CHROMIUM_ARGS, click_menu_link
 from .test_queues_api import (INSTITUTION, PREFIX, Api, prepare_queues, release_all,
                               remove_queue_leftovers, restore_contact_window, token, wait_for)
 
@@ -90,7 +90,7 @@ def whole(text: str) -> int:
 def test_a_supervisor_builds_simulates_and_applies_a_strategy(world, new_page, screenshots):
     page = new_page()
     login(page, "supervisor", world["password"])
-    page.click("#queues-link")
+    click_menu_link(page, "#queues-link")
     expect(page.locator("h1")).to_have_text("Estrategias de cobranza")
     page.goto(f"/filas/estrategias?institucion={INSTITUTION}")
     page.click("#new-strategy")

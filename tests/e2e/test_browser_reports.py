@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, text
 
 from recaudo_common.config import settings
 
+from .test_browser import click_menu_link
 from .test_browser_queues import browser, login, new_page, screenshots  # noqa: F401 (fixtures)
 
 RUN = secrets.token_hex(3)
@@ -57,7 +58,7 @@ def test_the_supervisors_counter_goes_up_when_an_activity_is_logged(stack, demo_
 
     page = new_page()
     login(page, "supervisor", demo_users)
-    page.click("#reports-link")
+    click_menu_link(page, "#reports-link")
     with page.expect_navigation():
         page.click("#link-supervisor")
     counter = page.locator("#counter-activities")
@@ -124,15 +125,21 @@ def test_an_administrator_takes_todays_aging_snapshot_now(stack, demo_users, new
     engine = create_engine(settings().database_url)
     with engine.begin() as conn:
         zone = conn.execute(text("SELECT time_zone FROM portfolio.institutions WHERE id = 2")).scalar()
-        conn.execute(text("DELETE FROM portfolio.aging_snapshots WHERE institution_id = 2 AND "
-                          "snapshot_date = :d"), {"d": datetime.now(ZoneInfo(zone)).date()})
+        for table in ("aging_snapshots", "aging_daily"):    # the snapshot and its rollup
+            conn.execute(text(f"DELETE FROM portfolio.{table} WHERE institution_id = 2 AND "
+                              "snapshot_date = :d"), {"d": datetime.now(ZoneInfo(zone)).date()})
     try:
         page = new_page()
         login(page, "admin", demo_users)
         page.goto("/tableros/institucion?institution_id=2")
+        # without today's snapshot the accounts say from which day they are, or that none
+        # was taken yet: never a bare 0
+        expect(page.locator("#kpi-accounts-as-of")).to_be_visible()
+        expect(page.locator("#kpi-accounts")).not_to_have_text("0")
         with page.expect_navigation():
             page.click("#take-snapshot")
         expect(page.locator("#snapshot-taken")).to_be_visible()
+        expect(page.locator("#kpi-accounts-as-of")).to_have_count(0)        # today's
         with engine.connect() as conn:
             taken = conn.execute(text(
                 "SELECT count(*) FROM portfolio.aging_snapshots WHERE institution_id = 2 AND "

@@ -23,8 +23,9 @@ from .test_browser import CHROMIUM, CHROMIUM_ARGS, click_menu_link, watch_errors
 
 RUN = secrets.token_hex(3)
 DEMO_CSV = ROOT / "deploy" / "demo" / "bancomer_cartera.csv"
-TABS = ["Notas", "Gestiones", "Promesas", "Aclaraciones", "Contacto", "Contrato", "Domicilio",
-        "Movimientos", "Avales", "Documentos", "Correo"]   # the activities tabs follow "Notas"
+TABS = ["Notas", "Gestiones", "Promesas", "Aclaraciones", "Cumplimiento", "Contacto", "Contrato",
+        "Domicilio", "Movimientos", "Avales", "Documentos", "Correo", "SMS"]
+# the activities tabs follow "Notas"; messaging's (Correo, SMS) come last
 
 
 @pytest.fixture(scope="module")

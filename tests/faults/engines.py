@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -101,9 +102,13 @@ class PrivateRabbit:
 
 class PrivatePostgres:
     def __init__(self, root: Path, port: int):
-        self.root, self.port = root / "pg", port
-        self.data = self.root / "data"
         self.as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        # run as postgres, the cluster must be reachable by it: the checkout may sit under a
+        # directory only root may enter (a fresh clone in a mktemp folder, a CI workspace)
+        self.root = (Path(tempfile.gettempdir()) / f"recaudo-faults-pg-{port}"
+                     if self.as_postgres else root / "pg")
+        self.port = port
+        self.data = self.root / "data"
 
     @property
     def url(self) -> str:

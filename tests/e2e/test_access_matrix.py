@@ -671,13 +671,28 @@ def _queues(w) -> dict:
             time.sleep(0.3)
         engine.dispose()
         admin = w.tokens["admin"]
-        active = w.ok("POST", "/api/v1/strategies", admin, _queues_body(w, f"Matriz filas {RUN}"))
-        w.ok("POST", f"/api/v1/strategies/{active['id']}/apply", admin)
+        # the rows apply and rebuild the institution's active strategy as it is, so every
+        # account stays where it was: a strategy of their own taking no account would hand
+        # every institution-2 account back to no collector (and the rows after these would
+        # find gestor1's account out of gestor1's reach)
+        active = _active_strategy(w, 2)
+        if active is None:
+            active = w.ok("POST", "/api/v1/strategies", admin,
+                          _queues_body(w, f"Matriz filas {RUN}"))
+            w.ok("POST", f"/api/v1/strategies/{active['id']}/apply", admin)
         draft_body = _queues_body(w, f"Matriz borrador {RUN}")
         draft = w.ok("POST", "/api/v1/strategies", admin, draft_body)
         w.queues = {"active": active["id"], "draft": draft["id"], "draft_body": draft_body,
                     "queue": active["queues"][0]["id"]}
     return w.queues
+
+
+def _active_strategy(w, institution_id: int) -> dict | None:
+    """The institution's active strategy with its queues, if it has one."""
+    admin = w.tokens["admin"]
+    listed = w.ok("GET", f"/api/v1/institutions/{institution_id}/strategies", admin)
+    active = next((s for s in listed if s["state"] == "active"), None)
+    return active and w.ok("GET", f"/api/v1/strategies/{active['id']}", admin)
 
 
 def _strategy(key="active"):
@@ -717,7 +732,7 @@ TABLE.extend([
         lambda w, uniq: _queues(w)["draft_body"], QUEUES_IN_2, params=_strategy("draft")),
     Row("queues.strategies.simulate.i2", "POST", "/api/v1/strategies/{strategy_id}/simulate",
         None, QUEUES_IN_2, params=_strategy()),
-    # applying the active strategy again re-places nothing (its queue takes no account)
+    # applying the active strategy again re-places nothing (nothing changed since)
     Row("queues.strategies.apply.i2", "POST", "/api/v1/strategies/{strategy_id}/apply", None,
         QUEUES_IN_2, params=_strategy()),
     Row("queues.board.i2", "GET", "/api/v1/strategies/{strategy_id}/board", None, QUEUES_IN_2,

@@ -213,7 +213,7 @@ def _first(table: str) -> int:
 
 
 SPECIAL_VALUES = {"time_zone": "America/Mexico_City", "group_by": "institution",
-                  "header_name": "X-Folio"}
+                  "header_name": "X-Folio", "jurisdiction": "MX"}
 
 
 def _value(name: str, schema: dict, known: dict):

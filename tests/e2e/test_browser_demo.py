@@ -30,10 +30,12 @@ RUN = secrets.token_hex(3)
 
 @pytest.fixture(scope="module")
 def demo_world(stack, demo_users):
-    window = sql("SELECT contact_from, contact_until FROM portfolio.institutions WHERE id = :i",
-                 i=INSTITUTION)[0]
-    sql("UPDATE portfolio.institutions SET contact_from = '00:00', contact_until = '23:59:59'"
-        " WHERE id = :i", i=INSTITUTION)
+    window = sql("SELECT contact_from, contact_until, jurisdiction FROM portfolio.institutions "
+                 "WHERE id = :i", i=INSTITUTION)[0]
+    # any hour, whatever the hour the suite runs at (no seeded jurisdiction: the
+    # institution's window only, not a jurisdiction's calling hours)
+    sql("UPDATE portfolio.institutions SET contact_from = '00:00', contact_until = '23:59:59',"
+        " jurisdiction = 'ZZ' WHERE id = :i", i=INSTITUTION)
     sql("UPDATE queues.institution_rules SET contact_from = '00:00', contact_until = '23:59:59'"
         " WHERE institution_id = :i", i=INSTITUTION)
     release_all()
@@ -46,8 +48,8 @@ def demo_world(stack, demo_users):
         supervisor.ok("POST", f"/api/v1/strategies/{strategy_id}/apply")
     yield {"password": demo_users, "base_url": stack.base_url}
     release_all()
-    sql("UPDATE portfolio.institutions SET contact_from = :f, contact_until = :u WHERE id = :i",
-        f=window[0], u=window[1], i=INSTITUTION)
+    sql("UPDATE portfolio.institutions SET contact_from = :f, contact_until = :u, "
+        "jurisdiction = :j WHERE id = :i", f=window[0], u=window[1], j=window[2], i=INSTITUTION)
     restore_contact_window(stack.base_url, demo_users)
 
 

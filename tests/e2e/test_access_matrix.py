@@ -674,8 +674,14 @@ def _queues(w) -> dict:
         # the rows apply and rebuild the institution's active strategy as it is, so every
         # account stays where it was: a strategy of their own taking no account would hand
         # every institution-2 account back to no collector (and the rows after these would
-        # find gestor1's account out of gestor1's reach)
+        # find gestor1's account out of gestor1's reach); its queues are frozen meanwhile,
+        # so a pull finds nothing (and leases nothing other suites' accounts may need)
         active = _active_strategy(w, 2)
+        w.queues_frozen = []
+        for queue in (active or {}).get("queues", ()):
+            if not queue["frozen"]:
+                w.ok("POST", f"/api/v1/queues/{queue['id']}/freeze", admin, {"frozen": True})
+                w.queues_frozen.append(queue["id"])
         if active is None:
             active = w.ok("POST", "/api/v1/strategies", admin,
                           _queues_body(w, f"Matriz filas {RUN}"))
@@ -700,9 +706,14 @@ def _strategy(key="active"):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _remove_queues_throwaways():
-    """The strategies the queues rows made, and the projection of teams auth no longer has."""
+def _remove_queues_throwaways(world):
+    """The queues the rows froze thawed, the strategies they made, and the projection of
+    teams auth no longer has."""
     yield
+    thaw = getattr(world, "queues_frozen", ())
+    admin = world.login("admin") if thaw else None
+    for queue_id in thaw:
+        world.ok("POST", f"/api/v1/queues/{queue_id}/freeze", admin, {"frozen": False})
     engine = create_engine(settings().database_url)
     with engine.begin() as conn:
         for statement in (
@@ -743,7 +754,7 @@ TABLE.extend([
         QUEUES_IN_2, params=lambda w: _queues(w) and {"institution_id": 2}),
     Row("queues.resync.i2", "POST", "/api/v1/institutions/{institution_id}/resync", None,
         QUEUES_IN_2, params=lambda w: {"institution_id": 2}),
-    Row("queues.freeze.i2", "POST", "/api/v1/queues/{queue_id}/freeze", {"frozen": False},
+    Row("queues.freeze.i2", "POST", "/api/v1/queues/{queue_id}/freeze", {"frozen": True},
         QUEUES_IN_2, params=lambda w: {"queue_id": _queues(w)["queue"]}),
     # an account in no queue of institution 2: 422 for who may move, nothing moves
     Row("queues.move.unknown-account", "POST", "/api/v1/queues/move",
@@ -781,7 +792,7 @@ TABLE.extend([
     Row("rpc.queues.queue_board.i2", "RPC", "queues.queue_board",
         lambda w, uniq: [_queues(w)["active"]], QUEUES_IN_2),
     Row("rpc.queues.freeze_queue.i2", "RPC", "queues.freeze_queue",
-        lambda w, uniq: [_queues(w)["queue"], False], QUEUES_IN_2),
+        lambda w, uniq: [_queues(w)["queue"], True], QUEUES_IN_2),
     Row("rpc.queues.move_accounts.unknown-account", "RPC", "queues.move_accounts",
         lambda w, uniq: [{"account_ids": [NOT_AN_ACCOUNT], "queue_id": _queues(w)["queue"]}],
         RULES.perm(QUEUES_MANAGE, 422, reach=(2,))),

@@ -56,7 +56,12 @@ def world(stack, demo_users):
     account_id, debtor_id, address = sql(
         "SELECT a.id, a.debtor_id, e.address FROM portfolio.accounts a"
         " JOIN portfolio.emails e ON e.debtor_id = a.debtor_id AND NOT e.do_not_contact"
-        " WHERE a.institution_id = :i AND a.assigned_agent_id = :g ORDER BY a.id DESC LIMIT 1",
+        " WHERE a.institution_id = :i AND a.assigned_agent_id = :g"
+        # every account of the debtor is gestor1's: mail matched by its sender lands on one
+        # of them, which gestor1 must be able to open
+        " AND NOT EXISTS (SELECT 1 FROM portfolio.accounts o WHERE o.debtor_id = a.debtor_id"
+        "                 AND o.assigned_agent_id IS DISTINCT FROM :g)"
+        " ORDER BY a.id DESC LIMIT 1",
         i=INSTITUTION, g=USER_IDS["gestor1"])[0]
     mailbox = next(b for b in api("admin").ok("GET", f"/api/v1/mailboxes?institution_id={INSTITUTION}")
                    if b["address"] == DEMO_USER)

@@ -58,9 +58,11 @@ def collector_of(institution_id: int) -> str:
                  if institution_id in insts), next(iter(demo.GESTOR_INSTITUTIONS)))
 
 
-def seed_live(proxy, institutions: tuple[int, ...] | None = None) -> dict:
+def seed_live(proxy, institutions: tuple[int, ...] | None = None,
+              nameko_config: dict | None = None) -> dict:
     """Documents uploaded per institution (``{institution: count}``); ``proxy``: started
-    proxies as the platform (used to ask for each collector's identity)."""
+    proxies as the platform (used to ask for each collector's identity); ``nameko_config``:
+    the broker the collector's own proxy uses (the settings' by default)."""
     institutions = institutions or tuple(i for i, _, _ in demo.INSTITUTIONS)
     engine = make_engine(pool_size=1)
     made = {}
@@ -70,8 +72,8 @@ def seed_live(proxy, institutions: tuple[int, ...] | None = None) -> dict:
             if _seeded(engine, institution_id, user_id):
                 continue
             identity = proxy.auth.identity_for(user_id)["identity"]
-            with ClusterRpcProxy(settings().nameko, context_data={IDENTITY_KEY: identity},
-                                 timeout=120) as collector:
+            with ClusterRpcProxy(nameko_config or settings().nameko,
+                                 context_data={IDENTITY_KEY: identity}, timeout=120) as collector:
                 made[institution_id] = _Folders(collector, institution_id, user_id).fill()
     finally:
         engine.dispose()

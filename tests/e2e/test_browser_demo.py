@@ -1,7 +1,7 @@
 """The first five minutes of each demo profile, in headless Chromium, on the demo as ``make
 up`` leaves it (``recaudo seed`` and ``recaudo seed-live``: the ``demo_users`` fixture):
-log in, see a home that is not empty, open the cartera, open a debtor with history; the
-gestor also takes the next account of the demo strategy, logs a call with a promise, sees
+log in, see a home that is not empty, open the cartera, open a debtor with history (the
+gestor's also has the demo's documents on its Documentos tab); the gestor also takes the next account of the demo strategy, logs a call with a promise, sees
 it in the history, and the supervisor's live dashboard counts it. Every step is saved as a
 screenshot at 1280 px and at 390 px (a phone) under ``var/test/screenshots/demo-*.png``.
 
@@ -54,8 +54,11 @@ def demo_world(stack, demo_users):
 
 
 def _debtor_with_history(username: str) -> int:
-    """A debtor this demo user may read whose account has entries in the demo's past."""
-    reach = {"gestor1": "a.assigned_agent_id = :me AND a.lawyer_id IS NULL",
+    """A debtor this demo user may read whose account has entries in the demo's past; for
+    the gestor, one whose folder also holds the demo's documents (seed-live put them in the
+    folders of the debtors with history the collector sees first)."""
+    reach = {"gestor1": "a.assigned_agent_id = :me AND a.lawyer_id IS NULL AND EXISTS "
+                        "(SELECT 1 FROM documents.documents d WHERE d.debtor_id = a.debtor_id)",
              "abogado": "a.lawyer_id = :me",
              "cliente": f"a.institution_id = {demo.CLIENT_INSTITUTION_ID}"}.get(username, "true")
     rows = sql(f"SELECT a.debtor_id FROM portfolio.accounts a WHERE {reach} AND EXISTS "
@@ -117,6 +120,14 @@ def test_the_first_five_minutes_of_each_demo_profile(demo_world, browser, stack,
         page.click("#tab-gestiones")
         expect(page.locator("#history tbody tr").first).to_be_visible()
         _shot(page, screenshots, profile, "3-debtor-history", width)
+
+        if profile == "gestor1":
+            page.click("#tab-documentos")               # the demo's PDFs and images
+            expect(page.locator("#documents tbody tr").first).to_be_visible()
+            names = page.locator("#documents tbody tr td:first-child a").all_inner_texts()
+            assert any(n.endswith(".pdf") for n in names), names
+            assert any(n.endswith((".png", ".jpg")) for n in names), names
+            _shot(page, screenshots, profile, "3b-debtor-documents", width)
 
         if profile == "gestor1":
             _gestor_works_the_next_account(page, screenshots, width)

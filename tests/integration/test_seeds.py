@@ -185,3 +185,81 @@ def test_demo_seeding_on_a_database_with_real_data_is_refused_and_writes_nothing
     assert "RECAUDO_DEMO" in proc.stderr and "SEED8901" in proc.stderr
     assert "No se sembró nada" in proc.stderr
     assert counts() == before
+
+
+#: accounts of demo institution 2 (Credimás) assigned to gestor1, one debtor each
+FOLDER_ACCOUNTS = [890_200_000 + n for n in range(1, 4)]
+
+
+@pytest.fixture
+def gestor_accounts(rows, engine):
+    """Three debtors of Credimás whose accounts are gestor1's (written as the demo seed
+    writes them), removed after with whatever the documents seed made for them."""
+    with engine.begin() as conn:
+        for account in FOLDER_ACCOUNTS:
+            conn.execute(text(
+                "INSERT INTO portfolio.debtors (id, institution_id, customer_number, name)"
+                " VALUES (:d, 2, 'F' || :d, 'DEUDORA ' || :d)"), {"d": account})
+            conn.execute(text(
+                "INSERT INTO portfolio.accounts (id, institution_id, debtor_id, account_number,"
+                " product, balance, overdue_amount, days_past_due, stage, assigned_agent_id)"
+                " VALUES (:d, 2, :d, 'F' || :d, 'Préstamo', 12000, 2500, 75, 'delinquent', :g)"),
+                {"d": account, "g": demo.USER_IDS["gestor1"]})
+    yield FOLDER_ACCOUNTS
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM documents.versions WHERE document_id IN (SELECT id FROM "
+                          "documents.documents WHERE debtor_id = ANY(:ids))"), {"ids": FOLDER_ACCOUNTS})
+        conn.execute(text("DELETE FROM documents.documents WHERE debtor_id = ANY(:ids)"),
+                     {"ids": FOLDER_ACCOUNTS})
+        conn.execute(text("DELETE FROM documents.outbox WHERE (payload->>'debtor_id')::bigint"
+                          " = ANY(:ids)"), {"ids": FOLDER_ACCOUNTS})
+        conn.execute(text("DELETE FROM portfolio.accounts WHERE id = ANY(:ids)"),
+                     {"ids": FOLDER_ACCOUNTS})
+        conn.execute(text("DELETE FROM portfolio.debtors WHERE id = ANY(:ids)"),
+                     {"ids": FOLDER_ACCOUNTS})
+
+
+def test_the_demo_documents_are_uploaded_once_through_the_documents_service(
+        s3_server, gestor_accounts, platform, container_factory, rabbit_config, rpc_proxy,
+        engine):
+    """seed-live puts PDFs and images in the folders of gestor1's debtors as gestor1, through
+    request_upload, the presigned POST and complete_upload (each one a version the service
+    sniffed and an event in its outbox); gestor1 reads and downloads them; a second seeding
+    adds nothing."""
+    import requests
+
+    from documents import seed as documents_seed
+    from documents.service import DocumentsService
+
+    container_factory(DocumentsService, rabbit_config).start()
+    auth_seed.seed_defaults()
+    auth_seed.seed_demo()
+    made = documents_seed.seed_live(platform, (2,), nameko_config=rabbit_config)
+    files = len(documents_seed.FILES) + 2 * (len(gestor_accounts) - 1)
+    assert made == {2: files}
+    versions = sql(engine, "SELECT d.debtor_id, v.content_type, v.uploaded_by, v.upload_id "
+                           "FROM documents.documents d JOIN documents.versions v "
+                           "ON v.document_id = d.id WHERE d.debtor_id = ANY(:ids)",
+                   ids=gestor_accounts)
+    assert len(versions) == files
+    assert {v.debtor_id for v in versions} == set(gestor_accounts)
+    assert {v.content_type for v in versions} == {"application/pdf", "image/png", "image/jpeg"}
+    assert {v.uploaded_by for v in versions} == {demo.USER_IDS["gestor1"]}
+    assert all(v.upload_id for v in versions)          # each one a completed upload
+    assert scalar(engine, "SELECT count(*) FROM documents.outbox WHERE event_type = "
+                          "'document_added' AND (payload->>'debtor_id')::bigint = ANY(:ids)",
+                  ids=gestor_accounts) == files
+
+    identity = platform.auth.identity_for(demo.USER_IDS["gestor1"])["identity"]
+    gestor1 = rpc_proxy({"identity": identity}, timeout=30)
+    folder = gestor1.documents.folder(gestor_accounts[0])
+    assert {d["name"] for d in folder["items"]} == {f[0] for f in documents_seed.FILES}
+    pdf = next(d for d in folder["items"] if d["latest"]["content_type"] == "application/pdf")
+    link = gestor1.documents.download_url(pdf["latest"]["id"])
+    body = requests.get(link["url"], timeout=10).content
+    assert body.startswith(b"%PDF-") and len(body) == pdf["latest"]["size"]
+
+    assert documents_seed.seed_live(platform, (2,), nameko_config=rabbit_config) == {}
+    assert scalar(engine, "SELECT count(*) FROM documents.versions v JOIN documents.documents d"
+                          " ON d.id = v.document_id WHERE d.debtor_id = ANY(:ids)",
+                  ids=gestor_accounts) == files

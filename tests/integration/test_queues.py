@@ -543,6 +543,24 @@ def test_next_account_skips_what_may_not_be_worked_now_and_holds_the_lease(
     assert [i["workable"] for i in worklist["items"]] == [False, False, False, True, True]
 
 
+def test_a_held_account_that_may_no_longer_be_worked_is_let_go_for_the_next(
+        supervisor, agent, engine):
+    """The debtor's calling hours end (or a dispute or a do-not-contact mark arrives) while
+    the agent holds the account: "next account" releases it and hands out the next one."""
+    strategy_id, _ = strategy(supervisor, "Una fila", [queue("Todas")])
+    supervisor.apply_strategy(strategy_id)
+    mine = [BASE + r for r in range(1, N1 + 1, len(TEAM1))]
+    gestor = agent(TEAM1[0])
+    assert gestor.next_account()["account_id"] == mine[0]
+    set_facts(engine, [mine[0]], do_not_contact=True)
+    assert gestor.next_account()["account_id"] == mine[1]
+    assert sql(engine, "SELECT account_id, agent_id FROM queues.leases") == [(mine[1], TEAM1[0])]
+    assert sql(engine, "SELECT account_id, event FROM queues.work_log ORDER BY id") == [
+        (mine[0], "pulled"), (mine[0], "released"), (mine[1], "pulled")]
+    # a held account still workable is answered again, as before
+    assert gestor.next_account()["account_id"] == mine[1]
+
+
 def test_frozen_queues_are_not_pulled(supervisor, agent, engine):
     strategy_id, (q_severe, q_rest) = strategy(supervisor, "Dos filas", [
         queue("90+", L("days_past_due", "gte", 90)), queue("Resto")])

@@ -90,6 +90,21 @@ _IN_SCOPE = "(CAST(:all_institutions AS boolean) OR a.institution_id = ANY(:inst
 _IN_FORCE = ("(s.state = 'active' OR EXISTS (SELECT 1 FROM queues.strategies c "
              "WHERE c.challenger_id = s.id AND c.state = 'active'))")
 
+#: the agent's lease on an account that may no longer be worked now (its debtor's calling
+#: hours ended, a dispute or a do-not-contact mark arrived, a callback was set for later)
+#: ends, as a release does: "next account" must not hand back what cannot be called
+_LET_GO_UNWORKABLE = text(f"""
+    WITH gone AS (
+        DELETE FROM queues.leases l
+        USING queues.account_facts f
+        LEFT JOIN queues.institution_rules r ON r.institution_id = f.institution_id
+        WHERE l.agent_id = :agent AND l.expires_at > now() AND f.account_id = l.account_id
+          AND NOT ({_READY_FACTS})
+        RETURNING l.account_id)
+    INSERT INTO queues.work_log (account_id, queue_id, agent_id, event)
+    SELECT g.account_id, a.queue_id, :agent, 'released'
+    FROM gone g LEFT JOIN queues.assignments a ON a.account_id = g.account_id""")
+
 #: the lease the agent holds (described), and the queues they may pull from, in order
 _PULL_START = text(f"""
     SELECT ARRAY(SELECT q.id FROM queues.queues q
@@ -158,7 +173,8 @@ def next_account(session: Session, identity: Identity, lease_minutes: int = LEAS
     """Lease the agent's highest-ranked free account; None when there is nothing to do.
 
     The hot path of every collector's day, so it is a few prepared SQL statements (one
-    pull is typically four round trips), not ORM work: queue by queue, the agent's own
+    pull is typically five round trips), not ORM work: a lease on an account that may no
+    longer be worked now is let go; queue by queue, the agent's own
     accounts then nobody's are walked in rank order (an index, never a sort of the whole
     queue); candidates are claimed with ``FOR UPDATE SKIP LOCKED`` (concurrent pulls skip
     each other instead of waiting); the lease is taken by a new statement that checks the
@@ -169,6 +185,7 @@ def next_account(session: Session, identity: Identity, lease_minutes: int = LEAS
     agent = {"agent": identity.user_id}
     # one pull per agent at a time: two at once (a double click) would lease two accounts
     session.execute(text("SELECT pg_advisory_xact_lock(hashtext('queues.pull'), :agent)"), agent)
+    session.execute(_LET_GO_UNWORKABLE, agent)
     start = session.execute(_PULL_START, agent).mappings().one()
     if start["account_id"] is not None:  # finish (or release) the one you hold first
         return {k: v for k, v in start.items() if k != "queue_ids"}

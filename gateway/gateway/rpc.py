@@ -21,6 +21,8 @@ from nameko.exceptions import RemoteError
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from recaudo_common.errors import DomainError
+from recaudo_common.resilience import unavailable
+from recaudo_common.rpc_publishing import confirm_for_a_while
 
 from . import i18n
 
@@ -42,6 +44,7 @@ class RpcPool:
                 break
             if _connected(standalone):
                 return standalone
+            confirm_for_a_while()   # the broker went away: it may come back half-bound
             self._discard(standalone)
         with self._lock:
             grow = self._created < self.size
@@ -76,7 +79,9 @@ class RpcPool:
         except (DomainError, RemoteError):
             self._idle.put(standalone)   # the service answered: the proxy is healthy
             raise
-        except BaseException:
+        except BaseException as exc:
+            if unavailable(exc) == "broker":
+                confirm_for_a_while()
             self._discard(standalone)
             raise
         else:

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy.exc
 import urllib3.exceptions
 from flask import Blueprint
-from nameko.exceptions import RpcTimeout
+from nameko.exceptions import RpcTimeout, UnknownService
 
 from gateway.app import create_app
 from recaudo_common import heartbeat, resilience
@@ -33,6 +33,9 @@ OUTAGES = [
     (amqp.exceptions.ConnectionForced("shutdown"), "broker"),
     (ConnectionRefusedError(111, "refused"), "broker"),
     (urllib3.exceptions.MaxRetryError(None, "/recaudo-documents"), "object store"),
+    # a service asking another one that is not bound yet (a broker back as a fresh node)
+    (UnknownService("portfolio"), "service"),
+    (RpcTimeout(30), "service"),
 ]
 
 

@@ -31,6 +31,7 @@ from nameko.extensions import DependencyProvider
 from .config import settings
 from .errors import DomainError, Unavailable
 from .heartbeat import HEARTBEAT_SECONDS, beat
+from .rpc_publishing import confirm_for_a_while
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ def unavailable(exc: BaseException | None) -> str | None:
         if module.startswith(("urllib3", "minio")) and name in (
                 "MaxRetryError", "NewConnectionError", "ProtocolError", "ReadTimeoutError"):
             return "object store"
+        if module.startswith("nameko") and name in ("UnknownService", "RpcTimeout"):
+            return "service"   # the service asked is not bound (yet) or did not answer
         if module.startswith(("kombu", "amqp")) or isinstance(
                 exc, (ConnectionError, socket.timeout)):  # py-amqp raises bare socket errors
             return "broker"
@@ -164,9 +167,12 @@ def tune_consumers() -> None:
 
     @contextmanager
     def establish_connection(self):
+        def on_connection_error(exc, interval):
+            confirm_for_a_while()   # the broker may come back before every queue is bound
+            self.on_connection_error(exc, interval)
+
         with self.create_connection() as conn:
-            conn.ensure_connection(self.on_connection_error, self.connect_max_retries,
-                                   **RECONNECT)
+            conn.ensure_connection(on_connection_error, self.connect_max_retries, **RECONNECT)
             yield conn
 
     def forgiving(settle):

@@ -43,7 +43,7 @@ from recaudo_common.identity import Identity
 
 from . import agenda, chain, disputes, productivity, promises
 from .catalogue import ensure_catalogue
-from .models import Activity, AgendaItem, Base, Dispute, Payment, ResultCode
+from .models import DISPUTE_OUTCOMES, Activity, AgendaItem, Base, Dispute, Payment, ResultCode
 
 HISTORY_DAYS = 90
 #: share of the accounts in arrears (and of the current ones) worked in the demo's past
@@ -62,7 +62,8 @@ VISIT_RESULTS = {"VNL": 3, "VSC": 3, "CT": 3, "PP": 2}
 PAID_EARLY_TODAY = 0.3
 #: share of the disputes still open (opened a day ago or more) the supervisor resolves today
 RESOLVED_TODAY = 0.3
-DISPUTE_OUTCOMES = ("confirmed_debt", "confirmed_debt", "corrected_balance", "cancelled")
+#: the outcomes of the demo's past resolutions, drawn (today's take turns by institution)
+DRAWN_OUTCOMES = ("confirmed_debt", "confirmed_debt", "corrected_balance", "cancelled")
 KINDS = {"call": 70, "visit": 5, "email": 9, "letter": 6, "note": 7, "inbound": 3}
 DESCRIPTIONS = {
     "NC": "Se marcó sin respuesta.", "BZ": "Se dejó mensaje en buzón.",
@@ -314,7 +315,7 @@ class _History:
         self.balances[account["account_id"]] = Decimal(account["balance"])
         age = (self.today - day).days
         if age > 3 and self.rnd.random() < 0.7:
-            dispute.state, dispute.outcome = "resolved", self.rnd.choice(DISPUTE_OUTCOMES)
+            dispute.state, dispute.outcome = "resolved", self.rnd.choice(DRAWN_OUTCOMES)
             if dispute.outcome == "corrected_balance":
                 dispute.corrected_balance = self._corrected(account["account_id"])
             dispute.resolution_note = "Se revisaron los movimientos con el área de pagos."
@@ -357,8 +358,8 @@ class _History:
                          key=lambda d: d.opened_at)
         today = waiting[-1:] + [d for d in waiting[1:-1] if self.rnd.random() < RESOLVED_TODAY] \
             if len(waiting) > 1 else []
-        for dispute in today:
-            outcome = self.rnd.choice(DISPUTE_OUTCOMES)
+        for k, dispute in enumerate(today):   # the three institutions' first: three outcomes
+            outcome = DISPUTE_OUTCOMES[(self.institution_id + k) % len(DISPUTE_OUTCOMES)]
             disputes.resolve(self.session, self.events, supervisor, dispute.id, {
                 "outcome": outcome, "note": "Se revisaron los movimientos con el área de pagos.",
                 "corrected_balance": self._corrected(dispute.account_id)

@@ -11,11 +11,11 @@ promises (single and plans) of which some were kept by payments, some broken and
 pending, disputes open and resolved (some past their SLA, by every outcome, a share of the
 open ones resolved today through ``disputes.resolve`` so that the current month's report
 has resolutions even on its first day), and callbacks for today and tomorrow. It runs
-while the services are up and writes through this service's own functions, set-based as a history of thousands of entries wants - the hash chain
-(``chain.append_many``), the productivity rollup, ``promises.make_many``, ``agenda.create``,
-``promises.expire`` - with their events held and written in one insert to this service's
-outbox (``recaudo_common.db.Outbox.held``), which the running relay publishes to the queues
-service.
+while the services are up and writes through this service's own functions, set-based as
+a history of thousands of entries wants - the hash chain (``chain.append_many``), the
+productivity rollup, ``promises.make_many``, ``agenda.create``, ``promises.expire`` - with
+their events held and written in one insert to this service's outbox
+(``recaudo_common.db.Outbox.held``), which the running relay publishes to the queues service.
 The payments that keep promises are imported through the portfolio's own import path (each
 demo institution's payments layout, in its own format: CSV or XLSX, its encoding, delimiter,
 dates and decimals), so ``payment_received`` keeps them as it would any day.

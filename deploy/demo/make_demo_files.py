@@ -7,7 +7,12 @@ One file per demo layout (``portfolio.imports.DEMO_LAYOUTS``):
     bancomer_cartera.csv   BANCOMER portfolio, UTF-8, comma, 2024-03-31, 1234.56
     bancomer_pagos.csv     BANCOMER payments of those accounts, UTF-8, comma
     credimas_cartera.csv   CREDIMAS portfolio, Latin-1, semicolon, 31/03/2024, 1.234,56
+    credimas_pagos.csv     CREDIMAS payments of those credits, same format
     autofin_cartera.xlsx   AUTOFIN car loans, XLSX with real dates and numbers
+    autofin_pagos.xlsx     AUTOFIN payments of those contracts, XLSX
+
+Each payments file is drawn from its portfolio file as written (read back from disk), so
+``credimas_payments()`` and ``autofin_payments()`` can be rerun on their own.
 
 Names, RFC, CURP and streets come from Faker (es_MX); phones are 10-digit Mexican numbers.
 The files are clean: bad rows live in the tests, not in the demo.
@@ -131,6 +136,15 @@ def bancomer_payments(portfolio: list[list[str]]) -> list[list[str]]:
     return rows
 
 
+def mx(value: Decimal) -> str:  # 1.234,56
+    whole, cents = f"{value:.2f}".split(".")
+    groups = []
+    while whole:
+        groups.insert(0, whole[-3:])
+        whole = whole[:-3]
+    return ".".join(groups) + "," + cents
+
+
 def credimas() -> list[list[str]]:
     p = People(303)
     header = ["No. Cliente", "Nombre del acreditado", "R.F.C.", "No. Crédito", "Producto",
@@ -138,15 +152,6 @@ def credimas() -> list[list[str]]:
               "Fecha de disposición", "Teléfono", "Correo electrónico", "Domicilio", "Colonia",
               "Municipio", "Estado", "C.P."]
     rows = [header]
-
-    def mx(value: Decimal) -> str:  # 1.234,56
-        whole, cents = f"{value:.2f}".split(".")
-        groups = []
-        while whole:
-            groups.insert(0, whole[-3:])
-            whole = whole[:-3]
-        return ".".join(groups) + "," + cents
-
     for i in range(1, 31):
         name = p.person()
         state, town, area, postal = p.place()
@@ -163,6 +168,45 @@ def credimas() -> list[list[str]]:
                      f"{p.fake.street_name()} No. {p.rnd.randrange(1, 400)}",
                      p.rnd.choice(COLONIES), town, state, postal])
     return rows
+
+
+def credimas_payments(portfolio: Path) -> list[list[str]]:
+    """20 payments of the credits in ``portfolio`` (the Latin-1 file): part of what is
+    overdue, or of the balance of a credit up to date."""
+    rnd = random.Random(505)
+    with open(portfolio, encoding="latin-1", newline="") as source:
+        credits = list(csv.reader(source, delimiter=";"))[1:]
+
+    def number(text: str) -> Decimal:
+        return Decimal(text.replace(".", "").replace(",", "."))
+
+    rows = [["No. Crédito", "Importe pagado", "Fecha de pago", "Referencia"]]
+    owing = [(r[3], number(r[5]), number(r[6])) for r in credits if number(r[5]) > 0]
+    for i, (credit, balance, overdue) in enumerate(rnd.sample(owing, 20), start=1):
+        day = date(2026, 10, 1) + timedelta(days=rnd.randrange(0, 45))
+        amount = money(overdue / 2) if overdue else money(balance / 24)
+        rows.append([credit, mx(amount), day.strftime("%d/%m/%Y"), f"CM-PAGO-{i:04d}"])
+    return rows
+
+
+def autofin_payments(portfolio: Path, path: Path) -> None:
+    """20 monthly payments of the contracts in ``portfolio`` (one each, a second one for some
+    when fewer than 20 still owe), as an XLSX with real dates and numbers."""
+    rnd = random.Random(606)
+    sheet = openpyxl.load_workbook(portfolio).active
+    owing = [(r[4], r[16]) for r in sheet.iter_rows(min_row=2, values_only=True) if r[7] > 0]
+    chosen = rnd.sample(owing, min(20, len(owing)))
+    chosen += rnd.sample(owing, 20 - len(chosen))
+    book = openpyxl.Workbook()
+    out = book.active
+    out.title = "Pagos"
+    out.append(["Contrato", "Importe", "Fecha de pago", "Folio"])
+    for i, (contract, monthly) in enumerate(chosen, start=1):
+        day = date(2026, 10, 1) + timedelta(days=rnd.randrange(0, 45))
+        out.append([contract, monthly, day, f"AF-{day:%Y%m%d}-{i:03d}"])
+    for row in out.iter_rows(min_row=2):
+        row[1].number_format, row[2].number_format = "#,##0.00", "DD/MM/YYYY"
+    book.save(path)
 
 
 def autofin(path: Path) -> None:
@@ -212,7 +256,10 @@ def main() -> None:
     write_csv(HERE / "bancomer_cartera.csv", portfolio)
     write_csv(HERE / "bancomer_pagos.csv", bancomer_payments(portfolio))
     write_csv(HERE / "credimas_cartera.csv", credimas(), delimiter=";", encoding="latin-1")
+    write_csv(HERE / "credimas_pagos.csv", credimas_payments(HERE / "credimas_cartera.csv"),
+              delimiter=";", encoding="latin-1")
     autofin(HERE / "autofin_cartera.xlsx")
+    autofin_payments(HERE / "autofin_cartera.xlsx", HERE / "autofin_pagos.xlsx")
 
 
 if __name__ == "__main__":

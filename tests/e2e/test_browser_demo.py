@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import date, timedelta
+from decimal import Decimal
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -172,6 +173,8 @@ def _gestor_works_the_next_account(page: Page, screenshots, width: str) -> None:
         login(board, "supervisor", demo_world_password())
         board.goto("/tableros/supervisor")
         expect(board.locator(f"#day-agents tr[data-agent='{demo.USER_IDS['gestor1']}']")).to_be_visible()
+        # the demo's past has payments dated today (promises paid early): no bare $0.00
+        expect(board.locator("#counter-recovered")).not_to_have_text("$0.00")
         _shot(board, screenshots, "supervisor", "7-live-dashboard", width)
     finally:
         supervisor.close()
@@ -190,3 +193,28 @@ def test_the_supervisor_finds_the_demo_scheduled_report_as_their_own(demo_world,
     schedules = supervisor.ok("GET", "/api/v1/report-schedules")
     assert [(s["report"], s["frequency"], s["recipients"]) for s in schedules] == [
         ("productivity", "weekly", ["supervisor@recaudo.example"])]
+
+
+def test_every_demo_institution_has_recovery_and_resolved_disputes(demo_world, stack):
+    """Right after ``make up`` no dashboard reads a false zero (issue 19): with the reports'
+    default range (the month so far, a single day on the 1st) every demo institution has
+    collected money in the recovery and champion-challenger reports - its payments were
+    imported through its own payments layout - and resolved disputes; the supervisor's day
+    has money recovered today."""
+    admin = Api(stack.base_url, token(stack.base_url, "admin", demo_world["password"]))
+    institutions = {i for i, _, _ in demo.INSTITUTIONS}
+    recovery = admin.ok("GET", "/api/v1/reports/recovery?group_by=institution")["rows"]
+    assert {r["institution_id"] for r in recovery if Decimal(r["collected"]) > 0} \
+        == institutions, recovery
+    arms = admin.ok("GET", "/api/v1/reports/champion-challenger")["rows"]
+    assert {r["institution_id"] for r in arms if Decimal(r["collected"]) > 0} \
+        == institutions, arms
+    disputes = admin.ok("GET", "/api/v1/reports/disputes")["rows"]
+    assert {r["institution_id"] for r in disputes if r["resolved"] > 0} == institutions, disputes
+    assert {r["institution_id"] for r in disputes if r["open"] > 0} == institutions, disputes
+    outcomes = {o: sum(r[o] for r in disputes)
+                for o in ("confirmed_debt", "corrected_balance", "cancelled")}
+    assert all(outcomes.values()), outcomes
+    supervisor = Api(stack.base_url, token(stack.base_url, "supervisor", demo_world["password"]))
+    day = supervisor.ok("GET", "/api/v1/dashboards/supervisor")
+    assert Decimal(day["totals"]["amount_recovered"]) > 0, day["totals"]

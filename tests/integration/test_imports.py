@@ -670,11 +670,43 @@ def test_demo_files_import_cleanly(portfolio, engine):
         assert job["state"] == "done", (file_name, job)
         assert job["rejected_rows"] == 0, (file_name, problems(portfolio, job["id"]))
         assert job["imported_rows"] >= 20, (file_name, job)
+    payments_files = sum(v["kind"] == "payments" for _, _, _, v in imports.DEMO_LAYOUTS)
     assert scalar(engine, "SELECT count(*) FROM portfolio.movements m JOIN portfolio.accounts a "
-                          "ON a.id = m.account_id WHERE a.institution_id = :i", i=A) == 20
+                          "ON a.id = m.account_id WHERE a.institution_id = :i", i=A) \
+        == 20 * payments_files
     credimas = rows_of(engine, "SELECT balance, stage FROM portfolio.accounts "
                                "WHERE institution_id = :i AND account_number = 'CRED-88007'", i=A)
     assert credimas[0]["balance"] == Decimal("151564.66")  # 151.564,66 in the Latin-1 file
+
+
+def test_the_demo_seed_writes_payments_every_demo_payments_layout_imports(portfolio, engine):
+    """``recaudo seed-live`` keeps promises by importing payments through each demo
+    institution's payments layout, in the layout's own format (Latin-1 with decimal commas,
+    XLSX...): each such file imports every row, with its amounts and dates."""
+    from activities.seed import _payments_file
+
+    layouts = [(n, v) for _, n, _, v in imports.DEMO_LAYOUTS if v["kind"] == "payments"]
+    assert len(layouts) == 3
+    layout = save_layout(portfolio)
+    run_import(portfolio, layout["id"], csv_bytes([row(n) for n in range(1, 4)]))
+    numbers = [r["account_number"] for r in rows_of(
+        engine, "SELECT account_number FROM portfolio.accounts WHERE institution_id = :i "
+                "ORDER BY account_number", i=A)]
+    day = date.today() - timedelta(days=3)
+    for k, (name, values) in enumerate(layouts):
+        saved = portfolio.save_layout({**values, "institution_id": A, "name": name})
+        rows = [(number, Decimal("1234.56") + n + k, day - timedelta(days=n), f"DEMO-{k}-{n}")
+                for n, number in enumerate(numbers)]
+        content = _payments_file(saved, rows)
+        job = run_import(portfolio, saved["id"], content,
+                         file_name=f"pagos_demo.{values['file_format']}")
+        assert (job["state"], job["rejected_rows"]) == ("done", 0), \
+            (name, problems(portfolio, job["id"]))
+        got = rows_of(engine, "SELECT a.account_number, m.amount, m.value_date, m.reference "
+                              "FROM portfolio.movements m JOIN portfolio.accounts a ON "
+                              "a.id = m.account_id WHERE m.reference LIKE :r ORDER BY m.reference",
+                      r=f"DEMO-{k}-%")
+        assert [tuple(g.values()) for g in got] == rows, name
 
 
 def test_a_job_found_running_restarts_from_scratch(portfolio, engine):

@@ -159,3 +159,82 @@ def test_a_corrected_balance_goes_only_with_its_outcome():
 def test_productivity_ranges_are_bounded():
     assert "date_to" in refusal(ProductivityQuery(), {"date_from": "2026-03-04", "date_to": "2026-03-01"})
     assert load(ProductivityQuery(), {"date_from": "2026-03-01", "date_to": "2026-03-04"})["group_by"] == ["agent"]
+
+
+# --- the demo's past (issue 19: no false zeros right after make up) ----------------------------
+
+def _demo_history(institution_id: int = 2):
+    """The demo seed's drafting state without a database (only what ``_dispute`` reads)."""
+    import random
+
+    from activities import seed
+    from recaudo_common import demo
+
+    history = object.__new__(seed._History)
+    history.institution_id = institution_id
+    history.rnd = random.Random(7)
+    history.zone = ZoneInfo(demo.ZONE)
+    history.now = datetime.now(timezone.utc)
+    history.today = history.now.astimezone(history.zone).date()
+    history.open_disputes, history.disputes, history.balances = set(), [], {}
+    return history
+
+
+def test_the_demo_disputes_are_resolved_up_to_now_by_every_outcome():
+    history = _demo_history()
+    for n in range(300):
+        account = {"account_id": n, "debtor_id": n, "balance": "12000.00"}
+        history._dispute(account, 3, history.today - timedelta(days=n % 90))
+    resolved = [d for d in history.disputes if d.state == "resolved"]
+    assert all(d.opened_at < d.resolved_at <= history.now for d in resolved)
+    # within the reports' default ranges (the month so far, the last 30 days) there are some
+    recent = [d for d in resolved if (history.today - d.resolved_at.astimezone(
+        history.zone).date()).days <= 3]
+    assert recent
+    assert {d.outcome for d in resolved} == {"confirmed_debt", "corrected_balance", "cancelled"}
+    assert all((d.corrected_balance is not None) == (d.outcome == "corrected_balance")
+               for d in resolved)
+    assert all(Decimal("0") < d.corrected_balance < Decimal("12000.00")
+               for d in resolved if d.corrected_balance is not None)
+    assert any(d.state == "open" and d.due_date < history.today for d in history.disputes)
+
+
+def test_the_demo_pays_some_promises_not_due_yet_today():
+    history = _demo_history()
+    account = {"account_id": 1}
+    plan = [{"number": 1, "due_date": history.today + timedelta(days=3),
+             "amount": Decimal("500.00")}]
+    paid = [history._maybe_paid(account, plan, history.today - timedelta(days=1))
+            for _ in range(200)]
+    today = [p for p in paid if p]
+    assert today and all(p == [{"account_id": 1, "institution_id": 2, "amount": Decimal("500.00"),
+                                "number": 1, "value_date": history.today}] for p in today)
+    assert len(today) < len(paid)
+
+
+@pytest.mark.parametrize("institution_id", (1, 2, 3))
+def test_the_demo_payments_are_written_in_the_institutions_layout_format(institution_id):
+    """What ``seed-live`` uploads through each demo payments layout: the layout's headers,
+    encoding, delimiter, date format and decimal separator (XLSX: real dates and numbers)."""
+    import csv
+    import io
+
+    import openpyxl
+
+    from activities.seed import _payments_file
+    from portfolio.imports import DEMO_LAYOUTS
+
+    [layout] = [v for i, _, _, v in DEMO_LAYOUTS if i == institution_id and v["kind"] == "payments"]
+    columns = layout["columns"]
+    header = [columns[c] for c in ("account_number", "amount", "value_date", "reference")]
+    day = date(2026, 11, 30)
+    content = _payments_file(layout, [("CTA-1", Decimal("1234.50"), day, "DEMO-1-1")])
+    if layout["file_format"] == "xlsx":
+        rows = list(openpyxl.load_workbook(io.BytesIO(content)).active.iter_rows(values_only=True))
+        assert rows[0] == tuple(header)
+        assert rows[1][0] == "CTA-1" and rows[1][1] == 1234.5 and rows[1][2].date() == day
+        return
+    rows = list(csv.reader(io.StringIO(content.decode(layout["encoding"])),
+                           delimiter=layout["delimiter"]))
+    assert rows == [header, ["CTA-1", "1234.50".replace(".", layout["decimal_separator"]),
+                             day.strftime(layout["date_format"]), "DEMO-1-1"]]

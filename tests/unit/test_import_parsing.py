@@ -256,6 +256,16 @@ def _demo_headers(path, values):
     return next(csv.reader(io.StringIO(text), delimiter=values["delimiter"]))
 
 
+def test_every_demo_institution_has_a_portfolio_and_a_payments_layout():
+    """The demo's past keeps promises by importing payments through each institution's
+    payments layout: without one, an institution's recovery reads $0 (issue 19)."""
+    from recaudo_common import demo
+
+    for institution_id, code, _ in demo.INSTITUTIONS:
+        kinds = sorted(v["kind"] for i, _, _, v in DEMO_LAYOUTS if i == institution_id)
+        assert kinds == ["payments", "portfolio"], code
+
+
 @pytest.mark.parametrize("index", range(len(DEMO_LAYOUTS)))
 def test_demo_layouts_are_valid_and_match_their_files(index):
     institution_id, name, file_name, values = DEMO_LAYOUTS[index]

@@ -8,15 +8,17 @@ Idempotent: an institution that has a catalogue keeps it as its admin left it.
 ``seed_live`` gives each demo institution about ninety days of work by the demo collectors:
 calls, visits, emails, letters and notes with a mix of results that differs per collector,
 promises (single and plans) of which some were kept by payments, some broken and some are
-pending, disputes open and resolved (some past their SLA), and callbacks for today and
-tomorrow. It runs while the services are up and writes through this service's own
-functions, set-based as a history of thousands of entries wants - the hash chain
-(``chain.append_many``), the productivity rollup, ``promises.make_many``, ``agenda.create``,
-``promises.expire`` - with their events held and written in one insert to this service's
-outbox (``recaudo_common.db.Outbox.held``), which the running relay publishes to the queues
-service.
-The payments that keep promises are imported through the portfolio's own import path (the
-demo payments layout of BANCOMER), so ``payment_received`` keeps them as it would any day.
+pending, disputes open and resolved (some past their SLA, by every outcome, a share of the
+open ones resolved today through ``disputes.resolve`` so that the current month's report
+has resolutions even on its first day), and callbacks for today and tomorrow. It runs
+while the services are up and writes through this service's own functions, set-based as
+a history of thousands of entries wants - the hash chain (``chain.append_many``), the
+productivity rollup, ``promises.make_many``, ``agenda.create``, ``promises.expire`` - with
+their events held and written in one insert to this service's outbox
+(``recaudo_common.db.Outbox.held``), which the running relay publishes to the queues service.
+The payments that keep promises are imported through the portfolio's own import path (each
+demo institution's payments layout, in its own format: CSV or XLSX, its encoding, delimiter,
+dates and decimals), so ``payment_received`` keeps them as it would any day.
 Idempotent: an institution whose demo entries exist (idempotency keys ``demo-…``) is left
 alone.
 """
@@ -37,10 +39,11 @@ from sqlalchemy.orm import Session
 
 from recaudo_common import demo
 from recaudo_common.db import Outbox, make_engine
+from recaudo_common.identity import Identity
 
-from . import agenda, chain, productivity, promises
+from . import agenda, chain, disputes, productivity, promises
 from .catalogue import ensure_catalogue
-from .models import Activity, AgendaItem, Base, Dispute, Payment, ResultCode
+from .models import DISPUTE_OUTCOMES, Activity, AgendaItem, Base, Dispute, Payment, ResultCode
 
 HISTORY_DAYS = 90
 #: share of the accounts in arrears (and of the current ones) worked in the demo's past
@@ -55,6 +58,12 @@ CALL_RESULTS = {
 #: callbacks asked for in the last days are on today's or tomorrow's agenda
 CALLBACK_DAYS = 4
 VISIT_RESULTS = {"VNL": 3, "VSC": 3, "CT": 3, "PP": 2}
+#: share of the promises not due yet whose first instalment is paid today, early
+PAID_EARLY_TODAY = 0.3
+#: share of the disputes still open (opened a day ago or more) the supervisor resolves today
+RESOLVED_TODAY = 0.3
+#: the outcomes of the demo's past resolutions, drawn (today's take turns by institution)
+DRAWN_OUTCOMES = ("confirmed_debt", "confirmed_debt", "corrected_balance", "cancelled")
 KINDS = {"call": 70, "visit": 5, "email": 9, "letter": 6, "note": 7, "inbound": 3}
 DESCRIPTIONS = {
     "NC": "Se marcó sin respuesta.", "BZ": "Se dejó mensaje en buzón.",
@@ -141,6 +150,7 @@ class _History:
                        "payments": []}
         self.drafts: list[dict] = []
         self.disputes: list[Dispute] = []
+        self.balances: dict[int, Decimal] = {}
 
     def write(self, facts: list[dict]) -> dict:
         for account in facts:
@@ -273,9 +283,16 @@ class _History:
 
     def _maybe_paid(self, account: dict, plan: list[dict], made_on: date) -> list[dict]:
         """About half the promises already due were kept: a payment before the due date
-        (its reference names the promise once it is stored)."""
+        (its reference names the promise once it is stored); of those not due yet some
+        first instalments are paid early, today (the supervisor's day has recovery)."""
         due = [p for p in plan if p["due_date"] < self.today]
-        if not due or self.rnd.random() >= 0.5:
+        if not due:
+            if self.rnd.random() >= PAID_EARLY_TODAY:
+                return []
+            return [{"account_id": account["account_id"], "institution_id": self.institution_id,
+                     "amount": plan[0]["amount"], "number": plan[0]["number"],
+                     "value_date": self.today}]
+        if self.rnd.random() >= 0.5:
             return []
         return [{"account_id": account["account_id"], "institution_id": self.institution_id,
                  "amount": part["amount"], "number": part["number"],
@@ -284,8 +301,9 @@ class _History:
                 for part in due]
 
     def _dispute(self, account: dict, agent_id: int, day: date) -> None:
-        """A dispute opened that day (one open per account): resolved a few days later
-        when old enough, else open - past its SLA when opened over 10 days ago."""
+        """A dispute opened that day (one open per account): resolved some days later when
+        old enough (mostly within its 10-day SLA, never in the future), else open - past its
+        SLA when opened over 10 days ago. Some open ones are resolved today (``_store``)."""
         if account["account_id"] in self.open_disputes:
             return
         opened = self._moment(day)
@@ -294,15 +312,25 @@ class _History:
                           evidence="El titular indica que el cargo no corresponde.",
                           opened_by=agent_id, owner_id=demo.USER_IDS["supervisor"],
                           opened_at=opened, due_date=day + timedelta(days=10), state="open")
-        if (self.today - day).days > 20 and self.rnd.random() < 0.7:
-            dispute.state, dispute.outcome = "resolved", self.rnd.choice(
-                ("confirmed_debt", "confirmed_debt", "cancelled"))
+        self.balances[account["account_id"]] = Decimal(account["balance"])
+        age = (self.today - day).days
+        if age > 3 and self.rnd.random() < 0.7:
+            dispute.state, dispute.outcome = "resolved", self.rnd.choice(DRAWN_OUTCOMES)
+            if dispute.outcome == "corrected_balance":
+                dispute.corrected_balance = self._corrected(account["account_id"])
             dispute.resolution_note = "Se revisaron los movimientos con el área de pagos."
             dispute.resolved_by = demo.USER_IDS["supervisor"]
-            dispute.resolved_at = opened + timedelta(days=self.rnd.randint(2, 9))
+            dispute.resolved_at = min(opened + timedelta(days=self.rnd.randint(1, min(age - 1, 12)),
+                                                         hours=self.rnd.randint(0, 6)),
+                                      self.now - timedelta(hours=1))
         else:
             self.open_disputes.add(account["account_id"])
         self.disputes.append(dispute)
+
+    def _corrected(self, account_id: int) -> Decimal:
+        """A corrected balance: the account's balance less a charge found wrong."""
+        balance = self.balances[account_id]
+        return (balance * Decimal(self.rnd.randint(80, 97)) / 100).quantize(Decimal("0.01"))
 
     def _store_disputes(self) -> None:
         """The drafted disputes, announced as opened (and resolved, the older ones)."""
@@ -317,8 +345,26 @@ class _History:
                 self.events.emit(self.session, "dispute_resolved", {
                     "dispute_id": dispute.id, "account_id": dispute.account_id,
                     "institution_id": dispute.institution_id, "outcome": dispute.outcome,
-                    "corrected_balance": None})
+                    "corrected_balance": dispute.corrected_balance})
         self.counts["disputes"] += len(self.disputes)
+        # the supervisor's work of today: some of the open disputes resolved by the service
+        supervisor = Identity(user_id=demo.USER_IDS["supervisor"], username="supervisor",
+                              profile="supervisor", institutions=(self.institution_id,))
+        # (the latest opened before today, likely within its SLA, and a share of the others
+        # but the oldest: the month's report has resolutions on its first day, and some of
+        # the open ones stay overdue)
+        waiting = sorted((d for d in self.disputes if d.state == "open"
+                          and d.opened_at.astimezone(self.zone).date() < self.today),
+                         key=lambda d: d.opened_at)
+        today = waiting[-1:] + [d for d in waiting[1:-1] if self.rnd.random() < RESOLVED_TODAY] \
+            if len(waiting) > 1 else []
+        for k, dispute in enumerate(today):   # the three institutions' first: three outcomes
+            outcome = DISPUTE_OUTCOMES[(self.institution_id + k) % len(DISPUTE_OUTCOMES)]
+            disputes.resolve(self.session, self.events, supervisor, dispute.id, {
+                "outcome": outcome, "note": "Se revisaron los movimientos con el área de pagos.",
+                "corrected_balance": self._corrected(dispute.account_id)
+                if outcome == "corrected_balance" else None})
+            self.open_disputes.discard(dispute.account_id)
 
 
 def _import_payments(proxy, payments: list[dict], engine, wait_seconds: float) -> None:
@@ -337,22 +383,16 @@ def _import_payments(proxy, payments: list[dict], engine, wait_seconds: float) -
                        if l["kind"] == "payments"), None)
         if layout is None:
             continue
-        columns = layout["columns"]
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow([columns["account_number"], columns["amount"], columns["value_date"],
-                         columns["reference"]])
         numbers = {}
         for row in rows:
             if row["account_id"] not in numbers:
                 numbers[row["account_id"]] = proxy.portfolio.get_account(
                     row["account_id"])["account_number"]
-            writer.writerow([numbers[row["account_id"]], f"{row['amount']:.2f}",
-                             row["value_date"].strftime(layout["date_format"]), row["reference"]])
             references.append(row["reference"])
-        body = out.getvalue().encode("utf-8")
+        body = _payments_file(layout, [(numbers[r["account_id"]], r["amount"], r["value_date"],
+                                        r["reference"]) for r in rows])
         created = proxy.portfolio.create_import({"layout_id": layout["id"],
-                                                 "file_name": "pagos_demo.csv",
+                                                 "file_name": f"pagos_demo.{layout['file_format']}",
                                                  "size_bytes": len(body)})
         requests.put(created["upload_url"], data=body, timeout=60).raise_for_status()
         jobs.append(proxy.portfolio.start_import(created["job"]["id"]))
@@ -369,3 +409,30 @@ def _import_payments(proxy, payments: list[dict], engine, wait_seconds: float) -
         if applied >= before + len(references):
             return
         time.sleep(0.5)
+
+
+def _payments_file(layout: dict, rows: list[tuple]) -> bytes:
+    """``rows`` (account number, amount, value date, reference) as a file of ``layout``: an
+    XLSX with real dates and numbers, or a CSV in its encoding, delimiter, date format and
+    decimal separator (no thousands separator, which every layout reads)."""
+    columns = layout["columns"]
+    header = [columns["account_number"], columns["amount"], columns["value_date"],
+              columns["reference"]]
+    if layout["file_format"] == "xlsx":
+        import openpyxl
+
+        book = openpyxl.Workbook()
+        sheet = book.active
+        sheet.append(header)
+        for number, amount, day, reference in rows:
+            sheet.append([number, float(amount), day, reference])
+        out = io.BytesIO()
+        book.save(out)
+        return out.getvalue()
+    text = io.StringIO()
+    writer = csv.writer(text, delimiter=layout["delimiter"])
+    writer.writerow(header)
+    for number, amount, day, reference in rows:
+        writer.writerow([number, f"{amount:.2f}".replace(".", layout["decimal_separator"]),
+                         day.strftime(layout["date_format"]), reference])
+    return text.getvalue().encode(layout["encoding"])  # the names are Python codecs too

@@ -1067,7 +1067,9 @@ def _report_failed_chunk(db, plan: Plan, where: dict, deferred: bool, error: str
 DEMO_DIR = Path(__file__).resolve().parents[3] / "deploy" / "demo"
 
 #: (institution id, layout name, demo file in deploy/demo, layout) — in import order
-#: (the payments file pays accounts of the BANCOMER portfolio file)
+#: (each payments file pays accounts of its institution's portfolio file, listed before it);
+#: every demo institution has a payments layout: the demo's past (``recaudo seed-live``)
+#: imports the payments that keep promises through it
 DEMO_LAYOUTS = [
     (1, "Cartera BANCOMER (CSV)", "bancomer_cartera.csv", {
         "kind": "portfolio", "file_format": "csv", "encoding": "utf-8", "delimiter": ",",
@@ -1103,6 +1105,12 @@ DEMO_LAYOUTS = [
             "email": "Correo electrónico", "street": "Domicilio", "neighborhood": "Colonia",
             "municipality": "Municipio", "state": "Estado", "postal_code": "C.P."},
         "required": []}),
+    (2, "Pagos CREDIMAS (CSV Latin-1)", "credimas_pagos.csv", {
+        "kind": "payments", "file_format": "csv", "encoding": "latin-1", "delimiter": ";",
+        "date_format": "%d/%m/%Y", "decimal_separator": ",", "thousands_separator": ".",
+        "columns": {"account_number": "No. Crédito", "amount": "Importe pagado",
+                    "value_date": "Fecha de pago", "reference": "Referencia"},
+        "required": []}),
     (3, "Cartera AUTOFIN (XLSX)", "autofin_cartera.xlsx", {
         "kind": "portfolio", "file_format": "xlsx", "encoding": "utf-8", "delimiter": ",",
         "date_format": "%d/%m/%Y", "decimal_separator": ".", "thousands_separator": "",
@@ -1115,6 +1123,12 @@ DEMO_LAYOUTS = [
             "postal_code": "CP", "instalment_count": "Plazo",
             "instalment_amount": "Pago mensual", "first_due_date": "Primer pago",
             "instalments_paid": "Pagos realizados", "guarantor_name": "Aval"},
+        "required": []}),
+    (3, "Pagos AUTOFIN (XLSX)", "autofin_pagos.xlsx", {
+        "kind": "payments", "file_format": "xlsx", "encoding": "utf-8", "delimiter": ",",
+        "date_format": "%d/%m/%Y", "decimal_separator": ".", "thousands_separator": "",
+        "columns": {"account_number": "Contrato", "amount": "Importe",
+                    "value_date": "Fecha de pago", "reference": "Folio"},
         "required": []}),
 ]
 

@@ -22,6 +22,7 @@ from nameko.standalone.events import event_dispatcher
 from sqlalchemy import text
 
 from activities import catalogue, seed
+from activities import log as contact_log
 from activities.service import ActivitiesService
 from portfolio.models import Base as PortfolioBase
 from portfolio.service import PortfolioService
@@ -239,6 +240,28 @@ def test_logging_chains_the_entry_emits_it_and_a_retry_stores_it_once(gestor1, a
     # the relay publishes what was committed
     assert wait_for(lambda: scalar(engine, "SELECT count(*) FROM activities.outbox "
                                            "WHERE published_at IS NULL") == 0)
+
+
+def test_a_retry_is_answered_from_the_key_before_any_portfolio_call(gestor1, as_user, engine,
+                                                                    monkeypatch):
+    """The key is looked up first, and once: a retry costs the portfolio nothing. Keys are
+    per user, so another collector's same key is a logging of theirs, scoped as any other."""
+    asked = {name: counting(monkeypatch, PortfolioService, name)
+             for name in ("get_account", "get_contact_view")}
+    looked_up = counting(monkeypatch, contact_log, "find_by_key")
+    inbound = call(direction="inbound", idempotency_key="once-1")   # not judged: the account
+    first = gestor1.log_activity(call(idempotency_key="once-0"))
+    answered = gestor1.log_activity(inbound)
+    assert (len(asked["get_contact_view"]), len(asked["get_account"])) == (1, 1)
+    assert looked_up == [None, None]
+
+    assert gestor1.log_activity(call(idempotency_key="once-0"))["id"] == first["id"]
+    assert gestor1.log_activity(inbound)["id"] == answered["id"]
+    assert (len(asked["get_contact_view"]), len(asked["get_account"])) == (1, 1)
+
+    with pytest.raises(NotFound):          # GESTOR3's "once-0" is theirs: not GESTOR1's entry
+        as_user(GESTOR3).log_activity(call(idempotency_key="once-0"))
+    assert scalar(engine, "SELECT count(*) FROM activities.activities") == 2
 
 
 BAD = {

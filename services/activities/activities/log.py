@@ -126,7 +126,8 @@ def _entry(identity: Identity, account: dict, data: dict, code: ResultCode | Non
 def log_activity(session: Session, db, identity: Identity, account: dict, data: dict,
                  contacts: dict | None = None) -> dict:
     """Append a new entry for ``account`` (the portfolio's view of it, already in scope);
-    ``contacts`` is the portfolio's contact view of it when ``judged_by_policy(data)``."""
+    ``contacts`` is the portfolio's contact view of it when ``judged_by_policy(data)``.
+    The caller has found no entry of its own under the idempotency key (``find_by_key``)."""
     institution_id = account["institution_id"]
     settings = catalogue.settings_of(session, institution_id)
     code = resolve_code(session, institution_id, data)
@@ -160,10 +161,8 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
         details["callback_at"] = callback_at.astimezone(timezone.utc).isoformat()
 
     head = chain.lock_head(session, account["id"], institution_id)
-    # a retry that raced this one to the lock: its entry is committed now
-    again = find_by_key(session, identity.user_id, data.get("idempotency_key"))
-    if again is not None:
-        return describe(session, again)
+    # the caller looked the key up before; a retry that raced this one in since fails the
+    # insert on the key's unique constraint (IntegrityError), and the caller answers its entry
     activity = chain.append(session, head, _entry(identity, account, data, code, details))
     if overridden:
         logger.warning("activity %s on account %s logged outside the contact policy by user "

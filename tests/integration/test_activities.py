@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from nameko.standalone.events import event_dispatcher
-from sqlalchemy import text
+from sqlalchemy import Engine, event, text
 
 from activities import catalogue, seed
 from activities import log as contact_log
@@ -545,6 +545,40 @@ def test_a_promise_plan_is_kept_by_payment_events_through_the_broker(gestor1, en
                       "FROM activities.productivity_daily WHERE agent_id = :a", a=GESTOR1)
     assert row == [(1, Decimal("300.50"), Decimal("350.00"))]
     assert gestor1.account_promises(ACC1[0])[0]["state"] == "kept"
+
+
+@pytest.fixture
+def statements():
+    """Every SQL statement any engine of this process runs while the test does."""
+    seen = []
+
+    def note(conn, cursor, statement, *_):
+        seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", note)
+    yield seen
+    event.remove(Engine, "before_cursor_execute", note)
+
+
+def test_a_promise_is_counted_with_its_entry_in_one_upsert_and_nothing_is_read_back(
+        gestor1, engine, statements):
+    """The entry's and its promise's rollup increments go to the same row in one upsert;
+    the instalments are described from what their insert returned (as stored: cents)."""
+    day = today()
+    statements.clear()
+    logged = gestor1.log_activity(call(code="PP", promise={"instalments": [
+        {"due_date": day.isoformat(), "amount": "100"},
+        {"due_date": (day + timedelta(days=7)).isoformat(), "amount": "200.5"}]}))
+    rollup = [s for s in statements if "productivity_daily" in s]
+    instalments = [s for s in statements if "promise_instalments" in s]
+    assert len(rollup) == 1 and rollup[0].lstrip().upper().startswith("INSERT")
+    assert len(instalments) == 1 and instalments[0].lstrip().upper().startswith("INSERT")
+    assert [(i["number"], i["amount"], i["paid_amount"]) for i in logged["promise"]["instalments"]
+            ] == [(1, "100.00", "0.00"), (2, "200.50", "0.00")]
+    assert gestor1.get_activity(logged["id"])["promise"] == logged["promise"]
+    assert sql(engine, "SELECT calls, contacts, promises_made, promised_amount "
+                       "FROM activities.productivity_daily WHERE agent_id = :a", a=GESTOR1) \
+        == [(1, 1, 1, Decimal("300.50"))]
 
 
 def test_expire_breaks_promises_past_due_and_only_once(gestor1, admin, engine, rabbit_config):

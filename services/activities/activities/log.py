@@ -168,8 +168,11 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
         logger.warning("activity %s on account %s logged outside the contact policy by user "
                        "%s: %s", activity.id, activity.account_id, identity.user_id, overridden)
     day = catalogue.local_day(activity.started_at, settings.time_zone)
+    deltas = productivity.entry_deltas(activity.kind, activity.contact_made)
+    if plan:   # the promise counts on the entry's row: one upsert for both
+        deltas.update(promises.made_deltas(plan))
     productivity.bump(session, day, activity.agent_id, institution_id, activity.queue_id,
-                      **productivity.entry_deltas(activity.kind, activity.contact_made))
+                      **deltas)
     promise = promises.make(session, db, activity, plan, day) if plan else None
     item = None
     if callback_at is not None:
@@ -184,7 +187,7 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
         compliance.announce_hold(session, db, contacts)
     # described from what was just written: nothing to read back
     out = ActivityOut().dump(activity)
-    out["promise"] = promises.describe(session, promise) if promise else None
+    out["promise"] = promise
     out["agenda_item_id"] = item.id if item else None
     return out
 

@@ -576,6 +576,10 @@ def test_a_promise_is_counted_with_its_entry_in_one_upsert_and_nothing_is_read_b
     assert [(i["number"], i["amount"], i["paid_amount"]) for i in logged["promise"]["instalments"]
             ] == [(1, "100.00", "0.00"), (2, "200.50", "0.00")]
     assert gestor1.get_activity(logged["id"])["promise"] == logged["promise"]
+    # the entry's event names its promise, so the queues take both in one transaction
+    (entry,), (made,) = outbox(engine, "activity_logged"), outbox(engine, "promise_made")
+    assert entry["promise_id"] == made["promise_id"] == logged["promise"]["id"]
+    assert made["with_entry"] is True
     assert sql(engine, "SELECT calls, contacts, promises_made, promised_amount "
                        "FROM activities.productivity_daily WHERE agent_id = :a", a=GESTOR1) \
         == [(1, 1, 1, Decimal("300.50"))]

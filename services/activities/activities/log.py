@@ -181,7 +181,7 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
             debtor_id=activity.debtor_id, kind="visit" if activity.kind == "visit" else "callback",
             due_at=callback_at, agent_id=identity.user_id, note=data.get("callback_note", ""),
             activity_id=activity.id, created_by=identity.user_id))
-    _announce(db, session, activity, code, callback_at)
+    _announce(db, session, activity, code, callback_at, promise["id"] if promise else None)
     if contacts is not None:   # an outbound call: the frequency rule may hold the debt now
         session.flush()
         compliance.announce_hold(session, db, contacts)
@@ -230,7 +230,8 @@ def correct_activity(session: Session, db, identity: Identity, original_id: int,
     return describe(session, activity)
 
 
-def _announce(db, session, activity: Activity, code: ResultCode | None, callback_at) -> None:
+def _announce(db, session, activity: Activity, code: ResultCode | None, callback_at,
+              promise_id: int | None = None) -> None:
     db.emit(session, "activity_logged", {
         "activity_id": activity.id, "account_id": activity.account_id,
         "institution_id": activity.institution_id, "debtor_id": activity.debtor_id,
@@ -240,7 +241,8 @@ def _announce(db, session, activity: Activity, code: ResultCode | None, callback
         "needs_promise": bool(code and code.needs_promise),
         "invalidates_phone": bool(code and code.invalidates_phone),
         "schedules_callback": bool(code and code.schedules_callback),
-        "phone": activity.phone, "callback_at": callback_at, "corrects_id": activity.corrects_id})
+        "phone": activity.phone, "callback_at": callback_at, "corrects_id": activity.corrects_id,
+        "promise_id": promise_id})
 
 
 def describe(session: Session, activity: Activity, promise: Promise | None = None) -> dict:

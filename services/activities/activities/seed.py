@@ -182,6 +182,7 @@ class _History:
         made = promises.make_many(self.session, self.events,
                                   [(a, d["plan"], d["day"]) for d, a in promised])
         self.counts["promises"] += len(made)
+        promised_by = {a.id: promise.id for (_, a), (promise, _) in zip(promised, made)}
         for (draft, _), (promise, _) in zip(promised, made):
             for payment in draft["payments"]:
                 self.counts["payments"].append(dict(
@@ -208,7 +209,8 @@ class _History:
                 "needs_promise": bool(code and code.needs_promise),
                 "invalidates_phone": bool(code and code.invalidates_phone),
                 "schedules_callback": bool(code and code.schedules_callback), "phone": None,
-                "callback_at": draft["callback_at"], "corrects_id": None})
+                "callback_at": draft["callback_at"], "corrects_id": None,
+                "promise_id": promised_by.get(activity.id)})
 
     def _moment(self, day: date, future: bool = False) -> datetime:
         """A working hour of ``day`` in the institution's zone, in UTC: never in the future

@@ -19,9 +19,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from nameko.standalone.events import event_dispatcher
-from sqlalchemy import text
+from sqlalchemy import Engine, event, text
 
 from activities import catalogue, seed
+from activities import log as contact_log
 from activities.service import ActivitiesService
 from portfolio.models import Base as PortfolioBase
 from portfolio.service import PortfolioService
@@ -239,6 +240,28 @@ def test_logging_chains_the_entry_emits_it_and_a_retry_stores_it_once(gestor1, a
     # the relay publishes what was committed
     assert wait_for(lambda: scalar(engine, "SELECT count(*) FROM activities.outbox "
                                            "WHERE published_at IS NULL") == 0)
+
+
+def test_a_retry_is_answered_from_the_key_before_any_portfolio_call(gestor1, as_user, engine,
+                                                                    monkeypatch):
+    """The key is looked up first, and once: a retry costs the portfolio nothing. Keys are
+    per user, so another collector's same key is a logging of theirs, scoped as any other."""
+    asked = {name: counting(monkeypatch, PortfolioService, name)
+             for name in ("get_account", "get_contact_view")}
+    looked_up = counting(monkeypatch, contact_log, "find_by_key")
+    inbound = call(direction="inbound", idempotency_key="once-1")   # not judged: the account
+    first = gestor1.log_activity(call(idempotency_key="once-0"))
+    answered = gestor1.log_activity(inbound)
+    assert (len(asked["get_contact_view"]), len(asked["get_account"])) == (1, 1)
+    assert looked_up == [None, None]
+
+    assert gestor1.log_activity(call(idempotency_key="once-0"))["id"] == first["id"]
+    assert gestor1.log_activity(inbound)["id"] == answered["id"]
+    assert (len(asked["get_contact_view"]), len(asked["get_account"])) == (1, 1)
+
+    with pytest.raises(NotFound):          # GESTOR3's "once-0" is theirs: not GESTOR1's entry
+        as_user(GESTOR3).log_activity(call(idempotency_key="once-0"))
+    assert scalar(engine, "SELECT count(*) FROM activities.activities") == 2
 
 
 BAD = {
@@ -522,6 +545,44 @@ def test_a_promise_plan_is_kept_by_payment_events_through_the_broker(gestor1, en
                       "FROM activities.productivity_daily WHERE agent_id = :a", a=GESTOR1)
     assert row == [(1, Decimal("300.50"), Decimal("350.00"))]
     assert gestor1.account_promises(ACC1[0])[0]["state"] == "kept"
+
+
+@pytest.fixture
+def statements():
+    """Every SQL statement any engine of this process runs while the test does."""
+    seen = []
+
+    def note(conn, cursor, statement, *_):
+        seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", note)
+    yield seen
+    event.remove(Engine, "before_cursor_execute", note)
+
+
+def test_a_promise_is_counted_with_its_entry_in_one_upsert_and_nothing_is_read_back(
+        gestor1, engine, statements):
+    """The entry's and its promise's rollup increments go to the same row in one upsert;
+    the instalments are described from what their insert returned (as stored: cents)."""
+    day = today()
+    statements.clear()
+    logged = gestor1.log_activity(call(code="PP", promise={"instalments": [
+        {"due_date": day.isoformat(), "amount": "100"},
+        {"due_date": (day + timedelta(days=7)).isoformat(), "amount": "200.5"}]}))
+    rollup = [s for s in statements if "productivity_daily" in s]
+    instalments = [s for s in statements if "promise_instalments" in s]
+    assert len(rollup) == 1 and rollup[0].lstrip().upper().startswith("INSERT")
+    assert len(instalments) == 1 and instalments[0].lstrip().upper().startswith("INSERT")
+    assert [(i["number"], i["amount"], i["paid_amount"]) for i in logged["promise"]["instalments"]
+            ] == [(1, "100.00", "0.00"), (2, "200.50", "0.00")]
+    assert gestor1.get_activity(logged["id"])["promise"] == logged["promise"]
+    # the entry's event names its promise, so the queues take both in one transaction
+    (entry,), (made,) = outbox(engine, "activity_logged"), outbox(engine, "promise_made")
+    assert entry["promise_id"] == made["promise_id"] == logged["promise"]["id"]
+    assert made["with_entry"] is True
+    assert sql(engine, "SELECT calls, contacts, promises_made, promised_amount "
+                       "FROM activities.productivity_daily WHERE agent_id = :a", a=GESTOR1) \
+        == [(1, 1, 1, Decimal("300.50"))]
 
 
 def test_expire_breaks_promises_past_due_and_only_once(gestor1, admin, engine, rabbit_config):

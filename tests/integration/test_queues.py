@@ -1164,6 +1164,41 @@ def test_a_broken_promise_comes_back_first_in_its_queue(supervisor, agent, engin
     assert wait_for(lambda: agent(TEAM1[0]).next_account()["account_id"] == late)
 
 
+def test_a_promise_made_with_its_entry_is_taken_in_the_entrys_one_transaction(
+        supervisor, agent, engine, rabbit_config):
+    """The promise the entry names (``promise_id``) opens with the contact, in the
+    ``activity_logged`` handler's one transaction; its ``promise_made`` (``with_entry``)
+    costs no transaction, and arriving after the entry no longer wakes the worked account."""
+    strategy_id, _ = strategy(supervisor, "Una fila", [queue("Todas")])
+    supervisor.apply_strategy(strategy_id)
+    first = agent(TEAM1[0]).next_account()["account_id"]
+    other = BASE + 5
+    today = datetime.now(timezone.utc).date()
+
+    def made(account, **extra):
+        return _event("promise_made", promise_id=account, account_id=account, institution_id=1,
+                      agent_id=TEAM1[0], amount=Decimal("500.00"), due_date=today,
+                      paid_amount=Decimal("0"), activity_id=1, instalments=1,
+                      first_due_date=today, **extra)
+
+    dispatch = event_dispatcher(rabbit_config)
+    dispatch("activities", "activity_logged", {**_logged(first, TEAM1[0]), "promise_id": first})
+    assert wait_for(lambda: scalar(engine, "SELECT open_promise AND NOT broken_promise "
+                                           "FROM queues.account_facts WHERE account_id = :a",
+                                   a=first))
+    assert wait_for(lambda: resting(engine, first) is not None)
+    rested = resting(engine, first)
+    taken = made(first, with_entry=True)
+    dispatch("activities", "promise_made", taken)
+    dispatch("activities", "promise_made", made(other))   # alone (no entry names it): taken here
+    assert wait_for(lambda: scalar(engine, "SELECT open_promise FROM queues.account_facts "
+                                           "WHERE account_id = :a", a=other))
+    time.sleep(0.3)
+    assert scalar(engine, "SELECT count(*) FROM queues.processed_events WHERE event_id = :e",
+                  e=uuid.UUID(taken["event_id"])) == 0
+    assert resting(engine, first) == rested
+
+
 def test_one_agents_simultaneous_pulls_lease_one_account(supervisor, rpc_proxy, engine):
     strategy_id, _ = strategy(supervisor, "Una fila", [queue("Todas")])
     supervisor.apply_strategy(strategy_id)

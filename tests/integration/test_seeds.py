@@ -137,6 +137,11 @@ def test_the_demo_past_is_written_through_the_activities_functions_and_events(pl
                               "WHERE institution_id = :i", i=INST)
         assert len(entries) == made[INST]["activities"]
         assert {e.kind for e in entries} >= {"call"}
+        # the promises are counted in the rollup rows of the entries that made them
+        assert sql(engine, "SELECT sum(promises_made)::bigint, sum(promised_amount) "
+                           "FROM activities.productivity_daily WHERE institution_id = :i",
+                   i=INST) == sql(engine, "SELECT count(*), sum(amount) FROM activities.promises "
+                                          "WHERE institution_id = :i", i=INST)
         worked = {e.account_id for e in entries}
         with engine.connect() as conn:
             from sqlalchemy.orm import Session

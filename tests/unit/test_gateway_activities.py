@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from gateway import activities, auth, portfolio
+from gateway.api import activities as activities_api
 from gateway.app import create_app
 from recaudo_common.errors import Conflict, InvalidInput
 
@@ -173,6 +174,7 @@ def signed_in(monkeypatch):
         monkeypatch.setattr(auth, "resolve_caller", someone)
         monkeypatch.setattr(portfolio, "rpc", rpc)
         monkeypatch.setattr(activities, "rpc", rpc)
+        monkeypatch.setattr(activities_api, "rpc", rpc)
         return create_app(testing=True), services["activities"]
 
     return make
@@ -392,3 +394,30 @@ def test_agent_names_are_asked_for_in_batches_the_auth_service_accepts():
     assert calls == [MAX_NAMES, 1]
     assert len(names) == MAX_NAMES + 1 and names[MAX_NAMES + 1] == f"Gestor {MAX_NAMES + 1}"
     assert activities.agent_names(Proxy(), [None]) == {} and calls == [MAX_NAMES, 1]
+
+
+def test_a_logging_through_the_api_is_validated_once_by_the_service(signed_in, monkeypatch):
+    """The body goes to the service as sent (with the header's key): the gateway does not
+    load it too; the service's refusal answers 422 naming the field."""
+    from activities.schemas import ActivityWrite
+
+    app, fake = signed_in(GESTOR)
+    loads = []
+    real = ActivityWrite.load
+    monkeypatch.setattr(ActivityWrite, "load",
+                        lambda self, *a, **k: loads.append(1) or real(self, *a, **k))
+    client = app.test_client()
+    headers = {auth.CSRF_HEADER: "csrf", "Idempotency-Key": " api-1 "}
+    body = {"account_id": 100, "kind": "call", "started_at": NOW.isoformat(),
+            "result_code": "CT", "description": "Se habló con el titular"}
+    answer = client.post("/api/v1/activities", json=body, headers=headers)
+    assert answer.status_code == 201 and loads == []
+    assert fake.logged == [{**body, "idempotency_key": "api-1"}]
+
+    fake.refuse = InvalidInput("Datos inválidos", {"kind": ["Debe ser uno de: call."]})
+    refused = client.post("/api/v1/activities", json={**body, "kind": "telegrama"},
+                          headers=headers)
+    assert refused.status_code == 422 and "kind" in refused.json["error"]["fields"]
+    malformed = client.post("/api/v1/activities", data="{", headers=headers,
+                            content_type="application/json")
+    assert malformed.status_code == 400 and len(fake.logged) == 1

@@ -6,7 +6,9 @@ agenda with its private iCalendar feed, and productivity.
 Bodies and query strings are validated here with the activities service's own schemas
 for a quick answer; the service validates again, enforces permissions and scope (an
 account, activity or dispute outside the caller's reach answers 404, like a missing
-one) and dumps its answers, which these views only document.
+one) and dumps its answers, which these views only document. The hot path, logging an
+activity (and its correction), is validated once, by the service: its body is only
+documented here (``_documented_body``) and goes on as sent.
 
 The calendar feed (``GET /ics/<token>.ics``) lives outside ``/api/v1`` on a blueprint of
 its own: calendar apps cannot log in, so the private token in the address is the
@@ -45,6 +47,23 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 def _body():
     return request.get_json(silent=True) or {}
+
+
+def _documented_body(schema):
+    """The view's JSON body documented as ``schema`` without loading it here: the service
+    loads it (the same schema, the same 422 naming the fields)."""
+    return blp.doc(requestBody={"required": True,
+                                "content": {"application/json": {"schema": schema}}})
+
+
+def _sent_body() -> dict:
+    """The JSON body as sent, for a service that validates it; the ``Idempotency-Key``
+    header, if any, as its key. A malformed one answers 400, as a loaded one would."""
+    body = request.get_json() if request.is_json else {}
+    key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
+    if key and isinstance(body, dict):
+        body["idempotency_key"] = key
+    return body
 
 
 # --- documentation of the answers ----------------------------------------------------------
@@ -136,9 +155,9 @@ class ProductivityReport(Schema):
 # --- the contact log ---------------------------------------------------------------------------
 
 @blp.route("/activities", methods=["POST"])
-@blp.arguments(ActivityWrite)
+@_documented_body(ActivityWrite)
 @blp.alt_response(201, schema=ActivityLogged)
-def log_activity(_):
+def log_activity():
     """Registra una gestión (llamada, visita, correo, fax, SMS, carta o nota) con su
     resultado; si el resultado lo pide, con la promesa de pago o la llamada programada.
     Reintentar con el mismo encabezado ``Idempotency-Key`` (o ``idempotency_key``)
@@ -148,26 +167,18 @@ def log_activity(_):
     horario del deudor), y nada se registra; un administrador (activities.manage) la
     registra de todos modos con ``override.justification``, que queda en
     ``details.compliance_override``."""
-    body = _body()
-    key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
-    if key:
-        body["idempotency_key"] = key
     with rpc() as proxy:
-        return _plain(proxy.activities.log_activity(body)), 201
+        return _plain(proxy.activities.log_activity(_sent_body())), 201
 
 
 @blp.route("/activities/<int:activity_id>/corrections", methods=["POST"])
-@blp.arguments(CorrectionWrite)
+@_documented_body(CorrectionWrite)
 @blp.alt_response(201, schema=ActivityOut)
-def correct_activity(_, activity_id):
+def correct_activity(activity_id):
     """Corrige una gestión con una entrada nueva que la sustituye (la original se
     conserva: la bitácora sólo crece). Quien la registró, su supervisor o un administrador."""
-    body = _body()
-    key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
-    if key:
-        body["idempotency_key"] = key
     with rpc() as proxy:
-        return _plain(proxy.activities.correct_activity(activity_id, body)), 201
+        return _plain(proxy.activities.correct_activity(activity_id, _sent_body())), 201
 
 
 @blp.route("/activities/<int:activity_id>", methods=["GET"])

@@ -126,7 +126,8 @@ def _entry(identity: Identity, account: dict, data: dict, code: ResultCode | Non
 def log_activity(session: Session, db, identity: Identity, account: dict, data: dict,
                  contacts: dict | None = None) -> dict:
     """Append a new entry for ``account`` (the portfolio's view of it, already in scope);
-    ``contacts`` is the portfolio's contact view of it when ``judged_by_policy(data)``."""
+    ``contacts`` is the portfolio's contact view of it when ``judged_by_policy(data)``.
+    The caller has found no entry of its own under the idempotency key (``find_by_key``)."""
     institution_id = account["institution_id"]
     settings = catalogue.settings_of(session, institution_id)
     code = resolve_code(session, institution_id, data)
@@ -160,17 +161,18 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
         details["callback_at"] = callback_at.astimezone(timezone.utc).isoformat()
 
     head = chain.lock_head(session, account["id"], institution_id)
-    # a retry that raced this one to the lock: its entry is committed now
-    again = find_by_key(session, identity.user_id, data.get("idempotency_key"))
-    if again is not None:
-        return describe(session, again)
+    # the caller looked the key up before; a retry that raced this one in since fails the
+    # insert on the key's unique constraint (IntegrityError), and the caller answers its entry
     activity = chain.append(session, head, _entry(identity, account, data, code, details))
     if overridden:
         logger.warning("activity %s on account %s logged outside the contact policy by user "
                        "%s: %s", activity.id, activity.account_id, identity.user_id, overridden)
     day = catalogue.local_day(activity.started_at, settings.time_zone)
+    deltas = productivity.entry_deltas(activity.kind, activity.contact_made)
+    if plan:   # the promise counts on the entry's row: one upsert for both
+        deltas.update(promises.made_deltas(plan))
     productivity.bump(session, day, activity.agent_id, institution_id, activity.queue_id,
-                      **productivity.entry_deltas(activity.kind, activity.contact_made))
+                      **deltas)
     promise = promises.make(session, db, activity, plan, day) if plan else None
     item = None
     if callback_at is not None:
@@ -179,13 +181,13 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
             debtor_id=activity.debtor_id, kind="visit" if activity.kind == "visit" else "callback",
             due_at=callback_at, agent_id=identity.user_id, note=data.get("callback_note", ""),
             activity_id=activity.id, created_by=identity.user_id))
-    _announce(db, session, activity, code, callback_at)
+    _announce(db, session, activity, code, callback_at, promise["id"] if promise else None)
     if contacts is not None:   # an outbound call: the frequency rule may hold the debt now
         session.flush()
         compliance.announce_hold(session, db, contacts)
     # described from what was just written: nothing to read back
     out = ActivityOut().dump(activity)
-    out["promise"] = promises.describe(session, promise) if promise else None
+    out["promise"] = promise
     out["agenda_item_id"] = item.id if item else None
     return out
 
@@ -228,7 +230,8 @@ def correct_activity(session: Session, db, identity: Identity, original_id: int,
     return describe(session, activity)
 
 
-def _announce(db, session, activity: Activity, code: ResultCode | None, callback_at) -> None:
+def _announce(db, session, activity: Activity, code: ResultCode | None, callback_at,
+              promise_id: int | None = None) -> None:
     db.emit(session, "activity_logged", {
         "activity_id": activity.id, "account_id": activity.account_id,
         "institution_id": activity.institution_id, "debtor_id": activity.debtor_id,
@@ -238,7 +241,8 @@ def _announce(db, session, activity: Activity, code: ResultCode | None, callback
         "needs_promise": bool(code and code.needs_promise),
         "invalidates_phone": bool(code and code.invalidates_phone),
         "schedules_callback": bool(code and code.schedules_callback),
-        "phone": activity.phone, "callback_at": callback_at, "corrects_id": activity.corrects_id})
+        "phone": activity.phone, "callback_at": callback_at, "corrects_id": activity.corrects_id,
+        "promise_id": promise_id})
 
 
 def describe(session: Session, activity: Activity, promise: Promise | None = None) -> dict:

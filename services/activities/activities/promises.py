@@ -48,14 +48,25 @@ def plan_details(plan: list[dict]) -> dict:
                              "amount": str(p["amount"])} for p in plan]}
 
 
-def make(session: Session, db, activity: Activity, plan: list[dict], day: date) -> Promise:
-    return make_many(session, db, [(activity, plan, day)])[0]
+def made_deltas(plan: list[dict]) -> dict:
+    """What the promise of ``plan`` adds to its day's rollup row: the row of the entry that
+    makes it, so the caller adds both in that row's one upsert."""
+    return {"promises_made": 1, "promised_amount": sum(p["amount"] for p in plan)}
+
+
+def make(session: Session, db, activity: Activity, plan: list[dict], day: date) -> dict:
+    """The promise of a logged ``activity``, made as ``make_many`` does and described from
+    what its inserts returned (nothing read back)."""
+    ((promise, instalments),) = make_many(session, db, [(activity, plan, day)])
+    return describe(session, promise, instalments)
 
 
 def make_many(session: Session, db, made: list[tuple[Activity, list[dict], date]]
-              ) -> list[Promise]:
-    """The promises of logged ``(activity, plan, day)``: inserted, counted in the rollups and
-    announced (``promise_made``) - one insert each for many (a history written at once)."""
+              ) -> list[tuple[Promise, list[PromiseInstalment]]]:
+    """The promises of logged ``(activity, plan, day)``, each with its instalments in order:
+    inserted and announced (``promise_made``) - one insert each for many (a history written
+    at once). The caller counts them in the rollups with their entries (``made_deltas``)
+    and names each in its entry's ``activity_logged`` (so ``promise_made`` is ``with_entry``)."""
     if not made:
         return []
     promises = session.scalars(insert(Promise).returning(Promise, sort_by_parameter_order=True), [
@@ -65,21 +76,17 @@ def make_many(session: Session, db, made: list[tuple[Activity, list[dict], date]
          "amount": sum(p["amount"] for p in plan), "due_date": plan[-1]["due_date"],
          "paid_amount": ZERO, "state": "pending", "made_on": day}
         for activity, plan, day in made]).all()
-    session.execute(insert(PromiseInstalment), [
-        dict(p, promise_id=promise.id, paid_amount=ZERO)
-        for promise, (_, plan, _) in zip(promises, made) for p in plan])
-    rollup: dict[tuple, list] = {}
-    for promise in promises:
-        key = (promise.made_on, promise.agent_id, promise.institution_id, promise.queue_id)
-        counts = rollup.setdefault(key, [0, ZERO])
-        counts[0], counts[1] = counts[0] + 1, counts[1] + promise.amount
-    for key, (count, amount) in rollup.items():
-        productivity.bump(session, *key, promises_made=count, promised_amount=amount)
+    written: dict[int, list[PromiseInstalment]] = {promise.id: [] for promise in promises}
+    for instalment in session.scalars(insert(PromiseInstalment).returning(PromiseInstalment), [
+            dict(p, promise_id=promise.id, paid_amount=ZERO)
+            for promise, (_, plan, _) in zip(promises, made) for p in plan]):
+        written[instalment.promise_id].append(instalment)
     for promise, (activity, plan, _) in zip(promises, made):
         db.emit(session, "promise_made", {
             **_payload(promise), "activity_id": activity.id, "instalments": len(plan),
-            "first_due_date": plan[0]["due_date"]})
-    return list(promises)
+            "first_due_date": plan[0]["due_date"], "with_entry": True})
+    return [(promise, sorted(written[promise.id], key=lambda i: i.number))
+            for promise in promises]
 
 
 def _payload(promise: Promise) -> dict:
@@ -89,11 +96,15 @@ def _payload(promise: Promise) -> dict:
             "paid_amount": promise.paid_amount}
 
 
-def describe(session: Session, promise: Promise) -> dict:
+def describe(session: Session, promise: Promise,
+             instalments: list[PromiseInstalment] | None = None) -> dict:
+    """The promise with its instalments (read unless given: those just written)."""
     out = PromiseOut().dump(promise)
-    out["instalments"] = InstalmentOut(many=True).dump(session.execute(
-        select(PromiseInstalment).where(PromiseInstalment.promise_id == promise.id)
-        .order_by(PromiseInstalment.number)).scalars().all())
+    if instalments is None:
+        instalments = session.execute(
+            select(PromiseInstalment).where(PromiseInstalment.promise_id == promise.id)
+            .order_by(PromiseInstalment.number)).scalars().all()
+    out["instalments"] = InstalmentOut(many=True).dump(instalments)
     return out
 
 

@@ -172,15 +172,18 @@ class _History:
         self.counts["activities"] += len(activities)
         rollup: dict[tuple, Counter] = {}
         for draft, activity in zip(drafts, activities):
-            rollup.setdefault((draft["day"], activity.agent_id), Counter()).update(
-                productivity.entry_deltas(activity.kind, activity.contact_made))
+            deltas = rollup.setdefault((draft["day"], activity.agent_id), Counter())
+            deltas.update(productivity.entry_deltas(activity.kind, activity.contact_made))
+            if draft["plan"]:
+                deltas.update(promises.made_deltas(draft["plan"]))
         for (day, agent_id), deltas in rollup.items():
             productivity.bump(self.session, day, agent_id, self.institution_id, None, **deltas)
         promised = [(d, a) for d, a in zip(drafts, activities) if d["plan"]]
         made = promises.make_many(self.session, self.events,
                                   [(a, d["plan"], d["day"]) for d, a in promised])
         self.counts["promises"] += len(made)
-        for (draft, _), promise in zip(promised, made):
+        promised_by = {a.id: promise.id for (_, a), (promise, _) in zip(promised, made)}
+        for (draft, _), (promise, _) in zip(promised, made):
             for payment in draft["payments"]:
                 self.counts["payments"].append(dict(
                     payment, reference=f"DEMO-{promise.id}-{payment.pop('number')}"))
@@ -206,7 +209,8 @@ class _History:
                 "needs_promise": bool(code and code.needs_promise),
                 "invalidates_phone": bool(code and code.invalidates_phone),
                 "schedules_callback": bool(code and code.schedules_callback), "phone": None,
-                "callback_at": draft["callback_at"], "corrects_id": None})
+                "callback_at": draft["callback_at"], "corrects_id": None,
+                "promise_id": promised_by.get(activity.id)})
 
     def _moment(self, day: date, future: bool = False) -> datetime:
         """A working hour of ``day`` in the institution's zone, in UTC: never in the future

@@ -58,12 +58,16 @@ class ActivitiesService(ServiceBase):
 
     @rpc
     def log_activity(self, data):
-        """Log a contact; a retry with the same idempotency key answers the first entry.
-        An outbound call is judged by the contact policy, so its account is asked for with
+        """Log a contact; a retry with the same idempotency key answers the first entry,
+        found before anything else is asked: no portfolio call, no judging again. An
+        outbound call is judged by the contact policy, so its account is asked for with
         the debtor's contacts (still one portfolio call)."""
         identity = self.caller.require("activities.log")
         data = load(ActivityWrite(), data)
         key = data.get("idempotency_key")
+        earlier = self._logged(identity, key)
+        if earlier is not None:
+            return earlier
         contacts = None
         if log.judged_by_policy(data):
             contacts = self._account(identity, data["account_id"], contacts=True)
@@ -72,18 +76,27 @@ class ActivitiesService(ServiceBase):
             account = self._account(identity, data["account_id"])
         try:
             with self.db.session() as session:
-                earlier = log.find_by_key(session, identity.user_id, key)
-                if earlier is not None:  # a retry: answered before its data is judged again
-                    identity.require_institution(earlier.institution_id)
-                    return log.describe(session, earlier)
                 return log.log_activity(session, self.db, identity, account, data, contacts)
         except IntegrityError:
-            # the same key raced in on another account's chain: the winner's entry stands
-            with self.db.session() as session:
-                earlier = log.find_by_key(session, identity.user_id, key)
-                if earlier is None:
-                    raise
-                return log.describe(session, earlier)
+            # the same key raced in (on this account's chain or another's): the winner's
+            # entry stands
+            earlier = self._logged(identity, key)
+            if earlier is None:
+                raise
+            return earlier
+
+    def _logged(self, identity, key) -> dict | None:
+        """The caller's own entry logged under ``key``, described (None if none). Keys are
+        per user, so a retry only ever answers its author's entry; the author must still
+        reach its institution."""
+        if not key:
+            return None
+        with self.db.session() as session:
+            earlier = log.find_by_key(session, identity.user_id, key)
+            if earlier is None:
+                return None
+            identity.require_institution(earlier.institution_id)
+            return log.describe(session, earlier)
 
     @rpc
     def correct_activity(self, activity_id, data):

@@ -215,6 +215,8 @@ class ActivityLogged(EventSchema):
     phone = fields.String(allow_none=True, required=True)
     callback_at = fields.AwareDateTime(allow_none=True, required=True)
     corrects_id = fields.Integer(allow_none=True, required=True)
+    #: the promise the entry made, if any (its ``promise_made`` says ``with_entry``)
+    promise_id = fields.Integer(allow_none=True, load_default=None)
 
 
 class PromiseFields(EventSchema):
@@ -232,6 +234,9 @@ class PromiseMade(PromiseFields):
     activity_id = fields.Integer(required=True)
     instalments = fields.Integer(required=True)
     first_due_date = fields.Date(required=True)
+    #: the entry's ``activity_logged`` names this promise (``promise_id``): a consumer of
+    #: both takes it there, in the entry's one transaction, and may skip this event
+    with_entry = fields.Boolean(load_default=False)
 
 
 @event("activities", "promise_kept")

@@ -260,8 +260,9 @@ class QueuesService(ServiceBase):
 
     @event_handler("activities", "activity_logged")
     def on_activity_logged(self, payload):
-        """The agent's lease ends, the facts learn the contact, and the account rests until
-        its callback or tomorrow."""
+        """The agent's lease ends, the facts learn the contact (and the promise the entry
+        made, in this one transaction), and the account rests until its callback or
+        tomorrow."""
         payload = contracts.ActivityLogged().load(payload)
         with self.db.session() as session:
             if not self.db.first_time(session, payload["event_id"], "activity_logged"):
@@ -273,9 +274,14 @@ class QueuesService(ServiceBase):
                 account, or_(last.is_(None), last <= payload["started_at"])).values(
                 last_contact_at=payload["started_at"],
                 last_result_code=payload["result_code"], updated_at=func.now()))
+            facts = {}
             if payload.get("callback_at"):
+                facts["callback_at"] = payload["callback_at"]
+            if payload["promise_id"] is not None:
+                facts.update(open_promise=True, broken_promise=False)
+            if facts:
                 session.execute(update(AccountFacts).where(account).values(
-                    callback_at=payload["callback_at"]))
+                    **facts, updated_at=func.now()))
             working.end_lease_after_activity(session, payload["account_id"], payload["agent_id"],
                                              payload["started_at"])
 
@@ -304,6 +310,10 @@ class QueuesService(ServiceBase):
 
     @event_handler("activities", "promise_made")
     def on_promise_made(self, payload):
+        """A promise its entry's ``activity_logged`` brought (``with_entry``) was taken there:
+        nothing to do, not even a transaction."""
+        if payload.get("with_entry"):
+            return
         self._facts_changed(payload, "promise_made", open_promise=True, broken_promise=False)
 
     @event_handler("activities", "promise_kept")

@@ -97,25 +97,36 @@ def send(debtor_id: int):
         "justification", "key")}
     values["documents"] = [d for d in (_int(v) for v in form.getlist("document_version_ids")) if d]
     channel = values["channel"] if values["channel"] in ("email", "fax") else "email"
+
+    def deliver(proxy, body):
+        if channel == "fax":
+            return proxy.messaging.send_fax({**body, "fax_number": values["fax_number"]})
+        return proxy.messaging.send_email({**body, "to": values["to"],
+                                           "document_version_ids": values["documents"]})
+
+    return _send_from_tab(debtor_id, "correo", "mail_form", values, deliver,
+                          preview=lambda proxy, body: proxy.messaging.preview(
+                              {**body, "channel": channel}))
+
+
+def _send_from_tab(debtor_id: int, tab: str, form_key: str, values: dict, deliver, preview):
+    """The Correo and SMS tabs' one flow: a preview, or a send judged by the contact policy
+    (one who manages messaging may override a refusal with a justification), then back to
+    the tab; a refusal shows the form again with its fields marked."""
     body = {"account_id": _int(values["account_id"]), "template_id": _int(values["template_id"]),
             "language": values["language"] or "es"}
     errors: dict = {}
-    preview = None
+    shown = None
     try:
         with rpc() as proxy:
-            if form.get("action") == "preview":
-                preview = proxy.messaging.preview({**body, "channel": channel})
+            if request.form.get("action") == "preview":
+                shown = preview(proxy, body)
             else:
-                extra = {"idempotency_key": values["key"] or None}
+                body["idempotency_key"] = values["key"] or None
                 if values["justification"]:
-                    extra["override"] = {"justification": values["justification"]}
-                if channel == "fax":
-                    proxy.messaging.send_fax({**body, "fax_number": values["fax_number"], **extra})
-                else:
-                    proxy.messaging.send_email({**body, "to": values["to"],
-                                                "document_version_ids": values["documents"],
-                                                **extra})
-                return redirect(url_for("portfolio_ui.debtor", debtor_id=debtor_id, tab="correo",
+                    body["override"] = {"justification": values["justification"]}
+                deliver(proxy, body)
+                return redirect(url_for("portfolio_ui.debtor", debtor_id=debtor_id, tab=tab,
                                         done="message_queued"))
         status = 200
     except (InvalidInput, Conflict, PermissionDenied, NotFound) as exc:
@@ -123,8 +134,8 @@ def send(debtor_id: int):
         if "compliance" in errors and "messaging.manage" in g.user["permissions"]:
             errors["justification"] = [_("Para enviar de todos modos, escriba la justificación.")]
         status = HTTP_STATUS[type(exc)]
-    g.mail_form = {"values": values, "errors": errors, "preview": preview}
-    return portfolio._debtor_page(debtor_id, "correo", status=status,
+    setattr(g, form_key, {"values": values, "errors": errors, "preview": shown})
+    return portfolio._debtor_page(debtor_id, tab, status=status,
                                   failure=_("Revise los campos marcados.") if errors else None)
 
 
@@ -149,30 +160,10 @@ def send_sms(debtor_id: int):
     form = request.form
     values = {k: form.get(k, "").strip() for k in (
         "account_id", "template_id", "language", "phone", "justification", "key")}
-    body = {"account_id": _int(values["account_id"]), "template_id": _int(values["template_id"]),
-            "language": values["language"] or "es"}
-    errors: dict = {}
-    preview = None
-    try:
-        with rpc() as proxy:
-            if form.get("action") == "preview":
-                preview = proxy.messaging.preview_sms(body)
-            else:
-                extra = {"idempotency_key": values["key"] or None}
-                if values["justification"]:
-                    extra["override"] = {"justification": values["justification"]}
-                proxy.messaging.send_sms({**body, "phone": values["phone"], **extra})
-                return redirect(url_for("portfolio_ui.debtor", debtor_id=debtor_id, tab="sms",
-                                        done="message_queued"))
-        status = 200
-    except (InvalidInput, Conflict, PermissionDenied, NotFound) as exc:
-        errors = form_errors(exc.fields) or {"_schema": [exc.message]}
-        if "compliance" in errors and "messaging.manage" in g.user["permissions"]:
-            errors["justification"] = [_("Para enviar de todos modos, escriba la justificación.")]
-        status = HTTP_STATUS[type(exc)]
-    g.sms_form = {"values": values, "errors": errors, "preview": preview}
-    return portfolio._debtor_page(debtor_id, "sms", status=status,
-                                  failure=_("Revise los campos marcados.") if errors else None)
+    return _send_from_tab(
+        debtor_id, "sms", "sms_form", values,
+        lambda proxy, body: proxy.messaging.send_sms({**body, "phone": values["phone"]}),
+        preview=lambda proxy, body: proxy.messaging.preview_sms(body))
 
 
 # --- triage and search ----------------------------------------------------------------------------

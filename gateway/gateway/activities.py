@@ -267,11 +267,12 @@ def _activity_from_form(proxy, form, account: dict) -> tuple[dict, dict]:
 def log_activity(debtor_id: int):
     form = request.form
     with rpc() as proxy:
-        view = proxy.portfolio.get_debtor(debtor_id)
-        accounts = {a["account"]["id"]: a["account"] for a in view["accounts"]}
-        account = accounts.get(_int(form.get("account_id")))
-        if account is None:
+        # the short scope check, not the whole 360° view: only a failure shows the page again
+        scope = proxy.portfolio.debtor_scope(debtor_id)
+        account_id = _int(form.get("account_id"))
+        if account_id not in scope["account_ids"]:
             abort(404)
+        account = {"id": account_id, "institution_id": scope["institution_id"]}
         data, errors = _activity_from_form(proxy, form, account)
         if not errors:
             try:

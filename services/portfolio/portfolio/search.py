@@ -230,14 +230,19 @@ def list_accounts(session: Session, identity: Identity, query: dict) -> dict:
 
 
 def get_debtor(session: Session, identity: Identity, debtor_id: int) -> dict:
-    """The 360° view: the debtor, contacts, guarantors and the accounts the caller may see."""
+    """The 360° view: the debtor, contacts, guarantors and the accounts the caller may see,
+    in five statements (the debtor, its institution and its contacts are one)."""
     accounts = session.execute(
         select(Account, Status.name).outerjoin(Status, Status.id == Account.status_id)
         .where(Account.debtor_id == debtor_id, account_clause(identity))
         .order_by(Account.account_number)).all()
-    debtor = session.get(Debtor, debtor_id) if accounts else None
-    if debtor is None:
+    row = session.execute(
+        select(Debtor, Institution, *_DEBTOR_CONTACTS)
+        .join(Institution, Institution.id == Debtor.institution_id)
+        .where(Debtor.id == debtor_id)).first() if accounts else None
+    if row is None:
         raise NotFound("Deudor no encontrado")
+    debtor, institution, phones, emails, addresses, guarantors = row
     account_ids = [a.id for a, _ in accounts]
     instalments = session.execute(select(Instalment).where(Instalment.account_id.in_(account_ids))
                                   .order_by(Instalment.account_id, Instalment.number)).scalars()
@@ -250,33 +255,36 @@ def get_debtor(session: Session, identity: Identity, debtor_id: int) -> dict:
         by_account[instalment.account_id]["instalments"].append(instalment)
     for movement in movements:
         by_account[movement.account_id]["movements"].append(movement)
-
-    def of(model):
-        return session.execute(select(model).where(model.debtor_id == debtor_id)
-                               .order_by(model.id)).scalars().all()
-
-    return {"debtor": debtor, "institution": session.get(Institution, debtor.institution_id),
-            "phones": sorted(of(Phone), key=lambda p: (p.priority, p.id)),
-            "emails": of(Email), "addresses": of(Address), "guarantors": of(Guarantor),
+    return {"debtor": debtor, "institution": institution, "phones": phones, "emails": emails,
+            "addresses": addresses, "guarantors": guarantors,
             "accounts": list(by_account.values()),
             "do_not_contact_history": contacts.history(session, debtor_id)}
 
 
-def _rows_as_json(model, *order):
-    """The account's debtor's rows of ``model`` as a JSON array of objects (every column), as
-    a subquery: the contact view is one statement, not one per kind of contact."""
+def _rows_as_json(model, debtor_id, *order):
+    """The rows of ``model`` of the debtor ``debtor_id`` (a column of the outer statement)
+    as a JSON array of objects (every column), as a subquery: a view is one statement, not
+    one per kind of contact."""
     pairs = [part for column in model.__table__.columns
              for part in (literal_column(f"'{column.name}'"), column)]
     return (select(func.coalesce(
         func.json_agg(aggregate_order_by(func.json_build_object(*pairs), *order)),
         literal_column("'[]'::json")))
-        .where(model.debtor_id == Account.debtor_id).scalar_subquery())
+        .where(model.debtor_id == debtor_id).scalar_subquery())
 
 
-#: phones (by priority), emails, addresses and guarantors (avales: who else may be called),
-#: built once (a logging's hot path)
-_CONTACTS = (_rows_as_json(Phone, Phone.priority, Phone.id), _rows_as_json(Email, Email.id),
-             _rows_as_json(Address, Address.id), _rows_as_json(Guarantor, Guarantor.id))
+def _contacts_of(debtor_id) -> tuple:
+    """Phones (by priority), emails, addresses and guarantors (avales: who else may be
+    called) of the debtor ``debtor_id``, built once per statement shape."""
+    return (_rows_as_json(Phone, debtor_id, Phone.priority, Phone.id),
+            _rows_as_json(Email, debtor_id, Email.id),
+            _rows_as_json(Address, debtor_id, Address.id),
+            _rows_as_json(Guarantor, debtor_id, Guarantor.id))
+
+
+#: an account's debtor's contacts (a logging's hot path), and a debtor's (the 360° view)
+_CONTACTS = _contacts_of(Account.debtor_id)
+_DEBTOR_CONTACTS = _contacts_of(Debtor.id)
 
 
 def contact_view(session: Session, identity: Identity, account_id) -> dict:

@@ -26,8 +26,9 @@ from .schemas import (ImportCreate, ImportCreated, ImportJobOut, ImportJobPage, 
                       ImportQuery, LayoutOut, LayoutWrite)
 
 log = logging.getLogger(__name__)
-#: one instance for every call: its six nested schemas are built once, not per logging
+#: one instance each for every call: their nested schemas are built once, not per call
 CONTACT_VIEW = ContactView()
+DEBTOR_VIEW = DebtorView()
 
 
 def _occurred(payload) -> datetime:
@@ -109,7 +110,7 @@ class PortfolioService(ServiceBase):
         """The debtor's 360° view."""
         identity = self.caller.identity
         with self.db.session() as session:
-            return DebtorView().dump(search.get_debtor(session, identity, debtor_id))
+            return DEBTOR_VIEW.dump(search.get_debtor(session, identity, debtor_id))
 
     @rpc
     def debtor_scope(self, debtor_id):
@@ -161,7 +162,7 @@ class PortfolioService(ServiceBase):
         identity = self.caller.require("portfolio.write")
         data = load(NotesUpdate(), data)
         with self.db.session() as session:
-            search.get_debtor(session, identity, debtor_id)  # in scope, or NotFound
+            search.debtor_scope(session, identity, debtor_id)  # in scope, or NotFound
             session.get(Debtor, debtor_id).notes = data["notes"]
 
     @rpc

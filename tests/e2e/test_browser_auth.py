@@ -7,46 +7,23 @@ run's random suffix, so runs never clash.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from urllib.parse import urlsplit
 
 import pytest
 import requests
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, PHONE, _overflow, click_menu_link
+from .helpers import PHONE, click_menu_link, login, overflow
 
 RUN = secrets.token_hex(3)
 GENERIC_LOGIN_ERROR = "Usuario o contraseña incorrectos"
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: deploy/bootstrap.sh --test installs it "
-                    "(apt-get install chromium)", pytrace=False)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture()
-def page(browser, stack, demo_users):
+def page(page, demo_users):
     """A fresh browser profile (no cookies) on the test stack with the demo users."""
-    context = browser.new_context(base_url=stack.base_url, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    yield page
-    context.close()
-
-
-@pytest.fixture()
-def screenshots(stack):
-    folder = stack.var_dir / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return page
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +56,6 @@ def make_user(stack, api_as_admin):
 @pytest.fixture(scope="module")
 def throwaway_user(make_user) -> dict:
     return make_user("navegador")
-
-
-def login(page: Page, username: str, password: str):
-    page.goto("/login")
-    page.fill("#username", username)
-    page.fill("#password", password)
-    with page.expect_navigation():
-        page.click("#login-submit")
 
 
 def session_cookies(page: Page) -> list[dict]:
@@ -253,7 +222,7 @@ def test_admin_screens_fit_a_phone(browser, stack, demo_users, screenshots):
         for path in ("/admin/usuarios", "/admin/usuarios/1", "/admin/perfiles",
                      "/admin/perfiles/1", "/admin/equipos", "/admin/llaves", "/admin/bitacora"):
             page.goto(path)
-            result = _overflow(page)
+            result = overflow(page)
             assert result["scrollWidth"] <= result["innerWidth"], (path, result)
         page.goto("/admin/usuarios")
         page.screenshot(path=str(screenshots / "admin-users-phone.png"))

@@ -15,15 +15,13 @@ import secrets
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
-import pytest
 import requests
 from playwright.sync_api import expect
 from sqlalchemy import create_engine, text
 
 from recaudo_common.config import settings
 
-from .test_browser import click_menu_link
-from .test_browser_queues import browser, login, new_page, screenshots  # noqa: F401 (fixtures)
+from .helpers import click_menu_link, login
 
 RUN = secrets.token_hex(3)
 

@@ -205,8 +205,14 @@ def test_a_creditor_sees_only_its_institution(clients, who):
                  "/api/v1/dashboards/institution?institution_id=2",
                  "/api/v1/dashboards/supervisor?institution_id=2"):
         assert client.get(path).status_code == 404, path
+    # the overview counts institution 1's activities only: what an administrator's report
+    # of institution 1 over the same days counts
     overview = client.get("/api/v1/dashboards/institution").json()
-    assert overview["productivity"]["totals"]["activities"] >= 0
+    window = f"date_from={overview['date_from']}&date_to={overview['date_to']}"
+    theirs = clients["admin"].get(f"/api/v1/reports/productivity?{window}&institution_id=1")
+    assert theirs.status_code == 200, theirs.text
+    assert (overview["productivity"]["totals"]["activities"]
+            == theirs.json()["totals"]["activities"]), (overview["productivity"], theirs.json())
     assert client.get("/api/v1/institutions").json()[0]["id"] == 1
 
 

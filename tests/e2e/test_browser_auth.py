@@ -14,7 +14,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
-from .helpers import PHONE, click_menu_link, login, overflow
+from .helpers import PHONE, click_menu_link, login, overflow, token
 
 RUN = secrets.token_hex(3)
 GENERIC_LOGIN_ERROR = "Usuario o contraseña incorrectos"
@@ -239,13 +239,6 @@ def test_a_gestor_gets_403_on_the_admin_screens(page, demo_users):
         expect(page.locator("#error-code")).to_have_text("permission_denied")
 
 
-def _token(stack, username: str, password: str) -> str:
-    answer = requests.post(stack.url("/api/v1/auth/token"), timeout=30,
-                           json={"username": username, "password": password})
-    assert answer.status_code == 200, answer.text
-    return answer.json()["access_token"]
-
-
 def _token_works(stack, token: str) -> bool:
     answer = requests.get(stack.url("/api/v1/auth/me"), timeout=30,
                           headers={"Authorization": f"Bearer {token}"})
@@ -259,17 +252,17 @@ def test_admin_disables_enables_and_resets_the_password_of_a_user(page, stack, d
     page.goto(f"/admin/usuarios/{user['id']}")
     expect(page.locator("#user-status")).to_have_text("activo")
 
-    token = _token(stack, user["username"], user["password"])
+    access = token(stack.base_url, user["username"], user["password"])
     with page.expect_navigation():
         page.click("#disable-user")
     expect(page.locator("#notice")).to_contain_text("Usuario desactivado")
     expect(page.locator("#user-status")).to_have_text("inactivo")
-    assert not _token_works(stack, token)          # ended at once
+    assert not _token_works(stack, access)          # ended at once
 
     with page.expect_navigation():
         page.click("#enable-user")
     expect(page.locator("#notice")).to_have_text("Usuario activado.")
-    token = _token(stack, user["username"], user["password"])
+    access = token(stack.base_url, user["username"], user["password"])
 
     # a password the rules refuse: 422, the reason next to the field
     page.fill("#new-password", user["username"])
@@ -277,15 +270,15 @@ def test_admin_disables_enables_and_resets_the_password_of_a_user(page, stack, d
         page.click("#reset-password-submit")
     assert answer.value.status == 422
     expect(page.locator("#err-new-password")).to_be_visible()
-    assert _token_works(stack, token)              # a refused reset changes nothing
+    assert _token_works(stack, access)              # a refused reset changes nothing
 
     new_password = f"otra-clave-{RUN}-distinta"
     page.fill("#new-password", new_password)
     with page.expect_navigation():
         page.click("#reset-password-submit")
     expect(page.locator("#notice")).to_contain_text("Contraseña asignada")
-    assert not _token_works(stack, token)          # the reset ended their sessions
-    assert _token_works(stack, _token(stack, user["username"], new_password))
+    assert not _token_works(stack, access)          # the reset ended their sessions
+    assert _token_works(stack, token(stack.base_url, user["username"], new_password))
 
     # the audit log tells who did it
     page.goto("/admin/bitacora?accion=user_disabled&usuario=admin")

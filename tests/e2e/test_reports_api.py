@@ -23,6 +23,8 @@ from sqlalchemy import create_engine, text
 from gateway.reporting import xlsx_header_row
 from recaudo_common.config import settings
 
+from .helpers import token
+
 RUN = secrets.token_hex(3)
 A1, A2 = 990_001, 990_002
 FEB = "date_from=2024-02-01&date_to=2024-02-29"
@@ -67,17 +69,10 @@ class Client:
         return self.session.get(self.base_url + path, timeout=60)
 
 
-def _token(base_url, username, password) -> str:
-    response = requests.post(base_url + "/api/v1/auth/token", json={
-        "username": username, "password": password}, timeout=30)
-    assert response.status_code == 200, response.text
-    return response.json()["access_token"]
-
-
 @pytest.fixture(scope="module")
 def clients(stack, demo_users, data):
     base = stack.base_url
-    out = {name: Client(base, _token(base, name, demo_users))
+    out = {name: Client(base, token(base, name, demo_users))
            for name in ("admin", "supervisor", "cliente", "gestor1")}
     admin = out["admin"]
     profiles = admin.session.get(base + "/api/v1/profiles", timeout=30).json()

@@ -20,7 +20,7 @@ import pytest
 
 from recaudo_common.demo import USER_IDS
 
-from .test_queues_api import Api, sql, token
+from .helpers import Api, sql, token
 
 RUN = secrets.token_hex(3)
 INSTITUTION = 1

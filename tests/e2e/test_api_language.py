@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from .test_queues_api import wait_for
+from .helpers import wait_for
 
 
 @pytest.fixture()

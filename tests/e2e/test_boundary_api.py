@@ -12,7 +12,7 @@ from datetime import date, datetime, timezone
 import pytest
 import requests
 
-from .test_queues_api import Api, sql, token
+from .helpers import Api, sql, token
 
 RUN = secrets.token_hex(3)
 INT4_MAX = 2 ** 31 - 1

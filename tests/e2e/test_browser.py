@@ -5,68 +5,11 @@ download here; docs/architecture.md §7); `deploy/bootstrap.sh --test` installs 
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from recaudo_common.config import SERVICES
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: deploy/bootstrap.sh --test installs it "
-                    "(apt-get install chromium)", pytrace=False)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture()
-def page(browser, stack):
-    """A fresh browser profile (no language cookie yet) on the test stack."""
-    context = browser.new_context(base_url=stack.base_url, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    yield page
-    context.close()
-
-
-def watch_errors(page: Page) -> list[str]:
-    """Script errors, console errors and failed requests of ``page`` from now on."""
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(f"script: {exc}"))
-    page.on("console", lambda msg: errors.append(f"console: {msg.text}")
-            if msg.type == "error" and "Failed to load resource" not in msg.text else None)
-    page.on("response", lambda r: errors.append(f"HTTP {r.status} {r.url}")
-            if r.status >= 400 else None)
-    page.on("requestfailed", lambda r: errors.append(f"failed: {r.url} {r.failure}")
-            if "ERR_ABORTED" not in (r.failure or "") else None)  # a navigation cancelled it
-    return errors
-
-
-@pytest.fixture()
-def screenshots(stack) -> Path:
-    folder = stack.var_dir / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def click_menu_link(page: Page, link: str) -> None:
-    """Clicks a link of the main menu (``#reports-link``…), opening first the dropdown
-    (Reportes, Administración) that holds it, as a person would."""
-    menu = page.locator(f"header nav details:has({link})")
-    if menu.count() and not page.locator(link).is_visible():
-        menu.locator("summary").click()
-    page.click(link)
+from .helpers import PHONE, overflow, watch_errors
 
 
 def status_rows(page: Page):
@@ -117,18 +60,6 @@ def test_language_menu_switches_to_english_and_back(page):
     assert errors == []
 
 
-def _overflow(page: Page) -> dict:
-    return page.evaluate("""() => ({
-        scrollWidth: document.documentElement.scrollWidth,
-        innerWidth: window.innerWidth,
-        wide: [...document.querySelectorAll('body *')]
-            .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
-            .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
-                      + (e.className && typeof e.className === 'string' ? '.' + e.className : ''))
-            .slice(0, 10),
-    })""")
-
-
 def test_phone_viewport_has_no_horizontal_overflow(browser, stack, screenshots):
     context = browser.new_context(base_url=stack.base_url, viewport=PHONE, is_mobile=True,
                                   has_touch=True, device_scale_factor=2)
@@ -140,7 +71,7 @@ def test_phone_viewport_has_no_horizontal_overflow(browser, stack, screenshots):
         expect(nav).to_be_visible()
         box = nav.bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], box
-        result = _overflow(page)
+        result = overflow(page)
         assert result["scrollWidth"] <= result["innerWidth"], result
         page.screenshot(path=str(screenshots / "home-phone.png"))
 
@@ -152,7 +83,7 @@ def test_phone_viewport_has_no_horizontal_overflow(browser, stack, screenshots):
             " === '1'")
         menu = page.locator("#lang-en").locator("xpath=ancestor::ul[1]").bounding_box()
         assert menu["x"] >= 0 and menu["x"] + menu["width"] <= PHONE["width"], menu
-        result = _overflow(page)
+        result = overflow(page)
         assert result["scrollWidth"] <= result["innerWidth"], result
         page.screenshot(path=str(screenshots / "home-phone-menu.png"))
     finally:

@@ -4,7 +4,7 @@
 promise date has passed (nothing typed is lost), fixes it, saves, and sees the call at
 the top of the history grid, under their name, and the promise in the "Promesas" tab.
 
-The queues are prepared as in ``test_queues_api`` (``prepare_queues``), with a
+The queues are prepared as for ``test_queues_api`` (``helpers.prepare_queues``), with a
 one-queue strategy of institution 1 named ``E2E filas …`` that takes every account,
 removed at the end with the collectors' leases.
 """
@@ -19,10 +19,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import expect
 
-from .test_browser_queues import browser, login, new_page, screenshots  # noqa: F401 (fixtures)
-from .test_queues_api import (INSTITUTION, PREFIX, Api, prepare_queues, queue, release_all,
-                              remove_queue_leftovers, restore_contact_window, sql, token,
-                              wait_for)
+from .helpers import (INSTITUTION, PREFIX, Api, login, prepare_queues, queue, release_all,
+                      remove_queue_leftovers, restore_contact_window, sql, token, wait_for)
 
 RUN = secrets.token_hex(3)
 

@@ -7,46 +7,23 @@ run's random suffix, so runs never clash.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from urllib.parse import urlsplit
 
 import pytest
 import requests
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, PHONE, _overflow, click_menu_link
+from .helpers import PHONE, click_menu_link, login, overflow, token
 
 RUN = secrets.token_hex(3)
 GENERIC_LOGIN_ERROR = "Usuario o contraseña incorrectos"
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: deploy/bootstrap.sh --test installs it "
-                    "(apt-get install chromium)", pytrace=False)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture()
-def page(browser, stack, demo_users):
+def page(page, demo_users):
     """A fresh browser profile (no cookies) on the test stack with the demo users."""
-    context = browser.new_context(base_url=stack.base_url, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    yield page
-    context.close()
-
-
-@pytest.fixture()
-def screenshots(stack):
-    folder = stack.var_dir / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return page
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +56,6 @@ def make_user(stack, api_as_admin):
 @pytest.fixture(scope="module")
 def throwaway_user(make_user) -> dict:
     return make_user("navegador")
-
-
-def login(page: Page, username: str, password: str):
-    page.goto("/login")
-    page.fill("#username", username)
-    page.fill("#password", password)
-    with page.expect_navigation():
-        page.click("#login-submit")
 
 
 def session_cookies(page: Page) -> list[dict]:
@@ -253,7 +222,7 @@ def test_admin_screens_fit_a_phone(browser, stack, demo_users, screenshots):
         for path in ("/admin/usuarios", "/admin/usuarios/1", "/admin/perfiles",
                      "/admin/perfiles/1", "/admin/equipos", "/admin/llaves", "/admin/bitacora"):
             page.goto(path)
-            result = _overflow(page)
+            result = overflow(page)
             assert result["scrollWidth"] <= result["innerWidth"], (path, result)
         page.goto("/admin/usuarios")
         page.screenshot(path=str(screenshots / "admin-users-phone.png"))
@@ -270,13 +239,6 @@ def test_a_gestor_gets_403_on_the_admin_screens(page, demo_users):
         expect(page.locator("#error-code")).to_have_text("permission_denied")
 
 
-def _token(stack, username: str, password: str) -> str:
-    answer = requests.post(stack.url("/api/v1/auth/token"), timeout=30,
-                           json={"username": username, "password": password})
-    assert answer.status_code == 200, answer.text
-    return answer.json()["access_token"]
-
-
 def _token_works(stack, token: str) -> bool:
     answer = requests.get(stack.url("/api/v1/auth/me"), timeout=30,
                           headers={"Authorization": f"Bearer {token}"})
@@ -290,17 +252,17 @@ def test_admin_disables_enables_and_resets_the_password_of_a_user(page, stack, d
     page.goto(f"/admin/usuarios/{user['id']}")
     expect(page.locator("#user-status")).to_have_text("activo")
 
-    token = _token(stack, user["username"], user["password"])
+    access = token(stack.base_url, user["username"], user["password"])
     with page.expect_navigation():
         page.click("#disable-user")
     expect(page.locator("#notice")).to_contain_text("Usuario desactivado")
     expect(page.locator("#user-status")).to_have_text("inactivo")
-    assert not _token_works(stack, token)          # ended at once
+    assert not _token_works(stack, access)          # ended at once
 
     with page.expect_navigation():
         page.click("#enable-user")
     expect(page.locator("#notice")).to_have_text("Usuario activado.")
-    token = _token(stack, user["username"], user["password"])
+    access = token(stack.base_url, user["username"], user["password"])
 
     # a password the rules refuse: 422, the reason next to the field
     page.fill("#new-password", user["username"])
@@ -308,15 +270,15 @@ def test_admin_disables_enables_and_resets_the_password_of_a_user(page, stack, d
         page.click("#reset-password-submit")
     assert answer.value.status == 422
     expect(page.locator("#err-new-password")).to_be_visible()
-    assert _token_works(stack, token)              # a refused reset changes nothing
+    assert _token_works(stack, access)              # a refused reset changes nothing
 
     new_password = f"otra-clave-{RUN}-distinta"
     page.fill("#new-password", new_password)
     with page.expect_navigation():
         page.click("#reset-password-submit")
     expect(page.locator("#notice")).to_contain_text("Contraseña asignada")
-    assert not _token_works(stack, token)          # the reset ended their sessions
-    assert _token_works(stack, _token(stack, user["username"], new_password))
+    assert not _token_works(stack, access)          # the reset ended their sessions
+    assert _token_works(stack, token(stack.base_url, user["username"], new_password))
 
     # the audit log tells who did it
     page.goto("/admin/bitacora?accion=user_disabled&usuario=admin")

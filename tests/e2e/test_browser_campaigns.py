@@ -15,8 +15,7 @@ import secrets
 import pytest
 from playwright.sync_api import expect
 
-from .test_browser_queues import browser, login, new_page, screenshots  # noqa: F401 (fixtures)
-from .test_queues_api import INSTITUTION, Api, sql, token, wait_for
+from .helpers import INSTITUTION, Api, login, sql, token, wait_for
 
 RUN = secrets.token_hex(3)
 NAME = f"E2E campaña {RUN}"

@@ -21,9 +21,8 @@ from documents import seed as documents_seed
 from queues import seed as queues_seed
 from recaudo_common import demo
 
-from .test_browser_queues import browser, login, new_page, screenshots  # noqa: F401 (fixtures)
-from .test_queues_api import (INSTITUTION, Api, release_all, restore_contact_window, sql, token,
-                              wait_for)
+from .helpers import (INSTITUTION, Api, login, release_all, restore_contact_window, sql, token,
+                      wait_for)
 
 WIDTHS = {"1280": {"width": 1280, "height": 900}, "390": {"width": 390, "height": 844}}
 PROFILES = ("admin", "supervisor", "gestor1", "abogado", "cliente")

@@ -10,8 +10,7 @@ import secrets
 import pytest
 from playwright.sync_api import expect
 
-from .test_browser_queues import browser, login, new_page, screenshots  # noqa: F401 (fixtures)
-from .test_queues_api import sql
+from .helpers import login, sql
 
 RUN = secrets.token_hex(3)
 PDF = b"%PDF-1.4\n% navegador\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n"

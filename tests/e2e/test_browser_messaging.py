@@ -6,20 +6,27 @@ an unmatched message in the triage list and assigns it to an account, searches t
 mailbox on the server, and is refused a template that uses an unknown field with the
 problem next to the field.
 
-Shares the API module's world (the demo mailbox on the stack's dovecot and sink, the
-contact window opened for the module, an ``E2E correo …`` template).
+Shares the API module's world (``messaging_world`` in conftest.py: the demo mailbox on
+the stack's dovecot and sink, the contact window opened for the module, an ``E2E correo
+…`` template).
 """
 from __future__ import annotations
 
+import secrets
+
+import pytest
 import requests
 from playwright.sync_api import expect
 
-from .test_browser_queues import browser, login, new_page, screenshots  # noqa: F401 (fixtures)
-from .test_messaging_api import RUN, _append, sink_messages, world  # noqa: F401 (fixture)
-from .test_queues_api import wait_for
+from .helpers import append_mail, login, sink_messages, wait_for
 
-
+RUN = secrets.token_hex(3)
 PDF = b"%PDF-1.4\n% estado de cuenta\n%%EOF\n"
+
+
+@pytest.fixture(scope="module")
+def world(messaging_world):
+    return messaging_world
 
 
 def test_a_collector_previews_and_sends_a_letter_by_email(world, new_page, screenshots):
@@ -70,7 +77,7 @@ def test_a_collector_previews_and_sends_a_letter_by_email(world, new_page, scree
 
 def test_an_admin_assigns_unmatched_mail_searches_and_edits_templates(world, new_page, screenshots):
     subject = f"Consulta sin datos {RUN}"
-    _append(subject, "Alguien <alguien@desconocido.test>")
+    append_mail(subject, "Alguien <alguien@desconocido.test>")
     admin = world["api"]("admin")
     admin.ok("POST", f"/api/v1/mailboxes/{world['mailbox']['id']}/sync")
 

@@ -7,19 +7,17 @@ Screenshots go to ``var/test/screenshots`` (cartera.png, deudor.png, importacion
 """
 from __future__ import annotations
 
-import os
 import re
 import secrets
 
 import pytest
 import requests
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from sqlalchemy import create_engine, text
 
 from recaudo_common.config import settings
 
-from .conftest import ROOT
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, click_menu_link, watch_errors
+from .helpers import ROOT, click_menu_link, watch_errors
 
 RUN = secrets.token_hex(3)
 DEMO_CSV = ROOT / "deploy" / "demo" / "bancomer_cartera.csv"
@@ -28,31 +26,9 @@ TABS = ["Notas", "Gestiones", "Promesas", "Aclaraciones", "Cumplimiento", "Conta
 # the activities tabs follow "Notas"; messaging's (Correo, SMS) come last
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: deploy/bootstrap.sh --test installs it "
-                    "(apt-get install chromium)", pytrace=False)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture()
-def page(browser, stack, demo_users):
-    context = browser.new_context(base_url=stack.base_url, viewport={"width": 1366, "height": 900})
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    yield page
-    context.close()
-
-
-@pytest.fixture()
-def screenshots(stack):
-    folder = stack.var_dir / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+def page(new_page, demo_users):
+    return new_page(viewport={"width": 1366, "height": 900}, timeout=15_000)
 
 
 @pytest.fixture(scope="module")

@@ -3,37 +3,25 @@ strategy in the editor, sees a problem next to the queue it belongs to, simulate
 applies and freezes a queue on the board; a collector presses "Siguiente cuenta" and
 lands on the debtor's 360° view; with nothing to work, a friendly empty state.
 
-The queues service's projections are filled as in ``test_queues_api`` (the same
-``prepare_queues``); the strategy made here is named ``E2E filas …`` and removed at
+The queues service's projections are filled as for ``test_queues_api`` (``prepare_queues``
+in ``helpers.py``); the strategy made here is named ``E2E filas …`` and removed at
 the end.
 """
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, click_menu_link
-from .test_queues_api import (INSTITUTION, PREFIX, Api, prepare_queues, release_all,
-                              remove_queue_leftovers, restore_contact_window, token, wait_for)
+from .helpers import (INSTITUTION, PREFIX, Api, click_menu_link, login, prepare_queues,
+                      release_all, remove_queue_leftovers, restore_contact_window, token,
+                      wait_for)
 
 RUN = secrets.token_hex(3)
 STRATEGY = f"{PREFIX} {RUN} navegador"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: deploy/bootstrap.sh --test installs it "
-                    "(apt-get install chromium)", pytrace=False)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -43,37 +31,6 @@ def world(stack, demo_users):
     release_all()
     remove_queue_leftovers()
     restore_contact_window(stack.base_url, demo_users)
-
-
-@pytest.fixture()
-def new_page(browser, stack):
-    contexts = []
-
-    def make() -> Page:
-        context = browser.new_context(base_url=stack.base_url,
-                                      viewport={"width": 1280, "height": 900})
-        context.set_default_timeout(20_000)
-        contexts.append(context)
-        return context.new_page()
-
-    yield make
-    for context in contexts:
-        context.close()
-
-
-@pytest.fixture()
-def screenshots(stack):
-    folder = stack.var_dir / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def login(page: Page, username: str, password: str):
-    page.goto("/login")
-    page.fill("#username", username)
-    page.fill("#password", password)
-    with page.expect_navigation():
-        page.click("#login-submit")
 
 
 def htmx_settled(page: Page):

@@ -15,22 +15,15 @@ import secrets
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
-import pytest
 import requests
 from playwright.sync_api import expect
 from sqlalchemy import create_engine, text
 
 from recaudo_common.config import settings
 
-from .test_browser import click_menu_link
-from .test_browser_queues import browser, login, new_page, screenshots  # noqa: F401 (fixtures)
+from .helpers import click_menu_link, login, token
 
 RUN = secrets.token_hex(3)
-
-
-def _token(base_url, username, password) -> str:
-    return requests.post(base_url + "/api/v1/auth/token", json={
-        "username": username, "password": password}, timeout=30).json()["access_token"]
 
 
 def _accounts() -> dict:
@@ -54,7 +47,7 @@ def _whole(text_: str) -> int:
 def test_the_supervisors_counter_goes_up_when_an_activity_is_logged(stack, demo_users,
                                                                     new_page, screenshots):
     accounts = _accounts()
-    gestor = _token(stack.base_url, "gestor1", demo_users)
+    gestor = token(stack.base_url, "gestor1", demo_users)
 
     page = new_page()
     login(page, "supervisor", demo_users)
@@ -148,9 +141,9 @@ def test_an_administrator_takes_todays_aging_snapshot_now(stack, demo_users, new
                 "SELECT count(*) FROM portfolio.accounts WHERE institution_id = 2")).scalar()
         assert taken == accounts > 0
 
-        token = _token(stack.base_url, "admin", demo_users)
+        access = token(stack.base_url, "admin", demo_users)
         answer = requests.post(stack.base_url + "/api/v1/institutions/2/aging-snapshot",
-                               headers={"Authorization": f"Bearer {token}"}, timeout=60)
+                               headers={"Authorization": f"Bearer {access}"}, timeout=60)
         assert answer.status_code == 200, answer.text
         assert answer.json() == {"institution_id": 2, "accounts": accounts,
                                  "snapshot_date": datetime.now(ZoneInfo(zone)).date().isoformat()}

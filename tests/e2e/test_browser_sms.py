@@ -3,16 +3,21 @@ debtor of theirs, previews a template with its segment count, sends it to the de
 mobile and sees the message in the conversation move to "Entregado" (the delivery report
 of the stack's Kannel and fake SMSC).
 
-Shares the API module's world (the demo institution's SMS settings on the stack's Kannel,
-the contact window opened for the module, an ``E2E SMS …`` template).
+Shares the API module's world (``sms_world`` in conftest.py: the demo institution's SMS
+settings on the stack's Kannel, the contact window opened for the module, an ``E2E SMS
+…`` template).
 """
 from __future__ import annotations
 
+import pytest
 from playwright.sync_api import expect
 
-from .test_browser_queues import browser, login, new_page, screenshots  # noqa: F401 (fixtures)
-from .test_queues_api import wait_for
-from .test_sms_api import world  # noqa: F401 (fixture)
+from .helpers import login, wait_for
+
+
+@pytest.fixture(scope="module")
+def world(sms_world):
+    return sms_world
 
 
 def test_a_collector_previews_and_sends_an_sms_and_sees_it_delivered(world, new_page,

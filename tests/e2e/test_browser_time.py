@@ -15,8 +15,7 @@ import requests
 from babel.dates import format_datetime
 from playwright.sync_api import expect
 
-from .test_browser_queues import browser, login, new_page  # noqa: F401 (fixtures)
-from .test_queues_api import sql
+from .helpers import login, sql
 
 RUN = secrets.token_hex(3)
 FAR = "Pacific/Kiritimati"

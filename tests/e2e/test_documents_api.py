@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from .test_queues_api import Api, sql, token
+from .helpers import Api, sql, token
 
 RUN = secrets.token_hex(3)
 PDF = b"%PDF-1.4\n% e2e documentos\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n"

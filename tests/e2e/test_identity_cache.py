@@ -20,6 +20,8 @@ import requests
 
 from tests import stack as runner
 
+from .helpers import token
+
 PROMISE_SECONDS = 5.0
 PROPAGATION: list[float] = []
 
@@ -73,13 +75,6 @@ class Admin:
         return self.ok("POST", "/api/v1/users", {
             "username": name, "display_name": name, "password": password,
             "profile_id": self.profile_id(profile), "institutions": list(institutions)}), password
-
-
-def token(base: str, username: str, password: str) -> str:
-    answer = requests.post(base + "/api/v1/auth/token", timeout=30,
-                           json={"username": username, "password": password})
-    assert answer.status_code == 200, answer.text
-    return answer.json()["access_token"]
 
 
 def bearer(credential: str) -> dict:

@@ -6,96 +6,29 @@ reaches the sink with our headers) and as a fax (to the fax gateway's domain, wi
 PDF); the server-side search finds a message; bad input answers 422 naming the field.
 
 The contact window of institution 1 is opened to the whole day for the module and put
-back after. Templates are named ``E2E correo …``; messages and activities stay (the log
+back after (``messaging_world`` in conftest.py). Templates are named ``E2E correo …``; messages and activities stay (the log
 is append-only).
 """
 from __future__ import annotations
 
 import secrets
-import time
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
-from pathlib import Path
 
 import pytest
-from imapclient import IMAPClient
 
-from recaudo_common.config import settings
-from recaudo_common.demo import USER_IDS
-
-from .test_queues_api import Api, sql, token, wait_for
+from .helpers import INSTITUTION, append_mail, sink_messages, wait_for
 
 RUN = secrets.token_hex(3)
-INSTITUTION = 1
-ROOT = Path(__file__).resolve().parents[2]
-DEMO_USER, DEMO_PASSWORD = "cobranza@recaudo.demo", "recaudo-demo"
-
-
-def sink_messages() -> list:
-    directory = ROOT / settings().var_dir / "mail" / "sink"
-    files = sorted(directory.glob("*.eml"), key=lambda p: int(p.name.split("-")[0]))
-    return [BytesParser(policy=policy.default).parsebytes(p.read_bytes()) for p in files]
 
 
 @pytest.fixture(scope="module")
-def world(stack, demo_users):
-    clients = {}
-
-    def api(username: str) -> Api:
-        if username not in clients:
-            clients[username] = Api(stack.base_url, token(stack.base_url, username, demo_users))
-        return clients[username]
-
-    window = sql("SELECT contact_from, contact_until, jurisdiction FROM portfolio.institutions "
-                 "WHERE id = :i",
-                 i=INSTITUTION)[0]
-    # any hour (no seeded jurisdiction: the default policy, the institution's window only)
-    sql("UPDATE portfolio.institutions SET contact_from = '00:00', contact_until = '23:59:59',"
-        " jurisdiction = 'ZZ' WHERE id = :i", i=INSTITUTION)
-    account_id, debtor_id, address = sql(
-        "SELECT a.id, a.debtor_id, e.address FROM portfolio.accounts a"
-        " JOIN portfolio.emails e ON e.debtor_id = a.debtor_id AND NOT e.do_not_contact"
-        " WHERE a.institution_id = :i AND a.assigned_agent_id = :g"
-        # every account of the debtor is gestor1's: mail matched by its sender lands on one
-        # of them, which gestor1 must be able to open
-        " AND NOT EXISTS (SELECT 1 FROM portfolio.accounts o WHERE o.debtor_id = a.debtor_id"
-        "                 AND o.assigned_agent_id IS DISTINCT FROM :g)"
-        " ORDER BY a.id DESC LIMIT 1",
-        i=INSTITUTION, g=USER_IDS["gestor1"])[0]
-    mailbox = next(b for b in api("admin").ok("GET", f"/api/v1/mailboxes?institution_id={INSTITUTION}")
-                   if b["address"] == DEMO_USER)
-    template = api("admin").ok("POST", "/api/v1/templates", {
-        "institution_id": INSTITUTION, "name": f"E2E correo {RUN}-{secrets.token_hex(2)}",
-        "subject_es": "Aviso {{ account.account_number }}",
-        "text_es": "Hola {{ debtor.name }}, su saldo es ${{ account.balance|money }}.",
-        "subject_en": "Notice {{ account.account_number }}",
-        "text_en": "Hello {{ debtor.name }}."}, status=201)
-    yield {"api": api, "account": account_id, "debtor": debtor_id, "address": address,
-           "mailbox": mailbox, "template": template, "base_url": stack.base_url,
-           "password": demo_users}
-    sql("UPDATE portfolio.institutions SET contact_from = :f, contact_until = :u, "
-        "jurisdiction = :j WHERE id = :i", f=window[0], u=window[1], j=window[2], i=INSTITUTION)
-    sql("UPDATE messaging.templates SET active = false WHERE name LIKE 'E2E correo %'")
-
-
-def _append(subject: str, sender: str, body: str = "Hola") -> None:
-    msg = EmailMessage()
-    msg["From"], msg["To"], msg["Subject"] = sender, DEMO_USER, subject
-    msg["Message-ID"] = f"<e2e-{RUN}-{time.time_ns()}@cliente.test>"
-    msg.set_content(body)
-    client = IMAPClient("127.0.0.1", port=settings().local_imap_port, ssl=False, timeout=20)
-    try:
-        client.login(DEMO_USER, DEMO_PASSWORD)
-        client.append("INBOX", msg.as_bytes())
-    finally:
-        client.logout()
+def world(messaging_world):
+    return messaging_world
 
 
 def test_inbound_mail_from_a_debtor_is_synced_and_logged_on_the_account(world):
     admin, gestor = world["api"]("admin"), world["api"]("gestor1")
     subject = f"Ya pagué {RUN}"
-    _append(subject, f"Deudor <{world['address'].upper()}>", "Adjunto mi comprobante")
+    append_mail(subject, f"Deudor <{world['address'].upper()}>", "Adjunto mi comprobante")
     result = admin.ok("POST", f"/api/v1/mailboxes/{world['mailbox']['id']}/sync")
     assert "error" not in result, result
     inbound = gestor.ok("GET", f"/api/v1/inbound-messages?debtor_id={world['debtor']}")["items"]

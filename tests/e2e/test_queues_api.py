@@ -17,118 +17,16 @@ itself is covered by the integration tests). Strategies made here are named
 from __future__ import annotations
 
 import secrets
-import time
 
 import pytest
-import requests
-from sqlalchemy import create_engine, text
 
-from recaudo_common.config import settings
 from recaudo_common.demo import USER_IDS
 
+from .helpers import (COLLECTORS, INSTITUTION, PREFIX, Api, prepare_queues, queue, release_all,
+                      remove_queue_leftovers, restore_contact_window, sql, token)
+
 RUN = secrets.token_hex(3)
-PREFIX = "E2E filas"
-INSTITUTION = 1
-TEAM_NAME = "Equipo Centro"
-COLLECTORS = (USER_IDS["gestor1"], USER_IDS["gestor2"])
 SCOPED_PASSWORD = "filas-supervisor-local-2024"
-
-
-# --- plumbing shared with the browser test -----------------------------------------------
-
-class Api:
-    def __init__(self, base_url: str, token: str | None):
-        self.base_url, self.http = base_url, requests.Session()
-        if token:
-            self.http.headers["Authorization"] = f"Bearer {token}"
-
-    def call(self, method: str, path: str, body=None, **kwargs) -> requests.Response:
-        kwargs.setdefault("timeout", 60)
-        return self.http.request(method, self.base_url + path, json=body, **kwargs)
-
-    def ok(self, method: str, path: str, body=None, status: int = 200):
-        response = self.call(method, path, body)
-        assert response.status_code == status, (method, path, response.status_code,
-                                                response.text[:800])
-        return response.json() if response.content else None
-
-
-def token(base_url: str, username: str, password: str) -> str:
-    answer = requests.post(base_url + "/api/v1/auth/token", timeout=30,
-                           json={"username": username, "password": password})
-    assert answer.status_code == 200, answer.text
-    return answer.json()["access_token"]
-
-
-def sql(statement: str, **params) -> list:
-    engine = create_engine(settings().database_url)
-    try:
-        with engine.begin() as conn:
-            result = conn.execute(text(statement), params)
-            return result.all() if result.returns_rows else []
-    finally:
-        engine.dispose()
-
-
-def wait_for(predicate, seconds: float = 30.0, what: str = "the condition"):
-    deadline = time.monotonic() + seconds
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
-        time.sleep(0.3)
-
-
-def remove_queue_leftovers(prefix: str = PREFIX) -> None:
-    """Strategies these suites created (their queues and assignments go with them) and
-    the demo collectors' leases."""
-    sql("DELETE FROM queues.leases WHERE agent_id = ANY(:agents)", agents=list(COLLECTORS))
-    sql("UPDATE queues.strategies SET challenger_id = NULL WHERE challenger_id IN "
-        "(SELECT id FROM queues.strategies WHERE name LIKE :p)", p=f"{prefix}%")
-    sql("DELETE FROM queues.strategies WHERE name LIKE :p", p=f"{prefix}%")
-
-
-def prepare_queues(base_url: str, password: str) -> dict:
-    """Fill the queues service's projections for institution 1 and the demo team; answers
-    the team's id and the number of institution 1's accounts in the projection."""
-    admin = Api(base_url, token(base_url, "admin", password))
-    supervisor = Api(base_url, token(base_url, "supervisor", password))
-    remove_queue_leftovers()
-    # the demo's strategies (every demo institution has one applied) set aside: these suites
-    # count what their own strategies hand the demo collectors
-    sql("UPDATE queues.strategies SET state = 'archived' WHERE state = 'active'")
-    sql("DELETE FROM queues.assignments WHERE queue_id IN (SELECT q.id FROM queues.queues q "
-        "JOIN queues.strategies s ON s.id = q.strategy_id WHERE s.state = 'archived')")
-    synced = supervisor.ok("POST", f"/api/v1/institutions/{INSTITUTION}/resync")
-    assert synced["accounts"] > 100, synced
-    sql("UPDATE queues.institution_rules SET contact_from = '00:00', contact_until = '23:59:59' "
-        "WHERE institution_id = :i", i=INSTITUTION)
-    team = next(t for t in admin.ok("GET", "/api/v1/teams") if t["name"] == TEAM_NAME)
-    admin.ok("PUT", f"/api/v1/teams/{team['id']}", {
-        "name": team["name"], "supervisor_id": team["supervisor_id"],
-        "members": [m["id"] for m in team["members"]]})
-    wait_for(lambda: {r[0] for r in sql(
-        "SELECT agent_id FROM queues.team_members WHERE team_id = :t", t=team["id"])}
-        >= set(COLLECTORS), what="the queues service to learn the team's members")
-    facts = sql("SELECT count(*) FROM queues.account_facts WHERE institution_id = :i",
-                i=INSTITUTION)[0][0]
-    return {"team_id": team["id"], "facts": facts, "synced": synced["accounts"]}
-
-
-def restore_contact_window(base_url: str, password: str) -> None:
-    """The queues service's copy of the window back to the institution's own."""
-    institution = Api(base_url, token(base_url, "admin", password)).ok(
-        "GET", f"/api/v1/institutions/{INSTITUTION}")
-    sql("UPDATE queues.institution_rules SET contact_from = CAST(:f AS time), "
-        "contact_until = CAST(:u AS time) WHERE institution_id = :i",
-        f=institution["contact_from"], u=institution["contact_until"], i=INSTITUTION)
-
-
-def queue(name, conditions, team_id, sort=None, policy="round_robin") -> dict:
-    return {"name": name, "conditions": conditions, "team_id": team_id, "policy": policy,
-            "sort": sort or [{"field": "days_past_due", "direction": "desc"}]}
 
 
 # --- fixtures --------------------------------------------------------------------------------
@@ -184,10 +82,6 @@ def applied(world):
     result = supervisor.ok("POST", f"/api/v1/strategies/{created['id']}/apply")
     return {"strategy": created, "simulation": simulation, "applied": result,
             "queue_ids": [q["id"] for q in created["queues"]]}
-
-
-def release_all():
-    sql("DELETE FROM queues.leases WHERE agent_id = ANY(:agents)", agents=list(COLLECTORS))
 
 
 # --- strategies --------------------------------------------------------------------------------

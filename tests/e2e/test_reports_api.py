@@ -23,6 +23,8 @@ from sqlalchemy import create_engine, text
 from gateway.reporting import xlsx_header_row
 from recaudo_common.config import settings
 
+from .helpers import token
+
 RUN = secrets.token_hex(3)
 A1, A2 = 990_001, 990_002
 FEB = "date_from=2024-02-01&date_to=2024-02-29"
@@ -67,17 +69,10 @@ class Client:
         return self.session.get(self.base_url + path, timeout=60)
 
 
-def _token(base_url, username, password) -> str:
-    response = requests.post(base_url + "/api/v1/auth/token", json={
-        "username": username, "password": password}, timeout=30)
-    assert response.status_code == 200, response.text
-    return response.json()["access_token"]
-
-
 @pytest.fixture(scope="module")
 def clients(stack, demo_users, data):
     base = stack.base_url
-    out = {name: Client(base, _token(base, name, demo_users))
+    out = {name: Client(base, token(base, name, demo_users))
            for name in ("admin", "supervisor", "cliente", "gestor1")}
     admin = out["admin"]
     profiles = admin.session.get(base + "/api/v1/profiles", timeout=30).json()
@@ -205,8 +200,14 @@ def test_a_creditor_sees_only_its_institution(clients, who):
                  "/api/v1/dashboards/institution?institution_id=2",
                  "/api/v1/dashboards/supervisor?institution_id=2"):
         assert client.get(path).status_code == 404, path
+    # the overview counts institution 1's activities only: what an administrator's report
+    # of institution 1 over the same days counts
     overview = client.get("/api/v1/dashboards/institution").json()
-    assert overview["productivity"]["totals"]["activities"] >= 0
+    window = f"date_from={overview['date_from']}&date_to={overview['date_to']}"
+    theirs = clients["admin"].get(f"/api/v1/reports/productivity?{window}&institution_id=1")
+    assert theirs.status_code == 200, theirs.text
+    assert (overview["productivity"]["totals"]["activities"]
+            == theirs.json()["totals"]["activities"]), (overview["productivity"], theirs.json())
     assert client.get("/api/v1/institutions").json()[0]["id"] == 1
 
 

@@ -10,8 +10,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from .test_browser import browser, page  # noqa: F401 (fixtures)
-from .test_queues_api import sql
+from .helpers import login, sql
 
 RUN = secrets.token_hex(3)
 
@@ -129,26 +128,18 @@ def test_wrong_passwords_answer_429_with_retry_after_until_an_admin_unlocks(stac
     assert next(e for e in mine if e["action"] == "account_unlocked")["actor"] == "admin"
 
 
-def test_swagger_ui_works_under_the_content_security_policy(page, stack):  # noqa: F811
+def test_swagger_ui_works_under_the_content_security_policy(page, stack):
     page.goto("/api/v1/docs")
     expect(page.locator("#swagger-ui-container .info .title")).to_contain_text("Recaudo API")
     expect(page.locator(".opblock").first).to_be_visible()
     # (no_csp_violations, shared by every e2e test, fails this test on any violation)
 
 
-def _login(page, username: str, password: str) -> None:
-    page.goto("/login")
-    page.fill("#username", username)
-    page.fill("#password", password)
-    with page.expect_navigation():
-        page.click("#login-submit")
-
-
-def test_what_inline_handlers_did_still_works_from_files(page, demo_users):  # noqa: F811
+def test_what_inline_handlers_did_still_works_from_files(page, demo_users):
     """recaudo.js does what on*= attributes and htmx trigger filters did (the CSP refuses
     both): a filter's change refreshes the accounts list in place, choosing an institution
     submits the dashboard's form."""
-    _login(page, "admin", demo_users)
+    login(page, "admin", demo_users)
     page.goto("/cartera")
     page.click("details.more-filters summary")
     with page.expect_response(lambda r: "/cartera?" in r.url and "institucion=1" in r.url):

@@ -6,7 +6,7 @@ conversation; "STOP" withdraws SMS consent and the next send answers 409; bad in
 answers 422 naming the field.
 
 The contact window of institution 1 is opened to the whole day for the module, and the
-phone's do-not-contact mark lifted, after. Messages and activities stay (the log is kept).
+phone's do-not-contact mark lifted, after (``sms_world`` in conftest.py). Messages and activities stay (the log is kept).
 """
 from __future__ import annotations
 
@@ -17,40 +17,15 @@ import pytest
 from messaging import kannel
 from messaging.seed import DEMO_SMS_SENDER
 from recaudo_common.config import settings
-from recaudo_common.demo import USER_IDS
 
-from .test_queues_api import Api, sql, token, wait_for
+from .helpers import wait_for
 
 RUN = secrets.token_hex(3)
-INSTITUTION = 1
 
 
 @pytest.fixture(scope="module")
-def world(stack, demo_users):
-    window = sql("SELECT contact_from, contact_until FROM portfolio.institutions WHERE id = :i",
-                 i=INSTITUTION)[0]
-    sql("UPDATE portfolio.institutions SET contact_from = '00:00', contact_until = '23:59:59'"
-        " WHERE id = :i", i=INSTITUTION)
-    account_id, debtor_id, phone_id, number = sql(
-        "SELECT a.id, a.debtor_id, p.id, p.number FROM portfolio.accounts a"
-        " JOIN portfolio.phones p ON p.debtor_id = a.debtor_id AND p.kind = 'mobile'"
-        "  AND NOT p.do_not_call"
-        " WHERE a.institution_id = :i AND a.assigned_agent_id = :g"
-        "  AND (SELECT count(*) FROM portfolio.phones q WHERE q.number = p.number) = 1"
-        " ORDER BY a.id LIMIT 1", i=INSTITUTION, g=USER_IDS["gestor1"])[0]
-    gestor = Api(stack.base_url, token(stack.base_url, "gestor1", demo_users))
-    template = Api(stack.base_url, token(stack.base_url, "admin", demo_users)).ok(
-        "POST", "/api/v1/templates", {
-            "institution_id": INSTITUTION, "name": f"E2E SMS {RUN}-{secrets.token_hex(2)}",
-            "subject_es": "SMS",   # no name in it: a demo name with "Á" would make it UCS-2
-            "text_es": "Hola, su saldo es ${{ account.balance|money }}.",
-            "subject_en": "SMS", "text_en": "Hello {{ debtor.name }}."}, status=201)
-    yield {"gestor": gestor, "account": account_id, "debtor": debtor_id, "number": number,
-           "template": template, "password": demo_users}
-    sql("UPDATE portfolio.institutions SET contact_from = :f, contact_until = :u WHERE id = :i",
-        f=window[0], u=window[1], i=INSTITUTION)
-    sql("UPDATE portfolio.phones SET do_not_call = false WHERE id = :p", p=phone_id)
-    sql("UPDATE messaging.templates SET active = false WHERE name LIKE 'E2E SMS %'")
+def world(sms_world):
+    return sms_world
 
 
 def _conversation(world) -> list:

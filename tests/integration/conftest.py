@@ -45,6 +45,16 @@ def engine():
 
 
 @pytest.fixture
+def probe_schemas(engine):
+    """The outbox probes' schemas (``probes.py``), empty for the test and dropped after."""
+    from .probes import create_probe_schemas, drop_probe_schemas
+
+    create_probe_schemas(engine)
+    yield
+    drop_probe_schemas(engine)
+
+
+@pytest.fixture
 def rpc_proxy(rabbit_config):
     """A factory of started cluster proxies on this test's vhost."""
     started = []

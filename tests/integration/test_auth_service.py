@@ -27,6 +27,8 @@ from recaudo_common.errors import (Conflict, InvalidInput, NotAuthenticated, Not
                                    PermissionDenied, Throttled)
 from recaudo_common.identity import sign, verify
 
+from .helpers import scalar, sql
+
 DEMO = demo.DEMO_PASSWORD
 OTHER_PASSWORD = "caballo-bateria-grapa"
 WRONG = "contraseña-equivocada"
@@ -39,17 +41,6 @@ def _truncate(engine) -> None:
     with engine.begin() as conn:
         conn.execute(text("TRUNCATE " + ", ".join(f"auth.{t}" for t in AUTH_TABLES)
                           + " RESTART IDENTITY CASCADE"))
-
-
-def sql(engine, statement: str, **params):
-    """Run one statement in its own transaction; rows for a SELECT."""
-    with engine.begin() as conn:
-        result = conn.execute(text(statement), params)
-        return result.all() if result.returns_rows else None
-
-
-def scalar(engine, statement: str, **params):
-    return sql(engine, statement, **params)[0][0]
 
 
 def audit_actions(engine, **where) -> list[str]:

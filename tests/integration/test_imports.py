@@ -9,6 +9,7 @@ import threading
 import time
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import partial
 
 import openpyxl
 import pytest
@@ -24,6 +25,8 @@ from recaudo_common.db import Database
 from recaudo_common.errors import InvalidInput, NotFound, PermissionDenied
 from recaudo_common.identity import Identity, sign
 from recaudo_common.service import ServiceBase
+
+from . import helpers
 
 A, B = 7101, 7102   # two institutions of this module (cleaned before each test)
 CHUNK = 5           # small chunks, so a dozen rows make several transactions and events
@@ -78,13 +81,8 @@ def events(kind, institution=A, job_id=None):
             and (job_id is None or p.get("job_id") == job_id)]
 
 
-def wait_for(predicate, seconds=30.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
+#: imports take longer than an event's trip: this suite waits up to 30 s
+wait_for = partial(helpers.wait_for, seconds=30.0)
 
 
 # --- fixtures ------------------------------------------------------------------------------------
@@ -198,7 +196,7 @@ def run_import(portfolio, layout_id, content: bytes, file_name="cartera.csv", se
     started = portfolio.start_import(job["id"])
     assert started["state"] == "queued"
     assert wait_for(lambda: portfolio.get_import(job["id"])["state"] in ("done", "failed"),
-                    seconds), portfolio.get_import(job["id"])
+                    seconds=seconds), portfolio.get_import(job["id"])
     return portfolio.get_import(job["id"])
 
 

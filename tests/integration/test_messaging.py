@@ -324,7 +324,8 @@ def test_a_broken_mailbox_is_reported_and_does_not_stop_the_others(
                   m=good["id"]) == 1
 
 
-def test_mailbox_search_runs_on_the_server(admin, gestor, mail, imap_server, smtp_sink):
+def test_mailbox_search_runs_on_the_server(admin, gestor, mail, imap_server, smtp_sink,
+                                           rpc_proxy):
     box = admin.save_mailbox(mailbox_data(imap_server, smtp_sink))
     mail.append("INBOX", email("ana@cliente.test", "Convenio de pago", "Quiero un convenio",
                                X_Folio="F-778"))
@@ -341,8 +342,10 @@ def test_mailbox_search_runs_on_the_server(admin, gestor, mail, imap_server, smt
     with pytest.raises(InvalidInput) as err:
         gestor.search_mailbox(box["id"], {})
     assert "_schema" in err.value.fields
-    outsider = admin  # scope: a gestor of the other institution does not see the mailbox
-    assert outsider
+    # scope: a gestor of the other institution does not see the mailbox (as if missing)
+    outsider = rpc_proxy(signed(GESTOR + 1, GESTOR_PERMS, institutions=(OTHER,))).messaging
+    with pytest.raises(NotFound):
+        outsider.search_mailbox(box["id"], {"subject": "convenio"})
 
 
 # --- outbound ----------------------------------------------------------------------------------

@@ -29,21 +29,15 @@ from pathlib import Path
 
 import eventlet
 import pytest
-from marshmallow import fields
-from nameko.events import event_handler
-from nameko.extensions import DependencyProvider
 from nameko.standalone.rpc import ClusterRpcProxy
-from sqlalchemy import Column, Integer, String, text
 
 from recaudo_common.config import SERVICES, settings
-from recaudo_common.contracts import EventSchema, event
 from recaudo_common.db import Database
 from recaudo_common.localtime import today_in
-from recaudo_common.models import service_base
-from recaudo_common.service import ServiceBase, rpc
 
 from .helpers import (counting, fire_together, handled_per_instance, record, scalar, sql,
                       wait_for)
+from .probes import ConsumerService, ProducerService
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,90 +76,6 @@ def test_rpcs_of_every_service_are_shared_between_its_two_instances(
 
 # --- events: relay, inbox, kill -9, live subscriptions -----------------------------------
 
-ProducerBase = service_base("twin_producer")
-ConsumerBase = service_base("twin_consumer")
-
-
-class Note(ProducerBase):
-    __tablename__ = "notes"
-    id = Column(Integer, primary_key=True)
-    text = Column(String, nullable=False)
-
-
-class Effect(ConsumerBase):
-    """What a note_recorded event does, once per event (the inbox)."""
-    __tablename__ = "effects"
-    id = Column(Integer, primary_key=True)
-    note_id = Column(Integer, nullable=False)
-
-
-class Delivery(ConsumerBase):
-    """Every delivery an instance handled to its end, duplicates included."""
-    __tablename__ = "deliveries"
-    id = Column(Integer, primary_key=True)
-    note_id = Column(Integer, nullable=False)
-    instance = Column(String, nullable=False)
-
-
-@event("twin_producer", "note_recorded")
-class NoteRecorded(EventSchema):
-    note_id = fields.Integer(required=True)
-
-
-class InstanceName(DependencyProvider):
-    """This process and container, as ``self.instance``."""
-
-    def get_dependency(self, worker_ctx):
-        return f"{os.getpid()}:{id(self.container)}"
-
-
-class ProducerService(ServiceBase):
-    name = "twin_producer"
-    db = Database(ProducerBase)
-
-    @rpc
-    def record(self, note_text):
-        with self.db.session() as session:
-            note = Note(text=note_text)
-            session.add(note)
-            session.flush()
-            self.db.emit(session, "note_recorded", {"note_id": note.id})
-            return note.id
-
-
-class ConsumerService(ServiceBase):
-    name = "twin_consumer"
-    db = Database(ConsumerBase)
-    instance = InstanceName()
-    #: seconds each event takes (the kill -9 test keeps messages in flight with it)
-    pause = float(os.environ.get("TWIN_CONSUMER_PAUSE", "0"))
-
-    @event_handler("twin_producer", "note_recorded")
-    def on_note_recorded(self, payload):
-        with self.db.session() as session:
-            if self.pause:
-                eventlet.sleep(self.pause)
-            session.add(Delivery(note_id=payload["note_id"], instance=self.instance))
-            if self.db.first_time(session, payload["event_id"], "on_note_recorded"):
-                session.add(Effect(note_id=payload["note_id"]))
-
-
-@pytest.fixture
-def schemas(engine):
-    def drop():
-        with engine.begin() as conn:
-            for base in (ProducerBase, ConsumerBase):
-                conn.execute(text(f"DROP SCHEMA IF EXISTS {base.metadata.schema} CASCADE"))
-    drop()
-    with engine.begin() as conn:
-        for base in (ProducerBase, ConsumerBase):
-            conn.execute(text(f"CREATE SCHEMA {base.metadata.schema}"))
-    for base in (ProducerBase, ConsumerBase):
-        base.metadata.create_all(engine)
-    yield
-    drop()
-
-
 def _count(engine, statement: str, **params) -> int:
     return scalar(engine, statement, **params)
 
@@ -173,37 +83,37 @@ def _count(engine, statement: str, **params) -> int:
 def _record_notes(rabbit_config, n: int, clients: int = 8) -> list[int]:
     def client(i):
         with ClusterRpcProxy(rabbit_config, timeout=30) as proxy:
-            return [proxy.twin_producer.record(f"nota {i}-{k}") for k in range(n // clients)]
+            return [proxy.probe_producer.record(f"nota {i}-{k}") for k in range(n // clients)]
 
     return [note for notes in eventlet.GreenPool(clients).imap(client, range(clients))
             for note in notes]
 
 
 def test_two_relays_publish_each_row_once_and_a_redelivered_event_takes_effect_once(
-        schemas, engine, container_factory, instances, rabbit_config):
+        probe_schemas, engine, container_factory, instances, rabbit_config):
     container_factory(ConsumerService, rabbit_config).start()
     container_factory(ProducerService, rabbit_config).start()
-    recorders = handled_per_instance(instances["twin_producer"])
+    recorders = handled_per_instance(instances["probe_producer"])
     notes = _record_notes(rabbit_config, 200)
-    assert wait_for(lambda: _count(engine, "SELECT count(*) FROM twin_consumer.effects") == 200
-                    and _count(engine, "SELECT count(*) FROM twin_producer.outbox "
+    assert wait_for(lambda: _count(engine, "SELECT count(*) FROM probe_consumer.effects") == 200
+                    and _count(engine, "SELECT count(*) FROM probe_producer.outbox "
                                        "WHERE published_at IS NULL") == 0, 30)
     time.sleep(0.5)  # a duplicate would arrive now
-    first = _count(engine, "SELECT count(*) FROM twin_consumer.deliveries")
+    first = _count(engine, "SELECT count(*) FROM probe_consumer.deliveries")
     assert first == 200, "each outbox row relayed once by the two relays"
 
     # a crash between publish and mark: every row is published again, by either relay
-    sql(engine, "UPDATE twin_producer.outbox SET published_at = NULL")
-    for provider in _databases(instances["twin_producer"]):
+    sql(engine, "UPDATE probe_producer.outbox SET published_at = NULL")
+    for provider in _databases(instances["probe_producer"]):
         provider.relay.wake()
-    assert wait_for(lambda: _count(engine, "SELECT count(*) FROM twin_consumer.deliveries")
+    assert wait_for(lambda: _count(engine, "SELECT count(*) FROM probe_consumer.deliveries")
                     == 400, 30)
     time.sleep(0.5)
-    assert _count(engine, "SELECT count(*) FROM twin_consumer.effects") == 200
-    assert _count(engine, "SELECT count(DISTINCT note_id) FROM twin_consumer.effects") == 200
-    per_instance = dict(sql(engine, "SELECT instance, count(*) FROM twin_consumer.deliveries "
+    assert _count(engine, "SELECT count(*) FROM probe_consumer.effects") == 200
+    assert _count(engine, "SELECT count(DISTINCT note_id) FROM probe_consumer.effects") == 200
+    per_instance = dict(sql(engine, "SELECT instance, count(*) FROM probe_consumer.deliveries "
                                     "GROUP BY instance"))
-    crossed = _count(engine, "SELECT count(*) FROM (SELECT note_id FROM twin_consumer.deliveries "
+    crossed = _count(engine, "SELECT count(*) FROM (SELECT note_id FROM probe_consumer.deliveries "
                              "GROUP BY note_id HAVING count(DISTINCT instance) = 2) x")
     record("events_relay_and_redelivery", {
         "records_per_producer_instance": [c["record"] for c in recorders],
@@ -224,10 +134,10 @@ def _consumer_process(rabbit_config, pause: float) -> subprocess.Popen:
     code = ("import eventlet; eventlet.monkey_patch()\n"
             "from recaudo_common.db import make_cooperative; make_cooperative()\n"
             "from nameko.cli.run import run\n"
-            "from tests.integration.test_two_instances import ConsumerService\n"
+            "from tests.integration.probes import ConsumerService\n"
             f"run([ConsumerService], {{'AMQP_URI': {rabbit_config['AMQP_URI']!r}, "
             "'serializer': 'json'})\n")
-    env = dict(os.environ, TWIN_CONSUMER_PAUSE=str(pause), PSYCOPG_WAIT_FUNC="wait_select")
+    env = dict(os.environ, PROBE_CONSUMER_PAUSE=str(pause), PSYCOPG_WAIT_FUNC="wait_select")
     return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -235,7 +145,7 @@ def _consumer_process(rabbit_config, pause: float) -> subprocess.Popen:
 
 @pytest.mark.instances(1)
 def test_kill_9_of_an_instance_under_load_loses_no_accepted_event(
-        schemas, engine, container_factory, rabbit_config, rabbit_manager, monkeypatch):
+        probe_schemas, engine, container_factory, rabbit_config, rabbit_manager, monkeypatch):
     monkeypatch.setattr(ConsumerService, "pause", 0.02)
     container_factory(ProducerService, rabbit_config).start()
     container_factory(ConsumerService, rabbit_config).start()      # the instance that stays
@@ -245,17 +155,17 @@ def test_kill_9_of_an_instance_under_load_loses_no_accepted_event(
         assert wait_for(lambda: _consumers(rabbit_manager, rabbit_config) == 2, 30), "both instances consume"
         eventlet.spawn(_record_notes, rabbit_config, 400)
         killed_had = lambda: _count(  # noqa: E731
-            engine, "SELECT count(*) FROM twin_consumer.deliveries WHERE instance NOT LIKE :s",
+            engine, "SELECT count(*) FROM probe_consumer.deliveries WHERE instance NOT LIKE :s",
             s=survivor + "%")
         assert wait_for(lambda: killed_had() >= 20, 60), "the process takes its share"
         os.kill(process.pid, signal.SIGKILL)                       # with messages unacked
         process.wait(10)
         handled_by_killed = killed_had()
-        assert wait_for(lambda: _count(engine, "SELECT count(*) FROM twin_consumer.effects")
+        assert wait_for(lambda: _count(engine, "SELECT count(*) FROM probe_consumer.effects")
                         == 400, 90), "every accepted event took effect"
         time.sleep(0.5)
-        assert _count(engine, "SELECT count(DISTINCT note_id) FROM twin_consumer.effects") == 400
-        assert _count(engine, "SELECT count(*) FROM twin_consumer.effects") == 400
+        assert _count(engine, "SELECT count(DISTINCT note_id) FROM probe_consumer.effects") == 400
+        assert _count(engine, "SELECT count(*) FROM probe_consumer.effects") == 400
         record("kill_9_under_load", {
             "events": 400, "handled_by_the_killed_instance": handled_by_killed,
             "handled_by_the_survivor": 400 - handled_by_killed, "effects": 400, "lost": 0})
@@ -268,11 +178,11 @@ def test_kill_9_of_an_instance_under_load_loses_no_accepted_event(
 
 def _consumers(rabbit_manager, rabbit_config) -> int:
     queues = rabbit_manager.get_queues(rabbit_config["vhost"])
-    return sum(q.get("consumers", 0) for q in queues if q["name"].startswith("evt-twin_producer"))
+    return sum(q.get("consumers", 0) for q in queues if q["name"].startswith("evt-probe_producer"))
 
 
 def test_live_subscriptions_see_the_events_whichever_instance_emitted_them(
-        schemas, engine, container_factory, instances, rabbit_config, monkeypatch):
+        probe_schemas, engine, container_factory, instances, rabbit_config, monkeypatch):
     """A dashboard's stream, in whichever gateway process serves it, binds its own queue
     to the service's events exchange: two of them (two gateway processes) both get every
     event, emitted by either producer instance."""
@@ -281,8 +191,8 @@ def test_live_subscriptions_see_the_events_whichever_instance_emitted_them(
     from gateway.events import Subscription
 
     container_factory(ProducerService, rabbit_config).start()
-    recorders = handled_per_instance(instances["twin_producer"])
-    streams = [Subscription("twin_producer", ("note_recorded",), lambda p: True)
+    recorders = handled_per_instance(instances["probe_producer"])
+    streams = [Subscription("probe_producer", ("note_recorded",), lambda p: True)
                for _ in range(2)]
     try:
         notes = set(_record_notes(rabbit_config, 40))

@@ -4,13 +4,11 @@ form (its clock, its promise fields, a refused form shown again with nothing los
 agenda, productivity and the result-code catalogue, with stand-in services."""
 from __future__ import annotations
 
-from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from gateway import activities, auth, portfolio
-from gateway.api import activities as activities_api
+from gateway import activities, auth
 from gateway.app import create_app
 from recaudo_common.errors import Conflict, InvalidInput
 
@@ -155,33 +153,17 @@ class FakeAuth:
 
 
 @pytest.fixture
-def signed_in(monkeypatch):
-    """fn(permissions) -> (app, fake activities): every request comes from that user."""
-    from flask import g
+def fake():
+    return FakeActivities()
 
-    services = {"activities": FakeActivities(), "portfolio": FakePortfolio(), "auth": FakeAuth()}
 
-    def make(permissions):
-        def someone():
-            g.user = {"id": 3, "username": "gestor1", "display_name": "Gestor Uno",
-                      "permissions": permissions, "language": "es"}
-            g.identity_token, g.csrf_token, g.auth_kind = "x", "csrf", "session"
-
-        @contextmanager
-        def rpc(context_data=None):
-            yield type("Proxy", (), services)()
-
-        monkeypatch.setattr(auth, "resolve_caller", someone)
-        monkeypatch.setattr(portfolio, "rpc", rpc)
-        monkeypatch.setattr(activities, "rpc", rpc)
-        monkeypatch.setattr(activities_api, "rpc", rpc)
-        return create_app(testing=True), services["activities"]
-
-    return make
+@pytest.fixture
+def services(fake):
+    return {"activities": fake, "portfolio": FakePortfolio(), "auth": FakeAuth()}
 
 
 def test_the_history_tab_shows_the_form_and_an_empty_history(signed_in):
-    app, _ = signed_in(GESTOR)
+    app = signed_in(GESTOR)
     page = app.test_client().get("/deudores/42?tab=gestiones").get_data(as_text=True)
     for tab in ("tab-gestiones", "tab-promesas", "tab-aclaraciones"):
         assert f'id="{tab}"' in page
@@ -193,8 +175,8 @@ def test_the_history_tab_shows_the_form_and_an_empty_history(signed_in):
     assert 'id="verify-chain"' not in page                          # not an administrator
 
 
-def test_the_history_grid_lists_entries_with_their_agent(signed_in):
-    app, fake = signed_in(ADMIN)
+def test_the_history_grid_lists_entries_with_their_agent(signed_in, fake):
+    app = signed_in(ADMIN)
     fake.history_items = [{
         "id": 8, "kind": "call", "phone": "5512345678", "started_at": "2026-11-23T16:05:00+00:00",
         "ended_at": "2026-11-23T16:08:00+00:00", "result_code": "PP",
@@ -214,8 +196,8 @@ def test_the_history_grid_lists_entries_with_their_agent(signed_in):
     assert 'id="verify-chain"' in page
 
 
-def test_a_call_with_a_promise_is_sent_to_the_service(signed_in):
-    app, fake = signed_in(GESTOR)
+def test_a_call_with_a_promise_is_sent_to_the_service(signed_in, fake):
+    app = signed_in(GESTOR)
     started = (NOW - timedelta(minutes=2)).isoformat()
     due = (date.today() + timedelta(days=5)).isoformat()
     response = app.test_client().post("/deudores/42/gestiones", data={
@@ -233,8 +215,8 @@ def test_a_call_with_a_promise_is_sent_to_the_service(signed_in):
     assert "callback_at" not in sent
 
 
-def test_a_callback_is_read_in_the_institutions_zone(signed_in):
-    app, fake = signed_in(GESTOR)
+def test_a_callback_is_read_in_the_institutions_zone(signed_in, fake):
+    app = signed_in(GESTOR)
     app.test_client().post("/deudores/42/gestiones", data={
         "csrf_token": "csrf", "account_id": "100", "kind": "call",
         "started_at": NOW.isoformat(), "result_code_id": "12",
@@ -243,8 +225,8 @@ def test_a_callback_is_read_in_the_institutions_zone(signed_in):
     assert sent["callback_at"] == "2026-12-01T10:30:00-06:00" and "promise" not in sent
 
 
-def test_a_refused_form_comes_back_with_the_problems_and_nothing_lost(signed_in):
-    app, fake = signed_in(GESTOR)
+def test_a_refused_form_comes_back_with_the_problems_and_nothing_lost(signed_in, fake):
+    app = signed_in(GESTOR)
     fake.refuse = InvalidInput("Datos inválidos", {
         "promise": {"due_date": ["La fecha ya pasó"]}, "description": ["A lo más 4000 caracteres"]})
     started = (NOW - timedelta(minutes=1)).isoformat()
@@ -266,8 +248,8 @@ POLICY_FORM = {"csrf_token": "csrf", "account_id": "100", "kind": "call", "direc
                "description": "Pidió que no le llamen", "idempotency_key": "k-3"}
 
 
-def test_a_contact_policy_refusal_is_shown_next_to_its_field(signed_in):
-    app, fake = signed_in(GESTOR)
+def test_a_contact_policy_refusal_is_shown_next_to_its_field(signed_in, fake):
+    app = signed_in(GESTOR)
     started = (NOW - timedelta(minutes=4)).isoformat()
     fake.refuse = Conflict("Fuera del horario permitido", {"started_at": [
         "Fuera del horario permitido (07:00-22:00 hora local del deudor; allí son las 23:10)"]})
@@ -286,8 +268,8 @@ def test_a_contact_policy_refusal_is_shown_next_to_its_field(signed_in):
     assert 'id="err-phone"' in page and "no ser contactado" in page
 
 
-def test_an_administrator_overrides_a_refusal_with_a_justification(signed_in):
-    app, fake = signed_in(ADMIN)
+def test_an_administrator_overrides_a_refusal_with_a_justification(signed_in, fake):
+    app = signed_in(ADMIN)
     client = app.test_client()
     form = client.get("/deudores/42?tab=gestiones").get_data(as_text=True)
     option = form[form.index('<option value="5587654321"'):]
@@ -311,8 +293,8 @@ def test_an_administrator_overrides_a_refusal_with_a_justification(signed_in):
     assert 'id="err-override"' in page and 'value="corta"' in page
 
 
-def test_an_amount_that_is_no_number_is_refused_before_the_service(signed_in):
-    app, fake = signed_in(GESTOR)
+def test_an_amount_that_is_no_number_is_refused_before_the_service(signed_in, fake):
+    app = signed_in(GESTOR)
     response = app.test_client().post("/deudores/42/gestiones", data={
         "csrf_token": "csrf", "account_id": "100", "kind": "call",
         "started_at": NOW.isoformat(), "result_code_id": "11", "promise_amount": "mil",
@@ -322,7 +304,7 @@ def test_an_amount_that_is_no_number_is_refused_before_the_service(signed_in):
 
 
 def test_promises_tab_and_a_collector_without_the_log_permission(signed_in):
-    app, _ = signed_in(["portfolio.read", "activities.read"])
+    app = signed_in(["portfolio.read", "activities.read"])
     client = app.test_client()
     promises = client.get("/deudores/42?tab=promesas").get_data(as_text=True)
     assert 'data-promise-id="5"' in promises and "Pendiente" in promises
@@ -334,13 +316,13 @@ def test_promises_tab_and_a_collector_without_the_log_permission(signed_in):
 
 
 def test_the_tabs_stay_hidden_without_activities_read(signed_in):
-    app, _ = signed_in(["portfolio.read"])
+    app = signed_in(["portfolio.read"])
     page = app.test_client().get("/deudores/42").get_data(as_text=True)
     assert 'id="tab-gestiones"' not in page and 'id="agenda-link"' not in page
 
 
-def test_agenda_week_and_productivity(signed_in):
-    app, fake = signed_in(ADMIN)
+def test_agenda_week_and_productivity(signed_in, fake):
+    app = signed_in(ADMIN)
     client = app.test_client()
     week = client.get("/agenda?vista=semana&fecha=2026-11-25").get_data(as_text=True)
     assert fake.agenda_query["date_from"] == "2026-11-23"
@@ -357,7 +339,7 @@ def test_agenda_week_and_productivity(signed_in):
 
 
 def test_chain_check_and_result_code_catalogue(signed_in):
-    app, _ = signed_in(ADMIN)
+    app = signed_in(ADMIN)
     client = app.test_client()
     chain = client.get("/cuentas/100/cadena", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert 'id="chain-broken"' in chain and "77" in chain
@@ -370,7 +352,7 @@ def test_chain_check_and_result_code_catalogue(signed_in):
 
 
 def test_english_labels(signed_in):
-    app, _ = signed_in(GESTOR)
+    app = signed_in(GESTOR)
     client = app.test_client()
     client.set_cookie("lang", "en")
     page = client.get("/deudores/42?tab=gestiones").get_data(as_text=True)
@@ -396,12 +378,12 @@ def test_agent_names_are_asked_for_in_batches_the_auth_service_accepts():
     assert activities.agent_names(Proxy(), [None]) == {} and calls == [MAX_NAMES, 1]
 
 
-def test_a_logging_through_the_api_is_validated_once_by_the_service(signed_in, monkeypatch):
+def test_a_logging_through_the_api_is_validated_once_by_the_service(signed_in, fake, monkeypatch):
     """The body goes to the service as sent (with the header's key): the gateway does not
     load it too; the service's refusal answers 422 naming the field."""
     from activities.schemas import ActivityWrite
 
-    app, fake = signed_in(GESTOR)
+    app = signed_in(GESTOR)
     loads = []
     real = ActivityWrite.load
     monkeypatch.setattr(ActivityWrite, "load",

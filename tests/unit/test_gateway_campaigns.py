@@ -10,7 +10,7 @@ from gateway import campaigns as ui
 from gateway.app import create_app
 from gateway.queues import Catalogue
 
-from .test_gateway_queues import CATALOGUE
+from .helpers import CATALOGUE
 
 FIELDS = [("name", " Vence en 3 días "), ("group", "all"), ("extra", ""),
           ("cond_field", "stage"), ("cond_op", "eq"), ("cond_value", "Al corriente"),

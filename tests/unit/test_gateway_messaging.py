@@ -4,11 +4,8 @@ nothing lost, the contact policy's reason), the triage list and the mailbox sear
 stand-in services."""
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import pytest
 
-from gateway import auth, messaging, portfolio
 from gateway.app import create_app
 from recaudo_common.errors import Conflict, InvalidInput
 
@@ -87,39 +84,25 @@ class FakeMessaging:
 
 
 @pytest.fixture
-def signed_in(monkeypatch):
-    services = {"messaging": FakeMessaging(), "portfolio": FakePortfolio()}
+def fake():
+    return FakeMessaging()
 
-    def make(permissions):
-        from flask import g
 
-        def someone():
-            g.user = {"id": 3, "username": "gestor1", "display_name": "Gestor Uno",
-                      "permissions": permissions, "language": "es"}
-            g.identity_token, g.csrf_token, g.auth_kind = "x", "csrf", "session"
-
-        @contextmanager
-        def rpc(context_data=None):
-            yield type("Proxy", (), services)()
-
-        monkeypatch.setattr(auth, "resolve_caller", someone)
-        monkeypatch.setattr(portfolio, "rpc", rpc)
-        monkeypatch.setattr(messaging, "rpc", rpc)
-        return create_app(testing=True), services["messaging"]
-
-    return make
+@pytest.fixture
+def services(fake):
+    return {"messaging": fake, "portfolio": FakePortfolio()}
 
 
 def test_the_mail_tab_shows_the_form_and_the_delivery_states(signed_in):
-    app, _ = signed_in(GESTOR)
+    app = signed_in(GESTOR)
     page = app.test_client().get("/deudores/42?tab=correo").get_data(as_text=True)
     assert 'id="mail-form"' in page and 'value="maria@correo.mx"' in page
     assert "Falló" in page and "550 Buzón inexistente" in page and "3 intentos" in page
     assert 'id="mail-justification"' not in page         # only administrators override
 
 
-def test_a_preview_and_a_send(signed_in):
-    app, fake = signed_in(GESTOR)
+def test_a_preview_and_a_send(signed_in, fake):
+    app = signed_in(GESTOR)
     client = app.test_client()
     form = {"csrf_token": "csrf", "channel": "email", "account_id": "100", "template_id": "5",
             "language": "es", "to": "maria@correo.mx", "key": "k-1"}
@@ -132,8 +115,8 @@ def test_a_preview_and_a_send(signed_in):
                           "idempotency_key": "k-1"}]
 
 
-def test_a_refused_send_comes_back_with_the_problem_and_nothing_lost(signed_in):
-    app, fake = signed_in(ADMIN)
+def test_a_refused_send_comes_back_with_the_problem_and_nothing_lost(signed_in, fake):
+    app = signed_in(ADMIN)
     fake.refuse = InvalidInput("Datos inválidos", {"to": ["No es una dirección de correo válida"]})
     response = app.test_client().post("/deudores/42/correo", data={
         "csrf_token": "csrf", "channel": "email", "account_id": "100", "template_id": "5",
@@ -150,8 +133,8 @@ def test_a_refused_send_comes_back_with_the_problem_and_nothing_lost(signed_in):
     assert 'id="err-justification"' in page               # an admin may send anyway
 
 
-def test_triage_and_search(signed_in):
-    app, fake = signed_in(GESTOR)
+def test_triage_and_search(signed_in, fake):
+    app = signed_in(GESTOR)
     client = app.test_client()
     page = client.get("/correo").get_data(as_text=True)
     assert 'data-inbound-id="7"' in page and "¿Quién?" in page

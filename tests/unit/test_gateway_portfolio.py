@@ -8,6 +8,8 @@ from werkzeug.datastructures import MultiDict
 from gateway import portfolio, uploads
 from gateway.app import create_app
 
+from .helpers import SUPERVISOR
+
 
 @pytest.fixture
 def app():
@@ -113,34 +115,22 @@ class FakePortfolio:
                 "total": 2, "page": 1, "per_page": per_page, "pages": 1}
 
 
+SUPERVISOR_PERMISSIONS = ["portfolio.read", "portfolio.read_all", "portfolio.write",
+                          "portfolio.import"]
+
+
 @pytest.fixture
-def signed_in(monkeypatch):
-    """An app whose every request comes from a supervisor, and a stand-in service."""
-    from contextlib import contextmanager
-
-    from flask import g
-
-    from gateway import auth
-
-    def supervisor():
-        g.user = {"id": 2, "username": "supervisor", "display_name": "Supervisora",
-                  "permissions": ["portfolio.read", "portfolio.read_all", "portfolio.write",
-                                  "portfolio.import"], "language": "es"}
-        g.identity_token, g.csrf_token, g.auth_kind = "x", "csrf", "session"
-
-    fake = FakePortfolio()
-
-    @contextmanager
-    def rpc(context_data=None):
-        yield type("Proxy", (), {"portfolio": fake})()
-
-    monkeypatch.setattr(auth, "resolve_caller", supervisor)
-    monkeypatch.setattr(portfolio, "rpc", rpc)
-    return create_app(testing=True), fake
+def fake():
+    return FakePortfolio()
 
 
-def test_import_screens_render_and_follow_the_job_until_it_ends(signed_in):
-    app, fake = signed_in
+@pytest.fixture
+def services(fake):
+    return {"portfolio": fake}
+
+
+def test_import_screens_render_and_follow_the_job_until_it_ends(signed_in, fake):
+    app = signed_in(SUPERVISOR_PERMISSIONS, user=SUPERVISOR)
     client = app.test_client()
     listing = client.get("/importaciones").get_data(as_text=True)
     assert 'id="upload-form"' in listing and "Cartera mensual" in listing
@@ -158,7 +148,7 @@ def test_import_screens_render_and_follow_the_job_until_it_ends(signed_in):
 
 
 def test_an_upload_without_a_file_is_shown_again_with_the_problem(signed_in):
-    app, _ = signed_in
+    app = signed_in(SUPERVISOR_PERMISSIONS, user=SUPERVISOR)
     response = app.test_client().post("/importaciones", data={
         "csrf_token": "csrf", "institution_id": "1", "layout_id": "3"})
     assert response.status_code == 422

@@ -7,17 +7,7 @@ from werkzeug.datastructures import MultiDict
 from gateway import queues as ui
 from gateway.app import create_app
 
-CATALOGUE = {
-    "fields": [{"name": "days_past_due", "label": "Días de atraso", "kind": "int", "choices": []},
-               {"name": "balance", "label": "Saldo", "kind": "money", "choices": []},
-               {"name": "stage", "label": "Etapa", "kind": "text",
-                "choices": ["current", "delinquent", "litigation"]},
-               {"name": "open_promise", "label": "Promesa vigente", "kind": "bool",
-                "choices": []}],
-    "operators": {"eq": "igual a", "gt": "mayor que", "between": "entre", "in": "en la lista",
-                  "is_set": "tiene valor", "lt": "menor que"},
-    "sortable": ["days_past_due", "balance", "account_id"],
-}
+from .helpers import CATALOGUE
 
 
 @pytest.fixture

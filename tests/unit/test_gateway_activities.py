@@ -138,6 +138,10 @@ class FakePortfolio:
                 "accounts": [{"account": account, "status": None, "movements": [],
                               "instalments": []}]}
 
+    def debtor_scope(self, debtor_id):
+        return {"id": debtor_id, "institution_id": 1, "name": "María López",
+                "account_ids": [100]}
+
     def list_institutions(self):
         return [{"id": 1, "code": "BANCOMER", "name": "BBVA Bancomer", "currency": "MXN"}]
 

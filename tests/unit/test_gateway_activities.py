@@ -9,7 +9,8 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from gateway import activities, auth, portfolio
+from gateway import auth
+from gateway.ui import activities, portfolio
 from gateway.api import activities as activities_api
 from gateway.app import create_app
 from recaudo_common.errors import Conflict, InvalidInput

@@ -8,7 +8,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from gateway import auth, messaging, portfolio
+from gateway import auth
+from gateway.ui import messaging, portfolio
 from gateway.app import create_app
 from recaudo_common.errors import Conflict, InvalidInput
 

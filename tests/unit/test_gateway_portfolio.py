@@ -5,7 +5,8 @@ from decimal import Decimal
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from gateway import portfolio, uploads
+from gateway import uploads
+from gateway.ui import portfolio
 from gateway.app import create_app
 
 

@@ -15,7 +15,8 @@ from flask import Response, g, request
 from marshmallow import fields
 from recaudo_common.validation import Schema
 
-from .. import auth, dashboards, reporting
+from .. import auth, reporting
+from ..ui import dashboards
 from ..errors import error_body
 from ..rpc import rpc
 from .openapi import file_response

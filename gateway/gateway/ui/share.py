@@ -13,7 +13,8 @@ from flask_babel import gettext as _
 
 from recaudo_common.errors import Gone, NotAuthenticated, PermissionDenied, Throttled
 
-from . import auth, error_pages, portfolio, security
+from .. import auth, security
+from . import error_pages, portfolio
 
 bp = Blueprint("share", __name__, url_prefix="/s")
 bp.context_processor(portfolio._helpers)

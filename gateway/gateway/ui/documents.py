@@ -20,10 +20,11 @@ from flask_babel import gettext as _
 from recaudo_common.errors import InvalidInput
 from recaudo_common.localtime import DEFAULT_ZONE
 
-from . import auth, error_pages, portfolio, timefmt
-from .boundary import safe_next
+from .. import auth, timefmt
+from . import error_pages, portfolio
+from ..boundary import safe_next
 from .portfolio import DebtorTab, N_, add_debtor_tab
-from .rpc import rpc
+from ..rpc import rpc
 
 bp = Blueprint("documents_ui", __name__)
 bp.context_processor(portfolio._helpers)

@@ -16,10 +16,11 @@ from flask_babel import gettext as _
 
 from recaudo_common.errors import Conflict, InvalidInput
 
-from . import auth, error_pages
+from .. import auth
+from . import error_pages
 from .queues import (CHOICE_LABELS, Catalogue, N_, _condition, _error_page, _int, _label,
                      _readable, _value_text)
-from .rpc import rpc
+from ..rpc import rpc
 
 bp = Blueprint("campaigns_ui", __name__, url_prefix="/campanas")
 error_pages.register(bp, _error_page)

@@ -18,11 +18,12 @@ from flask_babel import gettext as _
 
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
-from . import auth, error_pages, portfolio
+from .. import auth
+from . import error_pages, portfolio
 from .activities import form_errors
-from .errors import HTTP_STATUS
+from ..errors import HTTP_STATUS
 from .portfolio import DebtorTab, N_, add_debtor_tab
-from .rpc import rpc
+from ..rpc import rpc
 
 bp = Blueprint("messaging_ui", __name__)
 bp.context_processor(portfolio._helpers)

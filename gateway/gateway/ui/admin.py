@@ -22,10 +22,11 @@ from flask_babel import gettext as _
 from auth.audit import ACTIONS
 from recaudo_common.errors import Conflict, InvalidInput, PermissionDenied
 
-from . import auth, error_pages
-from .errors import HTTP_STATUS
-from .i18n import current_language
-from .rpc import rpc
+from .. import auth
+from . import error_pages
+from ..errors import HTTP_STATUS
+from ..i18n import current_language
+from ..rpc import rpc
 
 bp = Blueprint("admin_ui", __name__, url_prefix="/admin")
 

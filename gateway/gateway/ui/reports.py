@@ -21,10 +21,11 @@ from werkzeug.datastructures import MultiDict
 
 from recaudo_common.errors import InvalidInput
 
-from . import auth, error_pages, portfolio, reporting
+from .. import auth, reporting
+from . import error_pages, portfolio
 from .dashboards import today
 from .portfolio import N_
-from .rpc import rpc
+from ..rpc import rpc
 
 bp = Blueprint("reports_ui", __name__)
 bp.context_processor(portfolio._helpers)

@@ -20,8 +20,9 @@ from flask_babel import gettext as _
 
 from recaudo_common.errors import DomainError, InvalidInput
 
-from . import auth, error_pages, events, portfolio, reporting, timefmt
-from .rpc import rpc
+from .. import auth, events, reporting, timefmt
+from . import error_pages, portfolio
+from ..rpc import rpc
 
 bp = Blueprint("dashboards_ui", __name__)
 bp.context_processor(portfolio._helpers)

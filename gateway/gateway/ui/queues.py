@@ -26,10 +26,11 @@ from werkzeug.routing import BuildError
 
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
-from . import auth, error_pages, timefmt
-from .errors import HTTP_STATUS
-from .rpc import rpc
-from .validation import localize
+from .. import auth, timefmt
+from . import error_pages
+from ..errors import HTTP_STATUS
+from ..rpc import rpc
+from ..validation import localize
 
 bp = Blueprint("queues_ui", __name__, url_prefix="/filas")
 

@@ -23,12 +23,13 @@ from flask_babel import gettext as _
 from auth.schemas import MAX_NAMES
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
-from . import auth, error_pages, portfolio, timefmt
-from .boundary import safe_next
-from .errors import HTTP_STATUS
+from .. import auth, timefmt
+from . import error_pages, portfolio
+from ..boundary import safe_next
+from ..errors import HTTP_STATUS
 from .portfolio import DebtorTab, N_, add_debtor_tab
-from .rpc import rpc
-from .validation import localize
+from ..rpc import rpc
+from ..validation import localize
 
 bp = Blueprint("activities_ui", __name__)
 # these screens are the 360° view's and its neighbours': the portfolio's helpers and
@@ -415,7 +416,7 @@ def agenda_done(item_id: int):
 @auth.permission_required("activities.read")
 def agenda_feed():
     """A new private calendar address, shown once; or the current one revoked."""
-    from .api.activities import feed_url
+    from ..api.activities import feed_url
 
     with rpc() as proxy:
         if request.form.get("accion") == "revocar":

@@ -20,10 +20,11 @@ from flask_babel import gettext as _
 
 from recaudo_common.errors import Conflict, InvalidInput, PermissionDenied
 
-from . import auth, error_pages, events, timefmt, uploads
-from .errors import HTTP_STATUS
-from .rpc import rpc
-from .validation import localize_fields
+from .. import auth, events, timefmt, uploads
+from . import error_pages
+from ..errors import HTTP_STATUS
+from ..rpc import rpc
+from ..validation import localize_fields
 
 bp = Blueprint("portfolio_ui", __name__)
 

@@ -7,6 +7,7 @@ from werkzeug.datastructures import MultiDict
 
 from gateway import uploads
 from gateway.ui import portfolio
+from gateway.ui._common import dpd_class
 from gateway.app import create_app
 
 
@@ -30,7 +31,7 @@ def test_phones_are_grouped():
 
 
 def test_days_past_due_buckets():
-    assert [portfolio.dpd_class(d) for d in (0, 1, 30, 31, 90, 91)] == \
+    assert [dpd_class(d) for d in (0, 1, 30, 31, 90, 91)] == \
         ["dpd-0", "dpd-30", "dpd-30", "dpd-90", "dpd-90", "dpd-late"]
 
 

@@ -21,12 +21,10 @@ from flask_babel import gettext as _
 from recaudo_common.errors import DomainError, InvalidInput
 
 from .. import auth, events, reporting, timefmt
-from . import error_pages, portfolio
+from ._common import debtor_screens
 from ..rpc import rpc
 
-bp = Blueprint("dashboards_ui", __name__)
-bp.context_processor(portfolio._helpers)
-error_pages.register(bp, portfolio._error_page)
+bp = debtor_screens(Blueprint("dashboards_ui", __name__))
 
 LIVE_EVENTS = ("activity_logged", "promise_made", "promise_kept", "promise_broken")
 OVERVIEW_DAYS = 30

@@ -28,16 +28,12 @@ from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDe
 
 from .. import auth, timefmt
 from . import error_pages
+from ._common import N_, alert_error_page, is_htmx, label_of, page_arg, to_int, url_with
 from ..errors import HTTP_STATUS
 from ..rpc import rpc
 from ..validation import localize
 
 bp = Blueprint("queues_ui", __name__, url_prefix="/filas")
-
-
-def N_(message: str) -> str:
-    """Marks a message for extraction; ``_()`` translates it when shown."""
-    return message
 
 
 WORKLIST_PER_PAGE = 25
@@ -114,30 +110,6 @@ NOTICES = {
 
 # --- small helpers -----------------------------------------------------------------------------
 
-def _int(value, default=None):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _page_arg() -> int:
-    return min(max(_int(request.args.get("pagina"), 1), 1), 100_000)
-
-
-def _htmx() -> bool:
-    return request.headers.get("HX-Request") == "true"
-
-
-def url_with(**changes) -> str:
-    """This page's URL with some query arguments changed (None drops one)."""
-    args = request.args.to_dict()
-    args.pop("done", None)
-    args.update(changes)
-    args = {k: v for k, v in args.items() if v not in (None, "")}
-    return url_for(request.endpoint, **(request.view_args or {}), **args)
-
-
 def debtor_url(debtor_id: int, account_id: int, queue_id: int | None = None) -> str:
     """The debtor's 360° view with the account highlighted and, when it was served by a
     queue, that queue (``fila``): the work logged there counts for it in productivity."""
@@ -148,33 +120,27 @@ def debtor_url(debtor_id: int, account_id: int, queue_id: int | None = None) -> 
         return f"/deudores/{debtor_id}?" + "&".join(f"{k}={v}" for k, v in args.items())
 
 
-def _label(labels: dict, code, fallback=None) -> str:
-    if code in labels:
-        return _(labels[code])
-    return fallback or str(code)
-
-
 @bp.context_processor
 def _helpers():
     notice = NOTICES.get(request.args.get("done"))
     if request.args.get("done") == "reassigned":
-        moved = _int(request.args.get("n"), 0)
+        moved = to_int(request.args.get("n"), 0)
         notice_text = ngettext("Se reasignó %(num)s cuenta.", "Se reasignaron %(num)s cuentas.",
                                moved)
     else:
         notice_text = _(notice) if notice else None
     return {"url_with": url_with, "debtor_url": debtor_url,
             "notice": notice_text,
-            "state_label": lambda code: _label(STATE_LABELS, code),
-            "policy_label": lambda code: _label(POLICY_LABELS, code),
-            "field_label": lambda code: _label(FIELD_LABELS, code),
-            "operator_label": lambda code: _label(OPERATOR_LABELS, code),
+            "state_label": lambda code: label_of(STATE_LABELS, code),
+            "policy_label": lambda code: label_of(POLICY_LABELS, code),
+            "field_label": lambda code: label_of(FIELD_LABELS, code),
+            "operator_label": lambda code: label_of(OPERATOR_LABELS, code),
             "sum_money": lambda rows: sum((Decimal(str(r["balance"] or 0)) for r in rows),
                                           Decimal(0)),
-            "choice_label": lambda code: _label(CHOICE_LABELS, code),
-            "choice_text": lambda text: ", ".join(_label(CHOICE_LABELS, p.strip())
+            "choice_label": lambda code: label_of(CHOICE_LABELS, code),
+            "choice_text": lambda text: ", ".join(label_of(CHOICE_LABELS, p.strip())
                                                   for p in (text or "").split(",") if p.strip()),
-            "direction_label": lambda code: _label(DIRECTION_LABELS, code),
+            "direction_label": lambda code: label_of(DIRECTION_LABELS, code),
             "POLICIES": [(code, _(label), _(POLICY_HELP[code]))
                          for code, label in POLICY_LABELS.items()],
             "GROUPS": [(code, _(label)) for code, label in GROUP_LABELS.items()],
@@ -183,17 +149,7 @@ def _helpers():
 
 # --- errors of these pages as pages (htmx requests: a message in the page's alert box) ------
 
-def _error_page(status: int, code: str, message: str):
-    if _htmx():
-        response = make_response(render_template("queues/_alert.html", message=message), 200)
-        response.headers.update({"HX-Retarget": "#queues-alert", "HX-Reswap": "innerHTML",
-                                 "HX-Reselect": "#alert-content"})
-        return response
-    return render_template("queues/error.html", status=status, code=code,
-                           message=message), status
-
-
-error_pages.register(bp, _error_page)
+error_pages.register(bp, alert_error_page)
 
 
 # --- what several pages need --------------------------------------------------------------------
@@ -204,7 +160,7 @@ def _institutions(proxy) -> list[dict]:
 
 def _chosen_institution(institutions: list[dict], wanted) -> dict | None:
     """The institution asked for (``?institucion=``), else the first one in reach."""
-    wanted = _int(wanted)
+    wanted = to_int(wanted)
     return next((i for i in institutions if i["id"] == wanted), None) or \
         (institutions[0] if institutions else None)
 
@@ -221,12 +177,12 @@ class Catalogue:
     """The service's condition catalogue with labels in the user's language."""
 
     def __init__(self, raw: dict):
-        self.fields = [{**f, "label": _label(FIELD_LABELS, f["name"], f.get("label"))}
+        self.fields = [{**f, "label": label_of(FIELD_LABELS, f["name"], f.get("label"))}
                        for f in raw["fields"]]
         self.by_name = {f["name"]: f for f in self.fields}
-        self.operators = [(code, _label(OPERATOR_LABELS, code, label))
+        self.operators = [(code, label_of(OPERATOR_LABELS, code, label))
                           for code, label in raw["operators"].items()]
-        self.sortable = [(name, _label(FIELD_LABELS, name, self.by_name.get(name, {})
+        self.sortable = [(name, label_of(FIELD_LABELS, name, self.by_name.get(name, {})
                                        .get("label"))) for name in raw["sortable"]]
 
     def choice(self, field: str, text: str) -> str:
@@ -234,7 +190,7 @@ class Catalogue:
         choices = self.by_name.get(field, {}).get("choices") or ()
         wanted = text.strip().lower()
         for code in choices:
-            if wanted in (code.lower(), _label(CHOICE_LABELS, code).lower(),
+            if wanted in (code.lower(), label_of(CHOICE_LABELS, code).lower(),
                           CHOICE_LABELS.get(code, code).lower()):
                 return code
         return text.strip()
@@ -311,7 +267,7 @@ def draft_from_form(form, institution_id: int) -> dict:
         if match := _QUEUE_KEY.match(key):
             i, name = int(match[1]), match[2]
             if name in ("id", "team_id"):
-                queue(i)[name] = _int(value, value.strip() or None)
+                queue(i)[name] = to_int(value, value.strip() or None)
             elif name == "extra":
                 try:
                     extra = json.loads(value) if value else []
@@ -335,16 +291,16 @@ def draft_from_form(form, institution_id: int) -> dict:
         q["sort"] = [{"field": r.get("field", ""), "direction": r.get("direction", "desc")}
                      for _, r in sorted(q.pop("_sort").items())][:MAX_SORTS]
         ordered.append(q)
-    share = _int(form.get("challenger_share", "").strip() or 0, form.get("challenger_share"))
+    share = to_int(form.get("challenger_share", "").strip() or 0, form.get("challenger_share"))
     return {"name": form.get("name", "").strip(), "institution_id": institution_id,
-            "challenger_id": _int(form.get("challenger_id")),
+            "challenger_id": to_int(form.get("challenger_id")),
             "challenger_share": share, "queues": ordered}
 
 
 def apply_action(draft: dict, action: str) -> dict:
     """An editing step (add, remove, move): the draft as it looks after it."""
     verb, _sep, rest = action.partition("-")
-    args = [_int(a) for a in rest.split("-")] if rest else []
+    args = [to_int(a) for a in rest.split("-")] if rest else []
     queues = draft["queues"]
 
     def at(i):
@@ -529,7 +485,7 @@ def _editor_page(context: dict, status: int = 200):
 
 def _saved(url: str):
     """After a successful save: the page to land on (htmx: a whole-page visit)."""
-    if _htmx():
+    if is_htmx():
         response = make_response("", 200)
         response.headers["HX-Redirect"] = url
         return response
@@ -556,7 +512,7 @@ def _edit(institution: dict, strategy: dict | None):
                                 else {}, origins)
             context = _editor_context(proxy, draft, strategy, institution, problems)
             # htmx swaps only what a 2xx answer brings; a page load gets the real status
-            return _editor_page(context, 200 if _htmx() else HTTP_STATUS[type(exc)])
+            return _editor_page(context, 200 if is_htmx() else HTTP_STATUS[type(exc)])
     created = strategy is None or strategy["state"] != "draft"
     if action == "simulate":
         return _saved(url_for(".strategy", strategy_id=saved["id"], simular=1,
@@ -597,14 +553,14 @@ def new_strategy():
     with rpc() as proxy:
         institutions = _institutions(proxy)
     wanted = request.values.get("institucion")
-    institution = next((i for i in institutions if i["id"] == _int(wanted)), None)
+    institution = next((i for i in institutions if i["id"] == to_int(wanted)), None)
     if institution is None:
         if wanted is not None or not institutions:
             abort(404)
         institution = institutions[0]
     if request.method == "POST":
         return _edit(institution, None)
-    copy_of = _int(request.args.get("copia"))
+    copy_of = to_int(request.args.get("copia"))
     with rpc() as proxy:
         if copy_of:
             source = proxy.queues.get_strategy(copy_of)
@@ -674,7 +630,7 @@ def _simulation_context(proxy, strategy: dict) -> dict:
 @auth.permission_required("queues.manage")
 def simulation(strategy_id: int):
     """The preview alone (htmx loads it into the strategy's page); else the whole page."""
-    if not _htmx():
+    if not is_htmx():
         return redirect(url_for(".strategy", strategy_id=strategy_id, simular=1,
                                 _anchor="simulacion"))
     with rpc() as proxy:
@@ -697,7 +653,7 @@ def apply(strategy_id: int):
         context = _editor_context(proxy, draft_from_strategy(current), current, institution)
         if applied:
             names = _queue_names(proxy, current["institution_id"])
-            applied["rows"] = [(names.get(_int(q), f"#{q}"), n)
+            applied["rows"] = [(names.get(to_int(q), f"#{q}"), n)
                                for q, n in applied["counts"].items()]
             applied["total"] = sum(applied["counts"].values())
     return _editor_page({**context, "applied": applied, "refused": refused}, status)
@@ -764,8 +720,8 @@ def freeze(queue_id: int):
     frozen = request.form.get("frozen") == "1"
     with rpc() as proxy:
         proxy.queues.freeze_queue(queue_id, frozen)
-        if _htmx():
-            strategy_id = _int(request.form.get("estrategia"))
+        if is_htmx():
+            strategy_id = to_int(request.form.get("estrategia"))
             team_names = {t["id"]: t["name"] for t in _teams(proxy)}
             current = proxy.queues.get_strategy(strategy_id)
             row = next((r for r in _board_rows(proxy, current, team_names)
@@ -774,16 +730,16 @@ def freeze(queue_id: int):
                 abort(404)
             return render_template("queues/_board_row.html", row=row, strategy=current,
                                    institution_id=current["institution_id"])
-    return redirect(url_for(".board", institucion=_int(request.form.get("institucion")),
+    return redirect(url_for(".board", institucion=to_int(request.form.get("institucion")),
                             done="frozen" if frozen else "unfrozen"))
 
 
 @bp.post("/tablero/reasignar")
 @auth.permission_required("queues.manage")
 def reassign():
-    institution_id = _int(request.form.get("institucion"))
-    source = _int(request.form.get("from_agent_id"))
-    target = _int(request.form.get("to_agent_id"))
+    institution_id = to_int(request.form.get("institucion"))
+    source = to_int(request.form.get("from_agent_id"))
+    target = to_int(request.form.get("to_agent_id"))
     problem = None
     if source is None:
         problem = _("Elija al gestor que entrega sus cuentas.")
@@ -845,5 +801,5 @@ def release(account_id: int):
 @auth.permission_required("queues.work")
 def worklist():
     with rpc() as proxy:
-        page = proxy.queues.my_worklist({"page": _page_arg(), "per_page": WORKLIST_PER_PAGE})
+        page = proxy.queues.my_worklist({"page": page_arg(), "per_page": WORKLIST_PER_PAGE})
     return render_template("queues/worklist.html", page=page, section="worklist")

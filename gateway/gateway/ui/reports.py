@@ -22,14 +22,11 @@ from werkzeug.datastructures import MultiDict
 from recaudo_common.errors import InvalidInput
 
 from .. import auth, reporting
-from . import error_pages, portfolio
+from ._common import N_, debtor_screens, to_int
 from .dashboards import today
-from .portfolio import N_
 from ..rpc import rpc
 
-bp = Blueprint("reports_ui", __name__)
-bp.context_processor(portfolio._helpers)
-error_pages.register(bp, portfolio._error_page)
+bp = debtor_screens(Blueprint("reports_ui", __name__))
 
 STATUS_INSTITUTIONS = 20
 
@@ -89,7 +86,7 @@ def _report_page(slug: str, args, schedule: dict | None = None):
             except InvalidInput as exc:   # what only the service could judge
                 errors, status = exc.fields, 422
         options = _options(proxy, chosen, query)
-    page_number = max(1, min(portfolio._int(args.get("pagina"), 1), 100_000))
+    page_number = max(1, min(to_int(args.get("pagina"), 1), 100_000))
     too_large = table is not None and len(table.rows) > reporting.RENDER_LIMIT
     page = None
     if table is not None and not too_large:
@@ -139,10 +136,10 @@ def _schedule_from_form(report: reporting.Report, filters, form) -> dict:
             "filters": filters, "format": form.get("format", "xlsx"),
             "frequency": form.get("frequency", ""), "recipients": recipients,
             "subject": form.get("subject", "").strip(),
-            "hour": portfolio._int(form.get("hour"), form.get("hour"))}
+            "hour": to_int(form.get("hour"), form.get("hour"))}
     for name in ("weekday", "month_day"):
         if form.get(name, "") != "":
-            data[name] = portfolio._int(form.get(name), form.get(name))
+            data[name] = to_int(form.get(name), form.get(name))
     return data
 
 

@@ -16,7 +16,6 @@ from marshmallow import fields
 from recaudo_common.validation import Schema
 
 from .. import auth, reporting
-from ..ui import dashboards
 from ..errors import error_body
 from ..rpc import rpc
 from .openapi import file_response
@@ -119,7 +118,7 @@ class InstitutionOverview(Schema):
 def answer(report: reporting.Report):
     """The report as JSON, or exported to the format asked."""
     fmt = request.args.get("format", "json")
-    query = reporting.parse(report, request.args, dashboards.today())
+    query = reporting.parse(report, request.args, reporting.today())
     with rpc() as proxy:
         result = reporting.run(proxy, report, query)
         if fmt == "json":
@@ -180,7 +179,7 @@ def catalogue():
 def supervisor_day():
     """El día del supervisor: contadores por gestor y gestiones por hora (su equipo, o
     todos los de sus instituciones)."""
-    query = dashboards.day_query(request.args)
+    query = reporting.day_query(request.args)
     with rpc() as proxy:
         return _plain(proxy.activities.supervisor_day(query))
 
@@ -191,6 +190,6 @@ def supervisor_day():
 def institution_overview():
     """Resumen de una institución (o de todas las del usuario): antigüedad, recuperación y
     productividad del mes, promesas y aclaraciones."""
-    institution_id = dashboards.institution_arg(request.args)
+    institution_id = reporting.institution_arg(request.args)
     with rpc() as proxy:
-        return _plain(dashboards.overview(proxy, institution_id, dashboards.today()))
+        return _plain(reporting.overview(proxy, institution_id, reporting.today()))

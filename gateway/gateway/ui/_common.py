@@ -12,14 +12,9 @@ from flask import Blueprint, make_response, render_template, request, url_for
 from flask_babel import gettext as _
 
 from . import error_pages
+from ..validation import N_
 
 MAX_PAGE = 100_000
-
-
-def N_(message: str) -> str:
-    """Marks a message for extraction (a default pybabel keyword); ``_()`` translates it
-    when shown, in the language of that request."""
-    return message
 
 
 # --- reading the request ------------------------------------------------------------------

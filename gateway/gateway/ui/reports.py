@@ -23,7 +23,6 @@ from recaudo_common.errors import InvalidInput
 
 from .. import auth, reporting
 from ._common import N_, debtor_screens, to_int
-from .dashboards import today
 from ..rpc import rpc
 
 bp = debtor_screens(Blueprint("reports_ui", __name__))
@@ -73,7 +72,7 @@ def _report_page(slug: str, args, schedule: dict | None = None):
         abort(404)
     errors, table, query, status = {}, None, {}, 200
     try:
-        query = reporting.parse(chosen, args, today(),
+        query = reporting.parse(chosen, args, reporting.today(),
                                 ignore=("format", "page", "pagina"))
     except InvalidInput as exc:
         errors, status = exc.fields, 422
@@ -127,7 +126,7 @@ SCHEDULE_FIELDS = ("frequency", "weekday", "month_day", "hour", "format", "recip
 def _schedule_from_form(report: reporting.Report, filters, form) -> dict:
     """The schedule the form asks for: the report's current filters (not the dates) and the
     mailing fields."""
-    query = reporting.parse(report, filters, today(), ignore=("page", "pagina"))
+    query = reporting.parse(report, filters, reporting.today(), ignore=("page", "pagina"))
     filters = {k: v for k, v in query.items()
                if k not in ("date_from", "date_to", "as_of", "institution_id")}
     recipients = [r.strip() for r in form.get("recipients", "").replace(";", ",")

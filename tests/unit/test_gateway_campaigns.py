@@ -8,7 +8,7 @@ from werkzeug.datastructures import MultiDict
 
 from gateway.ui import campaigns as ui
 from gateway.app import create_app
-from gateway.ui.queues import Catalogue
+from gateway.ui.queues.conditions import Catalogue
 
 from .test_gateway_queues import CATALOGUE
 

@@ -19,7 +19,8 @@ from recaudo_common.errors import Conflict, InvalidInput
 from .. import auth
 from . import error_pages
 from ._common import N_, alert_error_page, label_of, to_int
-from .queues import CHOICE_LABELS, Catalogue, _condition, _readable, _value_text
+from .queues.conditions import CHOICE_LABELS, Catalogue, condition, value_text
+from .queues.editor import readable
 from ..rpc import rpc
 
 bp = Blueprint("campaigns_ui", __name__, url_prefix="/campanas")
@@ -69,7 +70,7 @@ def _draft_conditions(conditions: dict) -> dict:
     children = conditions.get(group) or []
     return {"group": group,
             "rows": [{"field": c.get("field", ""), "op": c.get("op", "eq"),
-                      "value": _value_text(c.get("value"))} for c in children if "field" in c],
+                      "value": value_text(c.get("value"))} for c in children if "field" in c],
             "extra": [c for c in children if "field" not in c]}
 
 
@@ -101,7 +102,7 @@ def _draft_from_form(institution_id: int) -> dict:
 def _payload(draft: dict, catalogue: Catalogue) -> dict:
     rows = [r for r in draft["rows"] if r["field"]]
     return {"institution_id": draft["institution_id"], "name": draft["name"],
-            "conditions": {draft.get("group", "all"): [_condition(r, catalogue) for r in rows]
+            "conditions": {draft.get("group", "all"): [condition(r, catalogue) for r in rows]
                            + list(draft.get("extra") or [])},
             "channel": draft["channel"], "template_id": draft["template_id"],
             "language": draft["language"], "send_hour": draft["send_hour"],
@@ -112,7 +113,7 @@ def _problems(exc: InvalidInput) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for field, messages in (exc.fields or {}).items():
         messages = messages if isinstance(messages, list) else [messages]
-        out[field] = [_readable(str(m)) for m in messages]
+        out[field] = [readable(str(m)) for m in messages]
     return out
 
 

@@ -30,7 +30,7 @@ def home():
         return redirect(target)
     extra = {}
     if user and "queues.work" in user["permissions"]:
-        from .queues import work_outlook
+        from .queues.worklist import work_outlook
 
         try:
             with rpc() as proxy:

@@ -19,8 +19,7 @@ from .. import auth, reporting
 from ..errors import error_body
 from ..rpc import rpc
 from .openapi import file_response
-from .query import Blueprint
-from .queues import _plain
+from ._views import Blueprint
 
 blp = Blueprint("reports", __name__, url_prefix="/api/v1",
                 description="Reportes (JSON, CSV, XLSX, PDF) y tableros: productividad, "
@@ -122,7 +121,7 @@ def answer(report: reporting.Report):
     with rpc() as proxy:
         result = reporting.run(proxy, report, query)
         if fmt == "json":
-            return _plain(result)
+            return result
         names = reporting.Names.load(proxy, report, query)
     table = reporting.tabulate(report, result, names, query)
     body = reporting.export(fmt, table)
@@ -181,7 +180,7 @@ def supervisor_day():
     todos los de sus instituciones)."""
     query = reporting.day_query(request.args)
     with rpc() as proxy:
-        return _plain(proxy.activities.supervisor_day(query))
+        return proxy.activities.supervisor_day(query)
 
 
 @blp.route("/dashboards/institution", methods=["GET"])
@@ -192,4 +191,4 @@ def institution_overview():
     productividad del mes, promesas y aclaraciones."""
     institution_id = reporting.institution_arg(request.args)
     with rpc() as proxy:
-        return _plain(reporting.overview(proxy, institution_id, reporting.today()))
+        return reporting.overview(proxy, institution_id, reporting.today())

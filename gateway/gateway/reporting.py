@@ -135,7 +135,7 @@ def today() -> date:
     return timefmt.institution_today()
 
 
-def _int_arg(args, name: str):
+def _number_filter(args, name: str):
     raw = (args.get(name) or "").strip()
     if not raw:
         return None
@@ -155,15 +155,15 @@ def day_query(args) -> dict:
     except ValueError:
         raise InvalidInput(_("Filtro inválido"),
                            {"day": [_("Fecha inválida (AAAA-MM-DD)")]}) from None
-    return {"day": day.isoformat(), "team_id": _int_arg(args, "team_id"),
-            "institution_id": _int_arg(args, "institution_id"), "time_zone": str(timefmt.reader_zone())}
+    return {"day": day.isoformat(), "team_id": _number_filter(args, "team_id"),
+            "institution_id": _number_filter(args, "institution_id"), "time_zone": str(timefmt.reader_zone())}
 
 
 def institution_arg(args):
     unknown = [k for k in args if k not in ("institution_id", "done")]
     if unknown:
         raise InvalidInput(_("Filtro inválido"), {k: [_("Filtro desconocido")] for k in unknown})
-    return _int_arg(args, "institution_id")
+    return _number_filter(args, "institution_id")
 
 
 def overview(proxy, institution_id, day: date) -> dict:

@@ -104,7 +104,7 @@ def _agent_names(teams: list[dict]) -> dict[int, str]:
     return {m["id"]: m["display_name"] for t in teams for m in t["members"]}
 
 
-# --- pages: strategies ---------------------------------------------------------------------------
+# --- the area's entry: the strategies for who manages them, else the worklist -----------------
 
 @bp.get("/")
 @auth.login_required

@@ -183,8 +183,8 @@ def _compliance_tab(proxy, view: dict) -> dict:
     """The debtor's word about being contacted and the verdicts that refused a contact."""
     seen = proxy.activities.debtor_compliance(view["debtor"]["id"])
     return {"preferences": seen["preferences"] or {}, "compliance_log": seen["log"],
-            "RULE_LABELS": {k: _(v) for k, v in RULE_LABELS.items()},
-            "DECISIONS": {k: _(v) for k, v in DECISIONS.items()}}
+            "RULE_LABELS": translated(RULE_LABELS),
+            "DECISIONS": translated(DECISIONS)}
 
 
 add_debtor_tab(DebtorTab("gestiones", N_("Gestiones"), "activities/tabs/history.html",
@@ -456,7 +456,7 @@ def productivity():
     return render_template("activities/productivity.html", report=report, errors=errors,
                            first=first, last=last, groups=groups, team_id=team_id,
                            teams=teams, names=names, institutions=institutions,
-                           GROUPS={k: _(v) for k, v in GROUPS.items()},
+                           GROUPS=translated(GROUPS),
                            values=args), status
 
 
@@ -494,7 +494,7 @@ def _codes_page(institution_wanted, *, code_values=None, code_errors=None, editi
         code_values=code_values or {"active": True, "sort_order": len(codes) * 10},
         code_errors=code_errors or {}, settings=settings_values or settings,
         settings_errors=settings_errors or {}, section="result_codes",
-        FLAG_LABELS={k: _(v) for k, v in FLAG_LABELS.items()}, CODE_FLAGS=CODE_FLAGS,
+        FLAG_LABELS=translated(FLAG_LABELS), CODE_FLAGS=CODE_FLAGS,
         notice=_(notice) if notice else None), status
 
 

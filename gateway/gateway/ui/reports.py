@@ -22,7 +22,7 @@ from werkzeug.datastructures import MultiDict
 from recaudo_common.errors import InvalidInput
 
 from .. import auth, reporting
-from ._common import N_, debtor_screens, to_int
+from ._common import N_, debtor_screens, to_int, translated
 from ..rpc import rpc
 
 bp = debtor_screens(Blueprint("reports_ui", __name__))
@@ -104,12 +104,12 @@ def _report_page(slug: str, args, schedule: dict | None = None):
     return render_template("reports/report.html", report=chosen, table=table, page=page,
                            errors=errors, values=args, query=query,
                            schedule=schedule or {"values": {}, "errors": {}},
-                           FREQUENCIES={k: _(v) for k, v in FREQUENCIES.items()},
+                           FREQUENCIES=translated(FREQUENCIES),
                            WEEKDAYS=[_(d) for d in WEEKDAYS],
                            too_large=too_large, downloads=downloads, options=options,
-                           STAGE_LABELS={k: _(v) for k, v in reporting.STAGES.items()},
-                           GROUP_LABELS={k: _(v) for k, v in reporting.GROUP_LABELS.items()},
-                           FILTER_LABELS={k: _(v) for k, v in reporting.FILTER_LABELS.items()},
+                           STAGE_LABELS=translated(reporting.STAGES),
+                           GROUP_LABELS=translated(reporting.GROUP_LABELS),
+                           FILTER_LABELS=translated(reporting.FILTER_LABELS),
                            user=g.user), status
 
 
@@ -178,9 +178,9 @@ def schedules():
         item["next_local"] = format_datetime(moment, "short", rebase=False)
     return render_template("reports/schedules.html", items=items, institutions=institutions,
                            reports=reporting.REPORTS, notice=request.args.get("done"),
-                           FREQUENCIES={k: _(v) for k, v in FREQUENCIES.items()},
+                           FREQUENCIES=translated(FREQUENCIES),
                            WEEKDAYS=[_(d) for d in WEEKDAYS],
-                           RUN_STATES={k: _(v) for k, v in RUN_STATES.items()})
+                           RUN_STATES=translated(RUN_STATES))
 
 
 @bp.post("/reportes/programados/<int:schedule_id>/ejecutar")

@@ -11,22 +11,10 @@ from recaudo_common.config import Settings, settings as load_settings
 from recaudo_common.logs import request_id_var, setup_logging
 from recaudo_common.rpc_publishing import tune_rpc_publishing
 
-from . import auth, boundary, errors, i18n, security, timefmt, uploads
-from .account import bp as account_bp
-from .activities import bp as activities_bp
-from .admin import bp as admin_bp
-from .documents import bp as documents_bp
-from .dashboards import bp as dashboards_bp
+from . import auth, boundary, errors, i18n, security, timefmt, ui, uploads
 from .api import api
 from .health import bp as health_bp
-from .messaging import bp as messaging_bp
-from .portfolio import bp as portfolio_bp
-from .campaigns import bp as campaigns_bp
-from .queues import bp as queues_bp
-from .reports import bp as reports_bp
 from .rpc import RpcPool
-from .share import bp as share_bp
-from .ui import bp as ui_bp
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
@@ -75,17 +63,6 @@ def create_app(cfg: Settings | None = None, testing: bool = False) -> Flask:
     api.init_app(app)
     errors.register(app)
     app.register_blueprint(health_bp)
-    app.register_blueprint(ui_bp)
-    app.register_blueprint(account_bp)
-    app.register_blueprint(admin_bp)
-    app.register_blueprint(portfolio_bp)
-    app.register_blueprint(queues_bp)
-    app.register_blueprint(campaigns_bp)
-    app.register_blueprint(activities_bp)
-    app.register_blueprint(messaging_bp)
-    app.register_blueprint(documents_bp)
-    app.register_blueprint(share_bp)
-    app.register_blueprint(reports_bp)
-    app.register_blueprint(dashboards_bp)
+    ui.init_app(app)
     return app
 

@@ -7,10 +7,13 @@ promises, disputes; portfolio: aging, roll rates; queues: recovery, champion vs
 challenger), which checks ``reports.view`` and the caller's institutions itself. The
 checks here only answer sooner and name the field: an unknown filter, one the report
 does not take, a range ending before it starts or longer than ``MAX_RANGE_DAYS``.
+
+The dashboards' queries (the supervisor's day, the institution overview) are read here
+too: the API (``api/reports.py``) and the pages (``ui/dashboards.py``) share them.
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from flask_babel import gettext as _
 
@@ -21,6 +24,8 @@ from recaudo_common.reporting import (ARMS, BUCKET_LABELS, BY_SLUG, DIRECTIONS, 
                                       GROUP_LABELS, MAX_RANGE_DAYS, MIME, REPORTS, STAGES,
                                       Column, Names, Report, Table, filename, run,
                                       xlsx_header_row)
+
+from . import timefmt
 
 
 #: every query-string name a report request may carry
@@ -118,3 +123,62 @@ def to_xlsx(table: Table) -> bytes:
 
 def to_pdf(table: Table) -> bytes:
     return export("pdf", table)
+
+
+# --- the dashboards' queries (the supervisor's day, the institution overview) -----------------
+
+OVERVIEW_DAYS = 30
+
+
+def today() -> date:
+    """Today as the reader's institution counts days."""
+    return timefmt.institution_today()
+
+
+def _number_filter(args, name: str):
+    raw = (args.get(name) or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or len(raw) > 9:
+        raise InvalidInput(_("Filtro inválido"), {name: [_("Se esperaba un número")]})
+    return int(raw)
+
+
+def day_query(args) -> dict:
+    """The supervisor's day query from the request (unknown arguments are refused)."""
+    unknown = [k for k in args if k not in ("day", "team_id", "institution_id")]
+    if unknown:
+        raise InvalidInput(_("Filtro inválido"), {k: [_("Filtro desconocido")] for k in unknown})
+    raw = (args.get("day") or "").strip()
+    try:
+        day = date.fromisoformat(raw) if raw else today()
+    except ValueError:
+        raise InvalidInput(_("Filtro inválido"),
+                           {"day": [_("Fecha inválida (AAAA-MM-DD)")]}) from None
+    return {"day": day.isoformat(), "team_id": _number_filter(args, "team_id"),
+            "institution_id": _number_filter(args, "institution_id"), "time_zone": str(timefmt.reader_zone())}
+
+
+def institution_arg(args):
+    unknown = [k for k in args if k not in ("institution_id", "done")]
+    if unknown:
+        raise InvalidInput(_("Filtro inválido"), {k: [_("Filtro desconocido")] for k in unknown})
+    return _number_filter(args, "institution_id")
+
+
+def overview(proxy, institution_id, day: date) -> dict:
+    """The institution's (or all the caller's institutions') figures at a glance: aging by
+    bucket today, and over the last 30 days recovery and activity per day, promises and
+    disputes. Each part comes from the report of the service that owns it."""
+    since = (day - timedelta(days=OVERVIEW_DAYS - 1)).isoformat()
+    scope = {"institution_id": institution_id} if institution_id is not None else {}
+    period = {"date_from": since, "date_to": day.isoformat(), **scope}
+    return {
+        "institution_id": institution_id, "date_from": since, "date_to": day.isoformat(),
+        "aging": proxy.portfolio.report_aging({"as_of": day.isoformat(), "group_by": [],
+                                               **scope}),
+        "recovery": proxy.queues.report_recovery({**period, "group_by": ["day"]}),
+        "productivity": proxy.activities.report_productivity({**period, "group_by": ["day"]}),
+        "promises": proxy.activities.report_promises({**period, "group_by": ["institution"]}),
+        "disputes": proxy.activities.report_disputes({**period, "group_by": ["institution"]}),
+    }

@@ -163,7 +163,7 @@ def test_every_input_schema_derives_from_the_bounded_schema():
     """A schema made from marshmallow's own Schema would read integers without bounds."""
     root = Path(__file__).resolve().parents[2]
     allowed = {"services/common/recaudo_common/contracts.py",   # events, from our own services
-               "gateway/gateway/api/query.py"}                  # type hints only
+               "gateway/gateway/api/_views.py"}                 # type hints only
     offenders = []
     for path in [*root.glob("services/*/*/*.py"), *root.glob("gateway/gateway/**/*.py")]:
         relative = str(path.relative_to(root))

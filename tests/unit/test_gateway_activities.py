@@ -8,7 +8,8 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from gateway import activities, auth
+from gateway import auth
+from gateway.ui import activities
 from gateway.app import create_app
 from recaudo_common.errors import Conflict, InvalidInput
 

@@ -6,9 +6,9 @@ import json
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from gateway import campaigns as ui
+from gateway.ui import campaigns as ui
 from gateway.app import create_app
-from gateway.queues import Catalogue
+from gateway.ui.queues.conditions import Catalogue
 
 from .helpers import CATALOGUE
 

@@ -5,7 +5,9 @@ from decimal import Decimal
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from gateway import portfolio, uploads
+from gateway import uploads
+from gateway.ui import portfolio
+from gateway.ui._common import dpd_class
 from gateway.app import create_app
 
 from .helpers import SUPERVISOR
@@ -31,7 +33,7 @@ def test_phones_are_grouped():
 
 
 def test_days_past_due_buckets():
-    assert [portfolio.dpd_class(d) for d in (0, 1, 30, 31, 90, 91)] == \
+    assert [dpd_class(d) for d in (0, 1, 30, 31, 90, 91)] == \
         ["dpd-0", "dpd-30", "dpd-30", "dpd-90", "dpd-90", "dpd-late"]
 
 

@@ -4,7 +4,7 @@ problems are shown."""
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from gateway import queues as ui
+from gateway.ui.queues import editor as ui
 from gateway.app import create_app
 
 from .helpers import CATALOGUE

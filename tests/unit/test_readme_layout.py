@@ -8,6 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMON = ROOT / "services" / "common" / "recaudo_common"
+GATEWAY = ROOT / "gateway" / "gateway"
 
 
 def _layout_section() -> str:
@@ -30,6 +31,15 @@ def test_the_readme_layout_names_no_module_that_is_gone():
     per_service = {"service.py", "models.py", "schemas.py"}
     gone = sorted(named - shared - per_service)
     assert not gone, f"README layout section names modules that do not exist: {gone}"
+
+
+def test_the_readme_layout_names_every_package_of_the_gateway():
+    """The gateway's folders (``api/``, ``ui/``) are where a newcomer looks first."""
+    layout = _layout_section()
+    packages = sorted(p.parent.name for p in GATEWAY.glob("*/__init__.py"))
+    assert packages, "the gateway has no packages?"
+    missing = [p for p in packages if not re.search(rf"(?m)^\s+{re.escape(p)}/\s", layout)]
+    assert not missing, f"README layout section does not name the gateway's: {missing}"
 
 
 def test_code_and_docs_point_at_the_projects_own_architecture_document():

@@ -4,6 +4,8 @@ Each area adds a ``flask_smorest.Blueprint`` here; every error it answers uses t
 gateway's one JSON error body. Services load their input and dump their output
 through their own schemas, so views validate request bodies (``@blp.arguments``)
 and only *document* responses (``@blp.alt_response``): nothing is dumped twice.
+How a view reads its body and query string and how its answer is written to JSON
+is ``_views`` (one rule each).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from flask_smorest import Api as _Api
 
 from .. import errors
 from . import openapi
+from ._views import AnswerJSON
 from .activities import blp as activities_blp, calendar_blp
 from .admin import blp as admin_blp
 from .auth import blp as auth_blp
@@ -45,6 +48,7 @@ class _LazyApi:
     """One Api per app (tests build several apps in one process)."""
 
     def init_app(self, app):
+        app.json = AnswerJSON(app)
         instance = Api(app, spec_kwargs={"info": {
             "description": "API de Recaudo para la app móvil y los sistemas de socios. "
                            "Errores: {\"error\": {\"code\", \"message\", \"fields\"}}."}})

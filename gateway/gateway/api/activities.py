@@ -16,7 +16,7 @@ credential and the service checks it.
 """
 from __future__ import annotations
 
-from flask import Response, request, url_for
+from flask import Response, url_for
 from marshmallow import fields
 
 from activities.schemas import (ActivityOut, ActivityWrite, AgendaOut, AgendaQuery,
@@ -29,8 +29,7 @@ from recaudo_common.validation import Schema, page_schema
 from .. import auth
 from ..rpc import rpc
 from .openapi import file_response
-from .query import Blueprint, query_args
-from .queues import _plain
+from ._views import Blueprint, body, query_args, sent_body, with_idempotency_key
 
 blp = Blueprint("activities", __name__, url_prefix="/api/v1",
                 description="Gestiones: bitácora de contactos con su cadena de integridad, "
@@ -42,28 +41,12 @@ calendar_blp = Blueprint("calendar", __name__, url_prefix="/ics",
                          description="Calendario privado de la agenda (iCalendar), para "
                                      "suscribirse desde Outlook o el teléfono")
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-
-
-def _body():
-    return request.get_json(silent=True) or {}
-
-
 def _documented_body(schema):
     """The view's JSON body documented as ``schema`` without loading it here: the service
     loads it (the same schema, the same 422 naming the fields)."""
     return blp.doc(requestBody={"required": True,
                                 "content": {"application/json": {"schema": schema}}})
 
-
-def _sent_body() -> dict:
-    """The JSON body as sent, for a service that validates it; the ``Idempotency-Key``
-    header, if any, as its key. A malformed one answers 400, as a loaded one would."""
-    body = request.get_json() if request.is_json else {}
-    key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
-    if key and isinstance(body, dict):
-        body["idempotency_key"] = key
-    return body
 
 
 # --- documentation of the answers ----------------------------------------------------------
@@ -168,7 +151,7 @@ def log_activity():
     registra de todos modos con ``override.justification``, que queda en
     ``details.compliance_override``."""
     with rpc() as proxy:
-        return _plain(proxy.activities.log_activity(_sent_body())), 201
+        return proxy.activities.log_activity(sent_body()), 201
 
 
 @blp.route("/activities/<int:activity_id>/corrections", methods=["POST"])
@@ -178,14 +161,14 @@ def correct_activity(activity_id):
     """Corrige una gestión con una entrada nueva que la sustituye (la original se
     conserva: la bitácora sólo crece). Quien la registró, su supervisor o un administrador."""
     with rpc() as proxy:
-        return _plain(proxy.activities.correct_activity(activity_id, _sent_body())), 201
+        return proxy.activities.correct_activity(activity_id, sent_body()), 201
 
 
 @blp.route("/activities/<int:activity_id>", methods=["GET"])
 @blp.alt_response(200, schema=ActivityLogged)
 def get_activity(activity_id):
     with rpc() as proxy:
-        return _plain(proxy.activities.get_activity(activity_id))
+        return proxy.activities.get_activity(activity_id)
 
 
 @blp.route("/accounts/<int:account_id>/activities", methods=["GET"])
@@ -194,7 +177,7 @@ def get_activity(activity_id):
 def account_history(_, account_id):
     """Historial de gestiones de la cuenta, de la más reciente a la más antigua."""
     with rpc() as proxy:
-        return _plain(proxy.activities.account_history(account_id, query_args(HistoryQuery)))
+        return proxy.activities.account_history(account_id, query_args(HistoryQuery))
 
 
 @blp.route("/accounts/<int:account_id>/chain", methods=["GET"])
@@ -204,7 +187,7 @@ def verify_chain(account_id):
     entrada alterada o faltante (permiso activities.manage; un supervisor, las cuentas de su
     equipo: asignadas a sus gestores o con gestiones de ellos)."""
     with rpc() as proxy:
-        return _plain(proxy.activities.verify_chain(account_id))
+        return proxy.activities.verify_chain(account_id)
 
 
 # --- result codes and settings ------------------------------------------------------------------
@@ -216,8 +199,8 @@ def list_result_codes(query, institution_id):
     """Catálogo de códigos de resultado de la institución (``include_inactive`` para ver
     también los desactivados)."""
     with rpc() as proxy:
-        return _plain(proxy.activities.list_result_codes(institution_id,
-                                                         query["include_inactive"]))
+        return proxy.activities.list_result_codes(institution_id,
+                                                         query["include_inactive"])
 
 
 @blp.route("/result-codes", methods=["POST"])
@@ -226,7 +209,7 @@ def list_result_codes(query, institution_id):
 def create_result_code(_):
     """Agrega un código al catálogo de una institución (permiso activities.manage)."""
     with rpc() as proxy:
-        return _plain(proxy.activities.save_result_code(_body())), 201
+        return proxy.activities.save_result_code(body()), 201
 
 
 @blp.route("/result-codes/<int:code_id>", methods=["PUT"])
@@ -235,7 +218,7 @@ def create_result_code(_):
 def update_result_code(_, code_id):
     """Edita un código (se desactiva con ``active`` falso; nunca se borra)."""
     with rpc() as proxy:
-        return _plain(proxy.activities.save_result_code(_body(), code_id))
+        return proxy.activities.save_result_code(body(), code_id)
 
 
 @blp.route("/institutions/<int:institution_id>/activity-settings", methods=["GET"])
@@ -243,7 +226,7 @@ def update_result_code(_, code_id):
 def get_settings(institution_id):
     """Plazo de las aclaraciones, ventana de atribución de pagos y zona horaria."""
     with rpc() as proxy:
-        return _plain(proxy.activities.get_settings(institution_id))
+        return proxy.activities.get_settings(institution_id)
 
 
 @blp.route("/institutions/<int:institution_id>/activity-settings", methods=["PUT"])
@@ -251,7 +234,7 @@ def get_settings(institution_id):
 @blp.alt_response(200, schema=SettingsOut)
 def save_settings(_, institution_id):
     with rpc() as proxy:
-        return _plain(proxy.activities.save_settings(institution_id, _body()))
+        return proxy.activities.save_settings(institution_id, body())
 
 
 # --- promises ---------------------------------------------------------------------------------------
@@ -261,7 +244,7 @@ def save_settings(_, institution_id):
 def account_promises(account_id):
     """Promesas de pago de la cuenta con sus parcialidades y su estado."""
     with rpc() as proxy:
-        return _plain(proxy.activities.account_promises(account_id))
+        return proxy.activities.account_promises(account_id)
 
 
 @blp.route("/promises/expire", methods=["POST"])
@@ -270,9 +253,9 @@ def account_promises(account_id):
 def expire_promises(_):
     """Resuelve ya las promesas vencidas de sus instituciones (incumplidas o cumplidas en
     parte); un proceso lo hace solo cada hora."""
-    today = _body().get("today")
+    today = body().get("today")
     with rpc() as proxy:
-        return _plain(proxy.activities.expire_promises(today))
+        return proxy.activities.expire_promises(today)
 
 
 # --- disputes ---------------------------------------------------------------------------------------
@@ -284,7 +267,7 @@ def open_dispute(_):
     """Abre una aclaración: la cuenta queda en espera en las filas hasta resolverla; vence
     según el plazo de la institución (409 si ya tiene una abierta)."""
     with rpc() as proxy:
-        return _plain(proxy.activities.open_dispute(_body())), 201
+        return proxy.activities.open_dispute(body()), 201
 
 
 @blp.route("/disputes/<int:dispute_id>/resolve", methods=["POST"])
@@ -293,14 +276,14 @@ def open_dispute(_):
 def resolve_dispute(_, dispute_id):
     """Resuelve una aclaración (una sola vez: 409 si ya fue resuelta)."""
     with rpc() as proxy:
-        return _plain(proxy.activities.resolve_dispute(dispute_id, _body()))
+        return proxy.activities.resolve_dispute(dispute_id, body())
 
 
 @blp.route("/accounts/<int:account_id>/disputes", methods=["GET"])
 @blp.alt_response(200, schema=DisputeOut(many=True))
 def account_disputes(account_id):
     with rpc() as proxy:
-        return _plain(proxy.activities.account_disputes(account_id))
+        return proxy.activities.account_disputes(account_id)
 
 
 @blp.route("/disputes/overdue", methods=["GET"])
@@ -309,7 +292,7 @@ def account_disputes(account_id):
 def overdue_disputes(_):
     """Aclaraciones abiertas que pasaron su fecha límite, la más atrasada primero."""
     with rpc() as proxy:
-        return _plain(proxy.activities.overdue_disputes(query_args(OverdueQuery)))
+        return proxy.activities.overdue_disputes(query_args(OverdueQuery))
 
 
 # --- the agenda -------------------------------------------------------------------------------------
@@ -321,7 +304,7 @@ def agenda_for(_):
     """Pendientes (llamadas y visitas) de un rango de días: los suyos, los de un gestor de
     su equipo (``agent_id``) o los de un equipo (``team_id``)."""
     with rpc() as proxy:
-        return _plain(proxy.activities.agenda_for(query_args(AgendaQuery)))
+        return proxy.activities.agenda_for(query_args(AgendaQuery))
 
 
 @blp.route("/agenda", methods=["POST"])
@@ -331,12 +314,8 @@ def schedule_callback(_):
     """Agenda una llamada o visita para usted, un compañero o un equipo. Reintentar con el
     mismo encabezado ``Idempotency-Key`` (o ``idempotency_key``) responde el mismo
     pendiente sin agendarlo dos veces."""
-    body = _body()
-    key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
-    if key:
-        body["idempotency_key"] = key
     with rpc() as proxy:
-        return _plain(proxy.activities.schedule_callback(body)), 201
+        return proxy.activities.schedule_callback(with_idempotency_key(body())), 201
 
 
 @blp.route("/agenda/<int:item_id>/delegate", methods=["POST"])
@@ -344,14 +323,14 @@ def schedule_callback(_):
 @blp.alt_response(200, schema=AgendaOut)
 def delegate_agenda_item(_, item_id):
     with rpc() as proxy:
-        return _plain(proxy.activities.delegate_agenda_item(item_id, _body()))
+        return proxy.activities.delegate_agenda_item(item_id, body())
 
 
 @blp.route("/agenda/<int:item_id>/done", methods=["POST"])
 @blp.alt_response(200, schema=AgendaOut)
 def mark_agenda_done(item_id):
     with rpc() as proxy:
-        return _plain(proxy.activities.mark_agenda_done(item_id))
+        return proxy.activities.mark_agenda_done(item_id)
 
 
 def feed_url(token: str) -> str:
@@ -399,4 +378,4 @@ def productivity(_):
     promesas cumplidas y monto recuperado. Quien tiene reports.view ve a todos los de sus
     instituciones; un supervisor, a su equipo; los demás, lo suyo."""
     with rpc() as proxy:
-        return _plain(proxy.activities.productivity(query_args(ProductivityQuery)))
+        return proxy.activities.productivity(query_args(ProductivityQuery))

@@ -6,7 +6,6 @@ and reach (the gateway is never the only guard).
 """
 from __future__ import annotations
 
-from flask import request
 from marshmallow import fields
 
 from auth.schemas import (ApiKeyCreate, ApiKeyOut, AuditOut, AuditQuery, PasswordReset,
@@ -16,7 +15,7 @@ from recaudo_common.validation import Schema
 
 from .. import auth
 from ..rpc import rpc
-from .query import Blueprint, query_args
+from ._views import Blueprint, body, query_args
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1",
                 description="Usuarios, perfiles, equipos, llaves de API y bitácora de seguridad")
@@ -38,9 +37,6 @@ class Permission(Schema):
 class ApiKeyCreated(ApiKeyOut):
     key = fields.String(metadata={"description": "La llave; se muestra sólo esta vez"})
 
-
-def _body():
-    return request.get_json(silent=True) or {}
 
 
 @blp.route("/permissions", methods=["GET"])
@@ -66,7 +62,7 @@ def list_users(_):
 def create_user(_):
     """Crea un usuario con perfil e instituciones (nunca más permisos que los propios)."""
     with rpc() as proxy:
-        return proxy.auth.create_user(_body()), 201
+        return proxy.auth.create_user(body()), 201
 
 
 @blp.route("/users/<int:user_id>", methods=["GET"])
@@ -81,7 +77,7 @@ def get_user(user_id):
 @blp.alt_response(200, schema=UserOut)
 def update_user(_, user_id):
     with rpc() as proxy:
-        return proxy.auth.update_user(user_id, _body())
+        return proxy.auth.update_user(user_id, body())
 
 
 @blp.route("/users/<int:user_id>/disable", methods=["POST"])
@@ -113,7 +109,7 @@ def unlock_user(user_id):
 def reset_password(_, user_id):
     """Asigna una contraseña nueva y termina las sesiones del usuario."""
     with rpc() as proxy:
-        return proxy.auth.reset_password(user_id, _body())
+        return proxy.auth.reset_password(user_id, body())
 
 
 @blp.route("/profiles", methods=["GET"])
@@ -128,7 +124,7 @@ def list_profiles():
 @blp.alt_response(201, schema=ProfileOut)
 def create_profile(_):
     with rpc() as proxy:
-        return proxy.auth.create_profile(_body()), 201
+        return proxy.auth.create_profile(body()), 201
 
 
 @blp.route("/profiles/<int:profile_id>", methods=["PUT"])
@@ -137,7 +133,7 @@ def create_profile(_):
 def update_profile(_, profile_id):
     """Reemplaza nombre, descripción y permisos del perfil (queda en la bitácora)."""
     with rpc() as proxy:
-        return proxy.auth.update_profile(profile_id, _body())
+        return proxy.auth.update_profile(profile_id, body())
 
 
 @blp.route("/teams", methods=["GET"])
@@ -153,7 +149,7 @@ def list_teams():
 @blp.alt_response(201, schema=TeamOut)
 def create_team(_):
     with rpc() as proxy:
-        return proxy.auth.save_team(_body()), 201
+        return proxy.auth.save_team(body()), 201
 
 
 @blp.route("/teams/<int:team_id>", methods=["PUT"])
@@ -161,7 +157,7 @@ def create_team(_):
 @blp.alt_response(200, schema=TeamOut)
 def update_team(_, team_id):
     with rpc() as proxy:
-        return proxy.auth.save_team(_body(), team_id)
+        return proxy.auth.save_team(body(), team_id)
 
 
 @blp.route("/api-keys", methods=["GET"])
@@ -177,7 +173,7 @@ def list_api_keys():
 def create_api_key(_):
     """Crea una llave para un usuario de integración; la respuesta la muestra una sola vez."""
     with rpc() as proxy:
-        return proxy.auth.create_api_key(_body()), 201
+        return proxy.auth.create_api_key(body()), 201
 
 
 @blp.route("/api-keys/<int:key_id>", methods=["DELETE"])

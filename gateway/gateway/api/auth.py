@@ -9,7 +9,7 @@ from recaudo_common.validation import Schema
 
 from .. import auth
 from ..rpc import rpc
-from .query import Blueprint
+from ._views import Blueprint
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth",
                 description="Autenticación de la app móvil y de socios")

@@ -10,7 +10,6 @@ Amounts are answered as decimal text.
 """
 from __future__ import annotations
 
-from flask import request
 from marshmallow import fields
 from recaudo_common.validation import Schema
 
@@ -18,8 +17,7 @@ from queues.schemas import CampaignOut, CampaignPreviewOf, CampaignWrite
 
 from .. import auth
 from ..rpc import rpc
-from .query import Blueprint
-from .queues import _plain
+from ._views import Blueprint, body
 
 blp = Blueprint("campaigns", __name__, url_prefix="/api/v1",
                 description="Campañas preventivas de vencimientos: condiciones, horario, canal, "
@@ -27,9 +25,6 @@ blp = Blueprint("campaigns", __name__, url_prefix="/api/v1",
                             "resultados")
 blp.before_request(auth.require_api_user)
 
-
-def _body():
-    return request.get_json(silent=True) or {}
 
 
 class CampaignListQuery(Schema):
@@ -104,7 +99,7 @@ class Report(Schema):
 def list_campaigns(query):
     """Campañas de las instituciones del usuario (o de una)."""
     with rpc() as proxy:
-        return _plain(proxy.queues.list_campaigns(query.get("institution_id")))
+        return proxy.queues.list_campaigns(query.get("institution_id"))
 
 
 @blp.route("/campaigns/preview", methods=["POST"])
@@ -114,7 +109,7 @@ def preview_campaign(_):
     """Cuántas cuentas tomarían hoy las condiciones, antes de guardar (con ``campaign_id``,
     el reparto exacto de esa campaña al grupo de control; sin él, una estimación)."""
     with rpc() as proxy:
-        return _plain(proxy.queues.preview_campaign(_body()))
+        return proxy.queues.preview_campaign(body())
 
 
 @blp.route("/campaigns", methods=["POST"])
@@ -126,14 +121,14 @@ def create_campaign(_):
     ``days_to_next_due`` entre 0 y 3), canal (``email`` o ``letter``), plantilla, hora del
     envío diario (zona de la institución) y porcentaje de control (0-50)."""
     with rpc() as proxy:
-        return _plain(proxy.queues.save_campaign(_body())), 201
+        return proxy.queues.save_campaign(body()), 201
 
 
 @blp.route("/campaigns/<int:campaign_id>", methods=["GET"])
 @blp.alt_response(200, schema=CampaignOut)
 def get_campaign(campaign_id):
     with rpc() as proxy:
-        return _plain(proxy.queues.get_campaign(campaign_id))
+        return proxy.queues.get_campaign(campaign_id)
 
 
 @blp.route("/campaigns/<int:campaign_id>", methods=["PUT"])
@@ -142,7 +137,7 @@ def get_campaign(campaign_id):
 def update_campaign(_, campaign_id):
     """Cambia la campaña; lo ya enviado queda como fue."""
     with rpc() as proxy:
-        return _plain(proxy.queues.save_campaign(_body(), campaign_id))
+        return proxy.queues.save_campaign(body(), campaign_id)
 
 
 @blp.route("/campaigns/<int:campaign_id>/pause", methods=["POST"])
@@ -150,14 +145,14 @@ def update_campaign(_, campaign_id):
 def pause_campaign(campaign_id):
     """En pausa no corre ni envía lo pendiente."""
     with rpc() as proxy:
-        return _plain(proxy.queues.set_campaign_state(campaign_id, "paused"))
+        return proxy.queues.set_campaign_state(campaign_id, "paused")
 
 
 @blp.route("/campaigns/<int:campaign_id>/resume", methods=["POST"])
 @blp.alt_response(200, schema=CampaignOut)
 def resume_campaign(campaign_id):
     with rpc() as proxy:
-        return _plain(proxy.queues.set_campaign_state(campaign_id, "active"))
+        return proxy.queues.set_campaign_state(campaign_id, "active")
 
 
 @blp.route("/campaigns/<int:campaign_id>/run", methods=["POST"])
@@ -166,7 +161,7 @@ def run_campaign(campaign_id):
     """Toma ahora las cuentas de la campaña (las ya tomadas para el mismo vencimiento no se
     repiten); los envíos siguen en segundos. Una campaña en pausa responde 409."""
     with rpc() as proxy:
-        return _plain(proxy.queues.run_campaign(campaign_id))
+        return proxy.queues.run_campaign(campaign_id)
 
 
 @blp.route("/campaigns/<int:campaign_id>/report", methods=["GET"])
@@ -175,4 +170,4 @@ def campaign_report(campaign_id):
     """Tomadas, enviadas, rechazadas por la política (y por qué), entregadas, y cuántas
     pagaron antes del vencimiento: el grupo contactado contra el de control."""
     with rpc() as proxy:
-        return _plain(proxy.queues.campaign_report(campaign_id))
+        return proxy.queues.campaign_report(campaign_id)

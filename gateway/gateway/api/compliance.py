@@ -19,8 +19,7 @@ from recaudo_common.validation import Schema, page_schema
 from .. import auth
 from ..rpc import rpc
 from .openapi import file_response
-from .query import Blueprint, query_args
-from .queues import _plain
+from ._views import Blueprint, query_args
 
 blp = Blueprint("compliance", __name__, url_prefix="/api/v1",
                 description="Cumplimiento de contacto: políticas por jurisdicción con sus "
@@ -50,7 +49,7 @@ def list_policies(query):
     demás), con sus reglas en el orden en que se evalúan (compliance.manage o
     activities.manage)."""
     with rpc() as proxy:
-        return _plain(proxy.activities.list_contact_policies(query.get("jurisdiction")))
+        return proxy.activities.list_contact_policies(query.get("jurisdiction"))
 
 
 @blp.route("/contact-policies/<jurisdiction>", methods=["POST"])
@@ -60,8 +59,8 @@ def save_policy(_, jurisdiction):
     """Nueva versión de la política de una jurisdicción, vigente desde ``effective_from``
     (compliance.manage); las anteriores se conservan."""
     with rpc() as proxy:
-        return _plain(proxy.activities.save_contact_policy(
-            jurisdiction, request.get_json(silent=True) or {})), 201
+        return proxy.activities.save_contact_policy(
+            jurisdiction, request.get_json(silent=True) or {}), 201
 
 
 @blp.route("/compliance-log", methods=["GET"])
@@ -71,7 +70,7 @@ def compliance_log(_):
     """Contactos rechazados o autorizados contra la política, del más reciente al más
     antiguo, en las instituciones del usuario (compliance.manage)."""
     with rpc() as proxy:
-        return _plain(proxy.activities.compliance_log(query_args(ComplianceQuery)))
+        return proxy.activities.compliance_log(query_args(ComplianceQuery))
 
 
 @blp.route("/compliance-log.csv", methods=["GET"])
@@ -90,7 +89,7 @@ def compliance_log_csv(_):
 def debtor_compliance(debtor_id):
     """Preferencias de contacto del deudor y sus contactos rechazados o autorizados."""
     with rpc() as proxy:
-        return _plain(proxy.activities.debtor_compliance(debtor_id))
+        return proxy.activities.debtor_compliance(debtor_id)
 
 
 @blp.route("/debtors/<int:debtor_id>/contact-preferences", methods=["PUT"])
@@ -100,5 +99,5 @@ def save_preferences(_, debtor_id):
     """Lo que el deudor pidió: consentimiento por canal (con fuente y fecha), cese de
     comunicaciones, abogado, horarios inconvenientes, idioma (activities.log)."""
     with rpc() as proxy:
-        return _plain(proxy.activities.save_debtor_preferences(
-            debtor_id, request.get_json(silent=True) or {}))
+        return proxy.activities.save_debtor_preferences(
+            debtor_id, request.get_json(silent=True) or {})

@@ -18,8 +18,7 @@ from recaudo_common.validation import PageQuery, page_schema
 
 from .. import auth
 from ..rpc import rpc
-from .query import Blueprint, query_args
-from .activities import _body
+from ._views import Blueprint, body, query_args
 
 blp = Blueprint("documents", __name__, url_prefix="/api/v1",
                 description="Documentos: el expediente de cada deudor en el almacén de objetos "
@@ -54,7 +53,7 @@ def request_upload(_):
     de POST firmada (``url`` y ``fields``). Envíe el archivo ahí como formulario multipart
     (los campos y al final ``file``) y luego llame a ``…/complete``."""
     with rpc() as proxy:
-        return proxy.documents.request_upload(_body()), 201
+        return proxy.documents.request_upload(body()), 201
 
 
 @blp.route("/documents/uploads/<upload_id>/complete", methods=["POST"])
@@ -98,7 +97,7 @@ def create_share_link(_):
     """Comparte un documento (``document_id``) o todo el expediente del deudor hasta una
     fecha, con contraseña opcional. El token se muestra sólo esta vez."""
     with rpc() as proxy:
-        link = proxy.documents.create_share_link(_body())
+        link = proxy.documents.create_share_link(body())
     return {**link, "url": share_url(link["token"])}, 201
 
 

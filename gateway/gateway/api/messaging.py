@@ -10,7 +10,6 @@ policy (409 with the reason; an admin overrides with ``override.justification``)
 """
 from __future__ import annotations
 
-from flask import request
 from marshmallow import fields
 
 from messaging.schemas import (Assign, InboundDetail, InboundOut, InboundQuery, MailboxOut,
@@ -23,9 +22,7 @@ from recaudo_common.validation import Schema, page_schema
 
 from .. import auth
 from ..rpc import rpc
-from .query import Blueprint, query_args
-from .activities import IDEMPOTENCY_HEADER, _body
-from .queues import _plain
+from ._views import Blueprint, body, query_args, with_idempotency_key
 
 blp = Blueprint("messaging", __name__, url_prefix="/api/v1",
                 description="Correo y cartas: buzones IMAP/SMTP, búsqueda en el servidor, "
@@ -93,13 +90,6 @@ OutboundPage = page_schema(OutboundOut, "OutboundMessagePage")
 InboundPage = page_schema(InboundOut, "InboundMessagePage")
 
 
-def _with_key(body: dict) -> dict:
-    key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
-    if key:
-        body["idempotency_key"] = key
-    return body
-
-
 # --- mailboxes -----------------------------------------------------------------------------
 
 @blp.route("/mailboxes", methods=["GET"])
@@ -108,7 +98,7 @@ def _with_key(body: dict) -> dict:
 def list_mailboxes(query):
     """Buzones de las instituciones del usuario, con su último error de sincronización."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.list_mailboxes(query["institution_id"]))
+        return proxy.messaging.list_mailboxes(query["institution_id"])
 
 
 @blp.route("/mailboxes", methods=["POST"])
@@ -118,14 +108,14 @@ def create_mailbox(_):
     """Da de alta un buzón (IMAP para leer, SMTP para enviar); las contraseñas se guardan
     cifradas y nunca se devuelven (permiso messaging.manage)."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.save_mailbox(_body())), 201
+        return proxy.messaging.save_mailbox(body()), 201
 
 
 @blp.route("/mailboxes/<int:mailbox_id>", methods=["GET"])
 @blp.alt_response(200, schema=MailboxOut)
 def get_mailbox(mailbox_id):
     with rpc() as proxy:
-        return _plain(proxy.messaging.get_mailbox(mailbox_id))
+        return proxy.messaging.get_mailbox(mailbox_id)
 
 
 @blp.route("/mailboxes/<int:mailbox_id>", methods=["PUT"])
@@ -134,7 +124,7 @@ def get_mailbox(mailbox_id):
 def update_mailbox(_, mailbox_id):
     """Edita un buzón; una contraseña vacía conserva la guardada."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.save_mailbox(_body(), mailbox_id))
+        return proxy.messaging.save_mailbox(body(), mailbox_id)
 
 
 @blp.route("/mailboxes/<int:mailbox_id>/test", methods=["POST"])
@@ -142,7 +132,7 @@ def update_mailbox(_, mailbox_id):
 def test_mailbox(mailbox_id):
     """Prueba la conexión: entra al servidor IMAP y abre la carpeta."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.test_mailbox(mailbox_id))
+        return proxy.messaging.test_mailbox(mailbox_id)
 
 
 @blp.route("/mailboxes/<int:mailbox_id>/sync", methods=["POST"])
@@ -151,7 +141,7 @@ def sync_mailbox(mailbox_id):
     """Sincroniza ahora (el servicio lo hace solo cada 30 s): trae lo nuevo desde el último
     UID, lo asocia a deudores y registra las gestiones."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.sync_mailbox(mailbox_id))
+        return proxy.messaging.sync_mailbox(mailbox_id)
 
 
 @blp.route("/mailboxes/<int:mailbox_id>/search", methods=["GET"])
@@ -161,7 +151,7 @@ def search_mailbox(_, mailbox_id):
     """Busca en el buzón con IMAP SEARCH en el servidor: remitente, asunto, texto, rango
     de fechas o un encabezado (se combinan con Y)."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.search_mailbox(mailbox_id, query_args(SearchQuery)))
+        return proxy.messaging.search_mailbox(mailbox_id, query_args(SearchQuery))
 
 
 # --- settings and patterns -------------------------------------------------------------------
@@ -171,7 +161,7 @@ def search_mailbox(_, mailbox_id):
 def get_settings(institution_id):
     """Dominio de la pasarela de fax y buzón de salida por omisión."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.get_settings(institution_id))
+        return proxy.messaging.get_settings(institution_id)
 
 
 @blp.route("/institutions/<int:institution_id>/messaging-settings", methods=["PUT"])
@@ -179,7 +169,7 @@ def get_settings(institution_id):
 @blp.alt_response(200, schema=MessagingSettingsOut)
 def save_settings(_, institution_id):
     with rpc() as proxy:
-        return _plain(proxy.messaging.save_settings(institution_id, _body()))
+        return proxy.messaging.save_settings(institution_id, body())
 
 
 @blp.route("/institutions/<int:institution_id>/match-patterns", methods=["GET"])
@@ -187,7 +177,7 @@ def save_settings(_, institution_id):
 def list_patterns(institution_id):
     """Expresiones regulares que buscan números de cuenta o de cliente en el correo entrante."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.list_patterns(institution_id))
+        return proxy.messaging.list_patterns(institution_id)
 
 
 @blp.route("/match-patterns", methods=["POST"])
@@ -195,7 +185,7 @@ def list_patterns(institution_id):
 @blp.alt_response(201, schema=PatternOut)
 def create_pattern(_):
     with rpc() as proxy:
-        return _plain(proxy.messaging.save_pattern(_body())), 201
+        return proxy.messaging.save_pattern(body()), 201
 
 
 @blp.route("/match-patterns/<int:pattern_id>", methods=["PUT"])
@@ -203,7 +193,7 @@ def create_pattern(_):
 @blp.alt_response(200, schema=PatternOut)
 def update_pattern(_, pattern_id):
     with rpc() as proxy:
-        return _plain(proxy.messaging.save_pattern(_body(), pattern_id))
+        return proxy.messaging.save_pattern(body(), pattern_id)
 
 
 @blp.route("/match-patterns/<int:pattern_id>", methods=["DELETE"])
@@ -221,7 +211,7 @@ def delete_pattern(pattern_id):
 @blp.alt_response(200, schema=TemplateOut(many=True))
 def list_templates(query, institution_id):
     with rpc() as proxy:
-        return _plain(proxy.messaging.list_templates(institution_id, query["include_inactive"]))
+        return proxy.messaging.list_templates(institution_id, query["include_inactive"])
 
 
 @blp.route("/templates", methods=["POST"])
@@ -232,14 +222,14 @@ def create_template(_):
     usar ``debtor``, ``account``, ``institution`` y ``today``. Un campo que no existe se
     rechaza aquí (422, nombrando el campo de la plantilla)."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.save_template(_body())), 201
+        return proxy.messaging.save_template(body()), 201
 
 
 @blp.route("/templates/<int:template_id>", methods=["GET"])
 @blp.alt_response(200, schema=TemplateOut)
 def get_template(template_id):
     with rpc() as proxy:
-        return _plain(proxy.messaging.get_template(template_id))
+        return proxy.messaging.get_template(template_id)
 
 
 @blp.route("/templates/<int:template_id>", methods=["PUT"])
@@ -247,7 +237,7 @@ def get_template(template_id):
 @blp.alt_response(200, schema=TemplateOut)
 def update_template(_, template_id):
     with rpc() as proxy:
-        return _plain(proxy.messaging.save_template(_body(), template_id))
+        return proxy.messaging.save_template(body(), template_id)
 
 
 # --- sending -------------------------------------------------------------------------------
@@ -258,7 +248,7 @@ def update_template(_, template_id):
 def preview(_):
     """La plantilla llena con los datos de la cuenta (no envía ni registra nada)."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.preview(_body()))
+        return proxy.messaging.preview(body())
 
 
 @blp.route("/messages/email", methods=["POST"])
@@ -270,7 +260,7 @@ def send_email(_):
     horario o a un correo marcado «no contactar» responde 409 con el motivo. Reintentar con
     el mismo ``Idempotency-Key`` responde el mismo mensaje."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.send_email(_with_key(_body()))), 201
+        return proxy.messaging.send_email(with_idempotency_key(body())), 201
 
 
 @blp.route("/messages/fax", methods=["POST"])
@@ -280,7 +270,7 @@ def send_fax(_):
     """Envía la carta en PDF a la pasarela de fax de la institución (``<número>@<dominio>``)
     y la registra como gestión de fax; el PDF queda en los documentos del deudor."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.send_fax(_with_key(_body()))), 201
+        return proxy.messaging.send_fax(with_idempotency_key(body())), 201
 
 
 @blp.route("/messages", methods=["GET"])
@@ -289,14 +279,14 @@ def send_fax(_):
 def list_outbound(_):
     """Correos y faxes enviados con su estado de entrega (de un deudor, o todos)."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.list_outbound(query_args(OutboundQuery)))
+        return proxy.messaging.list_outbound(query_args(OutboundQuery))
 
 
 @blp.route("/messages/<int:message_id>", methods=["GET"])
 @blp.alt_response(200, schema=OutboundDetail)
 def get_outbound(message_id):
     with rpc() as proxy:
-        return _plain(proxy.messaging.get_outbound(message_id))
+        return proxy.messaging.get_outbound(message_id)
 
 
 # --- SMS -------------------------------------------------------------------------------------
@@ -316,7 +306,7 @@ class SmsPreviewOut(Schema):
 def get_sms_settings(institution_id):
     """La pasarela de SMS de la institución (la contraseña y el token no se devuelven)."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.get_sms_settings(institution_id))
+        return proxy.messaging.get_sms_settings(institution_id)
 
 
 @blp.route("/institutions/<int:institution_id>/sms-settings", methods=["PUT"])
@@ -326,7 +316,7 @@ def save_sms_settings(_, institution_id):
     """URL de ``sendsms`` de la pasarela (Kannel), usuario, contraseña, remitente y el token
     que su ``get-url`` envía a ``/kannel/mo`` del servicio de mensajería; palabras de baja."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.save_sms_settings(institution_id, _body()))
+        return proxy.messaging.save_sms_settings(institution_id, body())
 
 
 @blp.route("/sms/preview", methods=["POST"])
@@ -336,7 +326,7 @@ def preview_sms(_):
     """El texto de la plantilla como saldría por SMS, con su codificación (GSM-7 o UCS-2)
     y el número de segmentos (no envía nada)."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.preview_sms(_body()))
+        return proxy.messaging.preview_sms(body())
 
 
 @blp.route("/sms", methods=["POST"])
@@ -348,7 +338,7 @@ def send_sms(_):
     ``failed``. Fuera de horario o a un número marcado «no contactar» (p. ej. tras una
     respuesta BAJA) responde 409 con el motivo."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.send_sms(_with_key(_body()))), 201
+        return proxy.messaging.send_sms(with_idempotency_key(body())), 201
 
 
 @blp.route("/debtors/<int:debtor_id>/sms", methods=["GET"])
@@ -356,7 +346,7 @@ def send_sms(_):
 def list_sms(debtor_id):
     """La conversación por SMS con el deudor (enviados con su estado y recibidos)."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.list_sms(debtor_id))
+        return proxy.messaging.list_sms(debtor_id)
 
 
 # --- inbound and triage ----------------------------------------------------------------------
@@ -367,14 +357,14 @@ def list_sms(debtor_id):
 def list_inbound(_):
     """Correo recibido; ``state=unmatched`` es la bandeja de asignación."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.list_inbound(query_args(InboundQuery)))
+        return proxy.messaging.list_inbound(query_args(InboundQuery))
 
 
 @blp.route("/inbound-messages/<int:inbound_id>", methods=["GET"])
 @blp.alt_response(200, schema=InboundDetail)
 def get_inbound(inbound_id):
     with rpc() as proxy:
-        return _plain(proxy.messaging.get_inbound(inbound_id))
+        return proxy.messaging.get_inbound(inbound_id)
 
 
 @blp.route("/inbound-messages/<int:inbound_id>/assign", methods=["POST"])
@@ -384,4 +374,4 @@ def assign_inbound(_, inbound_id):
     """Asigna a mano un correo sin deudor a una cuenta: se registra como gestión de correo
     entrante y sus adjuntos pasan a los documentos del deudor."""
     with rpc() as proxy:
-        return _plain(proxy.messaging.assign_inbound(inbound_id, _body()))
+        return proxy.messaging.assign_inbound(inbound_id, body())

@@ -23,16 +23,13 @@ from .. import auth, uploads
 from ..errors import error_body
 from ..rpc import rpc
 from .openapi import file_response
-from .query import Blueprint, query_args
+from ._views import Blueprint, body, query_args
 
 blp = Blueprint("portfolio", __name__, url_prefix="/api/v1",
                 description="Cartera: instituciones, estatus, cuentas, vista 360° del deudor "
                             "e importación de archivos")
 blp.before_request(auth.require_api_user)
 
-
-def _body():
-    return request.get_json(silent=True) or {}
 
 
 @blp.errorhandler(uploads.UploadFailed)
@@ -87,7 +84,7 @@ def list_statuses(institution_id):
 def create_status(_):
     """Agrega un estatus al catálogo de una institución (permiso institutions.manage)."""
     with rpc() as proxy:
-        return proxy.portfolio.save_status(_body()), 201
+        return proxy.portfolio.save_status(body()), 201
 
 
 @blp.route("/statuses/<int:status_id>", methods=["PUT"])
@@ -95,7 +92,7 @@ def create_status(_):
 @blp.alt_response(200, schema=StatusOut)
 def update_status(_, status_id):
     with rpc() as proxy:
-        return proxy.portfolio.save_status(_body(), status_id)
+        return proxy.portfolio.save_status(body(), status_id)
 
 
 # --- accounts and debtors ------------------------------------------------------------------
@@ -124,7 +121,7 @@ def get_account(account_id):
 def update_account(_, account_id):
     """Etapa, estatus, gestor o abogado de la cuenta (permiso portfolio.write)."""
     with rpc() as proxy:
-        return proxy.portfolio.update_account(account_id, _body())
+        return proxy.portfolio.update_account(account_id, body())
 
 
 @blp.route("/debtors/<int:debtor_id>", methods=["GET"])
@@ -142,7 +139,7 @@ def get_debtor(debtor_id):
 def update_notes(_, debtor_id):
     """Reemplaza las notas del deudor (permiso portfolio.write)."""
     with rpc() as proxy:
-        proxy.portfolio.update_notes(debtor_id, _body())
+        proxy.portfolio.update_notes(debtor_id, body())
     return "", 204
 
 
@@ -155,7 +152,7 @@ def set_do_not_contact(_, debtor_id):
     360°) con quién y cuándo. Marcar: permiso activities.log o portfolio.write; quitar la
     marca: portfolio.write. Ya marcado así: 409; un contacto de otro deudor: 404."""
     with rpc() as proxy:
-        return proxy.portfolio.set_do_not_contact(debtor_id, _body()), 201
+        return proxy.portfolio.set_do_not_contact(debtor_id, body()), 201
 
 
 # --- import layouts and jobs ---------------------------------------------------------------
@@ -184,7 +181,7 @@ def list_layouts(institution_id):
 @blp.alt_response(201, schema=LayoutOut)
 def create_layout(_):
     with rpc() as proxy:
-        return proxy.portfolio.save_layout(_body()), 201
+        return proxy.portfolio.save_layout(body()), 201
 
 
 @blp.route("/import-layouts/<int:layout_id>", methods=["PUT"])
@@ -192,7 +189,7 @@ def create_layout(_):
 @blp.alt_response(200, schema=LayoutOut)
 def update_layout(_, layout_id):
     with rpc() as proxy:
-        return proxy.portfolio.save_layout(_body(), layout_id)
+        return proxy.portfolio.save_layout(body(), layout_id)
 
 
 @blp.route("/imports", methods=["GET"])
@@ -211,7 +208,7 @@ def create_import(_):
     """Registra una importación y responde la URL prefirmada a la que el cliente sube el
     archivo con PUT; después llame a ``POST /imports/{id}/start``."""
     with rpc() as proxy:
-        return proxy.portfolio.create_import(_body()), 201
+        return proxy.portfolio.create_import(body()), 201
 
 
 @blp.route("/imports/upload", methods=["POST"])

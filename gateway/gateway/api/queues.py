@@ -6,15 +6,11 @@ Bodies are validated here with the queues service's own schemas for a quick answ
 the service validates again, enforces permission and institution scope (a strategy
 or queue of another institution answers 404, like a missing one) and answers the data,
 which these views only document. The service hands back timestamps and amounts as
-Python values (kombu's JSON keeps their type): ``_plain`` writes them the way every
-other answer of the API does (ISO 8601 text, amounts as decimal text).
+Python values (kombu's JSON keeps their type): the API's one JSON provider
+(``_views.AnswerJSON``) writes them as every other answer (ISO 8601, decimal text).
 """
 from __future__ import annotations
 
-from datetime import date, datetime
-from decimal import Decimal
-
-from flask import request
 from marshmallow import fields
 
 from queues.schemas import (MoveAccounts, QueueOut, Reassign, StrategyOut, StrategyWrite,
@@ -23,7 +19,7 @@ from recaudo_common.validation import Schema
 
 from .. import auth
 from ..rpc import rpc
-from .query import Blueprint
+from ._views import Blueprint, body
 
 blp = Blueprint("queues", __name__, url_prefix="/api/v1",
                 description="Filas de cobranza: estrategias, simulación y aplicación, tablero "
@@ -31,21 +27,6 @@ blp = Blueprint("queues", __name__, url_prefix="/api/v1",
 blp.before_request(auth.require_api_user)
 
 
-def _body():
-    return request.get_json(silent=True) or {}
-
-
-def _plain(value):
-    """The answer with datetimes as ISO 8601 and decimals as text (as JSON knows them)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
 
 
 # --- documentation of the answers (the service answers them already dumped) ---------------
@@ -182,7 +163,7 @@ def catalogue():
 def list_strategies(institution_id):
     """Estrategias de la institución (borrador, activa, archivadas) con sus filas."""
     with rpc() as proxy:
-        return _plain(proxy.queues.list_strategies(institution_id))
+        return proxy.queues.list_strategies(institution_id)
 
 
 @blp.route("/strategies", methods=["POST"])
@@ -193,14 +174,14 @@ def create_strategy(_):
     (``{"all"|"any": [{field, op, value} | grupo]}``), orden, equipo y política de
     asignación; opcionalmente una retadora con su porcentaje (champion/challenger)."""
     with rpc() as proxy:
-        return _plain(proxy.queues.save_strategy(_body())), 201
+        return proxy.queues.save_strategy(body()), 201
 
 
 @blp.route("/strategies/<int:strategy_id>", methods=["GET"])
 @blp.alt_response(200, schema=StrategyWithQueues)
 def get_strategy(strategy_id):
     with rpc() as proxy:
-        return _plain(proxy.queues.get_strategy(strategy_id))
+        return proxy.queues.get_strategy(strategy_id)
 
 
 @blp.route("/strategies/<int:strategy_id>", methods=["PUT"])
@@ -209,7 +190,7 @@ def get_strategy(strategy_id):
 def update_strategy(_, strategy_id):
     """Reemplaza un borrador (una estrategia activa o archivada no se edita: 409)."""
     with rpc() as proxy:
-        return _plain(proxy.queues.save_strategy(_body(), strategy_id))
+        return proxy.queues.save_strategy(body(), strategy_id)
 
 
 @blp.route("/strategies/<int:strategy_id>/simulate", methods=["POST"])
@@ -218,7 +199,7 @@ def simulate_strategy(strategy_id):
     """Qué haría aplicarla, sin cambiar nada: cuentas y saldo por fila, una muestra, y
     cuántas cuentas cambiarían de fila respecto de hoy."""
     with rpc() as proxy:
-        return _plain(proxy.queues.simulate_strategy(strategy_id))
+        return proxy.queues.simulate_strategy(strategy_id)
 
 
 @blp.route("/strategies/<int:strategy_id>/apply", methods=["POST"])
@@ -227,7 +208,7 @@ def apply_strategy(strategy_id):
     """La vuelve la estrategia activa de su institución y reordena sus filas ahora (409 si
     otra aplicación de la misma institución está en curso)."""
     with rpc() as proxy:
-        return _plain(proxy.queues.apply_strategy(strategy_id))
+        return proxy.queues.apply_strategy(strategy_id)
 
 
 @blp.route("/institutions/<int:institution_id>/rebuild", methods=["POST"])
@@ -235,7 +216,7 @@ def apply_strategy(strategy_id):
 def rebuild_queues(institution_id):
     """Vuelve a colocar las cuentas de la institución con su estrategia activa."""
     with rpc() as proxy:
-        return _plain(proxy.queues.rebuild_queues(institution_id))
+        return proxy.queues.rebuild_queues(institution_id)
 
 
 @blp.route("/institutions/<int:institution_id>/resync", methods=["POST"])
@@ -244,7 +225,7 @@ def resync_facts(institution_id):
     """Recarga desde la cartera los datos con que se clasifican las cuentas de la
     institución (y su horario de contacto)."""
     with rpc() as proxy:
-        return _plain(proxy.queues.resync_facts(institution_id))
+        return proxy.queues.resync_facts(institution_id)
 
 
 # --- supervising ------------------------------------------------------------------------------
@@ -254,7 +235,7 @@ def resync_facts(institution_id):
 def board(strategy_id):
     """Tablero: por fila, cuentas, saldo, trabajadas hoy, pendientes y si está congelada."""
     with rpc() as proxy:
-        return _plain(proxy.queues.queue_board(strategy_id))
+        return proxy.queues.queue_board(strategy_id)
 
 
 @blp.route("/queues/<int:queue_id>/freeze", methods=["POST"])
@@ -263,7 +244,7 @@ def board(strategy_id):
 def freeze_queue(data, queue_id):
     """Congela (nadie recibe cuentas de ella) o descongela una fila."""
     with rpc() as proxy:
-        return _plain(proxy.queues.freeze_queue(queue_id, data["frozen"]))
+        return proxy.queues.freeze_queue(queue_id, data["frozen"])
 
 
 @blp.route("/queues/move", methods=["POST"])
@@ -272,7 +253,7 @@ def freeze_queue(data, queue_id):
 def move_accounts(_):
     """Mueve cuentas a una fila de su misma institución (al final de ella)."""
     with rpc() as proxy:
-        return _plain(proxy.queues.move_accounts(_body()))
+        return proxy.queues.move_accounts(body())
 
 
 @blp.route("/queues/reassign", methods=["POST"])
@@ -281,7 +262,7 @@ def move_accounts(_):
 def reassign_agent(_):
     """Pasa todas las cuentas de un gestor a otro (``to_agent_id`` null: de vuelta a la fila)."""
     with rpc() as proxy:
-        return _plain(proxy.queues.reassign_agent(_body()))
+        return proxy.queues.reassign_agent(body())
 
 
 # --- working the queue ----------------------------------------------------------------------
@@ -296,7 +277,7 @@ def next_account():
         lease = proxy.queues.next_account()
     if lease is None:
         return "", 204
-    return _plain(lease)
+    return lease
 
 
 @blp.route("/queues/release/<int:account_id>", methods=["POST"])
@@ -315,5 +296,5 @@ def worklist(query):
     """Mi lista de trabajo: mis cuentas asignadas en orden de gestión, con fila, prioridad,
     días de atraso, saldo, hora de volver a llamar y si se puede gestionar ahora."""
     with rpc() as proxy:
-        return _plain(proxy.queues.my_worklist({"page": query["page"],
-                                                "per_page": query["per_page"]}))
+        return proxy.queues.my_worklist({"page": query["page"],
+                                                "per_page": query["per_page"]})

@@ -15,12 +15,11 @@ from flask import Response, g, request
 from marshmallow import fields
 from recaudo_common.validation import Schema
 
-from .. import auth, dashboards, reporting
+from .. import auth, reporting
 from ..errors import error_body
 from ..rpc import rpc
 from .openapi import file_response
-from .query import Blueprint
-from .queues import _plain
+from ._views import Blueprint
 
 blp = Blueprint("reports", __name__, url_prefix="/api/v1",
                 description="Reportes (JSON, CSV, XLSX, PDF) y tableros: productividad, "
@@ -118,11 +117,11 @@ class InstitutionOverview(Schema):
 def answer(report: reporting.Report):
     """The report as JSON, or exported to the format asked."""
     fmt = request.args.get("format", "json")
-    query = reporting.parse(report, request.args, dashboards.today())
+    query = reporting.parse(report, request.args, reporting.today())
     with rpc() as proxy:
         result = reporting.run(proxy, report, query)
         if fmt == "json":
-            return _plain(result)
+            return result
         names = reporting.Names.load(proxy, report, query)
     table = reporting.tabulate(report, result, names, query)
     body = reporting.export(fmt, table)
@@ -179,9 +178,9 @@ def catalogue():
 def supervisor_day():
     """El día del supervisor: contadores por gestor y gestiones por hora (su equipo, o
     todos los de sus instituciones)."""
-    query = dashboards.day_query(request.args)
+    query = reporting.day_query(request.args)
     with rpc() as proxy:
-        return _plain(proxy.activities.supervisor_day(query))
+        return proxy.activities.supervisor_day(query)
 
 
 @blp.route("/dashboards/institution", methods=["GET"])
@@ -190,6 +189,6 @@ def supervisor_day():
 def institution_overview():
     """Resumen de una institución (o de todas las del usuario): antigüedad, recuperación y
     productividad del mes, promesas y aclaraciones."""
-    institution_id = dashboards.institution_arg(request.args)
+    institution_id = reporting.institution_arg(request.args)
     with rpc() as proxy:
-        return _plain(dashboards.overview(proxy, institution_id, dashboards.today()))
+        return reporting.overview(proxy, institution_id, reporting.today())

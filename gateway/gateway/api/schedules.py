@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 
-from flask import Response, request
+from flask import Response
 from marshmallow import fields
 
 from reports.schemas import RunOut, ScheduleOut
@@ -18,7 +18,7 @@ from recaudo_common.validation import Schema
 from .. import auth
 from ..rpc import rpc
 from .openapi import file_response
-from .query import Blueprint
+from ._views import Blueprint, body
 
 blp = Blueprint("report_schedules", __name__, url_prefix="/api/v1",
                 description="Envíos programados de reportes por correo (diarios, semanales, "
@@ -43,9 +43,6 @@ class ScheduleDoc(Schema):
     active = fields.Boolean()
 
 
-def _body():
-    return request.get_json(silent=True) or {}
-
 
 @blp.route("/report-schedules", methods=["GET"])
 @blp.alt_response(200, schema=ScheduleOut(many=True))
@@ -62,7 +59,7 @@ def create_schedule():
     """Programar un reporte. El reporte se pide una vez al guardar, con los permisos de
     quien programa: un filtro desconocido o una institución ajena se rechazan aquí."""
     with rpc() as proxy:
-        return proxy.reports.save_schedule(_body()), 201
+        return proxy.reports.save_schedule(body()), 201
 
 
 @blp.route("/report-schedules/<int:schedule_id>", methods=["PUT"])
@@ -70,7 +67,7 @@ def create_schedule():
 @blp.alt_response(200, schema=ScheduleOut)
 def update_schedule(schedule_id):
     with rpc() as proxy:
-        return proxy.reports.save_schedule(_body(), schedule_id)
+        return proxy.reports.save_schedule(body(), schedule_id)
 
 
 @blp.route("/report-schedules/<int:schedule_id>", methods=["DELETE"])

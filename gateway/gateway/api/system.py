@@ -8,7 +8,7 @@ from recaudo_common.validation import Schema
 
 from ..rpc import rpc
 from ..health import check_services
-from .query import Blueprint
+from ._views import Blueprint
 
 blp = Blueprint("system", __name__, url_prefix="/api/v1/system",
                 description="Estado de la plataforma")

@@ -23,18 +23,17 @@ from flask_babel import gettext as _
 from auth.schemas import MAX_NAMES
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
-from . import auth, error_pages, portfolio, timefmt
-from .boundary import safe_next
-from .errors import HTTP_STATUS
-from .portfolio import DebtorTab, N_, add_debtor_tab
-from .rpc import rpc
-from .validation import localize
+from .. import auth, timefmt
+from . import portfolio
+from ._common import NOTICES as DEBTOR_NOTICES, debtor_screens, page_arg, to_int, translated
+from ..boundary import safe_next
+from ..errors import HTTP_STATUS
+from ._common import N_
+from .portfolio import DebtorTab, add_debtor_tab
+from ..rpc import rpc
+from ..validation import localize
 
-bp = Blueprint("activities_ui", __name__)
-# these screens are the 360° view's and its neighbours': the portfolio's helpers and
-# error pages, written once there
-bp.context_processor(portfolio._helpers)
-error_pages.register(bp, portfolio._error_page)
+bp = debtor_screens(Blueprint("activities_ui", __name__))
 
 HISTORY_PER_PAGE = 20
 KINDS = {"call": N_("Llamada"), "visit": N_("Visita"), "email": N_("Correo"),
@@ -56,7 +55,7 @@ FORM_FIELDS = {"account_id", "kind", "direction", "phone", "email", "address",
 #: what the contact policy's refusal of an outbound call names (an admin may override it)
 POLICY_FIELDS = ("phone", "started_at")
 
-portfolio.NOTICES.update({
+DEBTOR_NOTICES.update({
     "logged": N_("Gestión registrada."),
     "dispute_opened": N_("Aclaración abierta: la cuenta queda en espera en las filas."),
     "dispute_resolved": N_("Aclaración resuelta."),
@@ -70,13 +69,6 @@ NOTICES = {
 
 
 # --- small helpers ---------------------------------------------------------------------------
-
-def _int(value, default=None):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
 
 def _messages(problems) -> list[str]:
     """A field's problems as flat text in the user's language."""
@@ -117,9 +109,6 @@ def agent_names(proxy, ids) -> dict[int, str]:
 
 @bp.app_context_processor
 def _helpers():
-    def translated(labels: dict) -> dict:
-        return {code: _(label) for code, label in labels.items()}
-
     return {"ACTIVITY_KINDS": translated(KINDS), "DIRECTIONS": translated(DIRECTIONS),
             "PROMISE_STATES": translated(PROMISE_STATES),
             "DISPUTE_STATES": translated(DISPUTE_STATES), "OUTCOMES": translated(OUTCOMES),
@@ -132,7 +121,7 @@ def _chosen_account(view: dict) -> dict | None:
     """The account the tab shows: the form's, ``?cuenta=``, or the debtor's first."""
     accounts = [a["account"] for a in view["accounts"]]
     state = g.get("activity_form") or {}
-    wanted = _int((state.get("values") or {}).get("account_id")) or _int(request.args.get("cuenta"))
+    wanted = to_int((state.get("values") or {}).get("account_id")) or to_int(request.args.get("cuenta"))
     return next((a for a in accounts if a["id"] == wanted), accounts[0] if accounts else None)
 
 
@@ -141,7 +130,7 @@ def _history_tab(proxy, view: dict) -> dict:
     if account is None:
         return {"act_account": None}
     permissions = g.user["permissions"]
-    page = min(max(_int(request.args.get("pagina"), 1), 1), 100_000)
+    page = page_arg()
     history = proxy.activities.account_history(account["id"], {"page": page,
                                                                "per_page": HISTORY_PER_PAGE})
     context = {"act_account": account, "history": history,
@@ -194,8 +183,8 @@ def _compliance_tab(proxy, view: dict) -> dict:
     """The debtor's word about being contacted and the verdicts that refused a contact."""
     seen = proxy.activities.debtor_compliance(view["debtor"]["id"])
     return {"preferences": seen["preferences"] or {}, "compliance_log": seen["log"],
-            "RULE_LABELS": {k: _(v) for k, v in RULE_LABELS.items()},
-            "DECISIONS": {k: _(v) for k, v in DECISIONS.items()}}
+            "RULE_LABELS": translated(RULE_LABELS),
+            "DECISIONS": translated(DECISIONS)}
 
 
 add_debtor_tab(DebtorTab("gestiones", N_("Gestiones"), "activities/tabs/history.html",
@@ -221,7 +210,7 @@ def _activity_from_form(proxy, form, account: dict) -> tuple[dict, dict]:
     """The service's body from the form, and the problems found before asking it."""
     errors: dict[str, list[str]] = {}
     kind = form.get("kind", "")
-    code_id = _int(form.get("result_code_id"))
+    code_id = to_int(form.get("result_code_id"))
     data = {"account_id": account["id"], "kind": kind,
             "direction": form.get("direction") or "outbound",
             "started_at": form.get("started_at", ""),
@@ -231,8 +220,8 @@ def _activity_from_form(proxy, form, account: dict) -> tuple[dict, dict]:
             "idempotency_key": form.get("idempotency_key") or None}
     for name in ("phone", "email", "address"):
         data[name] = form.get(name) or None
-    if _int(form.get("queue_id")):
-        data["queue_id"] = _int(form.get("queue_id"))
+    if to_int(form.get("queue_id")):
+        data["queue_id"] = to_int(form.get("queue_id"))
     if form.get("justification", "").strip():
         data["override"] = {"justification": form["justification"].strip()}
     flags = _code_flags(proxy, account["institution_id"], code_id) if code_id else {}
@@ -269,7 +258,7 @@ def log_activity(debtor_id: int):
     with rpc() as proxy:
         # the short scope check, not the whole 360° view: only a failure shows the page again
         scope = proxy.portfolio.debtor_scope(debtor_id)
-        account_id = _int(form.get("account_id"))
+        account_id = to_int(form.get("account_id"))
         if account_id not in scope["account_ids"]:
             abort(404)
         account = {"id": account_id, "institution_id": scope["institution_id"]}
@@ -296,7 +285,7 @@ def log_activity(debtor_id: int):
         "started_at", "idempotency_key", "queue_id", "justification")}
     g.activity_form = {"values": values, "errors": errors,
                        "others": _others(errors, FORM_FIELDS)}
-    return portfolio._debtor_page(debtor_id, "gestiones",
+    return portfolio.debtor_page(debtor_id, "gestiones",
                                   failure=_("Revise los campos marcados."), status=status)
 
 
@@ -306,7 +295,7 @@ def log_activity(debtor_id: int):
 @auth.login_required
 def open_dispute(debtor_id: int):
     form = request.form
-    account_id = _int(form.get("account_id"))
+    account_id = to_int(form.get("account_id"))
     data = {"account_id": account_id, "reason": form.get("reason", "").strip(),
             "evidence": form.get("evidence", "").replace("\r\n", "\n")}
     try:
@@ -314,7 +303,7 @@ def open_dispute(debtor_id: int):
             proxy.activities.open_dispute(data)
     except (InvalidInput, Conflict) as exc:
         g.dispute_form = {"values": data, "errors": form_errors(exc.fields)}
-        return portfolio._debtor_page(debtor_id, "aclaraciones", failure=exc.message,
+        return portfolio.debtor_page(debtor_id, "aclaraciones", failure=exc.message,
                                       status=HTTP_STATUS[type(exc)])
     return redirect(url_for("portfolio_ui.debtor", debtor_id=debtor_id, tab="aclaraciones",
                             cuenta=account_id, done="dispute_opened"))
@@ -333,10 +322,10 @@ def resolve_dispute(debtor_id: int, dispute_id: int):
     except (InvalidInput, Conflict) as exc:
         g.dispute_form = {"values": data, "errors": form_errors(exc.fields),
                           "dispute_id": dispute_id}
-        return portfolio._debtor_page(debtor_id, "aclaraciones", failure=exc.message,
+        return portfolio.debtor_page(debtor_id, "aclaraciones", failure=exc.message,
                                       status=HTTP_STATUS[type(exc)])
     return redirect(url_for("portfolio_ui.debtor", debtor_id=debtor_id, tab="aclaraciones",
-                            cuenta=_int(form.get("account_id")), done="dispute_resolved"))
+                            cuenta=to_int(form.get("account_id")), done="dispute_resolved"))
 
 
 # --- the chain check ---------------------------------------------------------------------------------
@@ -376,7 +365,7 @@ def agenda():
     except ValueError:
         day = datetime.now(timefmt.reader_zone()).date()
     first, last = _agenda_range(view, day)
-    team_id = _int(args.get("equipo"))
+    team_id = to_int(args.get("equipo"))
     query = {"date_from": first.isoformat(), "date_to": last.isoformat(),
              "include_done": args.get("hechos") == "1",
              "time_zone": str(timefmt.reader_zone())}
@@ -416,7 +405,7 @@ def agenda_done(item_id: int):
 @auth.permission_required("activities.read")
 def agenda_feed():
     """A new private calendar address, shown once; or the current one revoked."""
-    from .api.activities import feed_url
+    from ..api.activities import feed_url
 
     with rpc() as proxy:
         if request.form.get("accion") == "revocar":
@@ -448,7 +437,7 @@ def productivity():
     first = day_arg("desde", today.replace(day=1))
     last = day_arg("hasta", today)
     groups = [k for k in args.getlist("agrupar") if k in GROUPS] or ["agent"]
-    team_id = _int(args.get("equipo"))
+    team_id = to_int(args.get("equipo"))
     query = {"date_from": first.isoformat(), "date_to": last.isoformat(), "group_by": groups}
     if team_id:
         query["team_id"] = team_id
@@ -468,7 +457,7 @@ def productivity():
     return render_template("activities/productivity.html", report=report, errors=errors,
                            first=first, last=last, groups=groups, team_id=team_id,
                            teams=teams, names=names, institutions=institutions,
-                           GROUPS={k: _(v) for k, v in GROUPS.items()},
+                           GROUPS=translated(GROUPS),
                            values=args), status
 
 
@@ -483,7 +472,7 @@ FLAG_LABELS = {"contact_made": N_("Hubo contacto"), "needs_promise": N_("Requier
 
 def _institution(proxy, wanted) -> tuple[list, dict | None]:
     institutions = proxy.portfolio.list_institutions()
-    wanted = _int(wanted)
+    wanted = to_int(wanted)
     chosen = next((i for i in institutions if i["id"] == wanted), None) or \
         (institutions[0] if institutions else None)
     return institutions, chosen
@@ -506,25 +495,25 @@ def _codes_page(institution_wanted, *, code_values=None, code_errors=None, editi
         code_values=code_values or {"active": True, "sort_order": len(codes) * 10},
         code_errors=code_errors or {}, settings=settings_values or settings,
         settings_errors=settings_errors or {}, section="result_codes",
-        FLAG_LABELS={k: _(v) for k, v in FLAG_LABELS.items()}, CODE_FLAGS=CODE_FLAGS,
+        FLAG_LABELS=translated(FLAG_LABELS), CODE_FLAGS=CODE_FLAGS,
         notice=_(notice) if notice else None), status
 
 
 @bp.get("/admin/codigos-resultado")
 @auth.permission_required("activities.manage")
 def result_codes():
-    return _codes_page(request.args.get("institucion"), editing=_int(request.args.get("editar")))
+    return _codes_page(request.args.get("institucion"), editing=to_int(request.args.get("editar")))
 
 
 @bp.post("/admin/codigos-resultado")
 @auth.permission_required("activities.manage")
 def save_result_code():
     form = request.form
-    institution_id = _int(form.get("institution_id"))
-    code_id = _int(form.get("code_id"))
+    institution_id = to_int(form.get("institution_id"))
+    code_id = to_int(form.get("code_id"))
     data = {"institution_id": institution_id, "code": form.get("code", "").strip().upper(),
             "label": form.get("label", "").strip(),
-            "sort_order": _int(form.get("sort_order"), form.get("sort_order") or 0),
+            "sort_order": to_int(form.get("sort_order"), form.get("sort_order") or 0),
             **{flag: form.get(flag) == "1" for flag in CODE_FLAGS}}
     try:
         with rpc() as proxy:
@@ -540,9 +529,9 @@ def save_result_code():
 @auth.permission_required("activities.manage")
 def save_settings():
     form = request.form
-    institution_id = _int(form.get("institution_id"))
-    data = {"dispute_sla_days": _int(form.get("dispute_sla_days"), form.get("dispute_sla_days")),
-            "attribution_days": _int(form.get("attribution_days"), form.get("attribution_days")),
+    institution_id = to_int(form.get("institution_id"))
+    data = {"dispute_sla_days": to_int(form.get("dispute_sla_days"), form.get("dispute_sla_days")),
+            "attribution_days": to_int(form.get("attribution_days"), form.get("attribution_days")),
             "time_zone": form.get("time_zone", "").strip()}
     try:
         with rpc() as proxy:

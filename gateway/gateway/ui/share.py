@@ -13,10 +13,12 @@ from flask_babel import gettext as _
 
 from recaudo_common.errors import Gone, NotAuthenticated, PermissionDenied, Throttled
 
-from . import auth, error_pages, portfolio, security
+from .. import auth, security
+from . import error_pages
+from ._common import debtor_screen_context
 
 bp = Blueprint("share", __name__, url_prefix="/s")
-bp.context_processor(portfolio._helpers)
+bp.context_processor(debtor_screen_context)
 
 GRANT_COOKIE = "recaudo_share_grant"
 GRANT_SECONDS = 30 * 60

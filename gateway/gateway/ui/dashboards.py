@@ -20,69 +20,13 @@ from flask_babel import gettext as _
 
 from recaudo_common.errors import DomainError, InvalidInput
 
-from . import auth, error_pages, events, portfolio, reporting, timefmt
-from .rpc import rpc
+from .. import auth, events, reporting, timefmt
+from ._common import debtor_screens
+from ..rpc import rpc
 
-bp = Blueprint("dashboards_ui", __name__)
-bp.context_processor(portfolio._helpers)
-error_pages.register(bp, portfolio._error_page)
+bp = debtor_screens(Blueprint("dashboards_ui", __name__))
 
 LIVE_EVENTS = ("activity_logged", "promise_made", "promise_kept", "promise_broken")
-OVERVIEW_DAYS = 30
-
-
-def today() -> date:
-    """Today as the reader's institution counts days."""
-    return timefmt.institution_today()
-
-
-def _int_arg(args, name: str):
-    raw = (args.get(name) or "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit() or len(raw) > 9:
-        raise InvalidInput(_("Filtro inválido"), {name: [_("Se esperaba un número")]})
-    return int(raw)
-
-
-def day_query(args) -> dict:
-    """The supervisor's day query from the request (unknown arguments are refused)."""
-    unknown = [k for k in args if k not in ("day", "team_id", "institution_id")]
-    if unknown:
-        raise InvalidInput(_("Filtro inválido"), {k: [_("Filtro desconocido")] for k in unknown})
-    raw = (args.get("day") or "").strip()
-    try:
-        day = date.fromisoformat(raw) if raw else today()
-    except ValueError:
-        raise InvalidInput(_("Filtro inválido"),
-                           {"day": [_("Fecha inválida (AAAA-MM-DD)")]}) from None
-    return {"day": day.isoformat(), "team_id": _int_arg(args, "team_id"),
-            "institution_id": _int_arg(args, "institution_id"), "time_zone": str(timefmt.reader_zone())}
-
-
-def institution_arg(args):
-    unknown = [k for k in args if k not in ("institution_id", "done")]
-    if unknown:
-        raise InvalidInput(_("Filtro inválido"), {k: [_("Filtro desconocido")] for k in unknown})
-    return _int_arg(args, "institution_id")
-
-
-def overview(proxy, institution_id, day: date) -> dict:
-    """The institution's (or all the caller's institutions') figures at a glance: aging by
-    bucket today, and over the last 30 days recovery and activity per day, promises and
-    disputes. Each part comes from the report of the service that owns it."""
-    since = (day - timedelta(days=OVERVIEW_DAYS - 1)).isoformat()
-    scope = {"institution_id": institution_id} if institution_id is not None else {}
-    period = {"date_from": since, "date_to": day.isoformat(), **scope}
-    return {
-        "institution_id": institution_id, "date_from": since, "date_to": day.isoformat(),
-        "aging": proxy.portfolio.report_aging({"as_of": day.isoformat(), "group_by": [],
-                                               **scope}),
-        "recovery": proxy.queues.report_recovery({**period, "group_by": ["day"]}),
-        "productivity": proxy.activities.report_productivity({**period, "group_by": ["day"]}),
-        "promises": proxy.activities.report_promises({**period, "group_by": ["institution"]}),
-        "disputes": proxy.activities.report_disputes({**period, "group_by": ["institution"]}),
-    }
 
 
 def _chart_data(data: dict) -> dict:
@@ -132,14 +76,14 @@ def institution():
     institution_id = None
     errors = {}
     try:
-        institution_id = institution_arg(request.args)
+        institution_id = reporting.institution_arg(request.args)
     except InvalidInput as exc:
         errors = exc.fields
     with rpc() as proxy:
         institutions = _institutions_for_filter(proxy)
         if institution_id is None and len(institutions) == 1:
             institution_id = institutions[0]["id"]   # a creditor: its own, named
-        data = overview(proxy, institution_id, today())
+        data = reporting.overview(proxy, institution_id, reporting.today())
     chosen = next((i for i in institutions if i["id"] == institution_id), None)
     return render_template("reports/institution.html", data=data, charts=_chart_data(data),
                            institutions=institutions, chosen=chosen, errors=errors,
@@ -163,10 +107,10 @@ def _hours_chart(day_data: dict) -> dict:
 def supervisor():
     errors, query = {}, None
     try:
-        query = day_query(request.args)
+        query = reporting.day_query(request.args)
     except InvalidInput as exc:
         errors = exc.fields
-        query = {"day": today().isoformat(), "team_id": None, "institution_id": None,
+        query = {"day": reporting.today().isoformat(), "team_id": None, "institution_id": None,
                  "time_zone": str(timefmt.reader_zone())}
     with rpc() as proxy:
         try:
@@ -180,7 +124,7 @@ def supervisor():
         for team in teams:
             names.agents[team["supervisor_id"]] = team.get("supervisor") or ""
             names.agents.update({m["id"]: m["display_name"] for m in team["members"]})
-    live = query["day"] == today().isoformat()
+    live = query["day"] == reporting.today().isoformat()
     stream = None
     if live:
         args = {k: v for k, v in query.items() if k in ("team_id", "institution_id") and v}
@@ -195,7 +139,7 @@ def supervisor():
 def supervisor_events():
     """Today's counters as Server-Sent Events: now, then after every burst of activity
     events in the viewer's institutions (the service scopes what the counters count)."""
-    query = {**day_query(request.args), "day": today().isoformat()}
+    query = {**reporting.day_query(request.args), "day": reporting.today().isoformat()}
     user = g.user
     # the summary's institutions: None for every institution, else the list
     allowed = None if user.get("institutions") is None else set(user["institutions"])

@@ -21,14 +21,11 @@ from werkzeug.datastructures import MultiDict
 
 from recaudo_common.errors import InvalidInput
 
-from . import auth, error_pages, portfolio, reporting
-from .dashboards import today
-from .portfolio import N_
-from .rpc import rpc
+from .. import auth, reporting
+from ._common import N_, debtor_screens, to_int, translated
+from ..rpc import rpc
 
-bp = Blueprint("reports_ui", __name__)
-bp.context_processor(portfolio._helpers)
-error_pages.register(bp, portfolio._error_page)
+bp = debtor_screens(Blueprint("reports_ui", __name__))
 
 STATUS_INSTITUTIONS = 20
 
@@ -75,7 +72,7 @@ def _report_page(slug: str, args, schedule: dict | None = None):
         abort(404)
     errors, table, query, status = {}, None, {}, 200
     try:
-        query = reporting.parse(chosen, args, today(),
+        query = reporting.parse(chosen, args, reporting.today(),
                                 ignore=("format", "page", "pagina"))
     except InvalidInput as exc:
         errors, status = exc.fields, 422
@@ -88,7 +85,7 @@ def _report_page(slug: str, args, schedule: dict | None = None):
             except InvalidInput as exc:   # what only the service could judge
                 errors, status = exc.fields, 422
         options = _options(proxy, chosen, query)
-    page_number = max(1, min(portfolio._int(args.get("pagina"), 1), 100_000))
+    page_number = max(1, min(to_int(args.get("pagina"), 1), 100_000))
     too_large = table is not None and len(table.rows) > reporting.RENDER_LIMIT
     page = None
     if table is not None and not too_large:
@@ -107,12 +104,12 @@ def _report_page(slug: str, args, schedule: dict | None = None):
     return render_template("reports/report.html", report=chosen, table=table, page=page,
                            errors=errors, values=args, query=query,
                            schedule=schedule or {"values": {}, "errors": {}},
-                           FREQUENCIES={k: _(v) for k, v in FREQUENCIES.items()},
+                           FREQUENCIES=translated(FREQUENCIES),
                            WEEKDAYS=[_(d) for d in WEEKDAYS],
                            too_large=too_large, downloads=downloads, options=options,
-                           STAGE_LABELS={k: _(v) for k, v in reporting.STAGES.items()},
-                           GROUP_LABELS={k: _(v) for k, v in reporting.GROUP_LABELS.items()},
-                           FILTER_LABELS={k: _(v) for k, v in reporting.FILTER_LABELS.items()},
+                           STAGE_LABELS=translated(reporting.STAGES),
+                           GROUP_LABELS=translated(reporting.GROUP_LABELS),
+                           FILTER_LABELS=translated(reporting.FILTER_LABELS),
                            user=g.user), status
 
 
@@ -129,7 +126,7 @@ SCHEDULE_FIELDS = ("frequency", "weekday", "month_day", "hour", "format", "recip
 def _schedule_from_form(report: reporting.Report, filters, form) -> dict:
     """The schedule the form asks for: the report's current filters (not the dates) and the
     mailing fields."""
-    query = reporting.parse(report, filters, today(), ignore=("page", "pagina"))
+    query = reporting.parse(report, filters, reporting.today(), ignore=("page", "pagina"))
     filters = {k: v for k, v in query.items()
                if k not in ("date_from", "date_to", "as_of", "institution_id")}
     recipients = [r.strip() for r in form.get("recipients", "").replace(";", ",")
@@ -138,10 +135,10 @@ def _schedule_from_form(report: reporting.Report, filters, form) -> dict:
             "filters": filters, "format": form.get("format", "xlsx"),
             "frequency": form.get("frequency", ""), "recipients": recipients,
             "subject": form.get("subject", "").strip(),
-            "hour": portfolio._int(form.get("hour"), form.get("hour"))}
+            "hour": to_int(form.get("hour"), form.get("hour"))}
     for name in ("weekday", "month_day"):
         if form.get(name, "") != "":
-            data[name] = portfolio._int(form.get(name), form.get(name))
+            data[name] = to_int(form.get(name), form.get(name))
     return data
 
 
@@ -181,9 +178,9 @@ def schedules():
         item["next_local"] = format_datetime(moment, "short", rebase=False)
     return render_template("reports/schedules.html", items=items, institutions=institutions,
                            reports=reporting.REPORTS, notice=request.args.get("done"),
-                           FREQUENCIES={k: _(v) for k, v in FREQUENCIES.items()},
+                           FREQUENCIES=translated(FREQUENCIES),
                            WEEKDAYS=[_(d) for d in WEEKDAYS],
-                           RUN_STATES={k: _(v) for k, v in RUN_STATES.items()})
+                           RUN_STATES=translated(RUN_STATES))
 
 
 @bp.post("/reportes/programados/<int:schedule_id>/ejecutar")

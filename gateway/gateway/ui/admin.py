@@ -22,18 +22,14 @@ from flask_babel import gettext as _
 from auth.audit import ACTIONS
 from recaudo_common.errors import Conflict, InvalidInput, PermissionDenied
 
-from . import auth, error_pages
-from .errors import HTTP_STATUS
-from .i18n import current_language
-from .rpc import rpc
+from .. import auth
+from . import error_pages
+from ._common import N_, error_page, page_arg, to_int, url_with
+from ..errors import HTTP_STATUS
+from ..i18n import current_language
+from ..rpc import rpc
 
 bp = Blueprint("admin_ui", __name__, url_prefix="/admin")
-
-
-def N_(message: str) -> str:
-    """Marks a message for extraction (a default pybabel keyword); ``_()`` translates it
-    when shown, in the language of that request."""
-    return message
 
 
 PER_PAGE = 25
@@ -83,17 +79,6 @@ ACTION_LABELS = {
 
 # --- small helpers ---------------------------------------------------------------------
 
-def _int(value, default=None):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _page_arg() -> int:
-    return min(max(_int(request.args.get("pagina"), 1), 1), 100_000)
-
-
 def _date_arg(name: str) -> date | None:
     try:
         return date.fromisoformat(request.args.get(name, "").strip())
@@ -109,15 +94,6 @@ def _start_of(day: date) -> str:
 def _done(endpoint: str, notice: str, **values):
     """Post/redirect/get: the page to land on, with the key of its notice."""
     return redirect(url_for(endpoint, done=notice, **values))
-
-
-def url_with(**changes) -> str:
-    """This page's URL with some query arguments changed (None drops one)."""
-    args = request.args.to_dict()
-    args.pop("done", None)
-    args.update(changes)
-    args = {k: v for k, v in args.items() if v not in (None, "")}
-    return url_for(request.endpoint, **(request.view_args or {}), **args)
 
 
 @dataclass
@@ -177,12 +153,7 @@ def action_label(action: str) -> str:
 
 # --- errors of these pages as pages (the API and the rest keep the JSON body) ---------
 
-def _error_page(status: int, code: str, message: str):
-    return render_template("admin/error.html", status=status, code=code,
-                           message=message), status
-
-
-error_pages.register(bp, _error_page)
+error_pages.register(bp, error_page)
 
 
 @bp.get("/")
@@ -214,12 +185,12 @@ def _status_of(user: dict) -> list[tuple[str, str]]:
 def users():
     args = request.args
     search = args.get("q", "").strip()[:100]
-    profile_id = _int(args.get("perfil"))
+    profile_id = to_int(args.get("perfil"))
     active = {"1": True, "0": False}.get(args.get("activo", ""))
     sort = args.get("orden", "username")
     if sort.removeprefix("-") not in USER_SORTS:
         sort = "username"
-    query = {"page": _page_arg(), "per_page": PER_PAGE, "sort": sort}
+    query = {"page": page_arg(), "per_page": PER_PAGE, "sort": sort}
     if search:
         query["search"] = search
     if profile_id is not None:
@@ -251,12 +222,12 @@ def _user_form_data(form, creating: bool) -> dict:
     all_institutions = form.get("all_institutions") == "1"
     data = {"display_name": form.get("display_name", "").strip(),
             "email": form.get("email", "").strip() or None,
-            "profile_id": _int(raw_profile, raw_profile or None),
+            "profile_id": to_int(raw_profile, raw_profile or None),
             "language": form.get("language", "es"),
             "time_zone": form.get("time_zone", "").strip() or None,
             "all_institutions": all_institutions,
             "institutions": [] if all_institutions else
-            sorted({i for i in (_int(v) for v in form.getlist("institutions")) if i})}
+            sorted({i for i in (to_int(v) for v in form.getlist("institutions")) if i})}
     if creating:
         data["username"] = form.get("username", "").strip().lower()
         data["password"] = form.get("password", "")
@@ -454,8 +425,8 @@ def teams():
 def _team_form_data(form) -> dict:
     raw = form.get("supervisor_id", "").strip()
     return {"name": form.get("name", "").strip(),
-            "supervisor_id": _int(raw, raw or None),
-            "members": sorted({m for m in (_int(v) for v in form.getlist("members")) if m})}
+            "supervisor_id": to_int(raw, raw or None),
+            "members": sorted({m for m in (to_int(v) for v in form.getlist("members")) if m})}
 
 
 def _team_form(team, values, failure: Failure | None, status: int = 200):
@@ -518,12 +489,12 @@ def api_keys():
 @bp.route("/llaves/nueva", methods=["GET", "POST"])
 @auth.permission_required("users.manage")
 def new_api_key():
-    values = {"user_id": _int(request.args.get("usuario")), "name": "", "expires": ""}
+    values = {"user_id": to_int(request.args.get("usuario")), "name": "", "expires": ""}
     failure = None
     if request.method == "POST":
         form = request.form
         raw_user = form.get("user_id", "").strip()
-        values = {"user_id": _int(raw_user, raw_user or None), "name": form.get("name", "").strip(),
+        values = {"user_id": to_int(raw_user, raw_user or None), "name": form.get("name", "").strip(),
                   "expires": form.get("expires", "").strip()}
         data = {"user_id": values["user_id"], "name": values["name"], "expires_at": None}
         if values["expires"]:
@@ -575,7 +546,7 @@ def audit_log():
     action = args.get("accion", "")
     username = args.get("usuario", "").strip()[:60]
     since, until = _date_arg("desde"), _date_arg("hasta")
-    query = {"page": _page_arg(), "per_page": PER_PAGE}
+    query = {"page": page_arg(), "per_page": PER_PAGE}
     if action in ACTIONS:
         query["action"] = action
     if username:

@@ -20,12 +20,14 @@ from flask_babel import gettext as _
 
 from recaudo_common.errors import Conflict, InvalidInput, PermissionDenied
 
-from . import auth, error_pages, events, timefmt, uploads
-from .errors import HTTP_STATUS
-from .rpc import rpc
-from .validation import localize_fields
+from .. import auth, events, timefmt, uploads
+from ._common import (NOTICES, N_, STAGES, debtor_screens, htmx_target, page_arg,
+                      to_int)
+from ..errors import HTTP_STATUS
+from ..rpc import rpc
+from ..validation import localize_fields
 
-bp = Blueprint("portfolio_ui", __name__)
+bp = debtor_screens(Blueprint("portfolio_ui", __name__))
 
 PER_PAGE = 25
 #: the sortable columns of the list (the service's sort keys)
@@ -38,29 +40,6 @@ IMPORTS_PER_PAGE = 15
 PROBLEMS_SHOWN = 50
 #: a currency shown in the format of its own country ("$3,265.00" for pesos)
 CURRENCY_LOCALES = {"MXN": "es_MX", "USD": "en_US"}
-
-
-def N_(message: str) -> str:
-    """Marks a message for extraction (a default pybabel keyword); it is translated with
-    ``_()`` when shown, in the language of that request."""
-    return message
-
-
-#: code -> label (marked for extraction, translated per request by ``_helpers``)
-STAGES = {"current": N_("Al corriente"), "delinquent": N_("Moroso"),
-          "litigation": N_("Litigio")}
-PHONE_KINDS = {"mobile": N_("Celular"), "home": N_("Casa"), "work": N_("Trabajo"),
-               "other": N_("Otro")}
-EMAIL_KINDS = {"personal": N_("Personal"), "work": N_("Trabajo"), "other": N_("Otro")}
-ADDRESS_KINDS = {"home": N_("Particular"), "work": N_("Trabajo"), "other": N_("Otro")}
-MOVEMENT_KINDS = {"charge": N_("Cargo"), "payment": N_("Pago"), "adjustment": N_("Ajuste")}
-IMPORT_STATES = {"queued": N_("En cola"), "running": N_("En proceso"),
-                 "done": N_("Terminada"), "failed": N_("Falló")}
-LAYOUT_KINDS = {"portfolio": N_("Cartera"), "payments": N_("Pagos")}
-NOTICES = {"notes": N_("Notas guardadas."), "account": N_("Cuenta actualizada."),
-           "do_not_contact": N_("Marca de no contactar guardada.")}
-#: the kinds of contact a do-not-contact mark is kept on
-CONTACT_CHANNELS = {"phone": N_("Teléfono"), "email": N_("Correo"), "address": N_("Domicilio")}
 
 
 # --- formatting helpers (template filters, usable by every screen) ------------------------
@@ -100,75 +79,6 @@ def number(value) -> str:
     return format_decimal(value or 0, locale=str(get_locale() or "es"))
 
 
-def dpd_class(days) -> str:
-    """Colour bucket of days past due (0, 1-30, 31-90, over 90)."""
-    days = days or 0
-    if days <= 0:
-        return "dpd-0"
-    if days <= 30:
-        return "dpd-30"
-    if days <= 90:
-        return "dpd-90"
-    return "dpd-late"
-
-
-# --- request helpers ------------------------------------------------------------------------
-
-def _int(value, default=None):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _page_arg() -> int:
-    return min(max(_int(request.args.get("pagina"), 1), 1), 100_000)
-
-
-def url_with(**changes) -> str:
-    """This page's URL with some query arguments changed (None drops one)."""
-    args = request.args.to_dict()
-    args.pop("done", None)
-    args.update(changes)
-    args = {k: v for k, v in args.items() if v not in (None, "")}
-    return url_for(request.endpoint, **(request.view_args or {}), **args)
-
-
-def _htmx_target() -> str | None:
-    """The element an htmx request swaps (None for a normal page load)."""
-    if request.headers.get("HX-Request") != "true":
-        return None
-    return request.headers.get("HX-Target")
-
-
-@bp.context_processor
-def _helpers():
-    def translated(labels: dict) -> dict:
-        return {code: _(label) for code, label in labels.items()}
-
-    notice = NOTICES.get(request.args.get("done"))
-    return {"url_with": url_with, "dpd_class": dpd_class,
-            "notice": _(notice) if notice else None,
-            "STAGES": translated(STAGES), "PHONE_KINDS": translated(PHONE_KINDS),
-            "EMAIL_KINDS": translated(EMAIL_KINDS), "ADDRESS_KINDS": translated(ADDRESS_KINDS),
-            "MOVEMENT_KINDS": translated(MOVEMENT_KINDS),
-            "IMPORT_STATES": translated(IMPORT_STATES),
-            "LAYOUT_KINDS": translated(LAYOUT_KINDS),
-            "CONTACT_CHANNELS": translated(CONTACT_CHANNELS)}
-
-
-# --- errors of these pages as pages -------------------------------------------------------
-
-def _error_page(status: int, code: str, message: str):
-    if _htmx_target():
-        return render_template("portfolio/_error.html", status=status, message=message), status
-    return render_template("portfolio/error.html", status=status, code=code,
-                           message=message), status
-
-
-error_pages.register(bp, _error_page)
-
-
 # --- "Cartera": the list of accounts ----------------------------------------------------------
 
 @dataclass
@@ -192,7 +102,7 @@ class Filters:
 
         def whole(name):
             raw = args.get(name, "").strip()
-            value = _int(raw)
+            value = to_int(raw)
             if raw and (value is None or value < 0):
                 errors[name] = _("Escriba un número entero")
                 return None
@@ -208,9 +118,9 @@ class Filters:
 
         sort = args.get("orden", DEFAULT_SORT)
         return cls(q=args.get("q", "").strip()[:100],
-                   institution_id=_int(args.get("institucion")),
+                   institution_id=to_int(args.get("institucion")),
                    stage=args.get("etapa", "") if args.get("etapa") in STAGES else "",
-                   status_id=_int(args.get("estatus")),
+                   status_id=to_int(args.get("estatus")),
                    dpd_min=whole("morosidad_min"), dpd_max=whole("morosidad_max"),
                    balance_min=amount("saldo_min"), balance_max=amount("saldo_max"),
                    sort=sort if sort.lstrip("-") in SORTS else DEFAULT_SORT), errors
@@ -249,10 +159,10 @@ def _status_choices(proxy, institutions: list[dict], institution_id) -> list[tup
 @auth.permission_required("portfolio.read")
 def accounts():
     filters, errors = Filters.from_args(request.args)
-    fragment = _htmx_target() == "results"
+    fragment = htmx_target() == "results"
     with rpc() as proxy:
         try:
-            page = proxy.portfolio.list_accounts(filters.query(_page_arg()))
+            page = proxy.portfolio.list_accounts(filters.query(page_arg()))
         except InvalidInput as exc:   # what slipped past the form's own checks
             errors.update({k: " ".join(map(str, v)) if isinstance(v, list) else str(v)
                            for k, v in exc.fields.items()})
@@ -340,7 +250,7 @@ def work_args() -> dict:
     return {k: request.args[k] for k in WORK_ARGS if request.args.get(k)}
 
 
-def _debtor_page(debtor_id: int, tab_id: str | None = None, *, failure: str | None = None,
+def debtor_page(debtor_id: int, tab_id: str | None = None, *, failure: str | None = None,
                  notice=None, status: int = 200, fragment: bool | None = None):
     permissions = g.user["permissions"]
     tabs = [t for t in DEBTOR_TABS if t.permission is None or t.permission in permissions]
@@ -356,7 +266,7 @@ def _debtor_page(debtor_id: int, tab_id: str | None = None, *, failure: str | No
                "statuses": statuses, "failure": failure, "work": work_args(), **extra}
     if notice:
         context["notice"] = _(NOTICES[notice])
-    if fragment if fragment is not None else _htmx_target() == "debtor-tabs":
+    if fragment if fragment is not None else htmx_target() == "debtor-tabs":
         return render_template("portfolio/_debtor_tabs.html", **context), status
     return render_template("portfolio/debtor.html", **context), status
 
@@ -364,7 +274,7 @@ def _debtor_page(debtor_id: int, tab_id: str | None = None, *, failure: str | No
 @bp.get("/deudores/<int:debtor_id>")
 @auth.permission_required("portfolio.read")
 def debtor(debtor_id: int):
-    return _debtor_page(debtor_id, request.args.get("tab"))
+    return debtor_page(debtor_id, request.args.get("tab"))
 
 
 @bp.post("/deudores/<int:debtor_id>/notas")
@@ -376,10 +286,10 @@ def save_notes(debtor_id: int):
             proxy.portfolio.update_notes(debtor_id, {"notes": notes})
     except InvalidInput as exc:
         problems = exc.fields.get("notes") or [exc.message]
-        return _debtor_page(debtor_id, "notas", failure=" ".join(map(str, problems)),
+        return debtor_page(debtor_id, "notas", failure=" ".join(map(str, problems)),
                             status=422)
-    if _htmx_target():
-        return _debtor_page(debtor_id, "notas", notice="notes", fragment=True)
+    if htmx_target():
+        return debtor_page(debtor_id, "notas", notice="notes", fragment=True)
     return redirect(url_for(".debtor", debtor_id=debtor_id, tab="notas", done="notes"))
 
 
@@ -390,7 +300,7 @@ def set_do_not_contact(debtor_id: int):
     (the service decides who may: marking needs activities.log or portfolio.write)."""
     form = request.form
     channel, _sep, contact_id = form.get("contact", "").partition(":")
-    data = {"channel": channel, "contact_id": _int(contact_id),
+    data = {"channel": channel, "contact_id": to_int(contact_id),
             "do_not_contact": form.get("do_not_contact") != "0",
             "reason": form.get("reason", "")}
     try:
@@ -399,10 +309,10 @@ def set_do_not_contact(debtor_id: int):
     except (InvalidInput, PermissionDenied, Conflict) as exc:
         problems = [p for v in exc.fields.values() for p in (v if isinstance(v, list) else [v])
                     if not isinstance(exc, PermissionDenied)]
-        return _debtor_page(debtor_id, "contacto", failure=" ".join(map(str, problems))
+        return debtor_page(debtor_id, "contacto", failure=" ".join(map(str, problems))
                             or exc.message, status=HTTP_STATUS[type(exc)])
-    if _htmx_target():
-        return _debtor_page(debtor_id, "contacto", notice="do_not_contact", fragment=True)
+    if htmx_target():
+        return debtor_page(debtor_id, "contacto", notice="do_not_contact", fragment=True)
     return redirect(url_for(".debtor", debtor_id=debtor_id, tab="contacto",
                             done="do_not_contact"))
 
@@ -411,16 +321,16 @@ def set_do_not_contact(debtor_id: int):
 @auth.permission_required("portfolio.write")
 def update_account(account_id: int):
     form = request.form
-    data = {"stage": form.get("stage", ""), "status_id": _int(form.get("status_id"))}
+    data = {"stage": form.get("stage", ""), "status_id": to_int(form.get("status_id"))}
     try:
         with rpc() as proxy:
             account = proxy.portfolio.update_account(account_id, data)
     except (InvalidInput, PermissionDenied, Conflict) as exc:
-        debtor_id = _int(form.get("debtor_id"))
+        debtor_id = to_int(form.get("debtor_id"))
         if debtor_id is None:
             raise
         problems = [p for v in exc.fields.values() for p in (v if isinstance(v, list) else [v])]
-        return _debtor_page(debtor_id, "contrato", failure=" ".join(map(str, problems))
+        return debtor_page(debtor_id, "contrato", failure=" ".join(map(str, problems))
                             or exc.message, status=HTTP_STATUS[type(exc)])
     return redirect(url_for(".debtor", debtor_id=account["debtor_id"], tab="contrato",
                             done="account"))
@@ -437,9 +347,9 @@ def _imports_page(values: dict | None = None, failure: dict | None = None, statu
     with rpc() as proxy:
         institutions = proxy.portfolio.list_institutions()
         layouts = _layouts_by_institution(proxy, institutions)
-        recent = proxy.portfolio.list_imports({"page": _page_arg(),
+        recent = proxy.portfolio.list_imports({"page": page_arg(),
                                                "per_page": IMPORTS_PER_PAGE})
-    chosen = _int(values.get("institution_id")) or (institutions[0]["id"] if institutions else None)
+    chosen = to_int(values.get("institution_id")) or (institutions[0]["id"] if institutions else None)
     names = {layout["id"]: layout["name"] for _, items in layouts for layout in items}
     codes = {i["id"]: i["code"] for i in institutions}
     return render_template("portfolio/imports.html", institutions=institutions,
@@ -456,7 +366,7 @@ def imports():
         return _imports_page()
     values = {"institution_id": request.form.get("institution_id", ""),
               "layout_id": request.form.get("layout_id", "")}
-    layout_id = _int(values["layout_id"])
+    layout_id = to_int(values["layout_id"])
     try:
         if layout_id is None:
             raise InvalidInput(_("Elija un layout"), {"layout_id": [_("Elija un layout")]})
@@ -477,7 +387,7 @@ def imports():
 @auth.permission_required("portfolio.import")
 def layout_options():
     """The layout select's options for one institution (htmx, when the institution changes)."""
-    institution_id = _int(request.args.get("institution_id"))
+    institution_id = to_int(request.args.get("institution_id"))
     with rpc() as proxy:
         layouts = proxy.portfolio.list_layouts(institution_id) if institution_id else []
     return render_template("portfolio/_layout_options.html", layouts=layouts)
@@ -570,7 +480,7 @@ def _statuses_page(institution_wanted, *, editing=None, values=None, errors=None
     """An institution's account statuses, with the form to add one or edit the chosen."""
     with rpc() as proxy:
         institutions = proxy.portfolio.list_institutions()
-        wanted = _int(institution_wanted)
+        wanted = to_int(institution_wanted)
         institution = next((i for i in institutions if i["id"] == wanted), None) or \
             (institutions[0] if institutions else None)
         statuses = proxy.portfolio.list_statuses(institution["id"]) if institution else []
@@ -589,18 +499,18 @@ def _statuses_page(institution_wanted, *, editing=None, values=None, errors=None
 @bp.get("/admin/estatus")
 @auth.permission_required("institutions.manage")
 def statuses():
-    return _statuses_page(request.args.get("institucion"), editing=_int(request.args.get("editar")))
+    return _statuses_page(request.args.get("institucion"), editing=to_int(request.args.get("editar")))
 
 
 @bp.post("/admin/estatus")
 @auth.permission_required("institutions.manage")
 def save_status():
     form = request.form
-    institution_id = _int(form.get("institution_id"))
-    status_id = _int(form.get("status_id"))
+    institution_id = to_int(form.get("institution_id"))
+    status_id = to_int(form.get("status_id"))
     data = {"institution_id": institution_id, "code": form.get("code", "").strip().upper(),
             "name": form.get("name", "").strip(),
-            "sort_order": _int(form.get("sort_order"), form.get("sort_order") or 0),
+            "sort_order": to_int(form.get("sort_order"), form.get("sort_order") or 0),
             "active": form.get("active") == "1"}
     try:
         with rpc() as proxy:

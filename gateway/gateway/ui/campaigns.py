@@ -16,13 +16,15 @@ from flask_babel import gettext as _
 
 from recaudo_common.errors import Conflict, InvalidInput
 
-from . import auth, error_pages
-from .queues import (CHOICE_LABELS, Catalogue, N_, _condition, _error_page, _int, _label,
-                     _readable, _value_text)
-from .rpc import rpc
+from .. import auth
+from . import error_pages
+from ._common import N_, alert_error_page, label_of, to_int
+from .queues.conditions import CHOICE_LABELS, Catalogue, condition, value_text
+from .queues.editor import readable
+from ..rpc import rpc
 
 bp = Blueprint("campaigns_ui", __name__, url_prefix="/campanas")
-error_pages.register(bp, _error_page)
+error_pages.register(bp, alert_error_page)
 
 CONDITION_ROWS = 4
 CHANNEL_LABELS = {"email": N_("Correo electrónico"), "letter": N_("Carta")}
@@ -41,11 +43,11 @@ NEW_CONDITIONS = [{"field": "stage", "op": "eq", "value": "current"},
 def _helpers():
     notice = NOTICES.get(request.args.get("done"))
     return {"notice": _(notice) if notice else None,
-            "channel_label": lambda c: _label(CHANNEL_LABELS, c),
-            "campaign_state_label": lambda c: _label(STATE_LABELS, c),
-            "kind_label": lambda c: _label(KIND_LABELS, c),
-            "cause_label": lambda c: _label(CAUSE_LABELS, c),
-            "choice_label": lambda c: _label(CHOICE_LABELS, c)}
+            "channel_label": lambda c: label_of(CHANNEL_LABELS, c),
+            "campaign_state_label": lambda c: label_of(STATE_LABELS, c),
+            "kind_label": lambda c: label_of(KIND_LABELS, c),
+            "cause_label": lambda c: label_of(CAUSE_LABELS, c),
+            "choice_label": lambda c: label_of(CHOICE_LABELS, c)}
 
 
 bp.context_processor(_helpers)
@@ -56,7 +58,7 @@ def _institutions(proxy) -> list[dict]:
 
 
 def _chosen(institutions, wanted):
-    wanted = _int(wanted)
+    wanted = to_int(wanted)
     return next((i for i in institutions if i["id"] == wanted), None) or \
         (institutions[0] if institutions else None)
 
@@ -68,7 +70,7 @@ def _draft_conditions(conditions: dict) -> dict:
     children = conditions.get(group) or []
     return {"group": group,
             "rows": [{"field": c.get("field", ""), "op": c.get("op", "eq"),
-                      "value": _value_text(c.get("value"))} for c in children if "field" in c],
+                      "value": value_text(c.get("value"))} for c in children if "field" in c],
             "extra": [c for c in children if "field" not in c]}
 
 
@@ -90,17 +92,17 @@ def _draft_from_form(institution_id: int) -> dict:
             "rows": _form_rows(), "group": "any" if request.form.get("group") == "any" else "all",
             "extra": extra if isinstance(extra, list) else [],
             "channel": request.form.get("channel", "email"),
-            "template_id": _int(request.form.get("template_id")),
+            "template_id": to_int(request.form.get("template_id")),
             "language": request.form.get("language", "es"),
-            "send_hour": _int(request.form.get("send_hour"), request.form.get("send_hour")),
-            "holdout_share": _int(request.form.get("holdout_share"),
+            "send_hour": to_int(request.form.get("send_hour"), request.form.get("send_hour")),
+            "holdout_share": to_int(request.form.get("holdout_share"),
                                   request.form.get("holdout_share"))}
 
 
 def _payload(draft: dict, catalogue: Catalogue) -> dict:
     rows = [r for r in draft["rows"] if r["field"]]
     return {"institution_id": draft["institution_id"], "name": draft["name"],
-            "conditions": {draft.get("group", "all"): [_condition(r, catalogue) for r in rows]
+            "conditions": {draft.get("group", "all"): [condition(r, catalogue) for r in rows]
                            + list(draft.get("extra") or [])},
             "channel": draft["channel"], "template_id": draft["template_id"],
             "language": draft["language"], "send_hour": draft["send_hour"],
@@ -111,7 +113,7 @@ def _problems(exc: InvalidInput) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for field, messages in (exc.fields or {}).items():
         messages = messages if isinstance(messages, list) else [messages]
-        out[field] = [_readable(str(m)) for m in messages]
+        out[field] = [readable(str(m)) for m in messages]
     return out
 
 
@@ -185,7 +187,7 @@ def new():
 def preview():
     """The target count of the form as it is (htmx swaps it into the form)."""
     with rpc() as proxy:
-        institution_id = _int(request.form.get("institucion"))
+        institution_id = to_int(request.form.get("institucion"))
         catalogue = Catalogue(proxy.queues.condition_catalogue())
         draft = _draft_from_form(institution_id)
         payload = _payload(draft, catalogue)
@@ -193,7 +195,7 @@ def preview():
             result = proxy.queues.preview_campaign({
                 "institution_id": institution_id, "conditions": payload["conditions"],
                 "holdout_share": payload["holdout_share"],
-                "campaign_id": _int(request.form.get("campaign_id"))})
+                "campaign_id": to_int(request.form.get("campaign_id"))})
             problems = None
         except InvalidInput as exc:
             result, problems = None, _problems(exc)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
 
-from .boundary import safe_next
-from .health import check_services
-from .i18n import COOKIE, LANGUAGES
-from .rpc import rpc
+from ..boundary import safe_next
+from ..health import check_services
+from ..i18n import COOKIE, LANGUAGES
+from ..rpc import rpc
 
 bp = Blueprint("ui", __name__)
 
@@ -30,7 +30,7 @@ def home():
         return redirect(target)
     extra = {}
     if user and "queues.work" in user["permissions"]:
-        from .queues import work_outlook
+        from .queues.worklist import work_outlook
 
         try:
             with rpc() as proxy:

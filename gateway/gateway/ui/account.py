@@ -6,10 +6,10 @@ from flask_babel import gettext as _
 
 from recaudo_common.errors import InvalidInput, NotAuthenticated, Throttled
 
-from . import auth
-from .boundary import safe_next
-from .rpc import rpc
-from .ui import landing
+from .. import auth
+from ..boundary import safe_next
+from ..rpc import rpc
+from .home import landing
 
 bp = Blueprint("account", __name__)
 

@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from recaudo_common.errors import DomainError
 
-from .errors import BROKER_OUTAGES, HTTP_STATUS
+from ..errors import BROKER_OUTAGES, HTTP_STATUS
 
 Render = Callable[[int, str, str], object]
 

@@ -20,14 +20,14 @@ from flask_babel import gettext as _
 from recaudo_common.errors import InvalidInput
 from recaudo_common.localtime import DEFAULT_ZONE
 
-from . import auth, error_pages, portfolio, timefmt
-from .boundary import safe_next
-from .portfolio import DebtorTab, N_, add_debtor_tab
-from .rpc import rpc
+from .. import auth, timefmt
+from . import portfolio
+from ._common import N_, debtor_screens, to_int, translated
+from ..boundary import safe_next
+from .portfolio import DebtorTab, add_debtor_tab
+from ..rpc import rpc
 
-bp = Blueprint("documents_ui", __name__)
-bp.context_processor(portfolio._helpers)
-error_pages.register(bp, portfolio._error_page)
+bp = debtor_screens(Blueprint("documents_ui", __name__))
 
 CATEGORIES = {"contrato": N_("Contrato"), "identificacion": N_("Identificación"),
               "comprobante_pago": N_("Comprobante de pago"), "demanda": N_("Demanda"),
@@ -62,8 +62,6 @@ def _filesize_filter(size) -> str:
 def _labels():
     """App-wide: the 360° view's tab (drawn by the portfolio's blueprint) and the share
     pages use them too."""
-    def translated(labels: dict) -> dict:
-        return {code: _(label) for code, label in labels.items()}
     return {"DOC_CATEGORIES": translated(CATEGORIES), "LINK_STATES": translated(LINK_STATES),
             "ACCESS_OUTCOMES": translated(ACCESS_OUTCOMES)}
 
@@ -72,7 +70,7 @@ def _labels():
 
 def _tab(proxy, view) -> dict:
     debtor_id = view["debtor"]["id"]
-    query = {"page": max(portfolio._int(request.args.get("pagina"), 1) or 1, 1),
+    query = {"page": max(to_int(request.args.get("pagina"), 1) or 1, 1),
              "per_page": PER_PAGE}
     if request.args.get("categoria") in CATEGORIES:
         query["category"] = request.args["categoria"]
@@ -101,13 +99,13 @@ def create_link(debtor_id: int):
     data = {"debtor_id": debtor_id, "label": form.get("label", "").strip() or None,
             "password": form.get("password") or None}
     if form.get("document_id"):
-        data["document_id"] = portfolio._int(form["document_id"], -1)
+        data["document_id"] = to_int(form["document_id"], -1)
     g.link_form = {"values": dict(form), "errors": {}, "new_link": None}
     try:
         day = date.fromisoformat(form.get("expires_on", ""))
     except ValueError:
         g.link_form["errors"] = {"expires_at": [_("Indique la fecha de vencimiento.")]}
-        return portfolio._debtor_page(debtor_id, "documentos", status=422)
+        return portfolio.debtor_page(debtor_id, "documentos", status=422)
     # the link lasts to the end of the chosen day in the debtor's institution's zone
     data["expires_at"] = datetime.combine(day, time(23, 59, 59), tzinfo=LINK_ZONE).isoformat()
     try:
@@ -115,10 +113,10 @@ def create_link(debtor_id: int):
             link = proxy.documents.create_share_link(data)
     except InvalidInput as invalid:
         g.link_form["errors"] = invalid.fields
-        return portfolio._debtor_page(debtor_id, "documentos", failure=invalid.message, status=422)
+        return portfolio.debtor_page(debtor_id, "documentos", failure=invalid.message, status=422)
     link["url"] = url_for("share.open_link", token=link["token"], _external=True)
     g.link_form = {"values": {}, "errors": {}, "new_link": link}
-    return portfolio._debtor_page(debtor_id, "documentos", status=201)
+    return portfolio.debtor_page(debtor_id, "documentos", status=201)
 
 
 @bp.post("/documentos/ligas/<int:link_id>/revocar")
@@ -134,7 +132,7 @@ def revoke_link(link_id: int):
 @auth.permission_required("documents.share")
 def link_accesses(link_id: int):
     """The link's access log: every attempt, allowed or not."""
-    page_number = max(portfolio._int(request.args.get("pagina"), 1) or 1, 1)
+    page_number = max(to_int(request.args.get("pagina"), 1) or 1, 1)
     with rpc() as proxy:
         log = proxy.documents.share_link_accesses(link_id, {"page": page_number, "per_page": 50})
         links = proxy.documents.list_share_links({"state": "all", "per_page": 200})["items"]
@@ -160,7 +158,7 @@ def download(version_id: int):
 def shared():
     """What has been shared with the caller's institutions (the creditor portal's view),
     and, for whoever shares, the links to revoke."""
-    page_number = max(portfolio._int(request.args.get("pagina"), 1) or 1, 1)
+    page_number = max(to_int(request.args.get("pagina"), 1) or 1, 1)
     with rpc() as proxy:
         shared_page = proxy.documents.shared_documents({"page": page_number, "per_page": PER_PAGE})
     return render_template("documents/shared.html", shared=shared_page)

@@ -18,15 +18,16 @@ from flask_babel import gettext as _
 
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
-from . import auth, error_pages, portfolio
+from .. import auth
+from . import portfolio
+from ._common import NOTICES as DEBTOR_NOTICES, debtor_screens, to_int, translated
 from .activities import form_errors
-from .errors import HTTP_STATUS
-from .portfolio import DebtorTab, N_, add_debtor_tab
-from .rpc import rpc
+from ..errors import HTTP_STATUS
+from ._common import N_
+from .portfolio import DebtorTab, add_debtor_tab
+from ..rpc import rpc
 
-bp = Blueprint("messaging_ui", __name__)
-bp.context_processor(portfolio._helpers)
-error_pages.register(bp, portfolio._error_page)
+bp = debtor_screens(Blueprint("messaging_ui", __name__))
 
 OUT_STATES = {"queued": N_("En cola"), "sent": N_("Enviado"), "failed": N_("Falló")}
 SMS_STATES = {"queued": N_("En cola"), "sent": N_("Enviado"), "delivered": N_("Entregado"),
@@ -36,24 +37,15 @@ IN_STATES = {"matched": N_("Asociado"), "unmatched": N_("Sin asociar"),
 CHANNELS = {"email": N_("Correo"), "fax": N_("Fax")}
 TARGETS = {"account_number": N_("Número de cuenta"), "customer_number": N_("Número de cliente")}
 SECURITY = {"none": N_("Ninguna"), "starttls": "STARTTLS", "ssl": "SSL/TLS"}
-portfolio.NOTICES.update({"message_queued": N_("Mensaje en cola de envío.")})
+DEBTOR_NOTICES.update({"message_queued": N_("Mensaje en cola de envío.")})
 NOTICES = {"assigned": N_("Correo asignado y registrado como gestión."),
            "mailbox_saved": N_("Buzón guardado."), "pattern_saved": N_("Patrón guardado."),
            "pattern_deleted": N_("Patrón eliminado."), "settings_saved": N_("Configuración guardada."),
            "template_saved": N_("Plantilla guardada."), "synced": N_("Buzón sincronizado.")}
 
 
-def _int(value, default=None):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
 @bp.app_context_processor
 def _labels():
-    def translated(labels):
-        return {k: _(v) for k, v in labels.items()}
     return {"OUT_STATES": translated(OUT_STATES), "IN_STATES": translated(IN_STATES),
             "SMS_STATES": translated(SMS_STATES),
             "CHANNELS": translated(CHANNELS), "MATCH_TARGETS": translated(TARGETS),
@@ -95,7 +87,7 @@ def send(debtor_id: int):
     values = {k: form.get(k, "").strip() for k in (
         "channel", "account_id", "template_id", "language", "to", "fax_number",
         "justification", "key")}
-    values["documents"] = [d for d in (_int(v) for v in form.getlist("document_version_ids")) if d]
+    values["documents"] = [d for d in (to_int(v) for v in form.getlist("document_version_ids")) if d]
     channel = values["channel"] if values["channel"] in ("email", "fax") else "email"
 
     def deliver(proxy, body):
@@ -113,7 +105,7 @@ def _send_from_tab(debtor_id: int, tab: str, form_key: str, values: dict, delive
     """The Correo and SMS tabs' one flow: a preview, or a send judged by the contact policy
     (one who manages messaging may override a refusal with a justification), then back to
     the tab; a refusal shows the form again with its fields marked."""
-    body = {"account_id": _int(values["account_id"]), "template_id": _int(values["template_id"]),
+    body = {"account_id": to_int(values["account_id"]), "template_id": to_int(values["template_id"]),
             "language": values["language"] or "es"}
     errors: dict = {}
     shown = None
@@ -135,7 +127,7 @@ def _send_from_tab(debtor_id: int, tab: str, form_key: str, values: dict, delive
             errors["justification"] = [_("Para enviar de todos modos, escriba la justificación.")]
         status = HTTP_STATUS[type(exc)]
     setattr(g, form_key, {"values": values, "errors": errors, "preview": shown})
-    return portfolio._debtor_page(debtor_id, tab, status=status,
+    return portfolio.debtor_page(debtor_id, tab, status=status,
                                   failure=_("Revise los campos marcados.") if errors else None)
 
 
@@ -169,7 +161,7 @@ def send_sms(debtor_id: int):
 # --- triage and search ----------------------------------------------------------------------------
 
 def _triage_page(status=200, errors=None, failed_id=None):
-    page = max(_int(request.args.get("pagina"), 1), 1)
+    page = max(to_int(request.args.get("pagina"), 1), 1)
     with rpc() as proxy:
         items = proxy.messaging.list_inbound({"state": "unmatched", "page": page, "per_page": 25})
     done = request.args.get("done")
@@ -187,7 +179,7 @@ def triage():
 @bp.post("/correo/<int:inbound_id>/asignar")
 @auth.permission_required("messaging.send")
 def assign(inbound_id: int):
-    account_id = _int(request.form.get("account_id"))
+    account_id = to_int(request.form.get("account_id"))
     try:
         with rpc() as proxy:
             proxy.messaging.assign_inbound(inbound_id, {"account_id": account_id})
@@ -208,7 +200,7 @@ def search():
     results, errors, status = None, {}, 200
     with rpc() as proxy:
         mailboxes = proxy.messaging.list_mailboxes()
-        mailbox_id = _int(values["mailbox_id"]) or (mailboxes[0]["id"] if mailboxes else None)
+        mailbox_id = to_int(values["mailbox_id"]) or (mailboxes[0]["id"] if mailboxes else None)
         if mailbox_id and any(values[k] for k in fields):
             query = {k: values[k] for k in fields if values[k]}
             try:
@@ -232,7 +224,7 @@ def _mailboxes_page(status=200, **extra):
     with rpc() as proxy:
         institutions = proxy.portfolio.list_institutions()
         mailboxes = proxy.messaging.list_mailboxes()
-        chosen = _int(request.values.get("institution_id")) or \
+        chosen = to_int(request.values.get("institution_id")) or \
             (institutions[0]["id"] if institutions else None)
         patterns = proxy.messaging.list_patterns(chosen) if chosen else []
         settings = proxy.messaging.get_settings(chosen) if chosen else {}
@@ -251,7 +243,7 @@ def _mailboxes_page(status=200, **extra):
 @bp.get("/correo/buzones")
 @auth.permission_required("messaging.manage")
 def mailboxes():
-    edit = _int(request.args.get("editar"))
+    edit = to_int(request.args.get("editar"))
     extra = {}
     if edit:
         with rpc() as proxy:
@@ -266,12 +258,12 @@ def save_mailbox():
     form = request.form
     data = {k: form.get(k, "").strip() for k in MAILBOX_FIELDS}
     for key in ("institution_id", "imap_port", "smtp_port"):
-        data[key] = _int(data[key], data[key] or None)
+        data[key] = to_int(data[key], data[key] or None)
     data["imap_tls"] = form.get("imap_tls") == "on"
     data["active"] = form.get("active", "on") == "on"
     for key in ("imap_password", "smtp_password", "smtp_user"):
         data[key] = data[key] or None
-    editing = _int(form.get("mailbox_id"))
+    editing = to_int(form.get("mailbox_id"))
     try:
         with rpc() as proxy:
             proxy.messaging.save_mailbox(data, editing)
@@ -306,7 +298,7 @@ def sync_mailbox(mailbox_id: int):
 @auth.permission_required("messaging.manage")
 def save_pattern():
     form = request.form
-    data = {"institution_id": _int(form.get("institution_id")), "name": form.get("name", "").strip(),
+    data = {"institution_id": to_int(form.get("institution_id")), "name": form.get("name", "").strip(),
             "regex": form.get("regex", "").strip(), "target": form.get("target", "")}
     try:
         with rpc() as proxy:
@@ -331,9 +323,9 @@ def delete_pattern(pattern_id: int):
 @auth.permission_required("messaging.manage")
 def save_settings():
     form = request.form
-    institution_id = _int(form.get("institution_id"))
+    institution_id = to_int(form.get("institution_id"))
     data = {"fax_domain": form.get("fax_domain", "").strip() or None,
-            "default_mailbox_id": _int(form.get("default_mailbox_id"))}
+            "default_mailbox_id": to_int(form.get("default_mailbox_id"))}
     try:
         with rpc() as proxy:
             proxy.messaging.save_settings(institution_id, data)
@@ -349,7 +341,7 @@ TEMPLATE_FIELDS = ("institution_id", "name", "subject_es", "text_es", "html_es",
 def _templates_page(status=200, **extra):
     with rpc() as proxy:
         institutions = proxy.portfolio.list_institutions()
-        chosen = _int(request.values.get("institution_id")) or \
+        chosen = to_int(request.values.get("institution_id")) or \
             (institutions[0]["id"] if institutions else None)
         listed = proxy.messaging.list_templates(chosen, True) if chosen else []
     done = request.args.get("done")
@@ -362,7 +354,7 @@ def _templates_page(status=200, **extra):
 @bp.get("/correo/plantillas")
 @auth.permission_required("messaging.manage")
 def templates():
-    edit = _int(request.args.get("editar"))
+    edit = to_int(request.args.get("editar"))
     if edit:
         with rpc() as proxy:
             values = proxy.messaging.get_template(edit)
@@ -375,9 +367,9 @@ def templates():
 def save_template():
     form = request.form
     data = {k: form.get(k, "").replace("\r\n", "\n") for k in TEMPLATE_FIELDS}
-    data["institution_id"] = _int(data["institution_id"])
+    data["institution_id"] = to_int(data["institution_id"])
     data["active"] = form.get("active", "on") == "on"
-    editing = _int(form.get("template_id"))
+    editing = to_int(form.get("template_id"))
     try:
         with rpc() as proxy:
             proxy.messaging.save_template(data, editing)

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from activities import chain, ics, promises
-from activities.schemas import ActivityWrite, DisputeResolve, ProductivityQuery
+from activities.contracts import ActivityWrite, DisputeResolve, ProductivityQuery
 from recaudo_common.errors import InvalidInput
 from recaudo_common.validation import load
 

@@ -16,7 +16,7 @@ from portfolio.imports import (DEMO_DIR, DEMO_LAYOUTS, FIELDS, MANDATORY, Import
                                normalize_header, plan_for, read_header,
                                without_trailing_blank_lines)
 from portfolio.models import ImportLayout
-from portfolio.schemas import LayoutWrite
+from portfolio.contracts import LayoutWrite
 from recaudo_common.errors import InvalidInput
 from recaudo_common.validation import load
 

@@ -17,8 +17,8 @@ from decimal import Decimal
 from flask import request
 from marshmallow import fields
 
-from queues.schemas import (MoveAccounts, QueueOut, Reassign, StrategyOut, StrategyWrite,
-                            WorklistQuery)
+from queues.contracts import (MoveAccounts, QueueOut, Reassign, StrategyOut, StrategyWrite,
+                              WorklistQuery)
 from recaudo_common.validation import Schema
 
 from .. import auth

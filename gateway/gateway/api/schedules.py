@@ -11,7 +11,7 @@ import base64
 from flask import Response, request
 from marshmallow import fields
 
-from reports.schemas import RunOut, ScheduleOut
+from reports.contracts import RunOut, ScheduleOut
 from recaudo_common.reporting import FORMATS, MIME
 from recaudo_common.validation import Schema
 

@@ -38,12 +38,12 @@ from . import attachments, crypto, delivery, mailsearch, mailsync, parsing, sms,
 from .idle import mailbox_idle
 from .models import (Base, InboundMessage, InstitutionSettings, Mailbox, MatchPattern,
                      OutboundMessage, SmsMessage, SmsSettings, Template)
-from .schemas import (Assign, InboundDetail, InboundOut, InboundQuery, MailboxOut, MailboxWrite,
-                      MessagingSettingsOut, MessagingSettingsWrite, OutboundDetail, OutboundOut,
-                      OutboundQuery, PatternOut, PatternWrite, PreviewRequest, SearchQuery,
-                      SendCampaignMessage, SendEmail, SendFax, SendReport, SendSms, SmsOut,
-                      SmsPreviewRequest, SmsSettingsOut, SmsSettingsWrite, TemplateOut,
-                      TemplateWrite)
+from .contracts import (Assign, InboundDetail, InboundOut, InboundQuery, MailboxOut, MailboxWrite,
+                        MessagingSettingsOut, MessagingSettingsWrite, OutboundDetail, OutboundOut,
+                        OutboundQuery, PatternOut, PatternWrite, PreviewRequest, SearchQuery,
+                        SendCampaignMessage, SendEmail, SendFax, SendReport, SendSms, SmsOut,
+                        SmsPreviewRequest, SmsSettingsOut, SmsSettingsWrite, TemplateOut,
+                        TemplateWrite)
 
 log = logging.getLogger(__name__)
 

@@ -61,7 +61,10 @@ from recaudo_common.validation import page_of
 
 from . import aging
 from . import import_sql as sql
-from .import_sql import DATE_FORMATS, Column, Plan
+from .contracts import (DATE_FORMATS, DECIMAL_SEPARATORS, DELIMITERS, ENCODINGS, FIELDS,
+                        FILE_FORMATS, MANDATORY, SCHEDULE_FIELDS, THOUSANDS_SEPARATORS,
+                        layout_problems, normalize_header)
+from .import_sql import Column, Plan
 from .models import ImportJob, ImportLayout, ImportProblem, Institution
 
 log = logging.getLogger(__name__)
@@ -88,101 +91,6 @@ LOCK_CLASS = 0x52454341
 
 # --- the field catalogue -----------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Field:
-    """A Recaudo field a layout can map a file column onto."""
-
-    type: str
-    label: str
-    max_length: int | None = None
-    minimum: int | None = None
-    maximum: int | None = None
-
-    def as_dict(self, name: str) -> dict:
-        return {"field": name, "type": self.type, "label": self.label,
-                "max_length": self.max_length, "minimum": self.minimum,
-                "maximum": self.maximum}
-
-
-def _text(label, length):
-    return Field("text", label, max_length=length)
-
-
-FIELDS: dict[str, dict[str, Field]] = {
-    "portfolio": {
-        "customer_number": _text("Número de cliente", 40),
-        "name": _text("Nombre o razón social", 200),
-        "kind": Field("kind", "Tipo de persona: persona/empresa (física/moral)"),
-        "tax_id": Field("upper", "RFC", max_length=20),
-        "national_id": Field("upper", "CURP", max_length=20),
-        "birth_date": Field("date", "Fecha de nacimiento"),
-        "account_number": _text("Número de cuenta o contrato", 40),
-        "product": _text("Producto", 60),
-        "currency": Field("currency", "Moneda (MXN, USD)"),
-        "original_amount": Field("amount", "Monto original"),
-        "balance": Field("amount", "Saldo"),
-        "overdue_amount": Field("amount", "Saldo vencido"),
-        "days_past_due": Field("integer", "Días de atraso", minimum=0, maximum=36500),
-        "stage": Field("stage", "Etapa: al corriente/moroso/litigio"),
-        "status": Field("status", "Código de estatus de la institución"),
-        "opened_on": Field("date", "Fecha de apertura"),
-        "phone1": Field("phone", "Teléfono 1"),
-        "phone2": Field("phone", "Teléfono 2"),
-        "phone3": Field("phone", "Teléfono 3"),
-        "email": Field("email", "Correo electrónico", max_length=254),
-        "street": _text("Calle y número", 200),
-        "neighborhood": _text("Colonia", 120),
-        "municipality": _text("Municipio o alcaldía", 120),
-        "state": _text("Estado", 60),
-        "postal_code": _text("Código postal", 10),
-        "instalment_count": Field("integer", "Número de cuotas", minimum=1, maximum=600),
-        "instalment_amount": Field("positive_amount", "Monto de la cuota"),
-        "first_due_date": Field("date", "Vencimiento de la primera cuota"),
-        "instalments_paid": Field("integer", "Cuotas pagadas", minimum=0, maximum=600),
-        "guarantor_name": _text("Nombre del aval", 200),
-        "guarantor_phone": Field("phone", "Teléfono del aval"),
-        # do-not-contact marks (sí/no; blank leaves the contact's mark as it is)
-        "phone1_do_not_call": Field("flag", "Teléfono 1: no llamar (sí/no)"),
-        "phone2_do_not_call": Field("flag", "Teléfono 2: no llamar (sí/no)"),
-        "phone3_do_not_call": Field("flag", "Teléfono 3: no llamar (sí/no)"),
-        "email_do_not_contact": Field("flag", "Correo: no contactar (sí/no)"),
-        "address_do_not_contact": Field("flag", "Domicilio: no visitar ni enviar cartas (sí/no)"),
-    },
-    "payments": {
-        "account_number": _text("Número de cuenta o contrato", 40),
-        "amount": Field("positive_amount", "Monto pagado"),
-        "value_date": Field("date", "Fecha valor del pago"),
-        "reference": _text("Referencia del pago (única por cuenta)", 60),
-    },
-}
-#: fields every layout of a kind maps and every row must have
-MANDATORY = {
-    "portfolio": ("customer_number", "name", "account_number", "balance"),
-    "payments": ("account_number", "amount", "value_date", "reference"),
-}
-#: a do-not-contact column -> the contact it marks (mapped with it, or not at all)
-FLAG_CONTACTS = {"phone1_do_not_call": "phone1", "phone2_do_not_call": "phone2",
-                 "phone3_do_not_call": "phone3", "email_do_not_contact": "email",
-                 "address_do_not_contact": "street"}
-#: mapped together or not at all
-SCHEDULE_FIELDS = ("instalment_count", "instalment_amount", "first_due_date")
-
-#: the encodings a layout may name -> (PostgreSQL's name, Python codec for the header)
-ENCODINGS = {
-    "utf-8": ("UTF8", "utf-8-sig"),
-    "latin-1": ("LATIN1", "latin-1"),
-    "iso-8859-1": ("LATIN1", "latin-1"),
-    "cp1252": ("WIN1252", "cp1252"),
-    "windows-1252": ("WIN1252", "cp1252"),
-}
-DELIMITERS = (",", ";", "|", "\t")
-DECIMAL_SEPARATORS = (".", ",")
-THOUSANDS_SEPARATORS = ("", ",", ".", " ")
-FILE_FORMATS = ("csv", "xlsx")
-KINDS = ("portfolio", "payments")
-
-
 def catalogue() -> dict:
     """What the layout editor offers: fields per kind and the allowed formats."""
     return {
@@ -198,58 +106,6 @@ def catalogue() -> dict:
         "file_formats": list(FILE_FORMATS),
         "max_bytes": MAX_IMPORT_BYTES,
     }
-
-
-def layout_problems(data: dict) -> dict[str, list[str]]:
-    """What is wrong with a layout (field -> problems); empty when it is usable."""
-    problems: dict[str, list[str]] = {}
-
-    def add(key, message):
-        problems.setdefault(key, []).append(message)
-
-    kind = data.get("kind")
-    fields = FIELDS.get(kind, {})
-    columns = data.get("columns") or {}
-    required = data.get("required") or []
-    unknown = sorted(set(columns) - set(fields))
-    if unknown:
-        add("columns", f"Campos desconocidos: {', '.join(unknown)}")
-    seen: dict[str, str] = {}
-    for name, header in columns.items():
-        if not isinstance(header, str) or not header.strip():
-            add("columns", f"{name}: falta el encabezado")
-            continue
-        if len(header) > 80:
-            add("columns", f"{name}: encabezado demasiado largo (máximo 80)")
-        key = normalize_header(header)
-        if key in seen:
-            add("columns", f"{name} y {seen[key]} usan el mismo encabezado «{header}»")
-        seen[key] = name
-    missing = [f for f in MANDATORY.get(kind, ()) if f not in columns]
-    if missing:
-        add("columns", f"Faltan campos obligatorios: {', '.join(missing)}")
-    extra = sorted(set(required) - set(columns))
-    if extra:
-        add("required", f"Obligatorios sin columna: {', '.join(extra)}")
-    for flag, contact in FLAG_CONTACTS.items():
-        if flag in columns and contact not in columns:
-            add("columns", f"{flag} necesita la columna de {contact}")
-    if kind == "portfolio":
-        schedule = [f for f in SCHEDULE_FIELDS if f in columns]
-        if schedule and len(schedule) != len(SCHEDULE_FIELDS):
-            add("columns", "El plan de pagos necesita instalment_count, instalment_amount y "
-                           "first_due_date juntos")
-        if "instalments_paid" in columns and not schedule:
-            add("columns", "instalments_paid necesita el plan de pagos")
-    if data.get("decimal_separator") and \
-            data.get("decimal_separator") == data.get("thousands_separator"):
-        add("thousands_separator", "Debe ser distinto del separador decimal")
-    return problems
-
-
-def normalize_header(header: str) -> str:
-    """Headers match trimmed, with inner spaces collapsed, case-insensitively."""
-    return " ".join(str(header).split()).casefold()
 
 
 def plan_for(job_id: int, layout: ImportLayout, headers: list[str],

@@ -16,14 +16,14 @@ from recaudo_common.validation import load
 from . import aging, contacts, matching, reports, search
 from .models import (Account, AgingSnapshot, Base, CallbackHolder, Debtor, Institution, Phone,
                      Status)
-from .schemas import (AccountFactsOut, AccountOut, AccountPage, AccountQuery, AccountUpdate,
-                      ContactView, DebtorView, DoNotContactChangeOut, DoNotContactWrite,
-                      InstitutionOut, NotesUpdate, StatusOut, StatusWrite)
+from .contracts import (AccountFactsOut, AccountOut, AccountPage, AccountQuery, AccountUpdate,
+                        ContactView, DebtorView, DoNotContactChangeOut, DoNotContactWrite,
+                        InstitutionOut, NotesUpdate, StatusOut, StatusWrite)
 from .scope import institution_clause
 from . import imports
-from .schemas import AgingReportQuery, RollRateQuery, RollupRebuild
-from .schemas import (ImportCreate, ImportCreated, ImportJobOut, ImportJobPage, ImportProblemPage,
-                      ImportQuery, LayoutOut, LayoutWrite)
+from .contracts import AgingReportQuery, RollRateQuery, RollupRebuild
+from .contracts import (ImportCreate, ImportCreated, ImportJobOut, ImportJobPage, ImportProblemPage,
+                        ImportQuery, LayoutOut, LayoutWrite)
 
 log = logging.getLogger(__name__)
 #: one instance for every call: its six nested schemas are built once, not per logging

@@ -19,11 +19,12 @@ from recaudo_common.localtime import today_in
 from recaudo_common.service import ServiceBase, event_handler, rpc
 from recaudo_common.validation import load
 
-from . import campaigns, placement, reports, rules, working
+from . import campaigns, placement, reports, working
+from .contracts import (FIELDS, OPERATORS, SORTABLE, CampaignOut, CampaignPreviewOf, CampaignWrite,
+                        ChampionQuery, MoveAccounts, QueueOut, Reassign, RecoveryQuery, StrategyOut,
+                        StrategyWrite, WorklistQuery)
 from .models import (AccountFacts, Assignment, Base, Campaign, CampaignRun,
                      InstitutionRules, Lease, Queue, Strategy, TeamMember)
-from .schemas import (CampaignOut, CampaignPreviewOf, CampaignWrite, ChampionQuery, MoveAccounts,
-                      QueueOut, Reassign, RecoveryQuery, StrategyOut, StrategyWrite, WorklistQuery)
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,8 @@ class QueuesService(ServiceBase):
         """Fields, operators and sortable fields the strategy editor offers."""
         self.caller.identity  # any authenticated caller
         return {"fields": [{"name": n, "label": f.label, "kind": f.kind, "choices": list(f.choices)}
-                           for n, f in rules.FIELDS.items()],
-                "operators": rules.OPERATORS, "sortable": list(rules.SORTABLE)}
+                           for n, f in FIELDS.items()],
+                "operators": OPERATORS, "sortable": list(SORTABLE)}
 
     @rpc
     def list_strategies(self, institution_id):

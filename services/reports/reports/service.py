@@ -26,7 +26,7 @@ from recaudo_common.validation import load
 
 from . import schedules
 from .models import KEEP_RUNS, Base, Run, Schedule
-from .schemas import RunOut, ScheduleOut
+from .contracts import RunOut, ScheduleOut
 
 log = logging.getLogger(__name__)
 DUE_BATCH = 20

@@ -76,7 +76,6 @@ def test_every_service_has_a_contract_module_that_imports_no_models_and_no_servi
         path = ROOT / "services" / service / service / "contracts.py"
         assert path.is_file(), f"{service} has no contracts.py"
         for line, module in _imports(path):
-            top = module.lstrip(".").split(".")[0]
             if module.startswith("."):
                 offenders.append(f"{_where(path, line)} imports its service's {module}")
             elif _other_services_insides(service, module) or module.startswith(f"{service}."):

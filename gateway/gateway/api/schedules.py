@@ -12,7 +12,7 @@ from flask import Response, request
 from marshmallow import fields
 
 from reports.contracts import RunOut, ScheduleOut
-from recaudo_common.reporting import FORMATS, MIME
+from recaudo_common.report_exports import FORMATS, MIME
 from recaudo_common.validation import Schema
 
 from .. import auth

@@ -1,6 +1,7 @@
 """The SQL of bulk imports, generated per layout: parse and validate, then merge per chunk.
 
-Nothing here runs a query; ``imports.py`` does. Every statement works on whole sets:
+Nothing here runs a query; ``import_read``, ``import_merge`` and ``import_run`` do. Every
+statement works on whole sets:
 
 * ``stage_ddl``: the raw staging table, one ``text`` column per file column and the
   spreadsheet row number, filled by COPY (``FREEZE``: no hint-bit rewrite on first read).

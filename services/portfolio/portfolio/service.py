@@ -21,7 +21,7 @@ from .contracts import (AccountFactsOut, AccountOut, AccountPage, AccountQuery, 
                         ContactView, DebtorView, DoNotContactChangeOut, DoNotContactWrite,
                         InstitutionOut, NotesUpdate, StatusOut, StatusWrite)
 from .scope import institution_clause
-from . import imports
+from . import import_run, imports
 from .contracts import AgingReportQuery, RollRateQuery, RollupRebuild
 from .contracts import (ImportCreate, ImportCreated, ImportJobOut, ImportJobPage, ImportProblemPage,
                         ImportQuery, LayoutOut, LayoutWrite)
@@ -366,7 +366,7 @@ class PortfolioService(ServiceBase):
                 aging.refresh_rollups(session, day)
             return {"days": len(days)}
 
-    # --- bulk imports of portfolio and payment files (imports.py) -----------------------------
+    # --- bulk imports of portfolio and payment files (imports.py, import_run.py) ---------------
 
     @rpc
     def import_catalogue(self):
@@ -450,4 +450,4 @@ class PortfolioService(ServiceBase):
     def on_import_requested(self, payload):
         """Run the import (this service consumes its own event: a crash mid-import leaves
         the message unacknowledged, so the restarted service runs the job again)."""
-        imports.run_job(self.db, contracts.ImportRequested().load(payload)["job_id"])
+        import_run.run_job(self.db, contracts.ImportRequested().load(payload)["job_id"])

@@ -2,7 +2,7 @@
 
     .venv/bin/python deploy/demo/make_demo_files.py
 
-One file per demo layout (``portfolio.imports.DEMO_LAYOUTS``):
+One file per demo layout (``portfolio.seed.DEMO_LAYOUTS``):
 
     bancomer_cartera.csv   BANCOMER portfolio, UTF-8, comma, 2024-03-31, 1234.56
     bancomer_pagos.csv     BANCOMER payments of those accounts, UTF-8, comma

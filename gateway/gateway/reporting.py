@@ -17,13 +17,15 @@ from datetime import date, timedelta
 
 from flask_babel import gettext as _
 
-from recaudo_common import reporting as common
+from recaudo_common import report_catalogue as common
 from recaudo_common.errors import InvalidInput
-from recaudo_common.reporting import (ARMS, BUCKET_LABELS, BY_SLUG, DIRECTIONS,  # noqa: F401
-                                      EXPORTERS, FILTER_LABELS, FORMATS, GROUP_KEYS,
-                                      GROUP_LABELS, MAX_RANGE_DAYS, MIME, REPORTS, STAGES,
-                                      Column, Names, Report, Table, filename, run,
-                                      xlsx_header_row)
+from recaudo_common.report_catalogue import (ARMS, BUCKET_LABELS, BY_SLUG,  # noqa: F401
+                                             DIRECTIONS, FILTER_LABELS, GROUP_KEYS,
+                                             GROUP_LABELS, REPORTS, STAGES, Column, Names,
+                                             Report, Table, run)
+from recaudo_common.report_exports import (EXPORTERS, FORMATS, MIME, filename,  # noqa: F401
+                                           xlsx_header_row)
+from recaudo_common.reporting import MAX_RANGE_DAYS
 
 from . import timefmt
 

@@ -30,7 +30,8 @@ import requests
 from nameko.standalone.rpc import ClusterRpcProxy
 from sqlalchemy import create_engine, text
 
-from auth.permissions import DEFAULT_PROFILES, PERMISSIONS
+from auth.contracts import PERMISSIONS
+from auth.permissions import DEFAULT_PROFILES
 from auth.seed import DEMO_USERS
 from recaudo_common.config import SERVICES, settings
 from recaudo_common.errors import (Conflict, InvalidInput, NotAuthenticated, NotFound,

@@ -906,7 +906,7 @@ def test_a_promise_is_kept_by_a_real_payments_import(gestor1, engine, rabbit_con
     """The whole path: a call with a promise, then a payments file imported by the
     portfolio service's import (S3, COPY, merge), whose very ``payment_received`` event
     goes through the broker to the activities service, which marks the promise kept."""
-    from portfolio import imports
+    from portfolio import import_run
 
     day = today()
     logged = gestor1.log_activity(call(code="PP", promise={"amount": "400.00",
@@ -923,7 +923,7 @@ def test_a_promise_is_kept_by_a_real_payments_import(gestor1, engine, rabbit_con
     paid.write_text(f"CUENTA,IMPORTE,FECHA,REFERENCIA\nAT{ACC1[0]},400.00,{day},{reference}\n",
                     encoding="utf-8")
     try:
-        job = imports.import_file(paid, layout_id, ADMIN)
+        job = import_run.import_file(paid, layout_id, ADMIN)
         assert job.state == "done" and job.imported_rows == 1, job.message
         (event,) = sql(engine, """
             UPDATE portfolio.outbox SET published_at = now()

@@ -17,8 +17,9 @@ import requests
 from nameko.events import event_handler
 from sqlalchemy import text
 
-from portfolio import import_sql, imports
+from portfolio import aging, import_read, import_run, import_sql, imports
 from portfolio.models import Base
+from portfolio.seed import DEMO_DIR, DEMO_LAYOUTS
 from portfolio.service import PortfolioService
 from recaudo_common.contracts import schema_for
 from recaudo_common.db import Database
@@ -122,8 +123,8 @@ def institutions(engine):
 @pytest.fixture
 def portfolio(s3_server, institutions, container_factory, rabbit_config, rpc_proxy,
               monkeypatch):
-    monkeypatch.setattr(imports, "CHUNK_ROWS", CHUNK)
-    monkeypatch.setattr(imports, "PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(import_read, "CHUNK_ROWS", CHUNK)
+    monkeypatch.setattr(import_run, "PROGRESS_SECONDS", 0.0)
     container_factory(EventProbe, rabbit_config).start()
     container_factory(PortfolioService, rabbit_config).start()
     return rpc_proxy({"identity": sign(ADMIN_A)}, timeout=30).portfolio
@@ -526,7 +527,7 @@ def test_a_failing_chunk_rolls_back_alone(portfolio, engine, monkeypatch):
     """A chunk whose transaction fails leaves nothing of itself; the others are kept and
     its rows are in the report."""
     layout = save_layout(portfolio)
-    original = imports.aging.refresh
+    original = aging.refresh
 
     def refresh(session, today, account_ids=None, **kw):
         numbers = session.execute(text("SELECT account_number FROM portfolio.accounts "
@@ -535,7 +536,7 @@ def test_a_failing_chunk_rolls_back_alone(portfolio, engine, monkeypatch):
             raise RuntimeError("el disco se llenó")
         return original(session, today, account_ids=account_ids, **kw)
 
-    monkeypatch.setattr(imports.aging, "refresh", refresh)
+    monkeypatch.setattr(aging, "refresh", refresh)
     job = run_import(portfolio, layout["id"], csv_bytes([row(n) for n in range(1, 13)]))
     assert job["state"] == "failed", job
     assert "5 filas no se guardaron" in job["message"], job
@@ -661,14 +662,14 @@ def test_sql_built_events_match_their_contracts(portfolio, engine):
 # --- the demo files, and a restart after a crash ------------------------------------------------------
 
 def test_demo_files_import_cleanly(portfolio, engine):
-    for _, name, file_name, values in imports.DEMO_LAYOUTS:
+    for _, name, file_name, values in DEMO_LAYOUTS:
         layout = portfolio.save_layout({**values, "institution_id": A, "name": name})
-        content = (imports.DEMO_DIR / file_name).read_bytes()
+        content = (DEMO_DIR / file_name).read_bytes()
         job = run_import(portfolio, layout["id"], content, file_name=file_name)
         assert job["state"] == "done", (file_name, job)
         assert job["rejected_rows"] == 0, (file_name, problems(portfolio, job["id"]))
         assert job["imported_rows"] >= 20, (file_name, job)
-    payments_files = sum(v["kind"] == "payments" for _, _, _, v in imports.DEMO_LAYOUTS)
+    payments_files = sum(v["kind"] == "payments" for _, _, _, v in DEMO_LAYOUTS)
     assert scalar(engine, "SELECT count(*) FROM portfolio.movements m JOIN portfolio.accounts a "
                           "ON a.id = m.account_id WHERE a.institution_id = :i", i=A) \
         == 20 * payments_files
@@ -683,7 +684,7 @@ def test_the_demo_seed_writes_payments_every_demo_payments_layout_imports(portfo
     XLSX...): each such file imports every row, with its amounts and dates."""
     from activities.seed import _payments_file
 
-    layouts = [(n, v) for _, n, _, v in imports.DEMO_LAYOUTS if v["kind"] == "payments"]
+    layouts = [(n, v) for _, n, _, v in DEMO_LAYOUTS if v["kind"] == "payments"]
     assert len(layouts) == 3
     layout = save_layout(portfolio)
     run_import(portfolio, layout["id"], csv_bytes([row(n) for n in range(1, 4)]))
@@ -718,11 +719,11 @@ def test_a_job_found_running_restarts_from_scratch(portfolio, engine):
                           "processed_rows = 3, imported_rows = 3 WHERE id = :j"), {"j": job["id"]})
         conn.execute(text("INSERT INTO portfolio.import_problems (job_id, row_number, \"column\", "
                           "problem) VALUES (:j, 2, 'x', 'de la vez anterior')"), {"j": job["id"]})
-    assert imports.run_job(imports.LocalDatabase(engine), job["id"]) == "done"
+    assert import_run.run_job(Database.outside(Base, engine, "portfolio"), job["id"]) == "done"
     again = portfolio.get_import(job["id"])
     assert (again["state"], again["imported_rows"], again["processed_rows"]) == ("done", 7, 7)
     assert problems(portfolio, job["id"]) == []
-    assert imports.run_job(imports.LocalDatabase(engine), job["id"]) is None  # done: skipped
+    assert import_run.run_job(Database.outside(Base, engine, "portfolio"), job["id"]) is None  # done: skipped
     assert scalar(engine, "SELECT count(*) FROM portfolio.accounts WHERE institution_id = :i",
                   i=A) == 7
 

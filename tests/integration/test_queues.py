@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from portfolio.models import Base as PortfolioBase
 from portfolio.service import PortfolioService
+from queues import contracts as queue_contracts
 from queues import rules, working
 from queues.models import AccountFacts
 from queues.service import QueuesService
@@ -248,7 +249,7 @@ def matches(node, row) -> bool:
         return all(matches(c, row) for c in node["all"])
     if "any" in node:
         return any(matches(c, row) for c in node["any"]) if node["any"] else True
-    kind, op, v = rules.FIELDS[node["field"]].kind, node["op"], row[node["field"]]
+    kind, op, v = queue_contracts.FIELDS[node["field"]].kind, node["op"], row[node["field"]]
     if op == "is_set":
         return v is not None
     if op == "is_not_set":
@@ -303,7 +304,7 @@ def test_each_operator_selects_in_postgresql_what_a_python_filter_selects(world,
     covered = set()
     with engine.connect() as conn:
         for node in OPERATOR_CASES:
-            assert rules.validate(node) == {}, node
+            assert queue_contracts.condition_problems(node) == {}, node
             got = set(conn.execute(select(AccountFacts.account_id).where(
                 AccountFacts.institution_id == 1, rules.compile_condition(node))).scalars())
             expected = {a for a, row in rows.items() if matches(node, row)}
@@ -312,7 +313,7 @@ def test_each_operator_selects_in_postgresql_what_a_python_filter_selects(world,
             assert len(got) < N1 or node in ({"any": []}, {"all": []}), node
             if "op" in node:
                 covered.add(node["op"])
-    assert covered == set(rules.OPERATORS)
+    assert covered == set(queue_contracts.OPERATORS)
 
 
 # --- placement --------------------------------------------------------------------------

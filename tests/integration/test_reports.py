@@ -511,7 +511,7 @@ from openpyxl import load_workbook  # noqa: E402
 
 from auth.models import Base as AuthBase  # noqa: E402
 from auth.service import AuthService  # noqa: E402
-from recaudo_common.reporting import xlsx_header_row  # noqa: E402
+from recaudo_common.report_exports import xlsx_header_row  # noqa: E402
 from reports.models import Base as ReportsBase  # noqa: E402
 from reports.service import ReportsService  # noqa: E402
 

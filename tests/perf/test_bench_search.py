@@ -408,7 +408,7 @@ def statements_of(query: dict) -> list[tuple[str, dict]]:
     """The SQL (and parameters) list_accounts sends for ``query`` (the page and its capped
     count), compiled for psycopg exactly as the service's engine compiles them."""
     from portfolio import search
-    from portfolio.schemas import AccountQuery
+    from portfolio.contracts import AccountQuery
     from recaudo_common.validation import load
 
     capture = _Capture()

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from activities import chain, ics, promises
-from activities.schemas import ActivityWrite, DisputeResolve, ProductivityQuery
+from activities.contracts import ActivityWrite, DisputeResolve, ProductivityQuery
 from recaudo_common.errors import InvalidInput
 from recaudo_common.validation import load
 
@@ -222,7 +222,7 @@ def test_the_demo_payments_are_written_in_the_institutions_layout_format(institu
     import openpyxl
 
     from activities.seed import _payments_file
-    from portfolio.imports import DEMO_LAYOUTS
+    from portfolio.seed import DEMO_LAYOUTS
 
     [layout] = [v for i, _, _, v in DEMO_LAYOUTS if i == institution_id and v["kind"] == "payments"]
     columns = layout["columns"]

@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql
 
 from queues import campaigns
 from queues.models import Campaign, CampaignTarget
-from queues.schemas import CampaignWrite
+from queues.contracts import CampaignWrite
 
 ZONE = "America/Mexico_City"
 

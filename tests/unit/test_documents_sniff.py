@@ -3,7 +3,7 @@ import pytest
 
 from documents import sniff
 from documents.folders import content_disposition
-from documents.schemas import UploadRequest
+from documents.contracts import UploadRequest
 from recaudo_common.errors import InvalidInput
 from recaudo_common.validation import load
 

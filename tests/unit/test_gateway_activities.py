@@ -365,7 +365,7 @@ def test_english_labels(signed_in):
 
 
 def test_agent_names_are_asked_for_in_batches_the_auth_service_accepts():
-    from auth.schemas import MAX_NAMES
+    from auth.contracts import MAX_NAMES
 
     calls = []
 
@@ -386,7 +386,7 @@ def test_agent_names_are_asked_for_in_batches_the_auth_service_accepts():
 def test_a_logging_through_the_api_is_validated_once_by_the_service(signed_in, fake, monkeypatch):
     """The body goes to the service as sent (with the header's key): the gateway does not
     load it too; the service's refusal answers 422 naming the field."""
-    from activities.schemas import ActivityWrite
+    from activities.contracts import ActivityWrite
 
     app = signed_in(GESTOR)
     loads = []

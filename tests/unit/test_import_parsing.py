@@ -10,13 +10,14 @@ from decimal import Decimal
 import openpyxl
 import pytest
 
-from portfolio import import_sql, imports
-from portfolio.imports import (DEMO_DIR, DEMO_LAYOUTS, FIELDS, MANDATORY, ImportFailed,
-                               cell_text, check_file_name, check_size, layout_problems,
-                               normalize_header, plan_for, read_header,
-                               without_trailing_blank_lines)
+from portfolio import import_read, import_sql, imports
+from portfolio.contracts import (ENCODINGS, FIELDS, MANDATORY, LayoutWrite, layout_problems,
+                                 normalize_header)
+from portfolio.import_read import (ImportFailed, cell_text, plan_for, read_header,
+                                   without_trailing_blank_lines)
+from portfolio.imports import check_file_name, check_size
 from portfolio.models import ImportLayout
-from portfolio.schemas import LayoutWrite
+from portfolio.seed import DEMO_DIR, DEMO_LAYOUTS
 from recaudo_common.errors import InvalidInput
 from recaudo_common.validation import load
 
@@ -147,7 +148,7 @@ def test_header_is_read_in_the_layouts_encoding_and_delimiter():
 def test_too_many_columns_or_no_line_end_fail_clearly(monkeypatch):
     with pytest.raises(ImportFailed, match="columnas"):
         read_header([(",".join(f"c{i}" for i in range(600)) + "\n").encode()], layout())
-    monkeypatch.setattr(imports, "MAX_HEADER_BYTES", 100)
+    monkeypatch.setattr(import_read, "MAX_HEADER_BYTES", 100)
     with pytest.raises(ImportFailed, match="encabezado"):
         read_header([b"x" * 60, b"y" * 60], layout())
 
@@ -251,7 +252,7 @@ def _demo_headers(path, values):
     if path.suffix == ".xlsx":
         sheet = openpyxl.load_workbook(path, read_only=True).worksheets[0]
         return [str(v) for v in next(sheet.iter_rows(values_only=True))]
-    codec = imports.ENCODINGS[values["encoding"]][1]
+    codec = ENCODINGS[values["encoding"]][1]
     text = path.read_bytes().decode(codec)  # the whole file decodes in the layout's encoding
     return next(csv.reader(io.StringIO(text), delimiter=values["delimiter"]))
 

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql
 
-from queues import rules
+from queues import contracts, rules
+from queues.contracts import QueueWrite, StrategyWrite
 from queues.models import AccountFacts
-from queues.schemas import QueueWrite, StrategyWrite
 
 DIALECT = postgresql.dialect()
 
@@ -31,12 +31,12 @@ def leaf(field, op, value=None, **extra):
 
 def problems_of(node) -> list[str]:
     """The problems of one leaf wrapped in a group (flattened)."""
-    return [p for ps in rules.validate({"all": [node]}).values() for p in ps]
+    return [p for ps in contracts.condition_problems({"all": [node]}).values() for p in ps]
 
 
 # --- validation: good conditions ------------------------------------------------------
 
-FIELDS_BY_KIND = {kind: [n for n, f in rules.FIELDS.items() if f.kind == kind]
+FIELDS_BY_KIND = {kind: [n for n, f in contracts.FIELDS.items() if f.kind == kind]
                   for kind in ("int", "money", "text", "bool")}
 
 GOOD_VALUES = {"int": (5, "5", 0, -3), "money": ("1500.50", 1500, "0", 12.5),
@@ -44,7 +44,7 @@ GOOD_VALUES = {"int": (5, "5", 0, -3), "money": ("1500.50", 1500, "0", 12.5),
 
 
 def test_every_field_has_a_known_kind_and_every_kind_is_covered():
-    assert {f.kind for f in rules.FIELDS.values()} == set(FIELDS_BY_KIND)
+    assert {f.kind for f in contracts.FIELDS.values()} == set(FIELDS_BY_KIND)
     assert all(FIELDS_BY_KIND.values())
 
 
@@ -53,59 +53,59 @@ def test_every_field_has_a_known_kind_and_every_kind_is_covered():
 def test_numeric_fields_take_every_comparison(kind, op):
     for name in FIELDS_BY_KIND[kind]:
         for value in GOOD_VALUES[kind]:
-            assert rules.validate(leaf(name, op, value)) == {}, (name, op, value)
+            assert contracts.condition_problems(leaf(name, op, value)) == {}, (name, op, value)
 
 
 @pytest.mark.parametrize("kind", ["int", "money"])
 def test_numeric_fields_take_between_in_and_not_in(kind):
     low, high = ("1", "10") if kind == "int" else ("100.00", "2500.5")
     for name in FIELDS_BY_KIND[kind]:
-        assert rules.validate(leaf(name, "between", [low, high])) == {}
-        assert rules.validate(leaf(name, "between", [low, low])) == {}  # a one-point range
-        assert rules.validate(leaf(name, "in", [low, high])) == {}
-        assert rules.validate(leaf(name, "not_in", [low])) == {}
+        assert contracts.condition_problems(leaf(name, "between", [low, high])) == {}
+        assert contracts.condition_problems(leaf(name, "between", [low, low])) == {}  # a one-point range
+        assert contracts.condition_problems(leaf(name, "in", [low, high])) == {}
+        assert contracts.condition_problems(leaf(name, "not_in", [low])) == {}
 
 
 @pytest.mark.parametrize("op", ["eq", "ne", "in", "not_in"])
 def test_text_fields_take_equality_and_lists(op):
     for name in FIELDS_BY_KIND["text"]:
-        field = rules.FIELDS[name]
+        field = contracts.FIELDS[name]
         value = field.choices[0] if field.choices else "algo"
         node = leaf(name, op, [value] if op in ("in", "not_in") else value)
-        assert rules.validate(node) == {}, node
+        assert contracts.condition_problems(node) == {}, node
 
 
 @pytest.mark.parametrize("op", ["eq", "ne"])
 def test_bool_fields_take_equality(op):
     for name in FIELDS_BY_KIND["bool"]:
         for value in (True, False):
-            assert rules.validate(leaf(name, op, value)) == {}
+            assert contracts.condition_problems(leaf(name, op, value)) == {}
 
 
 @pytest.mark.parametrize("op", ["is_set", "is_not_set"])
 def test_every_field_takes_is_set_without_a_value(op):
-    for name in rules.FIELDS:
-        assert rules.validate(leaf(name, op)) == {}
-        assert rules.validate({"field": name, "op": op, "value": None}) == {}
+    for name in contracts.FIELDS:
+        assert contracts.condition_problems(leaf(name, op)) == {}
+        assert contracts.condition_problems({"field": name, "op": op, "value": None}) == {}
 
 
 def test_stage_accepts_each_of_its_choices():
     for stage in ("current", "delinquent", "litigation"):
-        assert rules.validate(leaf("stage", "eq", stage)) == {}
-    assert rules.validate(leaf("stage", "in", ["current", "litigation"])) == {}
+        assert contracts.condition_problems(leaf("stage", "eq", stage)) == {}
+    assert contracts.condition_problems(leaf("stage", "in", ["current", "litigation"])) == {}
 
 
 def test_nested_groups_up_to_the_depth_limit_are_valid():
     node = leaf("days_past_due", "gt", 30)
-    for depth in range(rules.MAX_DEPTH):
+    for depth in range(contracts.MAX_DEPTH):
         node = {"any" if depth % 2 else "all": [node, leaf("balance", "gte", 1)]}
-    assert rules.validate(node) == {}
-    assert rules.validate({"all": []}) == {} and rules.validate({"any": []}) == {}
+    assert contracts.condition_problems(node) == {}
+    assert contracts.condition_problems({"all": []}) == {} and contracts.condition_problems({"any": []}) == {}
 
 
 def test_exactly_the_leaf_limit_is_valid():
-    tree = {"all": [leaf("days_past_due", "gte", i) for i in range(rules.MAX_LEAVES)]}
-    assert rules.validate(tree) == {}
+    tree = {"all": [leaf("days_past_due", "gte", i) for i in range(contracts.MAX_LEAVES)]}
+    assert contracts.condition_problems(tree) == {}
 
 
 # --- validation: bad conditions ---------------------------------------------------------
@@ -191,26 +191,26 @@ def test_is_set_takes_no_value():
 
 def test_too_deep():
     node = leaf("days_past_due", "gt", 30)
-    for _ in range(rules.MAX_DEPTH + 1):
+    for _ in range(contracts.MAX_DEPTH + 1):
         node = {"all": [node]}
-    problems = rules.validate(node)
-    assert list(problems.values()) == [[f"más de {rules.MAX_DEPTH} niveles de anidación"]]
+    problems = contracts.condition_problems(node)
+    assert list(problems.values()) == [[f"más de {contracts.MAX_DEPTH} niveles de anidación"]]
     (path,) = problems
-    assert path == "conditions" + ".all[0]" * (rules.MAX_DEPTH + 1)
+    assert path == "conditions" + ".all[0]" * (contracts.MAX_DEPTH + 1)
 
 
 def test_too_many_leaves():
-    tree = {"any": [leaf("days_past_due", "gte", i) for i in range(rules.MAX_LEAVES + 2)]}
-    problems = rules.validate(tree)
-    assert problems == {f"conditions.any[{i}]": [f"más de {rules.MAX_LEAVES} condiciones"]
-                        for i in (rules.MAX_LEAVES, rules.MAX_LEAVES + 1)}
+    tree = {"any": [leaf("days_past_due", "gte", i) for i in range(contracts.MAX_LEAVES + 2)]}
+    problems = contracts.condition_problems(tree)
+    assert problems == {f"conditions.any[{i}]": [f"más de {contracts.MAX_LEAVES} condiciones"]
+                        for i in (contracts.MAX_LEAVES, contracts.MAX_LEAVES + 1)}
 
 
 def test_leaves_are_counted_across_nested_groups():
-    half = rules.MAX_LEAVES // 2 + 1
+    half = contracts.MAX_LEAVES // 2 + 1
     tree = {"all": [{"any": [leaf("balance", "gt", i) for i in range(half)]},
                     {"any": [leaf("balance", "lt", i) for i in range(half)]}]}
-    assert rules.validate(tree)
+    assert contracts.condition_problems(tree)
 
 
 @pytest.mark.parametrize("node, expected", [
@@ -233,7 +233,7 @@ def test_every_problem_is_reported_at_once_with_its_path():
                     leaf("saldo", "gt", 1),
                     {"any": [leaf("stage", "eq", "moroso"), leaf("balance", "lt", "x")]},
                     leaf("product", "gt", "a")]}
-    problems = rules.validate(tree)
+    problems = contracts.condition_problems(tree)
     assert set(problems) == {"conditions.all[1]", "conditions.all[2].any[0]",
                              "conditions.all[2].any[1]", "conditions.all[3]"}
 
@@ -286,14 +286,14 @@ def test_the_schema_turns_problems_into_field_errors():
      "CAST(EXTRACT(day FROM now() - queues.account_facts.last_contact_at) AS INTEGER) > 7"),
 ])
 def test_each_operator_compiles_to_its_sql(node, expected):
-    assert rules.validate(node) == {}
+    assert contracts.condition_problems(node) == {}
     assert sql(rules.compile_condition(node)) == expected
 
 
 def test_every_operator_is_covered_above():
     covered = {"eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "not_in", "is_set",
                "is_not_set"}
-    assert covered == set(rules.OPERATORS)
+    assert covered == set(contracts.OPERATORS)
 
 
 def test_groups_compile_to_and_or_with_neutral_elements():
@@ -339,11 +339,11 @@ def test_a_compiled_condition_is_a_where_clause_over_account_facts():
 @pytest.mark.parametrize("sort", [
     [{"field": "days_past_due", "direction": "desc"}],
     [{"field": "balance"}],
-    [{"field": name, "direction": "asc"} for name in rules.SORTABLE[:5]],
+    [{"field": name, "direction": "asc"} for name in contracts.SORTABLE[:5]],
     [{"field": "account_id", "direction": "asc"}],
 ])
 def test_valid_sorts(sort):
-    assert rules.validate_sort(sort) == []
+    assert contracts.sort_problems(sort) == []
 
 
 @pytest.mark.parametrize("sort, bad", [
@@ -358,7 +358,7 @@ def test_valid_sorts(sort):
     ([{"field": "balance"}, {"field": "saldo"}, {"direction": "asc"}], 1),
 ])
 def test_invalid_sorts(sort, bad):
-    problems = rules.validate_sort(sort)
+    problems = contracts.sort_problems(sort)
     assert problems
     if bad is None:
         assert problems == ["indique de 1 a 5 criterios de orden"]
@@ -380,7 +380,7 @@ def test_compile_sort_defaults_to_descending_nulls_last_and_breaks_ties_by_accou
 
 
 def test_compile_sort_by_every_sortable_field():
-    for name in rules.SORTABLE:
+    for name in contracts.SORTABLE:
         for direction in ("asc", "desc"):
             order = rules.compile_sort([{"field": name, "direction": direction}])
             assert len(order) == 2 and sql(order[0]).endswith(f"{direction.upper()} NULLS LAST")

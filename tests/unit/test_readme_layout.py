@@ -28,7 +28,7 @@ def test_the_readme_layout_names_no_module_that_is_gone():
     layout = _layout_section()
     named = set(re.findall(r"\b([a-z_]+\.py)\b", layout))
     shared = {m for m in named if (COMMON / m).exists()}
-    per_service = {"service.py", "models.py", "schemas.py"}
+    per_service = {"service.py", "models.py", "contracts.py"}
     gone = sorted(named - shared - per_service)
     assert not gone, f"README layout section names modules that do not exist: {gone}"
 

@@ -9,6 +9,7 @@ import pytest
 from recaudo_common.errors import InvalidInput
 from recaudo_common.validation import load
 from reports import schedules
+from reports.contracts import ScheduleWrite
 
 
 def schedule(frequency, hour=7, weekday=None, month_day=None, zone="America/Mexico_City"):
@@ -45,7 +46,7 @@ BASE = {"report": "productivity", "frequency": "daily", "recipients": ["A@B.MX"]
 
 
 def test_a_schedule_is_checked_before_it_is_stored():
-    data = schedules.normalise(load(schedules.ScheduleWrite(), {**BASE, "weekday": 3}))
+    data = schedules.normalise(load(ScheduleWrite(), {**BASE, "weekday": 3}))
     assert data["recipients"] == ["a@b.mx"] and data["weekday"] is None
     assert data["format"] == "xlsx" and data["hour"] == 7
     for change, field in (({"frequency": "weekly"}, "weekday"),
@@ -57,7 +58,7 @@ def test_a_schedule_is_checked_before_it_is_stored():
                           ({"filters": {"agent_id": "7"}}, "filters"),
                           ({"format": "docx"}, "format")):
         with pytest.raises(InvalidInput) as refused:
-            load(schedules.ScheduleWrite(), {**BASE, **change})
+            load(ScheduleWrite(), {**BASE, **change})
         assert field in refused.value.fields, change
 
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 from flask import Response, url_for
 from marshmallow import fields
 
-from activities.schemas import (ActivityOut, ActivityWrite, AgendaOut, AgendaQuery,
-                                AgendaWrite, CorrectionWrite, Delegate, DisputeOut,
-                                DisputeResolve, DisputeWrite, HistoryQuery, InstalmentOut,
-                                OverdueQuery, ProductivityQuery, PromiseOut, ResultCodeOut,
-                                ResultCodeWrite, SettingsOut, SettingsWrite)
+from activities.contracts import (ActivityOut, ActivityWrite, AgendaOut, AgendaQuery,
+                                  AgendaWrite, CorrectionWrite, Delegate, DisputeOut,
+                                  DisputeResolve, DisputeWrite, HistoryQuery, InstalmentOut,
+                                  OverdueQuery, ProductivityQuery, PromiseOut, ResultCodeOut,
+                                  ResultCodeWrite, SettingsOut, SettingsWrite)
 from recaudo_common.validation import Schema, page_schema
 
 from .. import auth

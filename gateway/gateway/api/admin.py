@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from marshmallow import fields
 
-from auth.schemas import (ApiKeyCreate, ApiKeyOut, AuditOut, AuditQuery, PasswordReset,
-                          ProfileCreate, ProfileOut, ProfileUpdate, TeamOut, TeamWrite,
-                          UserCreate, UserOut, UserQuery, UserUpdate)
+from auth.contracts import (ApiKeyCreate, ApiKeyOut, AuditOut, AuditQuery, PasswordReset,
+                            ProfileCreate, ProfileOut, ProfileUpdate, TeamOut, TeamWrite,
+                            UserCreate, UserOut, UserQuery, UserUpdate)
 from recaudo_common.validation import Schema
 
 from .. import auth

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import g, request
 from marshmallow import fields
 
-from auth.schemas import Credentials, MyAccountUpdate, PasswordChange, UserOut
+from auth.contracts import Credentials, MyAccountUpdate, PasswordChange, UserOut
 from recaudo_common.validation import Schema
 
 from .. import auth

@@ -13,7 +13,7 @@ from __future__ import annotations
 from marshmallow import fields
 from recaudo_common.validation import Schema
 
-from queues.schemas import CampaignOut, CampaignPreviewOf, CampaignWrite
+from queues.contracts import CampaignOut, CampaignPreviewOf, CampaignWrite
 
 from .. import auth
 from ..rpc import rpc

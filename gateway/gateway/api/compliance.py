@@ -12,8 +12,8 @@ from __future__ import annotations
 from flask import Response, request
 from marshmallow import fields, validate
 
-from activities.schemas import (ComplianceEntryOut, ComplianceQuery, PolicyOut, PolicyWrite,
-                                PreferencesOut, PreferencesWrite)
+from activities.contracts import (ComplianceEntryOut, ComplianceQuery, PolicyOut, PolicyWrite,
+                                  PreferencesOut, PreferencesWrite)
 from recaudo_common.validation import Schema, page_schema
 
 from .. import auth

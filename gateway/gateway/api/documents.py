@@ -12,8 +12,8 @@ from __future__ import annotations
 from flask import request, url_for
 from marshmallow import fields
 
-from documents.schemas import (AccessOut, DocumentOut, DownloadOut, FolderQuery, LinkCreated,
-                               LinkOut, LinkQuery, LinkWrite, UploadRequest, UploadTicket)
+from documents.contracts import (AccessOut, DocumentOut, DownloadOut, FolderQuery, LinkCreated,
+                                 LinkOut, LinkQuery, LinkWrite, UploadRequest, UploadTicket)
 from recaudo_common.validation import PageQuery, page_schema
 
 from .. import auth

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from marshmallow import fields
 
-from messaging.schemas import (Assign, InboundDetail, InboundOut, InboundQuery, MailboxOut,
-                               MailboxWrite, OutboundDetail, OutboundOut, OutboundQuery,
-                               PatternOut, PatternWrite, PreviewRequest, SearchQuery, SendEmail,
-                               SendFax, MessagingSettingsOut, MessagingSettingsWrite, SendSms,
-                               SmsOut, SmsPreviewRequest, SmsSettingsOut, SmsSettingsWrite,
-                               TemplateOut, TemplateWrite)
+from messaging.contracts import (Assign, InboundDetail, InboundOut, InboundQuery, MailboxOut,
+                                 MailboxWrite, OutboundDetail, OutboundOut, OutboundQuery,
+                                 PatternOut, PatternWrite, PreviewRequest, SearchQuery, SendEmail,
+                                 SendFax, MessagingSettingsOut, MessagingSettingsWrite, SendSms,
+                                 SmsOut, SmsPreviewRequest, SmsSettingsOut, SmsSettingsWrite,
+                                 TemplateOut, TemplateWrite)
 from recaudo_common.validation import Schema, page_schema
 
 from .. import auth

@@ -12,11 +12,11 @@ from flask import Response, request
 from flask_smorest.fields import Upload
 from marshmallow import EXCLUDE, fields
 
-from portfolio.schemas import (AccountOut, AccountPage, AccountQuery, AccountUpdate,
-                               DebtorView, DoNotContactChangeOut, DoNotContactWrite,
-                               ImportCreate, ImportCreated, ImportJobOut, ImportJobPage,
-                               ImportProblemPage, ImportQuery, InstitutionOut, LayoutOut,
-                               LayoutWrite, NotesUpdate, StatusOut, StatusWrite)
+from portfolio.contracts import (AccountOut, AccountPage, AccountQuery, AccountUpdate,
+                                 DebtorView, DoNotContactChangeOut, DoNotContactWrite,
+                                 ImportCreate, ImportCreated, ImportJobOut, ImportJobPage,
+                                 ImportProblemPage, ImportQuery, InstitutionOut, LayoutOut,
+                                 LayoutWrite, NotesUpdate, StatusOut, StatusWrite)
 from recaudo_common.validation import PageQuery, Schema
 
 from .. import auth, uploads

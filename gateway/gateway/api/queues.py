@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from marshmallow import fields
 
-from queues.schemas import (MoveAccounts, QueueOut, Reassign, StrategyOut, StrategyWrite,
-                            WorklistQuery)
+from queues.contracts import (MoveAccounts, QueueOut, Reassign, StrategyOut, StrategyWrite,
+                              WorklistQuery)
 from recaudo_common.validation import Schema
 
 from .. import auth

@@ -11,8 +11,8 @@ import base64
 from flask import Response
 from marshmallow import fields
 
-from reports.schemas import RunOut, ScheduleOut
-from recaudo_common.reporting import FORMATS, MIME
+from reports.contracts import RunOut, ScheduleOut
+from recaudo_common.report_exports import FORMATS, MIME
 from recaudo_common.validation import Schema
 
 from .. import auth

@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from auth.schemas import MAX_NAMES
+from auth.contracts import MAX_NAMES
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 from .. import auth, timefmt

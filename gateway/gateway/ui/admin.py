@@ -19,7 +19,7 @@ from flask import (Blueprint, abort, g, make_response, redirect, render_template
 from flask_babel import to_utc
 from flask_babel import gettext as _
 
-from auth.audit import ACTIONS
+from auth.contracts import ACTIONS
 from recaudo_common.errors import Conflict, InvalidInput, PermissionDenied
 
 from .. import auth

@@ -20,7 +20,7 @@ from recaudo_common.identity import Identity
 
 from . import catalogue, ics
 from .models import AgendaItem, IcsToken, Team, TeamMember
-from .schemas import AgendaOut
+from .contracts import AgendaOut
 
 FEED_PAST = timedelta(days=7)
 FEED_AHEAD = timedelta(days=90)

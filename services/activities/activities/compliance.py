@@ -21,7 +21,7 @@ from recaudo_common.identity import Identity
 from recaudo_common.validation import page_of
 
 from .models import Activity, ComplianceEntry, ContactPolicy, DebtorPreferences
-from .schemas import ComplianceEntryOut, PolicyOut, PreferencesOut
+from .contracts import ComplianceEntryOut, PolicyOut, PreferencesOut
 
 JURISDICTION = r"^([A-Z]{2}|\*)$"
 CSV_COLUMNS = ("at", "username", "channel", "to", "institution_id", "debtor_id", "account_id",

@@ -15,7 +15,7 @@ from recaudo_common.validation import page_of
 
 from . import catalogue
 from .models import Dispute, InstitutionSettings
-from .schemas import DisputeOut
+from .contracts import DisputeOut
 
 
 def open_dispute(session: Session, db, identity: Identity, account: dict, data: dict) -> dict:

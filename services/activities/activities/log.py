@@ -20,7 +20,7 @@ from recaudo_common.identity import Identity
 
 from . import agenda, catalogue, chain, compliance, productivity, promises
 from .models import Activity, AgendaItem, Promise, ResultCode
-from .schemas import ActivityOut
+from .contracts import ActivityOut
 
 #: a callback may be set a little in the past (the form was open a while), not more
 CALLBACK_SLACK = timedelta(minutes=10)

@@ -20,15 +20,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from recaudo_common.models import service_base
 
+from .contracts import AGENDA_KINDS, DESCRIPTION_MAX, DIRECTIONS, DISPUTE_OUTCOMES, KINDS
+
 Base = service_base("activities")
 Money = Numeric(14, 2)
 
-KINDS = ("call", "visit", "email", "fax", "sms", "letter", "note")
-DIRECTIONS = ("outbound", "inbound")
 PROMISE_STATES = ("pending", "kept", "partly_kept", "broken")
-DISPUTE_OUTCOMES = ("confirmed_debt", "corrected_balance", "cancelled")
-AGENDA_KINDS = ("callback", "visit")
-DESCRIPTION_MAX = 4000
 
 
 def _now():

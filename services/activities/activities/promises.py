@@ -19,7 +19,7 @@ from recaudo_common.errors import InvalidInput
 
 from . import productivity
 from .models import Activity, InstitutionSettings, Payment, Promise, PromiseInstalment
-from .schemas import InstalmentOut, PromiseOut
+from .contracts import InstalmentOut, PromiseOut
 
 ZERO = Decimal("0.00")
 

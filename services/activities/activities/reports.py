@@ -21,7 +21,8 @@ from recaudo_common.errors import InvalidInput
 from recaudo_common.identity import Identity
 
 from . import catalogue
-from .models import (DISPUTE_OUTCOMES, Activity, Dispute, InstitutionSettings, Productivity,
+from .contracts import DISPUTE_OUTCOMES
+from .models import (Activity, Dispute, InstitutionSettings, Productivity,
                      Promise, TeamMember)
 from .productivity import COUNTS, KIND_COLUMN, MONEY
 

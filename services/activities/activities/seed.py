@@ -43,7 +43,8 @@ from recaudo_common.identity import Identity
 
 from . import agenda, chain, disputes, productivity, promises
 from .catalogue import ensure_catalogue
-from .models import DISPUTE_OUTCOMES, Activity, AgendaItem, Base, Dispute, Payment, ResultCode
+from .contracts import DISPUTE_OUTCOMES
+from .models import Activity, AgendaItem, Base, Dispute, Payment, ResultCode
 
 HISTORY_DAYS = 90
 #: share of the accounts in arrears (and of the current ones) worked in the demo's past

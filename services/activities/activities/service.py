@@ -23,14 +23,14 @@ from recaudo_common.validation import load
 
 from . import (agenda, catalogue, chain, compliance, disputes, log, productivity, promises,
                reports)
-from .models import KINDS, Activity, Base, ChainHead, InstitutionSettings, Promise, ResultCode, Team, \
+from .models import Activity, Base, ChainHead, InstitutionSettings, Promise, ResultCode, Team, \
     TeamMember
-from .schemas import (ActivityWrite, AgendaQuery, AgendaWrite, ComplianceQuery, CorrectionWrite,
-                      Delegate, PolicyWrite, PreferencesWrite,
-                      DisputeReportQuery, DisputeResolve, DisputeWrite, HistoryQuery,
-                      OverdueQuery, ProductivityQuery, ProductivityReportQuery,
-                      PromiseReportQuery, ResultCodeOut, ResultCodeWrite, SettingsOut,
-                      SettingsWrite, SupervisorDayQuery)
+from .contracts import (ActivityWrite, AgendaQuery, AgendaWrite, ComplianceQuery, CorrectionWrite,
+                        Delegate, PolicyWrite, PreferencesWrite,
+                        DisputeReportQuery, DisputeResolve, DisputeWrite, HistoryQuery,
+                        OverdueQuery, ProductivityQuery, ProductivityReportQuery,
+                        PromiseReportQuery, ResultCodeOut, ResultCodeWrite, SettingsOut,
+                        SettingsWrite, SupervisorDayQuery, KINDS)
 
 logger = logging.getLogger(__name__)
 

@@ -9,15 +9,8 @@ from sqlalchemy.orm import Session
 from recaudo_common.identity import Identity
 from recaudo_common.validation import page_of
 
+from .contracts import ACTIONS
 from .models import AuditEntry
-
-ACTIONS = (
-    "login_succeeded", "login_failed", "login_throttled", "account_locked", "account_unlocked",
-    "logout", "session_expired", "token_issued", "token_refreshed", "token_reuse_detected",
-    "password_changed", "password_reset", "user_created", "user_updated", "user_disabled",
-    "user_enabled", "profile_created", "permissions_changed", "team_changed",
-    "api_key_created", "api_key_revoked",
-)
 
 
 def record(session: Session, action: str, *, actor: Identity | None = None,

@@ -17,7 +17,7 @@ from . import audit
 from .authentication import access_changed, end_everything_of, lift_throttles, now
 from .credentials import hash_password, password_problems
 from .models import ApiKey, Profile, Team, TeamMember, User
-from .schemas import MAX_NAMES
+from .contracts import MAX_NAMES
 
 
 # --- reach ------------------------------------------------------------------------

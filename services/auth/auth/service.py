@@ -21,11 +21,10 @@ from recaudo_common.validation import Schema, load
 from . import audit, authentication, directory
 from .authentication import Caller
 from .credentials import check_password, digest
+from .contracts import (PERMISSIONS, ApiKeyCreate, ApiKeyOut, AuditOut, AuditQuery, Credentials,
+                        MyAccountUpdate, PasswordChange, PasswordReset, ProfileCreate, ProfileOut,
+                        ProfileUpdate, TeamWrite, UserCreate, UserOut, UserQuery, UserUpdate)
 from .models import ApiKey, Base, Profile, User
-from .permissions import PERMISSIONS
-from .schemas import (ApiKeyCreate, ApiKeyOut, AuditOut, AuditQuery, Credentials,
-                      MyAccountUpdate, PasswordChange, PasswordReset, ProfileCreate, ProfileOut,
-                      ProfileUpdate, TeamWrite, UserCreate, UserOut, UserQuery, UserUpdate)
 
 #: refusals whose trace (failure counters, audit entries, revocations) must be kept
 REFUSALS = (NotAuthenticated, Throttled)

@@ -10,6 +10,9 @@
 * ``only_one(session, job)`` – a timer's job done by one instance at a time;
 * ``health()`` – a round trip to PostgreSQL.
 
+``Database.outside(Base, engine, name)`` gives the same ``self.db`` to a service's code run
+in another process (the command line's import).
+
 psycopg 3 waits for the server in a C function that blocks the whole process
 under eventlet; ``make_cooperative`` swaps in the select-based wait so that
 concurrent workers overlap their queries (docs/architecture.md §7).
@@ -115,6 +118,23 @@ class Database(DependencyProvider):
         self.base = base
         self.schema = base.metadata.schema
         self.relay_enabled = relay
+        self._service_name: str | None = None
+
+    @classmethod
+    def outside(cls, base, engine, service_name: str) -> "ServiceDatabase":
+        """``self.db`` for a service's own functions run in a process that is not one of its
+        containers (the ``recaudo`` command's import): the same sessions, ``emit`` and inbox
+        on ``engine``; the events wait in the outbox for the running service's relay."""
+        provider = cls(base, relay=False)
+        provider.engine = engine
+        provider.sessions = sessionmaker(engine, expire_on_commit=False)
+        provider._service_name = service_name
+        return ServiceDatabase(provider)
+
+    @property
+    def service_name(self) -> str:
+        """Whose events ``emit`` writes: the container's service (or the one named)."""
+        return self._service_name or self.container.service_name
 
     def setup(self):
         self.engine = make_engine()
@@ -191,7 +211,7 @@ class ServiceDatabase:
             headers = {k: v for k, v in self._worker_ctx.context_data.items()
                        if k in ("request_id", "call_id_stack")}
         event_id = write_event(session, self._provider.base.outbox,
-                               self._provider.container.service_name, event_type, payload, headers)
+                               self._provider.service_name, event_type, payload, headers)
         session.info["outbox_pending"] = True
         return event_id
 

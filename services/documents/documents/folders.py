@@ -27,7 +27,7 @@ from recaudo_common.validation import page_of
 
 from . import sniff
 from .models import Document, Upload, Version
-from .schemas import MAX_DOCUMENT_BYTES, DocumentOut, VersionOut
+from .contracts import MAX_DOCUMENT_BYTES, DocumentOut, VersionOut
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from recaudo_common.models import service_base
 
+from .contracts import CATEGORIES
+
 Base = service_base("documents")
 
 #: the folder's categories (labels in the gateway's translations)
-CATEGORIES = ("contrato", "identificacion", "comprobante_pago", "demanda", "carta", "otro")
 ACCESS_OUTCOMES = ("listed", "downloaded", "wrong_password", "throttled", "expired", "revoked")
 
 

@@ -23,8 +23,8 @@ from recaudo_common.validation import PageQuery, load
 
 from . import folders, sharing
 from .models import Base, Document, ShareLink, Upload
-from .schemas import (DownloadOut, FolderQuery, LinkQuery, LinkWrite,
-                      ResolveRequest, UploadRequest, UploadTicket)
+from .contracts import (DownloadOut, FolderQuery, LinkQuery, LinkWrite,
+                        ResolveRequest, UploadRequest, UploadTicket)
 
 logger = logging.getLogger(__name__)
 

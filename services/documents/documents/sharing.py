@@ -32,7 +32,7 @@ from recaudo_common.validation import page_of
 
 from . import folders
 from .models import Document, ShareAccess, ShareLink, Version
-from .schemas import MAX_LINK_DAYS, AccessOut, DownloadOut, LinkOut
+from .contracts import MAX_LINK_DAYS, AccessOut, DownloadOut, LinkOut
 
 #: wrong passwords allowed per link in THROTTLE_WINDOW before it refuses to check more
 MAX_WRONG_PASSWORDS = 5

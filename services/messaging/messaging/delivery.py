@@ -7,6 +7,11 @@ an unreachable server) -> tried again later with exponential backoff, up to
 MAX_ATTEMPTS; a 5xx -> ``failed`` with the server's answer. A crash between the
 server's acceptance and our commit sends the message again on the next pass: SMTP is
 at-least-once, and the receiver sees the same Message-ID.
+
+``deliver`` works the queue (the service's timer calls it): each due message is locked,
+tried, and its outcome (``message_sent`` / ``message_failed``) committed on its own; a
+letter is only filed for the post, its PDF stored as a document later
+(``store_pending_pdfs``, like a fax's).
 """
 from __future__ import annotations
 
@@ -19,7 +24,9 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime
 
-from . import crypto, parsing
+from sqlalchemy import func, select
+
+from . import attachments, crypto, parsing
 from .models import Mailbox, OutboundMessage
 
 log = logging.getLogger(__name__)
@@ -29,6 +36,8 @@ MAX_ATTEMPTS = 6
 BACKOFF = 30.0
 BACKOFF_MAX = 3600.0
 TIMEOUT = 30.0
+#: messages one pass of the timer sends at most
+DELIVERY_BATCH = 20
 
 
 class Temporary(Exception):
@@ -133,3 +142,75 @@ def _classify(code: int, text) -> Exception:
 
 def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(BACKOFF * 2 ** max(attempts - 1, 0), BACKOFF_MAX))
+
+
+# --- the queue: what is due, tried once per pass ---------------------------------------
+
+def deliver(db, acting, limit: int = DELIVERY_BATCH) -> int:
+    """Send up to ``limit`` queued messages that are due, each locked (SKIP LOCKED: the
+    instances share the queue) and its outcome committed on its own; the documents service
+    is asked for attachments as the platform (``acting.system``)."""
+    done = 0
+    while done < limit:
+        with db.session() as session:
+            row = session.execute(select(OutboundMessage).where(
+                OutboundMessage.state == "queued",
+                OutboundMessage.next_attempt_at <= func.now())
+                .order_by(OutboundMessage.next_attempt_at, OutboundMessage.id)
+                .limit(1).with_for_update(skip_locked=True)).scalar_one_or_none()
+            if row is None:
+                break
+            _attempt(db, acting, session, row)
+        done += 1
+    return done
+
+def _attempt(db, acting, session, row: OutboundMessage) -> None:
+    now = datetime.now(timezone.utc)
+    row.attempts += 1
+    if row.channel == "letter":   # rendered already: filed for the post (settle stores it)
+        _sent(db, session, row, now, "Carta generada para envío postal")
+        return
+    mailbox = session.get(Mailbox, row.mailbox_id)
+    try:
+        files = attachments.outbound_files(row, acting.system.documents)
+        msg = build(row, mailbox, files)
+        response = send(mailbox, msg)
+    except (Temporary, attachments.NotYet) as exc:
+        row.last_error = str(exc)[:2000]
+        if row.attempts >= MAX_ATTEMPTS:
+            _fail(db, session, row, f"Sin éxito tras {row.attempts} intentos: {exc}")
+        else:
+            row.next_attempt_at = now + backoff(row.attempts)
+            log.info("message %s: temporary failure (attempt %d): %s", row.uuid,
+                     row.attempts, exc)
+        return
+    except (Permanent, attachments.Refused) as exc:
+        _fail(db, session, row, str(exc))
+        return
+    _sent(db, session, row, now, response)
+
+def _sent(db, session, row: OutboundMessage, now, response: str) -> None:
+    row.state, row.sent_at, row.smtp_response, row.last_error = "sent", now, response, None
+    db.emit(session, "message_sent", {
+        "message_uuid": row.uuid, "institution_id": row.institution_id,
+        "debtor_id": row.debtor_id, "account_id": row.account_id, "channel": row.channel,
+        "to_address": row.to_address, "activity_id": row.activity_id,
+        "attempts": row.attempts, "response": response, "campaign_id": row.campaign_id})
+
+def _fail(db, session, row: OutboundMessage, reason: str) -> None:
+    row.state, row.failed_at, row.last_error = "failed", datetime.now(timezone.utc), reason[:2000]
+    log.warning("message %s failed: %s", row.uuid, reason)
+    db.emit(session, "message_failed", {
+        "message_uuid": row.uuid, "institution_id": row.institution_id,
+        "debtor_id": row.debtor_id, "account_id": row.account_id, "channel": row.channel,
+        "reason": row.last_error, "bounced": False, "campaign_id": row.campaign_id})
+
+def store_pending_pdfs(db, acting) -> None:
+    """Sent faxes whose PDF is not a document yet (the documents service was away)."""
+    with db.session() as session:
+        rows = session.execute(select(OutboundMessage).where(
+            OutboundMessage.state != "queued", OutboundMessage.channel.in_(("fax", "letter")),
+            OutboundMessage.pdf.is_not(None)).limit(20).with_for_update(skip_locked=True)
+        ).scalars().all()
+        for row in rows:
+            attachments.store_fax_pdf(row, acting.system.documents)

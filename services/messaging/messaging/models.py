@@ -18,15 +18,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from recaudo_common.models import service_base
 
+from .contracts import INBOUND_STATES, OUTBOUND_STATES, PATTERN_TARGETS, SMTP_SECURITY
+
 Base = service_base("messaging")
 
 #: a letter is rendered to PDF and filed as a document for the post (no mailbox sends it)
 CHANNELS = ("email", "fax", "letter")
-OUTBOUND_STATES = ("queued", "sent", "failed")
-INBOUND_STATES = ("matched", "unmatched", "assigned", "bounce", "ignored")
 MATCHED_BY = ("sender", "pattern", "reply", "manual", "bounce")
-PATTERN_TARGETS = ("account_number", "customer_number")
-SMTP_SECURITY = ("none", "starttls", "ssl")
 
 
 def _now():

@@ -16,17 +16,13 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from recaudo_common.errors import InvalidInput
 
+from .contracts import is_address
+
 #: what pattern matching reads of a message (regexes run over at most this much text)
 MATCH_TEXT_MAX = 8_000
 BODY_KEEP_MAX = 20_000
 HEADER = "X-Recaudo-Message-Id"
 _TAGS = re.compile(r"<[^>]{0,2000}>")
-_ADDRESS = re.compile(r"^[^@\s<>(),;:\"\[\]]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
-                      r"\.[A-Za-z]{2,63}$")
-
-
-def is_address(value: str) -> bool:
-    return bool(value) and len(value) <= 254 and bool(_ADDRESS.match(value))
 
 
 def clean_address(value: str, field: str = "to") -> str:

@@ -14,59 +14,41 @@ import logging
 import re
 import uuid as uuidlib
 from datetime import datetime, timezone
-from time import monotonic, sleep
 
-import eventlet
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from nameko.web.handlers import http
 from werkzeug.wrappers import Response
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import defer
 
 from recaudo_common import contact_policy, references
 from recaudo_common.acting import ActingRpc
-from recaudo_common.config import settings
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound
 from recaudo_common.localtime import today_in
 from recaudo_common.service import ServiceBase, rpc
 from recaudo_common.validation import load, page_of
 
-from . import attachments, crypto, delivery, mailsearch, mailsync, parsing, sms, templates
+from . import (attachments, contact_log, crypto, delivery, inbound, mailsearch, mailsync, parsing,
+               sms, templates)
 from .idle import mailbox_idle
 from .models import (Base, InboundMessage, InstitutionSettings, Mailbox, MatchPattern,
                      OutboundMessage, SmsMessage, SmsSettings, Template)
-from .schemas import (Assign, InboundDetail, InboundOut, InboundQuery, MailboxOut, MailboxWrite,
-                      MessagingSettingsOut, MessagingSettingsWrite, OutboundDetail, OutboundOut,
-                      OutboundQuery, PatternOut, PatternWrite, PreviewRequest, SearchQuery,
-                      SendCampaignMessage, SendEmail, SendFax, SendReport, SendSms, SmsOut,
-                      SmsPreviewRequest, SmsSettingsOut, SmsSettingsWrite, TemplateOut,
-                      TemplateWrite)
+from .contracts import (Assign, InboundDetail, InboundOut, InboundQuery, MailboxOut, MailboxWrite,
+                        MessagingSettingsOut, MessagingSettingsWrite, OutboundDetail, OutboundOut,
+                        OutboundQuery, PatternOut, PatternWrite, PreviewRequest, SearchQuery,
+                        SendCampaignMessage, SendEmail, SendFax, SendReport, SendSms, SmsOut,
+                        SmsPreviewRequest, SmsSettingsOut, SmsSettingsWrite, TemplateOut,
+                        TemplateWrite)
 
 log = logging.getLogger(__name__)
 
-#: the result codes messaging logs with, added to an institution's catalogue when missing
-RESULT_CODES = {
-    mailsync.INBOUND_CODE: ("Correo recibido del deudor", True),
-    "CORREO_ENV": ("Correo enviado", False),
-    "FAX_ENV": ("Fax enviado", False),
-    "CARTA_ENV": ("Carta enviada", False),
-    "SMS_ENV": ("SMS enviado", False),
-    "SMS_REC": ("SMS recibido del deudor", True),
-}
-#: the result code of each outbound channel's activity
-SENT_CODES = {"email": "CORREO_ENV", "fax": "FAX_ENV", "letter": "CARTA_ENV"}
 #: why a campaign's message was not sent although the policy had nothing against it
 NO_ADDRESS = "no_address"
 SYNC_INTERVAL = 30
 DELIVERY_INTERVAL = 2
-DELIVERY_BATCH = 20
 SETTLE_INTERVAL = 10
-SMS_BATCH = 200
-SMS_CONCURRENCY = 20
-PENDING_CONCURRENCY = 8
 FAX_NUMBER = re.compile(r"^\+?[0-9]{6,20}$")
 
 
@@ -76,16 +58,6 @@ def _kannel_answer(status: int, text: str) -> Response:
     report or message (Kannel does not retry it)."""
     return Response(text, status=status, headers={"Connection": "close"},
                     mimetype="text/plain")
-
-
-class _Fresh:
-    """A service's proxy signed anew at every call (a long sync outlives one identity)."""
-
-    def __init__(self, acting, service_name: str):
-        self._acting, self._service_name = acting, service_name
-
-    def __getattr__(self, method):
-        return getattr(getattr(self._acting.system, self._service_name), method)
 
 
 class MessagingService(ServiceBase):
@@ -103,37 +75,6 @@ class MessagingService(ServiceBase):
         if mailbox is None or not identity.may_access_institution(mailbox.institution_id):
             raise NotFound("Buzón no encontrado")
         return mailbox
-
-    def _ensure_codes(self, institution_id: int) -> None:
-        """Messaging's result codes in the institution's catalogue (added once if missing)."""
-        ready = getattr(type(self), "_codes_ready", None)
-        if ready is None:
-            ready = type(self)._codes_ready = set()
-        if institution_id in ready:
-            return
-        have = {c["code"] for c in self.acting.system.activities.list_result_codes(institution_id, True)}
-        for code, (label, contact) in RESULT_CODES.items():
-            if code not in have:
-                try:
-                    self.acting.system.activities.save_result_code({
-                        "institution_id": institution_id, "code": code, "label": label,
-                        "contact_made": contact, "sort_order": 900})
-                except Conflict:
-                    pass  # another worker added it first: what matters is that it exists
-        ready.add(institution_id)
-
-    def _log_activity(self, activities, body: dict, institution_id: int) -> dict:
-        """Log through ``activities`` (the caller's proxy or the platform's) with messaging's
-        result codes in place; a catalogue emptied behind our back is refilled once."""
-        self._ensure_codes(institution_id)
-        try:
-            return activities.log_activity(body)
-        except InvalidInput as exc:
-            if "result_code" not in (exc.fields or {}):
-                raise
-            type(self)._codes_ready.discard(institution_id)
-            self._ensure_codes(institution_id)
-            return activities.log_activity(body)
 
     def _debtor_context(self, identity, account_id):
         """The account as the caller may see it, and its contact view (debtor, institution,
@@ -264,7 +205,7 @@ class MessagingService(ServiceBase):
         identity = self.caller.require("messaging.manage")
         with self.db.session() as session:
             self._mailbox(session, identity, mailbox_id)
-        return self._sync_one(int(mailbox_id), wait_seconds=120)
+        return inbound.sync_one(self.db, self.acting, int(mailbox_id), wait_seconds=120)
 
     @timer(interval=SYNC_INTERVAL)
     def sync_all(self):
@@ -274,108 +215,12 @@ class MessagingService(ServiceBase):
             ids = session.execute(select(Mailbox.id).where(Mailbox.active).order_by(Mailbox.id)
                                   ).scalars().all()
         for mailbox_id in ids:
-            self._sync_one(mailbox_id)
+            inbound.sync_one(self.db, self.acting, mailbox_id)
 
     @mailbox_idle
     def on_new_mail(self, mailbox_id):
         """IMAP IDLE said mail arrived in this mailbox: sync it now, not at the next poll."""
-        self._sync_one(mailbox_id, wait_seconds=30)
-
-    def _sync_one(self, mailbox_id: int, wait_seconds: float = 0) -> dict:
-        with self.db.engine.connect() as lock:
-            # one pass per mailbox at a time, across every instance of the service
-            deadline = monotonic() + wait_seconds
-            while not lock.execute(text("SELECT pg_try_advisory_lock(hashtext('messaging.sync'),"
-                                        " :m)"), {"m": mailbox_id}).scalar():
-                lock.commit()
-                if monotonic() > deadline:
-                    return {"mailbox_id": mailbox_id, "busy": True}
-                sleep(0.2)
-            try:
-                result = mailsync.sync(self.db, mailbox_id, _Fresh(self.acting, "portfolio"),
-                                       self.db.emit)
-                out = result.as_dict()
-            except mailsync.MailError as exc:
-                self._record_error(mailbox_id, str(exc))
-                out = {"mailbox_id": mailbox_id, "error": str(exc)}
-            except Exception as exc:  # noqa: BLE001 - recorded, the other mailboxes go on
-                log.exception("sync of mailbox %s failed", mailbox_id)
-                self._record_error(mailbox_id, f"Error inesperado: {exc}")
-                out = {"mailbox_id": mailbox_id, "error": str(exc)}
-            finally:
-                lock.execute(text("SELECT pg_advisory_unlock(hashtext('messaging.sync'), :m)"),
-                             {"m": mailbox_id})
-                lock.commit()
-        out["activities"] = self._log_pending(mailbox_id, wait=wait_seconds > 0)
-        return out
-
-    def _record_error(self, mailbox_id: int, message: str) -> None:
-        log.warning("mailbox %s: %s", mailbox_id, message)
-        with self.db.session() as session:
-            session.execute(update(Mailbox).where(Mailbox.id == mailbox_id).values(
-                last_error=message[:2000], last_error_at=datetime.now(timezone.utc)))
-
-    def _log_pending(self, mailbox_id: int | None = None, wait: bool = False) -> int:
-        """Matched inbound messages whose activity is not logged yet, one pass at a time
-        across the service's instances: the timer skips while another pass runs; a sync
-        asked for by a user waits for it (what is left then is its own)."""
-        with self.db.engine.connect() as lock:
-            deadline = monotonic() + (600 if wait else 0)
-            while not lock.execute(text("SELECT pg_try_advisory_lock(hashtext('messaging."
-                                        "pending'))")).scalar():
-                lock.commit()
-                if monotonic() > deadline:
-                    return 0
-                sleep(0.2)
-            try:
-                return self._log_pending_locked(mailbox_id)
-            finally:
-                lock.execute(text("SELECT pg_advisory_unlock(hashtext('messaging.pending'))"))
-                lock.commit()
-
-    def _log_pending_locked(self, mailbox_id: int | None, limit: int = 20_000) -> int:
-        """Log each (idempotent: keyed by the row), then its attachments as documents."""
-        with self.db.session() as session:
-            query = select(InboundMessage).where(InboundMessage.account_id.is_not(None),
-                                                 InboundMessage.activity_id.is_(None),
-                                                 InboundMessage.state == "matched")
-            if mailbox_id is not None:
-                query = query.where(InboundMessage.mailbox_id == mailbox_id)
-            rows = session.execute(query.options(defer(InboundMessage.raw))
-                                   .order_by(InboundMessage.id).limit(limit)).scalars().all()
-            for row in rows:
-                session.expunge(row)
-        for institution_id in {row.institution_id for row in rows}:
-            self._ensure_codes(institution_id)   # once, before the concurrent loggings
-
-        def log_one(row) -> int:
-            try:
-                activity = self._log_activity(self.acting.system.activities,
-                                              mailsync.activity_for(row), row.institution_id)
-            except Exception as exc:  # noqa: BLE001 - retried on the next pass
-                log.warning("inbound %s: activity not logged yet: %s", row.id, exc)
-                return 0
-            with self.db.session() as session:
-                session.execute(update(InboundMessage).where(InboundMessage.id == row.id)
-                                .values(activity_id=activity["id"]))
-            if row.attachments:
-                self._store_attachments(row.id, self.acting.system.documents, activity["id"])
-            return 1
-
-        # a few at once: each is an RPC round trip and a transaction on its own account's chain
-        return sum(eventlet.GreenPool(PENDING_CONCURRENCY).imap(log_one, rows))
-
-    def _store_attachments(self, inbound_id: int, documents, activity_id) -> None:
-        try:
-            with self.db.session() as session:
-                row = session.get(InboundMessage, inbound_id, with_for_update=True)
-                if row is None or row.raw is None or row.debtor_id is None:
-                    return
-                row.attachments = attachments.store_inbound(row, documents, activity_id)
-                if all(a.get("version_id") or a.get("error") for a in row.attachments):
-                    row.raw = None
-        except Exception as exc:  # noqa: BLE001 - the raw message stays; retried later
-            log.warning("inbound %s: attachments not stored yet: %s", inbound_id, exc)
+        inbound.sync_one(self.db, self.acting, mailbox_id, wait_seconds=30)
 
     # --- settings and patterns ---------------------------------------------------------------
 
@@ -691,13 +536,13 @@ class MessagingService(ServiceBase):
             description += f"\nCampaña preventiva {data['campaign_id']}"
         if justification:
             description += f"\nFuera de política, autorizado: {justification}"
-        activity = self._log_activity(self.activities, {
+        activity = contact_log.log_activity(self.acting, self.activities, {
             "account_id": account["id"], "kind": channel, "direction": "outbound",
             "email": to_address if channel == "email" else None,
             "phone": fax_number[:40] if fax_number else None,
             "address": to_address[:300] if channel == "letter" else None,
             "started_at": datetime.now(timezone.utc).isoformat(),
-            "result_code": SENT_CODES[channel], "campaign_id": data.get("campaign_id"),
+            "result_code": contact_log.SENT_CODES[channel], "campaign_id": data.get("campaign_id"),
             "description": description[:3900],
             "idempotency_key": f"messaging-out-{public}"}, institution_id)
         row = OutboundMessage(
@@ -723,86 +568,21 @@ class MessagingService(ServiceBase):
     @timer(interval=DELIVERY_INTERVAL)
     def deliver_due(self):
         """Send what is queued and due; each message's outcome commits on its own."""
-        self.deliver()
-
-    def deliver(self, limit: int = DELIVERY_BATCH) -> int:
-        done = 0
-        while done < limit:
-            with self.db.session() as session:
-                row = session.execute(select(OutboundMessage).where(
-                    OutboundMessage.state == "queued",
-                    OutboundMessage.next_attempt_at <= func.now())
-                    .order_by(OutboundMessage.next_attempt_at, OutboundMessage.id)
-                    .limit(1).with_for_update(skip_locked=True)).scalar_one_or_none()
-                if row is None:
-                    break
-                self._attempt(session, row)
-            done += 1
-        return done
+        delivery.deliver(self.db, self.acting)
 
     @timer(interval=SETTLE_INTERVAL)
     def settle(self):
         """What waits on other services: activities of matched messages and documents of
         their attachments and of sent faxes (apart from delivery, which never waits)."""
-        self._log_pending()
-        self._store_pending_pdfs()
+        inbound.log_pending(self.db, self.acting)
+        delivery.store_pending_pdfs(self.db, self.acting)
         with self.db.session() as session:
             waiting = session.execute(select(InboundMessage.id, InboundMessage.activity_id).where(
                 InboundMessage.raw.is_not(None), InboundMessage.activity_id.is_not(None))
                 .limit(20)).all()
         for inbound_id, activity_id in waiting:
-            self._store_attachments(inbound_id, self.acting.system.documents, activity_id)
-
-    def _store_pending_pdfs(self) -> None:
-        """Sent faxes whose PDF is not a document yet (the documents service was away)."""
-        with self.db.session() as session:
-            rows = session.execute(select(OutboundMessage).where(
-                OutboundMessage.state != "queued", OutboundMessage.channel.in_(("fax", "letter")),
-                OutboundMessage.pdf.is_not(None)).limit(20).with_for_update(skip_locked=True)
-            ).scalars().all()
-            for row in rows:
-                attachments.store_fax_pdf(row, self.acting.system.documents)
-
-    def _attempt(self, session, row: OutboundMessage) -> None:
-        now = datetime.now(timezone.utc)
-        row.attempts += 1
-        if row.channel == "letter":   # rendered already: filed for the post (settle stores it)
-            self._sent(session, row, now, "Carta generada para envío postal")
-            return
-        mailbox = session.get(Mailbox, row.mailbox_id)
-        try:
-            files = attachments.outbound_files(row, self.acting.system.documents)
-            msg = delivery.build(row, mailbox, files)
-            response = delivery.send(mailbox, msg)
-        except (delivery.Temporary, attachments.NotYet) as exc:
-            row.last_error = str(exc)[:2000]
-            if row.attempts >= delivery.MAX_ATTEMPTS:
-                self._fail(session, row, f"Sin éxito tras {row.attempts} intentos: {exc}")
-            else:
-                row.next_attempt_at = now + delivery.backoff(row.attempts)
-                log.info("message %s: temporary failure (attempt %d): %s", row.uuid,
-                         row.attempts, exc)
-            return
-        except (delivery.Permanent, attachments.Refused) as exc:
-            self._fail(session, row, str(exc))
-            return
-        self._sent(session, row, now, response)
-
-    def _sent(self, session, row: OutboundMessage, now, response: str) -> None:
-        row.state, row.sent_at, row.smtp_response, row.last_error = "sent", now, response, None
-        self.db.emit(session, "message_sent", {
-            "message_uuid": row.uuid, "institution_id": row.institution_id,
-            "debtor_id": row.debtor_id, "account_id": row.account_id, "channel": row.channel,
-            "to_address": row.to_address, "activity_id": row.activity_id,
-            "attempts": row.attempts, "response": response, "campaign_id": row.campaign_id})
-
-    def _fail(self, session, row: OutboundMessage, reason: str) -> None:
-        row.state, row.failed_at, row.last_error = "failed", datetime.now(timezone.utc), reason[:2000]
-        log.warning("message %s failed: %s", row.uuid, reason)
-        self.db.emit(session, "message_failed", {
-            "message_uuid": row.uuid, "institution_id": row.institution_id,
-            "debtor_id": row.debtor_id, "account_id": row.account_id, "channel": row.channel,
-            "reason": row.last_error, "bounced": False, "campaign_id": row.campaign_id})
+            inbound.store_attachments(self.db, inbound_id, self.acting.system.documents,
+                                      activity_id)
 
     # --- SMS ------------------------------------------------------------------------------------
 
@@ -898,7 +678,7 @@ class MessagingService(ServiceBase):
                       f"{rendered['language']}, {length['segments']} segmento(s)):\n{text}"
         if justification:
             description += f"\nFuera de política, autorizado: {justification}"
-        activity = self._log_activity(self.activities, {
+        activity = contact_log.log_activity(self.acting, self.activities, {
             "account_id": account["id"], "kind": "sms", "direction": "outbound",
             "phone": number[:40], "started_at": datetime.now(timezone.utc).isoformat(),
             "result_code": "SMS_ENV", "description": description[:3900],
@@ -942,48 +722,8 @@ class MessagingService(ServiceBase):
     @timer(interval=1)
     def deliver_sms_due(self):
         """Hand what is queued and due to the gateway, a batch at a time."""
-        while self.deliver_sms() == SMS_BATCH:
+        while sms.deliver(self.db) == sms.BATCH:
             pass
-
-    def deliver_sms(self, limit: int = SMS_BATCH) -> int:
-        """One batch: the due rows locked (SKIP LOCKED: instances share the queue), handed
-        to the gateway a few at once, each outcome written in the same transaction."""
-        with self.db.session() as session:
-            rows = session.execute(select(SmsMessage).where(
-                SmsMessage.state == "queued", SmsMessage.next_attempt_at <= func.now())
-                .order_by(SmsMessage.next_attempt_at, SmsMessage.id).limit(limit)
-                .with_for_update(skip_locked=True)).scalars().all()
-            if not rows:
-                return 0
-            configs = {c.institution_id: c for c in session.execute(select(SmsSettings).where(
-                SmsSettings.institution_id.in_({r.institution_id for r in rows}))).scalars()}
-            callback = settings().sms_callback_url.rstrip("/")
-
-            def hand_over(row):
-                config = configs.get(row.institution_id)
-                if config is None or not config.active:
-                    return row, sms.Permanent("La institución ya no tiene SMS configurado")
-                try:
-                    return row, sms.send(
-                        config.gateway_url, config.username, crypto.decrypt(config.password),
-                        config.sender_id, row.phone, row.body, row.encoding,
-                        f"{callback}/kannel/dlr?id={row.uuid}&status=%d")
-                except (sms.Temporary, sms.Permanent) as exc:
-                    return row, exc
-
-            now = datetime.now(timezone.utc)
-            for row, outcome in eventlet.GreenPool(SMS_CONCURRENCY).imap(hand_over, rows):
-                row.attempts += 1
-                if isinstance(outcome, sms.Temporary) and row.attempts < sms.MAX_ATTEMPTS:
-                    row.last_error = str(outcome)[:2000]
-                    row.next_attempt_at = now + sms.backoff(row.attempts)
-                elif isinstance(outcome, Exception):
-                    row.state, row.failed_at = "failed", now
-                    row.last_error = str(outcome)[:2000]
-                    log.warning("sms %s failed: %s", row.uuid, outcome)
-                else:
-                    row.state, row.sent_at, row.last_error = "sent", now, None
-            return len(rows)
 
     @http("GET", "/kannel/dlr")
     def kannel_dlr(self, request):
@@ -1059,7 +799,7 @@ class MessagingService(ServiceBase):
                     "reason": f"Pidió la baja por SMS («{text.strip()[:40]}»): consentimiento "
                               f"de SMS retirado"})
                 description += "\nPalabra de baja: el número queda marcado como no contactar."
-            activity = self._log_activity(self.acting.system.activities, {
+            activity = contact_log.log_activity(self.acting, self.acting.system.activities, {
                 "account_id": account_id, "kind": "sms", "direction": "inbound",
                 "phone": sender[:40], "started_at": datetime.now(timezone.utc).isoformat(),
                 "result_code": "SMS_REC", "description": description[:3900],
@@ -1172,11 +912,12 @@ class MessagingService(ServiceBase):
             if locked.state != "unmatched":
                 raise Conflict("El mensaje ya fue asignado", {"state": [locked.state]})
             locked.account_id, locked.debtor_id = account["id"], account["debtor_id"]
-            activity = self._log_activity(self.activities, mailsync.activity_for(locked),
-                                          locked.institution_id)
+            activity = contact_log.log_activity(self.acting, self.activities,
+                                                mailsync.activity_for(locked),
+                                                locked.institution_id)
             locked.state, locked.matched_by, locked.assigned_by = "assigned", "manual", identity.user_id
             locked.activity_id = activity["id"]
-        self._store_attachments(row.id, self.acting.system.documents, activity["id"])
+        inbound.store_attachments(self.db, row.id, self.acting.system.documents, activity["id"])
         return self.get_inbound(row.id)
 
     # --- mailbox search --------------------------------------------------------------------------

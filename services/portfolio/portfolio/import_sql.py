@@ -1,6 +1,7 @@
 """The SQL of bulk imports, generated per layout: parse and validate, then merge per chunk.
 
-Nothing here runs a query; ``imports.py`` does. Every statement works on whole sets:
+Nothing here runs a query; ``import_read``, ``import_merge`` and ``import_run`` do. Every
+statement works on whole sets:
 
 * ``stage_ddl``: the raw staging table, one ``text`` column per file column and the
   spreadsheet row number, filled by COPY (``FREEZE``: no hint-bit rewrite on first read).
@@ -25,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .aging import NO_PHONE_TO_CALL
+from .contracts import DATE_FORMATS
 
 DIGITS = "0123456789"
 UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -77,28 +79,6 @@ def lit(value) -> str:
 
 def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-@dataclass(frozen=True)
-class DateFormat:
-    """How a strftime-style date format reads in SQL: separator and part order."""
-
-    label: str            # what a person is told: DD/MM/AAAA
-    sep: str              # "" for compact formats (AAAAMMDD)
-    order: tuple          # e.g. ("d", "m", "Y")
-    example: str
-
-
-DATE_FORMATS = {
-    "%Y-%m-%d": DateFormat("AAAA-MM-DD", "-", ("Y", "m", "d"), "2024-03-31"),
-    "%d/%m/%Y": DateFormat("DD/MM/AAAA", "/", ("d", "m", "Y"), "31/03/2024"),
-    "%d-%m-%Y": DateFormat("DD-MM-AAAA", "-", ("d", "m", "Y"), "31-03-2024"),
-    "%d.%m.%Y": DateFormat("DD.MM.AAAA", ".", ("d", "m", "Y"), "31.03.2024"),
-    "%m/%d/%Y": DateFormat("MM/DD/AAAA", "/", ("m", "d", "Y"), "03/31/2024"),
-    "%Y/%m/%d": DateFormat("AAAA/MM/DD", "/", ("Y", "m", "d"), "2024/03/31"),
-    "%d/%m/%y": DateFormat("DD/MM/AA", "/", ("d", "m", "y"), "31/03/24"),
-    "%Y%m%d": DateFormat("AAAAMMDD", "", ("Y", "m", "d"), "20240331"),
-}
 
 
 def date_expr(r: str, fmt: str) -> str:

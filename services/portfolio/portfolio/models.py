@@ -19,7 +19,6 @@ from recaudo_common.models import service_base
 Base = service_base("portfolio")
 
 Money = Numeric(14, 2)
-STAGES = ("current", "delinquent", "litigation")  # al corriente / moroso / litigio
 
 
 def _created():

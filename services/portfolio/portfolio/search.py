@@ -24,6 +24,7 @@ from recaudo_common.identity import Identity
 from recaudo_common.validation import page_of
 
 from . import contacts
+from .contracts import ACCOUNT_SORTS
 from .models import (Account, Address, Debtor, Email, Guarantor, Institution, Instalment, Movement,
                      Phone, Status)
 from .scope import account_clause
@@ -36,6 +37,7 @@ SORTS = {
     "customer_number": Debtor.customer_number,
     "account_number": Account.account_number,
 }
+assert tuple(SORTS) == ACCOUNT_SORTS
 #: a count over more rows than this is reported as "at least" (pages stay fast)
 COUNT_CAP = 10_000
 

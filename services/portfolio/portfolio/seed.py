@@ -7,17 +7,18 @@ from __future__ import annotations
 import random
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 from faker import Faker
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from recaudo_common import demo
 from recaudo_common.db import make_engine
 
 from . import aging
-from .imports import seed_layouts
-from .models import Institution, Status
+from .contracts import MANDATORY, layout_problems
+from .models import ImportLayout, Institution, Status
 
 #: (code, name) of the statuses every demo institution starts with
 STATUSES = (
@@ -174,3 +175,103 @@ def _copy(cursor, target: str, rows: list[tuple]) -> None:
         for row in rows:
             copy.write_row(row)
 
+
+# --- demo import layouts ----------------------------------------------------------------
+
+DEMO_DIR = Path(__file__).resolve().parents[3] / "deploy" / "demo"
+
+#: (institution id, layout name, demo file in deploy/demo, layout) — in import order
+#: (each payments file pays accounts of its institution's portfolio file, listed before it);
+#: every demo institution has a payments layout: the demo's past (``recaudo seed-live``)
+#: imports the payments that keep promises through it
+DEMO_LAYOUTS = [
+    (1, "Cartera BANCOMER (CSV)", "bancomer_cartera.csv", {
+        "kind": "portfolio", "file_format": "csv", "encoding": "utf-8", "delimiter": ",",
+        "date_format": "%Y-%m-%d", "decimal_separator": ".", "thousands_separator": "",
+        "columns": {
+            "customer_number": "NUM_CLIENTE", "name": "NOMBRE", "kind": "TIPO_PERSONA",
+            "tax_id": "RFC", "national_id": "CURP", "birth_date": "FECHA_NACIMIENTO",
+            "account_number": "NUM_CUENTA", "product": "PRODUCTO",
+            "original_amount": "MONTO_ORIGINAL", "balance": "SALDO",
+            "opened_on": "FECHA_APERTURA", "phone1": "TELEFONO_CASA",
+            "phone2": "TELEFONO_CELULAR", "email": "CORREO", "street": "CALLE",
+            "neighborhood": "COLONIA", "municipality": "MUNICIPIO", "state": "ESTADO",
+            "postal_code": "CP", "instalment_count": "PLAZO_MESES",
+            "instalment_amount": "MENSUALIDAD", "first_due_date": "PRIMER_VENCIMIENTO",
+            "instalments_paid": "MENSUALIDADES_PAGADAS",
+            "guarantor_name": "AVAL", "guarantor_phone": "TELEFONO_AVAL"},
+        "required": ["phone2"]}),
+    (1, "Pagos BANCOMER (CSV)", "bancomer_pagos.csv", {
+        "kind": "payments", "file_format": "csv", "encoding": "utf-8", "delimiter": ",",
+        "date_format": "%Y-%m-%d", "decimal_separator": ".", "thousands_separator": "",
+        "columns": {"account_number": "CUENTA", "amount": "IMPORTE",
+                    "value_date": "FECHA_PAGO", "reference": "REFERENCIA"},
+        "required": []}),
+    (2, "Cartera CREDIMAS (CSV Latin-1)", "credimas_cartera.csv", {
+        "kind": "portfolio", "file_format": "csv", "encoding": "latin-1", "delimiter": ";",
+        "date_format": "%d/%m/%Y", "decimal_separator": ",", "thousands_separator": ".",
+        "columns": {
+            "customer_number": "No. Cliente", "name": "Nombre del acreditado",
+            "tax_id": "R.F.C.", "account_number": "No. Crédito", "product": "Producto",
+            "balance": "Saldo total", "overdue_amount": "Saldo vencido",
+            "days_past_due": "Días de atraso", "stage": "Situación",
+            "opened_on": "Fecha de disposición", "phone1": "Teléfono",
+            "email": "Correo electrónico", "street": "Domicilio", "neighborhood": "Colonia",
+            "municipality": "Municipio", "state": "Estado", "postal_code": "C.P."},
+        "required": []}),
+    (2, "Pagos CREDIMAS (CSV Latin-1)", "credimas_pagos.csv", {
+        "kind": "payments", "file_format": "csv", "encoding": "latin-1", "delimiter": ";",
+        "date_format": "%d/%m/%Y", "decimal_separator": ",", "thousands_separator": ".",
+        "columns": {"account_number": "No. Crédito", "amount": "Importe pagado",
+                    "value_date": "Fecha de pago", "reference": "Referencia"},
+        "required": []}),
+    (3, "Cartera AUTOFIN (XLSX)", "autofin_cartera.xlsx", {
+        "kind": "portfolio", "file_format": "xlsx", "encoding": "utf-8", "delimiter": ",",
+        "date_format": "%d/%m/%Y", "decimal_separator": ".", "thousands_separator": "",
+        "columns": {
+            "customer_number": "Cliente", "name": "Nombre", "kind": "Tipo",
+            "tax_id": "RFC", "account_number": "Contrato", "product": "Vehículo",
+            "original_amount": "Precio financiado", "balance": "Saldo insoluto",
+            "opened_on": "Fecha contrato", "phone1": "Celular", "email": "Email",
+            "street": "Dirección", "municipality": "Ciudad", "state": "Estado",
+            "postal_code": "CP", "instalment_count": "Plazo",
+            "instalment_amount": "Pago mensual", "first_due_date": "Primer pago",
+            "instalments_paid": "Pagos realizados", "guarantor_name": "Aval"},
+        "required": []}),
+    (3, "Pagos AUTOFIN (XLSX)", "autofin_pagos.xlsx", {
+        "kind": "payments", "file_format": "xlsx", "encoding": "utf-8", "delimiter": ",",
+        "date_format": "%d/%m/%Y", "decimal_separator": ".", "thousands_separator": "",
+        "columns": {"account_number": "Contrato", "amount": "Importe",
+                    "value_date": "Fecha de pago", "reference": "Folio"},
+        "required": []}),
+]
+
+
+def seed_layouts(engine=None) -> int:
+    """The demo layouts of institutions 1-3 (idempotent: existing names are kept).
+    Returns how many were created."""
+    from sqlalchemy.dialects.postgresql import insert
+
+    from recaudo_common.db import make_engine
+
+    own = engine is None
+    engine = engine or make_engine(pool_size=1)
+    created = 0
+    try:
+        with engine.begin() as conn:
+            present = set(conn.execute(select(Institution.id)).scalars())
+            for institution_id, name, _, layout in DEMO_LAYOUTS:
+                if institution_id not in present:
+                    continue
+                problems = layout_problems(layout)
+                assert not problems, (name, problems)
+                values = dict(layout, institution_id=institution_id, name=name,
+                              required=sorted(set(layout["required"])
+                                              | set(MANDATORY[layout["kind"]])))
+                result = conn.execute(insert(ImportLayout).values(**values)
+                                      .on_conflict_do_nothing().returning(ImportLayout.id))
+                created += result.first() is not None
+    finally:
+        if own:
+            engine.dispose()
+    return created

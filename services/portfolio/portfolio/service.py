@@ -8,6 +8,7 @@ from nameko.timer import timer
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
+from recaudo_common import contracts
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from recaudo_common.service import ServiceBase, event_handler, rpc
@@ -16,23 +17,19 @@ from recaudo_common.validation import load
 from . import aging, contacts, matching, reports, search
 from .models import (Account, AgingSnapshot, Base, CallbackHolder, Debtor, Institution, Phone,
                      Status)
-from .schemas import (AccountFactsOut, AccountOut, AccountPage, AccountQuery, AccountUpdate,
-                      ContactView, DebtorView, DoNotContactChangeOut, DoNotContactWrite,
-                      InstitutionOut, NotesUpdate, StatusOut, StatusWrite)
+from .contracts import (AccountFactsOut, AccountOut, AccountPage, AccountQuery, AccountUpdate,
+                        ContactView, DebtorView, DoNotContactChangeOut, DoNotContactWrite,
+                        InstitutionOut, NotesUpdate, StatusOut, StatusWrite)
 from .scope import institution_clause
-from . import imports
-from .schemas import AgingReportQuery, RollRateQuery, RollupRebuild
-from .schemas import (ImportCreate, ImportCreated, ImportJobOut, ImportJobPage, ImportProblemPage,
-                      ImportQuery, LayoutOut, LayoutWrite)
+from . import import_run, imports
+from .contracts import AgingReportQuery, RollRateQuery, RollupRebuild
+from .contracts import (ImportCreate, ImportCreated, ImportJobOut, ImportJobPage, ImportProblemPage,
+                        ImportQuery, LayoutOut, LayoutWrite)
 
 log = logging.getLogger(__name__)
 #: one instance each for every call: their nested schemas are built once, not per call
 CONTACT_VIEW = ContactView()
 DEBTOR_VIEW = DebtorView()
-
-
-def _occurred(payload) -> datetime:
-    return datetime.fromisoformat(str(payload["occurred_at"]))
 
 
 class PortfolioService(ServiceBase):
@@ -215,6 +212,7 @@ class PortfolioService(ServiceBase):
     @event_handler("queues", "assignments_changed")
     def on_assignments_changed(self, payload):
         """Keep the projection of who collects each account (it scopes collectors' reads)."""
+        payload = contracts.AssignmentsChanged().load(payload)
         with self.db.session() as session:
             if not self.db.first_time(session, payload["event_id"], "assignments_changed"):
                 return
@@ -233,12 +231,13 @@ class PortfolioService(ServiceBase):
         to them. A callback for a whole team opens nothing beyond the team's own accounts.
         Events of one item may arrive out of order: the latest (by ``occurred_at``) wins,
         so a done callback stays done whatever older news of it arrives after."""
+        payload = contracts.CallbackScheduled().load(payload)
         with self.db.session() as session:
             if not self.db.first_time(session, payload["event_id"], "callback_scheduled"):
                 return
             row = insert(CallbackHolder).values(
                 item_id=payload["item_id"], account_id=payload["account_id"],
-                agent_id=payload.get("agent_id"), changed_at=_occurred(payload))
+                agent_id=payload.get("agent_id"), changed_at=payload["occurred_at"])
             session.execute(row.on_conflict_do_update(
                 index_elements=[CallbackHolder.item_id],
                 set_={"account_id": row.excluded.account_id, "agent_id": row.excluded.agent_id,
@@ -247,12 +246,13 @@ class PortfolioService(ServiceBase):
 
     @event_handler("activities", "callback_done")
     def on_callback_done(self, payload):
+        payload = contracts.CallbackDone().load(payload)
         with self.db.session() as session:
             if not self.db.first_time(session, payload["event_id"], "callback_done"):
                 return
             row = insert(CallbackHolder).values(
                 item_id=payload["item_id"], account_id=payload["account_id"], agent_id=None,
-                changed_at=_occurred(payload), done=True)
+                changed_at=payload["occurred_at"], done=True)
             session.execute(row.on_conflict_do_update(
                 index_elements=[CallbackHolder.item_id],
                 set_={"account_id": row.excluded.account_id, "agent_id": None, "done": True,
@@ -263,7 +263,8 @@ class PortfolioService(ServiceBase):
     def on_activity_logged(self, payload):
         """A result that invalidates the phone used (wrong number, disconnected) marks it
         invalid: it is no longer the debtor's contact number in lists or the pull."""
-        if not (payload.get("invalidates_phone") and payload.get("phone")):
+        payload = contracts.ActivityLogged().load(payload)
+        if not (payload["invalidates_phone"] and payload["phone"]):
             return
         digits = "".join(ch for ch in payload["phone"] if ch.isdigit())
         with self.db.session() as session:
@@ -366,7 +367,7 @@ class PortfolioService(ServiceBase):
                 aging.refresh_rollups(session, day)
             return {"days": len(days)}
 
-    # --- bulk imports of portfolio and payment files (imports.py) -----------------------------
+    # --- bulk imports of portfolio and payment files (imports.py, import_run.py) ---------------
 
     @rpc
     def import_catalogue(self):
@@ -450,4 +451,4 @@ class PortfolioService(ServiceBase):
     def on_import_requested(self, payload):
         """Run the import (this service consumes its own event: a crash mid-import leaves
         the message unacknowledged, so the restarted service runs the job again)."""
-        imports.run_job(self.db, payload["job_id"])
+        import_run.run_job(self.db, contracts.ImportRequested().load(payload)["job_id"])

@@ -19,11 +19,12 @@ from recaudo_common.localtime import today_in
 from recaudo_common.service import ServiceBase, event_handler, rpc
 from recaudo_common.validation import load
 
-from . import campaigns, placement, reports, rules, working
+from . import campaigns, placement, reports, working
+from .contracts import (FIELDS, OPERATORS, SORTABLE, CampaignOut, CampaignPreviewOf, CampaignWrite,
+                        ChampionQuery, MoveAccounts, QueueOut, Reassign, RecoveryQuery, StrategyOut,
+                        StrategyWrite, WorklistQuery)
 from .models import (AccountFacts, Assignment, Base, Campaign, CampaignRun,
                      InstitutionRules, Lease, Queue, Strategy, TeamMember)
-from .schemas import (CampaignOut, CampaignPreviewOf, CampaignWrite, ChampionQuery, MoveAccounts,
-                      QueueOut, Reassign, RecoveryQuery, StrategyOut, StrategyWrite, WorklistQuery)
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,8 @@ class QueuesService(ServiceBase):
         """Fields, operators and sortable fields the strategy editor offers."""
         self.caller.identity  # any authenticated caller
         return {"fields": [{"name": n, "label": f.label, "kind": f.kind, "choices": list(f.choices)}
-                           for n, f in rules.FIELDS.items()],
-                "operators": rules.OPERATORS, "sortable": list(rules.SORTABLE)}
+                           for n, f in FIELDS.items()],
+                "operators": OPERATORS, "sortable": list(SORTABLE)}
 
     @rpc
     def list_strategies(self, institution_id):
@@ -252,6 +253,7 @@ class QueuesService(ServiceBase):
 
     @event_handler("portfolio", "accounts_changed")
     def on_accounts_changed(self, payload):
+        payload = contracts.AccountsChanged().load(payload)
         with self.db.session() as session:
             if self.db.first_time(session, payload["event_id"], "accounts_changed"):
                 upsert_facts(session, payload["accounts"])
@@ -293,10 +295,12 @@ class QueuesService(ServiceBase):
     @event_handler("activities", "dispute_opened")
     def on_dispute_opened(self, payload):
         """On hold: no one is handed the account while the dispute is open."""
+        payload = contracts.DisputeOpened().load(payload)
         self._facts_changed(payload, "dispute_opened", open_dispute=True)
 
     @event_handler("activities", "dispute_resolved")
     def on_dispute_resolved(self, payload):
+        payload = contracts.DisputeResolved().load(payload)
         self._facts_changed(payload, "dispute_resolved", open_dispute=False)
 
     @event_handler("activities", "contact_hold_changed")
@@ -312,17 +316,20 @@ class QueuesService(ServiceBase):
     def on_promise_made(self, payload):
         """A promise its entry's ``activity_logged`` brought (``with_entry``) was taken there:
         nothing to do, not even a transaction."""
-        if payload.get("with_entry"):
+        payload = contracts.PromiseMade().load(payload)
+        if payload["with_entry"]:
             return
         self._facts_changed(payload, "promise_made", open_promise=True, broken_promise=False)
 
     @event_handler("activities", "promise_kept")
     def on_promise_kept(self, payload):
+        payload = contracts.PromiseKept().load(payload)
         self._facts_changed(payload, "promise_kept", open_promise=False, broken_promise=False)
 
     @event_handler("activities", "promise_broken")
     def on_promise_broken(self, payload):
         """A broken promise comes back to the front of its queue."""
+        payload = contracts.PromiseBroken().load(payload)
         with self.db.session() as session:
             if self._update_facts(session, payload, "promise_broken", open_promise=False,
                                   broken_promise=True):
@@ -352,6 +359,7 @@ class QueuesService(ServiceBase):
 
     @event_handler("auth", "team_changed")
     def on_team_changed(self, payload):
+        payload = contracts.TeamChanged().load(payload)
         with self.db.session() as session:
             if not self.db.first_time(session, payload["event_id"], "team_changed"):
                 return
@@ -363,6 +371,7 @@ class QueuesService(ServiceBase):
     @event_handler("auth", "user_disabled")
     def on_user_disabled(self, payload):
         """A disabled collector holds nothing: leases end, accounts go back to the queue."""
+        payload = contracts.UserDisabled().load(payload)
         with self.db.session() as session:
             if not self.db.first_time(session, payload["event_id"], "user_disabled"):
                 return

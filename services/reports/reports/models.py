@@ -18,8 +18,6 @@ from recaudo_common.models import service_base
 
 Base = service_base("reports")
 
-FREQUENCIES = ("daily", "weekly", "monthly")
-FORMATS = ("csv", "xlsx", "pdf")
 RUN_STATES = ("sent", "failed")
 KEEP_RUNS = 10
 

@@ -3,90 +3,21 @@
 A run asks the auth service for the owner's identity as it is now (a disabled owner's
 schedule stops; one who lost ``reports.view`` or the institution gets a refused run),
 asks the owning service for the report with that identity, renders it with the shared
-exports (``recaudo_common.reporting``) and hands it to the messaging service to email to
-the recipients as an attachment (``messaging.send_report``). The file is kept with the
-run, so it can be downloaded again whatever became of the email.
+catalogue and exports (``recaudo_common.report_catalogue``, ``report_exports``) and hands it
+to the messaging service to email to the recipients as an attachment
+(``messaging.send_report``). The file is kept with the run, so it can be downloaded again
+whatever became of the email.
 """
 from __future__ import annotations
 
 import base64
 from datetime import date, datetime, time, timedelta, timezone
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from marshmallow import (ValidationError, fields, pre_load, validate, validates,
-                         validates_schema)
+from recaudo_common import report_catalogue, report_exports
+from recaudo_common.report_catalogue import REPORTS
 
-from recaudo_common import reporting
-from recaudo_common.reporting import REPORTS, STAGES
-from recaudo_common.validation import Schema
-
-from .models import FORMATS, FREQUENCIES, Schedule
-
-MAX_RECIPIENTS = 20
-ID_FILTERS = ("team_id", "agent_id", "queue_id", "status_id")
-
-
-class ScheduleWrite(Schema):
-    report = fields.String(required=True, validate=validate.OneOf(list(REPORTS)))
-    institution_id = fields.Integer(load_default=None, allow_none=True,
-                                    validate=validate.Range(min=1))
-    filters = fields.Dict(load_default=dict)
-    format = fields.String(load_default="xlsx", validate=validate.OneOf(FORMATS))
-    frequency = fields.String(required=True, validate=validate.OneOf(FREQUENCIES))
-    weekday = fields.Integer(load_default=None, allow_none=True,
-                             validate=validate.Range(min=0, max=6))
-    month_day = fields.Integer(load_default=None, allow_none=True,
-                               validate=validate.Range(min=1, max=28))
-    hour = fields.Integer(load_default=7, validate=validate.Range(min=0, max=23))
-    time_zone = fields.String(load_default="America/Mexico_City",
-                              validate=validate.Length(min=1, max=60))
-    recipients = fields.List(fields.Email(error_messages={"invalid": "Correo inválido"}),
-                             required=True,
-                             validate=validate.Length(min=1, max=MAX_RECIPIENTS))
-    subject = fields.String(load_default="", validate=validate.Length(max=200))
-    active = fields.Boolean(load_default=True)
-
-    @pre_load
-    def _lower(self, data, **_):
-        if isinstance(data, dict) and isinstance(data.get("recipients"), list):
-            data = {**data, "recipients": [r.strip().lower() if isinstance(r, str) else r
-                                           for r in data["recipients"]]}
-        return data
-
-    @validates("time_zone")
-    def _zone(self, value, **_):
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValidationError("Zona horaria desconocida") from None
-
-    @validates_schema
-    def _shape(self, data, **_):
-        if data.get("frequency") == "weekly" and data.get("weekday") is None:
-            raise ValidationError("Elija el día de la semana", "weekday")
-        if data.get("frequency") == "monthly" and data.get("month_day") is None:
-            raise ValidationError("Elija el día del mes (1 a 28)", "month_day")
-        report = REPORTS.get(data.get("report"))
-        if report is None:
-            return
-        problems = {}
-        allowed = {*report.filters, "group_by"} - {"institution_id"}
-        for name, value in (data.get("filters") or {}).items():
-            if name not in allowed:
-                problems[name] = ["Este reporte no se filtra por este campo"]
-            elif name == "group_by":
-                if not isinstance(value, list) or not report.groups or \
-                        any(g not in report.groups for g in value):
-                    problems[name] = ["Agrupación desconocida"]
-            elif name == "stage":
-                if value not in STAGES:
-                    problems[name] = ["Etapa desconocida"]
-            elif name in ID_FILTERS and (not isinstance(value, int) or isinstance(value, bool)
-                                         or value < 0):
-                problems[name] = ["Se esperaba un número"]
-        if problems:
-            raise ValidationError(problems, "filters")
-
+from .models import Schedule
 
 def normalise(data: dict) -> dict:
     """Only the fields the frequency uses."""
@@ -141,12 +72,12 @@ def render(proxy, schedule, first: date, last: date) -> dict:
     """The report of the period, asked with ``proxy``'s identity, as a file."""
     report = REPORTS[schedule.report]
     query = query_for(schedule, first, last)
-    answer = reporting.run(proxy, report, query)
-    names = reporting.Names.load(proxy, report, query)
-    table = reporting.tabulate(report, answer, names, query)
-    content = reporting.EXPORTERS[schedule.format](table)
-    return {"filename": reporting.filename(report, query, schedule.format),
-            "content_type": reporting.MIME[schedule.format].split(";")[0],
+    answer = report_catalogue.run(proxy, report, query)
+    names = report_catalogue.Names.load(proxy, report, query)
+    table = report_catalogue.tabulate(report, answer, names, query)
+    content = report_exports.EXPORTERS[schedule.format](table)
+    return {"filename": report_exports.filename(report, query, schedule.format),
+            "content_type": report_exports.MIME[schedule.format].split(";")[0],
             "content": content, "rows": len(table.rows), "title": table.title}
 
 

@@ -16,7 +16,7 @@ from nameko.exceptions import RemoteError
 from nameko.timer import timer
 from sqlalchemy import delete, func, select
 
-from recaudo_common import references, reporting
+from recaudo_common import references, report_catalogue
 from recaudo_common.acting import ActingRpc
 from recaudo_common.db import Database
 from recaudo_common.errors import DomainError, NotFound
@@ -26,7 +26,7 @@ from recaudo_common.validation import load
 
 from . import schedules
 from .models import KEEP_RUNS, Base, Run, Schedule
-from .schemas import RunOut, ScheduleOut
+from .contracts import RunOut, ScheduleOut, ScheduleWrite
 
 log = logging.getLogger(__name__)
 DUE_BATCH = 20
@@ -70,14 +70,14 @@ class ReportsService(ServiceBase):
         identity, so a filter the owning service does not know, or an institution out of
         the caller's scope, is refused here rather than at 7 a.m. tomorrow."""
         identity = self.caller.require("reports.view")
-        data = schedules.normalise(load(schedules.ScheduleWrite(), data))
+        data = schedules.normalise(load(ScheduleWrite(), data))
         if data["institution_id"] is not None:
             references.require_institution(self.acting.caller.portfolio, identity,
                                            data["institution_id"])
         probe = Schedule(**{k: v for k, v in data.items() if k != "active"})
         first, last = schedules.period(data["frequency"],
                                        _now().astimezone(ZoneInfo(data["time_zone"])).date())
-        reporting.run(self.acting.caller, reporting.REPORTS[data["report"]],
+        report_catalogue.run(self.acting.caller, report_catalogue.REPORTS[data["report"]],
                       schedules.query_for(probe, first, last))
         with self.db.session() as session:
             if schedule_id is None:

@@ -1,13 +1,192 @@
-"""marshmallow schemas of the portfolio service's RPC inputs and outputs."""
+"""What crosses the portfolio service's boundary: its RPC inputs and outputs (marshmallow
+schemas), the stages and sort orders they name, and the language of an import layout (the
+fields a file column can map onto, the formats a layout may name, what makes it usable)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from recaudo_common.localtime import today_in
 from recaudo_common.reporting import DateRange, group_field
 from recaudo_common.validation import PageQuery, Schema, page_schema
 
-from . import imports as _imports
-from .models import STAGES
-from .search import SORTS
+STAGES = ("current", "delinquent", "litigation")  # al corriente / moroso / litigio
+#: what an account list may be sorted by (``search.SORTS`` holds their columns)
+ACCOUNT_SORTS = ("days_past_due", "balance", "overdue_amount", "name", "customer_number",
+                 "account_number")
+
+# --- import layouts ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Field:
+    """A Recaudo field a layout can map a file column onto."""
+
+    type: str
+    label: str
+    max_length: int | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+
+    def as_dict(self, name: str) -> dict:
+        return {"field": name, "type": self.type, "label": self.label,
+                "max_length": self.max_length, "minimum": self.minimum,
+                "maximum": self.maximum}
+
+
+def _text(label, length):
+    return Field("text", label, max_length=length)
+
+
+FIELDS: dict[str, dict[str, Field]] = {
+    "portfolio": {
+        "customer_number": _text("Número de cliente", 40),
+        "name": _text("Nombre o razón social", 200),
+        "kind": Field("kind", "Tipo de persona: persona/empresa (física/moral)"),
+        "tax_id": Field("upper", "RFC", max_length=20),
+        "national_id": Field("upper", "CURP", max_length=20),
+        "birth_date": Field("date", "Fecha de nacimiento"),
+        "account_number": _text("Número de cuenta o contrato", 40),
+        "product": _text("Producto", 60),
+        "currency": Field("currency", "Moneda (MXN, USD)"),
+        "original_amount": Field("amount", "Monto original"),
+        "balance": Field("amount", "Saldo"),
+        "overdue_amount": Field("amount", "Saldo vencido"),
+        "days_past_due": Field("integer", "Días de atraso", minimum=0, maximum=36500),
+        "stage": Field("stage", "Etapa: al corriente/moroso/litigio"),
+        "status": Field("status", "Código de estatus de la institución"),
+        "opened_on": Field("date", "Fecha de apertura"),
+        "phone1": Field("phone", "Teléfono 1"),
+        "phone2": Field("phone", "Teléfono 2"),
+        "phone3": Field("phone", "Teléfono 3"),
+        "email": Field("email", "Correo electrónico", max_length=254),
+        "street": _text("Calle y número", 200),
+        "neighborhood": _text("Colonia", 120),
+        "municipality": _text("Municipio o alcaldía", 120),
+        "state": _text("Estado", 60),
+        "postal_code": _text("Código postal", 10),
+        "instalment_count": Field("integer", "Número de cuotas", minimum=1, maximum=600),
+        "instalment_amount": Field("positive_amount", "Monto de la cuota"),
+        "first_due_date": Field("date", "Vencimiento de la primera cuota"),
+        "instalments_paid": Field("integer", "Cuotas pagadas", minimum=0, maximum=600),
+        "guarantor_name": _text("Nombre del aval", 200),
+        "guarantor_phone": Field("phone", "Teléfono del aval"),
+        # do-not-contact marks (sí/no; blank leaves the contact's mark as it is)
+        "phone1_do_not_call": Field("flag", "Teléfono 1: no llamar (sí/no)"),
+        "phone2_do_not_call": Field("flag", "Teléfono 2: no llamar (sí/no)"),
+        "phone3_do_not_call": Field("flag", "Teléfono 3: no llamar (sí/no)"),
+        "email_do_not_contact": Field("flag", "Correo: no contactar (sí/no)"),
+        "address_do_not_contact": Field("flag", "Domicilio: no visitar ni enviar cartas (sí/no)"),
+    },
+    "payments": {
+        "account_number": _text("Número de cuenta o contrato", 40),
+        "amount": Field("positive_amount", "Monto pagado"),
+        "value_date": Field("date", "Fecha valor del pago"),
+        "reference": _text("Referencia del pago (única por cuenta)", 60),
+    },
+}
+#: fields every layout of a kind maps and every row must have
+MANDATORY = {
+    "portfolio": ("customer_number", "name", "account_number", "balance"),
+    "payments": ("account_number", "amount", "value_date", "reference"),
+}
+#: a do-not-contact column -> the contact it marks (mapped with it, or not at all)
+FLAG_CONTACTS = {"phone1_do_not_call": "phone1", "phone2_do_not_call": "phone2",
+                 "phone3_do_not_call": "phone3", "email_do_not_contact": "email",
+                 "address_do_not_contact": "street"}
+#: mapped together or not at all
+SCHEDULE_FIELDS = ("instalment_count", "instalment_amount", "first_due_date")
+
+#: the encodings a layout may name -> (PostgreSQL's name, Python codec for the header)
+ENCODINGS = {
+    "utf-8": ("UTF8", "utf-8-sig"),
+    "latin-1": ("LATIN1", "latin-1"),
+    "iso-8859-1": ("LATIN1", "latin-1"),
+    "cp1252": ("WIN1252", "cp1252"),
+    "windows-1252": ("WIN1252", "cp1252"),
+}
+DELIMITERS = (",", ";", "|", "\t")
+DECIMAL_SEPARATORS = (".", ",")
+THOUSANDS_SEPARATORS = ("", ",", ".", " ")
+FILE_FORMATS = ("csv", "xlsx")
+KINDS = ("portfolio", "payments")
+
+
+def layout_problems(data: dict) -> dict[str, list[str]]:
+    """What is wrong with a layout (field -> problems); empty when it is usable."""
+    problems: dict[str, list[str]] = {}
+
+    def add(key, message):
+        problems.setdefault(key, []).append(message)
+
+    kind = data.get("kind")
+    fields = FIELDS.get(kind, {})
+    columns = data.get("columns") or {}
+    required = data.get("required") or []
+    unknown = sorted(set(columns) - set(fields))
+    if unknown:
+        add("columns", f"Campos desconocidos: {', '.join(unknown)}")
+    seen: dict[str, str] = {}
+    for name, header in columns.items():
+        if not isinstance(header, str) or not header.strip():
+            add("columns", f"{name}: falta el encabezado")
+            continue
+        if len(header) > 80:
+            add("columns", f"{name}: encabezado demasiado largo (máximo 80)")
+        key = normalize_header(header)
+        if key in seen:
+            add("columns", f"{name} y {seen[key]} usan el mismo encabezado «{header}»")
+        seen[key] = name
+    missing = [f for f in MANDATORY.get(kind, ()) if f not in columns]
+    if missing:
+        add("columns", f"Faltan campos obligatorios: {', '.join(missing)}")
+    extra = sorted(set(required) - set(columns))
+    if extra:
+        add("required", f"Obligatorios sin columna: {', '.join(extra)}")
+    for flag, contact in FLAG_CONTACTS.items():
+        if flag in columns and contact not in columns:
+            add("columns", f"{flag} necesita la columna de {contact}")
+    if kind == "portfolio":
+        schedule = [f for f in SCHEDULE_FIELDS if f in columns]
+        if schedule and len(schedule) != len(SCHEDULE_FIELDS):
+            add("columns", "El plan de pagos necesita instalment_count, instalment_amount y "
+                           "first_due_date juntos")
+        if "instalments_paid" in columns and not schedule:
+            add("columns", "instalments_paid necesita el plan de pagos")
+    if data.get("decimal_separator") and \
+            data.get("decimal_separator") == data.get("thousands_separator"):
+        add("thousands_separator", "Debe ser distinto del separador decimal")
+    return problems
+
+
+def normalize_header(header: str) -> str:
+    """Headers match trimmed, with inner spaces collapsed, case-insensitively."""
+    return " ".join(str(header).split()).casefold()
+
+
+@dataclass(frozen=True)
+class DateFormat:
+    """How a strftime-style date format reads in SQL: separator and part order."""
+
+    label: str            # what a person is told: DD/MM/AAAA
+    sep: str              # "" for compact formats (AAAAMMDD)
+    order: tuple          # e.g. ("d", "m", "Y")
+    example: str
+
+
+DATE_FORMATS = {
+    "%Y-%m-%d": DateFormat("AAAA-MM-DD", "-", ("Y", "m", "d"), "2024-03-31"),
+    "%d/%m/%Y": DateFormat("DD/MM/AAAA", "/", ("d", "m", "Y"), "31/03/2024"),
+    "%d-%m-%Y": DateFormat("DD-MM-AAAA", "-", ("d", "m", "Y"), "31-03-2024"),
+    "%d.%m.%Y": DateFormat("DD.MM.AAAA", ".", ("d", "m", "Y"), "31.03.2024"),
+    "%m/%d/%Y": DateFormat("MM/DD/AAAA", "/", ("m", "d", "Y"), "03/31/2024"),
+    "%Y/%m/%d": DateFormat("AAAA/MM/DD", "/", ("Y", "m", "d"), "2024/03/31"),
+    "%d/%m/%y": DateFormat("DD/MM/AA", "/", ("d", "m", "y"), "31/03/24"),
+    "%Y%m%d": DateFormat("AAAAMMDD", "", ("Y", "m", "d"), "20240331"),
+}
+
+
+# --- RPC inputs and outputs --------------------------------------------------------------
 
 Money = fields.Decimal(places=2, as_string=True)
 
@@ -52,7 +231,7 @@ class AccountQuery(PageQuery):
     balance_max = fields.Decimal(load_default=None, places=2)
     assigned_agent_id = fields.Integer(load_default=None)
     sort = fields.String(load_default="-days_past_due", validate=validate.OneOf(
-        [*SORTS, *(f"-{s}" for s in SORTS)]))
+        [*ACCOUNT_SORTS, *(f"-{s}" for s in ACCOUNT_SORTS)]))
 
 
 class AccountRow(Schema):
@@ -262,16 +441,16 @@ class LayoutWrite(Schema):
 
     institution_id = fields.Integer(required=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=80))
-    kind = fields.String(required=True, validate=validate.OneOf(_imports.KINDS))
-    file_format = fields.String(load_default="csv", validate=validate.OneOf(_imports.FILE_FORMATS))
-    encoding = fields.String(load_default="utf-8", validate=validate.OneOf(_imports.ENCODINGS))
-    delimiter = fields.String(load_default=",", validate=validate.OneOf(_imports.DELIMITERS))
+    kind = fields.String(required=True, validate=validate.OneOf(KINDS))
+    file_format = fields.String(load_default="csv", validate=validate.OneOf(FILE_FORMATS))
+    encoding = fields.String(load_default="utf-8", validate=validate.OneOf(ENCODINGS))
+    delimiter = fields.String(load_default=",", validate=validate.OneOf(DELIMITERS))
     date_format = fields.String(load_default="%Y-%m-%d",
-                                validate=validate.OneOf(_imports.DATE_FORMATS))
+                                validate=validate.OneOf(DATE_FORMATS))
     decimal_separator = fields.String(load_default=".",
-                                      validate=validate.OneOf(_imports.DECIMAL_SEPARATORS))
+                                      validate=validate.OneOf(DECIMAL_SEPARATORS))
     thousands_separator = fields.String(load_default="",
-                                        validate=validate.OneOf(_imports.THOUSANDS_SEPARATORS))
+                                        validate=validate.OneOf(THOUSANDS_SEPARATORS))
     #: Recaudo field -> the file's column header
     columns = fields.Dict(keys=fields.String(), values=fields.String(), required=True,
                           validate=validate.Length(min=1, max=100))
@@ -280,7 +459,7 @@ class LayoutWrite(Schema):
 
     @validates_schema(skip_on_field_errors=True)
     def check_catalogue(self, data, **kwargs):
-        problems = _imports.layout_problems(data)
+        problems = layout_problems(data)
         if problems:
             raise ValidationError(problems)
 

@@ -13,7 +13,8 @@ from marshmallow import ValidationError, fields, post_load, validate
 
 from recaudo_common.validation import PageQuery, Schema
 
-from .models import CATEGORIES
+#: a document's kind (the models' check constraint lists the same)
+CATEGORIES = ("contrato", "identificacion", "comprobante_pago", "demanda", "carta", "otro")
 
 #: the largest document accepted (a scanned court filing fits; a video does not)
 MAX_DOCUMENT_BYTES = 50 * 1024 * 1024

@@ -7,12 +7,25 @@ no output schema has them.
 """
 from __future__ import annotations
 
+import re
+
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from recaudo_common.validation import Override, PageQuery, Schema
 
-from . import parsing
-from .models import INBOUND_STATES, OUTBOUND_STATES, PATTERN_TARGETS, SMTP_SECURITY
+OUTBOUND_STATES = ("queued", "sent", "failed")
+INBOUND_STATES = ("matched", "unmatched", "assigned", "bounce", "ignored")
+PATTERN_TARGETS = ("account_number", "customer_number")
+SMTP_SECURITY = ("none", "starttls", "ssl")
+
+#: what an email address may be (parsing.clean_address also lowers it)
+_ADDRESS = re.compile(r"^[^@\s<>(),;:\"\[\]]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
+                      r"\.[A-Za-z]{2,63}$")
+
+
+def is_address(value: str) -> bool:
+    return bool(value) and len(value) <= 254 and bool(_ADDRESS.match(value))
+
 
 _HOST = validate.Regexp(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253})$",
                         error="Nombre de servidor inválido")
@@ -20,7 +33,7 @@ _PORT = validate.Range(min=1, max=65535, error="Puerto entre 1 y 65535")
 
 
 def _address(value):
-    if not parsing.is_address(value or ""):
+    if not is_address(value or ""):
         raise ValidationError("No es una dirección de correo válida")
 
 

@@ -16,8 +16,11 @@ from recaudo_common import contact_policy
 from recaudo_common.reporting import ReportQuery, group_field
 from recaudo_common.validation import Override, PageQuery, Schema
 
-from .models import AGENDA_KINDS, DESCRIPTION_MAX, DIRECTIONS, DISPUTE_OUTCOMES, KINDS
-
+KINDS = ("call", "visit", "email", "fax", "sms", "letter", "note")
+DIRECTIONS = ("outbound", "inbound")
+DISPUTE_OUTCOMES = ("confirmed_debt", "corrected_balance", "cancelled")
+AGENDA_KINDS = ("callback", "visit")
+DESCRIPTION_MAX = 4000
 MAX_AMOUNT = Decimal("999999999999.99")
 MAX_INSTALMENTS = 36
 

@@ -7,8 +7,39 @@ from marshmallow import ValidationError, fields, validate, validates
 
 from recaudo_common.validation import PageQuery, Schema
 
-from .audit import ACTIONS
-from .permissions import PERMISSIONS
+#: code -> (Spanish label, English label)
+PERMISSIONS: dict[str, tuple[str, str]] = {
+    "portfolio.read": ("Consultar cartera (cuentas asignadas)", "Read portfolio (assigned accounts)"),
+    "portfolio.read_all": ("Consultar toda la cartera de sus instituciones", "Read the whole portfolio of their institutions"),
+    "portfolio.write": ("Editar deudores y cuentas", "Edit debtors and accounts"),
+    "portfolio.import": ("Importar archivos de cartera y pagos", "Import portfolio and payment files"),
+    "institutions.manage": ("Administrar instituciones y catálogos", "Manage institutions and catalogues"),
+    "queues.work": ("Trabajar filas de cobranza", "Work collection queues"),
+    "queues.manage": ("Administrar estrategias y filas", "Manage strategies and queues"),
+    "activities.read": ("Consultar gestiones", "Read activities"),
+    "activities.log": ("Registrar gestiones y promesas", "Log activities and promises"),
+    "activities.manage": ("Administrar códigos de resultado", "Manage result codes"),
+    "disputes.manage": ("Gestionar aclaraciones", "Manage disputes"),
+    "documents.read": ("Consultar documentos", "Read documents"),
+    "documents.upload": ("Subir documentos", "Upload documents"),
+    "documents.share": ("Compartir documentos por liga", "Share documents by link"),
+    "messaging.send": ("Enviar correo y fax", "Send email and fax"),
+    "messaging.manage": ("Administrar buzones y plantillas", "Manage mailboxes and templates"),
+    "reports.view": ("Ver reportes", "View reports"),
+    "users.manage": ("Administrar usuarios, perfiles, equipos y llaves de API", "Manage users, profiles, teams and API keys"),
+    "compliance.manage": ("Editar políticas de contacto y consultar la bitácora de cumplimiento",
+                          "Edit contact policies and read the compliance log"),
+    "audit.view": ("Consultar la bitácora de seguridad", "View the security audit log"),
+}
+
+#: what the security audit records
+ACTIONS = (
+    "login_succeeded", "login_failed", "login_throttled", "account_locked", "account_unlocked",
+    "logout", "session_expired", "token_issued", "token_refreshed", "token_reuse_detected",
+    "password_changed", "password_reset", "user_created", "user_updated", "user_disabled",
+    "user_enabled", "profile_created", "permissions_changed", "team_changed",
+    "api_key_created", "api_key_revoked",
+)
 
 USERNAME = validate.Regexp(r"^[a-z0-9][a-z0-9._-]{2,59}$",
                            error="3 a 60 caracteres: minúsculas, dígitos, punto, guion")

@@ -6,7 +6,11 @@ dumps the payload through the schema registered here under the event's name.
 """
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+
+from marshmallow import RAISE, Schema, ValidationError, fields
 
 
 class EventSchema(Schema):
@@ -80,30 +84,109 @@ class AccessChanged(EventSchema):
 
 # --- portfolio ----------------------------------------------------------------------
 
-class AccountFacts(Schema):
-    """What the queues service ranks on, for one account."""
+@dataclass(frozen=True)
+class Column:
+    """One column of ``Rows``: its kind (``int``, ``str``, ``bool``, ``decimal`` or
+    ``date``; the last two travel as text), and whether it may be absent or null."""
 
-    account_id = fields.Integer(required=True)
-    institution_id = fields.Integer(required=True)
-    debtor_id = fields.Integer(required=True)
-    stage = fields.String(required=True)
-    status_id = fields.Integer(allow_none=True, required=True)
-    days_past_due = fields.Integer(required=True)
-    balance = fields.Decimal(required=True, as_string=True)
-    overdue_amount = fields.Decimal(required=True, as_string=True)
-    product = fields.String(required=True)
-    state = fields.String(allow_none=True, load_default=None)
-    time_zone = fields.String(allow_none=True, load_default=None)
-    next_due_date = fields.Date(allow_none=True, load_default=None)
+    kind: str
+    required: bool = True
+    nullable: bool = False
+
+
+def _column_problem(kind: str, value) -> str | None:
+    if kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "str":
+        ok = isinstance(value, str)
+    elif kind == "bool":
+        ok = isinstance(value, bool)
+    elif kind == "decimal":
+        try:
+            ok = not isinstance(value, bool) and Decimal(str(value)).is_finite()
+        except InvalidOperation:
+            ok = False
+    else:   # date
+        try:
+            ok = isinstance(value, str) and bool(date.fromisoformat(value))
+        except ValueError:
+            ok = False
+    return None if ok else f"No es un valor válido de tipo {kind}."
+
+
+class Rows(fields.Field):
+    """Many flat rows of one shape, checked by plain type tests rather than one nested
+    schema per row: a bulk event (an import chunk of 20,000 accounts) loads in milliseconds,
+    where nested marshmallow took seconds and stalled its consumer's event loop. Loaded rows
+    keep their wire form (amounts and dates as text); unknown columns are refused."""
+
+    def __init__(self, columns: dict[str, Column], **kwargs):
+        super().__init__(**kwargs)
+        self.columns = columns
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        out = []
+        for row in value:
+            item = {}
+            for name in self.columns.keys() & row.keys():
+                cell = row[name]
+                if isinstance(cell, Decimal):
+                    cell = str(cell)
+                elif isinstance(cell, date):
+                    cell = cell.isoformat()
+                item[name] = cell
+            out.append(item)
+        return out
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, list):
+            raise ValidationError("Debe ser una lista.")
+        errors: dict[int, dict[str, list[str]]] = {}
+        names = self.columns.keys()
+        for index, row in enumerate(value):
+            if not isinstance(row, dict):
+                errors[index] = {"_schema": ["Debe ser un objeto."]}
+                continue
+            problems = {name: ["Campo desconocido."] for name in row.keys() - names}
+            for name, column in self.columns.items():
+                if name not in row:
+                    if column.required:
+                        problems[name] = ["Falta este dato."]
+                elif row[name] is None:
+                    if not column.nullable:
+                        problems[name] = ["No puede ser nulo."]
+                elif problem := _column_problem(column.kind, row[name]):
+                    problems[name] = [problem]
+            if problems:
+                errors[index] = problems
+                if len(errors) == 10:      # enough to see what is wrong with the batch
+                    break
+        if errors:
+            raise ValidationError(errors)
+        return value
+
+
+#: what the queues service ranks on, for one account
+ACCOUNT_FACTS = {
+    "account_id": Column("int"), "institution_id": Column("int"), "debtor_id": Column("int"),
+    "stage": Column("str"), "status_id": Column("int", nullable=True),
+    "days_past_due": Column("int"), "balance": Column("decimal"),
+    "overdue_amount": Column("decimal"), "product": Column("str"),
+    "state": Column("str", required=False, nullable=True),
+    "time_zone": Column("str", required=False, nullable=True),
+    "next_due_date": Column("date", required=False, nullable=True),
     #: every phone of the debtor is do-not-call (the pull passes the account by)
-    do_not_contact = fields.Boolean(load_default=False)
+    "do_not_contact": Column("bool", required=False),
+}
 
 
 @event("portfolio", "accounts_changed")
 class AccountsChanged(EventSchema):
     """A batch (one per import chunk or edit) of accounts whose facts changed."""
 
-    accounts = fields.List(fields.Nested(AccountFacts), required=True)
+    accounts = Rows(ACCOUNT_FACTS, required=True)
 
 
 @event("portfolio", "payment_received")

@@ -22,6 +22,7 @@ from .health import bp as health_bp
 from .messaging import bp as messaging_bp
 from .portfolio import bp as portfolio_bp
 from .campaigns import bp as campaigns_bp
+from .compliance import bp as compliance_bp
 from .queues import bp as queues_bp
 from .reports import bp as reports_bp
 from .rpc import RpcPool
@@ -87,5 +88,6 @@ def create_app(cfg: Settings | None = None, testing: bool = False) -> Flask:
     app.register_blueprint(share_bp)
     app.register_blueprint(reports_bp)
     app.register_blueprint(dashboards_bp)
+    app.register_blueprint(compliance_bp)
     return app
 

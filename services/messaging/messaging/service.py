@@ -25,16 +25,16 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
-from recaudo_common import contact_policy, references
+from recaudo_common import contact_policy, contracts, references
 from recaudo_common.acting import ActingRpc
 from recaudo_common.config import settings
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound
 from recaudo_common.localtime import today_in
-from recaudo_common.service import ServiceBase, rpc
+from recaudo_common.service import ServiceBase, event_handler, rpc
 from recaudo_common.validation import load, page_of
 
-from . import attachments, crypto, delivery, mailsearch, mailsync, parsing, sms, templates
+from . import attachments, compliance, crypto, delivery, mailsearch, mailsync, parsing, sms, templates
 from .idle import mailbox_idle
 from .models import (Base, InboundMessage, InstitutionSettings, Mailbox, MatchPattern,
                      OutboundMessage, SmsMessage, SmsSettings, Template)
@@ -162,10 +162,11 @@ class MessagingService(ServiceBase):
         return templates.render(TemplateOut().dump(template), language, ctx)
 
     def _compliance(self, identity, view, channel: str, to: str, override) -> str | None:
-        """The contact policy's verdict; refused unless an admin overrides with a reason.
-        Answers the recorded justification (None when no override was needed)."""
-        return contact_policy.enforce(contact_policy.verdict_for(view, channel, to),
-                                      "compliance", override, identity, "messaging.manage")
+        """The stored policy's verdict (activities judges and logs it: compliance.py);
+        refused unless an admin overrides with a reason. Answers the recorded justification
+        (None when no override was needed)."""
+        return compliance.enforce(compliance.judged(self.activities, view["account"]["id"],
+                                                    channel, to, override))
 
     def _sending_mailbox(self, session, identity, institution_id, mailbox_id) -> Mailbox:
         if mailbox_id is not None:
@@ -597,12 +598,12 @@ class MessagingService(ServiceBase):
             except InvalidInput:
                 return {"state": "refused", "cause": NO_ADDRESS,
                         "reason": f"Correo inválido: {chosen['address']}"}
-            verdict = contact_policy.verdict_for(view, "email", to)
+            verdict = compliance.judged(self.activities, account["id"], "email", to)
         else:
             to = templates.postal_address(chosen)
-            verdict = contact_policy.verdict_for(view, "letter", str(chosen["id"]))
-        if not verdict.allowed:
-            return {"state": "refused", "cause": verdict.cause, "reason": verdict.reason}
+            verdict = compliance.judged(self.activities, account["id"], "letter", chosen["id"])
+        if not verdict["allowed"]:
+            return {"state": "refused", "cause": verdict["cause"], "reason": verdict["reason"]}
         return self._queue(identity, data, account, view, channel, to, None, [], None)
 
     @rpc
@@ -719,6 +720,12 @@ class MessagingService(ServiceBase):
             if earlier is None:
                 raise
             return earlier
+
+    @event_handler("activities", "agreement_made")
+    def on_agreement_made(self, payload):
+        """An agreement the policy wants in writing: sent to the debtor (compliance.py)."""
+        agreement = contracts.AgreementMade().load(payload)
+        compliance.send_agreement(self, agreement, agreement["event_id"])
 
     @timer(interval=DELIVERY_INTERVAL)
     def deliver_due(self):
@@ -877,9 +884,7 @@ class MessagingService(ServiceBase):
         if number not in {contact_policy.phone_digits(p["number"])
                           for p in view.get("phones") or ()}:
             raise InvalidInput("Número inválido", {"phone": ["No es un teléfono del deudor"]})
-        justification = contact_policy.enforce(
-            contact_policy.verdict_for(view, "sms", number), "compliance", data.get("override"),
-            identity, "messaging.manage")
+        justification = self._compliance(identity, view, "sms", number, data.get("override"))
         institution_id = account["institution_id"]
         with self.db.session() as session:
             config = session.get(SmsSettings, institution_id)

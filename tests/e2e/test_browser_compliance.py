@@ -64,15 +64,20 @@ def test_a_call_with_no_known_outbound_number_is_refused_in_plain_spanish(
         world, new_page, screenshots):
     page = new_page()
     login(page, "gestor1", world["password"])
-    page.goto(f"/deudores/{world['debtor']}?tab=gestiones&cuenta={world['account']}")
+    page.goto(f"/deudores/{world['debtor']}?cuenta={world['account']}")
+    page.click("#tab-gestiones")
+    expect(page.locator("#panel-gestiones")).to_be_visible()
     form = page.locator("#activity-form")
+    if not form.is_visible():
+        page.click("#new-activity")
     expect(form).to_be_visible()
     page.select_option("#kind", "call")
-    page.select_option("#direction", "outbound")
-    page.select_option("#result_code_id", label="No contesta")
+    try:
+        page.select_option("#result_code_id", label="NC · No contesta", timeout=5_000)
+    finally:
+        page.screenshot(path=str(screenshots / "compliance-activity-form.png"), full_page=True)
     page.fill("#description", f"Llamada sin número saliente ({RUN})")
-    with page.expect_navigation():
-        page.click("#save-activity")
+    page.click("#save-activity")
     failure = page.locator("#activity-others")
     expect(failure).to_contain_text("No se conoce el número desde el que se llama")
     expect(failure).to_contain_text("regla «Identificador de llamada», política XQ-1")

@@ -103,6 +103,7 @@ def cleanup(db) -> None:
                   "institution_rules"):
         db.execute(f"DELETE FROM queues.{table} WHERE institution_id = %s", [INSTITUTION])
     db.execute("DELETE FROM queues.team_members WHERE team_id = %s", [TEAM])
+    db.execute("DELETE FROM portfolio.institutions WHERE id = %s", [INSTITUTION])
     db.execute(f"DROP SCHEMA IF EXISTS {SCRATCH} CASCADE")
     vacuum(db, "queues")
 
@@ -153,6 +154,9 @@ def test_the_pull_with_the_frequency_rule_on_versus_off(stack_url, bench_limits,
     cleanup(db)
     try:
         began = time.perf_counter()
+        db.execute("INSERT INTO portfolio.institutions (id, code, name, contact_from, "
+                   "contact_until, jurisdiction) VALUES (%s, 'BENCHPOL', 'Benchmark política', "
+                   "'00:00', '23:59:59', 'US') ON CONFLICT (id) DO NOTHING", [INSTITUTION])
         db.execute(FACTS_SQL, {"base": BASE, "institution": INSTITUTION, "n": ACCOUNTS})
         db.execute("INSERT INTO queues.institution_rules (institution_id, contact_from, "
                    "contact_until) VALUES (%s, '00:00', '23:59:59')", [INSTITUTION])

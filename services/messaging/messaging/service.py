@@ -34,7 +34,8 @@ from recaudo_common.localtime import today_in
 from recaudo_common.service import ServiceBase, event_handler, rpc
 from recaudo_common.validation import load, page_of
 
-from . import attachments, compliance, crypto, delivery, mailsearch, mailsync, parsing, sms, templates
+from . import (attachments, compliance, crypto, delivery, mailsearch, mailsync, parsing, sms,
+               sms_delivery, templates)
 from .idle import mailbox_idle
 from .models import (Base, InboundMessage, InstitutionSettings, Mailbox, MatchPattern,
                      OutboundMessage, SmsMessage, SmsSettings, Template)
@@ -65,7 +66,6 @@ DELIVERY_INTERVAL = 2
 DELIVERY_BATCH = 20
 SETTLE_INTERVAL = 10
 SMS_BATCH = 200
-SMS_CONCURRENCY = 20
 PENDING_CONCURRENCY = 8
 FAX_NUMBER = re.compile(r"^\+?[0-9]{6,20}$")
 
@@ -951,44 +951,9 @@ class MessagingService(ServiceBase):
             pass
 
     def deliver_sms(self, limit: int = SMS_BATCH) -> int:
-        """One batch: the due rows locked (SKIP LOCKED: instances share the queue), handed
-        to the gateway a few at once, each outcome written in the same transaction."""
-        with self.db.session() as session:
-            rows = session.execute(select(SmsMessage).where(
-                SmsMessage.state == "queued", SmsMessage.next_attempt_at <= func.now())
-                .order_by(SmsMessage.next_attempt_at, SmsMessage.id).limit(limit)
-                .with_for_update(skip_locked=True)).scalars().all()
-            if not rows:
-                return 0
-            configs = {c.institution_id: c for c in session.execute(select(SmsSettings).where(
-                SmsSettings.institution_id.in_({r.institution_id for r in rows}))).scalars()}
-            callback = settings().sms_callback_url.rstrip("/")
-
-            def hand_over(row):
-                config = configs.get(row.institution_id)
-                if config is None or not config.active:
-                    return row, sms.Permanent("La institución ya no tiene SMS configurado")
-                try:
-                    return row, sms.send(
-                        config.gateway_url, config.username, crypto.decrypt(config.password),
-                        config.sender_id, row.phone, row.body, row.encoding,
-                        f"{callback}/kannel/dlr?id={row.uuid}&status=%d")
-                except (sms.Temporary, sms.Permanent) as exc:
-                    return row, exc
-
-            now = datetime.now(timezone.utc)
-            for row, outcome in eventlet.GreenPool(SMS_CONCURRENCY).imap(hand_over, rows):
-                row.attempts += 1
-                if isinstance(outcome, sms.Temporary) and row.attempts < sms.MAX_ATTEMPTS:
-                    row.last_error = str(outcome)[:2000]
-                    row.next_attempt_at = now + sms.backoff(row.attempts)
-                elif isinstance(outcome, Exception):
-                    row.state, row.failed_at = "failed", now
-                    row.last_error = str(outcome)[:2000]
-                    log.warning("sms %s failed: %s", row.uuid, outcome)
-                else:
-                    row.state, row.sent_at, row.last_error = "sent", now, None
-            return len(rows)
+        """One batch handed to the gateway (sms_delivery: claimed, handed over with no lock
+        held, outcomes written); answers how many were claimed."""
+        return sms_delivery.deliver_batch(self.db, settings().sms_callback_url, limit, log)
 
     @http("GET", "/kannel/dlr")
     def kannel_dlr(self, request):

@@ -29,8 +29,9 @@ TIMEOUT = 10.0
 
 #: Kannel's DLR status -> our state (8 and 4 say nothing new: the message stays ``sent``)
 DLR_STATES = {1: "delivered", 2: "failed", 16: "failed"}
-#: what we ask Kannel to report: delivered, failed, buffered, SMSC accepted, SMSC refused
-DLR_MASK = 31
+#: what we ask Kannel to report: delivered, failed, refused by the SMSC (buffered and
+#: accepted by the SMSC would change nothing, and cost messaging a callback each)
+DLR_MASK = 19
 
 
 def segments(text: str) -> dict:

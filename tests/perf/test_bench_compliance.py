@@ -40,7 +40,7 @@ import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
 from sqlalchemy.engine import make_url
 
-from messaging import crypto, sms
+from messaging import crypto, kannel, sms
 from recaudo_common import contact_policy
 from recaudo_common.config import settings
 
@@ -57,6 +57,7 @@ AGENTS = tuple(range(902_401, 902_501))   # 100 collectors
 PHASE_SECONDS = 10.0
 SCRATCH = "bench_compliance_scratch"
 RPC_TIMEOUT = 900.0
+REPORTS_WAIT = 120.0
 US_RULE = contact_policy.seeded_policy("US")
 
 
@@ -226,25 +227,19 @@ def sms_cleanup(db) -> None:
 
 def test_sms_of_a_campaign_handed_to_kannel_versus_sendsms_directly(stack_url, db):
     sms_cleanup(db)
-    source = db.execute("SELECT gateway_url, username, password, sender_id FROM "
-                        "messaging.sms_settings WHERE active ORDER BY institution_id LIMIT 1"
-                        ).fetchone()
-    if source is None:
-        pytest.fail("no institution has SMS settings: the demo seed gives institution 1 the "
-                    "stack's Kannel")
-    gateway_url, username, password, _sender = source
+    # the stack's Kannel, as the demo seed configures it (messaging.seed)
+    gateway_url = f"http://127.0.0.1:{settings().local_kannel_port}/cgi-bin/sendsms"
+    username, plain = kannel.USER, kannel.PASSWORD
     callback = settings().sms_callback_url.rstrip("/")
     try:
         db.execute("INSERT INTO messaging.sms_settings (institution_id, gateway_url, username, "
-                   "password, inbound_token, sender_id) SELECT %s, gateway_url, username, "
-                   "password, inbound_token, 'BENCH9025' FROM messaging.sms_settings "
-                   "WHERE gateway_url = %s AND sender_id = %s", [SMS_INSTITUTION, gateway_url,
-                                                                 _sender])
+                   "password, inbound_token, sender_id) VALUES (%s, %s, %s, %s, %s, "
+                   "'BENCH9025')", [SMS_INSTITUTION, gateway_url, username,
+                                    crypto.encrypt(plain), crypto.encrypt(kannel.TOKEN)])
         text = "Banco Demo: su pago de $1,250.00 vence el 15/12. Responda BAJA para no recibir SMS."
         length = sms.segments(text)
 
         # baseline: sendsms straight from here, same code and concurrency as the timer
-        plain = crypto.decrypt(password)
         numbers = iter(range(10**9))
         lock = threading.Lock()
 
@@ -280,11 +275,14 @@ def test_sms_of_a_campaign_handed_to_kannel_versus_sendsms_directly(stack_url, d
         while time.monotonic() < deadline:
             if handed_at is None and count("state = 'queued'") == 0:
                 handed_at = time.perf_counter() - started
+                # the reports get two more minutes at most (they are not what is measured)
+                deadline = min(deadline, time.monotonic() + REPORTS_WAIT)
             if handed_at is not None and count("state IN ('delivered', 'failed')") \
                     >= SMS_MESSAGES:
                 delivered_at = time.perf_counter() - started
                 break
             time.sleep(0.2)
+        reported = count("state IN ('delivered', 'failed')")
         failed = count("state = 'failed'")
         assert handed_at is not None, f"{count(chr(39) + 'queued' + chr(39))} still queued"
         campaign = Result(f"campaign of {SMS_MESSAGES:,} handed to Kannel by messaging's timer",
@@ -298,7 +296,8 @@ def test_sms_of_a_campaign_handed_to_kannel_versus_sendsms_directly(stack_url, d
               f"({handed_at:.1f} s after queueing {SMS_MESSAGES:,} in {queued_in:.1f} s); "
               + (f"every delivery report back after {delivered_at:.1f} s "
                  f"({SMS_MESSAGES / delivered_at:.0f}/s)" if delivered_at else
-                 "not every delivery report came back in time")
+                 f"{reported:,} delivery reports back {REPORTS_WAIT:g} s after the last "
+                 "was handed over")
               + f"; {failed} failed\n"
               f"  ratio campaign / direct sendsms = {SMS_MESSAGES / handed_at / baseline.rps:.2f}x")
         assert baseline.errors == 0, baseline.first_error

@@ -964,21 +964,8 @@ class MessagingService(ServiceBase):
             status = int(request.args.get("status", ""))
         except ValueError:
             return _kannel_answer(400, "id and status expected\n")
-        state = sms.DLR_STATES.get(status)
-        with self.db.session() as session:
-            row = session.execute(select(SmsMessage).where(
-                SmsMessage.uuid == public, SmsMessage.direction == "outbound")
-                .with_for_update()).scalar_one_or_none()
-            if row is None:
-                return _kannel_answer(404, "unknown message\n")
-            now = datetime.now(timezone.utc)
-            if state and row.state in ("queued", "sent"):
-                row.state = state
-                if state == "delivered":
-                    row.delivered_at = now
-                else:
-                    row.failed_at = now
-                    row.last_error = f"La red informó que no se entregó (DLR {status})"
+        if not sms_delivery.record_report(self.db, public, status):
+            return _kannel_answer(404, "unknown message\n")
         return _kannel_answer(200, "ok\n")
 
     @http("GET", "/kannel/mo")

@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import eventlet
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 
 from . import crypto, sms
 from .models import SmsMessage, SmsSettings
@@ -87,3 +87,26 @@ def deliver_batch(db, callback_url: str, limit: int = BATCH, log=None) -> int:
                 if log is not None:
                     log.warning("sms %s failed: %s", row.uuid, outcome)
     return len(rows)
+
+
+def record_report(db, public: str, status: int) -> bool:
+    """A delivery report (Kannel's DLR ``status``) for the outbound message ``public``:
+    one statement moving it forward (a state already final stays), no row read and locked
+    first - under a campaign, thousands arrive at once. Answers whether the message is ours."""
+    state = sms.DLR_STATES.get(status)
+    ours = (SmsMessage.uuid == public, SmsMessage.direction == "outbound")
+    with db.session() as session:
+        if state:
+            now = datetime.now(timezone.utc)
+            values = {"state": state}
+            if state == "delivered":
+                values["delivered_at"] = now
+            else:
+                values.update(failed_at=now,
+                              last_error=f"La red informó que no se entregó (DLR {status})")
+            moved = session.execute(update(SmsMessage).where(
+                *ours, SmsMessage.state.in_(("queued", "sent"))).values(**values)
+                .returning(SmsMessage.id)).first()
+            if moved is not None:
+                return True
+        return session.execute(select(exists().where(*ours))).scalar()

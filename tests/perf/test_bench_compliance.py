@@ -287,7 +287,7 @@ def test_sms_of_a_campaign_handed_to_kannel_versus_sendsms_directly(stack_url, d
         assert handed_at is not None, f"{count(chr(39) + 'queued' + chr(39))} still queued"
         campaign = Result(f"campaign of {SMS_MESSAGES:,} handed to Kannel by messaging's timer",
                           20, latencies=[handed_at / SMS_MESSAGES] * SMS_MESSAGES,
-                          elapsed=handed_at, note="batches of 200 locked SKIP LOCKED, 20 at once")
+                          elapsed=handed_at, note="batches of 200 claimed SKIP LOCKED, handed over 20 at once")
         print_table([baseline, campaign], title=(
             f"SMS handed to Kannel (bearerbox + smsbox + fakesmsc of the stack); goal >= 200/s\n"
             f"machine: {os.cpu_count()} CPUs shared by this client, the whole stack, Kannel "

@@ -1865,6 +1865,11 @@ TABLE.extend([
     Row("rpc.activities.judge_contact.i2", "RPC", "activities.judge_contact",
         lambda w, uniq: [_portfolio(w)["i2_gestor1"][0], "letter", None],
         PORTFOLIO_RULES.reads(2, "gestor1", permission=ACT_READ)),
+    # a send another service is about to make, judged (a letter to no address: allowed,
+    # nothing logged)
+    Row("rpc.activities.check_contact.i2", "RPC", "activities.check_contact",
+        lambda w, uniq: [{"account_id": _portfolio(w)["i2_gestor1"][0], "channel": "letter"}],
+        PORTFOLIO_RULES.reads(2, "gestor1", permission=ACT_READ)),
     Row("rpc.activities.debtor_compliance.i2", "RPC", "activities.debtor_compliance",
         lambda w, uniq: [_portfolio(w)["i2_gestor1"][1]],
         PORTFOLIO_RULES.reads(2, "gestor1", permission=ACT_READ)),

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from nameko.standalone.events import event_dispatcher
 from sqlalchemy import Engine, event, text
+from sqlalchemy.orm import Session
 
 from activities import catalogue, seed
 from activities import log as contact_log
@@ -324,6 +325,11 @@ def policy(engine):
                 "(:d, :n, 1, true), (:d, '5512345678', 2, false)", d=debtor, n=DO_NOT_CALL)
     sql(engine, "UPDATE portfolio.institutions SET contact_from = '08:00', contact_until = '20:00',"
                 " jurisdiction = 'MX' WHERE id = 1")
+    # MX: no hidden caller id, so the institution's calls go out from a known number
+    with engine.begin() as conn:
+        catalogue.ensure_catalogue(Session(bind=conn), 1)
+    sql(engine, "UPDATE activities.institution_settings SET outbound_number = '5550000001' "
+                "WHERE institution_id = 1")
 
     def at(hour: int, account_id=debtor, **extra) -> dict:
         local = datetime.combine(today() - timedelta(days=1), datetime.min.time(),
@@ -348,7 +354,7 @@ def test_a_call_to_a_do_not_call_phone_is_refused_naming_phone_and_stores_nothin
     assert list(err.value.fields)[0] == "phone"
     assert "no ser contactado" in err.value.fields["phone"][0]
     assert (err.value.fields["rule"], err.value.fields["policy_version"]) == (
-        ["do_not_contact"], ["MX-1"])
+        ["do_not_contact"], ["MX-2"])
     with pytest.raises(PermissionDenied):          # a collector cannot override
         gestor1.log_activity(policy(12, phone=DO_NOT_CALL, override=JUSTIFIED))
     assert counts(engine) == before

@@ -23,7 +23,8 @@ def view(jurisdiction="US", zone="America/New_York", **institution) -> dict:
                        {"number": "2125550199", "do_not_call": True}],
             "guarantors": [{"phone": "5588887777"}],
             "emails": [{"address": "ana@cliente.test", "do_not_contact": False}],
-            "addresses": [{"id": 5, "do_not_contact": False}]}
+            "addresses": [{"id": 5, "do_not_contact": False}],
+            "caller_id": institution.get("caller_id", "5550000001")}
 
 
 def call(v, now=NOON, number="2125550100", **facts):
@@ -38,25 +39,42 @@ def refused_by(verdict, rule, version):
 
 def test_mx_window_is_07_to_22_in_the_debtors_zone_even_if_the_institution_allows_more():
     mx = view("MX", "America/Mexico_City")
-    assert call(mx).allowed and call(mx).policy_version == "MX-1"
+    assert call(mx).allowed and call(mx).policy_version == "MX-2"
     # 06:30 in Mexico City (UTC-6): the institution's 06:00 does not widen the law's 07:00
-    assert refused_by(call(mx, NOON.replace(hour=12, minute=30)), cp.WINDOW, "MX-1")
+    assert refused_by(call(mx, NOON.replace(hour=12, minute=30)), cp.WINDOW, "MX-2")
     assert refused_by(call(mx, NOON.replace(hour=4, minute=30) + timedelta(days=1)),
-                      cp.WINDOW, "MX-1")   # 22:30
+                      cp.WINDOW, "MX-2")   # 22:30
     assert call(mx, NOON.replace(hour=13, minute=0)).allowed   # 07:00
 
 
 def test_mx_contacts_no_third_party_but_registered_guarantors_and_references():
     mx = view("MX", "America/Mexico_City")
-    assert refused_by(call(mx, number="5512341234"), cp.THIRD_PARTY, "MX-1")
+    assert refused_by(call(mx, number="5512341234"), cp.THIRD_PARTY, "MX-2")
     assert call(mx, number="55 8888 7777").allowed   # the guarantor (aval)
     assert call(mx, number="(212) 555-0100").allowed   # the debtor's own
     # email and letters go to the debtor's addresses: no third party by number
     assert verdict_for(mx, "email", "ana@cliente.test", now=NOON).allowed
 
 
+def test_mx_no_hidden_caller_id_a_call_from_no_known_number_is_refused():
+    assert refused_by(call(view("MX", caller_id=None)), cp.CALLER_ID, "MX-2")
+    assert refused_by(call(view("MX", caller_id="  ")), cp.CALLER_ID, "MX-2")
+    assert call(view("MX", caller_id="+52 55 5000 0001")).allowed
+    # other channels show their sender by themselves; US and the default do not ask it
+    assert verdict_for(view("MX", caller_id=None), "sms", "2125550100", now=NOON).allowed
+    assert call(view("US", caller_id=None)).allowed
+
+
+def test_mx_every_agreement_goes_in_writing_and_the_rule_refuses_no_contact():
+    assert cp.requires_written_agreement(cp.seeded_policy("MX"))
+    assert not cp.requires_written_agreement(cp.seeded_policy("US"))
+    assert not cp.requires_written_agreement(cp.seeded_policy("CO"))
+    written_only = {"jurisdiction": "MX", "version": 9, "rules": [{"rule": cp.WRITTEN_AGREEMENT}]}
+    assert call(view("MX"), policy=written_only).allowed
+
+
 def test_mx_do_not_contact_comes_first():
-    assert refused_by(call(view("MX"), number="2125550199"), cp.DO_NOT_CONTACT, "MX-1")
+    assert refused_by(call(view("MX"), number="2125550199"), cp.DO_NOT_CONTACT, "MX-2")
 
 
 # --- US --------------------------------------------------------------------------------------

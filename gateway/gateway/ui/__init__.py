@@ -9,6 +9,7 @@ from .account import bp as account_bp
 from .activities import bp as activities_bp
 from .admin import bp as admin_bp
 from .campaigns import bp as campaigns_bp
+from .compliance import bp as compliance_bp
 from .dashboards import bp as dashboards_bp
 from .documents import bp as documents_bp
 from .home import bp as home_bp
@@ -20,7 +21,8 @@ from .share import bp as share_bp
 
 #: in the order they were always registered (a route's first owner wins)
 BLUEPRINTS = (home_bp, account_bp, admin_bp, portfolio_bp, queues_bp, campaigns_bp,
-              activities_bp, messaging_bp, documents_bp, share_bp, reports_bp, dashboards_bp)
+              activities_bp, messaging_bp, documents_bp, share_bp, reports_bp, dashboards_bp,
+              compliance_bp)
 
 
 def init_app(app: Flask) -> None:

@@ -79,11 +79,28 @@ def _messages(problems) -> list[str]:
     return [localize(problems)]
 
 
+#: what a contact-policy refusal carries beside the field to blame
+REFUSAL_KEYS = ("rule", "reason", "policy_version")
+
+
+def _plain_refusal(fields: dict) -> dict:
+    """A contact-policy refusal (409) as the agent reads it: the blamed field says why,
+    naming the rule in words and the policy version, instead of the raw keys."""
+    if not all(k in fields for k in REFUSAL_KEYS):
+        return fields
+    rule, version = fields["rule"][0], fields["policy_version"][0]
+    why = {"rule": _(RULE_LABELS[rule]) if rule in RULE_LABELS else rule, "version": version}
+    return {name: [_("%(reason)s (regla «%(rule)s», política %(version)s)", reason=p, **why)
+                   for p in _messages(problems)]
+            for name, problems in fields.items() if name not in REFUSAL_KEYS}
+
+
 def form_errors(fields: dict) -> dict[str, list[str]]:
     """The service's field -> problems, one level of nesting joined by "_"
-    (``promise.amount`` is the form's ``promise_amount``)."""
+    (``promise.amount`` is the form's ``promise_amount``); a contact-policy refusal in
+    plain words (``_plain_refusal``)."""
     out: dict[str, list[str]] = {}
-    for name, problems in (fields or {}).items():
+    for name, problems in _plain_refusal(fields or {}).items():
         if isinstance(problems, dict) and name == "promise":
             for inner, nested in problems.items():
                 out.setdefault(f"promise_{inner}", []).extend(_messages(nested))
@@ -174,7 +191,8 @@ RULE_LABELS = {
     "outside_hours": N_("Horario permitido"),
     "cease_communication": N_("Cese de comunicaciones"), "attorney": N_("Representado por abogado"),
     "inconvenient_time": N_("Horario inconveniente"), "call_frequency": N_("Frecuencia de llamadas"),
-    "third_party": N_("Terceros"),
+    "third_party": N_("Terceros"), "caller_id": N_("Identificador de llamada"),
+    "written_agreement": N_("Acuerdos por escrito"),
 }
 DECISIONS = {"refused": N_("Rechazado"), "overridden": N_("Autorizado")}
 
@@ -532,7 +550,8 @@ def save_settings():
     institution_id = to_int(form.get("institution_id"))
     data = {"dispute_sla_days": to_int(form.get("dispute_sla_days"), form.get("dispute_sla_days")),
             "attribution_days": to_int(form.get("attribution_days"), form.get("attribution_days")),
-            "time_zone": form.get("time_zone", "").strip()}
+            "time_zone": form.get("time_zone", "").strip(),
+            "outbound_number": form.get("outbound_number", "").strip() or None}
     try:
         with rpc() as proxy:
             proxy.activities.save_settings(institution_id, data)

@@ -64,7 +64,8 @@ def save_policy(session: Session, identity: Identity, jurisdiction: str, data: d
              for rule in data["rules"]]
     row = ContactPolicy(jurisdiction=jurisdiction, version=(latest or 0) + 1,
                         effective_from=data["effective_from"], rules=rules,
-                        note=data.get("note", ""), created_by=identity.user_id)
+                        note=data.get("note", ""), created_by=identity.user_id,
+                        created_by_name=identity.username)
     session.add(row)
     session.flush()
     return PolicyOut().dump(row)
@@ -102,6 +103,32 @@ def judge(session: Session, view: dict, channel: str, to: str | None,
     history = history_of(session, account["id"], at) if account.get("id") else {}
     return contact_policy.verdict_for(view, channel, to, now=at, policy=policy, history=history,
                                       preferences=preferences_of(session, view["debtor"]["id"]))
+
+
+#: who may override a refusal, by channel: calls and visits are the activities' own
+OVERRIDE_PERMISSIONS = {"call": "activities.manage", "visit": "activities.manage"}
+
+
+def check(session: Session, identity: Identity, view: dict, channel: str, to: str | None,
+          override: dict | None) -> dict:
+    """Judge a contact another service is about to make (messaging's email, SMS, fax,
+    letter) under the stored policy in force: a refusal is logged and answered (the caller
+    raises it), an override - with the permission for the channel - logged and answered
+    with the record to keep with the contact."""
+    verdict = judge(session, view, channel, to)
+    answer = {"allowed": verdict.allowed, "rule": verdict.rule, "cause": verdict.cause,
+              "reason": verdict.reason, "policy_version": verdict.policy_version,
+              "override": None}
+    if verdict.allowed:
+        return answer
+    if override is None:
+        record(session, identity, view, channel, to, verdict)
+        return answer
+    answer["override"] = contact_policy.enforce(
+        verdict, "compliance", override, identity,
+        OVERRIDE_PERMISSIONS.get(channel, "messaging.manage"))
+    record(session, identity, view, channel, to, verdict, override["justification"])
+    return answer
 
 
 def announce_hold(session: Session, db, view: dict, at: datetime | None = None) -> None:

@@ -122,6 +122,10 @@ class ActivityWrite(_EntryFields):
     override = fields.Nested(Override, load_default=None, allow_none=True)
     #: the preventive campaign (queues service) a message was sent for: kept in the details
     campaign_id = fields.Integer(load_default=None, allow_none=True)
+    #: the number an outbound call went out from (the agent's line, the dialer's), else the
+    #: institution's outbound number; kept in the details (no hidden caller id)
+    caller_id = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(
+        r"^\+?[0-9][0-9 ()-]{4,28}[0-9]$", error="Un número de teléfono (6 a 30 caracteres)"))
 
 
 class CorrectionWrite(_EntryFields):
@@ -212,6 +216,10 @@ class SettingsWrite(Schema):
     attribution_days = fields.Integer(required=True, validate=validate.Range(min=0, max=365))
     time_zone = fields.String(load_default="America/Mexico_City",
                               validate=validate.Length(min=1, max=60))
+    #: the number the institution's calls go out from (the caller id rule needs one);
+    #: left out, it stays as it was
+    outbound_number = fields.String(allow_none=True, validate=validate.Regexp(
+        r"^\+?[0-9][0-9 ()-]{4,28}[0-9]$", error="Un número de teléfono (6 a 30 caracteres)"))
 
     @validates("time_zone")
     def _zone(self, value, **_):
@@ -227,6 +235,7 @@ class SettingsOut(Schema):
     dispute_sla_days = fields.Integer()
     attribution_days = fields.Integer()
     time_zone = fields.String()
+    outbound_number = fields.String(allow_none=True)
 
 
 class DisputeWrite(Schema):
@@ -423,7 +432,17 @@ class PolicyOut(Schema):
     rules = fields.List(fields.Dict())
     note = fields.String()
     created_by = fields.Integer(allow_none=True)
+    created_by_name = fields.String(allow_none=True)
     created_at = fields.AwareDateTime()
+
+
+class ContactCheck(Schema):
+    """A contact another service is about to make (messaging's sends), to be judged."""
+
+    account_id = fields.Integer(required=True)
+    channel = fields.String(required=True, validate=validate.OneOf(KINDS))
+    to = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=300))
+    override = fields.Nested(Override, load_default=None, allow_none=True)
 
 
 class ComplianceQuery(PageQuery):

@@ -9,7 +9,8 @@ is a contact, so the one contact policy judges it (at the time it started) like 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
@@ -30,7 +31,7 @@ LATE_LOGGING = timedelta(days=31)
 CLOCK_SKEW = timedelta(minutes=5)
 #: the field a contact-policy refusal names, by its cause
 POLICY_FIELDS = {contact_policy.DO_NOT_CONTACT: "phone", contact_policy.OUTSIDE_HOURS: "started_at",
-                 contact_policy.INCONVENIENT: "started_at"}
+                 contact_policy.INCONVENIENT: "started_at", contact_policy.CALLER_ID: "caller_id"}
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,18 @@ def judged_by_policy(data: dict) -> bool:
     return data["kind"] == "call" and data["direction"] == "outbound"
 
 
+def needs_contacts(data: dict) -> bool:
+    """Whether logging ``data`` needs the account's contact view: a call the policy judges,
+    or a promise (the policy in force may want the agreement sent in writing)."""
+    return judged_by_policy(data) or bool(data.get("promise"))
+
+
+def caller_id(data: dict, settings) -> str | None:
+    """The number an outbound call went out from: the logging's, else the institution's."""
+    number = contact_policy.phone_digits(data.get("caller_id") or settings.outbound_number)
+    return number or None
+
+
 def _check_policy(session: Session, db, identity: Identity, contacts: dict | None,
                   data: dict) -> str | None:
     """The engine's verdict on the call when it started (it may be logged minutes later),
@@ -84,6 +97,7 @@ def _check_policy(session: Session, db, identity: Identity, contacts: dict | Non
     if not judged_by_policy(data):
         return None
     verdict = compliance.judge(session, contacts, "call", data["phone"], at=data["started_at"])
+    # (``contacts`` carries the call's ``caller_id``: see log_activity)
     field = POLICY_FIELDS.get(verdict.cause, "phone")
     if not verdict.allowed and data.get("override") is None:
         with db.session() as own:
@@ -148,9 +162,15 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
                                         <= now() + CALLBACK_HORIZON):
         raise InvalidInput("Fecha de llamada inválida",
                            {"callback_at": ["Debe ser futura y dentro del próximo año"]})
+    outbound_call = judged_by_policy(data)
+    number = caller_id(data, settings) if outbound_call else None
+    if contacts is not None:
+        contacts = {**contacts, "caller_id": number}
     overridden = _check_policy(session, db, identity, contacts, data)
 
     details = {}
+    if number:   # the outbound number used is kept with the call
+        details["caller_id"] = number
     if data.get("campaign_id") is not None:
         details["campaign_id"] = data["campaign_id"]
     if overridden:
@@ -182,7 +202,9 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
             due_at=callback_at, agent_id=identity.user_id, note=data.get("callback_note", ""),
             activity_id=activity.id, created_by=identity.user_id))
     _announce(db, session, activity, code, callback_at, promise["id"] if promise else None)
-    if contacts is not None:   # an outbound call: the frequency rule may hold the debt now
+    if promise is not None and contacts is not None:
+        _agreement_in_writing(session, db, contacts, activity, promise)
+    if outbound_call:   # the frequency rule may hold the debt now
         session.flush()
         compliance.announce_hold(session, db, contacts)
     # described from what was just written: nothing to read back
@@ -190,6 +212,24 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
     out["promise"] = promise
     out["agenda_item_id"] = item.id if item else None
     return out
+
+
+def _agreement_in_writing(session: Session, db, contacts: dict, activity: Activity,
+                          promise: dict) -> None:
+    """Under a policy whose agreements go to the debtor in writing, announce the one just
+    made (``agreement_made``): messaging sends it, judged like every contact, and logs it."""
+    policy = compliance.policy_in_force(session, contacts["institution"].get("jurisdiction"),
+                                        activity.started_at)
+    if not contact_policy.requires_written_agreement(policy):
+        return
+    db.emit(session, "agreement_made", {
+        "promise_id": promise["id"], "activity_id": activity.id,
+        "account_id": activity.account_id, "debtor_id": activity.debtor_id,
+        "institution_id": activity.institution_id, "agent_id": activity.agent_id,
+        "amount": Decimal(str(promise["amount"])),
+        "instalments": [{"number": i["number"], "due_date": date.fromisoformat(str(i["due_date"])),
+                         "amount": Decimal(str(i["amount"]))} for i in promise["instalments"]],
+        "policy_version": f"{policy['jurisdiction']}-{policy['version']}"})
 
 
 def correct_activity(session: Session, db, identity: Identity, original_id: int,

@@ -45,6 +45,8 @@ class InstitutionSettings(Base):
     attribution_days: Mapped[int] = mapped_column(Integer, nullable=False, server_default="30")
     time_zone: Mapped[str] = mapped_column(String(60), nullable=False,
                                            server_default="America/Mexico_City")
+    #: the number its calls go out from (a policy's caller id rule needs one known)
+    outbound_number: Mapped[str | None] = mapped_column(String(40))
     __table_args__ = (
         CheckConstraint("dispute_sla_days BETWEEN 1 AND 365", name="sla"),
         CheckConstraint("attribution_days BETWEEN 0 AND 365", name="attribution"),
@@ -308,6 +310,8 @@ class ContactPolicy(Base):
     rules: Mapped[list] = mapped_column(JSONB, nullable=False)
     note: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
     created_by: Mapped[int | None] = mapped_column(Integer)   # None: seeded
+    #: who wrote it, as they were called then (the history names them)
+    created_by_name: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = _now()
     __table_args__ = (UniqueConstraint("jurisdiction", "version", name="uq_contact_policies_version"),)
 

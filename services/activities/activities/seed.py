@@ -34,7 +34,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from recaudo_common import demo
@@ -44,7 +44,7 @@ from recaudo_common.identity import Identity
 from . import agenda, chain, disputes, productivity, promises
 from .catalogue import ensure_catalogue
 from .contracts import DISPUTE_OUTCOMES
-from .models import Activity, AgendaItem, Base, Dispute, Payment, ResultCode
+from .models import Activity, AgendaItem, Base, Dispute, InstitutionSettings, Payment, ResultCode
 
 HISTORY_DAYS = 90
 #: share of the accounts in arrears (and of the current ones) worked in the demo's past
@@ -78,12 +78,21 @@ DESCRIPTIONS = {
 }
 
 
+def demo_outbound_number(institution_id: int) -> str:
+    return f"5550{institution_id:06d}"
+
+
 def seed_demo() -> None:
     engine = make_engine(pool_size=1)
     try:
         with Session(engine) as session, session.begin():
             for institution_id, _, _ in demo.INSTITUTIONS:
                 ensure_catalogue(session, institution_id)
+                # the number the demo's calls go out from (MX: no hidden caller id)
+                session.execute(update(InstitutionSettings).where(
+                    InstitutionSettings.institution_id == institution_id,
+                    InstitutionSettings.outbound_number.is_(None)).values(
+                    outbound_number=demo_outbound_number(institution_id)))
     finally:
         engine.dispose()
 

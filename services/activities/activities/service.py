@@ -25,8 +25,8 @@ from . import (agenda, catalogue, chain, compliance, disputes, log, productivity
                reports)
 from .models import Activity, Base, ChainHead, InstitutionSettings, Promise, ResultCode, Team, \
     TeamMember
-from .contracts import (ActivityWrite, AgendaQuery, AgendaWrite, ComplianceQuery, CorrectionWrite,
-                        Delegate, PolicyWrite, PreferencesWrite,
+from .contracts import (ActivityWrite, AgendaQuery, AgendaWrite, ComplianceQuery, ContactCheck,
+                        CorrectionWrite, Delegate, PolicyWrite, PreferencesWrite,
                         DisputeReportQuery, DisputeResolve, DisputeWrite, HistoryQuery,
                         OverdueQuery, ProductivityQuery, ProductivityReportQuery,
                         PromiseReportQuery, ResultCodeOut, ResultCodeWrite, SettingsOut,
@@ -69,7 +69,7 @@ class ActivitiesService(ServiceBase):
         if earlier is not None:
             return earlier
         contacts = None
-        if log.judged_by_policy(data):
+        if log.needs_contacts(data):
             contacts = self._account(identity, data["account_id"], contacts=True)
             account = contacts["account"]
         else:
@@ -474,6 +474,17 @@ class ActivitiesService(ServiceBase):
             verdict = compliance.judge(session, view, channel, to)
         return {"allowed": verdict.allowed, "rule": verdict.rule, "reason": verdict.reason,
                 "policy_version": verdict.policy_version}
+
+    @rpc
+    def check_contact(self, data):
+        """Judge a contact another service is about to make (messaging's sends) under the
+        stored policy in force, logging a refusal or an override (``compliance.check``)."""
+        identity = self.caller.require("activities.read")
+        data = load(ContactCheck(), data)
+        view = self._account(identity, data["account_id"], contacts=True)
+        with self.db.session() as session:
+            return compliance.check(session, identity, view, data["channel"], data["to"],
+                                    data["override"])
 
     def _compliance_query(self, query) -> dict:
         return load(ComplianceQuery(), query or {})

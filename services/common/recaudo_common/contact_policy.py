@@ -33,14 +33,22 @@ ATTORNEY = "attorney"
 INCONVENIENT = "inconvenient_time"
 FREQUENCY = "call_frequency"
 THIRD_PARTY = "third_party"
-RULES = (DO_NOT_CONTACT, WINDOW, CEASE, ATTORNEY, INCONVENIENT, FREQUENCY, THIRD_PARTY)
+#: a call's outbound number must be known (and is kept with the entry): no hidden caller id
+CALLER_ID = "caller_id"
+#: refuses nothing: an agreement (promise or plan) made is sent to the debtor in writing
+WRITTEN_AGREEMENT = "written_agreement"
+RULES = (DO_NOT_CONTACT, WINDOW, CEASE, ATTORNEY, INCONVENIENT, FREQUENCY, THIRD_PARTY,
+         CALLER_ID, WRITTEN_AGREEMENT)
 
-#: the first version of each jurisdiction's policy ("*" is every other jurisdiction)
+#: the seeded version of each jurisdiction's policy ("*" is every other jurisdiction);
+#: the migrations wrote them (MX-1 lacked the caller id and the written agreement)
 SEEDED = {
-    "MX": {"jurisdiction": "MX", "version": 1, "rules": [
+    "MX": {"jurisdiction": "MX", "version": 2, "rules": [
         {"rule": DO_NOT_CONTACT},
         {"rule": WINDOW, "from": "07:00", "until": "22:00"},
         {"rule": THIRD_PARTY},
+        {"rule": CALLER_ID},
+        {"rule": WRITTEN_AGREEMENT},
     ]},
     "US": {"jurisdiction": "US", "version": 1, "rules": [
         {"rule": DO_NOT_CONTACT},
@@ -204,7 +212,18 @@ def _refusal(rule: dict, view: dict, channel: str, to: str | None, now: datetime
             if number and number not in known:
                 return THIRD_PARTY, ("Número no registrado del deudor, aval o referencia: "
                                      "no se contacta a terceros")
+    elif name == CALLER_ID:
+        # the number the call goes out from: the logging's, else the institution's
+        if channel == "call" and not phone_digits(view.get("caller_id")):
+            return CALLER_ID, ("No se conoce el número desde el que se llama: no se llama "
+                               "con identificador oculto (configure el número saliente de "
+                               "la institución o indíquelo en la gestión)")
     return None
+
+
+def requires_written_agreement(policy: dict) -> bool:
+    """Whether an agreement made under ``policy`` is sent to the debtor in writing."""
+    return any(rule["rule"] == WRITTEN_AGREEMENT for rule in policy["rules"])
 
 
 def verdict_for(view: dict, channel: str, to: str | None,
@@ -218,7 +237,8 @@ def verdict_for(view: dict, channel: str, to: str | None,
     ``policy`` is the jurisdiction's policy in force (default: the seeded one of the
     view's institution's jurisdiction); ``history`` what the frequency rule counts on this
     debt (``call_attempts``, ``conversations``: start times); ``preferences`` the debtor's
-    (``cease_at``, ``attorney``, ``consent`` per channel, ``inconvenient`` spans). Rules
+    (``cease_at``, ``attorney``, ``consent`` per channel, ``inconvenient`` spans). A call's
+    outbound number is the view's ``caller_id`` (the caller id rule). Rules
     are evaluated in order; the first refusal is the verdict."""
     policy = policy or seeded_policy(view["institution"].get("jurisdiction"))
     version = f"{policy['jurisdiction']}-{policy['version']}"

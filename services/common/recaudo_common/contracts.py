@@ -322,6 +322,28 @@ class PromiseMade(PromiseFields):
     with_entry = fields.Boolean(load_default=False)
 
 
+class AgreementInstalment(Schema):
+    number = fields.Integer(required=True)
+    due_date = fields.Date(required=True)
+    amount = fields.Decimal(required=True, as_string=True)
+
+
+@event("activities", "agreement_made")
+class AgreementMade(EventSchema):
+    """A promise or plan made under a policy whose agreements go to the debtor in writing
+    (``contact_policy.WRITTEN_AGREEMENT``): messaging sends it, judged like every contact."""
+
+    promise_id = fields.Integer(required=True)
+    activity_id = fields.Integer(required=True)
+    account_id = fields.Integer(required=True)
+    debtor_id = fields.Integer(required=True)
+    institution_id = fields.Integer(required=True)
+    agent_id = fields.Integer(required=True)
+    amount = fields.Decimal(required=True, as_string=True)
+    instalments = fields.List(fields.Nested(AgreementInstalment), required=True)
+    policy_version = fields.String(required=True)
+
+
 @event("activities", "promise_kept")
 class PromiseKept(PromiseFields):
     pass

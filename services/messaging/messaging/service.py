@@ -22,16 +22,17 @@ from werkzeug.wrappers import Response
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from recaudo_common import contact_policy, references
+from recaudo_common import contact_policy, contracts, references
 from recaudo_common.acting import ActingRpc
+from recaudo_common.config import settings
 from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound
 from recaudo_common.localtime import today_in
-from recaudo_common.service import ServiceBase, rpc
+from recaudo_common.service import ServiceBase, event_handler, rpc
 from recaudo_common.validation import load, page_of
 
-from . import (attachments, contact_log, crypto, delivery, inbound, mailsearch, mailsync, parsing,
-               sms, templates)
+from . import (attachments, compliance, contact_log, crypto, delivery, inbound, mailsearch, mailsync,
+               parsing, sms, sms_delivery, templates)
 from .idle import mailbox_idle
 from .models import (Base, InboundMessage, InstitutionSettings, Mailbox, MatchPattern,
                      OutboundMessage, SmsMessage, SmsSettings, Template)
@@ -103,10 +104,11 @@ class MessagingService(ServiceBase):
         return templates.render(TemplateOut().dump(template), language, ctx)
 
     def _compliance(self, identity, view, channel: str, to: str, override) -> str | None:
-        """The contact policy's verdict; refused unless an admin overrides with a reason.
-        Answers the recorded justification (None when no override was needed)."""
-        return contact_policy.enforce(contact_policy.verdict_for(view, channel, to),
-                                      "compliance", override, identity, "messaging.manage")
+        """The stored policy's verdict (activities judges and logs it: compliance.py);
+        refused unless an admin overrides with a reason. Answers the recorded justification
+        (None when no override was needed)."""
+        return compliance.enforce(compliance.judged(self.activities, view["account"]["id"],
+                                                    channel, to, override))
 
     def _sending_mailbox(self, session, identity, institution_id, mailbox_id) -> Mailbox:
         if mailbox_id is not None:
@@ -442,12 +444,12 @@ class MessagingService(ServiceBase):
             except InvalidInput:
                 return {"state": "refused", "cause": NO_ADDRESS,
                         "reason": f"Correo inválido: {chosen['address']}"}
-            verdict = contact_policy.verdict_for(view, "email", to)
+            verdict = compliance.judged(self.activities, account["id"], "email", to)
         else:
             to = templates.postal_address(chosen)
-            verdict = contact_policy.verdict_for(view, "letter", str(chosen["id"]))
-        if not verdict.allowed:
-            return {"state": "refused", "cause": verdict.cause, "reason": verdict.reason}
+            verdict = compliance.judged(self.activities, account["id"], "letter", chosen["id"])
+        if not verdict["allowed"]:
+            return {"state": "refused", "cause": verdict["cause"], "reason": verdict["reason"]}
         return self._queue(identity, data, account, view, channel, to, None, [], None)
 
     @rpc
@@ -565,6 +567,12 @@ class MessagingService(ServiceBase):
                 raise
             return earlier
 
+    @event_handler("activities", "agreement_made")
+    def on_agreement_made(self, payload):
+        """An agreement the policy wants in writing: sent to the debtor (compliance.py)."""
+        agreement = contracts.AgreementMade().load(payload)
+        compliance.send_agreement(self, agreement, agreement["event_id"])
+
     @timer(interval=DELIVERY_INTERVAL)
     def deliver_due(self):
         """Send what is queued and due; each message's outcome commits on its own."""
@@ -657,9 +665,7 @@ class MessagingService(ServiceBase):
         if number not in {contact_policy.phone_digits(p["number"])
                           for p in view.get("phones") or ()}:
             raise InvalidInput("Número inválido", {"phone": ["No es un teléfono del deudor"]})
-        justification = contact_policy.enforce(
-            contact_policy.verdict_for(view, "sms", number), "compliance", data.get("override"),
-            identity, "messaging.manage")
+        justification = self._compliance(identity, view, "sms", number, data.get("override"))
         institution_id = account["institution_id"]
         with self.db.session() as session:
             config = session.get(SmsSettings, institution_id)
@@ -722,7 +728,9 @@ class MessagingService(ServiceBase):
     @timer(interval=1)
     def deliver_sms_due(self):
         """Hand what is queued and due to the gateway, a batch at a time."""
-        while sms.deliver(self.db) == sms.BATCH:
+        # sms_delivery: a batch claimed, handed over with no lock held, outcomes written
+        while sms_delivery.deliver_batch(self.db, settings().sms_callback_url, log=log) \
+                == sms_delivery.BATCH:
             pass
 
     @http("GET", "/kannel/dlr")
@@ -734,21 +742,8 @@ class MessagingService(ServiceBase):
             status = int(request.args.get("status", ""))
         except ValueError:
             return _kannel_answer(400, "id and status expected\n")
-        state = sms.DLR_STATES.get(status)
-        with self.db.session() as session:
-            row = session.execute(select(SmsMessage).where(
-                SmsMessage.uuid == public, SmsMessage.direction == "outbound")
-                .with_for_update()).scalar_one_or_none()
-            if row is None:
-                return _kannel_answer(404, "unknown message\n")
-            now = datetime.now(timezone.utc)
-            if state and row.state in ("queued", "sent"):
-                row.state = state
-                if state == "delivered":
-                    row.delivered_at = now
-                else:
-                    row.failed_at = now
-                    row.last_error = f"La red informó que no se entregó (DLR {status})"
+        if not sms_delivery.record_report(self.db, public, status):
+            return _kannel_answer(404, "unknown message\n")
         return _kannel_answer(200, "ok\n")
 
     @http("GET", "/kannel/mo")

@@ -9,7 +9,7 @@ code units (an emoji is two).
 Delivery goes over Kannel's HTTP ``sendsms`` interface with a ``dlr-url`` back to
 messaging's callback endpoint (``/kannel/dlr``; see service.py), which Kannel calls with
 the DLR status: 1 delivered, 2 failed, 4 buffered, 8 accepted by the SMSC, 16 refused by it.
-``deliver`` hands the due messages over a batch at a time (the service's timer calls it).
+``sms_delivery`` hands the due messages over a batch at a time (the service's timer calls it).
 """
 from __future__ import annotations
 
@@ -17,15 +17,7 @@ import logging
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import datetime, timedelta, timezone
-
-import eventlet
-from sqlalchemy import func, select
-
-from recaudo_common.config import settings
-
-from . import crypto
-from .models import SmsMessage, SmsSettings
+from datetime import timedelta
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +30,12 @@ MAX_ATTEMPTS = 5
 BACKOFF = 15.0
 BACKOFF_MAX = 900.0
 TIMEOUT = 10.0
-#: messages one pass hands over at most, and how many at once
-BATCH = 200
-CONCURRENCY = 20
 
 #: Kannel's DLR status -> our state (8 and 4 say nothing new: the message stays ``sent``)
 DLR_STATES = {1: "delivered", 2: "failed", 16: "failed"}
-#: what we ask Kannel to report: delivered, failed, buffered, SMSC accepted, SMSC refused
-DLR_MASK = 31
+#: what we ask Kannel to report: delivered, failed, refused by the SMSC (buffered and
+#: accepted by the SMSC would change nothing, and cost messaging a callback each)
+DLR_MASK = 19
 
 
 def segments(text: str) -> dict:
@@ -103,46 +93,3 @@ def send(gateway_url: str, username: str, password: str, sender: str, to: str, t
         raise Temporary(f"{exc.code} {answer}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise Temporary(str(getattr(exc, "reason", exc))) from None
-
-
-# --- the queue: the due messages handed over a batch at a time ---------------------------
-
-def deliver(db, limit: int = BATCH) -> int:
-    """One batch: the due rows locked (SKIP LOCKED: instances share the queue), handed
-    to the gateway a few at once, each outcome written in the same transaction."""
-    with db.session() as session:
-        rows = session.execute(select(SmsMessage).where(
-            SmsMessage.state == "queued", SmsMessage.next_attempt_at <= func.now())
-            .order_by(SmsMessage.next_attempt_at, SmsMessage.id).limit(limit)
-            .with_for_update(skip_locked=True)).scalars().all()
-        if not rows:
-            return 0
-        configs = {c.institution_id: c for c in session.execute(select(SmsSettings).where(
-            SmsSettings.institution_id.in_({r.institution_id for r in rows}))).scalars()}
-        callback = settings().sms_callback_url.rstrip("/")
-
-        def hand_over(row):
-            config = configs.get(row.institution_id)
-            if config is None or not config.active:
-                return row, Permanent("La institución ya no tiene SMS configurado")
-            try:
-                return row, send(
-                    config.gateway_url, config.username, crypto.decrypt(config.password),
-                    config.sender_id, row.phone, row.body, row.encoding,
-                    f"{callback}/kannel/dlr?id={row.uuid}&status=%d")
-            except (Temporary, Permanent) as exc:
-                return row, exc
-
-        now = datetime.now(timezone.utc)
-        for row, outcome in eventlet.GreenPool(CONCURRENCY).imap(hand_over, rows):
-            row.attempts += 1
-            if isinstance(outcome, Temporary) and row.attempts < MAX_ATTEMPTS:
-                row.last_error = str(outcome)[:2000]
-                row.next_attempt_at = now + backoff(row.attempts)
-            elif isinstance(outcome, Exception):
-                row.state, row.failed_at = "failed", now
-                row.last_error = str(outcome)[:2000]
-                log.warning("sms %s failed: %s", row.uuid, outcome)
-            else:
-                row.state, row.sent_at, row.last_error = "sent", now, None
-        return len(rows)

@@ -11,7 +11,18 @@ from alembic import op
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from recaudo_common.contact_policy import SEEDED
+#: the policies first seeded, as they were (frozen here: the engine's ``SEEDED`` moves on)
+SEEDED = {
+    "MX": {"jurisdiction": "MX", "version": 1, "rules": [
+        {"rule": "do_not_contact"}, {"rule": "window", "from": "07:00", "until": "22:00"},
+        {"rule": "third_party"}]},
+    "US": {"jurisdiction": "US", "version": 1, "rules": [
+        {"rule": "do_not_contact"}, {"rule": "cease_communication"}, {"rule": "attorney"},
+        {"rule": "window", "from": "08:00", "until": "21:00"}, {"rule": "inconvenient_time"},
+        {"rule": "call_frequency", "attempts": 7, "days": 7}]},
+    "*": {"jurisdiction": "*", "version": 1, "rules": [
+        {"rule": "do_not_contact"}, {"rule": "window"}]},
+}
 
 revision = 'c4d1e0a7b921'
 down_revision = 'b7e2c91d4a30'

@@ -418,9 +418,13 @@ def parse_sql(plan: Plan, deferred: bool = False) -> str:
         joins += (f" LEFT JOIN portfolio.statuses st ON st.institution_id = {inst} "
                   f"AND st.code = l1.r_status")
     if plan.kind == "payments":
+        # the account column may hold the account's number or its payment reference
+        # (payment_refs: what a bank's or store's file reports back)
         joins += (f" LEFT JOIN portfolio.accounts acc ON acc.institution_id = {inst} "
-                  f"AND acc.account_number = l1.r_account_number")
-        typed += ", acc.id AS v_account_id"
+                  f"AND acc.account_number = l1.r_account_number"
+                  f" LEFT JOIN portfolio.payment_references pref ON pref.institution_id = {inst} "
+                  f"AND pref.reference = l1.r_account_number")
+        typed += ", COALESCE(acc.id, pref.account_id) AS v_account_id"
     fields = ", ".join(f"l2.v_{col.field} AS {ident(col.field)}" for col in cols)
     if plan.kind == "payments":
         fields += ", l2.v_account_id AS account_id"

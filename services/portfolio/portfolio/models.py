@@ -387,3 +387,35 @@ class ImportProblem(Base):
     column: Mapped[str] = mapped_column(String(80), nullable=False)
     problem: Mapped[str] = mapped_column(String(300), nullable=False)
     __table_args__ = (Index("ix_import_problems_job_row", "job_id", "row_number"),)
+
+
+# --- payments arriving from outside: references, bank details, providers, notifications --------
+
+class PaymentSettings(Base):
+    """Where an institution's debtors pay: its collection CLABE (SPEI), bank and beneficiary,
+    and the convenio (agreement number) a bank window or OXXO-style store quotes with the
+    reference. An administrator's data (``institutions.manage``)."""
+
+    __tablename__ = "payment_settings"
+    institution_id: Mapped[int] = mapped_column(ForeignKey("portfolio.institutions.id"),
+                                                primary_key=True)
+    clabe: Mapped[str | None] = mapped_column(String(18))
+    bank_name: Mapped[str] = mapped_column(String(80), nullable=False, server_default="")
+    beneficiary: Mapped[str] = mapped_column(String(120), nullable=False, server_default="")
+    convenio: Mapped[str] = mapped_column(String(20), nullable=False, server_default="")
+    updated_at: Mapped[datetime] = _created()
+
+
+class PaymentReference(Base):
+    """An account's payment reference (``payment_refs``): derived from the account with a
+    keyed hash, kept here so an incoming payment finds its account by an index."""
+
+    __tablename__ = "payment_references"
+    account_id: Mapped[int] = mapped_column(ForeignKey("portfolio.accounts.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    institution_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    reference: Mapped[str] = mapped_column(String(20), nullable=False)
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (
+        UniqueConstraint("institution_id", "reference", name="uq_payment_references_reference"),
+    )

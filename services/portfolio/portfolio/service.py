@@ -13,12 +13,13 @@ from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDe
 from recaudo_common.service import ServiceBase, event_handler, rpc
 from recaudo_common.validation import load
 
-from . import aging, contacts, matching, reports, search
+from . import aging, contacts, matching, payments, reports, search
 from .models import (Account, AgingSnapshot, Base, CallbackHolder, Debtor, Institution, Phone,
                      Status)
 from .schemas import (AccountFactsOut, AccountOut, AccountPage, AccountQuery, AccountUpdate,
                       ContactView, DebtorView, DoNotContactChangeOut, DoNotContactWrite,
                       InstitutionOut, NotesUpdate, StatusOut, StatusWrite)
+from .payment_schemas import PaymentInstructionsOut, PaymentSettingsOut, PaymentSettingsWrite
 from .scope import institution_clause
 from . import imports
 from .schemas import AgingReportQuery, RollRateQuery, RollupRebuild
@@ -181,6 +182,34 @@ class PortfolioService(ServiceBase):
                 self.db.emit(session, "accounts_changed",
                              {"accounts": aging.facts(session, account_ids)})
             return DoNotContactChangeOut().dump(change)
+
+    # --- payments from outside the files (payments.py) --------------------------------------
+
+    @rpc
+    def payment_instructions(self, account_id):
+        """How to pay an account: its reference (SPEI concept, OXXO-style reference), the
+        institution's CLABE, bank, beneficiary and convenio, the amount due. Whoever may
+        read the account (the debtor portal too)."""
+        identity = self.caller.identity
+        with self.db.session() as session:
+            return PaymentInstructionsOut().dump(payments.instructions(session, identity,
+                                                                        account_id))
+
+    @rpc
+    def get_payment_settings(self, institution_id):
+        identity = self.caller.require("institutions.manage")
+        with self.db.session() as session:
+            return PaymentSettingsOut().dump(payments.get_settings(session, identity,
+                                                                   institution_id))
+
+    @rpc
+    def save_payment_settings(self, institution_id, data):
+        """The institution's collection CLABE, bank, beneficiary and convenio."""
+        identity = self.caller.require("institutions.manage")
+        data = load(PaymentSettingsWrite(), data)
+        with self.db.session() as session:
+            return PaymentSettingsOut().dump(payments.save_settings(session, identity,
+                                                                    institution_id, data))
 
     # --- for the messaging service -------------------------------------------------------------
 

@@ -419,3 +419,48 @@ class PaymentReference(Base):
     __table_args__ = (
         UniqueConstraint("institution_id", "reference", name="uq_payment_references_reference"),
     )
+
+
+class PaymentProvider(Base):
+    """A payment provider or bank that posts payments to
+    ``/api/v1/webhooks/payments/<name>``, signed with its secret (sealed at rest, never
+    shown back), for one institution: data an administrator enters."""
+
+    __tablename__ = "payment_providers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), nullable=False, unique=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("portfolio.institutions.id"),
+                                                nullable=False)
+    secret_sealed: Mapped[str] = mapped_column(Text, nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    created_at: Mapped[datetime] = _created()
+
+
+class PaymentNotification(Base):
+    """One payment a provider notified, once per (provider, provider's payment id): credited
+    to the account its reference names, or waiting in the triage list (``unmatched``) until
+    a supervisor assigns it to an account or dismisses it."""
+
+    __tablename__ = "payment_notifications"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("portfolio.payment_providers.id"),
+                                             nullable=False)
+    institution_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    payment_id: Mapped[str] = mapped_column(String(80), nullable=False)
+    reference: Mapped[str] = mapped_column(String(40), nullable=False)
+    amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    paid_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    received_at: Mapped[datetime] = _created()
+    status: Mapped[str] = mapped_column(String(12), nullable=False)
+    account_id: Mapped[int | None] = mapped_column(BigInteger)
+    movement_id: Mapped[int | None] = mapped_column(BigInteger)
+    note: Mapped[str] = mapped_column(String(300), nullable=False, server_default="")
+    resolved_by: Mapped[int | None] = mapped_column(Integer)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (
+        UniqueConstraint("provider_id", "payment_id", name="uq_payment_notifications_payment"),
+        CheckConstraint("status IN ('credited', 'unmatched', 'assigned', 'dismissed')",
+                        name="status"),
+        Index("ix_payment_notifications_triage", "institution_id", "status", "received_at"),
+    )

@@ -27,6 +27,8 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
     "users.manage": ("Administrar usuarios, perfiles, equipos y llaves de API", "Manage users, profiles, teams and API keys"),
     "compliance.manage": ("Editar políticas de contacto y consultar la bitácora de cumplimiento",
                           "Edit contact policies and read the compliance log"),
+    "webhooks.manage": ("Suscribir webhooks de eventos de su institución",
+                        "Subscribe webhooks to their institution's events"),
     "audit.view": ("Consultar la bitácora de seguridad", "View the security audit log"),
 }
 
@@ -51,7 +53,7 @@ DEFAULT_PROFILES: dict[str, tuple[str, list[str], bool]] = {
         "reports.view"], True),
     "Integración": ("Sistemas de socios por API", [
         "portfolio.read", "portfolio.read_all", "portfolio.import", "activities.read",
-        "documents.read", "reports.view"], True),
+        "documents.read", "reports.view", "webhooks.manage"], True),
 }
 
 

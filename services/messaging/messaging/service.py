@@ -36,6 +36,7 @@ from recaudo_common.validation import load, page_of
 
 from . import attachments, crypto, delivery, mailsearch, mailsync, parsing, sms, templates
 from .idle import mailbox_idle
+from .partner_entrypoints import PartnerWebhooks
 from .models import (Base, InboundMessage, InstitutionSettings, Mailbox, MatchPattern,
                      OutboundMessage, SmsMessage, SmsSettings, Template)
 from .schemas import (Assign, InboundDetail, InboundOut, InboundQuery, MailboxOut, MailboxWrite,
@@ -88,7 +89,7 @@ class _Fresh:
         return getattr(getattr(self._acting.system, self._service_name), method)
 
 
-class MessagingService(ServiceBase):
+class MessagingService(PartnerWebhooks, ServiceBase):
     name = "messaging"
     db = Database(Base)
     portfolio = RpcProxy("portfolio")

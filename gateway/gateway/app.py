@@ -20,6 +20,7 @@ from .dashboards import bp as dashboards_bp
 from .api import api
 from .health import bp as health_bp
 from .messaging import bp as messaging_bp
+from .payment_triage import bp as payment_triage_bp
 from .portfolio import bp as portfolio_bp
 from .campaigns import bp as campaigns_bp
 from .queues import bp as queues_bp
@@ -83,6 +84,7 @@ def create_app(cfg: Settings | None = None, testing: bool = False) -> Flask:
     app.register_blueprint(campaigns_bp)
     app.register_blueprint(activities_bp)
     app.register_blueprint(messaging_bp)
+    app.register_blueprint(payment_triage_bp)
     app.register_blueprint(documents_bp)
     app.register_blueprint(share_bp)
     app.register_blueprint(reports_bp)

@@ -196,6 +196,8 @@ def test_bad_signatures_and_old_timestamps_are_refused(portfolio, provider, acco
                                             signature(SECRET, stamp, body))
     with pytest.raises(NotAuthenticated):
         portfolio().receive_payment_webhook("banco-a", body, "ayer", signature(SECRET, "ayer", body))
+    with pytest.raises(NotAuthenticated):   # not even ASCII
+        portfolio().receive_payment_webhook("banco-a", body, stamp, "v1=ñandú")
     assert post(portfolio, payment(reference, payment_id="P-ok"), age=290)["status"] == "credited"
     # an inactive provider is refused like an unknown one
     portfolio(ADMIN).save_payment_provider({"name": "banco-a", "institution_id": A,

@@ -53,7 +53,7 @@ def _verify(session, provider_name: str, body: str, timestamp, signed) -> Paymen
     except (TypeError, ValueError):
         age = None
     expected = signature(secret or secrets.token_hex(16), str(timestamp), body)
-    good = hmac.compare_digest(expected, str(signed or ""))
+    good = hmac.compare_digest(expected.encode(), str(signed or "").encode("utf-8", "replace"))
     if provider is None or not provider.active or secret is None or not good:
         raise NotAuthenticated(REFUSED, {"signature": ["Firma inválida"]})
     if age is None or age > TOLERANCE_SECONDS:

@@ -104,10 +104,10 @@ class Settings:
                 "WEB_SERVER_ADDRESS": self.sms_callback_address}
 
 
-#: settings only the local runner reads (its state directory, its stand-in mail servers):
-#: no deployment sets them
+#: settings only the local runner reads (its state directory, its stand-in mail servers)
+#: and the tests' (a partner's webhook receiver on 127.0.0.1): no deployment sets them
 LOCAL_ONLY = frozenset({"RECAUDO_VAR_DIR", "RECAUDO_LOCAL_IMAP_PORT", "RECAUDO_LOCAL_SMTP_PORT",
-                        "RECAUDO_LOCAL_KANNEL_PORT"})
+                        "RECAUDO_LOCAL_KANNEL_PORT", "RECAUDO_WEBHOOK_ALLOW_LOOPBACK"})
 #: settings only the gateway reads
 GATEWAY_ONLY = frozenset({"RECAUDO_GATEWAY_HOST", "RECAUDO_GATEWAY_PORT",
                           "RECAUDO_GATEWAY_SECRET_KEY", "RECAUDO_PUBLIC_URL",

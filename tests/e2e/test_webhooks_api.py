@@ -70,13 +70,13 @@ def world(stack, demo_users, receiver):
     gestor = Api(stack.base_url, token(stack.base_url, "gestor2", demo_users))
     profiles = {p["name"]: p["id"] for p in admin.ok("GET", "/api/v1/profiles")}
     user = admin.ok("POST", "/api/v1/users", {
-        "username": f"socio-{RUN}", "display_name": "Socio", "password": "socio-clave-segura-2024",
+        "username": f"socio-{RUN}-{secrets.token_hex(2)}", "display_name": "Socio", "password": "socio-clave-segura-2024",
         "profile_id": profiles["Integración"], "institutions": [INSTITUTION]}, status=CREATED)
     key = admin.ok("POST", "/api/v1/api-keys", {"user_id": user["id"], "name": f"socio {RUN}"},
                    status=201)["key"]
     partner = Api(stack.base_url, key)
     bank = admin.ok("POST", "/api/v1/payment-providers", {
-        "name": f"banco-{RUN}", "institution_id": INSTITUTION, "secret": BANK_SECRET}, status=CREATED)
+        "name": f"banco-{RUN}-{secrets.token_hex(2)}", "institution_id": INSTITUTION, "secret": BANK_SECRET}, status=CREATED)
     account_id = sql(
         "SELECT a.id FROM portfolio.accounts a WHERE a.institution_id = :i "
         "AND a.assigned_agent_id = :g AND a.lawyer_id IS NULL AND a.balance > 2000 "

@@ -308,8 +308,9 @@ class WebhookSubscription(Base):
 
 
 class WebhookDelivery(Base):
-    """One event for one subscription: delivered in order per (subscription, account) - the
-    next waits until this one is delivered or given up - retried with backoff for 24 h."""
+    """One event for one subscription: delivered in order per (subscription, account), by
+    when it happened - the next waits until this one is delivered or given up - retried with
+    backoff for 24 h."""
 
     __tablename__ = "webhook_deliveries"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -337,7 +338,7 @@ class WebhookDelivery(Base):
         CheckConstraint("state IN ('pending', 'delivered', 'failed')", name="state"),
         Index("ix_webhook_deliveries_due", "next_attempt_at",
               postgresql_where=text("state = 'pending'")),
-        Index("ix_webhook_deliveries_chain", "subscription_id", "account_id", "id",
+        Index("ix_webhook_deliveries_chain", "subscription_id", "account_id", "occurred_at", "id",
               postgresql_where=text("state = 'pending'")),
         Index("ix_webhook_deliveries_log", "subscription_id", "id"),
     )

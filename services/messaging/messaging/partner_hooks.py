@@ -228,6 +228,9 @@ def record(session, event_type: str, payload: dict) -> int:
 
 # --- sending --------------------------------------------------------------------------------------
 
+#: the head of each (subscription, account) chain - its earliest pending event, by when it
+#: happened (events of several services reach messaging in any order) - when due and no
+#: other delivery of its chain is out (one in flight per chain)
 _CLAIM = text("""
     WITH heads AS (
         SELECT DISTINCT ON (d.subscription_id, d.account_id) d.id
@@ -235,10 +238,14 @@ _CLAIM = text("""
         JOIN messaging.webhook_subscriptions s ON s.id = d.subscription_id
              AND s.active AND s.paused_at IS NULL
         WHERE d.state = 'pending'
-        ORDER BY d.subscription_id, d.account_id, d.id)
+        ORDER BY d.subscription_id, d.account_id, d.occurred_at, d.id)
     SELECT d.id FROM messaging.webhook_deliveries d JOIN heads h ON h.id = d.id
     WHERE d.state = 'pending' AND d.next_attempt_at <= now()
       AND (d.leased_until IS NULL OR d.leased_until < now())
+      AND NOT EXISTS (SELECT 1 FROM messaging.webhook_deliveries x
+                      WHERE x.subscription_id = d.subscription_id
+                        AND x.account_id = d.account_id AND x.state = 'pending'
+                        AND x.id <> d.id AND x.leased_until >= now())
     ORDER BY d.next_attempt_at, d.id LIMIT :limit
     FOR UPDATE OF d SKIP LOCKED""")
 

@@ -66,7 +66,7 @@ def upgrade() -> None:
                     unique=False, schema='messaging',
                     postgresql_where=sa.text("state = 'pending'"))
     op.create_index('ix_webhook_deliveries_chain', 'webhook_deliveries',
-                    ['subscription_id', 'account_id', 'id'], unique=False,
+                    ['subscription_id', 'account_id', 'occurred_at', 'id'], unique=False,
                     schema='messaging', postgresql_where=sa.text("state = 'pending'"))
     op.create_index('ix_webhook_deliveries_log', 'webhook_deliveries', ['subscription_id', 'id'],
                     unique=False, schema='messaging')

@@ -210,15 +210,18 @@ def send_again(session, identity, delivery_id: int) -> dict:
 
 def record(session, event_type: str, payload: dict) -> int:
     """One pending delivery per subscription of the event's institution wanting it
-    (paused ones too: they get them when resumed). Returns how many."""
+    (paused ones too: they get them when resumed), made before the event happened (a
+    backlog of older events does not reach a new subscription). Returns how many."""
+    occurred = datetime.fromisoformat(str(payload["occurred_at"])) \
+        if payload.get("occurred_at") else _now()
     subscriptions = session.execute(select(WebhookSubscription.id).where(
         WebhookSubscription.institution_id == payload["institution_id"],
         WebhookSubscription.active,
+        WebhookSubscription.created_at <= occurred,
         WebhookSubscription.events.contains([event_type]))).scalars().all()
     if not subscriptions:
         return 0
     body = {k: v for k, v in payload.items() if k not in ("event_id", "occurred_at")}
-    occurred = payload.get("occurred_at") or _now().isoformat()
     rows = [{"subscription_id": s, "event_id": str(payload["event_id"]), "event_type": event_type,
              "account_id": payload["account_id"], "occurred_at": occurred, "payload": body}
             for s in subscriptions]

@@ -1880,6 +1880,156 @@ TABLE.extend([
 ])
 
 
+
+# --- payments from outside the files and partners' webhooks (issue 25) -------------------------
+# Payment instructions follow the account's reach; bank details and providers are an
+# administrator's (institutions.manage) within the institution; the triage list needs
+# portfolio.write (supervisors, administrators), a payment already dismissed answers 409 to
+# who may reach it and 404 to the rest. The providers' webhook is public (its signature is
+# the credential): unsigned, 401 for everyone. Partners' subscriptions need webhooks.manage
+# within the institution; a URL that is not https answers 422 once allowed.
+WEBHOOKS = "webhooks.manage"
+PROVIDER_SECRET = "matriz-secreto-del-proveedor-0123456789"
+
+
+def _payments(w) -> dict:
+    """An institution-2 provider, a payment it notified under an unknown reference,
+    dismissed, and an institution-2 partner subscription (written straight to the table:
+    its URL is never called)."""
+    if getattr(w, "payments", None) is None:
+        import json as _json
+        import time as _time
+
+        from portfolio.payment_refs import derive
+        from portfolio.payment_webhooks import signature
+
+        admin = w.tokens["admin"]
+        name = f"matriz-{RUN}"
+        provider = w.ok("POST", "/api/v1/payment-providers", admin, {
+            "name": name, "institution_id": 2, "secret": PROVIDER_SECRET})
+        body = _json.dumps({"payment_id": f"P-{RUN}", "reference": derive(2, 10 ** 12),
+                            "amount": "10.00", "paid_at": "2026-12-01T12:00:00Z"})
+        stamp = str(int(_time.time()))
+        answer = w.http.post(f"{w.base_url}/api/v1/webhooks/payments/{name}", data=body,
+                             headers={"Content-Type": "application/json",
+                                      "X-Recaudo-Timestamp": stamp,
+                                      "X-Recaudo-Signature": signature(PROVIDER_SECRET, stamp, body)},
+                             timeout=30).json()
+        assert answer["status"] == "unmatched", answer
+        w.ok("POST", f"/api/v1/payment-triage/{answer['id']}/dismiss", admin,
+             {"note": "Matriz: ajeno"})
+        engine = create_engine(settings().database_url)
+        with engine.begin() as conn:
+            subscription = conn.execute(text(
+                "INSERT INTO messaging.webhook_subscriptions (institution_id, owner_id, "
+                "contact_email, url, events, secret_sealed) VALUES (2, 1, 'matriz@socio.test', "
+                "'https://socio.example/matriz', '[\"promise_made\"]', 'x') RETURNING id")).scalar()
+        engine.dispose()
+        w.payments = {"provider": provider, "dismissed": answer["id"],
+                      "subscription_i2": subscription}
+    return w.payments
+
+
+def _provider_body(w, uniq):
+    return {"name": _payments(w)["provider"]["name"], "institution_id": 2}
+
+
+TABLE.extend([
+    Row("payments.instructions.i1", "GET", "/api/v1/accounts/{account_id}/payment-instructions",
+        None, PORTFOLIO_RULES.reads(1, "gestor1"), params=_account("i1_gestor1")),
+    Row("payments.instructions.i2", "GET", "/api/v1/accounts/{account_id}/payment-instructions",
+        None, PORTFOLIO_RULES.reads(2, "gestor1"), params=_account("i2_gestor1")),
+    Row("payments.settings.get.i2", "GET", "/api/v1/institutions/{institution_id}/payment-settings",
+        None, PORTFOLIO_RULES.in_institution(INSTITUTIONS_MANAGE, 2),
+        params=lambda w: {"institution_id": 2}),
+    Row("payments.settings.put.i2", "PUT", "/api/v1/institutions/{institution_id}/payment-settings",
+        {"bank_name": "Banco de la matriz"}, PORTFOLIO_RULES.in_institution(INSTITUTIONS_MANAGE, 2),
+        params=lambda w: {"institution_id": 2}),
+    Row("payments.providers.list", "GET", "/api/v1/payment-providers", None,
+        RULES.perm(INSTITUTIONS_MANAGE)),
+    Row("payments.providers.create.i2", "POST", "/api/v1/payment-providers",
+        lambda w, uniq: {"name": f"m{RUN}-{uniq.rsplit('-', 1)[-1]}", "institution_id": 2,
+                         "secret": PROVIDER_SECRET},
+        PORTFOLIO_RULES.in_institution(INSTITUTIONS_MANAGE, 2, 201)),
+    Row("payments.providers.update.unchanged.i2", "PUT", "/api/v1/payment-providers/{provider_id}",
+        _provider_body, PORTFOLIO_RULES.in_institution(INSTITUTIONS_MANAGE, 2),
+        params=lambda w: {"provider_id": _payments(w)["provider"]["id"]}),
+    Row("payments.triage.list", "GET", "/api/v1/payment-triage", None,
+        RULES.perm(PORTFOLIO_WRITE)),
+    Row("payments.triage.assign.dismissed.i2", "POST",
+        "/api/v1/payment-triage/{notification_id}/assign",
+        lambda w, uniq: {"account_id": _portfolio(w)["i2_gestor1"][0]},
+        PORTFOLIO_RULES.in_institution(PORTFOLIO_WRITE, 2, 409),
+        params=lambda w: {"notification_id": _payments(w)["dismissed"]}),
+    Row("payments.triage.dismiss.dismissed.i2", "POST",
+        "/api/v1/payment-triage/{notification_id}/dismiss", {"note": "otra vez"},
+        PORTFOLIO_RULES.in_institution(PORTFOLIO_WRITE, 2, 409),
+        params=lambda w: {"notification_id": _payments(w)["dismissed"]}),
+    Row("payments.webhook.unsigned", "POST", "/api/v1/webhooks/payments/{provider}",
+        {"payment_id": "x", "reference": "1", "amount": "1.00", "paid_at": "2026-12-01T00:00:00Z"},
+        RULES.public(401), params=lambda w: {"provider": _payments(w)["provider"]["name"]}),
+    Row("webhooks.subscriptions.list", "GET", "/api/v1/webhook-subscriptions", None,
+        RULES.perm(WEBHOOKS)),
+    Row("webhooks.subscriptions.create.http.i2", "POST", "/api/v1/webhook-subscriptions",
+        {"institution_id": 2, "url": "http://socio.example/hook", "events": ["promise_made"],
+         "contact_email": "socio@socio.example"},
+        PORTFOLIO_RULES.in_institution(WEBHOOKS, 2, 422)),
+    Row("webhooks.subscriptions.update.unchanged.i2", "PATCH",
+        "/api/v1/webhook-subscriptions/{subscription_id}", {},
+        PORTFOLIO_RULES.in_institution(WEBHOOKS, 2),
+        params=lambda w: {"subscription_id": _payments(w)["subscription_i2"]}),
+    Row("webhooks.subscriptions.delete.missing", "DELETE",
+        "/api/v1/webhook-subscriptions/{subscription_id}", None, RULES.perm(WEBHOOKS, 404),
+        params=lambda w: {"subscription_id": 999_999_999}),
+    Row("webhooks.deliveries.i2", "GET", "/api/v1/webhook-subscriptions/{subscription_id}/deliveries",
+        None, PORTFOLIO_RULES.in_institution(WEBHOOKS, 2),
+        params=lambda w: {"subscription_id": _payments(w)["subscription_i2"]}),
+    Row("webhooks.deliveries.resend.missing", "POST",
+        "/api/v1/webhook-deliveries/{delivery_id}/resend", None, RULES.perm(WEBHOOKS, 404),
+        params=lambda w: {"delivery_id": 999_999_999}),
+    Row("rpc.portfolio.payment_instructions.i2", "RPC", "portfolio.payment_instructions",
+        lambda w, uniq: [_portfolio(w)["i2_gestor1"][0]], PORTFOLIO_RULES.reads(2, "gestor1")),
+    Row("rpc.portfolio.get_payment_settings.i2", "RPC", "portfolio.get_payment_settings", [2],
+        PORTFOLIO_RULES.in_institution(INSTITUTIONS_MANAGE, 2)),
+    Row("rpc.portfolio.save_payment_settings.i2", "RPC", "portfolio.save_payment_settings",
+        [2, {"bank_name": "Banco de la matriz"}],
+        PORTFOLIO_RULES.in_institution(INSTITUTIONS_MANAGE, 2)),
+    Row("rpc.portfolio.list_payment_providers", "RPC", "portfolio.list_payment_providers", [],
+        RULES.perm(INSTITUTIONS_MANAGE)),
+    Row("rpc.portfolio.save_payment_provider.unchanged.i2", "RPC",
+        "portfolio.save_payment_provider",
+        lambda w, uniq: [_provider_body(w, uniq), _payments(w)["provider"]["id"]],
+        PORTFOLIO_RULES.in_institution(INSTITUTIONS_MANAGE, 2)),
+    Row("rpc.portfolio.payment_triage", "RPC", "portfolio.payment_triage", [{}],
+        RULES.perm(PORTFOLIO_WRITE)),
+    Row("rpc.portfolio.assign_triaged_payment.dismissed.i2", "RPC",
+        "portfolio.assign_triaged_payment",
+        lambda w, uniq: [_payments(w)["dismissed"], {"account_id": _portfolio(w)["i2_gestor1"][0]}],
+        PORTFOLIO_RULES.in_institution(PORTFOLIO_WRITE, 2, 409)),
+    Row("rpc.portfolio.dismiss_triaged_payment.dismissed.i2", "RPC",
+        "portfolio.dismiss_triaged_payment",
+        lambda w, uniq: [_payments(w)["dismissed"], {"note": "otra vez"}],
+        PORTFOLIO_RULES.in_institution(PORTFOLIO_WRITE, 2, 409)),
+    Row("rpc.messaging.list_webhook_subscriptions", "RPC", "messaging.list_webhook_subscriptions",
+        [], RULES.perm(WEBHOOKS)),
+    Row("rpc.messaging.create_webhook_subscription.http.i2", "RPC",
+        "messaging.create_webhook_subscription",
+        [{"institution_id": 2, "url": "http://socio.example/hook", "events": ["promise_made"],
+          "contact_email": "socio@socio.example"}],
+        PORTFOLIO_RULES.in_institution(WEBHOOKS, 2, 422)),
+    Row("rpc.messaging.update_webhook_subscription.unchanged.i2", "RPC",
+        "messaging.update_webhook_subscription",
+        lambda w, uniq: [_payments(w)["subscription_i2"], {}],
+        PORTFOLIO_RULES.in_institution(WEBHOOKS, 2)),
+    Row("rpc.messaging.delete_webhook_subscription.missing", "RPC",
+        "messaging.delete_webhook_subscription", [999_999_999], RULES.perm(WEBHOOKS, 404)),
+    Row("rpc.messaging.webhook_deliveries.i2", "RPC", "messaging.webhook_deliveries",
+        lambda w, uniq: [_payments(w)["subscription_i2"], {}],
+        PORTFOLIO_RULES.in_institution(WEBHOOKS, 2)),
+    Row("rpc.messaging.resend_webhook_delivery.missing", "RPC",
+        "messaging.resend_webhook_delivery", [999_999_999], RULES.perm(WEBHOOKS, 404)),
+])
+
 # --- the tests -----------------------------------------------------------------------------
 
 

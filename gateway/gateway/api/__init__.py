@@ -20,6 +20,8 @@ from .auth import blp as auth_blp
 from .campaigns import blp as campaigns_blp
 from .compliance import blp as compliance_blp
 from .messaging import blp as messaging_blp
+from .payments import blp as payments_blp, webhook_blp as payment_webhooks_blp
+from .webhooks import blp as webhooks_blp
 from .documents import blp as documents_blp
 from .portfolio import blp as portfolio_blp
 from .queues import blp as queues_blp
@@ -54,7 +56,8 @@ class _LazyApi:
                            "Errores: {\"error\": {\"code\", \"message\", \"fields\"}}."}})
         for blueprint in (system_blp, auth_blp, admin_blp, portfolio_blp, queues_blp,
                           activities_blp, calendar_blp, documents_blp, reports_blp, messaging_blp,
-                          schedules_blp, campaigns_blp, compliance_blp):
+                          schedules_blp, campaigns_blp, compliance_blp, payments_blp,
+                          payment_webhooks_blp, webhooks_blp):
             instance.register_blueprint(blueprint)
         openapi.add_error_responses(instance.spec)
         instance.spec.components.security_scheme(

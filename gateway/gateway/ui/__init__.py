@@ -14,6 +14,7 @@ from .dashboards import bp as dashboards_bp
 from .documents import bp as documents_bp
 from .home import bp as home_bp
 from .messaging import bp as messaging_bp
+from .payment_triage import bp as payment_triage_bp
 from .portfolio import bp as portfolio_bp
 from .queues import bp as queues_bp
 from .reports import bp as reports_bp
@@ -21,8 +22,8 @@ from .share import bp as share_bp
 
 #: in the order they were always registered (a route's first owner wins)
 BLUEPRINTS = (home_bp, account_bp, admin_bp, portfolio_bp, queues_bp, campaigns_bp,
-              activities_bp, messaging_bp, documents_bp, share_bp, reports_bp, dashboards_bp,
-              compliance_bp)
+              activities_bp, messaging_bp, payment_triage_bp, documents_bp, share_bp, reports_bp,
+              dashboards_bp, compliance_bp)
 
 
 def init_app(app: Flask) -> None:

@@ -29,6 +29,8 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
     "users.manage": ("Administrar usuarios, perfiles, equipos y llaves de API", "Manage users, profiles, teams and API keys"),
     "compliance.manage": ("Editar políticas de contacto y consultar la bitácora de cumplimiento",
                           "Edit contact policies and read the compliance log"),
+    "webhooks.manage": ("Suscribir webhooks de eventos de su institución",
+                        "Subscribe webhooks to their institution's events"),
     "audit.view": ("Consultar la bitácora de seguridad", "View the security audit log"),
 }
 

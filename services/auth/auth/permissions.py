@@ -29,7 +29,7 @@ DEFAULT_PROFILES: dict[str, tuple[str, list[str], bool]] = {
         "reports.view"], True),
     "Integración": ("Sistemas de socios por API", [
         "portfolio.read", "portfolio.read_all", "portfolio.import", "activities.read",
-        "documents.read", "reports.view"], True),
+        "documents.read", "reports.view", "webhooks.manage"], True),
 }
 
 

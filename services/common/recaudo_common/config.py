@@ -58,6 +58,16 @@ class Settings:
     #: "classic" (one broker) or "quorum" (replicated over a RabbitMQ cluster): the type of
     #: every durable RPC and event queue the services declare (``queue_type.py``)
     queue_type: str = "classic"
+    #: partners' webhooks (messaging's ``partner_hooks``): a URL resolving to a loopback
+    #: address (127.0.0.0/8, ::1) is refused unless this is on - for tests only, whose
+    #: receiver listens on 127.0.0.1; private and link-local addresses are refused always
+    webhook_allow_loopback: bool = False
+    #: a CA bundle (PEM) the deliverer trusts instead of the system's (a test's own CA)
+    webhook_ca_bundle: str = ""
+    #: seconds a partner's endpoint has to answer one delivery
+    webhook_timeout_seconds: float = 10.0
+    #: the first retry's delay; each further one doubles it (at most an hour), for 24 h
+    webhook_retry_base_seconds: float = 10.0
     gateway_secret_key: str = "recaudo-local-development-secret-change-me"
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
@@ -94,10 +104,10 @@ class Settings:
                 "WEB_SERVER_ADDRESS": self.sms_callback_address}
 
 
-#: settings only the local runner reads (its state directory, its stand-in mail servers):
-#: no deployment sets them
+#: settings only the local runner reads (its state directory, its stand-in mail servers)
+#: and the tests' (a partner's webhook receiver on 127.0.0.1): no deployment sets them
 LOCAL_ONLY = frozenset({"RECAUDO_VAR_DIR", "RECAUDO_LOCAL_IMAP_PORT", "RECAUDO_LOCAL_SMTP_PORT",
-                        "RECAUDO_LOCAL_KANNEL_PORT"})
+                        "RECAUDO_LOCAL_KANNEL_PORT", "RECAUDO_WEBHOOK_ALLOW_LOOPBACK"})
 #: settings only the gateway reads
 GATEWAY_ONLY = frozenset({"RECAUDO_GATEWAY_HOST", "RECAUDO_GATEWAY_PORT",
                           "RECAUDO_GATEWAY_SECRET_KEY", "RECAUDO_PUBLIC_URL",
@@ -128,6 +138,10 @@ ENV = {
     "RECAUDO_OUTBOX_POLL_SECONDS": "outbox_poll_seconds",
     "RECAUDO_HEARTBEAT_FILE": "heartbeat_file",
     "RECAUDO_QUEUE_TYPE": "queue_type",
+    "RECAUDO_WEBHOOK_ALLOW_LOOPBACK": "webhook_allow_loopback",
+    "RECAUDO_WEBHOOK_CA_BUNDLE": "webhook_ca_bundle",
+    "RECAUDO_WEBHOOK_TIMEOUT_SECONDS": "webhook_timeout_seconds",
+    "RECAUDO_WEBHOOK_RETRY_BASE_SECONDS": "webhook_retry_base_seconds",
     "RECAUDO_GATEWAY_SECRET_KEY": "gateway_secret_key",
     "RECAUDO_GATEWAY_HOST": "gateway_host",
     "RECAUDO_GATEWAY_PORT": "gateway_port",

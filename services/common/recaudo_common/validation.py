@@ -22,7 +22,8 @@ BIGINT_NAMES = frozenset({
     "account_id", "debtor_id", "activity_id", "corrects_id", "promise_id", "dispute_id",
     "item_id", "movement_id", "document_id", "version_id", "link_id", "access_id",
     "message_id", "outbound_id", "inbound_id", "job_id", "import_job_id", "problem_id",
-    "phone_id", "email_id", "address_id", "guarantor_id", "contact_id"})
+    "phone_id", "email_id", "address_id", "guarantor_id", "contact_id", "delivery_id",
+    "notification_id"})
 
 OUT_OF_RANGE = "Fuera de rango: entre {min} y {max}"
 

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from recaudo_common.models import service_base
 
-from .contracts import INBOUND_STATES, OUTBOUND_STATES, PATTERN_TARGETS, SMTP_SECURITY
+from .contracts import (DELIVERY_STATES, INBOUND_STATES, OUTBOUND_STATES, PARTNER_EVENTS,
+                        PATTERN_TARGETS, SMTP_SECURITY)
 
 Base = service_base("messaging")
 
@@ -273,3 +274,81 @@ class SmsMessage(Base):
         Index("ix_sms_due", "next_attempt_at", postgresql_where=text("state = 'queued'")),
         Index("ix_sms_debtor", "debtor_id", "created_at"),
     )
+
+
+# --- partners' webhooks (partner_hooks.py) ---------------------------------------------------
+
+
+
+class WebhookSubscription(Base):
+    """An institution's integration user's HTTPS endpoint and the events it wants; its
+    signing secret is sealed (shown once, when made). Paused when it keeps failing."""
+
+    __tablename__ = "webhook_subscriptions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    institution_id: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
+    owner_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    #: who is told when the subscription is paused
+    contact_email: Mapped[str] = mapped_column(String(254), nullable=False)
+    url: Mapped[str] = mapped_column(String(2000), nullable=False)
+    events: Mapped[list] = mapped_column(JSONB, nullable=False)
+    secret_sealed: Mapped[str] = mapped_column(Text, nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    paused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    paused_reason: Mapped[str] = mapped_column(String(300), nullable=False, server_default="")
+    #: failed attempts in a row (any delivery); reaching the limit pauses the subscription
+    failures_in_row: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
+                                                 server_default=func.now())
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription: delivered in order per (subscription, account), by
+    when it happened - the next waits until this one is delivered or given up - retried with
+    backoff for 24 h."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("messaging.webhook_subscriptions.id", ondelete="CASCADE"), nullable=False)
+    event_id: Mapped[str] = mapped_column(UUID(as_uuid=False), nullable=False)
+    event_type: Mapped[str] = mapped_column(String(40), nullable=False)
+    account_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    payload: Mapped[dict] = mapped_column(JSONB, nullable=False)
+    state: Mapped[str] = mapped_column(String(10), nullable=False, server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
+                                                      server_default=func.now())
+    #: an instance delivering it holds it until then (a crashed one's lease runs out)
+    leased_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
+                                                 server_default=func.now())
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(String(300), nullable=False, server_default="")
+    last_latency_ms: Mapped[int | None] = mapped_column(Integer)
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "event_id", name="uq_webhook_deliveries_event"),
+        CheckConstraint("state IN ('pending', 'delivered', 'failed')", name="state"),
+        Index("ix_webhook_deliveries_due", "next_attempt_at",
+              postgresql_where=text("state = 'pending'")),
+        Index("ix_webhook_deliveries_chain", "subscription_id", "account_id", "occurred_at", "id",
+              postgresql_where=text("state = 'pending'")),
+        Index("ix_webhook_deliveries_log", "subscription_id", "id"),
+    )
+
+
+class WebhookAttempt(Base):
+    """The delivery log: each attempt's answer (status code or error) and latency."""
+
+    __tablename__ = "webhook_attempts"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("messaging.webhook_deliveries.id", ondelete="CASCADE"), nullable=False,
+        index=True)
+    attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
+                                                   server_default=func.now())
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str] = mapped_column(String(300), nullable=False, server_default="")
+    latency_ms: Mapped[int] = mapped_column(Integer, nullable=False)

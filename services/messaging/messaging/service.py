@@ -34,6 +34,7 @@ from recaudo_common.validation import load, page_of
 from . import (attachments, compliance, contact_log, crypto, delivery, inbound, mailsearch, mailsync,
                parsing, sms, sms_delivery, templates)
 from .idle import mailbox_idle
+from .partner_entrypoints import PartnerWebhooks
 from .models import (Base, InboundMessage, InstitutionSettings, Mailbox, MatchPattern,
                      OutboundMessage, SmsMessage, SmsSettings, Template)
 from .contracts import (Assign, InboundDetail, InboundOut, InboundQuery, MailboxOut, MailboxWrite,
@@ -61,7 +62,7 @@ def _kannel_answer(status: int, text: str) -> Response:
                     mimetype="text/plain")
 
 
-class MessagingService(ServiceBase):
+class MessagingService(PartnerWebhooks, ServiceBase):
     name = "messaging"
     db = Database(Base)
     portfolio = RpcProxy("portfolio")

@@ -398,9 +398,13 @@ def parse_sql(plan: Plan, deferred: bool = False) -> str:
         joins += (f" LEFT JOIN portfolio.statuses st ON st.institution_id = {inst} "
                   f"AND st.code = l1.r_status")
     if plan.kind == "payments":
+        # the account column may hold the account's number or its payment reference
+        # (payment_refs: what a bank's or store's file reports back)
         joins += (f" LEFT JOIN portfolio.accounts acc ON acc.institution_id = {inst} "
-                  f"AND acc.account_number = l1.r_account_number")
-        typed += ", acc.id AS v_account_id"
+                  f"AND acc.account_number = l1.r_account_number"
+                  f" LEFT JOIN portfolio.payment_references pref ON pref.institution_id = {inst} "
+                  f"AND pref.reference = l1.r_account_number")
+        typed += ", COALESCE(acc.id, pref.account_id) AS v_account_id"
     fields = ", ".join(f"l2.v_{col.field} AS {ident(col.field)}" for col in cols)
     if plan.kind == "payments":
         fields += ", l2.v_account_id AS account_id"
@@ -670,16 +674,43 @@ def portfolio_merge(plan: Plan) -> list[str]:
     return stmts
 
 
+#: ``imp_payments``: the movements a chunk (or a payment webhook) inserted, to apply
+IMP_PAYMENTS = ("CREATE TEMP TABLE imp_payments (id bigint, account_id bigint, "
+                "amount numeric(14, 2), value_date date, reference text) ON COMMIT DROP")
+
+#: what every new payment does, whether it came in a file or a webhook
+#: (``portfolio.crediting``): given ``imp_payments``, each lowers its account's balance (never
+#: below zero) and pays unpaid instalments, oldest first; ``imp_accounts`` keeps the
+#: accounts touched and their stage before.
+PAYMENTS_APPLY = (
+    "ANALYZE imp_payments",
+    # accounts locked in id order: chunks paying the same account queue, never deadlock
+    "SELECT a.id FROM portfolio.accounts a WHERE a.id IN (SELECT account_id FROM "
+    "imp_payments) ORDER BY a.id FOR NO KEY UPDATE",
+    "CREATE TEMP TABLE imp_accounts ON COMMIT DROP AS SELECT a.id AS account_id, "
+    "a.stage AS old_stage, p.total FROM (SELECT account_id, sum(amount) AS total "
+    "FROM imp_payments GROUP BY account_id) p JOIN portfolio.accounts a ON a.id = p.account_id",
+    "ANALYZE imp_accounts",
+    "UPDATE portfolio.accounts a SET balance = GREATEST(a.balance - m.total, 0), "
+    "updated_at = now() FROM imp_accounts m WHERE a.id = m.account_id",
+    "WITH due AS (SELECT i.id, i.amount - i.paid_amount AS rest, m.total, "
+    "sum(i.amount - i.paid_amount) OVER (PARTITION BY i.account_id "
+    "ORDER BY i.due_date, i.number) AS upto "
+    "FROM portfolio.instalments i JOIN imp_accounts m ON m.account_id = i.account_id "
+    "WHERE i.paid_amount < i.amount) "
+    "UPDATE portfolio.instalments i "
+    "SET paid_amount = i.paid_amount + LEAST(due.rest, due.total - (due.upto - due.rest)) "
+    "FROM due WHERE i.id = due.id AND due.total > due.upto - due.rest",
+)
+
+
 def payments_merge(plan: Plan) -> list[str]:
     """The statements merging one chunk of a payments file (one transaction): movements
-    inserted once per (account, reference) — a re-import inserts nothing —; each new
-    payment lowers the balance (never below zero) and pays unpaid instalments, oldest
-    first. ``imp_payments`` keeps the new movements, ``imp_accounts`` the accounts they
-    touched and their stage before."""
+    inserted once per (account, reference) — a re-import inserts nothing —, then
+    ``PAYMENTS_APPLY``."""
     job = int(plan.job_id)
     return [
-        "CREATE TEMP TABLE imp_payments (id bigint, account_id bigint, amount numeric(14, 2), "
-        "value_date date, reference text) ON COMMIT DROP",
+        IMP_PAYMENTS,
         f"WITH ins AS (INSERT INTO portfolio.movements (account_id, kind, amount, value_date, "
         f"reference, import_job_id) "
         f"SELECT account_id, 'payment', amount, value_date, reference, {job} "
@@ -687,24 +718,7 @@ def payments_merge(plan: Plan) -> list[str]:
         f"ON CONFLICT (account_id, kind, reference) DO NOTHING "
         f"RETURNING id, account_id, amount, value_date, reference) "
         f"INSERT INTO imp_payments SELECT * FROM ins",
-        "ANALYZE imp_payments",
-        # accounts locked in id order: chunks paying the same account queue, never deadlock
-        "SELECT a.id FROM portfolio.accounts a WHERE a.id IN (SELECT account_id FROM "
-        "imp_payments) ORDER BY a.id FOR NO KEY UPDATE",
-        "CREATE TEMP TABLE imp_accounts ON COMMIT DROP AS SELECT a.id AS account_id, "
-        "a.stage AS old_stage, p.total FROM (SELECT account_id, sum(amount) AS total "
-        "FROM imp_payments GROUP BY account_id) p JOIN portfolio.accounts a ON a.id = p.account_id",
-        "ANALYZE imp_accounts",
-        "UPDATE portfolio.accounts a SET balance = GREATEST(a.balance - m.total, 0), "
-        "updated_at = now() FROM imp_accounts m WHERE a.id = m.account_id",
-        "WITH due AS (SELECT i.id, i.amount - i.paid_amount AS rest, m.total, "
-        "sum(i.amount - i.paid_amount) OVER (PARTITION BY i.account_id "
-        "ORDER BY i.due_date, i.number) AS upto "
-        "FROM portfolio.instalments i JOIN imp_accounts m ON m.account_id = i.account_id "
-        "WHERE i.paid_amount < i.amount) "
-        "UPDATE portfolio.instalments i "
-        "SET paid_amount = i.paid_amount + LEAST(due.rest, due.total - (due.upto - due.rest)) "
-        "FROM due WHERE i.id = due.id AND due.total > due.upto - due.rest",
+        *PAYMENTS_APPLY,
     ]
 
 

@@ -386,3 +386,80 @@ class ImportProblem(Base):
     column: Mapped[str] = mapped_column(String(80), nullable=False)
     problem: Mapped[str] = mapped_column(String(300), nullable=False)
     __table_args__ = (Index("ix_import_problems_job_row", "job_id", "row_number"),)
+
+
+# --- payments arriving from outside: references, bank details, providers, notifications --------
+
+class PaymentSettings(Base):
+    """Where an institution's debtors pay: its collection CLABE (SPEI), bank and beneficiary,
+    and the convenio (agreement number) a bank window or OXXO-style store quotes with the
+    reference. An administrator's data (``institutions.manage``)."""
+
+    __tablename__ = "payment_settings"
+    institution_id: Mapped[int] = mapped_column(ForeignKey("portfolio.institutions.id"),
+                                                primary_key=True)
+    clabe: Mapped[str | None] = mapped_column(String(18))
+    bank_name: Mapped[str] = mapped_column(String(80), nullable=False, server_default="")
+    beneficiary: Mapped[str] = mapped_column(String(120), nullable=False, server_default="")
+    convenio: Mapped[str] = mapped_column(String(20), nullable=False, server_default="")
+    updated_at: Mapped[datetime] = _created()
+
+
+class PaymentReference(Base):
+    """An account's payment reference (``payment_refs``): derived from the account with a
+    keyed hash, kept here so an incoming payment finds its account by an index."""
+
+    __tablename__ = "payment_references"
+    account_id: Mapped[int] = mapped_column(ForeignKey("portfolio.accounts.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    institution_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    reference: Mapped[str] = mapped_column(String(20), nullable=False)
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (
+        UniqueConstraint("institution_id", "reference", name="uq_payment_references_reference"),
+    )
+
+
+class PaymentProvider(Base):
+    """A payment provider or bank that posts payments to
+    ``/api/v1/webhooks/payments/<name>``, signed with its secret (sealed at rest, never
+    shown back), for one institution: data an administrator enters."""
+
+    __tablename__ = "payment_providers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), nullable=False, unique=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("portfolio.institutions.id"),
+                                                nullable=False)
+    secret_sealed: Mapped[str] = mapped_column(Text, nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    created_at: Mapped[datetime] = _created()
+
+
+class PaymentNotification(Base):
+    """One payment a provider notified, once per (provider, provider's payment id): credited
+    to the account its reference names, or waiting in the triage list (``unmatched``) until
+    a supervisor assigns it to an account or dismisses it."""
+
+    __tablename__ = "payment_notifications"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("portfolio.payment_providers.id"),
+                                             nullable=False)
+    institution_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    payment_id: Mapped[str] = mapped_column(String(80), nullable=False)
+    reference: Mapped[str] = mapped_column(String(40), nullable=False)
+    amount: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    paid_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    received_at: Mapped[datetime] = _created()
+    status: Mapped[str] = mapped_column(String(12), nullable=False)
+    account_id: Mapped[int | None] = mapped_column(BigInteger)
+    movement_id: Mapped[int | None] = mapped_column(BigInteger)
+    note: Mapped[str] = mapped_column(String(300), nullable=False, server_default="")
+    resolved_by: Mapped[int | None] = mapped_column(Integer)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (
+        UniqueConstraint("provider_id", "payment_id", name="uq_payment_notifications_payment"),
+        CheckConstraint("status IN ('credited', 'unmatched', 'assigned', 'dismissed')",
+                        name="status"),
+        Index("ix_payment_notifications_triage", "institution_id", "status", "received_at"),
+    )

@@ -14,12 +14,15 @@ from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDe
 from recaudo_common.service import ServiceBase, event_handler, rpc
 from recaudo_common.validation import load
 
-from . import aging, contacts, matching, reports, search
+from . import aging, contacts, matching, payment_webhooks, payments, reports, search
 from .models import (Account, AgingSnapshot, Base, CallbackHolder, Debtor, Institution, Phone,
                      Status)
 from .contracts import (AccountFactsOut, AccountOut, AccountPage, AccountQuery, AccountUpdate,
                         ContactView, DebtorView, DoNotContactChangeOut, DoNotContactWrite,
                         InstitutionOut, NotesUpdate, StatusOut, StatusWrite)
+from .contracts import (NotificationOut, NotificationPage, PaymentInstructionsOut,
+                        PaymentSettingsOut, PaymentSettingsWrite, ProviderOut, ProviderWrite,
+                        TriageAssign, TriageDismiss, TriageQuery)
 from .scope import institution_clause
 from . import import_run, imports
 from .contracts import AgingReportQuery, RollRateQuery, RollupRebuild
@@ -179,6 +182,80 @@ class PortfolioService(ServiceBase):
                 self.db.emit(session, "accounts_changed",
                              {"accounts": aging.facts(session, account_ids)})
             return DoNotContactChangeOut().dump(change)
+
+    # --- payments from outside the files (payments.py) --------------------------------------
+
+    @rpc
+    def payment_instructions(self, account_id):
+        """How to pay an account: its reference (SPEI concept, OXXO-style reference), the
+        institution's CLABE, bank, beneficiary and convenio, the amount due. Whoever may
+        read the account (the debtor portal too)."""
+        identity = self.caller.identity
+        with self.db.session() as session:
+            return PaymentInstructionsOut().dump(payments.instructions(session, identity,
+                                                                        account_id))
+
+    @rpc
+    def get_payment_settings(self, institution_id):
+        identity = self.caller.require("institutions.manage")
+        with self.db.session() as session:
+            return PaymentSettingsOut().dump(payments.get_settings(session, identity,
+                                                                   institution_id))
+
+    @rpc
+    def save_payment_settings(self, institution_id, data):
+        """The institution's collection CLABE, bank, beneficiary and convenio."""
+        identity = self.caller.require("institutions.manage")
+        data = load(PaymentSettingsWrite(), data)
+        with self.db.session() as session:
+            return PaymentSettingsOut().dump(payments.save_settings(session, identity,
+                                                                    institution_id, data))
+
+    @rpc
+    def receive_payment_webhook(self, provider, body, timestamp, signature):
+        """A provider's signed payment (payment_webhooks.py). The signature is the
+        credential (providers cannot log in), so no caller identity is required."""
+        with self.db.session() as session:
+            return payment_webhooks.receive(session, provider, body, timestamp, signature)
+
+    @rpc
+    def list_payment_providers(self):
+        identity = self.caller.require("institutions.manage")
+        with self.db.session() as session:
+            return ProviderOut(many=True).dump(payment_webhooks.list_providers(session, identity))
+
+    @rpc
+    def save_payment_provider(self, data, provider_id=None):
+        """Add or edit a payment provider (its secret is sealed and never shown back)."""
+        identity = self.caller.require("institutions.manage")
+        data = load(ProviderWrite(), data)
+        with self.db.session() as session:
+            return ProviderOut().dump(payment_webhooks.save_provider(session, identity, data,
+                                                                     provider_id))
+
+    @rpc
+    def payment_triage(self, query=None):
+        """Payments whose reference named no account (or in another state), newest first."""
+        identity = self.caller.require("portfolio.write")
+        query = load(TriageQuery(), query or {})
+        with self.db.session() as session:
+            return NotificationPage().dump(payment_webhooks.triage_page(session, identity, query))
+
+    @rpc
+    def assign_triaged_payment(self, notification_id, data):
+        identity = self.caller.require("portfolio.write")
+        data = load(TriageAssign(), data)
+        with self.db.session() as session:
+            return NotificationOut().dump(payment_webhooks.assign(session, identity,
+                                                                  notification_id, data))
+
+    @rpc
+    def dismiss_triaged_payment(self, notification_id, data):
+        identity = self.caller.require("portfolio.write")
+        data = load(TriageDismiss(), data)
+        with self.db.session() as session:
+            return NotificationOut().dump(payment_webhooks.dismiss(session, identity,
+                                                                   notification_id, data))
 
     # --- for the messaging service -------------------------------------------------------------
 

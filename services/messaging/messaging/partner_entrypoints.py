@@ -1,0 +1,136 @@
+"""The messaging service's entrypoints for partners' webhooks (``partner_hooks``): the
+subscription RPCs (``webhooks.manage``, within the caller's institutions), the handlers
+turning the services' events into deliveries, and the delivery timer. A mixin of
+``MessagingService``, which provides ``db``, ``caller`` and ``portfolio``."""
+from __future__ import annotations
+
+import logging
+
+from nameko.timer import timer
+
+from recaudo_common import references
+from recaudo_common.db import ServiceDatabase
+from recaudo_common.service import event_handler, rpc
+from recaudo_common.validation import load
+
+from . import partner_hooks as hooks
+from .contracts import (DeliveryOut, DeliveryPage, DeliveryQuery, SubscriptionChange,
+                              SubscriptionCreate, SubscriptionCreated, SubscriptionOut)
+
+log = logging.getLogger(__name__)
+#: how often each instance looks for due deliveries
+TICK_SECONDS = 0.2
+
+
+class PartnerWebhooks:
+    # --- subscriptions -----------------------------------------------------------------------
+
+    @rpc
+    def list_webhook_subscriptions(self):
+        identity = self.caller.require("webhooks.manage")
+        with self.db.session() as session:
+            return SubscriptionOut(many=True).dump(hooks.list_subscriptions(session, identity))
+
+    @rpc
+    def create_webhook_subscription(self, data):
+        """A partner's HTTPS endpoint for some events of its institution; the answer holds
+        the signing secret, shown this once."""
+        identity = self.caller.require("webhooks.manage")
+        data = load(SubscriptionCreate(), data)
+        references.require_institution(self.portfolio, identity, data["institution_id"])
+        with self.db.session() as session:
+            return SubscriptionCreated().dump(hooks.create(session, identity, data))
+
+    @rpc
+    def update_webhook_subscription(self, subscription_id, data):
+        identity = self.caller.require("webhooks.manage")
+        data = load(SubscriptionChange(), data)
+        with self.db.session() as session:
+            return SubscriptionOut().dump(hooks.change(session, identity, subscription_id, data))
+
+    @rpc
+    def delete_webhook_subscription(self, subscription_id):
+        identity = self.caller.require("webhooks.manage")
+        with self.db.session() as session:
+            hooks.remove(session, identity, subscription_id)
+
+    @rpc
+    def webhook_deliveries(self, subscription_id, query=None):
+        """The delivery log of a subscription, newest first, with each attempt's answer."""
+        identity = self.caller.require("webhooks.manage")
+        query = load(DeliveryQuery(), query or {})
+        with self.db.session() as session:
+            return DeliveryPage().dump(hooks.deliveries_page(
+                session, identity, subscription_id, query["page"], query["per_page"]))
+
+    @rpc
+    def resend_webhook_delivery(self, delivery_id):
+        identity = self.caller.require("webhooks.manage")
+        with self.db.session() as session:
+            return DeliveryOut().dump(hooks.send_again(session, identity, delivery_id))
+
+    # --- events become deliveries -----------------------------------------------------------
+
+    def _partner_event(self, event_type: str, payload: dict) -> None:
+        with self.db.session() as session:
+            if self.db.first_time(session, payload["event_id"], f"partner_{event_type}"):
+                hooks.record(session, event_type, payload)
+
+    @event_handler("portfolio", "payment_received")
+    def partner_payment_received(self, payload):
+        self._partner_event("payment_received", payload)
+
+    @event_handler("portfolio", "stage_changed")
+    def partner_stage_changed(self, payload):
+        self._partner_event("stage_changed", payload)
+
+    @event_handler("activities", "promise_made")
+    def partner_promise_made(self, payload):
+        self._partner_event("promise_made", payload)
+
+    @event_handler("activities", "promise_kept")
+    def partner_promise_kept(self, payload):
+        self._partner_event("promise_kept", payload)
+
+    @event_handler("activities", "promise_broken")
+    def partner_promise_broken(self, payload):
+        self._partner_event("promise_broken", payload)
+
+    @event_handler("activities", "dispute_opened")
+    def partner_dispute_opened(self, payload):
+        self._partner_event("dispute_opened", payload)
+
+    @event_handler("activities", "dispute_resolved")
+    def partner_dispute_resolved(self, payload):
+        self._partner_event("dispute_resolved", payload)
+
+    @event_handler("activities", "activity_logged")
+    def partner_activity_logged(self, payload):
+        self._partner_event("activity_logged", payload)
+
+    # --- sending ---------------------------------------------------------------------------
+
+    @timer(interval=TICK_SECONDS)
+    def deliver_partner_webhooks(self):
+        """Lease the due heads of the chains (as many as there are free senders) and hand
+        each to a sender; the tick returns at once, a slow endpoint never holds it."""
+        room = hooks.free_senders()
+        if room <= 0:
+            return
+        with self.db.session() as session:
+            jobs = hooks.claim(session, room)
+        db = ServiceDatabase(self.db._provider)   # the senders outlive this worker
+        for job in jobs:
+            hooks.spawn(_send_and_settle, db, job)
+
+
+def _send_and_settle(db: ServiceDatabase, job: dict) -> None:
+    outcome = hooks.send(job)
+    try:
+        with db.session() as session:
+            paused = hooks.settle(session, job["id"], outcome)
+            mail = hooks.notice(session, paused) if paused is not None else None
+        if mail is not None:
+            hooks.mail_notice(*mail)
+    except Exception:   # the lease runs out and another tick sends it again
+        log.exception("webhook delivery %s not settled", job["id"])

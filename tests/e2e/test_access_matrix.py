@@ -822,6 +822,10 @@ ACT_READ = "activities.read"
 ACT_LOG = "activities.log"
 ACT_MANAGE = "activities.manage"
 DISPUTES_MANAGE = "disputes.manage"
+PROMISES_APPROVE = "promises.approve"
+#: the permissive limits every institution has until an administrator writes its own
+DEFAULT_LIMITS = {"max_instalments": 36, "min_first_payment": "0.00", "min_first_payment_pct": "0",
+                  "max_plan_days": 1095, "offer_expiry_days": 7, "discount_bands": []}
 RESULT_CODE_FIELDS = ("institution_id", "code", "label", "contact_made", "needs_promise",
                       "invalidates_phone", "schedules_callback", "active", "sort_order")
 SETTINGS_FIELDS = ("dispute_sla_days", "attribution_days", "time_zone")
@@ -972,6 +976,21 @@ TABLE.extend([
         ACT_READS_I2, params=_act("account")),
     Row("activities.disputes.overdue", "GET", "/api/v1/disputes/overdue", None,
         RULES.perm(DISPUTES_MANAGE)),
+    # --- plan limits and the approval queue (collectors read the limits; approvers decide) ---
+    Row("limits.get.2", "GET", "/api/v1/institutions/{institution_id}/plan-limits", None,
+        RULES.perm(ACT_READ, reach=(2,)), params=lambda w: {"institution_id": 2}),
+    Row("limits.save.defaults", "PUT", "/api/v1/institutions/{institution_id}/plan-limits",
+        DEFAULT_LIMITS, MANAGE_I2, params=lambda w: {"institution_id": 2}),
+    Row("approvals.list", "GET", "/api/v1/approvals", None, RULES.perm(PROMISES_APPROVE)),
+    Row("approvals.decide.missing", "POST", "/api/v1/approvals/{approval_id}/decision",
+        {"decision": "approve"}, RULES.perm(PROMISES_APPROVE, 404),
+        params=lambda w: {"approval_id": NOT_AN_ENTRY}),
+    Row("approvals.account.i2", "GET", "/api/v1/accounts/{account_id}/approvals", None,
+        ACT_READS_I2, params=_act("account")),
+    Row("rpc.limits.save.defaults", "RPC", "activities.save_plan_limits", [2, DEFAULT_LIMITS],
+        MANAGE_I2),
+    Row("rpc.approvals.list", "RPC", "activities.list_approvals", [{}],
+        RULES.perm(PROMISES_APPROVE)),
     # --- the agenda and its calendar feed ---------------------------------------------------------
     Row("activities.agenda.list", "GET", "/api/v1/agenda", None, RULES.perm(ACT_READ),
         query=_a_day),

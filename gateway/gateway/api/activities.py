@@ -24,6 +24,7 @@ from activities.schemas import (ActivityOut, ActivityWrite, AgendaOut, AgendaQue
                                 DisputeResolve, DisputeWrite, HistoryQuery, InstalmentOut,
                                 OverdueQuery, ProductivityQuery, PromiseOut, ResultCodeOut,
                                 ResultCodeWrite, SettingsOut, SettingsWrite)
+from activities.limits_schemas import ApprovalOut
 from recaudo_common.validation import Schema, page_schema
 
 from .. import auth
@@ -78,6 +79,9 @@ class Promise(PromiseOut):
 
 class ActivityLogged(ActivityOut):
     promise = fields.Nested(Promise, allow_none=True)
+    approval = fields.Nested(ApprovalOut, allow_none=True,
+                             metadata={"description": "la promesa fuera de los límites de la "
+                                                      "institución espera esta aprobación"})
     agenda_item_id = fields.Integer(allow_none=True,
                                     metadata={"description": "la llamada programada, si hubo"})
 

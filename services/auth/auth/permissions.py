@@ -18,6 +18,8 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
     "activities.log": ("Registrar gestiones y promesas", "Log activities and promises"),
     "activities.manage": ("Administrar códigos de resultado", "Manage result codes"),
     "disputes.manage": ("Gestionar aclaraciones", "Manage disputes"),
+    "promises.approve": ("Aprobar promesas, planes y convenios fuera de los límites",
+                         "Approve promises, plans and settlements outside the limits"),
     "documents.read": ("Consultar documentos", "Read documents"),
     "documents.upload": ("Subir documentos", "Upload documents"),
     "documents.share": ("Compartir documentos por liga", "Share documents by link"),
@@ -38,8 +40,8 @@ DEFAULT_PROFILES: dict[str, tuple[str, list[str], bool]] = {
     "Supervisor": ("Estrategias, filas, equipos y productividad", [
         "portfolio.read", "portfolio.read_all", "portfolio.write", "portfolio.import",
         "queues.work", "queues.manage", "activities.read", "activities.log",
-        "disputes.manage", "documents.read", "documents.upload", "documents.share",
-        "messaging.send", "reports.view"], False),
+        "disputes.manage", "promises.approve", "documents.read", "documents.upload",
+        "documents.share", "messaging.send", "reports.view"], False),
     "Gestor": ("Gestor de cobranza: trabaja sus cuentas asignadas", [
         "portfolio.read", "queues.work", "activities.read", "activities.log",
         "documents.read", "documents.upload", "messaging.send"], False),

@@ -24,6 +24,8 @@ Base = service_base("activities")
 Money = Numeric(14, 2)
 
 KINDS = ("call", "visit", "email", "fax", "sms", "letter", "note")
+#: what the debtor did alone in the portal (no agent logs this kind)
+PORTAL_KIND = "portal"
 DIRECTIONS = ("outbound", "inbound")
 PROMISE_STATES = ("pending", "kept", "partly_kept", "broken")
 DISPUTE_OUTCOMES = ("confirmed_debt", "corrected_balance", "cancelled")
@@ -108,7 +110,7 @@ class Activity(Base):
     __table_args__ = (
         UniqueConstraint("account_id", "seq", name="uq_activities_account_seq"),
         UniqueConstraint("logged_by", "idempotency_key", name="uq_activities_idempotency"),
-        CheckConstraint(_in("kind", KINDS), name="kind"),
+        CheckConstraint(_in("kind", (*KINDS, PORTAL_KIND)), name="kind"),
         CheckConstraint(_in("direction", DIRECTIONS), name="direction"),
         CheckConstraint("ended_at IS NULL OR ended_at >= started_at", name="times"),
         CheckConstraint(f"char_length(description) <= {DESCRIPTION_MAX}", name="description"),

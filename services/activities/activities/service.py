@@ -24,6 +24,7 @@ from recaudo_common.validation import load
 from . import (agenda, catalogue, chain, compliance, disputes, log, productivity, promises,
                reports)
 from .limits_rpc import LimitsEntrypoints
+from .portal_rpc import PortalEntrypoints
 from .models import KINDS, Activity, Base, ChainHead, InstitutionSettings, Promise, ResultCode, Team, \
     TeamMember
 from .schemas import (ActivityWrite, AgendaQuery, AgendaWrite, ComplianceQuery, CorrectionWrite,
@@ -36,7 +37,7 @@ from .schemas import (ActivityWrite, AgendaQuery, AgendaWrite, ComplianceQuery, 
 logger = logging.getLogger(__name__)
 
 
-class ActivitiesService(LimitsEntrypoints, ServiceBase):
+class ActivitiesService(LimitsEntrypoints, PortalEntrypoints, ServiceBase):
     name = "activities"
     db = Database(Base)
     portfolio = RpcProxy("portfolio")

@@ -17,6 +17,10 @@ ACTIONS = (
     "password_changed", "password_reset", "user_created", "user_updated", "user_disabled",
     "user_enabled", "profile_created", "permissions_changed", "team_changed",
     "api_key_created", "api_key_revoked",
+    # the debtor portal (portal.py)
+    "portal_settings_changed", "portal_link_created", "portal_link_refused",
+    "portal_factor_failed", "portal_link_locked", "portal_session_opened",
+    "portal_session_expired", "portal_logout",
 )
 
 

@@ -23,6 +23,7 @@ from .authentication import Caller
 from .credentials import check_password, digest
 from .models import ApiKey, Base, Profile, User
 from .permissions import PERMISSIONS
+from .portal_rpc import PortalEntrypoints
 from .schemas import (ApiKeyCreate, ApiKeyOut, AuditOut, AuditQuery, Credentials,
                       MyAccountUpdate, PasswordChange, PasswordReset, ProfileCreate, ProfileOut,
                       ProfileUpdate, TeamWrite, UserCreate, UserOut, UserQuery, UserUpdate)
@@ -49,7 +50,7 @@ def _users_out(session, users: list[User]) -> list[dict]:
             for user, out in zip(users, UserOut(many=True).dump(users))]
 
 
-class AuthService(ServiceBase):
+class AuthService(PortalEntrypoints, ServiceBase):
     name = "auth"
     db = Database(Base)
     #: to check the institutions a user is given exist (the portfolio owns them)

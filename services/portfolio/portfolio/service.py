@@ -21,6 +21,7 @@ from .schemas import (AccountFactsOut, AccountOut, AccountPage, AccountQuery, Ac
                       InstitutionOut, NotesUpdate, StatusOut, StatusWrite)
 from .scope import institution_clause
 from . import imports
+from .portal_rpc import PortalEntrypoints
 from .schemas import AgingReportQuery, RollRateQuery, RollupRebuild
 from .schemas import (ImportCreate, ImportCreated, ImportJobOut, ImportJobPage, ImportProblemPage,
                       ImportQuery, LayoutOut, LayoutWrite)
@@ -34,7 +35,7 @@ def _occurred(payload) -> datetime:
     return datetime.fromisoformat(str(payload["occurred_at"]))
 
 
-class PortfolioService(ServiceBase):
+class PortfolioService(PortalEntrypoints, ServiceBase):
     name = "portfolio"
     db = Database(Base)
 

@@ -1,4 +1,5 @@
-"""plan and settlement limits per institution, and the approval queue of what is outside them
+"""plan and settlement limits per institution, the approval queue of what is outside them,
+and the contact log's ``portal`` kind (what a debtor did alone in the portal)
 
 Revision ID: a08224c5ab16
 Revises: c4d1e0a7b921
@@ -72,8 +73,17 @@ def upgrade() -> None:
     op.create_index('ix_approvals_pending', 'approvals', ['institution_id', 'created_at'],
                     schema='activities', postgresql_where=sa.text("state = 'pending'"))
     op.create_index('ix_approvals_account', 'approvals', ['account_id'], schema='activities')
+    _kinds("'call', 'visit', 'email', 'fax', 'sms', 'letter', 'note', 'portal'")
+
+
+def _kinds(kinds: str) -> None:
+    op.drop_constraint('ck_activities_kind', 'activities', schema='activities')
+    op.create_check_constraint(op.f('ck_activities_kind'), 'activities', f"kind IN ({kinds})",
+                               schema='activities')
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM activities.approvals")
+    _kinds("'call', 'visit', 'email', 'fax', 'sms', 'letter', 'note'")
     op.drop_table('approvals', schema='activities')
     op.drop_table('plan_limits', schema='activities')

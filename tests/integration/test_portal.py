@@ -185,11 +185,11 @@ def test_a_debtors_promises_settlement_dispute_preferences_and_callback(
     assert account["offer"] == {"account_id": DEBTOR, "discount_pct": "15.00",
                                 "balance": "5000.00", "amount": "4250.00",
                                 "pay_by": (day + timedelta(days=5)).isoformat()}
-    with pytest.raises(Conflict):                      # a promise is pending already
-        debtor.activities.portal_accept_offer({"account_id": DEBTOR})
-    sql(engine, "UPDATE activities.promises SET state = 'broken'")
     accepted = debtor.activities.portal_accept_offer({"account_id": DEBTOR})
     assert accepted["promise"]["amount"] == "4250.00"
+    assert accepted["promise"]["due_date"] == account["offer"]["pay_by"]
+    with pytest.raises(Conflict):                      # accepted once
+        debtor.activities.portal_accept_offer({"account_id": DEBTOR})
 
     opened = debtor.activities.portal_dispute({"account_id": DEBTOR,
                                                "reason": "No reconozco el cargo"})

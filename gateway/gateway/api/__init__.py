@@ -19,6 +19,7 @@ from .compliance import blp as compliance_blp
 from .messaging import blp as messaging_blp
 from .documents import blp as documents_blp
 from .limits import blp as limits_blp
+from .portal import blp as portal_blp, staff_blp as portal_links_blp
 from .portfolio import blp as portfolio_blp
 from .queues import blp as queues_blp
 from .reports import blp as reports_blp
@@ -51,7 +52,8 @@ class _LazyApi:
                            "Errores: {\"error\": {\"code\", \"message\", \"fields\"}}."}})
         for blueprint in (system_blp, auth_blp, admin_blp, portfolio_blp, queues_blp,
                           activities_blp, calendar_blp, documents_blp, reports_blp, messaging_blp,
-                          schedules_blp, campaigns_blp, compliance_blp, limits_blp):
+                          schedules_blp, campaigns_blp, compliance_blp, limits_blp,
+                          portal_blp, portal_links_blp):
             instance.register_blueprint(blueprint)
         openapi.add_error_responses(instance.spec)
         instance.spec.components.security_scheme(

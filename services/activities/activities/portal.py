@@ -12,7 +12,7 @@ agency made); the promises, disputes and callbacks they make announce their own 
 """
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import select
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from recaudo_common.errors import Conflict, InvalidInput
 
 from . import agenda, catalogue, chain, compliance, disputes, limits, productivity, promises
-from .models import PORTAL_KIND, AgendaItem, Approval, Promise
+from .models import PORTAL_KIND, Activity, AgendaItem, Approval, Promise
 #: the "agent" of what the debtor did alone
 NOBODY = 0
 CALLBACK_HORIZON = timedelta(days=30)
@@ -33,7 +33,7 @@ def now() -> datetime:
 
 
 def record(session: Session, account: dict, action: str, description: str,
-           **details) -> "Activity":  # noqa: F821
+           **details) -> Activity:
     """Append the portal's entry for ``action`` on ``account`` to its chain."""
     head = chain.lock_head(session, account["id"], account["institution_id"])
     return chain.append(session, head, {
@@ -129,11 +129,11 @@ def accept_offer(session: Session, db, account: dict) -> dict:
     if offer is None:
         raise Conflict("La cuenta no tiene oferta de liquidación",
                        {"account_id": ["Sin oferta vigente"]})
-    if session.execute(select(Promise.id).where(Promise.account_id == account["id"],
-                                                 Promise.state == "pending")).first():
-        raise Conflict("La cuenta ya tiene una promesa pendiente",
-                       {"account_id": ["Ya tiene una promesa pendiente"]})
-    from datetime import date
+    settling = select(Promise.id).join(Activity, Activity.id == Promise.activity_id).where(
+        Promise.account_id == account["id"], Promise.state == "pending",
+        Activity.details.has_key("settlement"))
+    if session.execute(settling).first():
+        raise Conflict("La oferta ya fue aceptada", {"account_id": ["Ya aceptó la oferta"]})
     terms = {"amount": Decimal(offer["amount"]), "due_date": date.fromisoformat(offer["pay_by"])}
     return {**promise(session, db, account, terms, settlement=offer), "offer": offer}
 

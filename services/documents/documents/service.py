@@ -23,6 +23,7 @@ from recaudo_common.validation import PageQuery, load
 
 from . import folders, sharing
 from .models import Base, Document, ShareLink, Upload
+from .portal_rpc import PortalEntrypoints
 from .schemas import (DownloadOut, FolderQuery, LinkQuery, LinkWrite,
                       ResolveRequest, UploadRequest, UploadTicket)
 
@@ -35,7 +36,7 @@ def _id(value, field: str) -> int:
     return value
 
 
-class DocumentsService(ServiceBase):
+class DocumentsService(PortalEntrypoints, ServiceBase):
     name = "documents"
     db = Database(Base)
     portfolio = RpcProxy("portfolio")

@@ -27,26 +27,27 @@ from recaudo_common.errors import Conflict, InvalidInput, NotAuthenticated, NotF
 from recaudo_common.localtime import DEFAULT_ZONE
 
 from . import auth, error_pages, security, timefmt
+from .validation import N_
 
 bp = Blueprint("portal", __name__, url_prefix="/mi-cuenta")
 
 PORTAL_COOKIE = "recaudo_portal"
 SECOND_FACTORS = {
-    "birth_date": ("date", "Su fecha de nacimiento"),
-    "account_last4": ("text", "Los últimos 4 dígitos de su número de cuenta"),
-    "rfc_last4": ("text", "Los últimos 4 caracteres de su RFC"),
+    "birth_date": ("date", N_("Su fecha de nacimiento")),
+    "account_last4": ("text", N_("Los últimos 4 dígitos de su número de cuenta")),
+    "rfc_last4": ("text", N_("Los últimos 4 caracteres de su RFC")),
 }
 #: what a finished action says on the page it goes back to
 DONE = {
-    "promesa": "Su promesa de pago quedó registrada.",
-    "aprobacion": "Su propuesta quedó en revisión: le avisaremos cuando sea aprobada.",
-    "liquidacion": "Aceptó la oferta de liquidación: pague el monto antes de la fecha indicada.",
-    "aclaracion": "Su aclaración quedó abierta; la revisaremos y le responderemos.",
-    "preferencias": "Sus preferencias de contacto quedaron guardadas.",
-    "llamada": "Le llamaremos en el horario que pidió.",
+    "promesa": N_("Su promesa de pago quedó registrada."),
+    "aprobacion": N_("Su propuesta quedó en revisión: le avisaremos cuando sea aprobada."),
+    "liquidacion": N_("Aceptó la oferta de liquidación: pague el monto antes de la fecha indicada."),
+    "aclaracion": N_("Su aclaración quedó abierta; la revisaremos y le responderemos."),
+    "preferencias": N_("Sus preferencias de contacto quedaron guardadas."),
+    "llamada": N_("Le llamaremos en el horario que pidió."),
 }
-CHANNELS = {"call": "Llamadas", "sms": "Mensajes SMS", "email": "Correo electrónico",
-            "letter": "Cartas", "visit": "Visitas"}
+CHANNELS = {"call": N_("Llamadas"), "sms": N_("Mensajes SMS"), "email": N_("Correo electrónico"),
+            "letter": N_("Cartas"), "visit": N_("Visitas")}
 PLAN_ROWS = 4
 
 
@@ -239,10 +240,11 @@ def _zone(data: dict) -> ZoneInfo:
 
 def _page(errors: dict | None = None, form: str | None = None, status: int = 200):
     data = overview()
+    done = request.args.get("hecho")
     g.reader_zone = _zone(data)
     return render_template("portal/home.html", data=data, errors=errors or {}, failed=form,
-                           done=_(DONE[request.args["hecho"]]) if request.args.get("hecho")
-                           in DONE else None, channels={k: _(v) for k, v in CHANNELS.items()},
+                           done=_(DONE[done]) if done in DONE else None,
+                           channels={k: _(v) for k, v in CHANNELS.items()},
                            plan_rows=PLAN_ROWS, today=timefmt.institution_today(
                                data.get("time_zone")).isoformat()), status
 

@@ -16,9 +16,13 @@ from auth.service import AuthService
 from recaudo_common.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, \
     PermissionDenied
 
-from .helpers import scalar, sql
+from decimal import Decimal
+
+from nameko.standalone.events import event_dispatcher
+
+from .helpers import scalar, sql, wait_for
 from .test_activities import (ACC1, ACC2, GESTOR1, GESTOR2, QuietPortfolioService,  # noqa: F401
-                              _truncate, admin, as_user, call, gestor1, portfolio_rows,
+                              _truncate, admin, as_user, call, gestor1, payment, portfolio_rows,
                               saved_tables, signed, today)
 
 DEBTOR = ACC1[0]            # the debtor of ACC1[0] has that id too (one account each)
@@ -190,6 +194,7 @@ def test_a_debtors_promises_settlement_dispute_preferences_and_callback(
     assert accepted["promise"]["due_date"] == account["offer"]["pay_by"]
     with pytest.raises(Conflict):                      # accepted once
         debtor.activities.portal_accept_offer({"account_id": DEBTOR})
+    assert debtor.activities.portal_view()["accounts"][0]["offer"] is None
 
     opened = debtor.activities.portal_dispute({"account_id": DEBTOR,
                                                "reason": "No reconozco el cargo"})
@@ -209,3 +214,23 @@ def test_a_debtors_promises_settlement_dispute_preferences_and_callback(
     assert admin.verify_chain(DEBTOR)["ok"] is True
     history = gestor1.account_history(DEBTOR, {})["items"]
     assert {h["kind"] for h in history} == {"portal"} and len(history) == 6
+
+
+def test_a_settlement_paid_closes_the_debt_by_an_adjustment(debtor, admin, engine,
+                                                            rabbit_config):
+    admin.save_plan_limits(1, LIMITS)
+    accepted = debtor.activities.portal_accept_offer({"account_id": DEBTOR})
+    dispatch = event_dispatcher(rabbit_config)
+    dispatch("portfolio", "payment_received", payment(DEBTOR, "4250.00", today(), 7))
+    try:
+        assert wait_for(lambda: sql(engine, "SELECT kind, amount, reference FROM "
+                                            "portfolio.movements WHERE account_id = :a", a=DEBTOR)
+                        == [("adjustment", Decimal("-5000.00"),
+                             f"LIQ-{accepted['promise']['id']}")])
+        assert scalar(engine, "SELECT balance FROM portfolio.accounts WHERE id = :a",
+                      a=DEBTOR) == 0
+        assert scalar(engine, "SELECT state FROM activities.promises WHERE id = :p",
+                      p=accepted["promise"]["id"]) == "kept"
+    finally:
+        sql(engine, "DELETE FROM portfolio.movements WHERE account_id = :a", a=DEBTOR)
+        sql(engine, "UPDATE portfolio.accounts SET balance = 5000 WHERE id = :a", a=DEBTOR)

@@ -82,7 +82,8 @@ def view(session: Session, accounts: list[dict], debtor_id: int) -> dict:
                     "disputes": [d for d in disputes.for_account(session, account["id"])
                                  if d["state"] == "open"],
                     "approvals": [limits.describe_approval(a) for a in pending],
-                    "offer": offer_of(session, account, today)})
+                    "offer": None if _settling(session, account["id"])
+                    else offer_of(session, account, today)})
     return {"accounts": out, "preferences": compliance.preferences_of(session, debtor_id) or None}
 
 
@@ -122,6 +123,13 @@ def promise(session: Session, db, account: dict, terms: dict, settlement: dict |
             "activity_id": activity.id}
 
 
+def _settling(session: Session, account_id: int) -> bool:
+    """Whether the account's settlement offer was accepted and is pending payment."""
+    return session.execute(select(Promise.id).join(Activity, Activity.id == Promise.activity_id)
+                           .where(Promise.account_id == account_id, Promise.state == "pending",
+                                  Activity.details.has_key("settlement"))).first() is not None
+
+
 def accept_offer(session: Session, db, account: dict) -> dict:
     """The offer as it stands now (never the amounts a client sends) becomes a promise."""
     today = _today(session, account)
@@ -129,10 +137,7 @@ def accept_offer(session: Session, db, account: dict) -> dict:
     if offer is None:
         raise Conflict("La cuenta no tiene oferta de liquidación",
                        {"account_id": ["Sin oferta vigente"]})
-    settling = select(Promise.id).join(Activity, Activity.id == Promise.activity_id).where(
-        Promise.account_id == account["id"], Promise.state == "pending",
-        Activity.details.has_key("settlement"))
-    if session.execute(settling).first():
+    if _settling(session, account["id"]):
         raise Conflict("La oferta ya fue aceptada", {"account_id": ["Ya aceptó la oferta"]})
     terms = {"amount": Decimal(offer["amount"]), "due_date": date.fromisoformat(offer["pay_by"])}
     return {**promise(session, db, account, terms, settlement=offer), "offer": offer}

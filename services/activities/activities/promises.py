@@ -177,6 +177,12 @@ def apply_payment(session: Session, db, payment: dict) -> bool:
                               promise.institution_id, promise.queue_id,
                               promises_kept=1, kept_amount=promise.amount)
             db.emit(session, "promise_kept", _payload(promise))
+            settlement = session.execute(select(Activity.details["settlement"]).where(
+                Activity.id == promise.activity_id)).scalar()
+            if settlement:   # the discounted lump sum paid: the rest of the debt is forgiven
+                db.emit(session, "settlement_kept", {
+                    **_payload(promise), "value_date": payment["value_date"],
+                    "discount_pct": settlement["discount_pct"]})
     session.flush()
     return True
 

@@ -125,3 +125,31 @@ def overview(session: Session, identity: Identity) -> dict:
         "institution": institution.name, "currency": institution.currency,
         "time_zone": debtor.time_zone or institution.time_zone,
         "accounts": list(by_account.values())})
+
+
+def close_by_settlement(session: Session, settlement: dict) -> int | None:
+    """The account's remaining balance written off by one adjustment movement (once per
+    settlement: its reference is the promise's) and its instalments settled; the account
+    id when something changed."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    account = session.execute(select(Account).where(Account.id == settlement["account_id"])
+                              .with_for_update()).scalar_one_or_none()
+    if account is None or account.institution_id != settlement["institution_id"]:
+        return None
+    remaining = account.balance
+    written = session.execute(pg_insert(Movement).values(
+        account_id=account.id, kind="adjustment", amount=-remaining,
+        value_date=settlement["value_date"],
+        reference=f"LIQ-{settlement['promise_id']}")
+        .on_conflict_do_nothing(index_elements=["account_id", "kind", "reference"])
+        .returning(Movement.id)).first()
+    if written is None:
+        return None
+    account.balance = 0
+    account.overdue_amount = 0
+    for instalment in session.execute(select(Instalment).where(
+            Instalment.account_id == account.id,
+            Instalment.paid_amount < Instalment.amount)).scalars():
+        instalment.paid_amount = instalment.amount
+    session.flush()
+    return account.id

@@ -2,9 +2,10 @@
 ``PortfolioService``."""
 from __future__ import annotations
 
-from recaudo_common.service import rpc
+from recaudo_common import contracts
+from recaudo_common.service import event_handler, rpc
 
-from . import portal
+from . import aging, portal
 from .schemas import AccountOut
 
 
@@ -30,3 +31,15 @@ class PortalEntrypoints:
         identity = self.caller.identity
         with self.db.session() as session:
             return AccountOut().dump(portal.own_account(session, identity, account_id))
+
+    @event_handler("activities", "settlement_kept")
+    def on_settlement_kept(self, payload):
+        """A settlement paid closes the account's debt (an adjustment movement)."""
+        settlement = contracts.SettlementKept().load(payload)
+        with self.db.session() as session:
+            if not self.db.first_time(session, settlement["event_id"], "settlement_kept"):
+                return
+            closed = portal.close_by_settlement(session, settlement)
+            if closed is not None:
+                self.db.emit(session, "accounts_changed",
+                             {"accounts": aging.facts(session, [closed])})

@@ -27,6 +27,7 @@ from .reports import bp as reports_bp
 from .rpc import RpcPool
 from .share import bp as share_bp
 from .portal import bp as portal_bp
+from .approvals import bp as approvals_bp
 from .ui import bp as ui_bp
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -87,6 +88,7 @@ def create_app(cfg: Settings | None = None, testing: bool = False) -> Flask:
     app.register_blueprint(documents_bp)
     app.register_blueprint(share_bp)
     app.register_blueprint(portal_bp)
+    app.register_blueprint(approvals_bp)
     app.register_blueprint(reports_bp)
     app.register_blueprint(dashboards_bp)
     return app

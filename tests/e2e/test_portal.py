@@ -22,7 +22,7 @@ from playwright.sync_api import Page, expect
 
 from recaudo_common import demo
 
-from .test_browser_queues import browser, new_page, screenshots  # noqa: F401 (fixtures)
+from .test_browser_queues import browser, login, new_page, screenshots  # noqa: F401 (fixtures)
 from .test_queues_api import Api, sql, token
 
 INSTITUTION = 1
@@ -59,6 +59,17 @@ def world(stack, demo_users):
     admin.ok("PUT", f"/api/v1/institutions/{INSTITUTION}/plan-limits", LIMITS)
     admin.ok("PUT", f"/api/v1/institutions/{INSTITUTION}/portal-settings",
              {"second_factor": "birth_date"})
+    window = sql("SELECT contact_from, contact_until, jurisdiction FROM portfolio.institutions "
+                 "WHERE id = :i", i=INSTITUTION)[0]
+    # the link's email may go at any hour the suite runs (the institution's window only)
+    sql("UPDATE portfolio.institutions SET contact_from = '00:00', contact_until = '23:59:59',"
+        " jurisdiction = 'ZZ' WHERE id = :i", i=INSTITUTION)
+    template = admin.ok("POST", "/api/v1/templates", {
+        "institution_id": INSTITUTION, "name": f"Liga del portal {date.today()}",
+        "subject_es": "Su cuenta con {{ institution.name }}",
+        "text_es": "Consulte y resuelva su cuenta aquí: {{ portal_link }}",
+        "subject_en": "Your account", "text_en": "See your account here: {{ portal_link }}"},
+        status=201)
     debtors = _debtors(3)
     assert len(debtors) == 3, "the demo has debtors of gestor1 for the portal"
     births = sql("SELECT id, birth_date FROM portfolio.debtors WHERE id = ANY(:d)",
@@ -66,8 +77,14 @@ def world(stack, demo_users):
     sql("UPDATE portfolio.debtors SET birth_date = :b WHERE id = ANY(:d)", b=BIRTH,
         d=[d for d, _ in debtors])
     yield {"admin": admin, "debtors": debtors, "base_url": stack.base_url,
+           "template_id": template["id"],
            "gestor": Api(stack.base_url, token(stack.base_url, "gestor1", demo_users)),
            "supervisor": Api(stack.base_url, token(stack.base_url, "supervisor", demo_users))}
+    sql("UPDATE portfolio.institutions SET contact_from = :f, contact_until = :u, "
+        "jurisdiction = :j WHERE id = :i", f=window[0], u=window[1], j=window[2], i=INSTITUTION)
+    admin.call("PUT", f"/api/v1/templates/{template['id']}",
+               {k: template[k] for k in ("institution_id", "name", "subject_es", "text_es",
+                                         "subject_en", "text_en")} | {"active": False})
     for debtor_id, birth in births:
         sql("UPDATE portfolio.debtors SET birth_date = :b WHERE id = :d", b=birth, d=debtor_id)
     admin.ok("PUT", f"/api/v1/institutions/{INSTITUTION}/plan-limits",
@@ -89,7 +106,12 @@ def _shot(page: Page, folder, step: str) -> None:
 
 def test_a_debtor_resolves_their_debt_alone_from_a_phone(world, browser, screenshots):
     debtor_id, account_id = world["debtors"][0]
-    link = _link(world, debtor_id)
+    link = world["gestor"].ok("POST", f"/api/v1/debtors/{debtor_id}/portal-links", {
+        "sent_to": "deudor@example.com", "account_id": account_id,
+        "template_id": world["template_id"]}, status=201)
+    body = sql("SELECT body_text, to_address FROM messaging.outbound_messages WHERE id = :m",
+               m=link["message_id"])
+    assert body == [(f"Consulte y resuelva su cuenta aquí: {link['url']}", "deudor@example.com")]
     assert link["url"].startswith(world["base_url"] + f"/mi-cuenta/{INSTITUTION}/pl_")
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     context.set_default_timeout(20_000)
@@ -159,6 +181,8 @@ def test_a_debtor_resolves_their_debt_alone_from_a_phone(world, browser, screens
 
     history = world["gestor"].ok("GET", f"/api/v1/accounts/{account_id}/activities")["items"]
     steps = [h["details"].get("portal") for h in history if h["kind"] == "portal"]
+    assert any(h["kind"] == "email" and "deudor@example.com" in h["description"]
+               for h in history)                      # the link's email, in the history too
     assert sorted(steps) == sorted(["access", "promise", "settlement", "dispute",
                                     "preferences"]), steps
     documents = sql("SELECT name FROM documents.documents WHERE debtor_id = :d", d=debtor_id)
@@ -233,3 +257,33 @@ def test_the_apps_bad_inputs_and_a_plan_outside_the_limits_reaching_approval(wor
     assert states == ["pending"]
     app.ok("DELETE", "/api/v1/portal/session", status=204)
     assert app.call("GET", "/api/v1/portal/me").status_code == 401
+
+
+def test_a_supervisor_approves_a_portal_plan_on_the_approvals_page(world, browser, stack,
+                                                                   screenshots, demo_users):
+    debtor_id, account_id = world["debtors"][2]
+    opened = _session(world, _link(world, debtor_id))
+    app = Api(world["base_url"], opened.json()["session_token"])
+    today = date.today()
+    made = app.ok("POST", "/api/v1/portal/promises", {"account_id": account_id, "promise": {
+        "amount": "20.00", "due_date": (today + timedelta(days=2)).isoformat()}}, status=201)
+    approval_id = made["approval"]["id"]                       # under the 50.00 minimum
+    context = browser.new_context(base_url=stack.base_url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    try:
+        login(page, "supervisor", demo_users)
+        page.click("#admin-menu summary")
+        with page.expect_navigation():
+            page.click("#approvals-link")
+        card = page.locator(f"#approval-{approval_id}")
+        expect(card).to_contain_text("50.00")                   # why: the first payment
+        page.screenshot(path=str(screenshots / "portal-approvals-1280.png"), full_page=True)
+        with page.expect_navigation():
+            card.locator(f"#approve-{approval_id}").click()
+        expect(page.locator("#notice")).to_be_visible()
+        expect(page.locator(f"#approval-{approval_id}")).to_have_count(0)
+    finally:
+        context.close()
+    (promise,) = app.ok("GET", "/api/v1/portal/me")["accounts"][0]["promises"]
+    assert promise["amount"] == "20.00" and promise["state"] == "pending"

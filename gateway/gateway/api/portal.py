@@ -14,6 +14,7 @@ from activities.portal_schemas import (PortalCallback, PortalDispute, PortalPref
                                        PortalPromise, PortalSettlement)
 from activities.schemas import DisputeOut, PreferencesOut, PromiseOut
 from portfolio.portal import PortalAccount as _PortalAccount
+from recaudo_common.errors import InvalidInput
 from recaudo_common.validation import Schema
 
 from .. import auth as _auth, portal
@@ -229,12 +230,20 @@ staff_blp.before_request(_auth.require_api_user)
 
 
 class LinkAsk(Schema):
+    """With ``template_id`` and ``account_id`` the link is emailed to ``sent_to`` from that
+    template (its ``{{ portal_link }}``), judged by the contact policy and logged as an
+    email in the account's history; without them it is only answered."""
+
     sent_to = fields.Email(load_default=None, allow_none=True,
                            metadata={"description": "a quién se envía (queda en la bitácora)"})
+    template_id = fields.Integer(load_default=None, allow_none=True)
+    account_id = fields.Integer(load_default=None, allow_none=True)
+    language = fields.String(load_default="es")
 
 
 class LinkMade(Schema):
     link_id = fields.Integer()
+    message_id = fields.Integer(allow_none=True, metadata={"description": "el correo en cola"})
     url = fields.String(metadata={"description": "se muestra una sola vez; un solo uso"})
     institution_id = fields.Integer()
     debtor_id = fields.Integer()
@@ -258,11 +267,24 @@ class PortalSettingsOut(PortalSettingsIn):
 def create_link(data, debtor_id):
     """Una liga personal al portal para un deudor que usted gestiona: de un solo uso, vence
     según la institución; pide el segundo factor al abrirse."""
+    emailed = data.get("template_id") is not None
+    if emailed and (data.get("account_id") is None or not data.get("sent_to")):
+        raise InvalidInput("Datos inválidos", {"account_id": ["Indique la cuenta y el correo"]})
     with staff_rpc() as proxy:
+        if emailed and data["account_id"] not in proxy.portfolio.debtor_scope(debtor_id)[
+                "account_ids"]:
+            raise InvalidInput("Datos inválidos", {"account_id": ["No es cuenta de este deudor"]})
         made = proxy.auth.create_portal_link(debtor_id, {"sent_to": data.get("sent_to")})
-    token = made.pop("token")
-    made["url"] = url_for("portal.verify", institution_id=made["institution_id"], token=token,
-                          _external=True)
+        token = made.pop("token")
+        made["url"] = url_for("portal.verify", institution_id=made["institution_id"],
+                              token=token, _external=True)
+        made["message_id"] = None
+        if emailed:
+            sent = proxy.messaging.send_email({
+                "account_id": data["account_id"], "template_id": data["template_id"],
+                "to": data["sent_to"], "language": data["language"],
+                "portal_link": made["url"], "idempotency_key": f"portal-link-{made['link_id']}"})
+            made["message_id"] = sent["id"]
     return _plain(made), 201
 
 

@@ -99,11 +99,13 @@ def overview() -> dict:
     with debtor_rpc() as proxy:
         accounts = proxy.portfolio.portal_overview()
         view = proxy.activities.portal_view()
+        documents = proxy.documents.portal_documents()
     extra = {a["account_id"]: a for a in view["accounts"]}
     for item in accounts["accounts"]:
         item.update({k: v for k, v in extra.get(item["account"]["id"], {}).items()
                      if k != "account_id"})
     accounts["preferences"] = view["preferences"]
+    accounts["documents"] = documents
     # PAYMENT INSTRUCTIONS - wired by the lead at merge: the webhooks helper's portfolio RPC
     # ``payment_instructions(account_id)`` (a bank reference per account) goes here, e.g.
     # item["payment_instructions"] = proxy.portfolio.payment_instructions(account_id)
@@ -345,6 +347,13 @@ def callback():
                                               "note": request.form.get("note", "")[:300]})
         return "llamada"
     return _acting("callback", "llamada", act)
+
+
+@bp.get("/documento/<int:version_id>")
+def document(version_id: int):
+    """A document shared with the debtor: a short presigned download."""
+    with debtor_rpc() as proxy:
+        return redirect(proxy.documents.portal_download_url(version_id)["url"])
 
 
 @bp.post("/salir")

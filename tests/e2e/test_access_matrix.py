@@ -1002,14 +1002,16 @@ TABLE.extend([
     # answer only a debtor's session (every staff identity: 403) -------------------------------
     Row("portal.session.bad-input", "POST", "/api/v1/portal/session", {}, RULES.fixed(422)),
     *(Row(f"portal.staff-token.{method}.{path}", method, path, body, RULES.fixed(401),
-          params=lambda w: {"upload_id": "00000000-0000-0000-0000-000000000000"})
+          params=lambda w: {"upload_id": "00000000-0000-0000-0000-000000000000",
+                            "version_id": 1})
       for method, path, body in (
           ("DELETE", "/api/v1/portal/session", None), ("GET", "/api/v1/portal/me", None),
           ("POST", "/api/v1/portal/promises", {}), ("POST", "/api/v1/portal/settlements", {}),
           ("POST", "/api/v1/portal/uploads", {}),
           ("POST", "/api/v1/portal/uploads/{upload_id}/complete", None),
           ("POST", "/api/v1/portal/disputes", {}), ("PUT", "/api/v1/portal/preferences", {}),
-          ("POST", "/api/v1/portal/callbacks", {}))),
+          ("POST", "/api/v1/portal/callbacks", {}),
+          ("GET", "/api/v1/portal/documents/{version_id}/download", None))),
     Row("portal.links.create.i2", "POST", "/api/v1/debtors/{debtor_id}/portal-links", {},
         PORTFOLIO_RULES.reads(2, "gestor1", 201, permission=ACT_LOG),
         params=lambda w: {"debtor_id": _portfolio(w)["i2_gestor1"][1]}),
@@ -1031,7 +1033,8 @@ TABLE.extend([
           ("activities.portal_promise", [{}]), ("activities.portal_accept_offer", [{}]),
           ("activities.portal_dispute", [{}]), ("activities.portal_callback", [{}]),
           ("activities.portal_preferences", [{}]), ("documents.portal_request_upload", [{}]),
-          ("documents.portal_complete_upload", ["00000000-0000-0000-0000-000000000000"]))),
+          ("documents.portal_complete_upload", ["00000000-0000-0000-0000-000000000000"]),
+          ("documents.portal_documents", []), ("documents.portal_download_url", [1]))),
     # --- the agenda and its calendar feed ---------------------------------------------------------
     Row("activities.agenda.list", "GET", "/api/v1/agenda", None, RULES.perm(ACT_READ),
         query=_a_day),

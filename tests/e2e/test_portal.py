@@ -241,6 +241,25 @@ def test_the_apps_bad_inputs_and_a_plan_outside_the_limits_reaching_approval(wor
     refused = app.call("POST", f"/api/v1/portal/uploads/{ticket['upload_id']}/complete")
     assert refused.status_code == 422 and "file" in refused.json()["error"]["fields"]
 
+    # a PDF goes in; once the institution shares the folder, the debtor sees and downloads it
+    ticket = app.ok("POST", "/api/v1/portal/uploads", {"account_id": account_id,
+                                                        "filename": "recibo.pdf", "size": len(PDF)},
+                    status=201)
+    requests.post(ticket["url"], data=ticket["fields"], files={"file": ("recibo.pdf", PDF)},
+                  timeout=30).raise_for_status()
+    stored = app.ok("POST", f"/api/v1/portal/uploads/{ticket['upload_id']}/complete", status=201)
+    assert app.ok("GET", "/api/v1/portal/me")["documents"] == []        # not shared yet
+    world["supervisor"].ok("POST", "/api/v1/share-links", {
+        "debtor_id": debtor_id, "expires_at": (date.today() + timedelta(days=3)).isoformat()
+        + "T00:00:00+00:00"}, status=201)
+    (shared,) = app.ok("GET", "/api/v1/portal/me")["documents"]
+    assert shared["id"] == stored["id"]
+    version_id = shared["versions"][0]["id"]
+    assert app.ok("GET", f"/api/v1/portal/documents/{version_id}/download")["name"] == "recibo.pdf"
+    other = Api(world["base_url"], _session(world, _link(world, other_debtor)).json()[
+        "session_token"])
+    assert other.call("GET", f"/api/v1/portal/documents/{version_id}/download").status_code == 404
+
     plan = [{"due_date": (today + timedelta(days=d)).isoformat(), "amount": "100.00"}
             for d in (5, 35, 65, 85)]                              # 4 > 3 instalments
     made = app.ok("POST", "/api/v1/portal/promises", {"account_id": account_id,

@@ -66,6 +66,20 @@ class PortalAccountView(_PortalAccount):
     offer = fields.Nested(Offer, allow_none=True)
 
 
+class SharedDocument(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    category = fields.String()
+    versions = fields.List(fields.Dict())
+
+
+class Download(Schema):
+    url = fields.String(metadata={"description": "GET prefirmado de unos minutos"})
+    expires_at = fields.AwareDateTime()
+    name = fields.String()
+    content_type = fields.String()
+
+
 class PortalMe(Schema):
     debtor_id = fields.Integer()
     name = fields.String()
@@ -75,6 +89,7 @@ class PortalMe(Schema):
     time_zone = fields.String()
     accounts = fields.List(fields.Nested(PortalAccountView))
     preferences = fields.Nested(PreferencesOut, allow_none=True)
+    documents = fields.List(fields.Nested(SharedDocument))
 
 
 class PromiseMade(Schema):
@@ -156,6 +171,14 @@ def me():
     """Sus cuentas con la institución: saldo, vencido, pagos programados, movimientos,
     promesas y su estado, aclaraciones abiertas, oferta de liquidación y preferencias."""
     return _plain(portal.overview())
+
+
+@blp.route("/documents/<int:version_id>/download", methods=["GET"])
+@blp.alt_response(200, schema=Download)
+def download(version_id):
+    """Un documento que la institución compartió con usted (404 si no)."""
+    with portal.debtor_rpc() as proxy:
+        return _plain(proxy.documents.portal_download_url(version_id))
 
 
 @blp.route("/promises", methods=["POST"])

@@ -1,20 +1,22 @@
 """The documents service's entrypoints for the debtor portal, mixed into
 ``DocumentsService``: a debtor's portal session uploads a file (a dispute's evidence)
 into their own folder through the same presigned POST and the same checks (size, kind
-sniffed from the bytes: an executable is refused) as a collector's upload."""
+sniffed from the bytes: an executable is refused) as a collector's upload, and reads the
+documents the institution shared with them (its active share links to their folder)."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timezone
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from recaudo_common.errors import InvalidInput, NotFound
 from recaudo_common.service import rpc
 from recaudo_common.validation import load
 
-from . import folders
-from .models import Document, Upload
-from .schemas import UploadRequest, UploadTicket
+from . import folders, sharing
+from .models import Document, ShareLink, Upload
+from .schemas import DownloadOut, UploadRequest, UploadTicket
 
 
 class PortalEntrypoints:
@@ -64,3 +66,37 @@ class PortalEntrypoints:
                 "name": version.name, "content_type": version.content_type, "size": size,
                 "uploaded_by": version.uploaded_by})
             return folders.describe(session, session.get(Document, document.id))
+
+    def _shared(self, session, identity) -> list[dict]:
+        """The documents the institution shared with the debtor: those its active share
+        links reach (a link to one document, or to the whole folder)."""
+        links = session.execute(select(ShareLink).where(
+            ShareLink.debtor_id == identity.debtor_id,
+            ShareLink.institution_id == identity.debtor_institution_id,
+            ShareLink.revoked_at.is_(None),
+            ShareLink.expires_at > datetime.now(timezone.utc))).scalars().all()
+        seen: dict[int, dict] = {}
+        for link in links:
+            for document in sharing.documents_of(session, link):
+                seen.setdefault(document["id"], document)
+        return sorted(seen.values(), key=lambda d: d["name"].lower())
+
+    @rpc
+    def portal_documents(self):
+        identity = self.caller.identity.require_debtor()
+        with self.db.session() as session:
+            return self._shared(session, identity)
+
+    @rpc
+    def portal_download_url(self, version_id):
+        """A short presigned GET of a version of a document shared with the debtor."""
+        identity = self.caller.identity.require_debtor()
+        if not isinstance(version_id, int) or isinstance(version_id, bool):
+            raise NotFound("Documento no encontrado")
+        with self.db.session() as session:
+            shared = {v["id"] for d in self._shared(session, identity)
+                      for v in d.get("versions", [])}
+            if version_id not in shared:
+                raise NotFound("Documento no encontrado")
+            _, version = folders.find_version(session, version_id)
+            return DownloadOut().dump(folders.download(version))

@@ -14,6 +14,7 @@ The institution's limits, portal setting and the debtor's date of birth are put 
 """
 from __future__ import annotations
 
+import secrets
 from datetime import date, timedelta
 
 import pytest
@@ -65,7 +66,7 @@ def world(stack, demo_users):
     sql("UPDATE portfolio.institutions SET contact_from = '00:00', contact_until = '23:59:59',"
         " jurisdiction = 'ZZ' WHERE id = :i", i=INSTITUTION)
     template = admin.ok("POST", "/api/v1/templates", {
-        "institution_id": INSTITUTION, "name": f"Liga del portal {date.today()}",
+        "institution_id": INSTITUTION, "name": f"Liga del portal {secrets.token_hex(4)}",
         "subject_es": "Su cuenta con {{ institution.name }}",
         "text_es": "Consulte y resuelva su cuenta aquí: {{ portal_link }}",
         "subject_en": "Your account", "text_en": "See your account here: {{ portal_link }}"},

@@ -1,14 +1,16 @@
-"""The supervisors' approval queue, ``/aprobaciones``: promises, plans (and settlements)
-outside their institution's limits, oldest first, each approved or rejected with a note.
-The activities service decides who may (``promises.approve``) and what is in scope."""
+"""The staff's side of the limits and the debtor portal: the supervisors' approval queue,
+``/aprobaciones`` (promises and plans outside their institution's limits, oldest first,
+each approved or rejected with a note), and the debtor's "Portal" tab, where an agent
+emails the debtor a personal link. The services decide who may and what is in scope."""
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from recaudo_common.errors import Conflict, InvalidInput
+from recaudo_common.errors import Conflict, InvalidInput, PermissionDenied
 
-from . import auth, error_pages, portfolio
+from . import auth, error_pages, portal, portfolio
+from .portfolio import DebtorTab, add_debtor_tab
 from .rpc import rpc
 from .validation import N_
 
@@ -50,3 +52,47 @@ def decide(approval_id: int):
         return _page(problems or refused.message, 422 if isinstance(refused, InvalidInput)
                      else 409)
     return redirect(url_for(".approvals", hecho=decision))
+
+
+# --- the debtor's "Portal" tab: a personal link, emailed ------------------------------------
+
+def _portal_tab(proxy, view) -> dict:
+    try:
+        candidates = proxy.messaging.list_templates(view["debtor"]["institution_id"])
+    except PermissionDenied:
+        candidates = []
+    state = g.get("portal_tab") or {}
+    return {"portal_templates": [t for t in candidates
+                                 if "portal_link" in (t.get("text_es") or "")],
+            "portal_sent": state.get("sent"), "portal_errors": state.get("errors", {})}
+
+
+add_debtor_tab(DebtorTab("portal", N_("Portal"), "approvals/portal_tab.html",
+                         permission="activities.log", load=_portal_tab))
+
+
+@bp.post("/deudores/<int:debtor_id>/portal")
+@auth.permission_required("activities.log")
+def send_portal_link(debtor_id: int):
+    form = request.form
+    data = {"sent_to": form.get("sent_to", "").strip() or None,
+            "template_id": _int(form.get("template_id")),
+            "account_id": _int(form.get("account_id")),
+            "language": form.get("language") if form.get("language") in ("es", "en") else "es"}
+    try:
+        with rpc() as proxy:
+            g.portal_tab = {"sent": portal.send_link(proxy, debtor_id, data)}
+    except (InvalidInput, Conflict) as refused:
+        g.portal_tab = {"errors": {k: v if isinstance(v, list) else [str(v)]
+                                   for k, v in (refused.fields or {}).items()}
+                        or {"_schema": [refused.message]}}
+        return portfolio._debtor_page(debtor_id, "portal", failure=refused.message,
+                                      status=422 if isinstance(refused, InvalidInput) else 409)
+    return portfolio._debtor_page(debtor_id, "portal")
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

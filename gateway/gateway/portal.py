@@ -140,6 +140,30 @@ def dispute(account_id: int, reason: str, evidence: str, upload=None) -> dict:
             "document_id": document["id"] if document else None})
 
 
+def send_link(proxy, debtor_id: int, data: dict) -> dict:
+    """A personal link for the debtor (``proxy``: the agent's), emailed from a template
+    that prints ``{{ portal_link }}`` when ``template_id`` is given (policy-judged and
+    logged as an email by messaging); answers the link's address, shown once."""
+    emailed = data.get("template_id") is not None
+    if emailed and (data.get("account_id") is None or not data.get("sent_to")):
+        raise InvalidInput("Datos inválidos", {"account_id": ["Indique la cuenta y el correo"]})
+    if emailed and data["account_id"] not in proxy.portfolio.debtor_scope(debtor_id)[
+            "account_ids"]:
+        raise InvalidInput("Datos inválidos", {"account_id": ["No es cuenta de este deudor"]})
+    made = proxy.auth.create_portal_link(debtor_id, {"sent_to": data.get("sent_to")})
+    token = made.pop("token")
+    made["url"] = url_for("portal.verify", institution_id=made["institution_id"], token=token,
+                          _external=True)
+    made["message_id"] = None
+    if emailed:
+        sent = proxy.messaging.send_email({
+            "account_id": data["account_id"], "template_id": data["template_id"],
+            "to": data["sent_to"], "language": data.get("language") or "es",
+            "portal_link": made["url"], "idempotency_key": f"portal-link-{made['link_id']}"})
+        made["message_id"] = sent["id"]
+    return made
+
+
 def csrf_token() -> str:
     """Derived from the session id (only its holder can know it)."""
     return hmac.new(g.portal_token.encode(), b"portal-csrf", hashlib.sha256).hexdigest()[:40]

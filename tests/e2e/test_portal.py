@@ -105,14 +105,32 @@ def _shot(page: Page, folder, step: str) -> None:
     page.screenshot(path=str(folder / f"portal-{step}-390.png"), full_page=True)
 
 
-def test_a_debtor_resolves_their_debt_alone_from_a_phone(world, browser, screenshots):
+def _emailed_from_the_portal_tab(browser, stack, demo_users, screenshots, debtor_id) -> str:
+    """gestor1 emails the link from the debtor's "Portal" tab; answers its address."""
+    context = browser.new_context(base_url=stack.base_url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    try:
+        login(page, "gestor1", demo_users)
+        page.goto(f"/deudores/{debtor_id}?tab=portal")
+        page.fill("#portal-to", "deudor@example.com")
+        page.click("#portal-send")
+        expect(page.locator("#portal-sent")).to_be_visible()
+        page.screenshot(path=str(screenshots / "portal-0-agent-sends-link-1280.png"),
+                        full_page=True)
+        return page.locator("#portal-url").input_value()
+    finally:
+        context.close()
+
+
+def test_a_debtor_resolves_their_debt_alone_from_a_phone(world, browser, stack, demo_users,
+                                                         screenshots):
     debtor_id, account_id = world["debtors"][0]
-    link = world["gestor"].ok("POST", f"/api/v1/debtors/{debtor_id}/portal-links", {
-        "sent_to": "deudor@example.com", "account_id": account_id,
-        "template_id": world["template_id"]}, status=201)
-    body = sql("SELECT body_text, to_address FROM messaging.outbound_messages WHERE id = :m",
-               m=link["message_id"])
-    assert body == [(f"Consulte y resuelva su cuenta aquí: {link['url']}", "deudor@example.com")]
+    url = _emailed_from_the_portal_tab(browser, stack, demo_users, screenshots, debtor_id)
+    link = {"url": url}
+    body = sql("SELECT body_text, to_address FROM messaging.outbound_messages "
+               "WHERE debtor_id = :d ORDER BY id DESC LIMIT 1", d=debtor_id)
+    assert body == [(f"Consulte y resuelva su cuenta aquí: {url}", "deudor@example.com")]
     assert link["url"].startswith(world["base_url"] + f"/mi-cuenta/{INSTITUTION}/pl_")
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     context.set_default_timeout(20_000)

@@ -6,7 +6,7 @@ own rows (another debtor's account answers 404, like a missing one).
 """
 from __future__ import annotations
 
-from flask import g, request, url_for
+from flask import g, request
 from marshmallow import fields
 
 from activities.limits_schemas import ApprovalOut
@@ -14,7 +14,6 @@ from activities.portal_schemas import (PortalCallback, PortalDispute, PortalPref
                                        PortalPromise, PortalSettlement)
 from activities.schemas import DisputeOut, PreferencesOut, PromiseOut
 from portfolio.portal import PortalAccount as _PortalAccount
-from recaudo_common.errors import InvalidInput
 from recaudo_common.validation import Schema
 
 from .. import auth as _auth, portal
@@ -290,25 +289,8 @@ class PortalSettingsOut(PortalSettingsIn):
 def create_link(data, debtor_id):
     """Una liga personal al portal para un deudor que usted gestiona: de un solo uso, vence
     según la institución; pide el segundo factor al abrirse."""
-    emailed = data.get("template_id") is not None
-    if emailed and (data.get("account_id") is None or not data.get("sent_to")):
-        raise InvalidInput("Datos inválidos", {"account_id": ["Indique la cuenta y el correo"]})
     with staff_rpc() as proxy:
-        if emailed and data["account_id"] not in proxy.portfolio.debtor_scope(debtor_id)[
-                "account_ids"]:
-            raise InvalidInput("Datos inválidos", {"account_id": ["No es cuenta de este deudor"]})
-        made = proxy.auth.create_portal_link(debtor_id, {"sent_to": data.get("sent_to")})
-        token = made.pop("token")
-        made["url"] = url_for("portal.verify", institution_id=made["institution_id"],
-                              token=token, _external=True)
-        made["message_id"] = None
-        if emailed:
-            sent = proxy.messaging.send_email({
-                "account_id": data["account_id"], "template_id": data["template_id"],
-                "to": data["sent_to"], "language": data["language"],
-                "portal_link": made["url"], "idempotency_key": f"portal-link-{made['link_id']}"})
-            made["message_id"] = sent["id"]
-    return _plain(made), 201
+        return _plain(portal.send_link(proxy, debtor_id, data)), 201
 
 
 @staff_blp.route("/institutions/<int:institution_id>/portal-settings", methods=["GET"])

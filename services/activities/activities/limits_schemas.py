@@ -14,9 +14,18 @@ from recaudo_common.validation import PageQuery, Schema
 from .models import APPROVAL_KINDS, APPROVAL_STATES, APPROVERS
 
 
+def _between(low: str, high: str):
+    """A decimal's range checked by a function (a ``Range`` of decimals would print its
+    bounds as text in the OpenAPI document, which is no JSON Schema)."""
+    def check(value):
+        if not Decimal(low) <= value <= Decimal(high):
+            raise ValidationError(f"Debe estar entre {low} y {high}")
+    return check
+
+
 def _pct(**kwargs):
     return fields.Decimal(as_string=True, allow_nan=False, places=2,
-                          validate=validate.Range(min=Decimal("0"), max=Decimal("100")), **kwargs)
+                          validate=_between("0", "100"), **kwargs)
 
 
 class Threshold(Schema):
@@ -51,8 +60,7 @@ class LimitsWrite(Schema):
     max_instalments = fields.Integer(required=True, validate=validate.Range(min=1, max=120))
     min_first_payment = fields.Decimal(as_string=True, allow_nan=False, places=2,
                                        load_default=Decimal("0"),
-                                       validate=validate.Range(min=Decimal("0"),
-                                                               max=Decimal("999999999999.99")))
+                                       validate=_between("0", "999999999999.99"))
     min_first_payment_pct = _pct(load_default=Decimal("0"))
     max_plan_days = fields.Integer(required=True, validate=validate.Range(min=1, max=3660))
     offer_expiry_days = fields.Integer(load_default=7, validate=validate.Range(min=1, max=365))

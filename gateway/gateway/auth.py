@@ -28,7 +28,9 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 #: paths answered without resolving anyone
-PUBLIC_PREFIXES = ("/static/", "/healthz", "/api/v1/openapi.json", "/api/v1/docs")
+PUBLIC_PREFIXES = ("/static/", "/healthz", "/api/v1/openapi.json", "/api/v1/docs",
+                   # the debtor portal resolves its own sessions (portal.py), never the staff's
+                   "/mi-cuenta", "/api/v1/portal/")
 
 
 def anonymous_rpc():

@@ -823,6 +823,11 @@ ACT_READ = "activities.read"
 ACT_LOG = "activities.log"
 ACT_MANAGE = "activities.manage"
 DISPUTES_MANAGE = "disputes.manage"
+PROMISES_APPROVE = "promises.approve"
+PORTAL_SETTINGS = {"second_factor": "birth_date", "link_ttl_hours": 72}
+#: the permissive limits every institution has until an administrator writes its own
+DEFAULT_LIMITS = {"max_instalments": 36, "min_first_payment": "0.00", "min_first_payment_pct": "0",
+                  "max_plan_days": 1095, "offer_expiry_days": 7, "discount_bands": []}
 RESULT_CODE_FIELDS = ("institution_id", "code", "label", "contact_made", "needs_promise",
                       "invalidates_phone", "schedules_callback", "active", "sort_order")
 SETTINGS_FIELDS = ("dispute_sla_days", "attribution_days", "time_zone")
@@ -973,6 +978,64 @@ TABLE.extend([
         ACT_READS_I2, params=_act("account")),
     Row("activities.disputes.overdue", "GET", "/api/v1/disputes/overdue", None,
         RULES.perm(DISPUTES_MANAGE)),
+    # --- plan limits and the approval queue (collectors read the limits; approvers decide) ---
+    Row("limits.get.2", "GET", "/api/v1/institutions/{institution_id}/plan-limits", None,
+        RULES.perm(ACT_READ, reach=(2,)), params=lambda w: {"institution_id": 2}),
+    Row("limits.save.defaults", "PUT", "/api/v1/institutions/{institution_id}/plan-limits",
+        DEFAULT_LIMITS, MANAGE_I2, params=lambda w: {"institution_id": 2}),
+    Row("approvals.list", "GET", "/api/v1/approvals", None, RULES.perm(PROMISES_APPROVE)),
+    Row("approvals.decide.missing", "POST", "/api/v1/approvals/{approval_id}/decision",
+        {"decision": "approve"}, RULES.perm(PROMISES_APPROVE, 404),
+        params=lambda w: {"approval_id": NOT_AN_ENTRY}),
+    Row("approvals.account.i2", "GET", "/api/v1/accounts/{account_id}/approvals", None,
+        ACT_READS_I2, params=_act("account")),
+    Row("rpc.limits.save.defaults", "RPC", "activities.save_plan_limits", [2, DEFAULT_LIMITS],
+        MANAGE_I2),
+    Row("rpc.approvals.list", "RPC", "activities.list_approvals", [{}],
+        RULES.perm(PROMISES_APPROVE)),
+    Row("rpc.limits.get.2", "RPC", "activities.get_plan_limits", [2],
+        RULES.perm(ACT_READ, reach=(2,))),
+    Row("rpc.approvals.decide.missing", "RPC", "activities.decide_approval",
+        [NOT_AN_ENTRY, {"decision": "approve"}], RULES.perm(PROMISES_APPROVE, 404)),
+    Row("rpc.approvals.account.i2", "RPC", "activities.account_approvals",
+        lambda w, uniq: [_activities(w)["account"]], ACT_READS_I2),
+    # --- the debtor portal: a staff credential means nothing there, and the portal's RPCs
+    # answer only a debtor's session (every staff identity: 403) -------------------------------
+    Row("portal.session.bad-input", "POST", "/api/v1/portal/session", {}, RULES.fixed(422)),
+    *(Row(f"portal.staff-token.{method}.{path}", method, path, body, RULES.fixed(401),
+          params=lambda w: {"upload_id": "00000000-0000-0000-0000-000000000000",
+                            "version_id": 1})
+      for method, path, body in (
+          ("DELETE", "/api/v1/portal/session", None), ("GET", "/api/v1/portal/me", None),
+          ("POST", "/api/v1/portal/promises", {}), ("POST", "/api/v1/portal/settlements", {}),
+          ("POST", "/api/v1/portal/uploads", {}),
+          ("POST", "/api/v1/portal/uploads/{upload_id}/complete", None),
+          ("POST", "/api/v1/portal/disputes", {}), ("PUT", "/api/v1/portal/preferences", {}),
+          ("POST", "/api/v1/portal/callbacks", {}),
+          ("GET", "/api/v1/portal/documents/{version_id}/download", None))),
+    Row("portal.links.create.i2", "POST", "/api/v1/debtors/{debtor_id}/portal-links", {},
+        PORTFOLIO_RULES.reads(2, "gestor1", 201, permission=ACT_LOG),
+        params=lambda w: {"debtor_id": _portfolio(w)["i2_gestor1"][1]}),
+    Row("portal.settings.get.2", "GET", "/api/v1/institutions/{institution_id}/portal-settings",
+        None, RULES.authenticated(), params=lambda w: {"institution_id": 2}),
+    Row("portal.settings.save.2", "PUT", "/api/v1/institutions/{institution_id}/portal-settings",
+        PORTAL_SETTINGS, RULES.perm("institutions.manage", reach=(2,)),
+        params=lambda w: {"institution_id": 2}),
+    Row("rpc.portal.link.i2", "RPC", "auth.create_portal_link",
+        lambda w, uniq: [_portfolio(w)["i2_gestor1"][1], {}],
+        PORTFOLIO_RULES.reads(2, "gestor1", permission=ACT_LOG)),
+    Row("rpc.portal.settings.save.2", "RPC", "auth.save_portal_settings", [2, PORTAL_SETTINGS],
+        RULES.perm("institutions.manage", reach=(2,))),
+    *(Row(f"rpc.portal.debtor-only.{name}", "RPC", name, args, RULES.authenticated(403))
+      for name, args in (
+          ("portfolio.check_portal_factor", [1, 1, "birth_date", "2000-01-01"]),
+          ("portfolio.portal_overview", []), ("portfolio.portal_account", [1]),
+          ("activities.portal_record_access", []), ("activities.portal_view", []),
+          ("activities.portal_promise", [{}]), ("activities.portal_accept_offer", [{}]),
+          ("activities.portal_dispute", [{}]), ("activities.portal_callback", [{}]),
+          ("activities.portal_preferences", [{}]), ("documents.portal_request_upload", [{}]),
+          ("documents.portal_complete_upload", ["00000000-0000-0000-0000-000000000000"]),
+          ("documents.portal_documents", []), ("documents.portal_download_url", [1]))),
     # --- the agenda and its calendar feed ---------------------------------------------------------
     Row("activities.agenda.list", "GET", "/api/v1/agenda", None, RULES.perm(ACT_READ),
         query=_a_day),
@@ -2088,7 +2151,11 @@ def caller_reading_rpcs(service) -> set[str]:
     import inspect
     import re
 
-    sources = {name: inspect.getsource(member) for name, member in vars(service).items()
+    # the class's own members and its mixins' (a service's entrypoints of one concern
+    # may live in a module of their own, mixed in)
+    members = {name: member for klass in reversed(service.__mro__)
+               for name, member in vars(klass).items()}
+    sources = {name: inspect.getsource(member) for name, member in members.items()
                if inspect.isfunction(member)}
 
     def reads(name: str, seen: frozenset = frozenset()) -> bool:
@@ -2097,7 +2164,7 @@ def caller_reading_rpcs(service) -> set[str]:
             called in sources and called not in seen and reads(called, seen | {name})
             for called in re.findall(r"self\.(\w+)\(", source))
 
-    return {f"{service.name}.{name}" for name, member in vars(service).items()
+    return {f"{service.name}.{name}" for name, member in members.items()
             if getattr(member, "nameko_entrypoints", None) and reads(name)}
 
 

@@ -23,6 +23,8 @@ from .messaging import blp as messaging_blp
 from .payments import blp as payments_blp, webhook_blp as payment_webhooks_blp
 from .webhooks import blp as webhooks_blp
 from .documents import blp as documents_blp
+from .limits import blp as limits_blp
+from .portal import blp as portal_blp, staff_blp as portal_links_blp
 from .portfolio import blp as portfolio_blp
 from .queues import blp as queues_blp
 from .reports import blp as reports_blp
@@ -57,7 +59,8 @@ class _LazyApi:
         for blueprint in (system_blp, auth_blp, admin_blp, portfolio_blp, queues_blp,
                           activities_blp, calendar_blp, documents_blp, reports_blp, messaging_blp,
                           schedules_blp, campaigns_blp, compliance_blp, payments_blp,
-                          payment_webhooks_blp, webhooks_blp):
+                          payment_webhooks_blp, webhooks_blp, limits_blp, portal_blp,
+                          portal_links_blp):
             instance.register_blueprint(blueprint)
         openapi.add_error_responses(instance.spec)
         instance.spec.components.security_scheme(

@@ -20,7 +20,7 @@ from flask import Response, url_for
 from marshmallow import fields
 
 from activities.contracts import (ActivityOut, ActivityWrite, AgendaOut, AgendaQuery,
-                                  AgendaWrite, CorrectionWrite, Delegate, DisputeOut,
+                                  AgendaWrite, ApprovalOut, CorrectionWrite, Delegate, DisputeOut,
                                   DisputeResolve, DisputeWrite, HistoryQuery, InstalmentOut,
                                   OverdueQuery, ProductivityQuery, PromiseOut, ResultCodeOut,
                                   ResultCodeWrite, SettingsOut, SettingsWrite)
@@ -61,6 +61,9 @@ class Promise(PromiseOut):
 
 class ActivityLogged(ActivityOut):
     promise = fields.Nested(Promise, allow_none=True)
+    approval = fields.Nested(ApprovalOut, allow_none=True,
+                             metadata={"description": "la promesa fuera de los límites de la "
+                                                      "institución espera esta aprobación"})
     agenda_item_id = fields.Integer(allow_none=True,
                                     metadata={"description": "la llamada programada, si hubo"})
 

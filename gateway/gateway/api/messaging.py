@@ -219,7 +219,8 @@ def list_templates(query, institution_id):
 @blp.alt_response(201, schema=TemplateOut)
 def create_template(_):
     """Plantilla Jinja (asunto, texto y HTML opcional, en español y en inglés); sólo puede
-    usar ``debtor``, ``account``, ``institution`` y ``today``. Un campo que no existe se
+    usar ``debtor``, ``account``, ``institution`` y ``today`` (y ``portal_link`` en el correo
+    que envía una liga del portal del deudor). Un campo que no existe se
     rechaza aquí (422, nombrando el campo de la plantilla)."""
     with rpc() as proxy:
         return proxy.messaging.save_template(body()), 201

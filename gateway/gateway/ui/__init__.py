@@ -7,6 +7,7 @@ from flask import Flask
 
 from .account import bp as account_bp
 from .activities import bp as activities_bp
+from .approvals import bp as approvals_bp
 from .admin import bp as admin_bp
 from .campaigns import bp as campaigns_bp
 from .compliance import bp as compliance_bp
@@ -15,6 +16,7 @@ from .documents import bp as documents_bp
 from .home import bp as home_bp
 from .messaging import bp as messaging_bp
 from .payment_triage import bp as payment_triage_bp
+from .portal import bp as portal_bp
 from .portfolio import bp as portfolio_bp
 from .queues import bp as queues_bp
 from .reports import bp as reports_bp
@@ -22,8 +24,8 @@ from .share import bp as share_bp
 
 #: in the order they were always registered (a route's first owner wins)
 BLUEPRINTS = (home_bp, account_bp, admin_bp, portfolio_bp, queues_bp, campaigns_bp,
-              activities_bp, messaging_bp, payment_triage_bp, documents_bp, share_bp, reports_bp,
-              dashboards_bp, compliance_bp)
+              activities_bp, messaging_bp, payment_triage_bp, documents_bp, share_bp, portal_bp,
+              approvals_bp, reports_bp, dashboards_bp, compliance_bp)
 
 
 def init_app(app: Flask) -> None:

@@ -57,6 +57,8 @@ POLICY_FIELDS = ("phone", "started_at")
 
 DEBTOR_NOTICES.update({
     "logged": N_("Gestión registrada."),
+    "logged_approval": N_("Gestión registrada. La promesa queda fuera de los límites de la "
+                          "institución y espera la aprobación de un supervisor."),
     "dispute_opened": N_("Aclaración abierta: la cuenta queda en espera en las filas."),
     "dispute_resolved": N_("Aclaración resuelta."),
 })
@@ -283,7 +285,7 @@ def log_activity(debtor_id: int):
         data, errors = _activity_from_form(proxy, form, account)
         if not errors:
             try:
-                proxy.activities.log_activity(data)
+                logged = proxy.activities.log_activity(data)
             except (InvalidInput, PermissionDenied, Conflict) as exc:
                 errors = form_errors(exc.fields) or {"_schema": [exc.message]}
                 status = HTTP_STATUS[type(exc)]
@@ -293,7 +295,9 @@ def log_activity(debtor_id: int):
                         _("Para registrarla de todos modos, escriba la justificación.")])
             else:
                 return redirect(url_for("portfolio_ui.debtor", debtor_id=debtor_id,
-                                        tab="gestiones", cuenta=account["id"], done="logged",
+                                        tab="gestiones", cuenta=account["id"],
+                                        done="logged_approval" if logged.get("approval")
+                                        else "logged",
                                         fila=data.get("queue_id")))
         else:
             status = 422

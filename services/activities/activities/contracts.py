@@ -17,6 +17,8 @@ from recaudo_common.reporting import ReportQuery, group_field
 from recaudo_common.validation import Override, PageQuery, Schema
 
 KINDS = ("call", "visit", "email", "fax", "sms", "letter", "note")
+#: what the debtor did alone in the portal (no agent logs this kind)
+PORTAL_KIND = "portal"
 DIRECTIONS = ("outbound", "inbound")
 DISPUTE_OUTCOMES = ("confirmed_debt", "corrected_balance", "cancelled")
 AGENDA_KINDS = ("callback", "visit")
@@ -512,3 +514,169 @@ class PreferencesOut(Schema):
     language = fields.String(allow_none=True)
     updated_by = fields.Integer(allow_none=True)
     updated_at = fields.AwareDateTime(allow_none=True)
+
+
+# --- plan limits and the approval queue (limits.py) -------------------------------------------
+# A discount band's thresholds rise; above the last one a discount is refused. What needs
+# the institution (its today, the account's stage) is judged by the logic.
+APPROVAL_STATES = ("pending", "approved", "rejected")
+APPROVAL_KINDS = ("promise", "settlement")
+#: who may approve above a threshold: the level's permission (limits.APPROVER_PERMISSION)
+APPROVERS = ("supervisor", "administrator")
+
+
+def _between(low: str, high: str):
+    """A decimal's range checked by a function (a ``Range`` of decimals would print its
+    bounds as text in the OpenAPI document, which is no JSON Schema)."""
+    def check(value):
+        if not Decimal(low) <= value <= Decimal(high):
+            raise ValidationError(f"Debe estar entre {low} y {high}")
+    return check
+
+
+def _pct(**kwargs):
+    return fields.Decimal(as_string=True, allow_nan=False, places=2,
+                          validate=_between("0", "100"), **kwargs)
+
+
+class Threshold(Schema):
+    """Discounts up to ``up_to_pct`` need ``approver`` (none: granted at once)."""
+
+    up_to_pct = _pct(required=True)
+    approver = fields.String(load_default=None, allow_none=True,
+                             validate=validate.OneOf(APPROVERS))
+
+
+class DiscountBand(Schema):
+    """The discounts of accounts in ``stage`` (any: null) with ``dpd_from``..``dpd_to``
+    days past due (open-ended: null)."""
+
+    stage = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=30))
+    dpd_from = fields.Integer(load_default=0, validate=validate.Range(min=0, max=100_000))
+    dpd_to = fields.Integer(load_default=None, allow_none=True,
+                            validate=validate.Range(min=0, max=100_000))
+    thresholds = fields.List(fields.Nested(Threshold), required=True,
+                             validate=validate.Length(min=1, max=10))
+
+    @validates_schema
+    def _order(self, data, **_):
+        if data.get("dpd_to") is not None and data["dpd_to"] < data["dpd_from"]:
+            raise ValidationError("Debe ser mayor o igual que dpd_from", "dpd_to")
+        tops = [t["up_to_pct"] for t in data["thresholds"]]
+        if any(b <= a for a, b in zip(tops, tops[1:])):
+            raise ValidationError("Los umbrales deben ir en orden creciente", "thresholds")
+
+
+class LimitsWrite(Schema):
+    max_instalments = fields.Integer(required=True, validate=validate.Range(min=1, max=120))
+    min_first_payment = fields.Decimal(as_string=True, allow_nan=False, places=2,
+                                       load_default=Decimal("0"),
+                                       validate=_between("0", "999999999999.99"))
+    min_first_payment_pct = _pct(load_default=Decimal("0"))
+    max_plan_days = fields.Integer(required=True, validate=validate.Range(min=1, max=3660))
+    offer_expiry_days = fields.Integer(load_default=7, validate=validate.Range(min=1, max=365))
+    discount_bands = fields.List(fields.Nested(DiscountBand), load_default=list,
+                                 validate=validate.Length(max=50))
+
+
+class LimitsOut(Schema):
+    institution_id = fields.Integer()
+    max_instalments = fields.Integer()
+    min_first_payment = fields.Decimal(as_string=True)
+    min_first_payment_pct = fields.Decimal(as_string=True)
+    max_plan_days = fields.Integer()
+    offer_expiry_days = fields.Integer()
+    discount_bands = fields.List(fields.Dict())
+    updated_by = fields.Integer(allow_none=True)
+    updated_at = fields.AwareDateTime()
+
+
+class Reason(Schema):
+    field = fields.String()
+    message = fields.String()
+
+
+class ApprovalOut(Schema):
+    id = fields.Integer()
+    institution_id = fields.Integer()
+    account_id = fields.Integer()
+    debtor_id = fields.Integer()
+    kind = fields.String(metadata={"enum": list(APPROVAL_KINDS)})
+    terms = fields.Dict()
+    reasons = fields.List(fields.Nested(Reason))
+    approver = fields.String(metadata={"enum": list(APPROVERS)})
+    state = fields.String(metadata={"enum": list(APPROVAL_STATES)})
+    channel = fields.String()
+    requested_by = fields.Integer()
+    activity_id = fields.Integer(allow_none=True)
+    promise_id = fields.Integer(allow_none=True)
+    decided_by = fields.Integer(allow_none=True)
+    decided_at = fields.AwareDateTime(allow_none=True)
+    note = fields.String()
+    created_at = fields.AwareDateTime()
+
+
+class ApprovalQuery(PageQuery):
+    state = fields.String(load_default="pending", validate=validate.OneOf(APPROVAL_STATES))
+    institution_id = fields.Integer(load_default=None, allow_none=True)
+
+
+class ApprovalDecision(Schema):
+    decision = fields.String(required=True, validate=validate.OneOf(("approve", "reject")))
+    note = fields.String(load_default="", validate=validate.Length(max=2000))
+
+    @validates_schema
+    def _why(self, data, **_):
+        if data["decision"] == "reject" and not data["note"].strip():
+            raise ValidationError("Diga por qué se rechaza", "note")
+
+
+# --- what a debtor does in the portal (portal.py) ---------------------------------------------
+# The same rules as an agent's input where they overlap (a promise is ``PromiseWrite``: no
+# negative or over-precise amount, dates in order), checked once here at the service's boundary.
+#: the channels a debtor may allow or refuse from the portal
+PORTAL_CHANNELS = ("call", "sms", "email", "letter", "visit")
+_HHMM = validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d$", error="Formato HH:MM")
+
+
+class PortalPromise(Schema):
+    account_id = fields.Integer(required=True)
+    promise = fields.Nested(PromiseWrite, required=True)
+
+
+class PortalSettlement(Schema):
+    account_id = fields.Integer(required=True)
+
+
+class PortalCallback(Schema):
+    account_id = fields.Integer(required=True)
+    callback_at = fields.AwareDateTime(required=True)
+    note = fields.String(load_default="", validate=validate.Length(max=300))
+
+
+class PortalDispute(Schema):
+    account_id = fields.Integer(required=True)
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=200))
+    evidence = fields.String(load_default="", validate=validate.Length(max=4000))
+    document_id = fields.Integer(load_default=None, allow_none=True)
+
+
+class PortalPreferences(Schema):
+    """Channels allowed (true) or refused (false), the hours that suit them, their language,
+    or no contact at all (``opt_out``)."""
+
+    channels = fields.Dict(keys=fields.String(validate=validate.OneOf(PORTAL_CHANNELS)),
+                           values=fields.Boolean(), load_default=dict)
+    contact_from = fields.String(load_default=None, allow_none=True, validate=_HHMM)
+    contact_until = fields.String(load_default=None, allow_none=True, validate=_HHMM)
+    language = fields.String(load_default=None, allow_none=True,
+                             validate=validate.OneOf(("es", "en")))
+    opt_out = fields.Boolean(load_default=False)
+
+    @validates_schema
+    def _hours(self, data, **_):
+        given = (data.get("contact_from"), data.get("contact_until"))
+        if (given[0] is None) != (given[1] is None):
+            raise ValidationError("Indique desde y hasta", "contact_until")
+        if given[0] is not None and given[0] >= given[1]:
+            raise ValidationError("Debe ser después de la hora de inicio", "contact_until")

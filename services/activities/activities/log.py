@@ -19,7 +19,7 @@ from recaudo_common import contact_policy
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from recaudo_common.identity import Identity
 
-from . import agenda, catalogue, chain, compliance, productivity, promises
+from . import agenda, catalogue, chain, compliance, limits, productivity, promises
 from .models import Activity, AgendaItem, Promise, ResultCode
 from .contracts import ActivityOut
 
@@ -154,6 +154,9 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
         raise InvalidInput("Promesa no esperada",
                            {"promise": ["El resultado elegido no lleva promesa de pago"]})
     plan = promises.plan_of(terms, today) if terms else None
+    # outside the institution's limits: logged, and the promise waits for a supervisor
+    outside = limits.plan_reasons(limits.limits_of(session, institution_id), plan, today) \
+        if plan else []
     callback_at = data.get("callback_at")
     if code is not None and code.schedules_callback and callback_at is None:
         raise InvalidInput("Falta la fecha de la llamada",
@@ -177,6 +180,8 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
         details["compliance_override"] = overridden
     if plan:
         details["promise"] = promises.plan_details(plan)
+        if outside:
+            details["promise"]["needs_approval"] = True
     if callback_at is not None:
         details["callback_at"] = callback_at.astimezone(timezone.utc).isoformat()
 
@@ -189,11 +194,14 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
                        "%s: %s", activity.id, activity.account_id, identity.user_id, overridden)
     day = catalogue.local_day(activity.started_at, settings.time_zone)
     deltas = productivity.entry_deltas(activity.kind, activity.contact_made)
-    if plan:   # the promise counts on the entry's row: one upsert for both
+    if plan and not outside:   # the promise counts on the entry's row: one upsert for both
         deltas.update(promises.made_deltas(plan))
     productivity.bump(session, day, activity.agent_id, institution_id, activity.queue_id,
                       **deltas)
-    promise = promises.make(session, db, activity, plan, day) if plan else None
+    promise = promises.make(session, db, activity, plan, day) if plan and not outside else None
+    approval = limits.request(session, account, "promise", promises.plan_details(plan), outside,
+                              "supervisor", "agent", identity.user_id, activity.id) \
+        if outside else None
     item = None
     if callback_at is not None:
         item = agenda.create(session, db, AgendaItem(
@@ -210,6 +218,7 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
     # described from what was just written: nothing to read back
     out = ActivityOut().dump(activity)
     out["promise"] = promise
+    out["approval"] = limits.describe_approval(approval) if approval else None
     out["agenda_item_id"] = item.id if item else None
     return out
 

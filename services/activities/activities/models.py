@@ -20,7 +20,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from recaudo_common.models import service_base
 
-from .contracts import AGENDA_KINDS, DESCRIPTION_MAX, DIRECTIONS, DISPUTE_OUTCOMES, KINDS
+from .contracts import (AGENDA_KINDS, APPROVAL_KINDS, APPROVAL_STATES, APPROVERS, DESCRIPTION_MAX,
+                        PORTAL_KIND,
+                        DIRECTIONS, DISPUTE_OUTCOMES, KINDS)
 
 Base = service_base("activities")
 Money = Numeric(14, 2)
@@ -107,7 +109,7 @@ class Activity(Base):
     __table_args__ = (
         UniqueConstraint("account_id", "seq", name="uq_activities_account_seq"),
         UniqueConstraint("logged_by", "idempotency_key", name="uq_activities_idempotency"),
-        CheckConstraint(_in("kind", KINDS), name="kind"),
+        CheckConstraint(_in("kind", (*KINDS, PORTAL_KIND)), name="kind"),
         CheckConstraint(_in("direction", DIRECTIONS), name="direction"),
         CheckConstraint("ended_at IS NULL OR ended_at >= started_at", name="times"),
         CheckConstraint(f"char_length(description) <= {DESCRIPTION_MAX}", name="description"),
@@ -360,3 +362,69 @@ class DebtorPreferences(Base):
     language: Mapped[str | None] = mapped_column(String(5))
     updated_by: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = _now()
+
+
+
+
+class PlanLimits(Base):
+    """Per institution, what a promise, plan or settlement may be without anyone's approval
+    (limits.py): as data an administrator edits; permissive defaults until then."""
+
+    __tablename__ = "plan_limits"
+    institution_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    max_instalments: Mapped[int] = mapped_column(Integer, nullable=False, server_default="36")
+    #: the first instalment is at least this amount and this share of the plan's total
+    min_first_payment: Mapped[Decimal] = mapped_column(Money, nullable=False, server_default="0")
+    min_first_payment_pct: Mapped[Decimal] = mapped_column(Numeric(5, 2), nullable=False,
+                                                           server_default="0")
+    #: the last instalment falls at most this many days after the day it is promised
+    max_plan_days: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1095")
+    #: a settlement offer stands this many days
+    offer_expiry_days: Mapped[int] = mapped_column(Integer, nullable=False, server_default="7")
+    #: [{stage|null, dpd_from, dpd_to|null, thresholds: [{up_to_pct, approver|null}]}]
+    discount_bands: Mapped[list] = mapped_column(JSONB, nullable=False,
+                                                 server_default=text("'[]'::jsonb"))
+    updated_by: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = _now()
+    __table_args__ = (
+        CheckConstraint("max_instalments BETWEEN 1 AND 120", name="instalments"),
+        CheckConstraint("min_first_payment >= 0", name="first_payment"),
+        CheckConstraint("min_first_payment_pct BETWEEN 0 AND 100", name="first_payment_pct"),
+        CheckConstraint("max_plan_days BETWEEN 1 AND 3660", name="plan_days"),
+        CheckConstraint("offer_expiry_days BETWEEN 1 AND 365", name="offer_expiry"),
+    )
+
+
+class Approval(Base):
+    """A promise, plan or settlement outside its institution's limits, waiting for (or
+    decided by) the approver the limits name. An approved promise is made then."""
+
+    __tablename__ = "approvals"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    institution_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    account_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    debtor_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    kind: Mapped[str] = mapped_column(String(12), nullable=False)
+    #: the terms asked for (strings, as the entry records them)
+    terms: Mapped[dict] = mapped_column(JSONB, nullable=False)
+    #: why it is outside the limits: [{field, message}]
+    reasons: Mapped[list] = mapped_column(JSONB, nullable=False)
+    approver: Mapped[str] = mapped_column(String(20), nullable=False)
+    state: Mapped[str] = mapped_column(String(10), nullable=False, server_default="pending")
+    #: "agent" (the activity form) or "portal" (the debtor alone)
+    channel: Mapped[str] = mapped_column(String(10), nullable=False, server_default="agent")
+    requested_by: Mapped[int] = mapped_column(Integer, nullable=False)
+    activity_id: Mapped[int | None] = mapped_column(ForeignKey("activities.activities.id"))
+    promise_id: Mapped[int | None] = mapped_column(ForeignKey("activities.promises.id"))
+    decided_by: Mapped[int | None] = mapped_column(Integer)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    created_at: Mapped[datetime] = _now()
+    __table_args__ = (
+        CheckConstraint(_in("state", APPROVAL_STATES), name="state"),
+        CheckConstraint(_in("kind", APPROVAL_KINDS), name="kind"),
+        CheckConstraint(_in("approver", APPROVERS), name="approver"),
+        Index("ix_approvals_pending", "institution_id", "created_at",
+              postgresql_where=text("state = 'pending'")),
+        Index("ix_approvals_account", "account_id"),
+    )

@@ -61,12 +61,13 @@ def make(session: Session, db, activity: Activity, plan: list[dict], day: date) 
     return describe(session, promise, instalments)
 
 
-def make_many(session: Session, db, made: list[tuple[Activity, list[dict], date]]
-              ) -> list[tuple[Promise, list[PromiseInstalment]]]:
+def make_many(session: Session, db, made: list[tuple[Activity, list[dict], date]],
+              with_entry: bool = True) -> list[tuple[Promise, list[PromiseInstalment]]]:
     """The promises of logged ``(activity, plan, day)``, each with its instalments in order:
     inserted and announced (``promise_made``) - one insert each for many (a history written
     at once). The caller counts them in the rollups with their entries (``made_deltas``)
-    and names each in its entry's ``activity_logged`` (so ``promise_made`` is ``with_entry``)."""
+    and names each in its entry's ``activity_logged`` (so ``promise_made`` is ``with_entry``),
+    unless made later than its entry (an approval: ``with_entry`` false)."""
     if not made:
         return []
     promises = session.scalars(insert(Promise).returning(Promise, sort_by_parameter_order=True), [
@@ -84,7 +85,7 @@ def make_many(session: Session, db, made: list[tuple[Activity, list[dict], date]
     for promise, (activity, plan, _) in zip(promises, made):
         db.emit(session, "promise_made", {
             **_payload(promise), "activity_id": activity.id, "instalments": len(plan),
-            "first_due_date": plan[0]["due_date"], "with_entry": True})
+            "first_due_date": plan[0]["due_date"], "with_entry": with_entry})
     return [(promise, sorted(written[promise.id], key=lambda i: i.number))
             for promise in promises]
 
@@ -176,6 +177,12 @@ def apply_payment(session: Session, db, payment: dict) -> bool:
                               promise.institution_id, promise.queue_id,
                               promises_kept=1, kept_amount=promise.amount)
             db.emit(session, "promise_kept", _payload(promise))
+            settlement = session.execute(select(Activity.details["settlement"]).where(
+                Activity.id == promise.activity_id)).scalar()
+            if settlement:   # the discounted lump sum paid: the rest of the debt is forgiven
+                db.emit(session, "settlement_kept", {
+                    **_payload(promise), "value_date": payment["value_date"],
+                    "discount_pct": settlement["discount_pct"]})
     session.flush()
     return True
 

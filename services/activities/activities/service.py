@@ -23,6 +23,8 @@ from recaudo_common.validation import load
 
 from . import (agenda, catalogue, chain, compliance, disputes, log, productivity, promises,
                reports)
+from .limits_rpc import LimitsEntrypoints
+from .portal_rpc import PortalEntrypoints
 from .models import Activity, Base, ChainHead, InstitutionSettings, Promise, ResultCode, Team, \
     TeamMember
 from .contracts import (ActivityWrite, AgendaQuery, AgendaWrite, ComplianceQuery, ContactCheck,
@@ -35,7 +37,7 @@ from .contracts import (ActivityWrite, AgendaQuery, AgendaWrite, ComplianceQuery
 logger = logging.getLogger(__name__)
 
 
-class ActivitiesService(ServiceBase):
+class ActivitiesService(LimitsEntrypoints, PortalEntrypoints, ServiceBase):
     name = "activities"
     db = Database(Base)
     portfolio = RpcProxy("portfolio")

@@ -20,6 +20,8 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
     "activities.log": ("Registrar gestiones y promesas", "Log activities and promises"),
     "activities.manage": ("Administrar códigos de resultado", "Manage result codes"),
     "disputes.manage": ("Gestionar aclaraciones", "Manage disputes"),
+    "promises.approve": ("Aprobar promesas, planes y convenios fuera de los límites",
+                         "Approve promises, plans and settlements outside the limits"),
     "documents.read": ("Consultar documentos", "Read documents"),
     "documents.upload": ("Subir documentos", "Upload documents"),
     "documents.share": ("Compartir documentos por liga", "Share documents by link"),
@@ -41,6 +43,10 @@ ACTIONS = (
     "password_changed", "password_reset", "user_created", "user_updated", "user_disabled",
     "user_enabled", "profile_created", "permissions_changed", "team_changed",
     "api_key_created", "api_key_revoked",
+    # the debtor portal (portal.py)
+    "portal_settings_changed", "portal_link_created", "portal_link_refused",
+    "portal_factor_failed", "portal_link_locked", "portal_session_opened",
+    "portal_session_expired", "portal_logout",
 )
 
 USERNAME = validate.Regexp(r"^[a-z0-9][a-z0-9._-]{2,59}$",

@@ -152,3 +152,54 @@ class AuditEntry(Base):
     details: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default="{}")
     __table_args__ = (Index("ix_audit_log_at", "at"),)
 
+
+
+SECOND_FACTORS = ("birth_date", "account_last4", "rfc_last4")
+
+
+class PortalSettings(Base):
+    """Per institution: what a debtor answers after opening a portal link, and how long a
+    link stands (portal.py). Defaults until an administrator writes them."""
+
+    __tablename__ = "portal_settings"
+    institution_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    second_factor: Mapped[str] = mapped_column(String(20), nullable=False,
+                                               server_default="birth_date")
+    link_ttl_hours: Mapped[int] = mapped_column(Integer, nullable=False, server_default="72")
+    updated_at: Mapped[datetime] = _now()
+
+
+class PortalLink(Base):
+    """A personal link to the debtor portal, sent by an agent: the token is stored hashed,
+    used once, expires, and locks for a while after too many wrong answers."""
+
+    __tablename__ = "portal_links"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    institution_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    debtor_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    created_by: Mapped[int] = mapped_column(Integer, nullable=False)
+    channel: Mapped[str] = mapped_column(String(10), nullable=False, server_default="email")
+    sent_to: Mapped[str | None] = mapped_column(String(254))
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failed_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (Index("ix_portal_links_debtor", "debtor_id"),)
+
+
+class PortalSession(Base):
+    """A debtor's portal session, opened by a link and its second factor: the cookie (or
+    bearer) carries the random id, stored here hashed; it dies after 15 idle minutes."""
+
+    __tablename__ = "portal_sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("auth.portal_links.id"), nullable=False)
+    institution_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    debtor_id: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+    language: Mapped[str] = mapped_column(String(5), nullable=False, server_default="es")
+    created_at: Mapped[datetime] = _now()
+    last_seen_at: Mapped[datetime] = _now()
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    address: Mapped[str | None] = mapped_column(INET)

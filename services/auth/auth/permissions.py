@@ -16,8 +16,8 @@ DEFAULT_PROFILES: dict[str, tuple[str, list[str], bool]] = {
     "Supervisor": ("Estrategias, filas, equipos y productividad", [
         "portfolio.read", "portfolio.read_all", "portfolio.write", "portfolio.import",
         "queues.work", "queues.manage", "activities.read", "activities.log",
-        "disputes.manage", "documents.read", "documents.upload", "documents.share",
-        "messaging.send", "reports.view"], False),
+        "disputes.manage", "promises.approve", "documents.read", "documents.upload",
+        "documents.share", "messaging.send", "reports.view"], False),
     "Gestor": ("Gestor de cobranza: trabaja sus cuentas asignadas", [
         "portfolio.read", "queues.work", "activities.read", "activities.log",
         "documents.read", "documents.upload", "messaging.send"], False),

@@ -25,6 +25,7 @@ from .contracts import (PERMISSIONS, ApiKeyCreate, ApiKeyOut, AuditOut, AuditQue
                         MyAccountUpdate, PasswordChange, PasswordReset, ProfileCreate, ProfileOut,
                         ProfileUpdate, TeamWrite, UserCreate, UserOut, UserQuery, UserUpdate)
 from .models import ApiKey, Base, Profile, User
+from .portal_rpc import PortalEntrypoints
 
 #: refusals whose trace (failure counters, audit entries, revocations) must be kept
 REFUSALS = (NotAuthenticated, Throttled)
@@ -48,7 +49,7 @@ def _users_out(session, users: list[User]) -> list[dict]:
             for user, out in zip(users, UserOut(many=True).dump(users))]
 
 
-class AuthService(ServiceBase):
+class AuthService(PortalEntrypoints, ServiceBase):
     name = "auth"
     db = Database(Base)
     #: to check the institutions a user is given exist (the portfolio owns them)

@@ -349,6 +349,15 @@ class PromiseKept(PromiseFields):
     pass
 
 
+@event("activities", "settlement_kept")
+class SettlementKept(PromiseFields):
+    """A settlement (a promise of the discounted lump sum, accepted in the debtor portal)
+    was paid: the portfolio closes the account's remaining debt by an adjustment."""
+
+    value_date = fields.Date(required=True)
+    discount_pct = fields.Decimal(required=True, as_string=True)
+
+
 @event("activities", "promise_broken")
 class PromiseBroken(PromiseFields):
     """Past due and not paid in full; ``state`` is ``broken`` (nothing paid) or

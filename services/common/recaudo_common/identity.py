@@ -23,6 +23,8 @@ from .errors import NotAuthenticated, NotFound, PermissionDenied
 IDENTITY_KEY = "identity"
 #: the permission of the platform's own system identity, standing for every permission
 ALL_PERMISSIONS = "*"
+#: the one permission of a debtor's portal session (no profile holds it)
+DEBTOR_PERMISSION = "portal.self"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,10 @@ class Identity:
     team: tuple = ()
     language: str = "es"
     expires_at: float = 0.0
+    #: a debtor's portal session (``debtor``): the one debtor it may reach, of one
+    #: institution; such a principal has no institutions and no staff permission
+    debtor_id: int | None = None
+    debtor_institution_id: int | None = None
 
     @classmethod
     def system(cls, service: str) -> "Identity":
@@ -60,6 +66,26 @@ class Identity:
     def require_institution(self, institution_id) -> None:
         """Out of scope answers like missing: callers cannot probe what exists."""
         if not self.may_access_institution(institution_id):
+            raise NotFound("No encontrado")
+
+    @classmethod
+    def debtor(cls, institution_id: int, debtor_id: int, language: str = "es") -> "Identity":
+        """The principal of a debtor's portal session (auth's portal links)."""
+        return cls(user_id=0, username=f"deudor:{debtor_id}", profile="Deudor",
+                   permissions=frozenset({DEBTOR_PERMISSION}), institutions=(),
+                   language=language, debtor_id=debtor_id, debtor_institution_id=institution_id)
+
+    def require_debtor(self) -> "Identity":
+        """Only a debtor's portal session; its own debtor is then checked against the
+        service's rows (another debtor's answers like missing)."""
+        if self.debtor_id is None or DEBTOR_PERMISSION not in self.permissions:
+            raise PermissionDenied("Sólo para la sesión del portal del deudor",
+                                   {"permission": [DEBTOR_PERMISSION]})
+        return self
+
+    def require_own(self, institution_id, debtor_id) -> None:
+        """A debtor principal reaches its own debtor's rows only: others answer like missing."""
+        if (institution_id, debtor_id) != (self.debtor_institution_id, self.debtor_id):
             raise NotFound("No encontrado")
 
     @property
@@ -86,6 +112,8 @@ class Identity:
             team=tuple(claims.get("team", ())),
             language=claims.get("language", "es"),
             expires_at=claims.get("expires_at", 0.0),
+            debtor_id=claims.get("debtor_id"),
+            debtor_institution_id=claims.get("debtor_institution_id"),
         )
 
 

@@ -25,6 +25,7 @@ from . import folders, sharing
 from .models import Base, Document, ShareLink, Upload
 from .contracts import (DownloadOut, FolderQuery, LinkQuery, LinkWrite,
                         ResolveRequest, UploadRequest, UploadTicket)
+from .portal_rpc import PortalEntrypoints
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def _id(value, field: str) -> int:
     return value
 
 
-class DocumentsService(ServiceBase):
+class DocumentsService(PortalEntrypoints, ServiceBase):
     name = "documents"
     db = Database(Base)
     portfolio = RpcProxy("portfolio")

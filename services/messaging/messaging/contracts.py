@@ -160,6 +160,10 @@ class PreviewRequest(_Compose):
 class SendEmail(_Compose):
     #: checked by the service (parsing.clean_address), after permission
     to = fields.String(required=True, validate=validate.Length(max=254))
+    #: the debtor portal's personal link the template's ``{{ portal_link }}`` prints
+    portal_link = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(
+        r"^https?://[^/\s]{1,200}/mi-cuenta/\d{1,10}/pl_[A-Za-z0-9_-]{20,80}$",
+        error="Sólo una liga del portal del deudor"))
     mailbox_id = fields.Integer(load_default=None, allow_none=True)
     document_version_ids = fields.List(fields.Integer(),
                                        load_default=list, validate=validate.Length(max=10))

@@ -98,10 +98,10 @@ class MessagingService(PartnerWebhooks, ServiceBase):
             raise InvalidInput("Plantilla inactiva", {"template_id": ["La plantilla está inactiva"]})
         return template
 
-    def _render(self, template: Template, language, account, view) -> dict:
+    def _render(self, template: Template, language, account, view, portal_link=None) -> dict:
         # ``{{ today }}`` is the institution's day, not the server's (UTC) one
         ctx = templates.context(view["debtor"], account, view["institution"],
-                                today_in(view["institution"].get("time_zone")))
+                                today_in(view["institution"].get("time_zone")), portal_link)
         return templates.render(TemplateOut().dump(template), language, ctx)
 
     def _compliance(self, identity, view, channel: str, to: str, override) -> str | None:
@@ -522,7 +522,8 @@ class MessagingService(PartnerWebhooks, ServiceBase):
             mailbox = None if channel == "letter" else self._sending_mailbox(
                 session, identity, institution_id, data.get("mailbox_id"))
             template = self._template(session, identity, data["template_id"], institution_id)
-            rendered = self._render(template, data["language"], account, view)
+            rendered = self._render(template, data["language"], account, view,
+                                    data.get("portal_link"))
             mailbox_id, template_id = (mailbox.id if mailbox else None), template.id
             domain = mailbox.address.rsplit("@", 1)[1] if mailbox else "carta.recaudo.invalid"
         public = str(uuidlib.uuid4())

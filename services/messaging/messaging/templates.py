@@ -27,6 +27,8 @@ FIELDS = {
                 "original_amount", "days_past_due", "stage", "opened_on"),
     "institution": ("name", "code"),
     "today": None,
+    #: the debtor portal's personal link, only in the email that sends one
+    "portal_link": None,
 }
 SOURCES = ("subject_es", "text_es", "html_es", "subject_en", "text_en", "html_en")
 MAX_OUTPUT = 200_000
@@ -82,6 +84,7 @@ SAMPLE = {
                 "stage": "delinquent", "opened_on": date(2024, 1, 15)},
     "institution": {"name": "BANCO EJEMPLO", "code": "EJEMPLO"},
     "today": date(2026, 1, 1),
+    "portal_link": "https://recaudo.example/mi-cuenta/1/pl_ejemplo",
 }
 
 
@@ -105,12 +108,17 @@ def validate_sources(data: dict) -> None:
         raise InvalidInput("Plantilla inválida", problems)
 
 
-def context(debtor: dict, account: dict, institution: dict, today: date) -> dict:
-    """Only the whitelisted fields, copied (the template never sees the RPC answers)."""
+def context(debtor: dict, account: dict, institution: dict, today: date,
+            portal_link: str | None = None) -> dict:
+    """Only the whitelisted fields, copied (the template never sees the RPC answers);
+    ``portal_link`` only when the email sends one (elsewhere it is undefined: an error)."""
     def pick(source, name):
         return {k: (source or {}).get(k) for k in FIELDS[name]}
-    return {"debtor": pick(debtor, "debtor"), "account": pick(account, "account"),
-            "institution": pick(institution, "institution"), "today": today}
+    ctx = {"debtor": pick(debtor, "debtor"), "account": pick(account, "account"),
+           "institution": pick(institution, "institution"), "today": today}
+    if portal_link:
+        ctx["portal_link"] = portal_link
+    return ctx
 
 
 def _render(env, field: str, source: str, ctx: dict) -> str:

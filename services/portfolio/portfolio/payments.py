@@ -9,14 +9,17 @@ from sqlalchemy.dialects.postgresql import insert
 
 from recaudo_common.errors import NotFound
 
-from . import payment_refs, search
+from . import payment_refs, portal, search
 from .models import Account, Institution, PaymentSettings
 
 
 def instructions(session, identity, account_id: int) -> dict:
-    """What a debtor needs to pay ``account_id``, for whoever may read the account. The
-    amount due is what is overdue, else the whole balance."""
-    account: Account = search.visible_account(session, identity, account_id)
+    """What a debtor needs to pay ``account_id``, for whoever may read the account (and for
+    the debtor's own portal session). The amount due is what is overdue, else the whole
+    balance."""
+    account: Account = (portal.own_account(session, identity, account_id)
+                        if identity.debtor_id is not None
+                        else search.visible_account(session, identity, account_id))
     bank = session.get(PaymentSettings, account.institution_id)
     reference = payment_refs.reference_for(session, account)
     overdue = account.overdue_amount or Decimal(0)

@@ -28,6 +28,7 @@ from . import import_run, imports
 from .contracts import AgingReportQuery, RollRateQuery, RollupRebuild
 from .contracts import (ImportCreate, ImportCreated, ImportJobOut, ImportJobPage, ImportProblemPage,
                         ImportQuery, LayoutOut, LayoutWrite)
+from .portal_rpc import PortalEntrypoints
 
 log = logging.getLogger(__name__)
 #: one instance each for every call: their nested schemas are built once, not per call
@@ -35,7 +36,7 @@ CONTACT_VIEW = ContactView()
 DEBTOR_VIEW = DebtorView()
 
 
-class PortfolioService(ServiceBase):
+class PortfolioService(PortalEntrypoints, ServiceBase):
     name = "portfolio"
     db = Database(Base)
 

@@ -1,0 +1,126 @@
+"""Plan limits per institution and the approval queue, over RabbitMQ against the real
+database with the real portfolio service: the limits are data an administrator writes
+(and every collector reads), a plan logged outside them is logged without its promise
+and waits for a supervisor, who approves it (the promise is made then, announced apart
+from its entry) or rejects it, once; another institution's approval answers like a
+missing one.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+
+from .helpers import scalar, sql
+from .test_activities import (ACC1, ADMIN, GESTOR1, GESTOR_PERMS, SUPERVISOR,  # noqa: F401
+                              admin, as_user, call, gestor1, outbox, portfolio_rows, saved_tables,
+                              services, today)
+
+APPROVER_PERMS = GESTOR_PERMS | {"portfolio.read_all", "promises.approve"}
+LIMITS = {"max_instalments": 3, "min_first_payment": "50.00", "min_first_payment_pct": "20",
+          "max_plan_days": 60, "offer_expiry_days": 5,
+          "discount_bands": [{"stage": "delinquent", "dpd_from": 0, "dpd_to": 90, "thresholds": [
+              {"up_to_pct": "10"}, {"up_to_pct": "30", "approver": "supervisor"}]}]}
+
+
+@pytest.fixture
+def limited(services, engine):
+    yield
+    sql(engine, "TRUNCATE activities.approvals, activities.plan_limits")
+
+
+@pytest.fixture
+def approver(as_user, limited):
+    return as_user(SUPERVISOR, APPROVER_PERMS, None)
+
+
+def _plan(*amounts, start=1, step=10):
+    day = today()
+    return {"instalments": [{"due_date": (day + timedelta(days=start + n * step)).isoformat(),
+                             "amount": a} for n, a in enumerate(amounts)]}
+
+
+def test_limits_are_data_an_administrator_writes_and_collectors_read(gestor1, admin, limited):
+    assert gestor1.get_plan_limits(1)["max_instalments"] == 36      # permissive until written
+    with pytest.raises(PermissionDenied):
+        gestor1.save_plan_limits(1, LIMITS)
+    saved = admin.save_plan_limits(1, LIMITS)
+    assert saved["max_instalments"] == 3 and saved["min_first_payment_pct"] == "20.00"
+    assert saved["updated_by"] == ADMIN
+    assert saved["discount_bands"][0]["thresholds"][1] == {"up_to_pct": "30.00",
+                                                           "approver": "supervisor"}
+    assert gestor1.get_plan_limits(1) == saved
+    with pytest.raises(NotFound):
+        gestor1.get_plan_limits(2)
+    bad = {**LIMITS, "discount_bands": [{"thresholds": [{"up_to_pct": "30"},
+                                                        {"up_to_pct": "10"}]}]}
+    with pytest.raises(InvalidInput) as refused:
+        admin.save_plan_limits(1, bad)
+    assert "thresholds" in str(refused.value.fields["discount_bands"])
+    with pytest.raises(InvalidInput) as refused:
+        admin.save_plan_limits(1, {**LIMITS, "max_instalments": 0})
+    assert "max_instalments" in refused.value.fields
+
+
+def test_a_plan_outside_the_limits_waits_for_a_supervisor_who_approves_it(
+        gestor1, admin, approver, as_user, engine):
+    admin.save_plan_limits(1, LIMITS)
+    inside = gestor1.log_activity(call(code="PP", promise=_plan("100.00", "200.00")))
+    assert inside["promise"]["state"] == "pending" and inside["approval"] is None
+
+    outside = gestor1.log_activity(call(code="CONV", promise=_plan("80", "100", "100", "100")))
+    assert outside["promise"] is None
+    approval = outside["approval"]
+    assert approval["state"] == "pending" and approval["approver"] == "supervisor"
+    assert approval["activity_id"] == outside["id"] and approval["channel"] == "agent"
+    assert {r["field"] for r in approval["reasons"]} == {"promise.instalments"}
+    assert outside["details"]["promise"]["needs_approval"] is True   # hashed with the entry
+    assert scalar(engine, "SELECT count(*) FROM activities.promises") == 1
+    assert scalar(engine, "SELECT promises_made FROM activities.productivity_daily "
+                          "WHERE agent_id = :a", a=GESTOR1) == 1
+
+    with pytest.raises(PermissionDenied):
+        gestor1.list_approvals({})
+    elsewhere = as_user(SUPERVISOR + 1, APPROVER_PERMS, (2,))
+    assert elsewhere.list_approvals({})["items"] == []
+    with pytest.raises(NotFound):
+        elsewhere.decide_approval(approval["id"], {"decision": "approve"})
+    (queued,) = approver.list_approvals({})["items"]
+    assert queued["id"] == approval["id"]
+
+    decided = approver.decide_approval(approval["id"], {"decision": "approve", "note": "Ok"})
+    assert decided["state"] == "approved" and decided["decided_by"] == SUPERVISOR
+    promise = gestor1.account_promises(ACC1[0])[0]
+    assert promise["id"] == decided["promise_id"] and promise["amount"] == "380.00"
+    assert promise["activity_id"] == outside["id"] and len(promise["instalments"]) == 4
+    made = [m for m in outbox(engine, "promise_made") if m["promise_id"] == promise["id"]]
+    assert made[0]["with_entry"] is False      # its entry was announced without it
+    assert scalar(engine, "SELECT promises_made FROM activities.productivity_daily "
+                          "WHERE agent_id = :a", a=GESTOR1) == 2
+    with pytest.raises(Conflict):
+        approver.decide_approval(approval["id"], {"decision": "reject", "note": "tarde"})
+    assert approver.list_approvals({})["items"] == []
+    assert [a["state"] for a in gestor1.account_approvals(ACC1[0])] == ["approved"]
+
+
+def test_a_small_first_payment_or_a_long_plan_is_rejected_with_a_reason(
+        gestor1, admin, approver, engine):
+    admin.save_plan_limits(1, LIMITS)
+    small = gestor1.log_activity(call(code="PP", promise=_plan("40", "300")))
+    long = gestor1.log_activity(call(account_id=ACC1[1], code="PP",
+                                     promise={"amount": "500", "due_date": (
+                                         today() + timedelta(days=90)).isoformat()}))
+    assert [r["field"] for r in small["approval"]["reasons"]] == ["promise.instalments.0.amount"]
+    assert [r["field"] for r in long["approval"]["reasons"]] == ["promise.due_date"]
+    with pytest.raises(InvalidInput) as refused:
+        approver.decide_approval(small["approval"]["id"], {"decision": "reject"})
+    assert "note" in refused.value.fields
+    rejected = approver.decide_approval(small["approval"]["id"],
+                                        {"decision": "reject", "note": "Primer pago muy bajo"})
+    assert rejected["state"] == "rejected" and rejected["promise_id"] is None
+    assert scalar(engine, "SELECT count(*) FROM activities.promises") == 0
+    assert [a["id"] for a in approver.list_approvals({})["items"]] == [long["approval"]["id"]]
+    assert approver.list_approvals({"state": "rejected"})["total"] == 1

@@ -1,0 +1,236 @@
+"""The debtor portal's services over RabbitMQ against the real database: auth's personal
+links (single use, expiring, locked after five wrong answers, another institution's
+refused, every refusal in the same words), the second factor checked by the portfolio,
+the debtor session (15 idle minutes) and its principal reaching only its own debtor's
+accounts; the activities service's portal actions inside and outside the limits, each in
+the account's hash-chained history as a ``portal`` entry.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from activities.service import ActivitiesService
+from auth.service import AuthService
+from recaudo_common.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, \
+    PermissionDenied
+
+from decimal import Decimal
+
+from nameko.standalone.events import event_dispatcher
+
+from .helpers import scalar, sql, wait_for
+from .test_activities import (ACC1, ACC2, GESTOR1, GESTOR2, QuietPortfolioService,  # noqa: F401
+                              _truncate, admin, as_user, call, gestor1, payment, portfolio_rows,
+                              saved_tables, signed, today)
+
+DEBTOR = ACC1[0]            # the debtor of ACC1[0] has that id too (one account each)
+BIRTH = "1980-05-17"
+LIMITS = {"max_instalments": 3, "min_first_payment": "100.00", "max_plan_days": 60,
+          "offer_expiry_days": 5, "discount_bands": [{"stage": "delinquent", "thresholds": [
+              {"up_to_pct": "15"}, {"up_to_pct": "40", "approver": "supervisor"}]}]}
+
+
+def _clean(engine):
+    _truncate(engine)
+    sql(engine, "TRUNCATE activities.approvals, activities.plan_limits")
+    sql(engine, "TRUNCATE auth.portal_sessions, auth.portal_links, auth.portal_settings")
+
+
+@pytest.fixture
+def services(saved_tables, portfolio_rows, engine, container_factory, rabbit_config):
+    _clean(engine)
+    sql(engine, "UPDATE portfolio.debtors SET birth_date = :b, tax_id = 'GOMJ800517AB1' "
+                "WHERE id = :d", b=BIRTH, d=DEBTOR)
+    for cls in (QuietPortfolioService, ActivitiesService, AuthService):
+        container_factory(cls, rabbit_config).start()
+    yield
+    _clean(engine)
+
+
+@pytest.fixture
+def anon(services, rpc_proxy):
+    return rpc_proxy()
+
+
+
+@pytest.fixture
+def staff(services, rpc_proxy):
+    def make(user_id=GESTOR1, permissions=("portfolio.read", "activities.read", "activities.log"),
+             institutions=(1,)):
+        return rpc_proxy(signed(user_id, set(permissions), institutions))
+    return make
+
+
+def _open(anon, link, answer=BIRTH, institution_id=1):
+    return anon.auth.open_portal_link({"institution_id": institution_id, "token": link["token"],
+                                       "answer": answer})
+
+
+def test_a_link_opens_once_with_the_right_answer_and_every_refusal_reads_the_same(
+        staff, anon, engine):
+    link = staff().auth.create_portal_link(DEBTOR, {"sent_to": "deudor@example.com"})
+    assert link["token"].startswith("pl_") and len(link["token"]) > 40
+    assert link["second_factor"] == "birth_date"
+    assert scalar(engine, "SELECT count(*) FROM auth.portal_links WHERE token_hash = :t",
+                  t=link["token"]) == 0                                # stored hashed
+    with pytest.raises(NotFound):                                    # not their debtor
+        staff(GESTOR2, institutions=(2,)).auth.create_portal_link(DEBTOR, {})
+
+    refusals = []
+    for attempt in ({"answer": "1980-05-18"}, {"institution_id": 2},
+                    {"link": {"token": "pl_no-existe"}}):
+        with pytest.raises(NotAuthenticated) as refused:
+            _open(anon, attempt.get("link", link), attempt.get("answer", BIRTH),
+                  attempt.get("institution_id", 1))
+        refusals.append(str(refused.value))
+    assert len(set(refusals)) == 1                                   # nothing told apart
+    opened = _open(anon, link, "17/05/1980")
+    assert opened["debtor_id"] == DEBTOR and opened["session_token"].startswith("ps_")
+    with pytest.raises(NotAuthenticated) as reused:
+        _open(anon, link)
+    assert str(reused.value) == refusals[0]
+    actions = [a for (a,) in sql(engine, "SELECT action FROM auth.audit_log ORDER BY id")]
+    assert actions[0] == "portal_link_created" and "portal_session_opened" in actions
+    assert actions.count("portal_factor_failed") == 1 and actions.count("portal_link_refused") >= 3
+
+
+def test_five_wrong_answers_lock_the_link_for_thirty_minutes(staff, anon, engine):
+    link = staff().auth.create_portal_link(DEBTOR, {})
+    for _ in range(5):
+        with pytest.raises(NotAuthenticated):
+            _open(anon, link, "2000-01-01")
+    locked_until = scalar(engine, "SELECT locked_until FROM auth.portal_links")
+    assert timedelta(minutes=29) < locked_until - datetime.now(timezone.utc) \
+        <= timedelta(minutes=30)
+    with pytest.raises(NotAuthenticated):
+        _open(anon, link)                                            # right, but locked
+    sql(engine, "UPDATE auth.portal_links SET locked_until = now() - interval '1 second'")
+    assert _open(anon, link)["debtor_id"] == DEBTOR
+
+
+def test_an_expired_link_is_refused_and_other_factors_follow_the_institution(
+        staff, anon, admin, engine, rpc_proxy):
+    link = staff().auth.create_portal_link(DEBTOR, {})
+    sql(engine, "UPDATE auth.portal_links SET expires_at = now() - interval '1 second'")
+    with pytest.raises(NotAuthenticated):
+        _open(anon, link)
+    manager = rpc_proxy(signed(1, {"institutions.manage"}, None)).auth
+    assert manager.save_portal_settings(1, {"second_factor": "rfc_last4"})["second_factor"] \
+        == "rfc_last4"
+    assert anon.auth.portal_settings(1)["second_factor"] == "rfc_last4"
+    with pytest.raises(InvalidInput):
+        manager.save_portal_settings(1, {"second_factor": "colour"})
+    link = staff().auth.create_portal_link(DEBTOR, {})
+    with pytest.raises(NotAuthenticated):
+        _open(anon, link, BIRTH)
+    assert _open(anon, link, "7ab1")["debtor_id"] == DEBTOR
+    manager.save_portal_settings(1, {"second_factor": "account_last4"})
+    link = staff().auth.create_portal_link(DEBTOR, {})
+    assert _open(anon, link, str(DEBTOR)[-4:])["debtor_id"] == DEBTOR
+
+
+@pytest.fixture
+def debtor(staff, anon, rpc_proxy):
+    opened = _open(anon, staff().auth.create_portal_link(DEBTOR, {}))
+    resolved = anon.auth.resolve_portal_session(opened["session_token"])
+    proxy = rpc_proxy({"identity": resolved["identity"]})
+    proxy.session_token = opened["session_token"]
+    return proxy
+
+
+def test_a_debtor_session_reaches_only_its_own_debtor_and_dies_idle(debtor, anon, engine):
+    overview = debtor.portfolio.portal_overview()
+    assert [a["account"]["id"] for a in overview["accounts"]] == [DEBTOR]
+    assert overview["accounts"][0]["account"]["balance"] == "5000.00"
+    with pytest.raises(NotFound):
+        debtor.portfolio.portal_account(ACC1[1])                     # another debtor's
+    with pytest.raises(NotFound):
+        debtor.activities.portal_promise({"account_id": ACC2, "promise": {
+            "amount": "100", "due_date": today().isoformat()}})
+    with pytest.raises(PermissionDenied):
+        debtor.portfolio.get_account(DEBTOR)                         # no staff permission
+    with pytest.raises(PermissionDenied):
+        debtor.activities.account_promises(DEBTOR)
+    assert debtor.activities.portal_record_access() == {"recorded": 1}
+    assert sql(engine, "SELECT kind, agent_id, details->>'portal' FROM activities.activities") \
+        == [("portal", 0, "access")]
+
+    sql(engine, "UPDATE auth.portal_sessions SET last_seen_at = now() - interval '16 minutes'")
+    with pytest.raises(NotAuthenticated):
+        anon.auth.resolve_portal_session(debtor.session_token)
+    assert "portal_session_expired" in [a for (a,) in sql(engine, "SELECT action FROM auth.audit_log")]
+
+
+def test_a_debtors_promises_settlement_dispute_preferences_and_callback(
+        debtor, admin, gestor1, engine):
+    admin.save_plan_limits(1, LIMITS)
+    day = today()
+    inside = debtor.activities.portal_promise({"account_id": DEBTOR, "promise": {
+        "instalments": [{"due_date": (day + timedelta(days=3)).isoformat(), "amount": "500"},
+                        {"due_date": (day + timedelta(days=33)).isoformat(), "amount": "500"}]}})
+    assert inside["promise"]["state"] == "pending" and inside["approval"] is None
+    outside = debtor.activities.portal_promise({"account_id": DEBTOR, "promise": {
+        "amount": "50", "due_date": (day + timedelta(days=3)).isoformat()}})
+    assert outside["promise"] is None and outside["approval"]["channel"] == "portal"
+    assert [r["field"] for r in outside["approval"]["reasons"]] == ["promise.amount"]
+
+    for bad, field in (({"amount": "100", "due_date": (day - timedelta(days=1)).isoformat()},
+                        "due_date"),
+                       ({"amount": "-5", "due_date": day.isoformat()}, "amount"),
+                       ({"amount": "10.001", "due_date": day.isoformat()}, "amount")):
+        with pytest.raises(InvalidInput) as refused:
+            debtor.activities.portal_promise({"account_id": DEBTOR, "promise": bad})
+        assert field in refused.value.fields["promise"], refused.value.fields
+
+    view = debtor.activities.portal_view()
+    (account,) = view["accounts"]
+    assert account["offer"] == {"account_id": DEBTOR, "discount_pct": "15.00",
+                                "balance": "5000.00", "amount": "4250.00",
+                                "pay_by": (day + timedelta(days=5)).isoformat()}
+    accepted = debtor.activities.portal_accept_offer({"account_id": DEBTOR})
+    assert accepted["promise"]["amount"] == "4250.00"
+    assert accepted["promise"]["due_date"] == account["offer"]["pay_by"]
+    with pytest.raises(Conflict):                      # accepted once
+        debtor.activities.portal_accept_offer({"account_id": DEBTOR})
+    assert debtor.activities.portal_view()["accounts"][0]["offer"] is None
+
+    opened = debtor.activities.portal_dispute({"account_id": DEBTOR,
+                                               "reason": "No reconozco el cargo"})
+    assert opened["owner_id"] == GESTOR1 and opened["state"] == "open"
+    prefs = debtor.activities.portal_preferences({"channels": {"sms": False, "call": True},
+                                                  "contact_from": "09:00",
+                                                  "contact_until": "18:00"})
+    assert prefs["consent"]["sms"]["withdrawn_at"] and prefs["consent"]["sms"]["source"] == "portal"
+    asked = debtor.activities.portal_callback({"account_id": DEBTOR, "callback_at": (
+        datetime.now(timezone.utc) + timedelta(hours=2)).isoformat(), "note": "Por la tarde"})
+    assert scalar(engine, "SELECT agent_id FROM activities.agenda_items WHERE id = :i",
+                  i=asked["agenda_item_id"]) == GESTOR1
+
+    entries = [p for (p,) in sql(engine, "SELECT details->>'portal' FROM activities.activities "
+                                         "WHERE kind = 'portal' ORDER BY id")]
+    assert entries == ["promise", "promise", "settlement", "dispute", "preferences", "callback"]
+    assert admin.verify_chain(DEBTOR)["ok"] is True
+    history = gestor1.account_history(DEBTOR, {})["items"]
+    assert {h["kind"] for h in history} == {"portal"} and len(history) == 6
+
+
+def test_a_settlement_paid_closes_the_debt_by_an_adjustment(debtor, admin, engine,
+                                                            rabbit_config):
+    admin.save_plan_limits(1, LIMITS)
+    accepted = debtor.activities.portal_accept_offer({"account_id": DEBTOR})
+    dispatch = event_dispatcher(rabbit_config)
+    dispatch("portfolio", "payment_received", payment(DEBTOR, "4250.00", today(), 7))
+    try:
+        assert wait_for(lambda: sql(engine, "SELECT kind, amount, reference FROM "
+                                            "portfolio.movements WHERE account_id = :a", a=DEBTOR)
+                        == [("adjustment", Decimal("-5000.00"),
+                             f"LIQ-{accepted['promise']['id']}")])
+        assert scalar(engine, "SELECT balance FROM portfolio.accounts WHERE id = :a",
+                      a=DEBTOR) == 0
+        assert scalar(engine, "SELECT state FROM activities.promises WHERE id = :p",
+                      p=accepted["promise"]["id"]) == "kept"
+    finally:
+        sql(engine, "DELETE FROM portfolio.movements WHERE account_id = :a", a=DEBTOR)
+        sql(engine, "UPDATE portfolio.accounts SET balance = 5000 WHERE id = :a", a=DEBTOR)

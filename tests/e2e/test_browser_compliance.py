@@ -25,8 +25,8 @@ from playwright.sync_api import expect
 
 from recaudo_common.demo import USER_IDS
 
-from .test_browser_queues import browser, login, new_page, screenshots  # noqa: F401 (fixtures)
-from .test_queues_api import Api, sql, token
+from .helpers import login
+from .helpers import Api, sql, token
 
 RUN = secrets.token_hex(3)
 INSTITUTION = 1

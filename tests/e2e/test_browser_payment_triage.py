@@ -12,8 +12,8 @@ from decimal import Decimal
 
 from playwright.sync_api import expect
 
-from .test_browser_queues import browser, login, new_page, screenshots  # noqa: F401 (fixtures)
-from .test_webhooks_api import RUN, post_payment, receiver, world  # noqa: F401 (fixtures)
+from .helpers import login
+from .webhooks_world import RUN, post_payment, receiver, world  # noqa: F401 (fixtures)
 
 
 def test_a_supervisor_assigns_and_dismisses_unmatched_payments(world, new_page, demo_users):

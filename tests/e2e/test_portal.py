@@ -23,8 +23,8 @@ from playwright.sync_api import Page, expect
 
 from recaudo_common import demo
 
-from .test_browser_queues import browser, login, new_page, screenshots  # noqa: F401 (fixtures)
-from .test_queues_api import Api, sql, token
+from .helpers import login
+from .helpers import Api, sql, token
 
 INSTITUTION = 1
 BIRTH = "1979-03-21"

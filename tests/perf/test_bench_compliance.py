@@ -45,7 +45,7 @@ from recaudo_common import contact_policy
 from recaudo_common.config import settings
 
 from .bench import Result, measure, print_table, vacuum
-from .test_bench_queues import FACTS_SQL, SUPERVISOR, q, run_agents, signed
+from .queues_world import FACTS_SQL, SUPERVISOR, q, run_agents, signed
 
 ACCOUNTS = int(os.environ.get("RECAUDO_BENCH_POLICY_ACCOUNTS", "100000"))
 ACTIVITIES = int(os.environ.get("RECAUDO_BENCH_POLICY_ACTIVITIES", str(5 * ACCOUNTS)))

@@ -7,7 +7,6 @@ approval of another institution answers 404, like a missing one) and dumps its a
 """
 from __future__ import annotations
 
-from flask import request
 
 from activities.contracts import (ApprovalDecision, ApprovalOut, ApprovalQuery,
                                        LimitsOut, LimitsWrite)
@@ -15,8 +14,7 @@ from recaudo_common.validation import page_schema
 
 from .. import auth
 from ..rpc import rpc
-from .query import Blueprint, query_args
-from .queues import _plain
+from ._views import Blueprint, body, query_args
 
 blp = Blueprint("limits", __name__, url_prefix="/api/v1",
                 description="Límites de promesas, planes y convenios por institución, y la "
@@ -26,10 +24,6 @@ blp.before_request(auth.require_api_user)
 ApprovalPage = page_schema(ApprovalOut, "ApprovalPage")
 
 
-def _body():
-    return request.get_json(silent=True) or {}
-
-
 @blp.route("/institutions/<int:institution_id>/plan-limits", methods=["GET"])
 @blp.alt_response(200, schema=LimitsOut)
 def get_plan_limits(institution_id):
@@ -37,7 +31,7 @@ def get_plan_limits(institution_id):
     descuento por etapa y días de atraso (con quién aprueba arriba de cada umbral) y
     vigencia de las ofertas de convenio."""
     with rpc() as proxy:
-        return _plain(proxy.activities.get_plan_limits(institution_id))
+        return proxy.activities.get_plan_limits(institution_id)
 
 
 @blp.route("/institutions/<int:institution_id>/plan-limits", methods=["PUT"])
@@ -45,7 +39,7 @@ def get_plan_limits(institution_id):
 @blp.alt_response(200, schema=LimitsOut)
 def save_plan_limits(_, institution_id):
     with rpc() as proxy:
-        return _plain(proxy.activities.save_plan_limits(institution_id, _body()))
+        return proxy.activities.save_plan_limits(institution_id, body())
 
 
 @blp.route("/approvals", methods=["GET"])
@@ -54,7 +48,7 @@ def save_plan_limits(_, institution_id):
 def list_approvals(_):
     """Promesas, planes y convenios fuera de los límites, los más antiguos primero."""
     with rpc() as proxy:
-        return _plain(proxy.activities.list_approvals(query_args(ApprovalQuery)))
+        return proxy.activities.list_approvals(query_args(ApprovalQuery))
 
 
 @blp.route("/approvals/<int:approval_id>/decision", methods=["POST"])
@@ -64,7 +58,7 @@ def decide_approval(_, approval_id):
     """Aprueba (la promesa se registra entonces) o rechaza (diciendo por qué), una vez:
     409 si ya se decidió."""
     with rpc() as proxy:
-        return _plain(proxy.activities.decide_approval(approval_id, _body()))
+        return proxy.activities.decide_approval(approval_id, body())
 
 
 @blp.route("/accounts/<int:account_id>/approvals", methods=["GET"])
@@ -72,4 +66,4 @@ def decide_approval(_, approval_id):
 def account_approvals(account_id):
     """Las solicitudes de aprobación de la cuenta y su estado."""
     with rpc() as proxy:
-        return _plain(proxy.activities.account_approvals(account_id))
+        return proxy.activities.account_approvals(account_id)

@@ -13,14 +13,13 @@ from activities.contracts import ApprovalOut
 from activities.contracts import (PortalCallback, PortalDispute, PortalPreferences,
                                        PortalPromise, PortalSettlement)
 from activities.contracts import DisputeOut, PreferencesOut, PromiseOut
-from portfolio.portal import PortalAccount as _PortalAccount
+from portfolio.contracts import PortalAccount as _PortalAccount
 from recaudo_common.validation import Schema
 
-from .. import auth as _auth, portal
+from .. import auth as _auth, debtor_portal as portal
 from ..errors import error_body
 from ..rpc import rpc as staff_rpc
-from .query import Blueprint
-from .queues import _plain
+from ._views import Blueprint, body
 
 blp = Blueprint("portal_api", __name__, url_prefix="/api/v1/portal",
                 description="Portal del deudor para la app móvil: liga personal y segundo "
@@ -139,9 +138,6 @@ def _debtor():
     return None
 
 
-def _body():
-    return request.get_json(silent=True) or {}
-
 
 @blp.route("/session", methods=["POST"])
 @blp.arguments(SessionOpen)
@@ -169,7 +165,7 @@ def close_session():
 def me():
     """Sus cuentas con la institución: saldo, vencido, pagos programados, movimientos,
     promesas y su estado, aclaraciones abiertas, oferta de liquidación y preferencias."""
-    return _plain(portal.overview())
+    return portal.overview()
 
 
 @blp.route("/documents/<int:version_id>/download", methods=["GET"])
@@ -177,7 +173,7 @@ def me():
 def download(version_id):
     """Un documento que la institución compartió con usted (404 si no)."""
     with portal.debtor_rpc() as proxy:
-        return _plain(proxy.documents.portal_download_url(version_id))
+        return proxy.documents.portal_download_url(version_id)
 
 
 @blp.route("/promises", methods=["POST"])
@@ -187,7 +183,7 @@ def make_promise(_):
     """Una fecha y monto, o un plan: registrada al momento dentro de los límites de la
     institución; fuera de ellos queda en revisión de un supervisor."""
     with portal.debtor_rpc() as proxy:
-        return _plain(proxy.activities.portal_promise(_body())), 201
+        return proxy.activities.portal_promise(body()), 201
 
 
 @blp.route("/settlements", methods=["POST"])
@@ -196,7 +192,7 @@ def make_promise(_):
 def accept_settlement(_):
     """Acepta la oferta de liquidación vigente de la cuenta (409 si no la hay)."""
     with portal.debtor_rpc() as proxy:
-        return _plain(proxy.activities.portal_accept_offer(_body())), 201
+        return proxy.activities.portal_accept_offer(body()), 201
 
 
 @blp.route("/uploads", methods=["POST"])
@@ -205,7 +201,7 @@ def accept_settlement(_):
 def request_upload(_):
     """Un POST prefirmado para subir un documento a su expediente (luego ``complete``)."""
     with portal.debtor_rpc() as proxy:
-        return _plain(proxy.documents.portal_request_upload(_body())), 201
+        return proxy.documents.portal_request_upload(body()), 201
 
 
 @blp.route("/uploads/<upload_id>/complete", methods=["POST"])
@@ -213,7 +209,7 @@ def request_upload(_):
 def complete_upload(upload_id):
     """Revisa lo subido (un ejecutable o un archivo disfrazado se rechazan: 422 ``file``)."""
     with portal.debtor_rpc() as proxy:
-        return _plain(proxy.documents.portal_complete_upload(upload_id)), 201
+        return proxy.documents.portal_complete_upload(upload_id), 201
 
 
 @blp.route("/disputes", methods=["POST"])
@@ -222,7 +218,7 @@ def complete_upload(upload_id):
 def open_dispute(_):
     """Abre una aclaración (con el documento ya subido, si lo hay)."""
     with portal.debtor_rpc() as proxy:
-        return _plain(proxy.activities.portal_dispute(_body())), 201
+        return proxy.activities.portal_dispute(body()), 201
 
 
 @blp.route("/preferences", methods=["PUT"])
@@ -231,7 +227,7 @@ def open_dispute(_):
 def save_preferences(_):
     """Canales permitidos o rechazados, horario, idioma, o no más contacto."""
     with portal.debtor_rpc() as proxy:
-        return _plain(proxy.activities.portal_preferences(_body()))
+        return proxy.activities.portal_preferences(body())
 
 
 @blp.route("/callbacks", methods=["POST"])
@@ -240,7 +236,7 @@ def save_preferences(_):
 def ask_callback(_):
     """Una llamada en la agenda de su gestor (dentro de los próximos 30 días)."""
     with portal.debtor_rpc() as proxy:
-        return _plain(proxy.activities.portal_callback(_body())), 201
+        return proxy.activities.portal_callback(body()), 201
 
 
 # --- the staff's side: links and each institution's setting ----------------------------------
@@ -290,14 +286,14 @@ def create_link(data, debtor_id):
     """Una liga personal al portal para un deudor que usted gestiona: de un solo uso, vence
     según la institución; pide el segundo factor al abrirse."""
     with staff_rpc() as proxy:
-        return _plain(portal.send_link(proxy, debtor_id, data)), 201
+        return portal.send_link(proxy, debtor_id, data), 201
 
 
 @staff_blp.route("/institutions/<int:institution_id>/portal-settings", methods=["GET"])
 @staff_blp.alt_response(200, schema=PortalSettingsOut)
 def get_portal_settings(institution_id):
     with staff_rpc() as proxy:
-        return _plain(proxy.auth.portal_settings(institution_id))
+        return proxy.auth.portal_settings(institution_id)
 
 
 @staff_blp.route("/institutions/<int:institution_id>/portal-settings", methods=["PUT"])
@@ -305,4 +301,4 @@ def get_portal_settings(institution_id):
 @staff_blp.alt_response(200, schema=PortalSettingsOut)
 def save_portal_settings(data, institution_id):
     with staff_rpc() as proxy:
-        return _plain(proxy.auth.save_portal_settings(institution_id, _body()))
+        return proxy.auth.save_portal_settings(institution_id, body())

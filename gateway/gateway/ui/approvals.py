@@ -11,7 +11,8 @@ from recaudo_common.errors import Conflict, InvalidInput, PermissionDenied
 
 from .. import auth
 from ..rpc import rpc
-from . import portal, portfolio
+from .. import debtor_portal
+from . import portfolio
 from ._common import N_, debtor_screens, to_int
 from .portfolio import DebtorTab, add_debtor_tab
 
@@ -80,7 +81,7 @@ def send_portal_link(debtor_id: int):
             "language": form.get("language") if form.get("language") in ("es", "en") else "es"}
     try:
         with rpc() as proxy:
-            g.portal_tab = {"sent": portal.send_link(proxy, debtor_id, data)}
+            g.portal_tab = {"sent": debtor_portal.send_link(proxy, debtor_id, data)}
     except (InvalidInput, Conflict) as refused:
         g.portal_tab = {"errors": {k: v if isinstance(v, list) else [str(v)]
                                    for k, v in (refused.fields or {}).items()}

@@ -676,3 +676,20 @@ class TriageAssign(Schema):
 
 class TriageDismiss(Schema):
     note = fields.String(required=True, validate=validate.Length(min=1, max=300))
+
+
+# --- the debtor portal: what a debtor sees of their accounts ---------------------------------
+class PortalAccount(Schema):
+    account = fields.Nested(AccountOut)
+    instalments = fields.List(fields.Nested(InstalmentOut))
+    movements = fields.List(fields.Nested(MovementOut))
+
+
+class PortalOverview(Schema):
+    debtor_id = fields.Integer()
+    name = fields.String()
+    institution_id = fields.Integer()
+    institution = fields.String()
+    currency = fields.String()
+    time_zone = fields.String()
+    accounts = fields.List(fields.Nested(PortalAccount))

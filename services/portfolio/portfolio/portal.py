@@ -10,34 +10,16 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from marshmallow import fields
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from recaudo_common.errors import NotFound, PermissionDenied
 from recaudo_common.identity import ALL_PERMISSIONS, Identity
-from recaudo_common.validation import Schema
 
 from .models import Account, Debtor, Institution, Instalment, Movement
-from .contracts import AccountOut, InstalmentOut, MovementOut
+from .contracts import PortalOverview
 
 PORTAL_MOVEMENTS = 100
-
-
-class PortalAccount(Schema):
-    account = fields.Nested(AccountOut)
-    instalments = fields.List(fields.Nested(InstalmentOut))
-    movements = fields.List(fields.Nested(MovementOut))
-
-
-class PortalOverview(Schema):
-    debtor_id = fields.Integer()
-    name = fields.String()
-    institution_id = fields.Integer()
-    institution = fields.String()
-    currency = fields.String()
-    time_zone = fields.String()
-    accounts = fields.List(fields.Nested(PortalAccount))
 
 
 def require_platform(identity: Identity) -> None:

@@ -8,6 +8,8 @@ load comes from plain threads, as it would from any HTTP or AMQP client.
 Options (e.g. ``make bench ARGS="--bench-requests=500 --bench-seconds=5"``):
     --bench-requests   calls per cell at most (default 2000)
     --bench-seconds    time cap per cell (default 20)
+    --bench-scale      instances per service, as ``make up SCALE=`` takes them
+                       (e.g. "queues=2 activities=2"; default one of each)
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ def pytest_addoption(parser):
                     help="calls per benchmark cell at most (default %(default)s)")
     group.addoption("--bench-seconds", type=float, default=DEFAULT_SECONDS,
                     help="time cap per benchmark cell in seconds (default %(default)s)")
+    group.addoption("--bench-scale", default="",
+                    help='instances per service, e.g. "queues=2 activities=2" (default: one)')
 
 
 @pytest.fixture(scope="session")
@@ -35,14 +39,14 @@ def bench_limits(pytestconfig) -> dict:
 
 
 @pytest.fixture(scope="session")
-def stack_url() -> str:
+def stack_url(pytestconfig) -> str:
     """The gateway's base URL of a running, healthy stack (started here, stopped after)."""
     from eventlet import patcher
 
     # green "threads" would serialise the clients and block on psycopg's C wait
     assert not patcher.is_monkey_patched("thread"), \
         "run the benchmarks without -p tests.eventlet_patch: clients are real threads"
-    stack.up()
+    stack.up(pytestconfig.getoption("--bench-scale", ""))
     try:
         yield stack.base_url()
     finally:

@@ -22,9 +22,9 @@ import pytest
 from recaudo_common.errors import Conflict
 
 from .helpers import sql, wait_for
-from .messaging_world import (ADMIN, D1, D2, GESTOR, GESTOR_PERMS, INST, _setup_sending,
-                              # noqa: F401                              activities_of, admin,
-                              gestor, mail, portfolio_rows, services, signed)
+from .messaging_world import (  # noqa: F401 (fixtures)
+    ADMIN, D1, D2, GESTOR, GESTOR_PERMS, INST, _setup_sending, activities_of, admin, gestor, mail,
+    portfolio_rows, services, signed)
 
 OUTBOUND = "5550008701"
 

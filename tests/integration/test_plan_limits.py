@@ -15,9 +15,9 @@ import pytest
 from recaudo_common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 from .helpers import scalar, sql
-from .activities_world import (ACC1, ADMIN, GESTOR1, GESTOR_PERMS, SUPERVISOR,
-                               # noqa: F401                               admin, as_user, call,
-                               gestor1, outbox, portfolio_rows, saved_tables, services, today)
+from .activities_world import (  # noqa: F401 (fixtures)
+    ACC1, ADMIN, GESTOR1, GESTOR_PERMS, SUPERVISOR, admin, as_user, call, gestor1, outbox,
+    portfolio_rows, saved_tables, services, today)
 
 APPROVER_PERMS = GESTOR_PERMS | {"portfolio.read_all", "promises.approve"}
 LIMITS = {"max_instalments": 3, "min_first_payment": "50.00", "min_first_payment_pct": "20",

@@ -21,10 +21,9 @@ from decimal import Decimal
 from nameko.standalone.events import event_dispatcher
 
 from .helpers import scalar, sql, wait_for
-from .activities_world import (ACC1, ACC2, GESTOR1, GESTOR2, QuietPortfolioService,
-                               # noqa: F401                               _truncate, admin,
-                               as_user, call, gestor1, payment, portfolio_rows, saved_tables,
-                               signed, today)
+from .activities_world import (  # noqa: F401 (fixtures)
+    ACC1, ACC2, GESTOR1, GESTOR2, QuietPortfolioService, _truncate, admin, as_user, call, gestor1,
+    payment, portfolio_rows, saved_tables, signed, today)
 
 DEBTOR = ACC1[0]            # the debtor of ACC1[0] has that id too (one account each)
 BIRTH = "1980-05-17"

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from recaudo_common import contact_policy
 from recaudo_common.errors import Conflict, InvalidInput
 
-from . import parsing, sms, templates
+from . import contact_log, parsing, sms, templates
 from .models import OutboundMessage, SmsMessage, SmsSettings
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def send_agreement(svc, agreement: dict, event_id) -> str:
             _queue_sms(svc, key, agreement, view, to, short, event_id)
         return channel
     why = "; ".join(reasons) or "el deudor no tiene correo ni celular a los que escribir"
-    svc._log_activity(system.activities, {
+    contact_log.log_activity(svc.acting, system.activities, {
         "account_id": account["id"], "kind": "note", "direction": "outbound",
         "started_at": datetime.now(timezone.utc).isoformat(),
         "description": (f"Acuerdo de pago {agreement['promise_id']} ({agreement['policy_version']}) "
@@ -151,7 +151,7 @@ def _candidates(svc, view: dict, institution_id: int):
 
 def _logged(svc, agreement, view, channel, description, key, **contact) -> dict:
     code = {"email": "CORREO_ENV", "sms": "SMS_ENV"}[channel]
-    return svc._log_activity(svc.acting.system.activities, {
+    return contact_log.log_activity(svc.acting, svc.acting.system.activities, {
         "account_id": view["account"]["id"], "kind": channel, "direction": "outbound",
         "started_at": datetime.now(timezone.utc).isoformat(), "result_code": code,
         "description": description[:3900], "idempotency_key": f"messaging-{key}", **contact},

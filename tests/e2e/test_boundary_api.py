@@ -202,7 +202,13 @@ def _known_ids(world) -> dict:
         "status_id": sql("SELECT id FROM portfolio.statuses WHERE institution_id = 1 "
                          "ORDER BY id LIMIT 1")[0][0],
         "mailbox_id": mailbox["id"], "job_id": _first("portfolio.import_jobs"),
-        "link_id": _first("documents.share_links")}
+        "link_id": _first("documents.share_links"),
+        # a partner's subscription, inactive: nothing is ever delivered to it
+        "subscription_id": sql(
+            "INSERT INTO messaging.webhook_subscriptions (institution_id, owner_id, "
+            "contact_email, url, events, secret_sealed, active) VALUES (1, :owner, "
+            "'filtros@recaudo.test', 'https://socio.example/e2e', '[]', 'e2e', false) "
+            "RETURNING id", owner=users["admin"]["id"])[0][0]}
 
 
 def _first(table: str) -> int:

@@ -22,8 +22,9 @@ from .helpers import ROOT, click_menu_link, watch_errors
 RUN = secrets.token_hex(3)
 DEMO_CSV = ROOT / "deploy" / "demo" / "bancomer_cartera.csv"
 TABS = ["Notas", "Gestiones", "Promesas", "Aclaraciones", "Cumplimiento", "Contacto", "Contrato",
-        "Domicilio", "Movimientos", "Avales", "Documentos", "Correo", "SMS"]
-# the activities tabs follow "Notas"; messaging's (Correo, SMS) come last
+        "Domicilio", "Movimientos", "Avales", "Portal", "Documentos", "Correo", "SMS"]
+# the activities tabs follow "Notas"; the debtor portal's link (Portal) follows the portfolio's;
+# messaging's (Correo, SMS) come last
 
 
 @pytest.fixture()

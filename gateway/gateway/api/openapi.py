@@ -7,6 +7,8 @@ test (tests/e2e/test_openapi_fuzz.py) checks that it can.
 """
 from __future__ import annotations
 
+from decimal import Decimal
+
 from marshmallow import fields
 
 from recaudo_common.validation import Schema
@@ -39,7 +41,9 @@ def decimal_as_string(converter, field, ret, **kwargs) -> dict:
     if isinstance(field, fields.Decimal) and field.as_string:
         return {"type": "string", "format": "decimal", "pattern": MONEY_PATTERN,
                 "description": ret.get("description", MONEY_DESCRIPTION)}
-    return {}
+    # a number's bounds are numbers (the app's JSON writer would print a Decimal as text)
+    return {key: int(ret[key]) if ret[key] == int(ret[key]) else float(ret[key])
+            for key in ("minimum", "maximum") if isinstance(ret.get(key), Decimal)}
 
 
 def file_response(description: str, *media_types: str, json_schema=None) -> dict:

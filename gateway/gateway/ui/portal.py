@@ -129,14 +129,14 @@ def verify(institution_id: int, token: str):
 
 
 def _language() -> str:
-    from .i18n import current_language
+    from ..i18n import current_language
     return current_language()
 
 
 @bp.get("/idioma/<code>")
 def language(code: str):
     """Spanish or English, remembered like the staff's choice."""
-    from .i18n import COOKIE, LANGUAGES
+    from ..i18n import COOKIE, LANGUAGES
     response = redirect(request.referrer if request.referrer and
                         request.referrer.startswith(request.host_url) else url_for(".home"))
     if code in LANGUAGES:

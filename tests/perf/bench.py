@@ -14,12 +14,15 @@ Nothing here asserts on times: a benchmark reports, it does not pass or fail on 
 """
 from __future__ import annotations
 
+import itertools
 import statistics
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+
+import requests
 
 Client = Callable[[], AbstractContextManager[Callable[[], object]]]
 
@@ -150,6 +153,40 @@ def measure(label: str, client: Client, *, concurrency: int, requests: int = 200
 
 
 # -- reporting --------------------------------------------------------------------
+
+#: the cheapest authenticated request: the token resolved, one trivial RPC (issue 22's floor)
+PING_PATH = "/api/v1/system/ping/auth"
+
+
+def bearer_ping(base_url: str, tokens: Iterable[str]) -> Client:
+    """A ``measure`` client pinging through the gateway with the benchmark's own bearer
+    tokens, one per thread in turn: the floor an authenticated hot path is compared with
+    in the same run (issue 22 item 4)."""
+    turn = itertools.cycle(list(tokens))
+    lock = threading.Lock()
+
+    @contextmanager
+    def client():
+        with lock:
+            token = next(turn)
+        with requests.Session() as session:
+            session.headers["Authorization"] = f"Bearer {token}"
+
+            def call():
+                response = session.get(base_url + PING_PATH, timeout=60)
+                if response.status_code != 200:
+                    raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+            yield call
+    return client
+
+
+def print_floor_ratio(subject: Result, floor: Result, goal: float) -> None:
+    """One line: the subject's throughput as a share of the floor's, against the goal."""
+    ratio = subject.rps / floor.rps if floor.rps else float("nan")
+    print(f"  {subject.label} at {subject.concurrency} clients: {subject.rps:,.1f}/s = "
+          f"{ratio:.2f}x the bearer ping's {floor.rps:,.1f}/s at {floor.concurrency} "
+          f"(goal >= {goal:g}x)")
+
 
 def _fmt(value: float, width: int, digits: int = 2) -> str:
     return f"{value:>{width}.{digits}f}" if value == value else f"{'-':>{width}}"

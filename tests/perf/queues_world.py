@@ -4,19 +4,13 @@ from __future__ import annotations
 import os
 import queue
 import re
-import shutil
-import statistics
 import subprocess
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import psycopg
 import pytest
-import requests
-from nameko.standalone.rpc import ClusterRpcProxy
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 
@@ -24,7 +18,7 @@ from queues import rules
 from recaudo_common.config import settings
 from recaudo_common.identity import Identity, sign
 
-from .bench import Result, print_table, vacuum
+from .bench import Result, vacuum
 
 REBUILD_INSTITUTION, PULL_INSTITUTION = 9001, 9002
 REBUILD_ACCOUNTS, PULL_ACCOUNTS = 1_000_000, 100_000

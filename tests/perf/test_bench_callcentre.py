@@ -357,17 +357,15 @@ def _children(pid: int) -> list[int]:
 
 
 def _processes(db) -> dict[str, list[int]]:
-    """pids per process name: the runner's (by pid file), RabbitMQ's node, the backends of
-    this database."""
+    """pids per process: each instance the runner started (by pid file: ``portfolio``,
+    ``portfolio-2``, ...), RabbitMQ's node, the backends of this database."""
     run = ROOT / settings().var_dir / "run"
     found: dict[str, list[int]] = {}
     for name in ("gateway", *SERVICES):
-        pids = []
         for pid_file in sorted(run.glob(f"{name}*.pid")):
             if re.fullmatch(rf"{name}(-\d+)?\.pid", pid_file.name):
                 pid = int(pid_file.read_text().split()[0])
-                pids += [pid, *_children(pid)]
-        found[name] = pids
+                found[pid_file.stem] = [pid, *_children(pid)]
     beam = subprocess.run(["pgrep", "-f", "beam.smp"], capture_output=True, text=True)
     found["rabbitmq"] = [int(p) for p in beam.stdout.split()]
     found["postgresql"] = [p for (p,) in db.execute(
@@ -439,6 +437,19 @@ def run_level(base_url: str, world: dict, agents: int, db) -> dict:
             "errors": errors}
 
 
+def _service(process: str) -> str:
+    """``portfolio-2`` -> ``portfolio``: the service an instance's pid file names."""
+    base, _, number = process.rpartition("-")
+    return base if base in SERVICES and number.isdigit() else process
+
+
+def _by_service(cpu: dict[str, float]) -> dict[str, float]:
+    summed: dict[str, float] = {}
+    for process, ms in cpu.items():
+        summed[_service(process)] = summed.get(_service(process), 0.0) + ms
+    return summed
+
+
 def _print_levels(levels: list[dict]) -> None:
     lines = ["", f"call centre, open loop: one cycle per agent every {CYCLE:g} s, {CYCLES} "
              f"cycles per level; {os.cpu_count()} CPUs shared by the load generator, the "
@@ -453,12 +464,19 @@ def _print_levels(levels: list[dict]) -> None:
                      f"late cycles {level['late']}; level took {level['wall']:.0f} s")
         for kind, text in level["errors"][:3]:
             lines.append(f"{'':>6}  first errors: {kind}: {text}")
-    names = list(levels[0]["cpu"])
-    lines += ["", "CPU ms per cycle, by process",
+    by_service = [_by_service(level["cpu"]) for level in levels]
+    names = list(by_service[0])
+    lines += ["", "CPU ms per cycle, by process (a service's instances summed)",
               f"{'agents':>6}  " + " ".join(f"{n[:10]:>10}" for n in names)]
+    for level, cpu in zip(levels, by_service):
+        lines.append(f"{level['agents']:>6}  " + " ".join(f"{cpu[n]:>10.1f}" for n in names))
     for level in levels:
-        lines.append(f"{level['agents']:>6}  " + " ".join(
-            f"{level['cpu'][n]:>10.1f}" for n in names))
+        shares = [(service, [(n, ms) for n, ms in level["cpu"].items() if _service(n) == service])
+                  for service in names]
+        split = "; ".join(f"{service} " + " + ".join(f"{ms:.1f} ({n})" for n, ms in parts)
+                          for service, parts in shares if len(parts) > 1)
+        if split:
+            lines.append(f"{level['agents']:>6}  instances: {split}")
     held = [lv["agents"] for lv in levels if all(
         r.count and r.p99 < TARGET_P99_MS and not r.errors
         for r in lv["results"].values() if r.count or r.errors)]

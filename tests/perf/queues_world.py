@@ -137,7 +137,17 @@ def psql_timed(statement: str) -> float:
     return float(re.findall(r"Time: ([\d.]+) ms", out)[-1]) / 1000
 
 
+def register_institution(db, institution_id: int) -> None:
+    """The benchmark's institution as portfolio knows it: queues asks portfolio about the
+    institution a strategy names (an unknown one is refused)."""
+    db.execute("INSERT INTO portfolio.institutions (id, code, name) VALUES (%s, %s, %s) "
+               "ON CONFLICT (id) DO NOTHING",
+               [institution_id, f"BENCHQ{institution_id}", f"Benchmark filas {institution_id}"])
+
+
 def cleanup(db, institutions) -> None:
+    """Nothing of the benchmark's institutions in queues (nor the portfolio row
+    ``register_institution`` made)."""
     ids = list(institutions)
     db.execute("DELETE FROM queues.leases l USING queues.assignments a "
                "WHERE a.account_id = l.account_id AND a.institution_id = ANY(%s)", [ids])
@@ -153,6 +163,8 @@ def cleanup(db, institutions) -> None:
     db.execute("DELETE FROM queues.institution_rules WHERE institution_id = ANY(%s)", [ids])
     db.execute("DELETE FROM queues.team_members WHERE team_id IN (%s, %s)",
                [REBUILD_TEAM, PULL_TEAM])
+    db.execute("DELETE FROM portfolio.institutions WHERE id = ANY(%s) AND code LIKE 'BENCHQ%%'",
+               [ids])
     db.execute(f"DROP SCHEMA IF EXISTS {SCRATCH} CASCADE")
     vacuum(db, "queues")
 

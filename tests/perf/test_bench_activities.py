@@ -124,7 +124,8 @@ def setup_world(db, stack_url) -> dict[int, dict]:
 def call_body(account_id: int) -> dict:
     start = datetime.now(timezone.utc) - timedelta(minutes=3)
     return {"account_id": account_id, "kind": "call", "direction": "outbound",
-            "phone": "5512345678", "started_at": start.isoformat(),
+            "phone": "5512345678", "caller_id": "5550001000",   # MX: no hidden caller id
+            "started_at": start.isoformat(),
             "ended_at": (start + timedelta(minutes=2)).isoformat(), "result_code": "NC",
             "description": "No contesta; se deja para otro horario",
             "idempotency_key": str(uuid.uuid4())}

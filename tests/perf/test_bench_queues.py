@@ -52,11 +52,12 @@ from .queues_world import (  # noqa: F401 (db: the module's fixture)
     PULL_BASE, PULL_INSTITUTION, PULL_TEAM, RAW_POOL_ROWS, REBUILD_ACCOUNTS, REBUILD_AGENTS,
     REBUILD_BASE, REBUILD_INSTITUTION, REBUILD_TEAM, RPC_AGENTS, RPC_TIMEOUT, SCRATCH,
     SIX_QUEUES, SUPERVISOR, _libpq_env, cleanup, db, drain_outbox, outbox_mark, print_rows,
-    psql_timed, q, raw_case, run_agents, signed)
+    psql_timed, q, raw_case, register_institution, run_agents, signed)
 
 
 def test_rebuild_of_a_million_accounts_versus_one_raw_update(stack_url, db):
     cleanup(db, [REBUILD_INSTITUTION])
+    register_institution(db, REBUILD_INSTITUTION)
     mark = outbox_mark(db)
     try:
         started = time.perf_counter()
@@ -270,6 +271,7 @@ def double_leases(db, queue_id) -> tuple[int, int]:
 def test_next_account_with_100_agents_versus_raw_skip_locked(stack_url, bench_limits, db):
     seconds = min(PHASE_SECONDS, bench_limits["seconds"])
     cleanup(db, [PULL_INSTITUTION])
+    register_institution(db, PULL_INSTITUTION)
     mark = outbox_mark(db)
     user_ids, profile_id = [], None
     workdir = Path(tempfile.mkdtemp(prefix="bench-queues-"))

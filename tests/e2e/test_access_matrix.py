@@ -2229,7 +2229,10 @@ def test_access(world, rpc_as, row: Row, who: str):
             f"{row.method} {path} as {who}: {response.status_code} {response.text[:300]}"
         if expected >= 400 and "json" in response.headers.get("Content-Type", ""):
             assert set(response.json()) == {"error"}
-        if row.page:
+        if row.page:   # a redirect is to the login page exactly when nobody is signed in
+            if expected == 302:
+                location = response.headers["Location"]
+                assert ("/login" in location) == (caller.credential == "none"), location
             return
         if row.fresh_credentials and caller.credential == "token" and expected < 300:
             assert world.call("GET", "/api/v1/auth/me", token).status_code == 401

@@ -126,7 +126,7 @@ def test_portal_settings_and_a_lifetime_refused_at_its_field(world, new_page):
 
     page.fill("#link_ttl_hours", "0")
     _submit(page, "#save-portal")
-    expect(_error(page, "link_ttl_hours")).to_be_visible()
+    expect(_error(page, "link_ttl_hours")).to_contain_text("entre 1 y 720")
     assert world["admin"].ok("GET", f"/api/v1/institutions/{INSTITUTION}/portal-settings")[
         "link_ttl_hours"] == 48
 
@@ -248,3 +248,20 @@ def test_a_collector_reads_the_limits_but_reaches_no_other_settings(world, new_p
     for path in ("/admin/pagos", "/admin/webhooks"):
         assert page.goto(path).status == 403, path
     assert page.goto("/admin/limites?institucion=999999").status == 404
+
+
+def test_the_screens_speak_english_when_chosen(world, new_page, stack):
+    page = new_page(viewport=PHONE)
+    login(page, "admin", world["password"])
+    page.context.add_cookies([{"name": "lang", "value": "en", "url": stack.base_url}])
+    for path, heading in (("/admin/limites", "Limits and settlements"),
+                          ("/admin/portal", "Debtor portal"),
+                          ("/admin/pagos", "Collection and providers"),
+                          ("/admin/webhooks", "Partner webhooks")):
+        page.goto(path)
+        expect(page.locator("h1")).to_have_text(heading)
+    page.goto(f"/admin/portal?institucion={INSTITUTION}")
+    page.fill("#link_ttl_hours", "0")
+    _submit(page, "#save-portal")
+    expect(_error(page, "link_ttl_hours")).to_contain_text("720")
+    expect(_error(page, "link_ttl_hours")).not_to_contain_text("Debe")

@@ -8,7 +8,7 @@ institution's subscription or delivery answers 404, like a missing one).
 """
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, abort, render_template, request
 
 from messaging.contracts import DELIVERY_STATES, PARTNER_EVENTS
 
@@ -102,8 +102,10 @@ def deliveries(subscription_id: int):
     with rpc() as proxy:
         page = proxy.messaging.webhook_deliveries(subscription_id,
                                                   {"page": page_arg(), "per_page": PER_PAGE})
-        subscription = next(s for s in proxy.messaging.list_webhook_subscriptions()
-                            if s["id"] == subscription_id)
+        subscription = next((s for s in proxy.messaging.list_webhook_subscriptions()
+                             if s["id"] == subscription_id), None)
+    if subscription is None:   # removed meanwhile
+        abort(404)
     page["pages"] = max(1, -(-page["total"] // PER_PAGE))
     return render_template("webhooks/deliveries.html", page=page, subscription=subscription,
                            states=DELIVERY_STATES)

@@ -16,7 +16,6 @@ What the module changes of institution 1 is put back after.
 from __future__ import annotations
 
 import secrets
-import uuid
 
 import pytest
 from playwright.sync_api import expect
@@ -178,13 +177,13 @@ def test_payment_details_and_a_provider_whose_secret_is_shown_once(world, new_pa
 
 
 def _deliveries(subscription_id: int, count: int) -> None:
-    """``count`` failed deliveries in the subscription's log (as the sender leaves them)."""
-    for n in range(count):
-        sql("INSERT INTO messaging.webhook_deliveries (subscription_id, event_id, event_type, "
-            "account_id, occurred_at, payload, state, attempts, last_status_code, "
-            "last_latency_ms, last_error) VALUES (:s, :e, 'payment_received', :a, now(), "
-            "'{}'::jsonb, 'failed', 3, 500, 120, '')", s=subscription_id, e=str(uuid.uuid4()),
-            a=1000 + n)
+    """``count`` failed deliveries in the subscription's log (as the sender leaves them),
+    on accounts 1001.. in that order."""
+    sql("INSERT INTO messaging.webhook_deliveries (subscription_id, event_id, event_type, "
+        "account_id, occurred_at, payload, state, attempts, last_status_code, "
+        "last_latency_ms, last_error) SELECT :s, gen_random_uuid(), 'payment_received', "
+        "1000 + n, now(), '{}'::jsonb, 'failed', 3, 500, 120, '' "
+        "FROM generate_series(1, :c) AS n ORDER BY n", s=subscription_id, c=count)
 
 
 def test_a_partner_subscription_its_delivery_log_and_resend(world, new_page, screenshots):

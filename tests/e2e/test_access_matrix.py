@@ -168,6 +168,8 @@ class Row:
     check: Callable | None = None
     #: a query string for the call (the path stays the route OpenAPI names): fn(world) -> str
     query: Callable | None = None
+    #: a page of the web UI: the body is sent as a form, a redirect is the answer
+    page: bool = False
 
 
 def _user(name):
@@ -1688,6 +1690,13 @@ class World:
         return self.http.request(method, self.base_url + path, headers=headers,
                                  json=body, timeout=30)
 
+    def submit(self, method, path, token=None, form=None) -> requests.Response:
+        """A page of the web UI as a browser would ask it, bar the session cookie: the
+        form as a form, the redirect as the answer (anonymous: to the login page)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return self.http.request(method, self.base_url + path, headers=headers, data=form,
+                                 allow_redirects=False, timeout=30)
+
     def ok(self, method, path, token, body=None) -> Any:
         response = self.call(method, path, token, body)
         assert response.status_code in (200, 201), (method, path, response.text)
@@ -2093,6 +2102,101 @@ TABLE.extend([
         "messaging.resend_webhook_delivery", [999_999_999], RULES.perm(WEBHOOKS, 404)),
 ])
 
+# --- issue 25's settings as administrator screens ------------------------------------------
+# The pages call the RPCs of the API rows above with the same permissions; an anonymous
+# visitor is sent to the login page (302), a change that works redirects to its notice
+# (302). Every route of the two blueprints has a row (test_every_settings_page_is_in_the_table).
+
+def _page(rule: Rule) -> Rule:
+    return rule.but(anonymous=302)
+
+
+def _limits_form(w) -> dict:
+    """Institution 2's limits as the editor posts them, unchanged."""
+    limits = w.ok("GET", "/api/v1/institutions/2/plan-limits", w.tokens["admin"])
+    form = {"institution_id": 2, **{k: limits[k] for k in (
+        "max_instalments", "min_first_payment", "min_first_payment_pct", "max_plan_days",
+        "offer_expiry_days")}}
+    for i, band in enumerate(limits["discount_bands"]):
+        form.update({f"bands-{i}-stage": band["stage"] or "", f"bands-{i}-dpd_from": band["dpd_from"],
+                     f"bands-{i}-dpd_to": "" if band["dpd_to"] is None else band["dpd_to"]})
+        for j, threshold in enumerate(band["thresholds"]):
+            form.update({f"bands-{i}-t{j}-pct": threshold["up_to_pct"],
+                         f"bands-{i}-t{j}-approver": threshold["approver"] or ""})
+    return form
+
+
+def _portal_form(w) -> dict:
+    current = w.ok("GET", "/api/v1/institutions/2/portal-settings", w.tokens["admin"])
+    return {"institution_id": 2, "second_factor": current["second_factor"],
+            "link_ttl_hours": current["link_ttl_hours"]}
+
+
+def _payments_form(w) -> dict:
+    current = w.ok("GET", "/api/v1/institutions/2/payment-settings", w.tokens["admin"])
+    return {"institution_id": 2, **{k: current[k] or "" for k in (
+        "clabe", "bank_name", "beneficiary", "convenio")}}
+
+
+def _hub(who: Who) -> int:
+    if not who.authenticated:
+        return 302 if who.credential == "none" else 401
+    return 302 if who.permissions & {USERS_MANAGE, ACT_MANAGE, INSTITUTIONS_MANAGE, WEBHOOKS,
+                                     "audit.view"} else 403
+
+
+SETTINGS_PAGES = [
+    Row("ui.admin.hub", "GET", "/admin/", None, Rule(_hub, label="hub"), page=True),
+    Row("ui.settings.limits.i2", "GET", "/admin/limites", None,
+        _page(PORTFOLIO_RULES.in_institution(ACT_READ, 2)), page=True,
+        query=lambda w: "institucion=2"),
+    Row("ui.settings.limits.save.unchanged.i2", "POST", "/admin/limites",
+        lambda w, uniq: _limits_form(w), _page(PORTFOLIO_RULES.in_institution(ACT_MANAGE, 2, 302)),
+        page=True),
+    Row("ui.settings.portal.i2", "GET", "/admin/portal", None,
+        _page(RULES.institution(2)), page=True, query=lambda w: "institucion=2"),
+    Row("ui.settings.portal.save.unchanged.i2", "POST", "/admin/portal",
+        lambda w, uniq: _portal_form(w),
+        _page(PORTFOLIO_RULES.in_institution(INSTITUTIONS_MANAGE, 2, 302)), page=True),
+    Row("ui.settings.payments.i2", "GET", "/admin/pagos", None,
+        _page(PORTFOLIO_RULES.in_institution(INSTITUTIONS_MANAGE, 2)), page=True,
+        query=lambda w: "institucion=2"),
+    Row("ui.settings.payments.save.unchanged.i2", "POST", "/admin/pagos",
+        lambda w, uniq: _payments_form(w),
+        _page(PORTFOLIO_RULES.in_institution(INSTITUTIONS_MANAGE, 2, 302)), page=True),
+    Row("ui.settings.providers.create.bad-name.i2", "POST", "/admin/pagos/proveedores",
+        {"institution_id": 2, "name": "Nombre Malo!"},
+        _page(PORTFOLIO_RULES.in_institution(INSTITUTIONS_MANAGE, 2, 422)), page=True),
+    Row("ui.settings.providers.rotate.missing", "POST",
+        "/admin/pagos/proveedores/{provider_id}/secreto", None,
+        _page(RULES.perm(INSTITUTIONS_MANAGE, 404)), page=True,
+        params=lambda w: {"provider_id": 999_999_999}),
+    Row("ui.settings.providers.active.unchanged.i2", "POST",
+        "/admin/pagos/proveedores/{provider_id}/activo", {"active": "1"},
+        _page(PORTFOLIO_RULES.in_institution(INSTITUTIONS_MANAGE, 2, 302)), page=True,
+        params=lambda w: {"provider_id": _payments(w)["provider"]["id"]}),
+    Row("ui.webhooks.list", "GET", "/admin/webhooks", None, _page(RULES.perm(WEBHOOKS)),
+        page=True),
+    Row("ui.webhooks.create.http.i2", "POST", "/admin/webhooks",
+        {"institution_id": 2, "url": "http://socio.example/hook", "events": "promise_made",
+         "contact_email": "socio@socio.example"},
+        _page(PORTFOLIO_RULES.in_institution(WEBHOOKS, 2, 422)), page=True),
+    Row("ui.webhooks.active.unchanged.i2", "POST", "/admin/webhooks/{subscription_id}/estado",
+        {"active": "1"}, _page(PORTFOLIO_RULES.in_institution(WEBHOOKS, 2, 302)), page=True,
+        params=lambda w: {"subscription_id": _payments(w)["subscription_i2"]}),
+    Row("ui.webhooks.delete.missing", "POST", "/admin/webhooks/{subscription_id}/eliminar",
+        None, _page(RULES.perm(WEBHOOKS, 404)), page=True,
+        params=lambda w: {"subscription_id": 999_999_999}),
+    Row("ui.webhooks.deliveries.i2", "GET", "/admin/webhooks/{subscription_id}", None,
+        _page(PORTFOLIO_RULES.in_institution(WEBHOOKS, 2)), page=True,
+        params=lambda w: {"subscription_id": _payments(w)["subscription_i2"]}),
+    Row("ui.webhooks.resend.missing", "POST", "/admin/webhooks/entregas/{delivery_id}/reenviar",
+        None, _page(RULES.perm(WEBHOOKS, 404)), page=True,
+        params=lambda w: {"delivery_id": 999_999_999}),
+]
+TABLE.extend(SETTINGS_PAGES)
+
+
 # --- the tests -----------------------------------------------------------------------------
 
 
@@ -2120,11 +2224,16 @@ def test_access(world, rpc_as, row: Row, who: str):
         path = row.path.format(**row.params(world)) if row.params else row.path
         if row.query:
             path += "?" + row.query(world)
-        response = world.call(row.method, path, token, body)
+        response = (world.submit if row.page else world.call)(row.method, path, token, body)
         assert response.status_code == expected, \
             f"{row.method} {path} as {who}: {response.status_code} {response.text[:300]}"
         if expected >= 400 and "json" in response.headers.get("Content-Type", ""):
             assert set(response.json()) == {"error"}
+        if row.page:   # a redirect is to the login page exactly when nobody is signed in
+            if expected == 302:
+                location = response.headers["Location"]
+                assert ("/login" in location) == (caller.credential == "none"), location
+            return
         if row.fresh_credentials and caller.credential == "token" and expected < 300:
             assert world.call("GET", "/api/v1/auth/me", token).status_code == 401
         if expected >= 300 or expected == 204 or row.check is None:
@@ -2143,6 +2252,23 @@ def test_every_api_route_is_in_the_table(stack):
     assert not missing, "add rows to TABLE for these routes:\n" + "\n".join(
         f"  {method} {path}" for method, path in missing)
 
+
+
+def test_every_settings_page_is_in_the_table():
+    """Each route of the settings and partner-webhook screens (issue 25) has a row."""
+    from flask import Flask
+
+    from gateway.ui.institution_settings import bp as settings_bp
+    from gateway.ui.partner_webhooks import bp as webhooks_bp
+
+    app = Flask(__name__)
+    app.register_blueprint(settings_bp)
+    app.register_blueprint(webhooks_bp)
+    routes = {(method, rule.rule.replace("<int:", "{").replace(">", "}"))
+              for rule in app.url_map.iter_rules() if rule.endpoint != "static"
+              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    covered = {(row.method, row.path) for row in SETTINGS_PAGES}
+    assert routes and not sorted(routes - covered), sorted(routes - covered)
 
 
 def caller_reading_rpcs(service) -> set[str]:
@@ -2189,7 +2315,9 @@ def test_the_table_names_are_unique_and_rules_cover_every_column():
     assert len({row.name for row in TABLE}) == len(TABLE)
     for row in TABLE:
         for caller in WHO.values():
-            assert row.rule(caller) in (200, 201, 204, 401, 403, 404, 409, 422), (row.name, caller)
+            assert row.rule(caller) in (200, 201, 204, 302, 401, 403, 404, 409, 422), \
+                (row.name, caller)
+            assert row.page or row.rule(caller) != 302, (row.name, caller)
     # the explicit cross-institution denials the table must keep
     assert RULES.institution(2)(WHO["cliente"]) == 404
     assert RULES.institution(3)(WHO["gestor1"]) == 404

@@ -14,7 +14,9 @@ from .compliance import bp as compliance_bp
 from .dashboards import bp as dashboards_bp
 from .documents import bp as documents_bp
 from .home import bp as home_bp
+from .institution_settings import bp as settings_bp
 from .messaging import bp as messaging_bp
+from .partner_webhooks import bp as webhooks_bp
 from .payment_triage import bp as payment_triage_bp
 from .portal import bp as portal_bp
 from .portfolio import bp as portfolio_bp
@@ -25,7 +27,7 @@ from .share import bp as share_bp
 #: in the order they were always registered (a route's first owner wins)
 BLUEPRINTS = (home_bp, account_bp, admin_bp, portfolio_bp, queues_bp, campaigns_bp,
               activities_bp, messaging_bp, payment_triage_bp, documents_bp, share_bp, portal_bp,
-              approvals_bp, reports_bp, dashboards_bp, compliance_bp)
+              approvals_bp, reports_bp, dashboards_bp, compliance_bp, settings_bp, webhooks_bp)
 
 
 def init_app(app: Flask) -> None:

@@ -8,11 +8,16 @@ One rule each: a number typed in a form or a URL that is not one reads as the de
 """
 from __future__ import annotations
 
-from flask import Blueprint, make_response, render_template, request, url_for
+from dataclasses import dataclass, field
+
+from flask import Blueprint, abort, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from recaudo_common.errors import Conflict, InvalidInput, PermissionDenied
+
 from . import error_pages
-from ..validation import N_
+from ..errors import HTTP_STATUS
+from ..validation import N_, localize_fields
 
 MAX_PAGE = 100_000
 
@@ -132,3 +137,95 @@ def debtor_screens(bp: Blueprint) -> Blueprint:
     bp.context_processor(debtor_screen_context)
     error_pages.register(bp, error_page)
     return bp
+
+
+# --- administrators' forms ------------------------------------------------------------------
+
+@dataclass
+class Failure:
+    """Why the service refused a form: HTTP status, message, field -> problems.
+
+    ``fields`` holds each top-level field's problems as one flat list (a form with one
+    input per field shows them there); ``paths`` the same problems by dotted path
+    (``discount_bands.0.thresholds.1.up_to_pct``) for forms with rows of inputs."""
+
+    status: int
+    message: str
+    fields: dict = field(default_factory=dict)
+    paths: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        raw = localize_fields(self.fields) if isinstance(self.fields, dict) else {}
+        self.paths = by_path(raw)
+        self.fields = {name: _flatten(problems) for name, problems in raw.items()}
+
+    def others(self, shown) -> list[str]:
+        """Problems of fields the form does not show (told above the form)."""
+        return [f"{name}: {problem}" if name != "_schema" else problem
+                for name, problems in self.fields.items() if name not in shown
+                for problem in problems]
+
+
+def _flatten(problems) -> list[str]:
+    """marshmallow nests the problems of list items by index: one flat list of text."""
+    if isinstance(problems, dict):
+        return [p for nested in problems.values() for p in _flatten(nested)]
+    if isinstance(problems, (list, tuple)):
+        return [p for nested in problems for p in _flatten(nested)]
+    return [str(problems)]
+
+
+def by_path(problems, prefix: str = "") -> dict[str, list[str]]:
+    """Nested problems (by field, then list index...) as dotted path -> flat list."""
+    if not isinstance(problems, dict):
+        return {prefix: _flatten(problems)} if prefix else {"_schema": _flatten(problems)}
+    out: dict[str, list[str]] = {}
+    for key, nested in problems.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        for name, messages in by_path(nested, path).items():
+            out.setdefault(name, []).extend(messages)
+    return out
+
+
+def attempt(call):
+    """Run a change; ``(result, None)`` or ``(None, Failure)`` for what a form can show.
+    NotFound and the rest propagate (the error page)."""
+    try:
+        return call(), None
+    except InvalidInput as exc:
+        return None, Failure(422, _("Revise los campos marcados.") if exc.fields
+                             else exc.message, exc.fields)
+    except (PermissionDenied, Conflict) as exc:
+        return None, Failure(HTTP_STATUS[type(exc)], exc.message, exc.fields)
+
+
+def done(endpoint: str, notice: str, **values):
+    """Post/redirect/get: the page to land on, with the key of its notice."""
+    return redirect(url_for(endpoint, done=notice, **values))
+
+
+def notice_of(notices: dict) -> str | None:
+    """The notice ``?done=`` names among ``notices``, translated (None: none)."""
+    notice = notices.get(request.args.get("done"))
+    return _(notice) if notice else None
+
+
+def institution_in_reach(proxy, wanted) -> tuple[list[dict], dict | None]:
+    """The caller's institutions and the one ``wanted`` (the first when none is named).
+    One named but out of reach answers 404, exactly like one that does not exist."""
+    institutions = proxy.portfolio.list_institutions()
+    wanted = to_int(wanted)
+    if wanted is None:
+        return institutions, institutions[0] if institutions else None
+    chosen = next((i for i in institutions if i["id"] == wanted), None)
+    if chosen is None:
+        abort(404)
+    return institutions, chosen
+
+
+def shown_once(template: str, **context):
+    """A page holding a secret shown this once: never in a URL (so no redirect to it),
+    never kept by the browser or a proxy."""
+    response = make_response(render_template(template, **context))
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -11,21 +11,18 @@ collect forms and shape the answers.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
-from flask import (Blueprint, abort, g, make_response, redirect, render_template, request,
-                   url_for)
+from flask import Blueprint, abort, g, make_response, redirect, render_template, request, url_for
 from flask_babel import to_utc
 from flask_babel import gettext as _
 
 from auth.contracts import ACTIONS
-from recaudo_common.errors import Conflict, InvalidInput, PermissionDenied
-
 from .. import auth
 from . import error_pages
-from ._common import N_, error_page, page_arg, to_int, url_with
-from ..errors import HTTP_STATUS
+from ._common import N_, Failure, error_page, page_arg, to_int, url_with
+from ._common import attempt as _attempt
+from ._common import done as _done
 from ..i18n import current_language
 from ..rpc import rpc
 
@@ -91,51 +88,6 @@ def _start_of(day: date) -> str:
     return to_utc(datetime(day.year, day.month, day.day)).replace(tzinfo=timezone.utc).isoformat()
 
 
-def _done(endpoint: str, notice: str, **values):
-    """Post/redirect/get: the page to land on, with the key of its notice."""
-    return redirect(url_for(endpoint, done=notice, **values))
-
-
-@dataclass
-class Failure:
-    """Why the service refused a form: HTTP status, message, field -> problems."""
-
-    status: int
-    message: str
-    fields: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        self.fields = {name: _flatten(problems) for name, problems in
-                       (self.fields if isinstance(self.fields, dict) else {}).items()}
-
-    def others(self, shown) -> list[str]:
-        """Problems of fields the form does not show (told above the form)."""
-        return [f"{name}: {problem}" if name != "_schema" else problem
-                for name, problems in self.fields.items() if name not in shown
-                for problem in problems]
-
-
-def _flatten(problems) -> list[str]:
-    """marshmallow nests the problems of list items by index: one flat list of text."""
-    if isinstance(problems, dict):
-        return [p for nested in problems.values() for p in _flatten(nested)]
-    if isinstance(problems, (list, tuple)):
-        return [p for nested in problems for p in _flatten(nested)]
-    return [str(problems)]
-
-
-def _attempt(call):
-    """Run a change; ``(result, None)`` or ``(None, Failure)`` for what a form can show.
-    NotFound and the rest propagate (the error page)."""
-    try:
-        return call(), None
-    except InvalidInput as exc:
-        return None, Failure(422, _("Revise los campos marcados.") if exc.fields
-                             else exc.message, exc.fields)
-    except (PermissionDenied, Conflict) as exc:
-        return None, Failure(HTTP_STATUS[type(exc)], exc.message, exc.fields)
-
-
 def _render(template: str, status: int = 200, **context):
     return render_template(template, **context), status
 
@@ -156,13 +108,18 @@ def action_label(action: str) -> str:
 error_pages.register(bp, error_page)
 
 
+#: the hub's first screen the user may use, in the order of the admin menu
+HUB = (("users.manage", ".users"), ("activities.manage", "settings_ui.limits"),
+       ("institutions.manage", "settings_ui.payments"), ("webhooks.manage", "webhooks_ui.subscriptions"),
+       ("audit.view", ".audit_log"))
+
+
 @bp.get("/")
 @auth.login_required
 def index():
-    if "users.manage" in g.user["permissions"]:
-        return redirect(url_for(".users"))
-    if "audit.view" in g.user["permissions"]:
-        return redirect(url_for(".audit_log"))
+    for permission, endpoint in HUB:
+        if permission in g.user["permissions"]:
+            return redirect(url_for(endpoint))
     abort(403)
 
 

@@ -131,6 +131,19 @@ def test_an_expired_link_is_refused_and_other_factors_follow_the_institution(
     assert _open(anon, link, str(DEBTOR)[-4:])["debtor_id"] == DEBTOR
 
 
+def test_a_link_for_an_sms_keeps_the_number_it_goes_to_and_opens_like_any(
+        staff, anon, engine):
+    link = staff().auth.create_portal_link(DEBTOR, {"channel": "sms", "sent_to": "5512345678"})
+    assert scalar(engine, "SELECT channel || ' ' || sent_to FROM auth.portal_links"
+                          " WHERE id = :i", i=link["link_id"]) == "sms 5512345678"
+    assert _open(anon, link)["debtor_id"] == DEBTOR
+    for wrong in ({"channel": "sms", "sent_to": "deudor@example.com"},
+                  {"channel": "email", "sent_to": "5512345678"}, {"channel": "fax"}):
+        with pytest.raises(InvalidInput) as err:
+            staff().auth.create_portal_link(DEBTOR, wrong)
+        assert set(err.value.fields) <= {"sent_to", "channel"}, err.value.fields
+
+
 @pytest.fixture
 def debtor(staff, anon, rpc_proxy):
     opened = _open(anon, staff().auth.create_portal_link(DEBTOR, {}))

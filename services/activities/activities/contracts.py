@@ -124,6 +124,9 @@ class ActivityWrite(_EntryFields):
     override = fields.Nested(Override, load_default=None, allow_none=True)
     #: the preventive campaign (queues service) a message was sent for: kept in the details
     campaign_id = fields.Integer(load_default=None, allow_none=True)
+    #: the debtor portal's personal link (auth's) the message carried: the entry is the
+    #: portal's in the history (``details.portal = "link_sent"``)
+    portal_link_id = fields.Integer(load_default=None, allow_none=True)
     #: the number an outbound call went out from (the agent's line, the dialer's), else the
     #: institution's outbound number; kept in the details (no hidden caller id)
     caller_id = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(

@@ -89,7 +89,7 @@ def upload_evidence(proxy, account_id: int, filename: str, content: bytes,
 
 def dispute(account_id: int, reason: str, evidence: str, upload=None) -> dict:
     """A dispute with its document: the file is checked (and refused) before the dispute
-    opens, so a refused upload leaves nothing behind."""
+    opens, so a refused upload leaves nothing behind; the dispute keeps its version."""
     with debtor_rpc() as proxy:
         document = None
         if upload is not None and upload.filename:
@@ -97,7 +97,7 @@ def dispute(account_id: int, reason: str, evidence: str, upload=None) -> dict:
                                        upload.mimetype)
         return proxy.activities.portal_dispute({
             "account_id": account_id, "reason": reason, "evidence": evidence,
-            "document_id": document["id"] if document else None})
+            "document_version_id": document["latest"]["id"] if document else None})
 
 
 def send_link(proxy, debtor_id: int, data: dict) -> dict:

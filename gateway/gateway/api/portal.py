@@ -124,6 +124,8 @@ class UploadTicketOut(Schema):
 class DocumentOut(Schema):
     id = fields.Integer()
     name = fields.String()
+    version_id = fields.Integer(attribute="latest.id", metadata={
+        "description": "lo que una aclaración lleva como ``document_version_id``"})
 
 
 @blp.before_request
@@ -171,7 +173,8 @@ def me():
 @blp.route("/documents/<int:version_id>/download", methods=["GET"])
 @blp.alt_response(200, schema=Download)
 def download(version_id):
-    """Un documento que la institución compartió con usted (404 si no)."""
+    """Un documento que la institución compartió con usted, o el que envió con una
+    aclaración (404 si no)."""
     with portal.debtor_rpc() as proxy:
         return proxy.documents.portal_download_url(version_id)
 

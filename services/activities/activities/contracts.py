@@ -284,6 +284,9 @@ class DisputeOut(Schema):
     resolution_note = fields.String()
     resolved_by = fields.Integer(allow_none=True)
     resolved_at = fields.AwareDateTime(allow_none=True)
+    document_version_id = fields.Integer(allow_none=True, metadata={
+        "description": "el documento enviado con la aclaración (versión en documentos)"})
+    document_name = fields.String(allow_none=True)
 
 
 class OverdueQuery(PageQuery):
@@ -661,7 +664,8 @@ class PortalDispute(Schema):
     account_id = fields.Integer(required=True)
     reason = fields.String(required=True, validate=validate.Length(min=3, max=200))
     evidence = fields.String(load_default="", validate=validate.Length(max=4000))
-    document_id = fields.Integer(load_default=None, allow_none=True)
+    #: a version the debtor uploaded to their folder (``portal/uploads``): kept by the dispute
+    document_version_id = fields.Integer(load_default=None, allow_none=True)
 
 
 class PortalPreferences(Schema):

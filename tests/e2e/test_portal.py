@@ -17,6 +17,7 @@ from __future__ import annotations
 import secrets
 from datetime import date, timedelta
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -187,7 +188,7 @@ def test_a_debtor_resolves_their_debt_alone_from_a_phone(world, browser, stack, 
         expect(page.locator(".portal-dispute[data-state=open]")).to_be_visible()
         sent = page.locator(".portal-dispute .portal-dispute-document")
         expect(sent).to_have_text("estado-de-cuenta.pdf")    # the dispute shows its document
-        assert page.request.get(sent.get_attribute("href")).body() == PDF
+        assert page.request.get(urljoin(page.url, sent.get_attribute("href"))).body() == PDF
         _shot(page, screenshots, "7-dispute-with-pdf")
 
         page.uncheck("#channel-sms")

@@ -85,7 +85,8 @@ def send_portal_link(debtor_id: int):
             "language": form.get("language") if form.get("language") in ("es", "en") else "es"}
     try:
         with rpc() as proxy:
-            g.portal_tab = {"sent": debtor_portal.send_link(proxy, debtor_id, data)}
+            g.portal_tab = {"sent": debtor_portal.send_link(proxy, debtor_id, data),
+                            "values": data}
     except (InvalidInput, Conflict) as refused:
         g.portal_tab = {"values": data,
                         "errors": {k: v if isinstance(v, list) else [str(v)]

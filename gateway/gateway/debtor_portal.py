@@ -113,10 +113,12 @@ def send_link(proxy, debtor_id: int, data: dict) -> dict:
     if sending and not to:
         raise InvalidInput("Datos inválidos", {"sent_to" if channel == "email" else "phone": [
             "Indique el correo" if channel == "email" else "Indique el teléfono"]})
+    # auth decides first who may (403) and whose debtor it is (404); a link made for an
+    # account that is not the debtor's is never sent (hashed, it expires unused)
+    made = proxy.auth.create_portal_link(debtor_id, {"channel": channel, "sent_to": to})
     if sending and data["account_id"] not in proxy.portfolio.debtor_scope(debtor_id)[
             "account_ids"]:
         raise InvalidInput("Datos inválidos", {"account_id": ["No es cuenta de este deudor"]})
-    made = proxy.auth.create_portal_link(debtor_id, {"channel": channel, "sent_to": to})
     token = made.pop("token")
     made["url"] = url_for("portal.verify", institution_id=made["institution_id"], token=token,
                           _external=True)

@@ -65,8 +65,8 @@ class PortalEntrypoints:
     def create_portal_link(self, debtor_id, data=None):
         """A personal link for a debtor the caller works (its token answered once)."""
         identity = self.caller.require("activities.log")
-        data = load(PortalLinkCreate(), data or {})
         debtor = self.portfolio.debtor_scope(debtor_id)   # the caller's reach: or NotFound
+        data = load(PortalLinkCreate(), data or {})
         with self._session() as session:
             return portal.create_link(session, identity, debtor, data["channel"],
                                       data["sent_to"])

@@ -89,7 +89,7 @@ def upload_evidence(proxy, account_id: int, filename: str, content: bytes,
 
 def dispute(account_id: int, reason: str, evidence: str, upload=None) -> dict:
     """A dispute with its document: the file is checked (and refused) before the dispute
-    opens, so a refused upload leaves nothing behind."""
+    opens, so a refused upload leaves nothing behind; the dispute keeps its version."""
     with debtor_rpc() as proxy:
         document = None
         if upload is not None and upload.filename:
@@ -97,28 +97,42 @@ def dispute(account_id: int, reason: str, evidence: str, upload=None) -> dict:
                                        upload.mimetype)
         return proxy.activities.portal_dispute({
             "account_id": account_id, "reason": reason, "evidence": evidence,
-            "document_id": document["id"] if document else None})
+            "document_version_id": document["latest"]["id"] if document else None})
 
 
 def send_link(proxy, debtor_id: int, data: dict) -> dict:
-    """A personal link for the debtor (``proxy``: the agent's), emailed from a template
-    that prints ``{{ portal_link }}`` when ``template_id`` is given (policy-judged and
-    logged as an email by messaging); answers the link's address, shown once."""
-    emailed = data.get("template_id") is not None
-    if emailed and (data.get("account_id") is None or not data.get("sent_to")):
-        raise InvalidInput("Datos inválidos", {"account_id": ["Indique la cuenta y el correo"]})
-    if emailed and data["account_id"] not in proxy.portfolio.debtor_scope(debtor_id)[
+    """A personal link for the debtor (``proxy``: the agent's), answered once: emailed
+    (``channel`` email) from a template that prints ``{{ portal_link }}`` when
+    ``template_id`` is given, or texted (``channel`` sms) to ``phone`` in messaging's short
+    text; either judged by the contact policy and logged by messaging on ``account_id``."""
+    channel = data.get("channel") or "email"
+    sending = data.get("template_id") is not None if channel == "email" else True
+    to = data.get("sent_to") if channel == "email" else data.get("phone")
+    if sending and data.get("account_id") is None:
+        raise InvalidInput("Datos inválidos", {"account_id": ["Indique la cuenta"]})
+    if sending and not to:
+        raise InvalidInput("Datos inválidos", {"sent_to" if channel == "email" else "phone": [
+            "Indique el correo" if channel == "email" else "Indique el teléfono"]})
+    # auth decides first who may (403) and whose debtor it is (404); a link made for an
+    # account that is not the debtor's is never sent (hashed, it expires unused)
+    made = proxy.auth.create_portal_link(debtor_id, {"channel": channel, "sent_to": to})
+    if sending and data["account_id"] not in proxy.portfolio.debtor_scope(debtor_id)[
             "account_ids"]:
         raise InvalidInput("Datos inválidos", {"account_id": ["No es cuenta de este deudor"]})
-    made = proxy.auth.create_portal_link(debtor_id, {"sent_to": data.get("sent_to")})
     token = made.pop("token")
     made["url"] = url_for("portal.verify", institution_id=made["institution_id"], token=token,
                           _external=True)
-    made["message_id"] = None
-    if emailed:
+    made["message_id"], made["sms_id"], made["channel"] = None, None, channel
+    language = data.get("language") or "es"
+    key = f"portal-link-{made['link_id']}"
+    if channel == "sms":
+        made["sms_id"] = proxy.messaging.send_portal_link_sms({
+            "account_id": data["account_id"], "phone": to, "portal_link": made["url"],
+            "link_id": made["link_id"], "language": language, "idempotency_key": key})["uuid"]
+    elif sending:
         sent = proxy.messaging.send_email({
             "account_id": data["account_id"], "template_id": data["template_id"],
-            "to": data["sent_to"], "language": data.get("language") or "es",
-            "portal_link": made["url"], "idempotency_key": f"portal-link-{made['link_id']}"})
+            "to": to, "language": language, "portal_link": made["url"],
+            "idempotency_key": key})
         made["message_id"] = sent["id"]
     return made

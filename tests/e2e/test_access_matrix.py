@@ -1018,6 +1018,13 @@ TABLE.extend([
     Row("portal.links.create.i2", "POST", "/api/v1/debtors/{debtor_id}/portal-links", {},
         PORTFOLIO_RULES.reads(2, "gestor1", 201, permission=ACT_LOG),
         params=lambda w: {"debtor_id": _portfolio(w)["i2_gestor1"][1]}),
+    # by SMS: the account is checked in the agent's reach before the number (422 for who
+    # reaches it, no link made)
+    Row("portal.links.sms.not-a-number.i2", "POST", "/api/v1/debtors/{debtor_id}/portal-links",
+        lambda w, uniq: {"channel": "sms", "phone": "abc",
+                         "account_id": _portfolio(w)["i2_gestor1"][0]},
+        PORTFOLIO_RULES.reads(2, "gestor1", 422, permission=ACT_LOG),
+        params=lambda w: {"debtor_id": _portfolio(w)["i2_gestor1"][1]}),
     Row("portal.settings.get.2", "GET", "/api/v1/institutions/{institution_id}/portal-settings",
         None, RULES.authenticated(), params=lambda w: {"institution_id": 2}),
     Row("portal.settings.save.2", "PUT", "/api/v1/institutions/{institution_id}/portal-settings",
@@ -1037,7 +1044,8 @@ TABLE.extend([
           ("activities.portal_dispute", [{}]), ("activities.portal_callback", [{}]),
           ("activities.portal_preferences", [{}]), ("documents.portal_request_upload", [{}]),
           ("documents.portal_complete_upload", ["00000000-0000-0000-0000-000000000000"]),
-          ("documents.portal_documents", []), ("documents.portal_download_url", [1]))),
+          ("documents.portal_documents", []), ("documents.portal_download_url", [1]),
+          ("documents.portal_dispute_evidence", [1, 1]))),
     # --- the agenda and its calendar feed ---------------------------------------------------------
     Row("activities.agenda.list", "GET", "/api/v1/agenda", None, RULES.perm(ACT_READ),
         query=_a_day),
@@ -1467,6 +1475,11 @@ TABLE.extend([
         lambda w, uniq: [_compose(w)], PORTFOLIO_RULES.reads(2, "gestor1", permission=MSG_SEND)),
     Row("rpc.messaging.send_sms.not-a-number", "RPC", "messaging.send_sms",
         lambda w, uniq: [_compose(w, phone="abc")], RULES.perm(MSG_SEND, 422)),
+    Row("rpc.messaging.send_portal_link_sms.not-a-number", "RPC",
+        "messaging.send_portal_link_sms", lambda w, uniq: [{
+            "account_id": _portfolio(w)["i2_gestor1"][0], "phone": "abc", "link_id": 1,
+            "portal_link": "https://recaudo.example/mi-cuenta/2/pl_" + "x" * 43}],
+        RULES.perm(MSG_SEND, 422)),
     Row("rpc.messaging.list_sms.i2", "RPC", "messaging.list_sms",
         lambda w, uniq: [_portfolio(w)["i2_gestor1"][1]],
         PORTFOLIO_RULES.reads(2, "gestor1", permission=MSG_SEND)),

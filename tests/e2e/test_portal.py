@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import secrets
 from datetime import date, timedelta
+from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -24,7 +26,7 @@ from playwright.sync_api import Page, expect
 from recaudo_common import demo
 
 from .helpers import login
-from .helpers import Api, sql, token
+from .helpers import Api, sql, token, wait_for
 
 INSTITUTION = 1
 BIRTH = "1979-03-21"
@@ -184,6 +186,9 @@ def test_a_debtor_resolves_their_debt_alone_from_a_phone(world, browser, stack, 
         with page.expect_navigation():
             form.locator("button[type=submit]").click()
         expect(page.locator(".portal-dispute[data-state=open]")).to_be_visible()
+        sent = page.locator(".portal-dispute .portal-dispute-document")
+        expect(sent).to_have_text("estado-de-cuenta.pdf")    # the dispute shows its document
+        assert page.request.get(urljoin(page.url, sent.get_attribute("href"))).body() == PDF
         _shot(page, screenshots, "7-dispute-with-pdf")
 
         page.uncheck("#channel-sms")
@@ -212,6 +217,30 @@ def test_a_debtor_resolves_their_debt_alone_from_a_phone(world, browser, stack, 
     audit = [a for (a,) in sql("SELECT action FROM auth.audit_log WHERE details->>'debtor_id' "
                                "= :d ORDER BY id", d=str(debtor_id))]
     assert audit[:3] == ["portal_link_created", "portal_factor_failed", "portal_session_opened"]
+    _agent_sees_the_disputed_document(world, browser, stack, demo_users, screenshots,
+                                      debtor_id, account_id)
+
+
+def _agent_sees_the_disputed_document(world, browser, stack, demo_users, screenshots,
+                                      debtor_id, account_id):
+    """The dispute the debtor opened with a PDF shows that PDF in the 360° view's dispute
+    panel (downloaded through the documents service) and in the API."""
+    (dispute,) = [d for d in world["gestor"].ok("GET", f"/api/v1/accounts/{account_id}/disputes")
+                  if d["state"] == "open"]
+    assert dispute["document_name"] == "estado-de-cuenta.pdf" and dispute["document_version_id"]
+    context = browser.new_context(base_url=stack.base_url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    try:
+        login(page, "gestor1", demo_users)
+        page.goto(f"/deudores/{debtor_id}?tab=aclaraciones&cuenta={account_id}")
+        link = page.locator(f"#disputes tr[data-dispute-id='{dispute['id']}'] .dispute-document a")
+        expect(link).to_have_text("estado-de-cuenta.pdf")
+        page.screenshot(path=str(screenshots / "portal-dispute-document-360-1280.png"),
+                        full_page=True)
+        assert page.request.get(link.get_attribute("href")).body() == PDF
+    finally:
+        context.close()
 
 
 def _session(world, link: dict, answer=BIRTH, institution_id=INSTITUTION):
@@ -325,3 +354,91 @@ def test_a_supervisor_approves_a_portal_plan_on_the_approvals_page(world, browse
         context.close()
     (promise,) = app.ok("GET", "/api/v1/portal/me")["accounts"][0]["promises"]
     assert promise["amount"] == "20.00" and promise["state"] == "pending"
+
+
+def _sms_debtor(world) -> tuple[int, int, int, str]:
+    """(debtor, account, phone id, number) of gestor1 with one account, a mobile only they
+    have and no portal entry yet, other than the module's debtors."""
+    taken = [d for d, _ in world["debtors"]]
+    return tuple(sql(
+        "SELECT a.debtor_id, a.id, p.id, p.number FROM portfolio.accounts a JOIN "
+        "portfolio.phones p ON p.debtor_id = a.debtor_id AND p.kind = 'mobile' AND NOT "
+        "p.do_not_call WHERE a.institution_id = :i AND a.assigned_agent_id = :g AND "
+        "a.balance > 0 AND a.debtor_id <> ALL(:taken) AND (SELECT count(*) FROM "
+        "portfolio.accounts b WHERE b.debtor_id = a.debtor_id) = 1 AND (SELECT count(*) FROM "
+        "portfolio.phones q WHERE q.number = p.number) = 1 AND NOT EXISTS (SELECT 1 FROM "
+        "activities.activities x WHERE x.account_id = a.id AND x.kind = 'portal') "
+        "ORDER BY a.id LIMIT 1", i=INSTITUTION, g=demo.USER_IDS["gestor1"], taken=taken)[0])
+
+
+def test_an_agent_texts_the_link_the_phone_gets_it_and_the_debtor_opens_it(
+        world, browser, stack, demo_users, screenshots):
+    from messaging import kannel
+    from recaudo_common.config import settings
+
+    debtor_id, account_id, phone_id, number = _sms_debtor(world)
+    birth = sql("SELECT birth_date FROM portfolio.debtors WHERE id = :d", d=debtor_id)[0][0]
+    sql("UPDATE portfolio.debtors SET birth_date = :b WHERE id = :d", b=BIRTH, d=debtor_id)
+    fakesmsc = Path(settings().var_dir) / "kannel"
+    try:
+        # a phone the debtor asked not to be texted on: refused, with the rule and reason
+        sql("UPDATE portfolio.phones SET do_not_call = true WHERE id = :p", p=phone_id)
+        refused = world["gestor"].call("POST", f"/api/v1/debtors/{debtor_id}/portal-links", {
+            "channel": "sms", "phone": number, "account_id": account_id})
+        assert refused.status_code == 409, refused.text
+        assert {"compliance", "rule", "reason"} <= set(refused.json()["error"]["fields"])
+        bad = world["gestor"].call("POST", f"/api/v1/debtors/{debtor_id}/portal-links", {
+            "channel": "sms", "account_id": account_id})
+        assert bad.status_code == 422 and "phone" in bad.json()["error"]["fields"]
+        sql("UPDATE portfolio.phones SET do_not_call = false WHERE id = :p", p=phone_id)
+
+        context = browser.new_context(base_url=stack.base_url,
+                                      viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(20_000)
+        page = context.new_page()
+        try:
+            login(page, "gestor1", demo_users)
+            page.goto(f"/deudores/{debtor_id}?tab=portal")
+            page.check("#portal-channel-sms")
+            page.select_option("#portal-phone", number)
+            page.click("#portal-send")
+            expect(page.locator("#portal-sent")).to_contain_text("SMS")
+            page.screenshot(path=str(screenshots / "portal-0-agent-texts-link-1280.png"),
+                            full_page=True)
+            url = page.locator("#portal-url").input_value()
+            token_part = url.rsplit("/", 1)[1]
+            # the fake SMSC (the phone network) got it, in one GSM-7 segment
+            line = wait_for(lambda: next((m for m in kannel.received(fakesmsc)
+                                          if token_part in m), None), 30, "the SMS at the SMSC")
+            assert number in line
+            (body, encoding, segments), = sql(
+                "SELECT body, encoding, segments FROM messaging.sms_messages WHERE debtor_id = :d"
+                " ORDER BY id DESC LIMIT 1", d=debtor_id)
+            assert (encoding, segments) == ("gsm7", 1) and body.endswith("un solo uso)")
+            # the conversation and the history show the link without its token
+            page.goto(f"/deudores/{debtor_id}?tab=sms")
+            expect(page.locator("#sms-conversation")).to_contain_text("/pl_***")
+            assert token_part not in page.content()
+        finally:
+            context.close()
+        history = world["gestor"].ok("GET", f"/api/v1/accounts/{account_id}/activities")["items"]
+        (texted,) = [h for h in history if h["kind"] == "sms"
+                     and h["details"].get("portal") == "link_sent"]
+        assert number in texted["description"] and token_part not in texted["description"]
+
+        # the debtor opens it on their phone
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+        phone.set_default_timeout(20_000)
+        page = phone.new_page()
+        try:
+            page.goto(url)
+            page.fill("#answer", BIRTH)
+            with page.expect_navigation():
+                page.click("#verify-submit")
+            expect(page.locator(f"#balance-{account_id}")).to_be_visible()
+            _shot(page, screenshots, "0-opened-from-sms")
+        finally:
+            phone.close()
+    finally:
+        sql("UPDATE portfolio.phones SET do_not_call = false WHERE id = :p", p=phone_id)
+        sql("UPDATE portfolio.debtors SET birth_date = :b WHERE id = :d", b=birth, d=debtor_id)

@@ -10,9 +10,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import requests
 
 from activities.service import ActivitiesService
 from auth.service import AuthService
+from documents.service import DocumentsService
 from recaudo_common.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, \
     PermissionDenied
 
@@ -131,6 +133,19 @@ def test_an_expired_link_is_refused_and_other_factors_follow_the_institution(
     assert _open(anon, link, str(DEBTOR)[-4:])["debtor_id"] == DEBTOR
 
 
+def test_a_link_for_an_sms_keeps_the_number_it_goes_to_and_opens_like_any(
+        staff, anon, engine):
+    link = staff().auth.create_portal_link(DEBTOR, {"channel": "sms", "sent_to": "5512345678"})
+    assert scalar(engine, "SELECT channel || ' ' || sent_to FROM auth.portal_links"
+                          " WHERE id = :i", i=link["link_id"]) == "sms 5512345678"
+    assert _open(anon, link)["debtor_id"] == DEBTOR
+    for wrong in ({"channel": "sms", "sent_to": "deudor@example.com"},
+                  {"channel": "email", "sent_to": "5512345678"}, {"channel": "fax"}):
+        with pytest.raises(InvalidInput) as err:
+            staff().auth.create_portal_link(DEBTOR, wrong)
+        assert set(err.value.fields) <= {"sent_to", "channel"}, err.value.fields
+
+
 @pytest.fixture
 def debtor(staff, anon, rpc_proxy):
     opened = _open(anon, staff().auth.create_portal_link(DEBTOR, {}))
@@ -234,3 +249,67 @@ def test_a_settlement_paid_closes_the_debt_by_an_adjustment(debtor, admin, engin
     finally:
         sql(engine, "DELETE FROM portfolio.movements WHERE account_id = :a", a=DEBTOR)
         sql(engine, "UPDATE portfolio.accounts SET balance = 5000 WHERE id = :a", a=DEBTOR)
+
+
+# --- a dispute keeps the document the debtor sent with it -----------------------------------------
+
+PDF = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n"
+DOC_TABLES = "documents.share_accesses, documents.share_links, documents.versions, " \
+             "documents.documents, documents.uploads"
+
+
+@pytest.fixture
+def documents(services, s3_server, engine, container_factory, rabbit_config):
+    """The documents service (and its S3) beside the portal's services."""
+    sql(engine, f"TRUNCATE {DOC_TABLES} RESTART IDENTITY CASCADE")
+    container_factory(DocumentsService, rabbit_config).start()
+    yield
+    sql(engine, f"TRUNCATE {DOC_TABLES} RESTART IDENTITY CASCADE")
+
+
+def _post(ticket, content, name):
+    sent = requests.post(ticket["url"], data=ticket["fields"], files={"file": (name, content)},
+                         timeout=10)
+    assert sent.status_code < 300, sent.text
+
+
+def test_a_dispute_keeps_the_debtors_document_and_both_sides_download_it(
+        documents, debtor, staff, engine):
+    ticket = debtor.documents.portal_request_upload({"account_id": DEBTOR,
+                                                     "filename": "estado.pdf", "size": len(PDF)})
+    _post(ticket, PDF, "estado.pdf")
+    version_id = debtor.documents.portal_complete_upload(ticket["upload_id"])["latest"]["id"]
+    # what is not the debtor's own upload is refused on the field, and no dispute opens
+    agent = staff(permissions=("portfolio.read", "activities.read", "activities.log",
+                               "documents.read", "documents.upload"))
+    theirs = agent.documents.request_upload({"debtor_id": DEBTOR, "filename": "interno.pdf",
+                                             "size": len(PDF), "category": "otro"})
+    _post(theirs, PDF, "interno.pdf")
+    internal = agent.documents.complete_upload(theirs["upload_id"])["latest"]["id"]
+    for wrong in (internal, version_id + 1000):
+        with pytest.raises(InvalidInput) as err:
+            debtor.activities.portal_dispute({"account_id": DEBTOR, "reason": "No es mío",
+                                              "document_version_id": wrong})
+        assert list(err.value.fields) == ["document_version_id"]
+    assert scalar(engine, "SELECT count(*) FROM activities.disputes WHERE account_id = :a",
+                  a=DEBTOR) == 0
+    with pytest.raises(NotFound):                       # nor downloads the agency's own file
+        debtor.documents.portal_download_url(internal)
+
+    opened = debtor.activities.portal_dispute({"account_id": DEBTOR, "reason": "Ya pagué",
+                                               "document_version_id": version_id})
+    assert (opened["document_version_id"], opened["document_name"]) == (version_id, "estado.pdf")
+    # the documents service filed it with the dispute, in the debtor's folder
+    assert scalar(engine, "SELECT dispute_id FROM documents.documents d JOIN documents.versions"
+                          " v ON v.document_id = d.id WHERE v.id = :v", v=version_id) \
+        == opened["id"]
+    [shown] = debtor.activities.portal_view()["accounts"][0]["disputes"]
+    assert shown["document_version_id"] == version_id
+    assert requests.get(debtor.documents.portal_download_url(version_id)["url"],
+                        timeout=10).content == PDF
+    [listed] = agent.activities.account_disputes(DEBTOR)
+    assert (listed["document_version_id"], listed["document_name"]) == (version_id, "estado.pdf")
+    assert requests.get(agent.documents.download_url(version_id)["url"], timeout=10).content == PDF
+    details = scalar(engine, "SELECT details FROM activities.activities WHERE kind = 'portal'"
+                             " AND details->>'portal' = 'dispute'")
+    assert details["document_version_id"] == version_id

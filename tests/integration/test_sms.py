@@ -203,3 +203,52 @@ def test_a_wrong_token_or_receiver_is_refused(services, kannel_server, template,
             urllib.request.urlopen(base + query, timeout=10)
         assert err.value.code == 403
     assert gestor.list_sms(D1) == []
+
+
+# --- the debtor portal's personal link by SMS ---------------------------------------------------
+
+TOKEN = "pl_" + "Tk9" * 14
+LINK = f"https://recaudo.example/mi-cuenta/{INST}/{TOKEN}"
+
+
+def test_a_portal_link_goes_by_sms_in_one_gsm7_segment_and_its_token_shows_nowhere(
+        gestor, template, kannel_server, engine):
+    sent = gestor.send_portal_link_sms({"account_id": D1, "phone": "55 1234 5678",
+                                        "portal_link": LINK, "link_id": 41,
+                                        "idempotency_key": "portal-link-41"})
+    assert (sent["encoding"], sent["segments"], sent["template_id"]) == ("gsm7", 1, None)
+    assert TOKEN not in sent["body"] and f"/mi-cuenta/{INST}/pl_***" in sent["body"]
+    assert wait_for(lambda: _state(gestor, D1, sent["uuid"]) == "delivered", 20), \
+        gestor.list_sms(D1)
+    # the phone gets the usable link; the conversation, the history and the API do not
+    assert any(TOKEN in line and "5512345678" in line for line in kannel_server.received())
+    [shown] = gestor.list_sms(D1)
+    assert TOKEN not in shown["body"] and shown["body"].startswith("Consulte su cuenta: ")
+    [logged] = activities_of(engine, D1)
+    assert (logged["kind"], logged["result_code"], logged["phone"]) == ("sms", "SMS_ENV",
+                                                                       "5512345678")
+    assert logged["details"]["portal"] == "link_sent" and logged["details"]["portal_link_id"] == 41
+    assert logged["description"].startswith("Liga del portal enviada por SMS a 5512345678")
+    assert TOKEN not in logged["description"]
+    # a retry of the same link answers the first message
+    again = gestor.send_portal_link_sms({"account_id": D1, "phone": "5512345678",
+                                         "portal_link": LINK, "link_id": 41,
+                                         "idempotency_key": "portal-link-41"})
+    assert again["uuid"] == sent["uuid"]
+
+
+def test_a_portal_link_by_sms_is_judged_by_the_contact_policy(gestor, template, engine):
+    sql(engine, "UPDATE portfolio.phones SET do_not_call = true WHERE debtor_id = :d", d=D1)
+    with pytest.raises(Conflict) as err:
+        gestor.send_portal_link_sms({"account_id": D1, "phone": "5512345678",
+                                     "portal_link": LINK, "link_id": 42, "language": "en"})
+    assert {"compliance", "rule", "reason"} <= set(err.value.fields)
+    with pytest.raises(InvalidInput) as err:
+        gestor.send_portal_link_sms({"account_id": D2, "phone": "5512345678",
+                                     "portal_link": LINK, "link_id": 42})
+    assert err.value.fields == {"phone": ["No es un teléfono del deudor"]}
+    with pytest.raises(InvalidInput) as err:
+        gestor.send_portal_link_sms({"account_id": D2, "phone": "5587654321", "link_id": 42,
+                                     "portal_link": "https://evil.example/x?pl_abc"})
+    assert "portal_link" in err.value.fields
+    assert scalar(engine, "SELECT count(*) FROM messaging.sms_messages") == 0

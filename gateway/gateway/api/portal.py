@@ -7,7 +7,7 @@ own rows (another debtor's account answers 404, like a missing one).
 from __future__ import annotations
 
 from flask import g, request
-from marshmallow import fields
+from marshmallow import fields, validate
 
 from activities.contracts import ApprovalOut
 from activities.contracts import (PortalCallback, PortalDispute, PortalPreferences,
@@ -124,6 +124,8 @@ class UploadTicketOut(Schema):
 class DocumentOut(Schema):
     id = fields.Integer()
     name = fields.String()
+    version_id = fields.Integer(attribute="latest.id", metadata={
+        "description": "lo que una aclaración lleva como ``document_version_id``"})
 
 
 @blp.before_request
@@ -171,7 +173,8 @@ def me():
 @blp.route("/documents/<int:version_id>/download", methods=["GET"])
 @blp.alt_response(200, schema=Download)
 def download(version_id):
-    """Un documento que la institución compartió con usted (404 si no)."""
+    """Un documento que la institución compartió con usted, o el que envió con una
+    aclaración (404 si no)."""
     with portal.debtor_rpc() as proxy:
         return proxy.documents.portal_download_url(version_id)
 
@@ -248,20 +251,28 @@ staff_blp.before_request(_auth.require_api_user)
 
 
 class LinkAsk(Schema):
-    """With ``template_id`` and ``account_id`` the link is emailed to ``sent_to`` from that
-    template (its ``{{ portal_link }}``), judged by the contact policy and logged as an
-    email in the account's history; without them it is only answered."""
+    """By email (``channel`` email): with ``template_id`` and ``account_id`` the link is
+    emailed to ``sent_to`` from that template (its ``{{ portal_link }}``); without them it
+    is only answered. By SMS (``channel`` sms): texted to ``phone``, one of the debtor's
+    numbers, in a short text of its own. Either is judged by the contact policy (refused:
+    409 with the rule and reason) and logged in the account's history."""
 
+    channel = fields.String(load_default="email", validate=validate.OneOf(("email", "sms")))
     sent_to = fields.Email(load_default=None, allow_none=True,
                            metadata={"description": "a quién se envía (queda en la bitácora)"})
+    phone = fields.String(load_default=None, allow_none=True,
+                          validate=validate.Length(min=1, max=40),
+                          metadata={"description": "con ``channel`` sms: a qué número"})
     template_id = fields.Integer(load_default=None, allow_none=True)
     account_id = fields.Integer(load_default=None, allow_none=True)
-    language = fields.String(load_default="es")
+    language = fields.String(load_default="es", validate=validate.OneOf(("es", "en")))
 
 
 class LinkMade(Schema):
     link_id = fields.Integer()
+    channel = fields.String(metadata={"description": "email | sms"})
     message_id = fields.Integer(allow_none=True, metadata={"description": "el correo en cola"})
+    sms_id = fields.String(allow_none=True, metadata={"description": "el SMS en cola (uuid)"})
     url = fields.String(metadata={"description": "se muestra una sola vez; un solo uso"})
     institution_id = fields.Integer()
     debtor_id = fields.Integer()

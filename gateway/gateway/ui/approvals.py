@@ -1,7 +1,7 @@
 """The staff's side of the limits and the debtor portal: the supervisors' approval queue,
 ``/aprobaciones`` (promises and plans outside their institution's limits, oldest first,
 each approved or rejected with a note), and the debtor's "Portal" tab, where an agent
-emails the debtor a personal link. The services decide who may and what is in scope."""
+sends the debtor a personal link by email or SMS. The services decide who may and what is in scope."""
 from __future__ import annotations
 
 from flask import Blueprint, g, redirect, render_template, request, url_for
@@ -54,7 +54,7 @@ def decide(approval_id: int):
     return redirect(url_for(".approvals", hecho=decision))
 
 
-# --- the debtor's "Portal" tab: a personal link, emailed ------------------------------------
+# --- the debtor's "Portal" tab: a personal link, by email or SMS ------------------------------------
 
 def _portal_tab(proxy, view) -> dict:
     try:
@@ -64,7 +64,8 @@ def _portal_tab(proxy, view) -> dict:
     state = g.get("portal_tab") or {}
     return {"portal_templates": [t for t in candidates
                                  if "portal_link" in (t.get("text_es") or "")],
-            "portal_sent": state.get("sent"), "portal_errors": state.get("errors", {})}
+            "portal_sent": state.get("sent"), "portal_errors": state.get("errors", {}),
+            "portal_values": state.get("values", {})}
 
 
 add_debtor_tab(DebtorTab("portal", N_("Portal"), "approvals/portal_tab.html",
@@ -75,15 +76,20 @@ add_debtor_tab(DebtorTab("portal", N_("Portal"), "approvals/portal_tab.html",
 @auth.permission_required("activities.log")
 def send_portal_link(debtor_id: int):
     form = request.form
-    data = {"sent_to": form.get("sent_to", "").strip() or None,
-            "template_id": to_int(form.get("template_id")),
+    channel = "sms" if form.get("channel") == "sms" else "email"
+    data = {"channel": channel,
+            "sent_to": form.get("sent_to", "").strip() or None if channel == "email" else None,
+            "phone": form.get("phone", "").strip() or None if channel == "sms" else None,
+            "template_id": to_int(form.get("template_id")) if channel == "email" else None,
             "account_id": to_int(form.get("account_id")),
             "language": form.get("language") if form.get("language") in ("es", "en") else "es"}
     try:
         with rpc() as proxy:
-            g.portal_tab = {"sent": debtor_portal.send_link(proxy, debtor_id, data)}
+            g.portal_tab = {"sent": debtor_portal.send_link(proxy, debtor_id, data),
+                            "values": data}
     except (InvalidInput, Conflict) as refused:
-        g.portal_tab = {"errors": {k: v if isinstance(v, list) else [str(v)]
+        g.portal_tab = {"values": data,
+                        "errors": {k: v if isinstance(v, list) else [str(v)]
                                    for k, v in (refused.fields or {}).items()}
                         or {"_schema": [refused.message]}}
         return portfolio.debtor_page(debtor_id, "portal", failure=refused.message,

@@ -124,6 +124,9 @@ class ActivityWrite(_EntryFields):
     override = fields.Nested(Override, load_default=None, allow_none=True)
     #: the preventive campaign (queues service) a message was sent for: kept in the details
     campaign_id = fields.Integer(load_default=None, allow_none=True)
+    #: the debtor portal's personal link (auth's) the message carried: the entry is the
+    #: portal's in the history (``details.portal = "link_sent"``)
+    portal_link_id = fields.Integer(load_default=None, allow_none=True)
     #: the number an outbound call went out from (the agent's line, the dialer's), else the
     #: institution's outbound number; kept in the details (no hidden caller id)
     caller_id = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(
@@ -281,6 +284,9 @@ class DisputeOut(Schema):
     resolution_note = fields.String()
     resolved_by = fields.Integer(allow_none=True)
     resolved_at = fields.AwareDateTime(allow_none=True)
+    document_version_id = fields.Integer(allow_none=True, metadata={
+        "description": "el documento enviado con la aclaración (versión en documentos)"})
+    document_name = fields.String(allow_none=True)
 
 
 class OverdueQuery(PageQuery):
@@ -658,7 +664,8 @@ class PortalDispute(Schema):
     account_id = fields.Integer(required=True)
     reason = fields.String(required=True, validate=validate.Length(min=3, max=200))
     evidence = fields.String(load_default="", validate=validate.Length(max=4000))
-    document_id = fields.Integer(load_default=None, allow_none=True)
+    #: a version the debtor uploaded to their folder (``portal/uploads``): kept by the dispute
+    document_version_id = fields.Integer(load_default=None, allow_none=True)
 
 
 class PortalPreferences(Schema):

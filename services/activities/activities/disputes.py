@@ -47,6 +47,14 @@ def open_dispute(session: Session, db, identity: Identity, account: dict, data: 
     return DisputeOut().dump(dispute)
 
 
+def attach_document(session: Session, dispute_id: int, version_id: int, name: str) -> dict:
+    """The document sent with the dispute (the documents service filed it with it)."""
+    dispute = session.get(Dispute, dispute_id)
+    dispute.document_version_id, dispute.document_name = version_id, name[:255]
+    session.flush()
+    return DisputeOut().dump(dispute)
+
+
 def resolve(session: Session, db, identity: Identity, dispute_id: int, data: dict) -> dict:
     dispute = session.get(Dispute, dispute_id, with_for_update=True)
     if dispute is None or not identity.may_access_institution(dispute.institution_id):

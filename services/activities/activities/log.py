@@ -176,6 +176,8 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
         details["caller_id"] = number
     if data.get("campaign_id") is not None:
         details["campaign_id"] = data["campaign_id"]
+    if data.get("portal_link_id") is not None:
+        details.update(portal="link_sent", portal_link_id=data["portal_link_id"])
     if overridden:
         details["compliance_override"] = overridden
     if plan:

@@ -206,6 +206,10 @@ class Dispute(Base):
     resolution_note: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
     resolved_by: Mapped[int | None] = mapped_column(Integer)
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: the document sent with it: a version in the documents service (downloads go there,
+    #: through its checks), and its name to show
+    document_version_id: Mapped[int | None] = mapped_column(BigInteger)
+    document_name: Mapped[str | None] = mapped_column(String(255))
     __table_args__ = (
         CheckConstraint("state IN ('open', 'resolved')", name="state"),
         CheckConstraint(f"outcome IS NULL OR {_in('outcome', DISPUTE_OUTCOMES)}", name="outcome"),

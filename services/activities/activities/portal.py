@@ -144,13 +144,21 @@ def accept_offer(session: Session, db, account: dict) -> dict:
     return {**promise(session, db, account, terms, settlement=offer), "offer": offer}
 
 
-def dispute(session: Session, db, identity, account: dict, data: dict) -> dict:
+def dispute(session: Session, db, identity, account: dict, data: dict, file_evidence=None
+            ) -> dict:
+    """The debtor's dispute; with ``document_version_id``, ``file_evidence(version_id,
+    dispute_id)`` (the documents service) files that upload of theirs with it and answers
+    it, or refuses, and nothing is opened."""
     owner = account.get("assigned_agent_id") or account.get("lawyer_id") or NOBODY
     opened = disputes.open_dispute(session, db, identity, account,
                                    {"reason": data["reason"], "evidence": data["evidence"],
                                     "owner_id": owner})
+    if data.get("document_version_id") is not None:
+        filed = file_evidence(data["document_version_id"], opened["id"])
+        opened = disputes.attach_document(session, opened["id"], filed["version_id"],
+                                          filed["name"])
     record(session, account, "dispute", f"Aclaración abierta en el portal: {data['reason']}",
-           dispute_id=opened["id"], document_id=data.get("document_id"))
+           dispute_id=opened["id"], document_version_id=opened["document_version_id"])
     return opened
 
 

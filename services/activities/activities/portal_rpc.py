@@ -4,6 +4,7 @@ acts on an account the portfolio answers as that debtor's own (another's: NotFou
 from __future__ import annotations
 
 from recaudo_common.acting import ActingRpc
+from recaudo_common.errors import InvalidInput, NotFound
 from recaudo_common.service import rpc
 from recaudo_common.validation import load
 
@@ -63,7 +64,16 @@ class PortalEntrypoints:
         data = load(PortalDispute(), data)
         account = self._own(data["account_id"])
         with self.db.session() as session:
-            return portal.dispute(session, self.db, identity, account, data)
+            return portal.dispute(session, self.db, identity, account, data, self._evidence)
+
+    def _evidence(self, version_id: int, dispute_id: int) -> dict:
+        """The documents service files the debtor's own upload with the dispute (asked as
+        the debtor); one that is not theirs is refused on the field."""
+        try:
+            return self.documents.portal_dispute_evidence(version_id, dispute_id)
+        except NotFound:
+            raise InvalidInput("Documento no encontrado", {"document_version_id": [
+                "No es un documento que usted haya subido"]}) from None
 
     @rpc
     def portal_callback(self, data):

@@ -41,6 +41,8 @@ class ActivitiesService(LimitsEntrypoints, PortalEntrypoints, ServiceBase):
     name = "activities"
     db = Database(Base)
     portfolio = RpcProxy("portfolio")
+    #: the debtor portal's dispute files its document there (portal_rpc.py)
+    documents = RpcProxy("documents")
 
     def _account(self, identity, account_id, contacts: bool = False) -> dict:
         """The portfolio's account as the caller may see it, or NotFound (no existence leak).

@@ -4,7 +4,9 @@ link's token and the answer, or the session's id, are the authority); the rest c
 caller's."""
 from __future__ import annotations
 
-from marshmallow import fields, validate
+import re
+
+from marshmallow import ValidationError, fields, validate, validates_schema
 
 from recaudo_common import references
 from recaudo_common.acting import ActingRpc
@@ -19,8 +21,23 @@ REFUSALS = (NotAuthenticated,)
 
 
 class PortalLinkCreate(Schema):
-    channel = fields.String(load_default="email", validate=validate.OneOf(("email",)))
-    sent_to = fields.Email(load_default=None, allow_none=True)
+    """Where the link goes: an email address, or a phone number for an SMS (kept in the
+    link's row and its audit, never the token)."""
+
+    channel = fields.String(load_default="email", validate=validate.OneOf(("email", "sms")))
+    sent_to = fields.String(load_default=None, allow_none=True,
+                            validate=validate.Length(max=254))
+
+    @validates_schema
+    def _sent_to(self, data, **_):
+        to = data.get("sent_to")
+        if to is None:
+            return
+        if data["channel"] == "email":
+            if not re.fullmatch(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+", to):
+                raise ValidationError("Un correo electrónico", "sent_to")
+        elif not re.fullmatch(r"\+?[0-9][0-9 ()-]{4,28}[0-9]", to):
+            raise ValidationError("Un número de teléfono", "sent_to")
 
 
 class PortalOpen(Schema):
@@ -48,8 +65,8 @@ class PortalEntrypoints:
     def create_portal_link(self, debtor_id, data=None):
         """A personal link for a debtor the caller works (its token answered once)."""
         identity = self.caller.require("activities.log")
-        data = load(PortalLinkCreate(), data or {})
         debtor = self.portfolio.debtor_scope(debtor_id)   # the caller's reach: or NotFound
+        data = load(PortalLinkCreate(), data or {})
         with self._session() as session:
             return portal.create_link(session, identity, debtor, data["channel"],
                                       data["sent_to"])

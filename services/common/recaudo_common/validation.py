@@ -23,7 +23,7 @@ BIGINT_NAMES = frozenset({
     "item_id", "movement_id", "document_id", "version_id", "link_id", "access_id",
     "message_id", "outbound_id", "inbound_id", "job_id", "import_job_id", "problem_id",
     "phone_id", "email_id", "address_id", "guarantor_id", "contact_id", "delivery_id",
-    "notification_id"})
+    "notification_id", "document_version_id"})
 
 OUT_OF_RANGE = "Fuera de rango: entre {min} y {max}"
 

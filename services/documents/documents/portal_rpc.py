@@ -2,7 +2,8 @@
 ``DocumentsService``: a debtor's portal session uploads a file (a dispute's evidence)
 into their own folder through the same presigned POST and the same checks (size, kind
 sniffed from the bytes: an executable is refused) as a collector's upload, and reads the
-documents the institution shared with them (its active share links to their folder)."""
+documents the institution shared with them (its active share links to their folder) and
+those they sent with a dispute (filed with it when the activities service opens it)."""
 from __future__ import annotations
 
 import uuid
@@ -15,7 +16,7 @@ from recaudo_common.service import rpc
 from recaudo_common.validation import load
 
 from . import folders, sharing
-from .models import Document, ShareLink, Upload
+from .models import Document, ShareLink, Upload, Version
 from .contracts import DownloadOut, UploadRequest, UploadTicket
 
 
@@ -87,16 +88,50 @@ class PortalEntrypoints:
         with self.db.session() as session:
             return self._shared(session, identity)
 
+    @staticmethod
+    def _own_upload(identity, document: Document, version: Version) -> bool:
+        """A version the debtor's portal session uploaded into their own folder (no activity
+        of the agency's filed it: a message's attachments and sent letters are not theirs)."""
+        return ((document.institution_id, document.debtor_id) == (
+            identity.debtor_institution_id, identity.debtor_id)
+            and document.activity_id is None and version.uploaded_by == identity.user_id)
+
+    @rpc
+    def portal_dispute_evidence(self, version_id, dispute_id):
+        """File the debtor's own upload with their dispute (the activities service asks, as
+        the debtor, while opening it): its folder entry names the dispute. Answers the
+        version; another's, or one already filed with another dispute, answers like missing."""
+        identity = self.caller.identity.require_debtor()
+        if not all(isinstance(v, int) and not isinstance(v, bool)
+                   for v in (version_id, dispute_id)):
+            raise NotFound("Documento no encontrado")
+        with self.db.session() as session:
+            found = session.execute(select(Document, Version).join(
+                Version, Version.document_id == Document.id).where(Version.id == version_id)
+                .with_for_update(of=Document)).first()
+            if found is None or not self._own_upload(identity, *found) or \
+                    found[0].dispute_id not in (None, dispute_id):
+                raise NotFound("Documento no encontrado")
+            document, version = found
+            document.dispute_id = dispute_id
+            return {"version_id": version.id, "document_id": document.id, "name": version.name,
+                    "content_type": version.content_type, "size": version.size}
+
     @rpc
     def portal_download_url(self, version_id):
-        """A short presigned GET of a version of a document shared with the debtor."""
+        """A short presigned GET of a version of a document shared with the debtor, or of
+        one they sent with a dispute."""
         identity = self.caller.identity.require_debtor()
         if not isinstance(version_id, int) or isinstance(version_id, bool):
             raise NotFound("Documento no encontrado")
         with self.db.session() as session:
-            shared = {v["id"] for d in self._shared(session, identity)
-                      for v in d.get("versions", [])}
-            if version_id not in shared:
+            found = session.execute(select(Document, Version).join(
+                Version, Version.document_id == Document.id).where(Version.id == version_id)
+                ).first()
+            disputed = found is not None and found[0].dispute_id is not None and \
+                self._own_upload(identity, *found)
+            if not disputed and version_id not in {
+                    v["id"] for d in self._shared(session, identity)
+                    for v in d.get("versions", [])}:
                 raise NotFound("Documento no encontrado")
-            _, version = folders.find_version(session, version_id)
-            return DownloadOut().dump(folders.download(version))
+            return DownloadOut().dump(folders.download(found[1]))

@@ -147,6 +147,12 @@ class TemplateOut(Schema):
     updated_at = fields.AwareDateTime()
 
 
+#: what a ``portal_link`` may be: the debtor portal's personal link, nothing else
+PORTAL_LINK = validate.Regexp(
+    r"^https?://[^/\s]{1,200}/mi-cuenta/\d{1,10}/pl_[A-Za-z0-9_-]{20,80}$",
+    error="Sólo una liga del portal del deudor")
+
+
 class _Compose(Schema):
     account_id = fields.Integer(required=True)
     template_id = fields.Integer(required=True)
@@ -161,9 +167,7 @@ class SendEmail(_Compose):
     #: checked by the service (parsing.clean_address), after permission
     to = fields.String(required=True, validate=validate.Length(max=254))
     #: the debtor portal's personal link the template's ``{{ portal_link }}`` prints
-    portal_link = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(
-        r"^https?://[^/\s]{1,200}/mi-cuenta/\d{1,10}/pl_[A-Za-z0-9_-]{20,80}$",
-        error="Sólo una liga del portal del deudor"))
+    portal_link = fields.String(load_default=None, allow_none=True, validate=PORTAL_LINK)
     mailbox_id = fields.Integer(load_default=None, allow_none=True)
     document_version_ids = fields.List(fields.Integer(),
                                        load_default=list, validate=validate.Length(max=10))
@@ -359,6 +363,37 @@ class SendSms(_Compose):
                                     validate=validate.Length(min=1, max=100))
 
 
+#: a debtor portal link's token (after ``pl_``) in a text: never shown (auth keeps its hash)
+PORTAL_TOKEN = re.compile(r"(/mi-cuenta/\d{1,10}/pl_)[A-Za-z0-9_-]+")
+
+
+def mask_portal_links(value: str) -> str:
+    """``value`` with every portal link's token hidden (its address kept)."""
+    return PORTAL_TOKEN.sub(lambda m: m.group(1) + "***", value)
+
+
+class _Masked(fields.String):
+    """A text shown with any debtor portal link's token hidden."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        value = super()._serialize(value, attr, obj, **kwargs)
+        return mask_portal_links(value) if value else value
+
+
+class SendPortalLinkSms(Schema):
+    """The debtor portal's personal link by SMS, in messaging's own short text."""
+
+    account_id = fields.Integer(required=True)
+    #: checked by the service (a number of the debtor's), after permission
+    phone = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    portal_link = fields.String(required=True, validate=PORTAL_LINK)
+    #: auth's link row: kept in the history entry's details
+    link_id = fields.Integer(required=True)
+    language = fields.String(load_default="es", validate=validate.OneOf(("es", "en")))
+    idempotency_key = fields.String(load_default=None, allow_none=True,
+                                    validate=validate.Length(min=1, max=100))
+
+
 class SmsOut(Schema):
     """One SMS of a debtor's conversation, with its delivery state (times in UTC)."""
 
@@ -368,7 +403,7 @@ class SmsOut(Schema):
     account_id = fields.Integer(allow_none=True)
     direction = fields.String(metadata={"description": "outbound | inbound"})
     phone = fields.String()
-    body = fields.String()
+    body = _Masked()
     encoding = fields.String(metadata={"description": "gsm7 | ucs2"})
     segments = fields.Integer()
     template_id = fields.Integer(allow_none=True)

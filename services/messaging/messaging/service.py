@@ -32,7 +32,7 @@ from recaudo_common.service import ServiceBase, event_handler, rpc
 from recaudo_common.validation import load, page_of
 
 from . import (attachments, compliance, contact_log, crypto, delivery, inbound, mailsearch, mailsync,
-               parsing, sms, sms_delivery, templates)
+               parsing, portal_link, sms, sms_delivery, templates)
 from .idle import mailbox_idle
 from .partner_entrypoints import PartnerWebhooks
 from .models import (Base, InboundMessage, InstitutionSettings, Mailbox, MatchPattern,
@@ -40,7 +40,8 @@ from .models import (Base, InboundMessage, InstitutionSettings, Mailbox, MatchPa
 from .contracts import (Assign, InboundDetail, InboundOut, InboundQuery, MailboxOut, MailboxWrite,
                         MessagingSettingsOut, MessagingSettingsWrite, OutboundDetail, OutboundOut,
                         OutboundQuery, PatternOut, PatternWrite, PreviewRequest, SearchQuery,
-                        SendCampaignMessage, SendEmail, SendFax, SendReport, SendSms, SmsOut,
+                        SendCampaignMessage, SendEmail, SendFax, SendPortalLinkSms, SendReport,
+                        SendSms, SmsOut,
                         SmsPreviewRequest, SmsSettingsOut, SmsSettingsWrite, TemplateOut,
                         TemplateWrite)
 
@@ -660,6 +661,41 @@ class MessagingService(PartnerWebhooks, ServiceBase):
             earlier = self._earlier_sms(identity, key)
             if earlier is not None:
                 return earlier
+        number, account, view, justification = self._sms_target(identity, data)
+        with self.db.session() as session:
+            template = self._template(session, identity, data["template_id"],
+                                      account["institution_id"])
+            rendered = self._render(template, data["language"], account, view)
+            template_id, template_name = template.id, template.name
+        text = rendered["text"].strip()
+        if not text:
+            raise InvalidInput("Mensaje vacío", {"template_id": ["La plantilla no tiene texto"]})
+        return self._queue_sms(identity, account, number, text, rendered["language"],
+                               justification, key, f"plantilla «{template_name}»",
+                               template_id=template_id)
+
+    @rpc
+    def send_portal_link_sms(self, data):
+        """The debtor portal's personal link (auth made it, the gateway asks) by SMS to one
+        of the debtor's numbers, in messaging's own short text (portal_link.py): judged by
+        the contact policy like any SMS, logged as the portal's SMS entry, its token masked
+        in all that is shown or logged."""
+        identity = self.caller.require("messaging.send")
+        data = load(SendPortalLinkSms(), data)
+        key = data.get("idempotency_key")
+        if key:
+            earlier = self._earlier_sms(identity, key)
+            if earlier is not None:
+                return earlier
+        number, account, view, justification = self._sms_target(identity, data)
+        text = portal_link.text(data["language"], data["portal_link"])
+        return self._queue_sms(identity, account, number, text, data["language"],
+                               justification, key, "liga personal del portal",
+                               portal=data["link_id"])
+
+    def _sms_target(self, identity, data) -> tuple:
+        """The number (one of the debtor's), the account and its contact view, and the
+        policy's verdict on texting it now (refused: Conflict; overridden: the reason)."""
         number = contact_policy.phone_digits(data["phone"])
         if not 6 <= len(number) <= 20:
             raise InvalidInput("Número inválido", {"phone": ["De 6 a 20 dígitos"]})
@@ -668,34 +704,36 @@ class MessagingService(PartnerWebhooks, ServiceBase):
                           for p in view.get("phones") or ()}:
             raise InvalidInput("Número inválido", {"phone": ["No es un teléfono del deudor"]})
         justification = self._compliance(identity, view, "sms", number, data.get("override"))
-        institution_id = account["institution_id"]
         with self.db.session() as session:
-            config = session.get(SmsSettings, institution_id)
+            config = session.get(SmsSettings, account["institution_id"])
             if config is None or not config.active:
                 raise InvalidInput("Sin SMS", {"phone": [
                     "La institución no tiene una pasarela de SMS configurada"]})
-            template = self._template(session, identity, data["template_id"], institution_id)
-            rendered = self._render(template, data["language"], account, view)
-            template_id, template_name = template.id, template.name
-        text = rendered["text"].strip()
-        if not text:
-            raise InvalidInput("Mensaje vacío", {"template_id": ["La plantilla no tiene texto"]})
+        return number, account, view, justification
+
+    def _queue_sms(self, identity, account, number, text, language, justification, key,
+                   what, template_id=None, portal=None) -> dict:
+        """The SMS queued for the delivery timer and its outbound SMS activity (a portal
+        link's token masked in the activity: ``portal`` is auth's link id)."""
+        institution_id = account["institution_id"]
         length = sms.segments(text)
         public = str(uuidlib.uuid4())
-        description = f"SMS enviado a {number} (plantilla «{template_name}», " \
-                      f"{rendered['language']}, {length['segments']} segmento(s)):\n{text}"
+        head = "Liga del portal enviada por SMS" if portal else "SMS enviado"
+        description = f"{head} a {number} ({what}, {language}, " \
+                      f"{length['segments']} segmento(s)):\n{portal_link.mask(text)}"
         if justification:
             description += f"\nFuera de política, autorizado: {justification}"
         activity = contact_log.log_activity(self.acting, self.activities, {
             "account_id": account["id"], "kind": "sms", "direction": "outbound",
             "phone": number[:40], "started_at": datetime.now(timezone.utc).isoformat(),
             "result_code": "SMS_ENV", "description": description[:3900],
-            "idempotency_key": f"messaging-sms-{public}"}, institution_id)
+            "portal_link_id": portal, "idempotency_key": f"messaging-sms-{public}"},
+            institution_id)
         row = SmsMessage(
             uuid=public, institution_id=institution_id, debtor_id=account["debtor_id"],
             account_id=account["id"], direction="outbound", phone=number, body=text,
             encoding=length["encoding"], segments=length["segments"], template_id=template_id,
-            language=rendered["language"], state="queued", activity_id=activity["id"],
+            language=language, state="queued", activity_id=activity["id"],
             created_by=identity.user_id, override_justification=justification,
             idempotency_key=key)
         try:

@@ -56,3 +56,24 @@ def test_a_discount_is_granted_approved_or_refused_by_its_band():
     assert discount_approver(LIMITS, "legal", 120, Decimal("71")) == (False, None)
     # no band for a legal account 30 days past due: no discount at all
     assert discount_approver(LIMITS, "legal", 30, Decimal("1")) == (False, None)
+
+
+def test_the_limits_applying_to_an_account_name_its_band_and_what_needs_approval():
+    from activities.limits import applying
+    seen = applying(LIMITS, {"stage": "delinquent", "days_past_due": 45})
+    assert seen["max_instalments"] == 3 and seen["max_plan_days"] == 60
+    assert seen["band"]["dpd_to"] == 90
+    assert (seen["free_pct"], seen["top_pct"]) == ("10", "30")
+    beyond = applying(LIMITS, {"stage": "legal", "days_past_due": 200})
+    assert (beyond["free_pct"], beyond["top_pct"]) == ("20", "70")
+    none = applying(LIMITS, {"stage": "legal", "days_past_due": 30})
+    assert none["band"] is None and none["top_pct"] == "0"
+
+
+def test_the_verdict_before_logging_is_the_logging_s_judgement():
+    from activities.limits import plan_verdict
+    assert plan_verdict(LIMITS, plan("100", "200"), TODAY) == {
+        "within": True, "reasons": [], "approver": None}
+    outside = plan_verdict(LIMITS, plan("100", "100", "100", "100"), TODAY)
+    assert outside["within"] is False and outside["approver"] == "supervisor"
+    assert outside["reasons"] == plan_reasons(LIMITS, plan("100", "100", "100", "100"), TODAY)

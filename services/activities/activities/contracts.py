@@ -591,6 +591,13 @@ class LimitsOut(Schema):
     updated_at = fields.AwareDateTime()
 
 
+class PromiseCheck(Schema):
+    """A promise or plan the activity form is filling, to judge before it is logged."""
+
+    account_id = fields.Integer(required=True)
+    promise = fields.Nested(PromiseWrite, required=True)
+
+
 class Reason(Schema):
     field = fields.String()
     message = fields.String()
@@ -645,7 +652,12 @@ class PortalPromise(Schema):
 
 
 class PortalSettlement(Schema):
+    """The offer as it stands; or, with ``discount_pct``, a settlement at that discount
+    (above the offer's it waits for the approver the account's band names)."""
+
     account_id = fields.Integer(required=True)
+    discount_pct = fields.Decimal(as_string=True, allow_nan=False, places=2, allow_none=True,
+                                  load_default=None, validate=_between("0.01", "100"))
 
 
 class PortalCallback(Schema):

@@ -119,6 +119,36 @@ def discount_approver(limits: PlanLimits, stage: str | None, days_past_due: int,
     return False, None
 
 
+def free_pct(band: dict | None) -> Decimal:
+    """The highest discount ``band`` grants with nobody's approval (0 when none)."""
+    return max((Decimal(t["up_to_pct"]) for t in (band or {}).get("thresholds", [])
+                if not t.get("approver")), default=Decimal("0"))
+
+
+def top_pct(band: dict | None) -> Decimal:
+    """The highest discount ``band`` allows at all, with whatever approval."""
+    return max((Decimal(t["up_to_pct"]) for t in (band or {}).get("thresholds", [])),
+               default=Decimal("0"))
+
+
+def applying(limits: PlanLimits, account: dict) -> dict:
+    """The limits as they apply to ``account`` (what the activity form shows): the
+    institution's, with the discount band of its stage and days past due (None: no
+    discount at all), the discount granted at once and the highest one with approval."""
+    band = band_for(limits, account.get("stage"), account.get("days_past_due") or 0)
+    return {**describe(limits), "stage": account.get("stage"),
+            "days_past_due": account.get("days_past_due") or 0, "band": band,
+            "free_pct": str(free_pct(band)), "top_pct": str(top_pct(band))}
+
+
+def plan_verdict(limits: PlanLimits, plan: list[dict], today: date) -> dict:
+    """What logging ``plan`` would do, judged by ``plan_reasons`` as the logging does: made
+    at once (``within``), or waiting for the approver it names, and why."""
+    reasons = plan_reasons(limits, plan, today)
+    return {"within": not reasons, "reasons": reasons,
+            "approver": "supervisor" if reasons else None}
+
+
 # --- the approval queue ---------------------------------------------------------------------
 
 def request(session: Session, account: dict, kind: str, terms: dict, reasons: list[dict],
@@ -183,7 +213,7 @@ def decide(session: Session, db, identity: Identity, approval_id: int, data: dic
         raise PermissionDenied(f"Falta el permiso {permission}", {"permission": [permission]})
     if approval.state != "pending":
         raise Conflict("La solicitud ya fue decidida", {"approval_id": ["Ya fue decidida"]})
-    if data["decision"] == "approve" and approval.kind == "promise":
+    if data["decision"] == "approve":   # a settlement's promise is its lump sum
         plan = terms_plan(approval.terms)
         if plan[0]["due_date"] < today:
             raise Conflict("La primera fecha del plan ya pasó: recházelo",

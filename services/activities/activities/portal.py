@@ -51,21 +51,30 @@ def record(session: Session, account: dict, action: str, description: str,
 
 def offer_of(session: Session, account: dict, today) -> dict | None:
     """The settlement the institution grants at once on this account: the highest discount
-    its band allows without approval, on the balance, payable by the offer's expiry."""
+    its band allows without approval, on the balance, payable by the offer's expiry; with
+    the highest discount the debtor may ask for (``max_pct``, granted by its approver)."""
     balance = Decimal(str(account.get("balance") or 0))
     if balance <= 0:
         return None
     rules = limits.limits_of(session, account["institution_id"])
     band = limits.band_for(rules, account.get("stage"), account.get("days_past_due") or 0)
-    free = [Decimal(t["up_to_pct"]) for t in (band or {}).get("thresholds", [])
-            if not t.get("approver")]
-    if not free or max(free) <= 0:
+    pct = limits.free_pct(band)
+    if pct <= 0:
         return None
-    pct = max(free)
+    return {**settlement_at(account, pct, balance, today, rules.offer_expiry_days),
+            "max_pct": str(max(pct, limits.top_pct(band)))}
+
+
+def settlement_at(account: dict, pct: Decimal, balance: Decimal, today, expiry_days: int
+                  ) -> dict:
+    """A settlement of ``pct`` percent off ``balance``: its lump sum and the day to pay by."""
     amount = (balance * (100 - pct) / 100).quantize(CENT, ROUND_HALF_UP)
     return {"account_id": account["id"], "discount_pct": str(pct), "balance": str(balance),
-            "amount": str(amount), "pay_by": (today + timedelta(days=rules.offer_expiry_days))
-            .isoformat()}
+            "amount": str(amount), "pay_by": (today + timedelta(days=expiry_days)).isoformat()}
+
+
+#: how long a refused request stays on the debtor's page (they are told, then it goes)
+REFUSED_SHOWN = timedelta(days=30)
 
 
 def view(session: Session, accounts: list[dict], debtor_id: int) -> dict:
@@ -76,7 +85,9 @@ def view(session: Session, accounts: list[dict], debtor_id: int) -> dict:
         settings = catalogue.settings_of(session, account["institution_id"])
         today = catalogue.today_in(settings.time_zone)
         pending = session.execute(select(Approval).where(
-            Approval.account_id == account["id"], Approval.state == "pending")
+            Approval.account_id == account["id"],
+            (Approval.state == "pending") | ((Approval.state == "rejected")
+                                             & (Approval.decided_at > now() - REFUSED_SHOWN)))
             .order_by(Approval.id)).scalars().all()
         out.append({"account_id": account["id"],
                     "promises": promises.for_account(session, account["id"]),
@@ -84,6 +95,7 @@ def view(session: Session, accounts: list[dict], debtor_id: int) -> dict:
                                  if d["state"] == "open"],
                     "approvals": [limits.describe_approval(a) for a in pending],
                     "offer": None if _settling(session, account["id"])
+                    or _settlement_asked(session, account["id"])
                     else offer_of(session, account, today)})
     return {"accounts": out, "preferences": compliance.preferences_of(session, debtor_id) or None}
 
@@ -94,26 +106,36 @@ def _today(session: Session, account: dict):
     return catalogue.today_in(catalogue.settings_of(session, account["institution_id"]).time_zone)
 
 
-def promise(session: Session, db, account: dict, terms: dict, settlement: dict | None = None
-            ) -> dict:
+def promise(session: Session, db, account: dict, terms: dict, settlement: dict | None = None,
+            approver: str | None = None) -> dict:
     """A promise or plan made by the debtor: at once inside the limits, else an approval
-    for a supervisor. A settlement's promise is the offer's one payment."""
+    for a supervisor. A settlement's promise is the offer's one payment, made at once
+    unless its discount needs ``approver``."""
     today = _today(session, account)
     plan = promises.plan_of(terms, today)
-    reasons = [] if settlement else limits.plan_reasons(
-        limits.limits_of(session, account["institution_id"]), plan, today)
+    if settlement:
+        reasons = [{"field": "discount_pct",
+                    "message": f"Un descuento de {settlement['discount_pct']}% requiere la "
+                               f"aprobación de: {APPROVER_WORDS[approver]}"}] if approver else []
+    else:
+        reasons = limits.plan_reasons(limits.limits_of(session, account["institution_id"]),
+                                      plan, today)
+        approver = "supervisor" if reasons else None
     details = {"promise": promises.plan_details(plan)}
     if settlement:
         details["settlement"] = settlement
     if reasons:
         details["promise"]["needs_approval"] = True
-    described = "Convenio de liquidación aceptado en el portal" if settlement else (
-        "Promesa de pago en el portal" + (" (requiere aprobación)" if reasons else ""))
+    described = ("Convenio de liquidación aceptado en el portal" if settlement
+                 else "Promesa de pago en el portal") + (" (requiere aprobación)" if reasons else "")
     activity = record(session, account, "settlement" if settlement else "promise", described,
                       **details)
     if reasons:
-        approval = limits.request(session, account, "promise", promises.plan_details(plan),
-                                  reasons, "supervisor", "portal", NOBODY, activity.id)
+        asked = promises.plan_details(plan)
+        if settlement:
+            asked["settlement"] = settlement
+        approval = limits.request(session, account, "settlement" if settlement else "promise",
+                                  asked, reasons, approver, "portal", NOBODY, activity.id)
         return {"promise": None, "approval": limits.describe_approval(approval),
                 "activity_id": activity.id}
     ((made, instalments),) = promises.make_many(session, db, [(activity, plan, today)],
@@ -124,6 +146,10 @@ def promise(session: Session, db, account: dict, terms: dict, settlement: dict |
             "activity_id": activity.id}
 
 
+#: the approver levels as the approval's reason names them
+APPROVER_WORDS = {"supervisor": "un supervisor", "administrator": "un administrador"}
+
+
 def _settling(session: Session, account_id: int) -> bool:
     """Whether the account's settlement offer was accepted and is pending payment."""
     return session.execute(select(Promise.id).join(Activity, Activity.id == Promise.activity_id)
@@ -131,17 +157,39 @@ def _settling(session: Session, account_id: int) -> bool:
                                   Activity.details.has_key("settlement"))).first() is not None
 
 
-def accept_offer(session: Session, db, account: dict) -> dict:
-    """The offer as it stands now (never the amounts a client sends) becomes a promise."""
+def _settlement_asked(session: Session, account_id: int) -> bool:
+    """Whether a settlement waits for its approver on the account."""
+    return session.execute(select(Approval.id).where(
+        Approval.account_id == account_id, Approval.kind == "settlement",
+        Approval.state == "pending")).first() is not None
+
+
+def accept_offer(session: Session, db, account: dict, pct: Decimal | None = None) -> dict:
+    """The offer as it stands now (never the amounts a client sends) becomes a promise; or,
+    with ``pct``, a settlement at that discount, judged by the account's band
+    (``limits.discount_approver``): granted at once, waiting for the approver it names
+    (effective only when approved), or refused above the band's last threshold."""
     today = _today(session, account)
     offer = offer_of(session, account, today)
     if offer is None:
         raise Conflict("La cuenta no tiene oferta de liquidación",
                        {"account_id": ["Sin oferta vigente"]})
-    if _settling(session, account["id"]):
+    if _settling(session, account["id"]) or _settlement_asked(session, account["id"]):
         raise Conflict("La oferta ya fue aceptada", {"account_id": ["Ya aceptó la oferta"]})
+    approver = None
+    if pct is not None:
+        rules = limits.limits_of(session, account["institution_id"])
+        allowed, approver = limits.discount_approver(
+            rules, account.get("stage"), account.get("days_past_due") or 0, pct)
+        if not allowed:
+            raise InvalidInput("Descuento no permitido", {"discount_pct": [
+                f"El descuento máximo que puede pedir es {offer['max_pct']}%"]})
+        offer = {**settlement_at(account, pct, Decimal(offer["balance"]), today,
+                                 rules.offer_expiry_days), "max_pct": offer["max_pct"]}
     terms = {"amount": Decimal(offer["amount"]), "due_date": date.fromisoformat(offer["pay_by"])}
-    return {**promise(session, db, account, terms, settlement=offer), "offer": offer}
+    settlement = {k: v for k, v in offer.items() if k != "max_pct"}
+    return {**promise(session, db, account, terms, settlement=settlement, approver=approver),
+            "offer": offer}
 
 
 def dispute(session: Session, db, identity, account: dict, data: dict) -> dict:

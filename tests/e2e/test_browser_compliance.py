@@ -95,6 +95,8 @@ def test_a_call_with_no_known_outbound_number_is_refused_in_plain_spanish(
     assert sql("SELECT details->>'caller_id' FROM activities.activities WHERE account_id = :a "
                "AND description = :d", a=world["account"],
                d=f"Llamada sin número saliente ({RUN})") == [("5550007777",)]
+    page.click("#new-activity")                                # the form, folded now
+    expect(page.locator("#caller_id")).to_be_visible()
     page.select_option("#direction", "inbound")
     expect(page.locator("#caller_id")).to_be_hidden()          # only an outbound call has one
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import date, timedelta
+from decimal import Decimal
 
 import pytest
 from playwright.sync_api import expect
@@ -107,10 +108,11 @@ def test_the_form_shows_the_limits_and_tells_before_sending_what_needs_approval(
     with page.expect_navigation():
         page.click("#save-activity")
     expect(page.locator("#notice")).to_contain_text("espera la aprobación de un supervisor")
-    assert _logged() == 1
+    ((activity_id,),) = sql("SELECT id FROM activities.activities WHERE description = :d",
+                            d=f"Propone cuatro pagos ({RUN})")
     queue = world["supervisor"].ok("GET", "/api/v1/approvals?per_page=100")
-    (asked,) = [a for a in queue["items"] if a["account_id"] == world["account"]
-                and a["terms"]["amount"] == "1200.00"]
+    (asked,) = [a for a in queue["items"] if a["activity_id"] == activity_id]
+    assert Decimal(asked["terms"]["amount"]) == 1200
     assert asked["channel"] == "agent" and len(asked["terms"]["instalments"]) == 4
     world["supervisor"].ok("POST", f"/api/v1/approvals/{asked['id']}/decision",
                            {"decision": "reject", "note": f"Prueba {RUN}"})

@@ -116,3 +116,24 @@ def test_the_form_shows_the_limits_and_tells_before_sending_what_needs_approval(
     assert asked["channel"] == "agent" and len(asked["terms"]["instalments"]) == 4
     world["supervisor"].ok("POST", f"/api/v1/approvals/{asked['id']}/decision",
                            {"decision": "reject", "note": f"Prueba {RUN}"})
+
+
+def test_a_settlement_typed_in_the_form_shows_its_sum_and_its_approver_before_sending(
+        world, new_page):
+    page = new_page()
+    login(page, "gestor1", world["password"])
+    page.goto(f"/deudores/{world['debtor']}?tab=gestiones&cuenta={world['account']}")
+    form = page.locator("#activity-form")
+    if not form.is_visible():
+        page.click("#new-activity")
+    page.select_option("#kind", "call")
+    page.select_option("#result_code_id", label="PP · Promesa de pago")
+    balance = sql("SELECT balance FROM portfolio.accounts WHERE id = :a",
+                  a=world["account"])[0][0]
+    page.fill("#settlement_discount_pct", "25")
+    expect(page.locator("#settlement-terms")).to_contain_text(f"{balance * 3 / 4:,.2f}")
+    expect(page.locator("#promise-needs-approval")).to_contain_text("un supervisor")
+    page.fill("#settlement_discount_pct", "10")
+    expect(page.locator("#promise-within")).to_be_visible()
+    page.fill("#settlement_discount_pct", "50")
+    expect(page.locator("#promise-incomplete")).to_contain_text("40.00%")

@@ -153,3 +153,43 @@ def test_the_form_reads_the_limits_of_an_account_and_the_services_verdict_before
     with pytest.raises(InvalidInput) as refused:
         gestor1.check_promise({"account_id": ACC1[0], "promise": {"amount": "-1"}})
     assert "promise" in refused.value.fields
+
+
+def test_an_agents_settlement_above_the_free_discount_waits_for_the_supervisor(
+        gestor1, admin, approver, engine):
+    """The activity form's settlement: its lump sum computed from the balance, judged by
+    the account's band as the portal's is - at once within the free discount, else an
+    approval naming the level; refused above the band, or beside another promise."""
+    admin.save_plan_limits(1, {**LIMITS, "discount_bands": [{"thresholds": [
+        {"up_to_pct": "10"}, {"up_to_pct": "30", "approver": "supervisor"}]}]})
+    balance = scalar(engine, "SELECT balance FROM portfolio.accounts WHERE id = :a", a=ACC1[0])
+    pay_by = (today() + timedelta(days=3)).isoformat()
+    verdict = gestor1.check_promise({"account_id": ACC1[0], "settlement": {
+        "discount_pct": "25", "pay_by": pay_by}})
+    assert verdict["within"] is False and verdict["approver"] == "supervisor"
+    expected = (balance * Decimal("0.75")).quantize(Decimal("0.01"))
+    assert verdict["settlement"]["amount"] == str(expected)
+
+    for bad, where in (({"settlement": {"discount_pct": "31"}}, "discount_pct"),
+                       ({"settlement": {"discount_pct": "5"},
+                         "promise": {"amount": "10", "due_date": pay_by}}, None)):
+        with pytest.raises(InvalidInput) as refused:
+            gestor1.log_activity(call(code="PP", **bad))
+        assert "settlement" in refused.value.fields
+        if where:
+            assert where in refused.value.fields["settlement"]
+    asked = gestor1.log_activity(call(code="PP", settlement={"discount_pct": "25",
+                                                             "pay_by": pay_by}))
+    assert asked["promise"] is None
+    assert asked["approval"]["kind"] == "settlement"
+    assert asked["approval"]["approver"] == "supervisor"
+    assert asked["approval"]["reasons"] == verdict["reasons"]
+    assert asked["details"]["settlement"]["amount"] == str(expected)
+    decided = approver.decide_approval(asked["approval"]["id"], {"decision": "approve"})
+    assert scalar(engine, "SELECT amount FROM activities.promises WHERE id = :p",
+                  p=decided["promise_id"]) == expected
+
+    free = gestor1.log_activity(call(account_id=ACC1[1], code="PP",
+                                     settlement={"discount_pct": "10"}))
+    assert free["approval"] is None and free["promise"]["state"] == "pending"
+    assert free["details"]["settlement"]["discount_pct"] == "10.00"

@@ -94,6 +94,12 @@ class FakeActivities:
 
     def check_promise(self, data):
         self.checked = data
+        if data.get("settlement"):
+            return {"within": False, "approver": "supervisor", "reasons": [
+                {"field": "settlement.discount_pct",
+                 "message": "Un descuento de 25.00% requiere la aprobación de un supervisor"}],
+                "settlement": {"account_id": 100, "discount_pct": "25.00", "balance": "12000.00",
+                               "amount": "9000.00", "pay_by": "2026-12-14"}}
         if data["promise"].get("instalments") and len(data["promise"]["instalments"]) > 3:
             return {"within": False, "approver": "supervisor",
                     "reasons": [{"field": "promise.instalments",
@@ -482,3 +488,32 @@ def test_a_caller_id_refusal_is_told_next_to_the_field_in_plain_words(signed_in,
     assert response.status_code == 409
     assert 'id="err-caller_id"' in page
     assert "regla «Identificador de llamada», política MX-1" in page
+
+
+def test_a_settlement_typed_in_the_form_is_judged_and_sent_as_one(signed_in, fake):
+    client = signed_in(GESTOR).test_client()
+    verdict = client.get("/deudores/42/gestiones/limites", query_string={
+        "account_id": "100", "settlement_discount_pct": "25%", "promise_amount": "99"}
+        ).get_data(as_text=True)
+    assert fake.checked == {"account_id": 100,
+                            "settlement": {"discount_pct": "25", "pay_by": None}}
+    assert 'id="settlement-terms"' in verdict and "$9,000.00" in verdict
+    assert 'id="promise-needs-approval"' in verdict and "25.00%" in verdict
+    client.post("/deudores/42/gestiones", data={
+        "csrf_token": "csrf", "account_id": "100", "kind": "call", "direction": "outbound",
+        "phone": "5512345678", "started_at": NOW.isoformat(), "result_code_id": "11",
+        "settlement_discount_pct": "25", "promise_due_date": "2026-12-10"})
+    sent = fake.logged[-1]
+    assert sent["settlement"] == {"discount_pct": "25", "pay_by": "2026-12-10"}
+    assert "promise" not in sent
+
+
+def test_a_settlement_refused_is_told_next_to_its_field(signed_in, fake):
+    fake.refuse = InvalidInput("Descuento no permitido", {"settlement": {"discount_pct": [
+        "El descuento máximo que puede pedirse es 40.00%"]}})
+    response = signed_in(GESTOR).test_client().post("/deudores/42/gestiones", data={
+        "csrf_token": "csrf", "account_id": "100", "kind": "visit", "started_at": NOW.isoformat(),
+        "result_code_id": "11", "settlement_discount_pct": "90"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422 and 'id="err-settlement_discount_pct"' in page
+    assert "40.00%" in page and 'value="90"' in page

@@ -77,3 +77,29 @@ def test_the_verdict_before_logging_is_the_logging_s_judgement():
     outside = plan_verdict(LIMITS, plan("100", "100", "100", "100"), TODAY)
     assert outside["within"] is False and outside["approver"] == "supervisor"
     assert outside["reasons"] == plan_reasons(LIMITS, plan("100", "100", "100", "100"), TODAY)
+
+
+def test_a_settlement_is_granted_waits_for_its_level_or_is_refused_by_the_band():
+    import pytest
+    from activities.limits import settlement
+    from recaudo_common.errors import InvalidInput
+    limits = PlanLimits(**{c: getattr(LIMITS, c) for c in (
+        "max_instalments", "min_first_payment", "min_first_payment_pct", "max_plan_days",
+        "discount_bands")}, offer_expiry_days=7)
+    account = {"id": 5, "balance": "1000.00", "stage": "legal", "days_past_due": 120}
+    terms, approver, reasons = settlement(limits, account, Decimal("20"), TODAY, "discount_pct")
+    assert (terms["amount"], terms["pay_by"], approver, reasons) == (
+        "800.00", (TODAY + timedelta(days=7)).isoformat(), None, [])
+    terms, approver, reasons = settlement(limits, account, Decimal("55.5"), TODAY,
+                                          "settlement.discount_pct", TODAY + timedelta(days=2))
+    assert (terms["amount"], terms["discount_pct"], approver) == ("445.00", "55.50",
+                                                                  "administrator")
+    assert reasons[0]["field"] == "settlement.discount_pct" and "administrador" in \
+        reasons[0]["message"]
+    with pytest.raises(InvalidInput) as refused:
+        settlement(limits, account, Decimal("71"), TODAY, "settlement.discount_pct")
+    assert refused.value.fields == {"settlement": {"discount_pct": [
+        "El descuento máximo que puede pedirse es 70%"]}}
+    with pytest.raises(InvalidInput) as refused:                 # later than the offer stands
+        settlement(limits, account, Decimal("5"), TODAY, "discount_pct", TODAY + timedelta(days=8))
+    assert "pay_by" in refused.value.fields

@@ -50,7 +50,8 @@ GROUPS = {"agent": N_("Gestor"), "day": N_("Día"), "institution": N_("Instituci
 #: the activity form's fields (a problem of any other field is told above the form)
 FORM_FIELDS = {"account_id", "kind", "direction", "phone", "email", "address",
                "result_code_id", "result_code", "description", "promise", "promise_amount",
-               "promise_due_date", "promise_instalments", "callback_at", "callback_note",
+               "promise_due_date", "promise_instalments", "settlement",
+               "settlement_discount_pct", "settlement_pay_by", "callback_at", "callback_note",
                "started_at", "ended_at", "justification", "override", "caller_id"}
 #: the rows of a plan of payments the activity form offers (a plan is filled rows only)
 PLAN_ROWS = 6
@@ -106,9 +107,9 @@ def form_errors(fields: dict) -> dict[str, list[str]]:
     plain words (``_plain_refusal``)."""
     out: dict[str, list[str]] = {}
     for name, problems in _plain_refusal(fields or {}).items():
-        if isinstance(problems, dict) and name == "promise":
+        if isinstance(problems, dict) and name in ("promise", "settlement"):
             for inner, nested in problems.items():
-                out.setdefault(f"promise_{inner}", []).extend(_messages(nested))
+                out.setdefault(f"{name}_{inner}", []).extend(_messages(nested))
         else:
             out.setdefault(name, []).extend(_messages(problems))
     return out
@@ -248,6 +249,18 @@ def _amount(text: str) -> str | None:
     return str(amount)
 
 
+def terms_from_form(form) -> tuple[dict, dict]:
+    """What the form's promise fieldset holds, as the service reads it: ``{"settlement":}``
+    when a discount is typed (its lump sum is the promise, by the date given), else
+    ``{"promise":}`` (``promise_from_form``), else nothing; and the problems found."""
+    pct = form.get("settlement_discount_pct", "").strip().rstrip("%").strip()
+    if pct:
+        due = form.get("promise_due_date", "").strip()
+        return {"settlement": {"discount_pct": pct.replace(",", "."), "pay_by": due or None}}, {}
+    promise, errors = promise_from_form(form)
+    return ({"promise": promise} if promise is not None else {}), errors
+
+
 def promise_from_form(form) -> tuple[dict | None, dict]:
     """The promise the form holds - a plan when any plan row is filled, else one amount
     and date - (None when nothing is typed), and the amounts that are no number."""
@@ -296,10 +309,10 @@ def _activity_from_form(proxy, form, account: dict) -> tuple[dict, dict]:
     if kind == "call" and data["direction"] == "outbound" and form.get("caller_id", "").strip():
         data["caller_id"] = form["caller_id"].strip()
     flags = _code_flags(proxy, account["institution_id"], code_id) if code_id else {}
-    promise, promise_errors = promise_from_form(form)
-    if flags.get("needs_promise") or (not flags and promise is not None):
-        errors.update(promise_errors)
-        data["promise"] = promise or {"amount": None, "due_date": None}
+    terms, terms_errors = terms_from_form(form)
+    if flags.get("needs_promise") or (not flags and terms):
+        errors.update(terms_errors)
+        data.update(terms or {"promise": {"amount": None, "due_date": None}})
     callback_text = form.get("callback_at", "").strip()
     if callback_text:
         try:
@@ -347,6 +360,7 @@ def log_activity(debtor_id: int):
         "account_id", "kind", "direction", "phone", "email", "address", "result_code_id",
         "description", "promise_amount", "promise_due_date", "callback_at", "callback_note",
         "started_at", "idempotency_key", "queue_id", "justification", "caller_id",
+        "settlement_discount_pct",
         *(f"plan_{f}_{n}" for n in range(PLAN_ROWS) for f in ("due_date", "amount")))}
     g.activity_form = {"values": values, "errors": errors,
                        "others": _others(errors, FORM_FIELDS)}
@@ -361,16 +375,15 @@ def promise_verdict(debtor_id: int):
     wait for an approver: the activities service's own judgement (``check_promise``, as
     logging it would judge), put by htmx under the form's promise before it is sent."""
     account_id = to_int(request.args.get("account_id"))
-    promise, errors = promise_from_form(request.args)
+    terms, errors = terms_from_form(request.args)
     verdict, problems = None, []
     if account_id is None:
         abort(404)
-    if promise is not None and not errors:
+    if terms and not errors:
         try:
             with rpc() as proxy:
-                verdict = proxy.activities.check_promise({"account_id": account_id,
-                                                          "promise": promise})
-        except InvalidInput as exc:   # not yet a whole promise: say what is missing
+                verdict = proxy.activities.check_promise({"account_id": account_id, **terms})
+        except (InvalidInput, Conflict) as exc:   # not yet a whole promise: what is missing
             problems = _messages(exc.fields or {"_": [exc.message]})
     return render_template("activities/_promise_verdict.html", verdict=verdict,
                            problems=problems or [p for v in errors.values() for p in v],

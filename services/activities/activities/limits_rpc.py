@@ -41,9 +41,9 @@ class LimitsEntrypoints:
 
     @rpc
     def check_promise(self, data):
-        """What logging this promise or plan on the account would do - made at once, or
-        waiting for an approver, and why - judged exactly as ``log_activity`` judges it;
-        nothing is written."""
+        """What logging this promise, plan or settlement on the account would do - made at
+        once, or waiting for an approver, and why - judged exactly as ``log_activity``
+        judges it (a settlement with its lump sum and day); nothing is written."""
         identity = self.caller.require("activities.log")
         data = load(PromiseCheck(), data)
         account = self._account(identity, data["account_id"])
@@ -51,9 +51,15 @@ class LimitsEntrypoints:
             self._catalogue(session, identity, account["institution_id"])
             today = catalogue.today_in(
                 catalogue.settings_of(session, account["institution_id"]).time_zone)
-            plan = promises.plan_of(data["promise"], today)
-            return limits.plan_verdict(limits.limits_of(session, account["institution_id"]),
-                                       plan, today)
+            rules = limits.limits_of(session, account["institution_id"])
+            if data["settlement"] is not None:
+                asked = data["settlement"]
+                terms, approver, reasons = limits.settlement(
+                    rules, account, asked["discount_pct"], today, "settlement.discount_pct",
+                    asked.get("pay_by"))
+                return {"within": approver is None, "reasons": reasons, "approver": approver,
+                        "settlement": terms}
+            return limits.plan_verdict(rules, promises.plan_of(data["promise"], today), today)
 
     @rpc
     def save_plan_limits(self, institution_id, data):

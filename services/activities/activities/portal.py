@@ -13,7 +13,7 @@ agency made); the promises, disputes and callbacks they make announce their own 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,7 +26,6 @@ from .models import Activity, AgendaItem, Approval, Promise
 #: the "agent" of what the debtor did alone
 NOBODY = 0
 CALLBACK_HORIZON = timedelta(days=30)
-CENT = Decimal("0.01")
 
 
 def now() -> datetime:
@@ -53,24 +52,16 @@ def offer_of(session: Session, account: dict, today) -> dict | None:
     """The settlement the institution grants at once on this account: the highest discount
     its band allows without approval, on the balance, payable by the offer's expiry; with
     the highest discount the debtor may ask for (``max_pct``, granted by its approver)."""
-    balance = Decimal(str(account.get("balance") or 0))
-    if balance <= 0:
+    if Decimal(str(account.get("balance") or 0)) <= 0:
         return None
     rules = limits.limits_of(session, account["institution_id"])
     band = limits.band_for(rules, account.get("stage"), account.get("days_past_due") or 0)
     pct = limits.free_pct(band)
     if pct <= 0:
         return None
-    return {**settlement_at(account, pct, balance, today, rules.offer_expiry_days),
+    return {**limits.settlement_at(account, pct, today,
+                                   today + timedelta(days=rules.offer_expiry_days)),
             "max_pct": str(max(pct, limits.top_pct(band)))}
-
-
-def settlement_at(account: dict, pct: Decimal, balance: Decimal, today, expiry_days: int
-                  ) -> dict:
-    """A settlement of ``pct`` percent off ``balance``: its lump sum and the day to pay by."""
-    amount = (balance * (100 - pct) / 100).quantize(CENT, ROUND_HALF_UP)
-    return {"account_id": account["id"], "discount_pct": str(pct), "balance": str(balance),
-            "amount": str(amount), "pay_by": (today + timedelta(days=expiry_days)).isoformat()}
 
 
 #: how long a refused request stays on the debtor's page (they are told, then it goes)
@@ -107,17 +98,13 @@ def _today(session: Session, account: dict):
 
 
 def promise(session: Session, db, account: dict, terms: dict, settlement: dict | None = None,
-            approver: str | None = None) -> dict:
+            approver: str | None = None, reasons: list[dict] | None = None) -> dict:
     """A promise or plan made by the debtor: at once inside the limits, else an approval
     for a supervisor. A settlement's promise is the offer's one payment, made at once
-    unless its discount needs ``approver``."""
+    unless its discount needs ``approver`` (for ``reasons``)."""
     today = _today(session, account)
     plan = promises.plan_of(terms, today)
-    if settlement:
-        reasons = [{"field": "discount_pct",
-                    "message": f"Un descuento de {settlement['discount_pct']}% requiere la "
-                               f"aprobación de: {APPROVER_WORDS[approver]}"}] if approver else []
-    else:
+    if settlement is None:
         reasons = limits.plan_reasons(limits.limits_of(session, account["institution_id"]),
                                       plan, today)
         approver = "supervisor" if reasons else None
@@ -146,10 +133,6 @@ def promise(session: Session, db, account: dict, terms: dict, settlement: dict |
             "activity_id": activity.id}
 
 
-#: the approver levels as the approval's reason names them
-APPROVER_WORDS = {"supervisor": "un supervisor", "administrator": "un administrador"}
-
-
 def _settling(session: Session, account_id: int) -> bool:
     """Whether the account's settlement offer was accepted and is pending payment."""
     return session.execute(select(Promise.id).join(Activity, Activity.id == Promise.activity_id)
@@ -176,19 +159,15 @@ def accept_offer(session: Session, db, account: dict, pct: Decimal | None = None
                        {"account_id": ["Sin oferta vigente"]})
     if _settling(session, account["id"]) or _settlement_asked(session, account["id"]):
         raise Conflict("La oferta ya fue aceptada", {"account_id": ["Ya aceptó la oferta"]})
-    approver = None
+    approver, reasons = None, []
     if pct is not None:
         rules = limits.limits_of(session, account["institution_id"])
-        allowed, approver = limits.discount_approver(
-            rules, account.get("stage"), account.get("days_past_due") or 0, pct)
-        if not allowed:
-            raise InvalidInput("Descuento no permitido", {"discount_pct": [
-                f"El descuento máximo que puede pedir es {offer['max_pct']}%"]})
-        offer = {**settlement_at(account, pct, Decimal(offer["balance"]), today,
-                                 rules.offer_expiry_days), "max_pct": offer["max_pct"]}
+        terms, approver, reasons = limits.settlement(rules, account, pct, today, "discount_pct")
+        offer = {**terms, "max_pct": offer["max_pct"]}
     terms = {"amount": Decimal(offer["amount"]), "due_date": date.fromisoformat(offer["pay_by"])}
     settlement = {k: v for k, v in offer.items() if k != "max_pct"}
-    return {**promise(session, db, account, terms, settlement=settlement, approver=approver),
+    return {**promise(session, db, account, terms, settlement=settlement, approver=approver,
+                      reasons=reasons),
             "offer": offer}
 
 

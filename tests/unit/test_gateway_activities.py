@@ -125,6 +125,13 @@ class FakeActivities:
     def account_disputes(self, account_id):
         return []
 
+    def account_approvals(self, account_id):
+        return [{"id": 31, "kind": "settlement", "state": "rejected", "approver": "supervisor",
+                 "note": "Descuento muy alto", "terms": {
+                     "amount": "8400.00", "instalments": [],
+                     "settlement": {"discount_pct": "30.00"}},
+                 "reasons": [{"field": "settlement.discount_pct", "message": "Requiere"}]}]
+
     def agenda_for(self, query):
         self.agenda_query = query
         return [{"id": 9, "institution_id": 1, "account_id": 100, "debtor_id": 42,
@@ -517,3 +524,10 @@ def test_a_settlement_refused_is_told_next_to_its_field(signed_in, fake):
     page = response.get_data(as_text=True)
     assert response.status_code == 422 and 'id="err-settlement_discount_pct"' in page
     assert "40.00%" in page and 'value="90"' in page
+
+
+def test_the_promises_tab_tells_the_agent_what_an_approver_refused(signed_in):
+    page = signed_in(GESTOR).test_client().get("/deudores/42?tab=promesas").get_data(as_text=True)
+    refused = page[page.index('id="account-approval-31"'):]
+    assert "Rechazada" in refused and "Descuento muy alto" in refused
+    assert "liquidación con 30.00% de descuento" in refused and "$8,400.00" in refused

@@ -56,6 +56,8 @@ FORM_FIELDS = {"account_id", "kind", "direction", "phone", "email", "address",
 #: the rows of a plan of payments the activity form offers (a plan is filled rows only)
 PLAN_ROWS = 6
 APPROVERS = {"supervisor": N_("un supervisor"), "administrator": N_("un administrador")}
+APPROVAL_STATES = {"pending": N_("Pendiente de aprobación"), "approved": N_("Aprobada"),
+                   "rejected": N_("Rechazada")}
 #: what the contact policy's refusal of an outbound call names (an admin may override it)
 POLICY_FIELDS = ("phone", "started_at")
 
@@ -181,7 +183,10 @@ def _promises_tab(proxy, view: dict) -> dict:
     account = _chosen_account(view)
     if account is None:
         return {"act_account": None}
-    return {"act_account": account, "promises": proxy.activities.account_promises(account["id"])}
+    # what waits for (or was refused by) an approver: the agent is told here
+    return {"act_account": account, "promises": proxy.activities.account_promises(account["id"]),
+            "approvals": proxy.activities.account_approvals(account["id"]),
+            "APPROVAL_STATES": translated(APPROVAL_STATES), "APPROVERS": translated(APPROVERS)}
 
 
 def _disputes_tab(proxy, view: dict) -> dict:

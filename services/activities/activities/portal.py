@@ -114,7 +114,8 @@ def promise(session: Session, db, account: dict, terms: dict, settlement: dict |
     if reasons:
         details["promise"]["needs_approval"] = True
     described = ("Convenio de liquidación aceptado en el portal" if settlement
-                 else "Promesa de pago en el portal") + (" (requiere aprobación)" if reasons else "")
+                 else "Promesa de pago en el portal") + \
+        (" (requiere aprobación)" if reasons else "")
     activity = record(session, account, "settlement" if settlement else "promise", described,
                       **details)
     if reasons:
@@ -150,7 +151,7 @@ def _settlement_asked(session: Session, account_id: int) -> bool:
 def accept_offer(session: Session, db, account: dict, pct: Decimal | None = None) -> dict:
     """The offer as it stands now (never the amounts a client sends) becomes a promise; or,
     with ``pct``, a settlement at that discount, judged by the account's band
-    (``limits.discount_approver``): granted at once, waiting for the approver it names
+    (``limits.settlement``): granted at once, waiting for the approver it names
     (effective only when approved), or refused above the band's last threshold."""
     today = _today(session, account)
     offer = offer_of(session, account, today)

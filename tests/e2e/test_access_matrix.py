@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any, Callable
 
 import pytest
@@ -1001,6 +1002,14 @@ TABLE.extend([
         [NOT_AN_ENTRY, {"decision": "approve"}], RULES.perm(PROMISES_APPROVE, 404)),
     Row("rpc.approvals.account.i2", "RPC", "activities.account_approvals",
         lambda w, uniq: [_activities(w)["account"]], ACT_READS_I2),
+    # the activity form's limits and its verdict before logging: an account's reader, a
+    # collector who may log on it
+    Row("rpc.limits.account.i2", "RPC", "activities.account_limits",
+        lambda w, uniq: [_activities(w)["account"]], ACT_READS_I2),
+    Row("rpc.limits.check_promise.i2", "RPC", "activities.check_promise",
+        lambda w, uniq: [{"account_id": _activities(w)["account"], "promise": {
+            "amount": "100.00", "due_date": (date.today() + timedelta(days=10)).isoformat()}}],
+        PORTFOLIO_RULES.reads(2, "gestor1", permission=ACT_LOG)),
     # --- the debtor portal: a staff credential means nothing there, and the portal's RPCs
     # answer only a debtor's session (every staff identity: 403) -------------------------------
     Row("portal.session.bad-input", "POST", "/api/v1/portal/session", {}, RULES.fixed(422)),

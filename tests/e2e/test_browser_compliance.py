@@ -2,7 +2,8 @@
 
 * gestor1 logs an outbound call on a debtor of theirs while the institution has no
   outbound number, under a jurisdiction whose stored policy says no hidden caller id: the
-  form comes back saying why in plain Spanish, naming the rule in words and the version;
+  form comes back saying why in plain Spanish next to "Número desde el que llama", naming
+  the rule in words and the version; with the number typed there the call is logged;
 * the administrator (a compliance officer) finds that refusal in the compliance log by
   account, rule and decision, and exports the same search as CSV;
 * the administrator reads the MX policy (the version in force, the history with who
@@ -77,12 +78,27 @@ def test_a_call_with_no_known_outbound_number_is_refused_in_plain_spanish(
     finally:
         page.screenshot(path=str(screenshots / "compliance-activity-form.png"), full_page=True)
     page.fill("#description", f"Llamada sin número saliente ({RUN})")
+    expect(page.locator("#caller_id")).to_be_visible()         # an outbound call
+    expect(page.locator("#caller_id")).to_have_value("")       # the institution has none
     page.click("#save-activity")
-    failure = page.locator("#activity-others")
+    failure = page.locator("#err-caller_id")                   # next to the number's field
     expect(failure).to_contain_text("No se conoce el número desde el que se llama")
     expect(failure).to_contain_text("regla «Identificador de llamada», política XQ-1")
     expect(failure).not_to_contain_text("caller_id")
     page.screenshot(path=str(screenshots / "compliance-refusal-in-spanish.png"), full_page=True)
+
+    # the number the agent calls from, typed in the form, is the call's known caller id
+    page.fill("#caller_id", "55 5000 7777")
+    with page.expect_navigation():
+        page.click("#save-activity")
+    expect(page.locator("#notice")).to_have_text("Gestión registrada.")
+    assert sql("SELECT details->>'caller_id' FROM activities.activities WHERE account_id = :a "
+               "AND description = :d", a=world["account"],
+               d=f"Llamada sin número saliente ({RUN})") == [("5550007777",)]
+    page.click("#new-activity")                                # the form, folded now
+    expect(page.locator("#caller_id")).to_be_visible()
+    page.select_option("#direction", "inbound")
+    expect(page.locator("#caller_id")).to_be_hidden()          # only an outbound call has one
 
 
 def test_the_officer_finds_the_refusal_in_the_log_and_exports_it(world, new_page, screenshots):

@@ -73,8 +73,8 @@ def world(stack, demo_users):
         "text_es": "Consulte y resuelva su cuenta aquí: {{ portal_link }}",
         "subject_en": "Your account", "text_en": "See your account here: {{ portal_link }}"},
         status=201)
-    debtors = _debtors(3)
-    assert len(debtors) == 3, "the demo has debtors of gestor1 for the portal"
+    debtors = _debtors(4)
+    assert len(debtors) == 4, "the demo has debtors of gestor1 for the portal"
     births = sql("SELECT id, birth_date FROM portfolio.debtors WHERE id = ANY(:d)",
                  d=[d for d, _ in debtors])
     sql("UPDATE portfolio.debtors SET birth_date = :b WHERE id = ANY(:d)", b=BIRTH,
@@ -442,3 +442,64 @@ def test_an_agent_texts_the_link_the_phone_gets_it_and_the_debtor_opens_it(
     finally:
         sql("UPDATE portfolio.phones SET do_not_call = false WHERE id = :p", p=phone_id)
         sql("UPDATE portfolio.debtors SET birth_date = :b WHERE id = :d", b=birth, d=debtor_id)
+
+
+def test_a_larger_discount_asked_waits_for_the_supervisor_and_is_active_once_approved(
+        world, browser, stack, screenshots, demo_users):
+    """Through the app's API the debtor asks for 30 % off (the offer gives 15 % at once):
+    above the band's last threshold is refused naming the field; 30 % is pending approval
+    (no offer, no promise meanwhile), which the debtor reads on the portal at 390 px; the
+    supervisor approves it on /aprobaciones, which names the level required, and the
+    settlement's lump sum is then a promise to pay."""
+    debtor_id, account_id = world["debtors"][3]
+    app = Api(world["base_url"], _session(world, _link(world, debtor_id)).json()["session_token"])
+    (account,) = app.ok("GET", "/api/v1/portal/me")["accounts"]
+    assert (account["offer"]["discount_pct"], account["offer"]["max_pct"]) == ("15.00", "40.00")
+    too_much = app.call("POST", "/api/v1/portal/settlements",
+                        {"account_id": account_id, "discount_pct": "41"})
+    assert too_much.status_code == 422 and "discount_pct" in too_much.json()["error"]["fields"]
+    asked = app.ok("POST", "/api/v1/portal/settlements",
+                   {"account_id": account_id, "discount_pct": "30"}, status=201)
+    approval = asked["approval"]
+    assert asked["promise"] is None and approval["kind"] == "settlement"
+    assert approval["approver"] == "supervisor" and approval["state"] == "pending"
+    balance = sql("SELECT balance FROM portfolio.accounts WHERE id = :a", a=account_id)[0][0]
+    assert approval["terms"]["amount"] == f"{balance * 70 / 100:.2f}"
+    (account,) = app.ok("GET", "/api/v1/portal/me")["accounts"]
+    assert account["offer"] is None and account["promises"] == []
+    assert app.call("POST", "/api/v1/portal/settlements",
+                    {"account_id": account_id}).status_code == 409
+
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone.set_default_timeout(20_000)
+    page = phone.new_page()
+    try:
+        page.goto(_link(world, debtor_id)["url"])
+        page.fill("#answer", BIRTH)
+        with page.expect_navigation():
+            page.click("#verify-submit")
+        pending = page.locator(f"#approval-{approval['id']}")
+        expect(pending).to_contain_text("pendiente de aprobación")
+        expect(pending).to_contain_text("30.00% de descuento")
+        expect(page.locator(f"#accept-offer-{account_id}")).to_have_count(0)
+        _shot(page, screenshots, "settlement-pending")
+    finally:
+        phone.close()
+
+    context = browser.new_context(base_url=stack.base_url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    try:
+        login(page, "supervisor", demo_users)
+        page.goto("/aprobaciones")
+        card = page.locator(f"#approval-{approval['id']}")
+        expect(card.locator(f"#settlement-{approval['id']}")).to_contain_text("30.00%")
+        expect(card.locator(f"#approver-{approval['id']}")).to_contain_text("Supervisor")
+        with page.expect_navigation():
+            card.locator(f"#approve-{approval['id']}").click()
+        expect(page.locator("#notice")).to_be_visible()
+    finally:
+        context.close()
+    (promise,) = app.ok("GET", "/api/v1/portal/me")["accounts"][0]["promises"]
+    assert promise["amount"] == approval["terms"]["amount"] and promise["state"] == "pending"
+    assert promise["due_date"] == approval["terms"]["settlement"]["pay_by"]

@@ -124,3 +124,72 @@ def test_a_small_first_payment_or_a_long_plan_is_rejected_with_a_reason(
     assert scalar(engine, "SELECT count(*) FROM activities.promises") == 0
     assert [a["id"] for a in approver.list_approvals({})["items"]] == [long["approval"]["id"]]
     assert approver.list_approvals({"state": "rejected"})["total"] == 1
+
+
+def test_the_form_reads_the_limits_of_an_account_and_the_services_verdict_before_logging(
+        gestor1, admin, as_user, limited, engine):
+    """What the activity form shows before anything is sent: the limits as they apply to
+    the account (its band by stage and days past due) and the verdict ``log_activity``
+    would give - the same reasons - with nothing written."""
+    admin.save_plan_limits(1, LIMITS)
+    seen = gestor1.account_limits(ACC1[0])
+    stage, days = sql(engine, "SELECT stage, days_past_due FROM portfolio.accounts "
+                              "WHERE id = :a", a=ACC1[0])[0]
+    assert (seen["stage"], seen["days_past_due"]) == (stage, days)
+    assert seen["max_instalments"] == 3 and seen["max_plan_days"] == 60
+    if stage == "delinquent" and days <= 90:
+        assert (seen["free_pct"], seen["top_pct"]) == ("10.00", "30.00")
+    with pytest.raises(NotFound):
+        as_user(GESTOR1, GESTOR_PERMS, (2,)).account_limits(ACC1[0])
+
+    within = gestor1.check_promise({"account_id": ACC1[0], "promise": _plan("100", "200")})
+    assert within == {"within": True, "reasons": [], "approver": None}
+    plan = _plan("80", "100", "100", "100")
+    verdict = gestor1.check_promise({"account_id": ACC1[0], "promise": plan})
+    assert verdict["within"] is False and verdict["approver"] == "supervisor"
+    assert scalar(engine, "SELECT count(*) FROM activities.activities") == 0
+    logged = gestor1.log_activity(call(code="CONV", promise=plan))
+    assert logged["approval"]["reasons"] == verdict["reasons"]
+    with pytest.raises(InvalidInput) as refused:
+        gestor1.check_promise({"account_id": ACC1[0], "promise": {"amount": "-1"}})
+    assert "promise" in refused.value.fields
+
+
+def test_an_agents_settlement_above_the_free_discount_waits_for_the_supervisor(
+        gestor1, admin, approver, engine):
+    """The activity form's settlement: its lump sum computed from the balance, judged by
+    the account's band as the portal's is - at once within the free discount, else an
+    approval naming the level; refused above the band, or beside another promise."""
+    admin.save_plan_limits(1, {**LIMITS, "discount_bands": [{"thresholds": [
+        {"up_to_pct": "10"}, {"up_to_pct": "30", "approver": "supervisor"}]}]})
+    balance = scalar(engine, "SELECT balance FROM portfolio.accounts WHERE id = :a", a=ACC1[0])
+    pay_by = (today() + timedelta(days=3)).isoformat()
+    verdict = gestor1.check_promise({"account_id": ACC1[0], "settlement": {
+        "discount_pct": "25", "pay_by": pay_by}})
+    assert verdict["within"] is False and verdict["approver"] == "supervisor"
+    expected = (balance * Decimal("0.75")).quantize(Decimal("0.01"))
+    assert verdict["settlement"]["amount"] == str(expected)
+
+    for bad, where in (({"settlement": {"discount_pct": "31"}}, "discount_pct"),
+                       ({"settlement": {"discount_pct": "5"},
+                         "promise": {"amount": "10", "due_date": pay_by}}, None)):
+        with pytest.raises(InvalidInput) as refused:
+            gestor1.log_activity(call(code="PP", **bad))
+        assert "settlement" in refused.value.fields
+        if where:
+            assert where in refused.value.fields["settlement"]
+    asked = gestor1.log_activity(call(code="PP", settlement={"discount_pct": "25",
+                                                             "pay_by": pay_by}))
+    assert asked["promise"] is None
+    assert asked["approval"]["kind"] == "settlement"
+    assert asked["approval"]["approver"] == "supervisor"
+    assert asked["approval"]["reasons"] == verdict["reasons"]
+    assert asked["details"]["settlement"]["amount"] == str(expected)
+    decided = approver.decide_approval(asked["approval"]["id"], {"decision": "approve"})
+    assert scalar(engine, "SELECT amount FROM activities.promises WHERE id = :p",
+                  p=decided["promise_id"]) == expected
+
+    free = gestor1.log_activity(call(account_id=ACC1[1], code="PP",
+                                     settlement={"discount_pct": "10"}))
+    assert free["approval"] is None and free["promise"]["state"] == "pending"
+    assert free["details"]["settlement"]["discount_pct"] == "10.00"

@@ -24,8 +24,10 @@ from nameko.standalone.events import event_dispatcher
 
 from .helpers import scalar, sql, wait_for
 from .activities_world import (  # noqa: F401 (fixtures)
-    ACC1, ACC2, GESTOR1, GESTOR2, QuietPortfolioService, _truncate, admin, as_user, call, gestor1,
-    payment, portfolio_rows, saved_tables, signed, today)
+    ACC1, ACC2, GESTOR1, GESTOR2, GESTOR_PERMS, SUPERVISOR, QuietPortfolioService, _truncate,
+    admin, as_user, call, gestor1, payment, portfolio_rows, saved_tables, signed, today)
+
+APPROVER_PERMS = GESTOR_PERMS | {"portfolio.read_all", "promises.approve"}
 
 DEBTOR = ACC1[0]            # the debtor of ACC1[0] has that id too (one account each)
 BIRTH = "1980-05-17"
@@ -203,7 +205,8 @@ def test_a_debtors_promises_settlement_dispute_preferences_and_callback(
     (account,) = view["accounts"]
     assert account["offer"] == {"account_id": DEBTOR, "discount_pct": "15.00",
                                 "balance": "5000.00", "amount": "4250.00",
-                                "pay_by": (day + timedelta(days=5)).isoformat()}
+                                "pay_by": (day + timedelta(days=5)).isoformat(),
+                                "max_pct": "40.00"}
     accepted = debtor.activities.portal_accept_offer({"account_id": DEBTOR})
     assert accepted["promise"]["amount"] == "4250.00"
     assert accepted["promise"]["due_date"] == account["offer"]["pay_by"]
@@ -313,3 +316,72 @@ def test_a_dispute_keeps_the_debtors_document_and_both_sides_download_it(
     details = scalar(engine, "SELECT details FROM activities.activities WHERE kind = 'portal'"
                              " AND details->>'portal' = 'dispute'")
     assert details["document_version_id"] == version_id
+
+
+TIERED = {**LIMITS, "discount_bands": [{"stage": "delinquent", "thresholds": [
+    {"up_to_pct": "15"}, {"up_to_pct": "40", "approver": "supervisor"},
+    {"up_to_pct": "60", "approver": "administrator"}]}]}
+
+
+def test_a_settlement_above_the_free_discount_waits_for_its_approver_then_is_kept(
+        debtor, admin, as_user, engine, rabbit_config):
+    """A larger discount than the offer's is asked, not granted: an approval naming the
+    level the band requires; the debtor sees it pending (and no offer meanwhile); only when
+    approved is its promise made, and paying it closes the debt as any settlement."""
+    admin.save_plan_limits(1, TIERED)
+    with pytest.raises(InvalidInput) as refused:            # above the band's last threshold
+        debtor.activities.portal_accept_offer({"account_id": DEBTOR, "discount_pct": "61"})
+    assert "60.00" in refused.value.fields["discount_pct"][0]
+    asked = debtor.activities.portal_accept_offer({"account_id": DEBTOR, "discount_pct": "30"})
+    assert asked["promise"] is None
+    approval = asked["approval"]
+    assert approval["kind"] == "settlement" and approval["approver"] == "supervisor"
+    assert approval["state"] == "pending" and approval["channel"] == "portal"
+    assert approval["terms"]["amount"] == "3500.00"
+    assert approval["terms"]["settlement"]["discount_pct"] == "30.00"
+    assert [r["field"] for r in approval["reasons"]] == ["discount_pct"]
+    assert scalar(engine, "SELECT count(*) FROM activities.promises") == 0
+    (account,) = debtor.activities.portal_view()["accounts"]
+    assert account["offer"] is None
+    assert [(a["kind"], a["state"]) for a in account["approvals"]] == [("settlement", "pending")]
+    with pytest.raises(Conflict):                               # one request at a time
+        debtor.activities.portal_accept_offer({"account_id": DEBTOR})
+
+    supervisor = as_user(SUPERVISOR, APPROVER_PERMS, None)
+    (queued,) = supervisor.list_approvals({})["items"]
+    assert queued["id"] == approval["id"] and queued["kind"] == "settlement"
+    decided = supervisor.decide_approval(approval["id"], {"decision": "approve"})
+    assert decided["state"] == "approved" and decided["promise_id"]
+    assert scalar(engine, "SELECT amount FROM activities.promises WHERE id = :p",
+                  p=decided["promise_id"]) == Decimal("3500.00")
+
+    dispatch = event_dispatcher(rabbit_config)
+    dispatch("portfolio", "payment_received", payment(DEBTOR, "3500.00", today(), 8))
+    try:
+        assert wait_for(lambda: sql(engine, "SELECT kind, amount, reference FROM "
+                                            "portfolio.movements WHERE account_id = :a", a=DEBTOR)
+                        == [("adjustment", Decimal("-5000.00"),
+                             f"LIQ-{decided['promise_id']}")])
+    finally:
+        sql(engine, "DELETE FROM portfolio.movements WHERE account_id = :a", a=DEBTOR)
+        sql(engine, "UPDATE portfolio.accounts SET balance = 5000 WHERE id = :a", a=DEBTOR)
+
+
+def test_a_settlement_for_an_administrator_refused_is_told_to_the_debtor(
+        debtor, admin, as_user, engine):
+    admin.save_plan_limits(1, TIERED)
+    asked = debtor.activities.portal_accept_offer({"account_id": DEBTOR, "discount_pct": "50"})
+    approval = asked["approval"]
+    assert approval["approver"] == "administrator"
+    supervisor = as_user(SUPERVISOR, APPROVER_PERMS, None)
+    with pytest.raises(PermissionDenied):                  # above the supervisor's level
+        supervisor.decide_approval(approval["id"], {"decision": "approve"})
+    admin.decide_approval(approval["id"], {"decision": "reject", "note": "Descuento muy alto"})
+    assert scalar(engine, "SELECT count(*) FROM activities.promises") == 0
+    (account,) = debtor.activities.portal_view()["accounts"]
+    assert [(a["state"], a["note"]) for a in account["approvals"]] \
+        == [("rejected", "Descuento muy alto")]
+    assert account["offer"]["discount_pct"] == "15.00"      # the offer stands again
+    entries = [d for (d,) in sql(engine, "SELECT description FROM activities.activities "
+                                         "WHERE kind = 'portal' ORDER BY id")]
+    assert entries == ["Convenio de liquidación aceptado en el portal (requiere aprobación)"]

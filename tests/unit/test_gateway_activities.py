@@ -80,7 +80,31 @@ class FakeActivities:
 
     def get_settings(self, institution_id):
         return {"institution_id": institution_id, "dispute_sla_days": 10,
-                "attribution_days": 30, "time_zone": "America/Mexico_City"}
+                "attribution_days": 30, "time_zone": "America/Mexico_City",
+                "outbound_number": "5550001111"}
+
+    def account_limits(self, account_id):
+        return {"institution_id": 1, "max_instalments": 3, "min_first_payment": "500.00",
+                "min_first_payment_pct": "20.00", "max_plan_days": 60, "offer_expiry_days": 7,
+                "discount_bands": [], "stage": "delinquent", "days_past_due": 45,
+                "band": {"stage": "delinquent", "dpd_from": 0, "dpd_to": 90, "thresholds": [
+                    {"up_to_pct": "10.00", "approver": None},
+                    {"up_to_pct": "30.00", "approver": "supervisor"}]},
+                "free_pct": "10.00", "top_pct": "30.00"}
+
+    def check_promise(self, data):
+        self.checked = data
+        if data.get("settlement"):
+            return {"within": False, "approver": "supervisor", "reasons": [
+                {"field": "settlement.discount_pct",
+                 "message": "Un descuento de 25.00% requiere la aprobación de un supervisor"}],
+                "settlement": {"account_id": 100, "discount_pct": "25.00", "balance": "12000.00",
+                               "amount": "9000.00", "pay_by": "2026-12-14"}}
+        if data["promise"].get("instalments") and len(data["promise"]["instalments"]) > 3:
+            return {"within": False, "approver": "supervisor",
+                    "reasons": [{"field": "promise.instalments",
+                                 "message": "Más de 3 parcialidades"}]}
+        return {"within": True, "reasons": [], "approver": None}
 
     def list_result_codes(self, institution_id, include_inactive=False):
         return self.codes
@@ -100,6 +124,13 @@ class FakeActivities:
 
     def account_disputes(self, account_id):
         return []
+
+    def account_approvals(self, account_id):
+        return [{"id": 31, "kind": "settlement", "state": "rejected", "approver": "supervisor",
+                 "note": "Descuento muy alto", "terms": {
+                     "amount": "8400.00", "instalments": [],
+                     "settlement": {"discount_pct": "30.00"}},
+                 "reasons": [{"field": "settlement.discount_pct", "message": "Requiere"}]}]
 
     def agenda_for(self, query):
         self.agenda_query = query
@@ -408,3 +439,95 @@ def test_a_logging_through_the_api_is_validated_once_by_the_service(signed_in, f
     malformed = client.post("/api/v1/activities", data="{", headers=headers,
                             content_type="application/json")
     assert malformed.status_code == 400 and len(fake.logged) == 1
+
+
+def test_the_form_shows_the_limits_of_the_account_and_the_institutions_caller_id(signed_in):
+    app = signed_in(GESTOR)
+    page = app.test_client().get("/deudores/42?tab=gestiones").get_data(as_text=True)
+    limits = page[page.index('id="promise-limits"'):]
+    assert "hasta 3 pagos" in limits and "$500.00" in limits and "20.00%" in limits
+    assert "60 días" in limits and "Moroso" in limits and "45 días de atraso" in limits
+    band = limits[limits.index('id="discount-band"'):]
+    assert "hasta 10.00%: sin aprobación" in band and "hasta 30.00%: aprueba un supervisor" in band
+    assert 'hx-get="/deudores/42/gestiones/limites?account_id=100"' in page
+    assert 'id="caller_id"' in page and 'value="5550001111"' in page
+    assert "Número desde el que llama" in page
+
+
+def test_the_verdict_before_sending_is_the_services(signed_in, fake):
+    client = signed_in(GESTOR).test_client()
+    due = (date.today() + timedelta(days=5)).isoformat()
+    within = client.get("/deudores/42/gestiones/limites", query_string={
+        "account_id": "100", "promise_amount": "$1,500", "promise_due_date": due})
+    assert within.status_code == 200 and 'id="promise-within"' in within.get_data(as_text=True)
+    assert fake.checked == {"account_id": 100, "promise": {"amount": "1500", "due_date": due}}
+    plan = {f"plan_{f}_{n}": (due if f == "due_date" else "100") for n in range(4)
+            for f in ("due_date", "amount")}
+    outside = client.get("/deudores/42/gestiones/limites",
+                         query_string={"account_id": "100", **plan}).get_data(as_text=True)
+    assert 'id="promise-needs-approval"' in outside and "Más de 3 parcialidades" in outside
+    assert "un supervisor" in outside
+    assert len(fake.checked["promise"]["instalments"]) == 4
+    empty = client.get("/deudores/42/gestiones/limites", query_string={"account_id": "100"})
+    assert empty.status_code == 200 and "promise-" not in empty.get_data(as_text=True)
+
+
+def test_an_outbound_call_is_sent_with_the_number_it_went_out_from(signed_in, fake):
+    client = signed_in(GESTOR).test_client()
+    form = {"csrf_token": "csrf", "account_id": "100", "kind": "call", "direction": "outbound",
+            "phone": "5512345678", "started_at": NOW.isoformat(), "result_code_id": "12",
+            "callback_at": "2026-12-01T10:30", "caller_id": "55 5000 2222"}
+    client.post("/deudores/42/gestiones", data=form)
+    assert fake.logged[-1]["caller_id"] == "55 5000 2222"
+    client.post("/deudores/42/gestiones", data={**form, "direction": "inbound"})
+    assert "caller_id" not in fake.logged[-1]
+
+
+def test_a_caller_id_refusal_is_told_next_to_the_field_in_plain_words(signed_in, fake):
+    fake.refuse = Conflict("Llamada sin identificador", {
+        "caller_id": ["La llamada debe salir de un número conocido"], "rule": ["caller_id"],
+        "reason": ["La llamada debe salir de un número conocido"], "policy_version": ["MX-1"]})
+    response = signed_in(GESTOR).test_client().post("/deudores/42/gestiones", data={
+        "csrf_token": "csrf", "account_id": "100", "kind": "call", "direction": "outbound",
+        "phone": "5512345678", "started_at": NOW.isoformat(), "result_code_id": "12",
+        "callback_at": "2026-12-01T10:30", "caller_id": ""})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 409
+    assert 'id="err-caller_id"' in page
+    assert "regla «Identificador de llamada», política MX-1" in page
+
+
+def test_a_settlement_typed_in_the_form_is_judged_and_sent_as_one(signed_in, fake):
+    client = signed_in(GESTOR).test_client()
+    verdict = client.get("/deudores/42/gestiones/limites", query_string={
+        "account_id": "100", "settlement_discount_pct": "25%", "promise_amount": "99"}
+        ).get_data(as_text=True)
+    assert fake.checked == {"account_id": 100,
+                            "settlement": {"discount_pct": "25", "pay_by": None}}
+    assert 'id="settlement-terms"' in verdict and "$9,000.00" in verdict
+    assert 'id="promise-needs-approval"' in verdict and "25.00%" in verdict
+    client.post("/deudores/42/gestiones", data={
+        "csrf_token": "csrf", "account_id": "100", "kind": "call", "direction": "outbound",
+        "phone": "5512345678", "started_at": NOW.isoformat(), "result_code_id": "11",
+        "settlement_discount_pct": "25", "promise_due_date": "2026-12-10"})
+    sent = fake.logged[-1]
+    assert sent["settlement"] == {"discount_pct": "25", "pay_by": "2026-12-10"}
+    assert "promise" not in sent
+
+
+def test_a_settlement_refused_is_told_next_to_its_field(signed_in, fake):
+    fake.refuse = InvalidInput("Descuento no permitido", {"settlement": {"discount_pct": [
+        "El descuento máximo que puede pedirse es 40.00%"]}})
+    response = signed_in(GESTOR).test_client().post("/deudores/42/gestiones", data={
+        "csrf_token": "csrf", "account_id": "100", "kind": "visit", "started_at": NOW.isoformat(),
+        "result_code_id": "11", "settlement_discount_pct": "90"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422 and 'id="err-settlement_discount_pct"' in page
+    assert "40.00%" in page and 'value="90"' in page
+
+
+def test_the_promises_tab_tells_the_agent_what_an_approver_refused(signed_in):
+    page = signed_in(GESTOR).test_client().get("/deudores/42?tab=promesas").get_data(as_text=True)
+    refused = page[page.index('id="account-approval-31"'):]
+    assert "Rechazada" in refused and "Descuento muy alto" in refused
+    assert "liquidación con 30.00% de descuento" in refused and "$8,400.00" in refused

@@ -55,6 +55,8 @@ class Offer(Schema):
     balance = fields.String()
     amount = fields.String()
     pay_by = fields.Date()
+    max_pct = fields.String(metadata={"description": "el mayor descuento que puede pedirse "
+                                                     "(arriba de discount_pct, con aprobación)"})
 
 
 class PortalAccountView(_PortalAccount):
@@ -193,7 +195,9 @@ def make_promise(_):
 @blp.arguments(PortalSettlement)
 @blp.alt_response(201, schema=SettlementAccepted)
 def accept_settlement(_):
-    """Acepta la oferta de liquidación vigente de la cuenta (409 si no la hay)."""
+    """Acepta la oferta de liquidación vigente de la cuenta (409 si no la hay), o pide un
+    descuento mayor (``discount_pct``, hasta ``max_pct``): queda pendiente de aprobación
+    (``approval``) y sólo vale cuando se aprueba; arriba de ``max_pct``, 422."""
     with portal.debtor_rpc() as proxy:
         return proxy.activities.portal_accept_offer(body()), 201
 

@@ -1,8 +1,9 @@
 // The activity form on the debtor's 360° view: the clock runs from the moment the form
-// was rendered (its hidden started_at), and the promise and callback fieldsets show
-// only when the chosen result code asks for them. Without this script both fieldsets
-// stay visible and the server still checks everything. Loaded again after each htmx
-// swap of the tabs, so every form is set up once (data-ready).
+// was rendered (its hidden started_at), the promise and callback fieldsets show only
+// when the chosen result code asks for them, and the caller id only for an outbound
+// call. Without this script all stay visible and the server still checks everything.
+// Loaded again after each htmx swap of the tabs, so every form is set up once
+// (data-ready). The verdict on the promise being typed comes from the server (htmx).
 (function () {
   "use strict";
   const setUp = (form) => {
@@ -38,6 +39,18 @@
     if (select) {
       select.addEventListener("change", toggle);
       toggle();
+    }
+    // the number the call goes out from matters only for an outbound call
+    const callerId = form.querySelector("[data-outbound-call]");
+    const kind = form.querySelector("#kind");
+    const direction = form.querySelector("#direction");
+    const showCallerId = () => {
+      callerId.hidden = !(kind.value === "call" && direction.value === "outbound");
+    };
+    if (callerId && kind && direction) {
+      kind.addEventListener("change", showCallerId);
+      direction.addEventListener("change", showCallerId);
+      showCallerId();
     }
   };
   const all = () => document.querySelectorAll("form[data-activity-form]").forEach(setUp);

@@ -50,8 +50,14 @@ GROUPS = {"agent": N_("Gestor"), "day": N_("Día"), "institution": N_("Instituci
 #: the activity form's fields (a problem of any other field is told above the form)
 FORM_FIELDS = {"account_id", "kind", "direction", "phone", "email", "address",
                "result_code_id", "result_code", "description", "promise", "promise_amount",
-               "promise_due_date", "callback_at", "callback_note", "started_at", "ended_at",
-               "justification", "override"}
+               "promise_due_date", "promise_instalments", "settlement",
+               "settlement_discount_pct", "settlement_pay_by", "callback_at", "callback_note",
+               "started_at", "ended_at", "justification", "override", "caller_id"}
+#: the rows of a plan of payments the activity form offers (a plan is filled rows only)
+PLAN_ROWS = 6
+APPROVERS = {"supervisor": N_("un supervisor"), "administrator": N_("un administrador")}
+APPROVAL_STATES = {"pending": N_("Pendiente de aprobación"), "approved": N_("Aprobada"),
+                   "rejected": N_("Rechazada")}
 #: what the contact policy's refusal of an outbound call names (an admin may override it)
 POLICY_FIELDS = ("phone", "started_at")
 
@@ -103,9 +109,9 @@ def form_errors(fields: dict) -> dict[str, list[str]]:
     plain words (``_plain_refusal``)."""
     out: dict[str, list[str]] = {}
     for name, problems in _plain_refusal(fields or {}).items():
-        if isinstance(problems, dict) and name == "promise":
+        if isinstance(problems, dict) and name in ("promise", "settlement"):
             for inner, nested in problems.items():
-                out.setdefault(f"promise_{inner}", []).extend(_messages(nested))
+                out.setdefault(f"{name}_{inner}", []).extend(_messages(nested))
         else:
             out.setdefault(name, []).extend(_messages(problems))
     return out
@@ -158,9 +164,14 @@ def _history_tab(proxy, view: dict) -> dict:
     if "activities.log" in permissions:
         codes = proxy.activities.list_result_codes(account["institution_id"])
         state = g.get("activity_form") or {}
-        values = state.get("values") or {"kind": "call", "direction": "outbound"}
+        settings = proxy.activities.get_settings(account["institution_id"])
+        # the outbound number the call goes out from: the institution's, unless typed
+        values = state.get("values") or {"kind": "call", "direction": "outbound",
+                                         "caller_id": settings.get("outbound_number") or ""}
         context["form"] = {
             "codes": codes, "values": values, "errors": state.get("errors", {}),
+            "limits": proxy.activities.account_limits(account["id"]),
+            "plan_rows": PLAN_ROWS, "APPROVERS": translated(APPROVERS),
             "others": state.get("others", []),
             # the clock starts when the form is shown; a refused form keeps its start
             "started_at": values.get("started_at") or datetime.now(timezone.utc).isoformat(),
@@ -172,7 +183,10 @@ def _promises_tab(proxy, view: dict) -> dict:
     account = _chosen_account(view)
     if account is None:
         return {"act_account": None}
-    return {"act_account": account, "promises": proxy.activities.account_promises(account["id"])}
+    # what waits for (or was refused by) an approver: the agent is told here
+    return {"act_account": account, "promises": proxy.activities.account_promises(account["id"]),
+            "approvals": proxy.activities.account_approvals(account["id"]),
+            "APPROVAL_STATES": translated(APPROVAL_STATES), "APPROVERS": translated(APPROVERS)}
 
 
 def _disputes_tab(proxy, view: dict) -> dict:
@@ -226,6 +240,59 @@ def _code_flags(proxy, institution_id: int, code_id) -> dict:
     return code or {}
 
 
+def _amount(text: str) -> str | None:
+    """A typed amount ("$1,500.00") as the service reads it; ValueError if no number."""
+    text = text.strip().replace(",", "").replace("$", "")
+    if not text:
+        return None
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(text) from None
+    if not amount.is_finite():
+        raise ValueError(text)
+    return str(amount)
+
+
+def terms_from_form(form) -> tuple[dict, dict]:
+    """What the form's promise fieldset holds, as the service reads it: ``{"settlement":}``
+    when a discount is typed (its lump sum is the promise, by the date given), else
+    ``{"promise":}`` (``promise_from_form``), else nothing; and the problems found."""
+    pct = form.get("settlement_discount_pct", "").strip().rstrip("%").strip()
+    if pct:
+        due = form.get("promise_due_date", "").strip()
+        return {"settlement": {"discount_pct": pct.replace(",", "."), "pay_by": due or None}}, {}
+    promise, errors = promise_from_form(form)
+    return ({"promise": promise} if promise is not None else {}), errors
+
+
+def promise_from_form(form) -> tuple[dict | None, dict]:
+    """The promise the form holds - a plan when any plan row is filled, else one amount
+    and date - (None when nothing is typed), and the amounts that are no number."""
+    errors: dict[str, list[str]] = {}
+    rows = [(form.get(f"plan_due_date_{n}", "").strip(), form.get(f"plan_amount_{n}", ""))
+            for n in range(PLAN_ROWS)]
+    rows = [(d, a) for d, a in rows if d or a.strip()]
+    if rows:
+        instalments = []
+        for due, text in rows:
+            try:
+                instalments.append({"due_date": due or None, "amount": _amount(text)})
+            except ValueError:
+                errors["promise_instalments"] = [_("Escriba un importe")]
+        return {"instalments": instalments}, errors
+    amount_text = form.get("promise_amount", "")
+    due_text = form.get("promise_due_date", "").strip()
+    if not (amount_text.strip() or due_text):
+        return None, errors
+    promise = {"due_date": due_text or None, "amount": None}
+    try:
+        promise["amount"] = _amount(amount_text)
+    except ValueError:
+        errors["promise_amount"] = [_("Escriba un importe")]
+    return promise, errors
+
+
 def _activity_from_form(proxy, form, account: dict) -> tuple[dict, dict]:
     """The service's body from the form, and the problems found before asking it."""
     errors: dict[str, list[str]] = {}
@@ -244,20 +311,13 @@ def _activity_from_form(proxy, form, account: dict) -> tuple[dict, dict]:
         data["queue_id"] = to_int(form.get("queue_id"))
     if form.get("justification", "").strip():
         data["override"] = {"justification": form["justification"].strip()}
+    if kind == "call" and data["direction"] == "outbound" and form.get("caller_id", "").strip():
+        data["caller_id"] = form["caller_id"].strip()
     flags = _code_flags(proxy, account["institution_id"], code_id) if code_id else {}
-    amount_text = form.get("promise_amount", "").strip().replace(",", "").replace("$", "")
-    due_text = form.get("promise_due_date", "").strip()
-    if flags.get("needs_promise") or (not flags and (amount_text or due_text)):
-        promise = {}
-        try:
-            amount = Decimal(amount_text) if amount_text else None
-            if amount is not None and not amount.is_finite():
-                raise InvalidOperation
-            promise["amount"] = str(amount) if amount is not None else None
-        except InvalidOperation:
-            errors["promise_amount"] = [_("Escriba un importe")]
-        promise["due_date"] = due_text or None
-        data["promise"] = promise
+    terms, terms_errors = terms_from_form(form)
+    if flags.get("needs_promise") or (not flags and terms):
+        errors.update(terms_errors)
+        data.update(terms or {"promise": {"amount": None, "due_date": None}})
     callback_text = form.get("callback_at", "").strip()
     if callback_text:
         try:
@@ -304,11 +364,35 @@ def log_activity(debtor_id: int):
     values = {k: form.get(k, "") for k in (
         "account_id", "kind", "direction", "phone", "email", "address", "result_code_id",
         "description", "promise_amount", "promise_due_date", "callback_at", "callback_note",
-        "started_at", "idempotency_key", "queue_id", "justification")}
+        "started_at", "idempotency_key", "queue_id", "justification", "caller_id",
+        "settlement_discount_pct",
+        *(f"plan_{f}_{n}" for n in range(PLAN_ROWS) for f in ("due_date", "amount")))}
     g.activity_form = {"values": values, "errors": errors,
                        "others": _others(errors, FORM_FIELDS)}
     return portfolio.debtor_page(debtor_id, "gestiones",
                                   failure=_("Revise los campos marcados."), status=status)
+
+
+@bp.get("/deudores/<int:debtor_id>/gestiones/limites")
+@auth.permission_required("activities.log")
+def promise_verdict(debtor_id: int):
+    """Whether the promise or plan the form holds is inside the institution's limits or will
+    wait for an approver: the activities service's own judgement (``check_promise``, as
+    logging it would judge), put by htmx under the form's promise before it is sent."""
+    account_id = to_int(request.args.get("account_id"))
+    terms, errors = terms_from_form(request.args)
+    verdict, problems = None, []
+    if account_id is None:
+        abort(404)
+    if terms and not errors:
+        try:
+            with rpc() as proxy:
+                verdict = proxy.activities.check_promise({"account_id": account_id, **terms})
+        except (InvalidInput, Conflict) as exc:   # not yet a whole promise: what is missing
+            problems = _messages(exc.fields or {"_": [exc.message]})
+    return render_template("activities/_promise_verdict.html", verdict=verdict,
+                           problems=problems or [p for v in errors.values() for p in v],
+                           APPROVERS=translated(APPROVERS))
 
 
 # --- disputes from the 360° view ---------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The staff's side of the limits and the debtor portal: the supervisors' approval queue,
-``/aprobaciones`` (promises and plans outside their institution's limits, oldest first,
-each approved or rejected with a note), and the debtor's "Portal" tab, where an agent
-sends the debtor a personal link by email or SMS. The services decide who may and what is in scope."""
+``/aprobaciones`` (promises, plans and settlements outside their institution's limits,
+oldest first, each approved or rejected with a note), and the debtor's "Portal" tab,
+where an agent sends the debtor a personal link by email or SMS. The services decide who
+may and what is in scope."""
 from __future__ import annotations
 
 from flask import Blueprint, g, redirect, render_template, request, url_for
@@ -21,6 +22,7 @@ bp = debtor_screens(Blueprint("approvals_ui", __name__))
 DONE = {"approve": N_("Aprobada: la promesa quedó registrada."),
         "reject": N_("Rechazada.")}
 CHANNELS = {"agent": N_("Gestor"), "portal": N_("Portal del deudor")}
+APPROVERS = {"supervisor": N_("Supervisor"), "administrator": N_("Administrador")}
 
 
 def _page(problem: str | None = None, status: int = 200):
@@ -29,7 +31,8 @@ def _page(problem: str | None = None, status: int = 200):
     done = DONE.get(request.args.get("hecho"))
     return render_template("approvals/list.html", page=page, problem=problem,
                            done=_(done) if done else None,
-                           channels={k: _(v) for k, v in CHANNELS.items()}), status
+                           channels={k: _(v) for k, v in CHANNELS.items()},
+                           approvers={k: _(v) for k, v in APPROVERS.items()}), status
 
 
 @bp.get("/aprobaciones")

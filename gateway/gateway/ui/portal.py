@@ -43,6 +43,8 @@ DONE = {
     "promesa": N_("Su promesa de pago quedó registrada."),
     "aprobacion": N_("Su propuesta quedó en revisión: le avisaremos cuando sea aprobada."),
     "liquidacion": N_("Aceptó la oferta de liquidación: pague el monto antes de la fecha indicada."),
+    "liquidacion_revision": N_("Su solicitud de descuento quedó pendiente de aprobación: le "
+                               "avisaremos cuando la revisen. No pague antes de la aprobación."),
     "aclaracion": N_("Su aclaración quedó abierta; la revisaremos y le responderemos."),
     "preferencias": N_("Sus preferencias de contacto quedaron guardadas."),
     "llamada": N_("Le llamaremos en el horario que pidió."),
@@ -211,10 +213,16 @@ def promise():
 
 @bp.post("/liquidacion")
 def settlement():
+    """The offer as it stands, or a larger discount asked for (``discount_pct``): above
+    the offer's it waits for the approver the institution's limits name."""
     def act():
+        data = {"account_id": _account_id()}
+        if request.form.get("discount_pct", "").strip():
+            data["discount_pct"] = request.form["discount_pct"].strip().replace(",", ".") \
+                .rstrip("%").strip()
         with debtor_rpc() as proxy:
-            proxy.activities.portal_accept_offer({"account_id": _account_id()})
-        return "liquidacion"
+            made = proxy.activities.portal_accept_offer(data)
+        return "liquidacion_revision" if made["approval"] else "liquidacion"
     return _acting("settlement", "oferta", act)
 
 

@@ -113,10 +113,32 @@ class _EntryFields(Schema):
             raise ValidationError(problems)
 
 
+def _between(low: str, high: str):
+    """A decimal's range checked by a function (a ``Range`` of decimals would print its
+    bounds as text in the OpenAPI document, which is no JSON Schema)."""
+    def check(value):
+        if not Decimal(low) <= value <= Decimal(high):
+            raise ValidationError(f"Debe estar entre {low} y {high}")
+    return check
+
+
+class SettlementWrite(Schema):
+    """A settlement offered by the agent: ``discount_pct`` off the account's balance, the
+    rest paid at once by ``pay_by`` (at most the offer's expiry; by then when not given).
+    The amount is the service's, from the balance; the discount is judged by the account's
+    band (limits.settlement)."""
+
+    discount_pct = fields.Decimal(as_string=True, allow_nan=False, places=2, required=True,
+                                  validate=_between("0.01", "100"))
+    pay_by = fields.Date(load_default=None, allow_none=True)
+
+
 class ActivityWrite(_EntryFields):
     account_id = fields.Integer(required=True)
     queue_id = fields.Integer(load_default=None, allow_none=True)
     promise = fields.Nested(PromiseWrite, load_default=None, allow_none=True)
+    #: instead of ``promise``: a settlement's lump sum is the promise
+    settlement = fields.Nested(SettlementWrite, load_default=None, allow_none=True)
     callback_at = fields.AwareDateTime(load_default=None, allow_none=True)
     callback_note = fields.String(load_default="", validate=validate.Length(max=500))
     #: an outbound call the contact policy refuses is logged anyway only with an
@@ -531,15 +553,6 @@ APPROVAL_KINDS = ("promise", "settlement")
 APPROVERS = ("supervisor", "administrator")
 
 
-def _between(low: str, high: str):
-    """A decimal's range checked by a function (a ``Range`` of decimals would print its
-    bounds as text in the OpenAPI document, which is no JSON Schema)."""
-    def check(value):
-        if not Decimal(low) <= value <= Decimal(high):
-            raise ValidationError(f"Debe estar entre {low} y {high}")
-    return check
-
-
 def _pct(**kwargs):
     return fields.Decimal(as_string=True, allow_nan=False, places=2,
                           validate=_between("0", "100"), **kwargs)
@@ -597,6 +610,20 @@ class LimitsOut(Schema):
     updated_at = fields.AwareDateTime()
 
 
+class PromiseCheck(Schema):
+    """A promise, plan or settlement the activity form is filling, to judge before it is
+    logged (one of ``promise`` and ``settlement``)."""
+
+    account_id = fields.Integer(required=True)
+    promise = fields.Nested(PromiseWrite, load_default=None, allow_none=True)
+    settlement = fields.Nested(SettlementWrite, load_default=None, allow_none=True)
+
+    @validates_schema
+    def _one(self, data, **_):
+        if (data.get("promise") is None) == (data.get("settlement") is None):
+            raise ValidationError("Indique una promesa o una liquidación", "promise")
+
+
 class Reason(Schema):
     field = fields.String()
     message = fields.String()
@@ -651,7 +678,12 @@ class PortalPromise(Schema):
 
 
 class PortalSettlement(Schema):
+    """The offer as it stands; or, with ``discount_pct``, a settlement at that discount
+    (above the offer's it waits for the approver the account's band names)."""
+
     account_id = fields.Integer(required=True)
+    discount_pct = fields.Decimal(as_string=True, allow_nan=False, places=2, allow_none=True,
+                                  load_default=None, validate=_between("0.01", "100"))
 
 
 class PortalCallback(Schema):

@@ -11,8 +11,8 @@ permissive (36 instalments, three years, no minimum) so nothing changes for anyo
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
-from decimal import Decimal
+from datetime import date, datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -119,6 +119,84 @@ def discount_approver(limits: PlanLimits, stage: str | None, days_past_due: int,
     return False, None
 
 
+def free_pct(band: dict | None) -> Decimal:
+    """The highest discount ``band`` grants with nobody's approval (0 when none)."""
+    return max((Decimal(t["up_to_pct"]) for t in (band or {}).get("thresholds", [])
+                if not t.get("approver")), default=Decimal("0"))
+
+
+def top_pct(band: dict | None) -> Decimal:
+    """The highest discount ``band`` allows at all, with whatever approval."""
+    return max((Decimal(t["up_to_pct"]) for t in (band or {}).get("thresholds", [])),
+               default=Decimal("0"))
+
+
+def applying(limits: PlanLimits, account: dict) -> dict:
+    """The limits as they apply to ``account`` (what the activity form shows): the
+    institution's, with the discount band of its stage and days past due (None: no
+    discount at all), the discount granted at once and the highest one with approval."""
+    band = band_for(limits, account.get("stage"), account.get("days_past_due") or 0)
+    return {**describe(limits), "stage": account.get("stage"),
+            "days_past_due": account.get("days_past_due") or 0, "band": band,
+            "free_pct": str(free_pct(band)), "top_pct": str(top_pct(band))}
+
+
+def plan_verdict(limits: PlanLimits, plan: list[dict], today: date) -> dict:
+    """What logging ``plan`` would do, judged by ``plan_reasons`` as the logging does: made
+    at once (``within``), or waiting for the approver it names, and why."""
+    reasons = plan_reasons(limits, plan, today)
+    return {"within": not reasons, "reasons": reasons,
+            "approver": "supervisor" if reasons else None}
+
+
+#: the approver levels as a reason names them
+APPROVER_WORDS = {"supervisor": "un supervisor", "administrator": "un administrador"}
+CENT = Decimal("0.01")
+
+
+def settlement_at(account: dict, pct: Decimal, today: date, pay_by: date) -> dict:
+    """A settlement of ``pct`` percent off the account's balance: its lump sum, by ``pay_by``."""
+    balance = Decimal(str(account.get("balance") or 0))
+    amount = (balance * (100 - pct) / 100).quantize(CENT, ROUND_HALF_UP)
+    return {"account_id": account["id"], "discount_pct": str(pct.quantize(CENT)),
+            "balance": str(balance), "amount": str(amount), "pay_by": pay_by.isoformat()}
+
+
+def settlement(limits: PlanLimits, account: dict, pct: Decimal, today: date, field: str,
+               pay_by: date | None = None) -> tuple[dict, str | None, list[dict]]:
+    """A settlement of ``pct`` percent on ``account``, whoever offers it (the debtor in the
+    portal, an agent in the activity form), judged by its band (``discount_approver``):
+    (terms, approver, reasons) - no approver: granted at once; else it waits for that
+    level, with the reason. Refused (InvalidInput naming ``field``) above the band's last
+    threshold, on an account with nothing owed, or paid later than the offer's expiry."""
+    balance = Decimal(str(account.get("balance") or 0))
+    if balance <= 0:
+        raise Conflict("La cuenta no tiene saldo que liquidar", _at(field, ["Sin saldo"]))
+    allowed, approver = discount_approver(limits, account.get("stage"),
+                                          account.get("days_past_due") or 0, pct)
+    if not allowed:
+        top = top_pct(band_for(limits, account.get("stage"), account.get("days_past_due") or 0))
+        raise InvalidInput("Descuento no permitido", _at(field, [
+            f"El descuento máximo que puede pedirse es {top}%" if top > 0
+            else "La cuenta no admite descuento"]))
+    latest = today + timedelta(days=limits.offer_expiry_days)
+    if pay_by is not None and not today <= pay_by <= latest:
+        raise InvalidInput("Fecha de pago inválida", _at(
+            field.rpartition(".")[0] + ".pay_by" if "." in field else "pay_by",
+            [f"Entre hoy y el {latest.isoformat()} (la vigencia de la oferta)"]))
+    terms = settlement_at(account, pct, today, pay_by or latest)
+    reasons = [{"field": field, "message": f"Un descuento de {terms['discount_pct']}% requiere "
+                                           f"la aprobación de {APPROVER_WORDS[approver]}"}] \
+        if approver else []
+    return terms, approver, reasons
+
+
+def _at(field: str, problems: list[str]) -> dict:
+    """Problems of a dotted ``field`` nested as the input's schema names them."""
+    head, _, rest = field.partition(".")
+    return {head: _at(rest, problems) if rest else problems}
+
+
 # --- the approval queue ---------------------------------------------------------------------
 
 def request(session: Session, account: dict, kind: str, terms: dict, reasons: list[dict],
@@ -183,7 +261,7 @@ def decide(session: Session, db, identity: Identity, approval_id: int, data: dic
         raise PermissionDenied(f"Falta el permiso {permission}", {"permission": [permission]})
     if approval.state != "pending":
         raise Conflict("La solicitud ya fue decidida", {"approval_id": ["Ya fue decidida"]})
-    if data["decision"] == "approve" and approval.kind == "promise":
+    if data["decision"] == "approve":   # a settlement's promise is its lump sum
         plan = terms_plan(approval.terms)
         if plan[0]["due_date"] < today:
             raise Conflict("La primera fecha del plan ya pasó: recházelo",

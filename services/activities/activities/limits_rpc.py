@@ -6,8 +6,8 @@ from recaudo_common.errors import InvalidInput, PermissionDenied
 from recaudo_common.service import rpc
 from recaudo_common.validation import load
 
-from . import catalogue, limits
-from .contracts import ApprovalDecision, ApprovalQuery, LimitsWrite
+from . import catalogue, limits, promises
+from .contracts import ApprovalDecision, ApprovalQuery, LimitsWrite, PromiseCheck
 
 
 def _id(value, field: str) -> int:
@@ -27,6 +27,39 @@ class LimitsEntrypoints:
         with self.db.session() as session:
             self._catalogue(session, identity, institution_id)
             return limits.describe(limits.limits_of(session, institution_id))
+
+    @rpc
+    def account_limits(self, account_id):
+        """The limits that apply to the account (its band by stage and days past due), as
+        the activity form shows them before anything is logged."""
+        identity = self.caller.require("activities.read")
+        account = self._account(identity, account_id)
+        with self.db.session() as session:
+            self._catalogue(session, identity, account["institution_id"])
+            return limits.applying(limits.limits_of(session, account["institution_id"]),
+                                   account)
+
+    @rpc
+    def check_promise(self, data):
+        """What logging this promise, plan or settlement on the account would do - made at
+        once, or waiting for an approver, and why - judged exactly as ``log_activity``
+        judges it (a settlement with its lump sum and day); nothing is written."""
+        identity = self.caller.require("activities.log")
+        data = load(PromiseCheck(), data)
+        account = self._account(identity, data["account_id"])
+        with self.db.session() as session:
+            self._catalogue(session, identity, account["institution_id"])
+            today = catalogue.today_in(
+                catalogue.settings_of(session, account["institution_id"]).time_zone)
+            rules = limits.limits_of(session, account["institution_id"])
+            if data["settlement"] is not None:
+                asked = data["settlement"]
+                terms, approver, reasons = limits.settlement(
+                    rules, account, asked["discount_pct"], today, "settlement.discount_pct",
+                    asked.get("pay_by"))
+                return {"within": approver is None, "reasons": reasons, "approver": approver,
+                        "settlement": terms}
+            return limits.plan_verdict(rules, promises.plan_of(data["promise"], today), today)
 
     @rpc
     def save_plan_limits(self, institution_id, data):

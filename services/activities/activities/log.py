@@ -78,7 +78,7 @@ def judged_by_policy(data: dict) -> bool:
 def needs_contacts(data: dict) -> bool:
     """Whether logging ``data`` needs the account's contact view: a call the policy judges,
     or a promise (the policy in force may want the agreement sent in writing)."""
-    return judged_by_policy(data) or bool(data.get("promise"))
+    return judged_by_policy(data) or bool(data.get("promise")) or bool(data.get("settlement"))
 
 
 def caller_id(data: dict, settings) -> str | None:
@@ -108,6 +108,24 @@ def _check_policy(session: Session, db, identity: Identity, contacts: dict | Non
         compliance.record(session, identity, contacts, "call", data["phone"], verdict,
                           data["override"]["justification"])
     return overridden
+
+
+def _settlement(session: Session, account: dict, data: dict, code: ResultCode | None,
+                today: date) -> tuple[dict, str | None, list[dict], dict]:
+    """The settlement an agent offers on ``account`` (``limits.settlement``, as in the
+    portal): (terms, approver, reasons, the promise of its lump sum)."""
+    if data.get("promise"):
+        raise InvalidInput("Promesa y liquidación", {"settlement": [
+            "Una liquidación ya es la promesa: no indique otra"]})
+    if not (code is not None and code.needs_promise):
+        raise InvalidInput("Liquidación no esperada", {"settlement": [
+            "El resultado elegido no lleva promesa de pago"]})
+    asked = data["settlement"]
+    terms, approver, reasons = limits.settlement(
+        limits.limits_of(session, account["institution_id"]), account, asked["discount_pct"],
+        today, "settlement.discount_pct", asked.get("pay_by"))
+    return terms, approver, reasons, {"amount": Decimal(terms["amount"]),
+                                      "due_date": date.fromisoformat(terms["pay_by"])}
 
 
 def _check_times(data: dict) -> None:
@@ -148,6 +166,11 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
     _check_times(data)
     today = catalogue.today_in(settings.time_zone)
     terms = data.get("promise")
+    settlement = approver = None
+    outside = []
+    if data.get("settlement"):
+        # a settlement: its lump sum is the promise, judged by the account's discount band
+        settlement, approver, outside, terms = _settlement(session, account, data, code, today)
     if code is not None and code.needs_promise and not terms:
         raise InvalidInput("Falta la promesa", {"promise": ["El resultado requiere una promesa de pago"]})
     if terms and not (code is not None and code.needs_promise):
@@ -155,8 +178,9 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
                            {"promise": ["El resultado elegido no lleva promesa de pago"]})
     plan = promises.plan_of(terms, today) if terms else None
     # outside the institution's limits: logged, and the promise waits for a supervisor
-    outside = limits.plan_reasons(limits.limits_of(session, institution_id), plan, today) \
-        if plan else []
+    if plan and settlement is None:
+        outside = limits.plan_reasons(limits.limits_of(session, institution_id), plan, today)
+        approver = "supervisor"
     callback_at = data.get("callback_at")
     if code is not None and code.schedules_callback and callback_at is None:
         raise InvalidInput("Falta la fecha de la llamada",
@@ -184,6 +208,8 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
         details["promise"] = promises.plan_details(plan)
         if outside:
             details["promise"]["needs_approval"] = True
+    if settlement:   # kept, it forgives the rest of the debt (promises.apply_payment)
+        details["settlement"] = settlement
     if callback_at is not None:
         details["callback_at"] = callback_at.astimezone(timezone.utc).isoformat()
 
@@ -201,8 +227,10 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
     productivity.bump(session, day, activity.agent_id, institution_id, activity.queue_id,
                       **deltas)
     promise = promises.make(session, db, activity, plan, day) if plan and not outside else None
-    approval = limits.request(session, account, "promise", promises.plan_details(plan), outside,
-                              "supervisor", "agent", identity.user_id, activity.id) \
+    approval = limits.request(session, account, "settlement" if settlement else "promise",
+                              dict(promises.plan_details(plan), **(
+                                  {"settlement": settlement} if settlement else {})),
+                              outside, approver, "agent", identity.user_id, activity.id) \
         if outside else None
     item = None
     if callback_at is not None:

@@ -13,7 +13,7 @@ agency made); the promises, disputes and callbacks they make announce their own 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,7 +26,6 @@ from .models import Activity, AgendaItem, Approval, Promise
 #: the "agent" of what the debtor did alone
 NOBODY = 0
 CALLBACK_HORIZON = timedelta(days=30)
-CENT = Decimal("0.01")
 
 
 def now() -> datetime:
@@ -51,21 +50,22 @@ def record(session: Session, account: dict, action: str, description: str,
 
 def offer_of(session: Session, account: dict, today) -> dict | None:
     """The settlement the institution grants at once on this account: the highest discount
-    its band allows without approval, on the balance, payable by the offer's expiry."""
-    balance = Decimal(str(account.get("balance") or 0))
-    if balance <= 0:
+    its band allows without approval, on the balance, payable by the offer's expiry; with
+    the highest discount the debtor may ask for (``max_pct``, granted by its approver)."""
+    if Decimal(str(account.get("balance") or 0)) <= 0:
         return None
     rules = limits.limits_of(session, account["institution_id"])
     band = limits.band_for(rules, account.get("stage"), account.get("days_past_due") or 0)
-    free = [Decimal(t["up_to_pct"]) for t in (band or {}).get("thresholds", [])
-            if not t.get("approver")]
-    if not free or max(free) <= 0:
+    pct = limits.free_pct(band)
+    if pct <= 0:
         return None
-    pct = max(free)
-    amount = (balance * (100 - pct) / 100).quantize(CENT, ROUND_HALF_UP)
-    return {"account_id": account["id"], "discount_pct": str(pct), "balance": str(balance),
-            "amount": str(amount), "pay_by": (today + timedelta(days=rules.offer_expiry_days))
-            .isoformat()}
+    return {**limits.settlement_at(account, pct, today,
+                                   today + timedelta(days=rules.offer_expiry_days)),
+            "max_pct": str(max(pct, limits.top_pct(band)))}
+
+
+#: how long a refused request stays on the debtor's page (they are told, then it goes)
+REFUSED_SHOWN = timedelta(days=30)
 
 
 def view(session: Session, accounts: list[dict], debtor_id: int) -> dict:
@@ -76,7 +76,9 @@ def view(session: Session, accounts: list[dict], debtor_id: int) -> dict:
         settings = catalogue.settings_of(session, account["institution_id"])
         today = catalogue.today_in(settings.time_zone)
         pending = session.execute(select(Approval).where(
-            Approval.account_id == account["id"], Approval.state == "pending")
+            Approval.account_id == account["id"],
+            (Approval.state == "pending") | ((Approval.state == "rejected")
+                                             & (Approval.decided_at > now() - REFUSED_SHOWN)))
             .order_by(Approval.id)).scalars().all()
         out.append({"account_id": account["id"],
                     "promises": promises.for_account(session, account["id"]),
@@ -84,6 +86,7 @@ def view(session: Session, accounts: list[dict], debtor_id: int) -> dict:
                                  if d["state"] == "open"],
                     "approvals": [limits.describe_approval(a) for a in pending],
                     "offer": None if _settling(session, account["id"])
+                    or _settlement_asked(session, account["id"])
                     else offer_of(session, account, today)})
     return {"accounts": out, "preferences": compliance.preferences_of(session, debtor_id) or None}
 
@@ -94,26 +97,33 @@ def _today(session: Session, account: dict):
     return catalogue.today_in(catalogue.settings_of(session, account["institution_id"]).time_zone)
 
 
-def promise(session: Session, db, account: dict, terms: dict, settlement: dict | None = None
-            ) -> dict:
+def promise(session: Session, db, account: dict, terms: dict, settlement: dict | None = None,
+            approver: str | None = None, reasons: list[dict] | None = None) -> dict:
     """A promise or plan made by the debtor: at once inside the limits, else an approval
-    for a supervisor. A settlement's promise is the offer's one payment."""
+    for a supervisor. A settlement's promise is the offer's one payment, made at once
+    unless its discount needs ``approver`` (for ``reasons``)."""
     today = _today(session, account)
     plan = promises.plan_of(terms, today)
-    reasons = [] if settlement else limits.plan_reasons(
-        limits.limits_of(session, account["institution_id"]), plan, today)
+    if settlement is None:
+        reasons = limits.plan_reasons(limits.limits_of(session, account["institution_id"]),
+                                      plan, today)
+        approver = "supervisor" if reasons else None
     details = {"promise": promises.plan_details(plan)}
     if settlement:
         details["settlement"] = settlement
     if reasons:
         details["promise"]["needs_approval"] = True
-    described = "Convenio de liquidación aceptado en el portal" if settlement else (
-        "Promesa de pago en el portal" + (" (requiere aprobación)" if reasons else ""))
+    described = ("Convenio de liquidación aceptado en el portal" if settlement
+                 else "Promesa de pago en el portal") + \
+        (" (requiere aprobación)" if reasons else "")
     activity = record(session, account, "settlement" if settlement else "promise", described,
                       **details)
     if reasons:
-        approval = limits.request(session, account, "promise", promises.plan_details(plan),
-                                  reasons, "supervisor", "portal", NOBODY, activity.id)
+        asked = promises.plan_details(plan)
+        if settlement:
+            asked["settlement"] = settlement
+        approval = limits.request(session, account, "settlement" if settlement else "promise",
+                                  asked, reasons, approver, "portal", NOBODY, activity.id)
         return {"promise": None, "approval": limits.describe_approval(approval),
                 "activity_id": activity.id}
     ((made, instalments),) = promises.make_many(session, db, [(activity, plan, today)],
@@ -131,17 +141,35 @@ def _settling(session: Session, account_id: int) -> bool:
                                   Activity.details.has_key("settlement"))).first() is not None
 
 
-def accept_offer(session: Session, db, account: dict) -> dict:
-    """The offer as it stands now (never the amounts a client sends) becomes a promise."""
+def _settlement_asked(session: Session, account_id: int) -> bool:
+    """Whether a settlement waits for its approver on the account."""
+    return session.execute(select(Approval.id).where(
+        Approval.account_id == account_id, Approval.kind == "settlement",
+        Approval.state == "pending")).first() is not None
+
+
+def accept_offer(session: Session, db, account: dict, pct: Decimal | None = None) -> dict:
+    """The offer as it stands now (never the amounts a client sends) becomes a promise; or,
+    with ``pct``, a settlement at that discount, judged by the account's band
+    (``limits.settlement``): granted at once, waiting for the approver it names
+    (effective only when approved), or refused above the band's last threshold."""
     today = _today(session, account)
     offer = offer_of(session, account, today)
     if offer is None:
         raise Conflict("La cuenta no tiene oferta de liquidación",
                        {"account_id": ["Sin oferta vigente"]})
-    if _settling(session, account["id"]):
+    if _settling(session, account["id"]) or _settlement_asked(session, account["id"]):
         raise Conflict("La oferta ya fue aceptada", {"account_id": ["Ya aceptó la oferta"]})
+    approver, reasons = None, []
+    if pct is not None:
+        rules = limits.limits_of(session, account["institution_id"])
+        terms, approver, reasons = limits.settlement(rules, account, pct, today, "discount_pct")
+        offer = {**terms, "max_pct": offer["max_pct"]}
     terms = {"amount": Decimal(offer["amount"]), "due_date": date.fromisoformat(offer["pay_by"])}
-    return {**promise(session, db, account, terms, settlement=offer), "offer": offer}
+    settlement = {k: v for k, v in offer.items() if k != "max_pct"}
+    return {**promise(session, db, account, terms, settlement=settlement, approver=approver,
+                      reasons=reasons),
+            "offer": offer}
 
 
 def dispute(session: Session, db, identity, account: dict, data: dict, file_evidence=None

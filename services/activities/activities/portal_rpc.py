@@ -56,7 +56,7 @@ class PortalEntrypoints:
         data = load(PortalSettlement(), data)
         account = self._own(data["account_id"])
         with self.db.session() as session:
-            return portal.accept_offer(session, self.db, account)
+            return portal.accept_offer(session, self.db, account, data["discount_pct"])
 
     @rpc
     def portal_dispute(self, data):

@@ -351,8 +351,9 @@ class PromiseKept(PromiseFields):
 
 @event("activities", "settlement_kept")
 class SettlementKept(PromiseFields):
-    """A settlement (a promise of the discounted lump sum, accepted in the debtor portal)
-    was paid: the portfolio closes the account's remaining debt by an adjustment."""
+    """A settlement (a promise of the discounted lump sum, accepted in the debtor portal or
+    logged by an agent; approved first when its discount asked for it) was paid: the
+    portfolio closes the account's remaining debt by an adjustment."""
 
     value_date = fields.Date(required=True)
     discount_pct = fields.Decimal(required=True, as_string=True)

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from recaudo_common import contact_policy, contracts, references
 from recaudo_common.acting import ActingRpc
 from recaudo_common.config import settings
-from recaudo_common.db import Database
+from recaudo_common.db import Database, ServiceDatabase
 from recaudo_common.errors import Conflict, InvalidInput, NotFound
 from recaudo_common.localtime import today_in
 from recaudo_common.service import ServiceBase, event_handler, rpc
@@ -52,6 +52,8 @@ SYNC_INTERVAL = 30
 DELIVERY_INTERVAL = 2
 SETTLE_INTERVAL = 10
 FAX_NUMBER = re.compile(r"^\+?[0-9]{6,20}$")
+#: the process's delivery-report writer (its green thread outlives the callbacks' workers)
+_REPORTS = sms_delivery.ReportWriter()
 
 
 def _kannel_answer(status: int, text: str) -> Response:
@@ -735,18 +737,24 @@ class MessagingService(PartnerWebhooks, ServiceBase):
                 == sms_delivery.BATCH:
             pass
 
-    @http("GET", "/kannel/dlr")
+    @sms_delivery.answered_outside_worker("GET", "/kannel/dlr")
     def kannel_dlr(self, request):
         """Kannel's delivery report for one of our messages (its ``dlr-url``): the message's
-        unguessable id authenticates it; states only move forward."""
+        unguessable id authenticates it; states only move forward. Written with the other
+        reports that came meanwhile (``sms_delivery.ReportWriter``), answered once committed,
+        the worker freed meanwhile."""
         try:
             public = str(uuidlib.UUID(request.args.get("id", "")))
             status = int(request.args.get("status", ""))
         except ValueError:
             return _kannel_answer(400, "id and status expected\n")
-        if not sms_delivery.record_report(self.db, public, status):
-            return _kannel_answer(404, "unknown message\n")
-        return _kannel_answer(200, "ok\n")
+        written = _REPORTS.submit(ServiceDatabase(self.db._provider), public, status)
+
+        def answer():
+            if not written.wait():
+                return _kannel_answer(404, "unknown message\n")
+            return _kannel_answer(200, "ok\n")
+        return answer
 
     @http("GET", "/kannel/mo")
     def kannel_mo(self, request):

@@ -18,14 +18,13 @@ from datetime import datetime, timezone
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from nameko.web.handlers import http
-from werkzeug.wrappers import Response
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from recaudo_common import contact_policy, contracts, references
 from recaudo_common.acting import ActingRpc
 from recaudo_common.config import settings
-from recaudo_common.db import Database, ServiceDatabase
+from recaudo_common.db import Database
 from recaudo_common.errors import Conflict, InvalidInput, NotFound
 from recaudo_common.localtime import today_in
 from recaudo_common.service import ServiceBase, event_handler, rpc
@@ -52,16 +51,6 @@ SYNC_INTERVAL = 30
 DELIVERY_INTERVAL = 2
 SETTLE_INTERVAL = 10
 FAX_NUMBER = re.compile(r"^\+?[0-9]{6,20}$")
-#: the process's delivery-report writer (its green thread outlives the callbacks' workers)
-_REPORTS = sms_delivery.ReportWriter()
-
-
-def _kannel_answer(status: int, text: str) -> Response:
-    """An answer to the SMS gateway's callback, closing the connection: Kannel keeps
-    connections alive, and one a restarted messaging instance had closed loses the next
-    report or message (Kannel does not retry it)."""
-    return Response(text, status=status, headers={"Connection": "close"},
-                    mimetype="text/plain")
 
 
 class MessagingService(PartnerWebhooks, ServiceBase):
@@ -737,24 +726,11 @@ class MessagingService(PartnerWebhooks, ServiceBase):
                 == sms_delivery.BATCH:
             pass
 
-    @sms_delivery.answered_outside_worker("GET", "/kannel/dlr")
+    @sms_delivery.delivery_reports("GET", "/kannel/dlr")
     def kannel_dlr(self, request):
-        """Kannel's delivery report for one of our messages (its ``dlr-url``): the message's
-        unguessable id authenticates it; states only move forward. Written with the other
-        reports that came meanwhile (``sms_delivery.ReportWriter``), answered once committed,
-        the worker freed meanwhile."""
-        try:
-            public = str(uuidlib.UUID(request.args.get("id", "")))
-            status = int(request.args.get("status", ""))
-        except ValueError:
-            return _kannel_answer(400, "id and status expected\n")
-        written = _REPORTS.submit(ServiceDatabase(self.db._provider), public, status)
-
-        def answer():
-            if not written.wait():
-                return _kannel_answer(404, "unknown message\n")
-            return _kannel_answer(200, "ok\n")
-        return answer
+        """Kannel's delivery report for one of our messages; states only move forward.
+        Answered by its entrypoint without a worker, written in batches
+        (``sms_delivery.DeliveryReports``)."""
 
     @http("GET", "/kannel/mo")
     def kannel_mo(self, request):
@@ -766,14 +742,14 @@ class MessagingService(PartnerWebhooks, ServiceBase):
         sender, receiver = contact_policy.phone_digits(args.get("from")), args.get("to", "")
         text, gateway_id = args.get("text", ""), args.get("id") or None
         if not sender:
-            return _kannel_answer(400, "from expected\n")
+            return sms_delivery.kannel_answer(400, "from expected\n")
         with self.db.session() as session:
             config = session.execute(select(SmsSettings).where(
                 SmsSettings.sender_id == receiver.lstrip("+"))).scalar_one_or_none() \
                 or session.execute(select(SmsSettings).where(
                     SmsSettings.sender_id == receiver)).scalar_one_or_none()
             if config is None or crypto.decrypt(config.inbound_token) != args.get("token"):
-                return _kannel_answer(403, "unknown receiver or token\n")
+                return sms_delivery.kannel_answer(403, "unknown receiver or token\n")
             institution_id, words = config.institution_id, sms.opt_out_words(config.opt_out_words)
         found = self.acting.system.portfolio.match_debtors(institution_id, phones=[sender])
         matches = found.get("phones", {}).get(sender, [])
@@ -795,7 +771,7 @@ class MessagingService(PartnerWebhooks, ServiceBase):
                 session.flush()
                 rows = [(r.id, r.uuid, r.debtor_id, r.account_id) for r in rows]
         except IntegrityError:
-            return _kannel_answer(200, "already received\n")   # Kannel called twice
+            return sms_delivery.kannel_answer(200, "already received\n")   # Kannel called twice
         for (row_id, public, debtor_id, account_id), match in zip(rows, matches):
             description = f"SMS recibido de {sender}:\n{text}"
             if opt_out:
@@ -814,7 +790,7 @@ class MessagingService(PartnerWebhooks, ServiceBase):
                                 .values(activity_id=activity["id"]))
         log.info("sms from %s to institution %s: %d debtor(s)%s", sender, institution_id,
                  len(matches), ", opt-out" if opt_out else "")
-        return _kannel_answer(200, "ok\n")
+        return sms_delivery.kannel_answer(200, "ok\n")
 
     # --- message lists --------------------------------------------------------------------------
 

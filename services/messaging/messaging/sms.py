@@ -26,6 +26,8 @@ from datetime import timedelta
 
 import urllib3
 
+from .http_pools import KeptHTTPConnection, KeptHTTPSConnection
+
 log = logging.getLogger(__name__)
 
 GSM7_BASIC = frozenset(
@@ -99,6 +101,8 @@ def _pool(url: str):
                 pool = _pools[key] = urllib3.connection_from_url(
                     url, maxsize=POOL_SIZE, block=True, retries=_RETRY,
                     timeout=urllib3.Timeout(connect=TIMEOUT, read=TIMEOUT))
+                pool.ConnectionCls = KeptHTTPSConnection if parts.scheme == "https" \
+                    else KeptHTTPConnection
     return pool
 
 

@@ -21,19 +21,25 @@ report that comes twice moves nothing the second time (states only move forward)
 """
 from __future__ import annotations
 
+import logging
+import uuid as uuidlib
 from datetime import datetime, timedelta, timezone
 
 import eventlet
 from eventlet.event import Event
 from sqlalchemy import bindparam, func, select, text, update
 from nameko.web.handlers import HttpRequestHandler
+from werkzeug.wrappers import Response
 from sqlalchemy.dialects.postgresql import ARRAY, TEXT, UUID
+
+from recaudo_common.db import Database, ServiceDatabase
 
 from . import crypto, sms
 from .models import SmsMessage, SmsSettings
 
 BATCH = 200
 CONCURRENCY = 20
+log = logging.getLogger(__name__)
 #: how long a claimed batch is kept from the other instances (the gateway times out first)
 CLAIM = timedelta(seconds=max(60, 4 * sms.TIMEOUT))
 
@@ -174,16 +180,46 @@ class ReportWriter:
             self._writer = None
 
 
-class AnsweredOutsideWorker(HttpRequestHandler):
-    """An HTTP entrypoint whose method may answer a function that makes the answer, called
-    once the worker is done, in the web server's own green thread: a delivery report's
-    worker only queues it, and its wait for the batch's commit holds none of the service's
-    few workers (which a campaign's reports took from the hand-over before)."""
-
-    def response_from_result(self, result):
-        if callable(result):
-            result = result()
-        return super().response_from_result(result)
+def kannel_answer(status: int, text: str, keep_alive: bool = False) -> Response:
+    """An answer to the SMS gateway's callback. It closes the connection unless asked:
+    Kannel keeps connections alive, and a report sent on one that a restarting messaging
+    closed is lost unless Kannel retries it (``http-request-retry``, which the local
+    Kannel sets and a production one must)."""
+    headers = {} if keep_alive else {"Connection": "close"}
+    return Response(text, status=status, headers=headers, mimetype="text/plain")
 
 
-answered_outside_worker = AnsweredOutsideWorker.decorator
+class DeliveryReports(HttpRequestHandler):
+    """``GET /kannel/dlr?id=&status=``: a delivery report for one of our messages (the
+    ``dlr-url`` the hand-over gave; the message's unguessable id authenticates it),
+    answered in the web server's own green thread, with no worker: a campaign brings one
+    per message, a worker's set-up cost more than the report's share of its batch, and
+    the reports waiting for their batch's commit held the service's few workers (the
+    hand-over's among them). Queued to the process's ``ReportWriter``; answered 200 once
+    committed, 404 for an id not ours, 500 when the write failed (Kannel calls again).
+    The decorated method is never called; it names the route in the service."""
+
+    def setup(self):
+        super().setup()
+        self.database = next(d for d in self.container.dependencies if isinstance(d, Database))
+
+    def handle_request(self, request):
+        request.shallow = False
+        try:
+            public = str(uuidlib.UUID(request.args.get("id", "")))
+            status = int(request.args.get("status", ""))
+        except ValueError:
+            return kannel_answer(400, "id and status expected\n")
+        try:
+            ours = WRITER.submit(ServiceDatabase(self.database), public, status).wait()
+        except Exception:   # noqa: BLE001 - Kannel calls again
+            log.exception("delivery report %s not written", public)
+            return kannel_answer(500, "not written, try again\n", keep_alive=True)
+        if not ours:
+            return kannel_answer(404, "unknown message\n", keep_alive=True)
+        return kannel_answer(200, "ok\n", keep_alive=True)
+
+
+#: the process's delivery-report writer (its green thread serves every container's reports)
+WRITER = ReportWriter()
+delivery_reports = DeliveryReports.decorator

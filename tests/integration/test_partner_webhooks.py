@@ -3,7 +3,8 @@ service wrote to its outbox become signed deliveries to an HTTPS endpoint on 127
 receiver with its own CA, checking signatures), in order per account, retried after 500s,
 never for a change that rolled back; a hanging endpoint times out without holding the
 other deliveries; a subscription that keeps failing is paused and its owner emailed; two
-instances deliver each event once; URLs that are not HTTPS or resolve to private or (with
+instances deliver each event once; a partner's deliveries share a kept-alive connection and
+go out as soon as recorded; URLs that are not HTTPS or resolve to private or (with
 the test setting off) loopback addresses are refused."""
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from messaging import partner_hooks
+from messaging.partner_entrypoints import TICK_SECONDS
 from messaging.service import MessagingService
 from portfolio.models import Base as PortfolioBase
 from recaudo_common.config import settings
@@ -252,3 +254,23 @@ def test_two_instances_deliver_each_event_once(receiver, clean, container_factor
     for account in range(940000, 940007):
         assert [e["id"] for e in receiver.of_account(account)] == \
             [s for n, s in enumerate(sent) if 940000 + n % 7 == account]
+
+
+def test_a_partners_deliveries_share_a_kept_alive_connection_and_go_out_when_recorded(
+        services, receiver):
+    proxy = services
+    subscribe(proxy, receiver)
+    partner_hooks.close_connections()
+    waited = []
+    for n in range(12):
+        sent = proxy.portfolio.emit("stage_changed", stage(950000 + n))
+        began = time.monotonic()
+        assert wait_for(lambda: any(e["id"] == sent for e in receiver.accepted), 10)
+        waited.append(time.monotonic() - began)
+    connections = {r["connection"] for r in receiver.requests}
+    # one TLS connection per delivery before; now the first one serves them all
+    assert len(connections) == 1, connections
+    # sent once recorded (woken), not at the delivery timer's next tick
+    assert sorted(waited)[len(waited) // 2] < TICK_SECONDS / 2, waited
+
+

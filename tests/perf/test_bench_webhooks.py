@@ -10,6 +10,11 @@ Printed: deliveries/s over the whole burst and p50/p99/max from each payment's a
 its delivery, against a baseline taken in the same run: the same number of signed POSTs
 sent straight to the receiver by the same number of threads (what HTTPS on this machine
 costs by itself). Nothing is asserted on a figure; every payment must be delivered once.
+
+``RECAUDO_BENCH_WEBHOOKS_BEFORE=/path/to/another/checkout`` (e.g. main's) also runs that
+checkout's messaging service first, in the same run, against the same stack and receiver
+(another burst of payments): before and after side by side. The receiver's count of TLS
+connections is printed for each.
 """
 from __future__ import annotations
 
@@ -55,21 +60,41 @@ def test_webhook_deliveries_per_second_and_commit_to_delivery_latency(stack_url)
            "RECAUDO_WEBHOOK_CA_BUNDLE": str(receiver.ca_bundle),
            "PSYCOPG_WAIT_FUNC": "wait_select", "PYTHONUNBUFFERED": "1"}
     log = open(stack.ROOT / settings().var_dir / "log" / "messaging-bench.log", "ab")
+    variants = [("this checkout", None)]
+    if os.environ.get("RECAUDO_BENCH_WEBHOOKS_BEFORE"):
+        variants.insert(0, ("before", os.environ["RECAUDO_BENCH_WEBHOOKS_BEFORE"]))
     stack.stop("messaging")
-    proc = subprocess.Popen([stack.PYTHON, "-m", "recaudo_common.run", "messaging"],
-                            cwd=stack.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
     try:
-        _measure(stack_url, receiver)
+        _measure(stack_url, receiver, variants, env, log)
     finally:
-        proc.terminate()
-        proc.wait(20)
         log.close()
         receiver.stop()
         stack.start("messaging")
 
 
-def _measure(base, receiver):
+def _messaging(env, log, checkout):
+    """The messaging service with the test settings, from ``checkout``'s sources if given."""
+    if checkout:
+        from pathlib import Path
+        root = Path(checkout)
+        paths = [str(d) for d in sorted((root / "services").iterdir()) if d.is_dir()]
+        env = {**env, "PYTHONPATH": os.pathsep.join(paths + [str(root / "gateway")])}
+    return subprocess.Popen([stack.PYTHON, "-m", "recaudo_common.run", "messaging"],
+                            cwd=stack.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _measure(base, receiver, variants, env, log):
+    running = [_messaging(env, log, variants[0][1])]
+    try:
+        _measure_with(base, receiver, variants, env, log, running)
+    finally:
+        for proc in running:
+            proc.terminate()
+            proc.wait(20)
+
+
+def _measure_with(base, receiver, variants, env, log, running):
     http = requests.Session()
     deadline = time.monotonic() + 60
     while http.get(f"{base}/healthz", timeout=10).status_code != 200:
@@ -121,8 +146,37 @@ def _measure(base, receiver):
         base_latencies = list(pool.map(direct, range(PAYMENTS)))
     base_seconds = time.perf_counter() - began
 
-    # the system: signed payments -> commit -> outbox -> broker -> messaging -> receiver
+    rows = []
+    for phase, (label, checkout) in enumerate(variants):
+        if phase:   # the previous variant's messaging stopped, this one's started
+            old = running.pop()
+            old.terminate()
+            old.wait(20)
+            running.append(_messaging(env, log, checkout))
+            time.sleep(5)   # its queues bound before the burst
+        rows.append(_system(base, receiver, http, bank, f"{run}{phase}", references, label))
+
+    print(f"\nwebhooks: {PAYMENTS} payments, {CLIENTS} client threads, 127.0.0.1, "
+          f"one messaging instance (shared 2-core machine: other work was running; "
+          f"load {os.getloadavg()[0]:.1f})"
+          + "".join(f"; {label}: messaging of {checkout}" for label, checkout in variants
+                    if checkout))
+    print(f"{'':<34} {'count':>6} {'per s':>10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+          f" {'TLS conns':>9}")
+    print(_row("baseline: POST to receiver", PAYMENTS, base_seconds, base_latencies))
+    for label, seconds, latencies, connections in rows:
+        print(_row(f"commit -> delivery ({label})", PAYMENTS, seconds, latencies)
+              + f" {connections:>9}")
+        print(f"  median commit->delivery / median bare POST: "
+              f"{statistics.median(latencies) / statistics.median(base_latencies):.1f}x")
+
+
+def _system(base, receiver, http, bank, run, references, label):
+    """Signed payments -> commit -> outbox -> broker -> messaging -> receiver."""
     answered = {}
+    local = threading.local()
+    with receiver.lock:
+        seen = len(receiver.requests)
 
     def pay(n):
         session = getattr(local, "p", None) or requests.Session()
@@ -149,15 +203,10 @@ def _measure(base, receiver):
     while len(delivered()) < PAYMENTS and time.monotonic() < deadline:
         time.sleep(0.2)
     got = delivered()
-    assert len(got) == PAYMENTS, f"{len(got)} of {PAYMENTS} delivered"
+    assert len(got) == PAYMENTS, f"{label}: {len(got)} of {PAYMENTS} delivered"
     assert len({b["id"] for b in got}) == PAYMENTS and all(r["signed"] for r in receiver.requests)
     latencies = [b["received_at"] - answered[b["data"]["reference"]] for b in got]
     seconds = max(b["received_at"] for b in got) - started
-
-    print(f"\nwebhooks: {PAYMENTS} payments, {CLIENTS} client threads, 127.0.0.1, "
-          f"one messaging instance (shared 2-core machine: other work was running)")
-    print(f"{'':<34} {'count':>6} {'per s':>10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
-    print(_row("baseline: POST to receiver", PAYMENTS, base_seconds, base_latencies))
-    print(_row("commit -> delivery (webhooks)", PAYMENTS, seconds, latencies))
-    print(f"median commit->delivery / median bare POST: "
-          f"{statistics.median(latencies) / statistics.median(base_latencies):.1f}x")
+    with receiver.lock:
+        connections = len({r["connection"] for r in receiver.requests[seen:]})
+    return label, seconds, latencies, connections

@@ -72,20 +72,8 @@ def test_webhook_deliveries_per_second_and_commit_to_delivery_latency(stack_url)
         stack.start("messaging")
 
 
-def _messaging(env, log, checkout):
-    """The messaging service with the test settings, from ``checkout``'s sources if given."""
-    if checkout:
-        from pathlib import Path
-        root = Path(checkout)
-        paths = [str(d) for d in sorted((root / "services").iterdir()) if d.is_dir()]
-        env = {**env, "PYTHONPATH": os.pathsep.join(paths + [str(root / "gateway")])}
-    return subprocess.Popen([stack.PYTHON, "-m", "recaudo_common.run", "messaging"],
-                            cwd=stack.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
 def _measure(base, receiver, variants, env, log):
-    running = [_messaging(env, log, variants[0][1])]
+    running = [stack.service("messaging", env, log, variants[0][1])]
     try:
         _measure_with(base, receiver, variants, env, log, running)
     finally:
@@ -152,7 +140,7 @@ def _measure_with(base, receiver, variants, env, log, running):
             old = running.pop()
             old.terminate()
             old.wait(20)
-            running.append(_messaging(env, log, checkout))
+            running.append(stack.service("messaging", env, log, checkout))
             time.sleep(5)   # its queues bound before the burst
         rows.append(_system(base, receiver, http, bank, f"{run}{phase}", references, label))
 

@@ -69,8 +69,8 @@ PAUSE_AFTER = 20
 #: green threads sending at once per instance
 POOL_SIZE = 32
 _pool = eventlet.GreenPool(POOL_SIZE)
-#: kept-alive connections per endpoint (more are opened when all are busy, and closed after)
-KEEP_PER_ENDPOINT = 8
+#: kept-alive connections per endpoint (as many as there are senders: none is made twice)
+KEEP_PER_ENDPOINT = POOL_SIZE
 
 
 # --- the endpoint's address ---------------------------------------------------------------------

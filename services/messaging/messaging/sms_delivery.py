@@ -27,10 +27,10 @@ from datetime import datetime, timedelta, timezone
 
 import eventlet
 from eventlet.event import Event
-from sqlalchemy import bindparam, func, select, text, update
 from nameko.web.handlers import HttpRequestHandler
-from werkzeug.wrappers import Response
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, TEXT, UUID
+from werkzeug.wrappers import Response
 
 from recaudo_common.db import Database, ServiceDatabase
 
@@ -122,7 +122,7 @@ _REPORTS = text("""
 def record_reports(db, reports: list[tuple[str, int]]) -> set[str]:
     """Delivery reports (the outbound message's public id, Kannel's DLR ``status``) in one
     transaction, no row read and locked first; answers the ids that are our messages."""
-    moving: dict[str, str] = {}
+    moving: dict[str, tuple[str, int]] = {}
     for public, status in reports:
         state = sms.DLR_STATES.get(status)
         if state and public not in moving:   # the first report of a message in the batch
@@ -180,13 +180,13 @@ class ReportWriter:
             self._writer = None
 
 
-def kannel_answer(status: int, text: str, keep_alive: bool = False) -> Response:
+def kannel_answer(status: int, body: str, keep_alive: bool = False) -> Response:
     """An answer to the SMS gateway's callback. It closes the connection unless asked:
     Kannel keeps connections alive, and a report sent on one that a restarting messaging
     closed is lost unless Kannel retries it (``http-request-retry``, which the local
     Kannel sets and a production one must)."""
     headers = {} if keep_alive else {"Connection": "close"}
-    return Response(text, status=status, headers=headers, mimetype="text/plain")
+    return Response(body, status=status, headers=headers, mimetype="text/plain")
 
 
 class DeliveryReports(HttpRequestHandler):

@@ -26,11 +26,12 @@ TICK_SECONDS = 0.5
 
 class WakeableTimer(Timer):
     """nameko's timer, whose wait ``partner_hooks.wake`` cuts short (wakes while a tick
-    runs make one more tick right after it)."""
+    runs make one more tick right after it); the wait is ``TICK_SECONDS`` as it is then
+    (tests stretch it to see that wakes alone deliver)."""
 
     def _run(self):
         while not self.should_stop.ready():
-            hooks.wait_for_work(self.interval)
+            hooks.wait_for_work(TICK_SECONDS)
             if self.should_stop.ready():
                 break
             self.handle_timer_tick()
@@ -103,7 +104,7 @@ class PartnerWebhooks:
             if self.db.first_time(session, payload["event_id"], f"partner_{event_type}"):
                 recorded = hooks.record(session, event_type, payload)
         if recorded:
-            hooks.wake()   # committed: sendable now
+            hooks.wake_after_grace()   # committed: sendable once the grace is over
 
     @event_handler("portfolio", "payment_received")
     def partner_payment_received(self, payload):

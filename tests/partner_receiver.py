@@ -1,8 +1,8 @@
 """A partner's small HTTPS endpoint on 127.0.0.1 for the webhook tests (integration, e2e,
 perf): its own CA and a certificate for 127.0.0.1 made at start (the deliverer trusts the
 CA through ``RECAUDO_WEBHOOK_CA_BUNDLE``), every request's signature checked against the
-subscription's secret, and behaviours a test sets: answer 500 to an event's first N
-attempts, hang on some events. Records what it accepted, in arrival order, with the time.
+subscription's secret and its connection noted (the client's port), and behaviours a test
+sets: answer 500 to an event's first N attempts, hang on some events. Records what it accepted, in arrival order, with the time.
 """
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ class Receiver:
 
             def do_POST(self):
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                status = receiver._handle(self.headers, raw)
+                status = receiver._handle(self.headers, raw, self.client_address[1])
                 if status is None:      # hang: never answer (the deliverer times out)
                     time.sleep(120)
                     return
@@ -110,13 +110,14 @@ class Receiver:
             hmac.compare_digest(signed, "v1=" + hmac.new(s.encode(), message, hashlib.sha256).hexdigest())
             for s in self.secrets)
 
-    def _handle(self, headers, raw: bytes):
+    def _handle(self, headers, raw: bytes, connection: int = 0):
         body = json.loads(raw)
         good = self._valid(headers, raw) and body["id"] == headers.get("X-Recaudo-Event-Id")
         with self.lock:
             tries = self._seen[body["id"]] = self._seen.get(body["id"], 0) + 1
             entry = {"event_id": body["id"], "type": body["type"], "account_id": body["account_id"],
-                     "signed": good, "try": tries, "at": time.time()}
+                     "signed": good, "try": tries, "at": time.time(),
+                     "connection": connection}
             self.requests.append(entry)
             if not good:
                 entry["status"] = 401

@@ -8,6 +8,9 @@ would, with the test settings ``make test`` / ``make bench`` export:
     down()         stop what ``up`` started (only the pids in <var>/run)
     stop(name)     stop one process (e.g. "auth") to test degradation
     start(name)    start it again (does not wait; poll ``base_url()`` yourself)
+    service(name, env, log, checkout=None)
+                   one service in the foreground of a subprocess, from another checkout's
+                   sources if given (benchmarks: before and after in the same run)
     base_url()     "http://127.0.0.1:<gateway port>"
 
 It refuses to run with the development ``var`` directory or gateway port: ``down`` at
@@ -16,6 +19,7 @@ the end of a test session would otherwise stop the developer's own ``make up`` s
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +92,17 @@ def stop(name: str) -> None:
 
 def start(name: str) -> None:
     _runner("start", name)
+
+
+def service(name: str, env: dict, log, checkout: str | None = None) -> subprocess.Popen:
+    """``name`` run as ``recaudo_common.run`` does it, with ``env``, its output to ``log``;
+    from ``checkout``'s sources (its services and gateway first on the path) if given."""
+    if checkout:
+        root = Path(checkout)
+        paths = [str(d) for d in sorted((root / "services").iterdir()) if d.is_dir()]
+        env = {**env, "PYTHONPATH": os.pathsep.join(paths + [str(root / "gateway")])}
+    return subprocess.Popen([PYTHON, "-m", "recaudo_common.run", name], cwd=ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def status() -> str:

@@ -7,7 +7,8 @@ portfolio, activities and messaging services, the SMTP sink and the database:
 * MX, no hidden caller id: an outbound call with no known outbound number is refused
   (logged), one with the institution's number or the agent's line keeps the number;
 * MX, every agreement in writing: a promise made on a call is emailed to the debtor by
-  messaging, judged like any contact, and the send is an activity of the account.
+  messaging, judged like any contact, and the send is an activity of the account; in
+  English when that is the debtor's preferred language.
 
 Uses test_messaging's institutions and services; the policy versions written here and the
 settings changed are put back after (the compliance log is append-only and stays).
@@ -37,6 +38,8 @@ def policies(engine):
     sql(engine, "UPDATE portfolio.institutions SET jurisdiction = 'ZZ' WHERE id = :i", i=INST)
     sql(engine, "UPDATE activities.institution_settings SET outbound_number = NULL "
                 "WHERE institution_id = :i", i=INST)
+    sql(engine, "DELETE FROM activities.debtor_preferences WHERE debtor_id IN (:a, :b)",
+        a=D1, b=D2)
 
 
 @pytest.fixture
@@ -151,3 +154,28 @@ def test_mx_an_agreement_made_on_a_call_is_sent_to_the_debtor_in_writing(
     activities.log_activity(a_call(D1, result_code="PP", promise={
         "amount": "300.00", "due_date": due.isoformat()}))
     assert not wait_for(lambda: len(sent()) > 1, 4)
+
+
+def test_mx_an_agreement_goes_in_writing_in_the_debtors_preferred_language(
+        admin, officer, rpc_proxy, imap_server, smtp_sink, engine, policies):
+    _setup_sending(admin, imap_server, smtp_sink)
+    _mx(officer, engine, "do_not_contact", "third_party", "caller_id", "written_agreement")
+    activities = rpc_proxy(signed(GESTOR, GESTOR_PERMS)).activities
+    activities.save_debtor_preferences(D1, {"language": "en"})
+    due = date.today() + timedelta(days=10)
+    logged = activities.log_activity(a_call(D1, caller_id=OUTBOUND, result_code="PP",
+                                            promise={"amount": "1250.00",
+                                                     "due_date": due.isoformat()}))
+
+    def sent(subject):
+        return [m for m in smtp_sink.messages() if m["Subject"] == subject]
+    assert wait_for(lambda: sent("Confirmation of your payment agreement"), 30), \
+        [m["Subject"] for m in smtp_sink.messages()]
+    (msg,) = sent("Confirmation of your payment agreement")
+    body = msg.get_body(("plain",)).get_content()
+    assert body.startswith("Dear ") and "payment agreement for your account" in body
+    assert "$1,250.00" in body and due.isoformat() in body and f"ACC{D1}" in body
+    assert "Estimado" not in body and sent("Confirmación de su acuerdo de pago") == []
+    assert sql(engine, "SELECT language FROM messaging.outbound_messages"
+                       " WHERE idempotency_key = :k", k=f"agreement-{logged['promise']['id']}") \
+        == [("en",)]

@@ -3,18 +3,22 @@ service wrote to its outbox become signed deliveries to an HTTPS endpoint on 127
 receiver with its own CA, checking signatures), in order per account, retried after 500s,
 never for a change that rolled back; a hanging endpoint times out without holding the
 other deliveries; a subscription that keeps failing is paused and its owner emailed; two
-instances deliver each event once; URLs that are not HTTPS or resolve to private or (with
+instances deliver each event once; a partner's deliveries share a kept-alive connection and
+go out as soon as recorded; URLs that are not HTTPS or resolve to private or (with
 the test setting off) loopback addresses are refused."""
 from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import eventlet
 import pytest
 from sqlalchemy import text
 
 from messaging import partner_hooks
+from messaging import partner_entrypoints
+from messaging.models import Base as MessagingBase
 from messaging.service import MessagingService
 from portfolio.models import Base as PortfolioBase
 from recaudo_common.config import settings
@@ -252,3 +256,42 @@ def test_two_instances_deliver_each_event_once(receiver, clean, container_factor
     for account in range(940000, 940007):
         assert [e["id"] for e in receiver.of_account(account)] == \
             [s for n, s in enumerate(sent) if 940000 + n % 7 == account]
+
+
+def test_a_partners_deliveries_share_a_kept_alive_connection_and_go_out_when_recorded(
+        receiver, clean, container_factory, rabbit_config, rpc_proxy, monkeypatch):
+    # the delivery timer's own tick a minute away: only the wakes can send in time
+    monkeypatch.setattr(partner_entrypoints, "TICK_SECONDS", 60.0)
+    start(container_factory, rabbit_config)
+    proxy = rpc_proxy({"identity": sign(PARTNER)}, timeout=30)
+    subscribe(proxy, receiver)
+    partner_hooks.close_connections()
+    for n in range(12):
+        sent = proxy.portfolio.emit("stage_changed", stage(950000 + n))
+        assert wait_for(lambda: any(e["id"] == sent for e in receiver.accepted), 10), n
+    connections = {r["connection"] for r in receiver.requests}
+    # one TLS connection per delivery before; now the first one serves them all
+    assert len(connections) == 1, connections
+
+
+def test_an_earlier_event_recorded_a_moment_after_a_later_one_still_goes_first(
+        services, receiver, engine):
+    """Two handlers of one queue commit out of order (a loaded machine): the later event's
+    delivery is not sent before the earlier one, recorded just after, is seen."""
+    subscribe(services, receiver)
+    db = Database.outside(MessagingBase, engine, "messaging")
+    account = 960001
+
+    def record(event_id, occurred):
+        with db.session() as session:
+            partner_hooks.record(session, "stage_changed", {
+                **stage(account), "event_id": event_id, "occurred_at": occurred})
+    earlier, later = str(uuid.uuid4()), str(uuid.uuid4())
+    now = datetime.now(timezone.utc)
+    record(later, (now + timedelta(milliseconds=20)).isoformat())
+    partner_hooks.wake()          # as its handler does: a claim follows at once
+    time.sleep(0.05)
+    record(earlier, (now + timedelta(milliseconds=10)).isoformat())
+    partner_hooks.wake()
+    assert wait_for(lambda: len(receiver.of_account(account)) == 2, 10)
+    assert [e["id"] for e in receiver.of_account(account)] == [earlier, later]

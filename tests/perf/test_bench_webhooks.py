@@ -7,9 +7,15 @@ movement and its ``payment_received`` (the commit). The messaging service (run h
 the test-only loopback allowance and the receiver's CA; the stack's own instance stopped
 meanwhile) delivers every event to an HTTPS receiver on 127.0.0.1 checking signatures.
 Printed: deliveries/s over the whole burst and p50/p99/max from each payment's answer to
-its delivery, against a baseline taken in the same run: the same number of signed POSTs
+its delivery; then messaging's own rate, delivering a backlog of as many events (posted
+while it was stopped) from its first delivery to its last; against a baseline taken in the same run: the same number of signed POSTs
 sent straight to the receiver by the same number of threads (what HTTPS on this machine
 costs by itself). Nothing is asserted on a figure; every payment must be delivered once.
+
+``RECAUDO_BENCH_WEBHOOKS_BEFORE=/path/to/another/checkout`` (e.g. main's) also runs that
+checkout's messaging service first, in the same run, against the same stack and receiver
+(another burst of payments): before and after side by side. The receiver's count of TLS
+connections is printed for each.
 """
 from __future__ import annotations
 
@@ -55,21 +61,27 @@ def test_webhook_deliveries_per_second_and_commit_to_delivery_latency(stack_url)
            "RECAUDO_WEBHOOK_CA_BUNDLE": str(receiver.ca_bundle),
            "PSYCOPG_WAIT_FUNC": "wait_select", "PYTHONUNBUFFERED": "1"}
     log = open(stack.ROOT / settings().var_dir / "log" / "messaging-bench.log", "ab")
+    variants = [("this checkout", None)]
+    if os.environ.get("RECAUDO_BENCH_WEBHOOKS_BEFORE"):
+        variants.insert(0, ("before", os.environ["RECAUDO_BENCH_WEBHOOKS_BEFORE"]))
     stack.stop("messaging")
-    proc = subprocess.Popen([stack.PYTHON, "-m", "recaudo_common.run", "messaging"],
-                            cwd=stack.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
     try:
-        _measure(stack_url, receiver)
+        _measure(stack_url, receiver, variants, env, log)
     finally:
-        proc.terminate()
-        proc.wait(20)
         log.close()
         receiver.stop()
         stack.start("messaging")
 
 
-def _measure(base, receiver):
+def _measure(base, receiver, variants, env, log):
+    running = [stack.service("messaging", env, log, variants[0][1])]
+    try:
+        _measure_with(base, receiver, variants, env, log, running)
+    finally:
+        _stop(running)
+
+
+def _measure_with(base, receiver, variants, env, log, running):
     http = requests.Session()
     deadline = time.monotonic() + 60
     while http.get(f"{base}/healthz", timeout=10).status_code != 200:
@@ -94,10 +106,12 @@ def _measure(base, receiver):
             "SELECT id FROM portfolio.accounts WHERE institution_id = 1 AND balance > 100 "
             "ORDER BY id LIMIT :n"), {"n": PAYMENTS}).scalars().all()
     engine.dispose()
+    def reference(account):
+        answer = http.get(f"{base}/api/v1/accounts/{account}/payment-instructions", timeout=30)
+        assert answer.status_code == 200, f"{account}: {answer.status_code} {answer.text[:300]}"
+        return answer.json()["reference"]
     with ThreadPoolExecutor(CLIENTS) as pool:
-        references = list(pool.map(lambda a: http.get(
-            f"{base}/api/v1/accounts/{a}/payment-instructions", timeout=30).json()["reference"],
-            accounts))
+        references = list(pool.map(reference, accounts))
 
     # baseline: signed POSTs straight to the receiver, same count and threads
     local = threading.local()
@@ -121,8 +135,59 @@ def _measure(base, receiver):
         base_latencies = list(pool.map(direct, range(PAYMENTS)))
     base_seconds = time.perf_counter() - began
 
-    # the system: signed payments -> commit -> outbox -> broker -> messaging -> receiver
+    rows = []
+    for phase, (label, checkout) in enumerate(variants):
+        if phase:   # the previous variant's messaging stopped, this one's started
+            _stop(running)
+            running.append(stack.service("messaging", env, log, checkout))
+            time.sleep(5)   # its queues bound before the burst
+        # (1) the burst, messaging running: commit -> delivery latency
+        with receiver.lock:
+            seen = len(receiver.requests)
+        started = time.time()
+        answered = _pay(base, bank, f"{run}{phase}", references)
+        got = _delivered(receiver, answered, label)
+        latencies = [b["received_at"] - answered[b["data"]["reference"]] for b in got]
+        seconds = max(b["received_at"] for b in got) - started
+        with receiver.lock:
+            connections = len({r["connection"] for r in receiver.requests[seen:]})
+        # (2) a backlog: the events wait in the broker while messaging is stopped, then it
+        # delivers them all - its own deliveries/s, first delivery to last
+        _stop(running)
+        answered = _pay(base, bank, f"{run}{phase}b", references)
+        running.append(stack.service("messaging", env, log, checkout))
+        drained = sorted(b["received_at"] for b in _delivered(receiver, answered, label))
+        rows.append((label, seconds, latencies, connections,
+                     (len(drained) - 1) / (drained[-1] - drained[0])))
+
+    print(f"\nwebhooks: {PAYMENTS} payments, {CLIENTS} client threads, 127.0.0.1, "
+          f"one messaging instance (shared 2-core machine: other work was running; "
+          f"load {os.getloadavg()[0]:.1f})"
+          + "".join(f"; {label}: messaging of {checkout}" for label, checkout in variants
+                    if checkout))
+    print(f"{'':<34} {'count':>6} {'per s':>10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+          f" {'TLS conns':>9}")
+    print(_row("baseline: POST to receiver", PAYMENTS, base_seconds, base_latencies))
+    for label, seconds, latencies, connections, drain in rows:
+        print(_row(f"commit -> delivery ({label})", PAYMENTS, seconds, latencies)
+              + f" {connections:>9}")
+        print(f"  median commit->delivery / median bare POST: "
+              f"{statistics.median(latencies) / statistics.median(base_latencies):.1f}x; "
+              f"a backlog of {PAYMENTS} delivered at {drain:.1f}/s "
+              f"({drain / (PAYMENTS / base_seconds):.2f}x the bare POSTs' rate)")
+
+
+def _stop(running):
+    while running:
+        proc = running.pop()
+        proc.terminate()
+        proc.wait(20)
+
+
+def _pay(base, bank, run, references) -> dict:
+    """PAYMENTS signed payments from CLIENTS threads: when each was answered (committed)."""
     answered = {}
+    local = threading.local()
 
     def pay(n):
         session = getattr(local, "p", None) or requests.Session()
@@ -137,27 +202,22 @@ def _measure(base, receiver):
         assert answer.status_code == 200 and answer.json()["status"] == "credited", answer.text
         answered[f"{bank}:B{run}-{n}"] = time.time()
 
-    started = time.time()
     with ThreadPoolExecutor(CLIENTS) as pool:
         list(pool.map(pay, range(PAYMENTS)))
+    return answered
+
+
+def _delivered(receiver, answered, label) -> list[dict]:
+    """The deliveries of ``answered``'s payments, once all came (five minutes at most)."""
     deadline = time.monotonic() + 300
 
     def delivered():
         with receiver.lock:
             return [b for b in receiver.accepted if b["type"] == "payment_received"
                     and b["data"]["reference"] in answered]
-    while len(delivered()) < PAYMENTS and time.monotonic() < deadline:
+    while len(delivered()) < len(answered) and time.monotonic() < deadline:
         time.sleep(0.2)
     got = delivered()
-    assert len(got) == PAYMENTS, f"{len(got)} of {PAYMENTS} delivered"
-    assert len({b["id"] for b in got}) == PAYMENTS and all(r["signed"] for r in receiver.requests)
-    latencies = [b["received_at"] - answered[b["data"]["reference"]] for b in got]
-    seconds = max(b["received_at"] for b in got) - started
-
-    print(f"\nwebhooks: {PAYMENTS} payments, {CLIENTS} client threads, 127.0.0.1, "
-          f"one messaging instance (shared 2-core machine: other work was running)")
-    print(f"{'':<34} {'count':>6} {'per s':>10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
-    print(_row("baseline: POST to receiver", PAYMENTS, base_seconds, base_latencies))
-    print(_row("commit -> delivery (webhooks)", PAYMENTS, seconds, latencies))
-    print(f"median commit->delivery / median bare POST: "
-          f"{statistics.median(latencies) / statistics.median(base_latencies):.1f}x")
+    assert len(got) == len(answered), f"{label}: {len(got)} of {len(answered)} delivered"
+    assert len({b["id"] for b in got}) == len(got) and all(r["signed"] for r in receiver.requests)
+    return got

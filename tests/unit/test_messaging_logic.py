@@ -151,3 +151,32 @@ def test_an_outbound_message_carries_our_id_and_its_attachment():
     assert delivery.backoff(30) == timedelta(seconds=delivery.BACKOFF_MAX)
     assert isinstance(delivery._classify(451, b"later"), delivery.Temporary)
     assert isinstance(delivery._classify(550, "no"), delivery.Permanent)
+
+
+def test_the_written_agreement_is_in_the_debtors_language_spanish_when_none():
+    from datetime import date
+    from decimal import Decimal
+
+    from messaging.compliance import agreement_text
+    from recaudo_common.contracts import AgreementMade
+
+    view = {"institution": {"name": "Banco Uno"}, "account": {"id": 7, "account_number": "A-7"},
+            "debtor": {"name": "Ana Ruiz"}}
+    agreement = {"amount": Decimal("900"), "instalments": [
+        {"number": 1, "due_date": date(2027, 1, 15), "amount": Decimal("450")},
+        {"number": 2, "due_date": date(2027, 2, 15), "amount": Decimal("450")}]}
+    subject, text, short = agreement_text({**agreement, "language": "en"}, view)
+    assert subject == "Confirmation of your payment agreement"
+    assert text.startswith("Dear Ana Ruiz:") and "2 payment(s) totalling $900.00" in text
+    assert "  2. 2027-02-15: $450.00" in text
+    assert short == ("Banco Uno: we confirm your payment agreement for account A-7: $900.00 "
+                     "in 2 payment(s), the first on 2027-01-15.")
+    subject, text, short = agreement_text({**agreement, "language": "es"}, view)
+    assert subject == "Confirmación de su acuerdo de pago" and "15/01/2027" in short
+    # an event written before the language travelled with it reads as Spanish
+    loaded = AgreementMade().load({
+        "event_id": "6f1c1f5e-1f8c-4a4e-9d7e-0b6c1c1f5e1f", "occurred_at": "2026-12-07T12:00:00Z",
+        "promise_id": 1, "activity_id": 1, "account_id": 7, "debtor_id": 7, "institution_id": 1,
+        "agent_id": 1, "amount": "900.00", "policy_version": "MX-1",
+        "instalments": [{"number": 1, "due_date": "2027-01-15", "amount": "900.00"}]})
+    assert loaded["language"] == "es"

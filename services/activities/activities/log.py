@@ -256,7 +256,8 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
 def _agreement_in_writing(session: Session, db, contacts: dict, activity: Activity,
                           promise: dict) -> None:
     """Under a policy whose agreements go to the debtor in writing, announce the one just
-    made (``agreement_made``): messaging sends it, judged like every contact, and logs it."""
+    made (``agreement_made``), in the debtor's preferred language: messaging sends it, judged
+    like every contact, and logs it."""
     policy = compliance.policy_in_force(session, contacts["institution"].get("jurisdiction"),
                                         activity.started_at)
     if not contact_policy.requires_written_agreement(policy):
@@ -268,7 +269,9 @@ def _agreement_in_writing(session: Session, db, contacts: dict, activity: Activi
         "amount": Decimal(str(promise["amount"])),
         "instalments": [{"number": i["number"], "due_date": date.fromisoformat(str(i["due_date"])),
                          "amount": Decimal(str(i["amount"]))} for i in promise["instalments"]],
-        "policy_version": f"{policy['jurisdiction']}-{policy['version']}"})
+        "policy_version": f"{policy['jurisdiction']}-{policy['version']}",
+        "language": compliance.preferences_of(session, activity.debtor_id).get("language")
+        or "es"})
 
 
 def correct_activity(session: Session, db, identity: Identity, original_id: int,

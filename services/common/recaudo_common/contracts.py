@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from marshmallow import RAISE, Schema, ValidationError, fields
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 
 class EventSchema(Schema):
@@ -342,6 +342,9 @@ class AgreementMade(EventSchema):
     amount = fields.Decimal(required=True, as_string=True)
     instalments = fields.List(fields.Nested(AgreementInstalment), required=True)
     policy_version = fields.String(required=True)
+    #: the debtor's preferred language (their preferences), the agreement's language;
+    #: events written before it existed read as Spanish
+    language = fields.String(load_default="es", validate=validate.OneOf(("es", "en")))
 
 
 @event("activities", "promise_kept")

@@ -4,7 +4,8 @@ the same versions, debt history and debtor preferences a logged call is judged o
 a refusal or an override is written to the compliance log there, naming rule and version.
 
 Also the written agreement (MX, ``contact_policy.WRITTEN_AGREEMENT``): an agreement
-announced by activities (``agreement_made``) is sent to the debtor in writing, by email
+announced by activities (``agreement_made``) is sent to the debtor in writing, in their
+preferred language (Spanish or English, carried by the event), by email
 (the debtor's first address not marked do-not-contact, from the institution's sending
 mailbox) or else by SMS (their first number, when the institution has a gateway), each
 judged like any contact; the send is logged as an activity of the account. When neither
@@ -55,26 +56,43 @@ def _money(value) -> str:
     return f"${Decimal(str(value)):,.2f}"
 
 
-def _day(value) -> str:
-    return value.strftime("%d/%m/%Y") if hasattr(value, "strftime") else str(value)
+def _day(value, language: str = "es") -> str:
+    if not hasattr(value, "strftime"):
+        return str(value)
+    return value.strftime("%d/%m/%Y" if language == "es" else "%Y-%m-%d")
 
 
 def agreement_text(agreement: dict, view: dict) -> tuple[str, str, str]:
-    """(subject, email text, SMS text) of the agreement, in Spanish."""
+    """(subject, email text, SMS text) of the agreement, in the debtor's preferred language
+    (the event's ``language``: Spanish or English)."""
+    language = agreement.get("language") or "es"
     institution = view["institution"].get("name", "")
     number = view["account"].get("account_number") or view["account"]["id"]
     plan = agreement["instalments"]
-    lines = "\n".join(f"  {i['number']}. {_day(i['due_date'])}: {_money(i['amount'])}" for i in plan)
-    text = (f"Estimado(a) {view['debtor'].get('name', '')}:\n\n"
+    lines = "\n".join(f"  {i['number']}. {_day(i['due_date'], language)}: {_money(i['amount'])}"
+                      for i in plan)
+    total, first = _money(agreement["amount"]), _day(plan[0]["due_date"], language)
+    name = view["debtor"].get("name", "")
+    if language == "en":
+        text = (f"Dear {name}:\n\n"
+                f"We confirm in writing the payment agreement for your account {number} with "
+                f"{institution}: {len(plan)} payment(s) totalling {total}.\n\n"
+                f"{lines}\n\n"
+                "Please keep this message as a record. If anything differs from what was "
+                "agreed, reply to this email.\n\n"
+                f"{institution}")
+        short = (f"{institution}: we confirm your payment agreement for account {number}: "
+                 f"{total} in {len(plan)} payment(s), the first on {first}.")
+        return "Confirmation of your payment agreement", text, short
+    text = (f"Estimado(a) {name}:\n\n"
             f"Le confirmamos por escrito el acuerdo de pago de su cuenta {number} con "
-            f"{institution}: {len(plan)} pago(s) por un total de {_money(agreement['amount'])}.\n\n"
+            f"{institution}: {len(plan)} pago(s) por un total de {total}.\n\n"
             f"{lines}\n\n"
             "Conserve este mensaje como constancia. Si algo no coincide con lo acordado, "
             "responda a este correo.\n\n"
             f"{institution}")
     short = (f"{institution}: confirmamos su acuerdo de pago de la cuenta {number}: "
-             f"{_money(agreement['amount'])} en {len(plan)} pago(s), el primero el "
-             f"{_day(plan[0]['due_date'])}.")
+             f"{total} en {len(plan)} pago(s), el primero el {first}.")
     return "Confirmación de su acuerdo de pago", text, short
 
 
@@ -178,7 +196,8 @@ def _queue_email(svc, session_key, agreement, view, to, subject, text, event_id)
     _store(svc, OutboundMessage(
         uuid=public, message_id=f"<{public}@{domain}>", institution_id=agreement["institution_id"],
         debtor_id=agreement["debtor_id"], account_id=view["account"]["id"], mailbox_id=mailbox_id,
-        channel="email", template_id=None, language="es", to_address=to, subject=subject,
+        channel="email", template_id=None, language=agreement.get("language") or "es",
+        to_address=to, subject=subject,
         body_text=text, body_html=templates.text_to_html(text), attachments=[], state="queued",
         activity_id=activity["id"], created_by=agreement["agent_id"],
         idempotency_key=session_key), event_id)
@@ -194,6 +213,7 @@ def _queue_sms(svc, key, agreement, view, number, text, event_id) -> None:
         uuid=str(uuidlib.uuid4()), institution_id=agreement["institution_id"],
         debtor_id=agreement["debtor_id"], account_id=view["account"]["id"],
         direction="outbound", phone=number, body=text, encoding=length["encoding"],
-        segments=length["segments"], template_id=None, language="es", state="queued",
+        segments=length["segments"], template_id=None,
+        language=agreement.get("language") or "es", state="queued",
         activity_id=activity["id"], created_by=agreement["agent_id"], idempotency_key=key),
         event_id)

@@ -1,12 +1,14 @@
 """The messaging service's entrypoints for partners' webhooks (``partner_hooks``): the
 subscription RPCs (``webhooks.manage``, within the caller's institutions), the handlers
-turning the services' events into deliveries, and the delivery timer. A mixin of
+turning the services' events into deliveries, and the delivery timer - woken as soon as
+there may be something to send (``partner_hooks.wake``: an event recorded, a send settled),
+else every ``TICK_SECONDS`` for retries coming due and leases run out. A mixin of
 ``MessagingService``, which provides ``db``, ``caller`` and ``portfolio``."""
 from __future__ import annotations
 
 import logging
 
-from nameko.timer import timer
+from nameko.timer import Timer
 
 from recaudo_common import references
 from recaudo_common.db import ServiceDatabase
@@ -18,8 +20,31 @@ from .contracts import (DeliveryOut, DeliveryPage, DeliveryQuery, SubscriptionCh
                               SubscriptionCreate, SubscriptionCreated, SubscriptionOut)
 
 log = logging.getLogger(__name__)
-#: how often each instance looks for due deliveries
-TICK_SECONDS = 0.2
+#: how often each instance looks for due deliveries when nothing woke it
+TICK_SECONDS = 0.5
+
+
+class WakeableTimer(Timer):
+    """nameko's timer, whose wait ``partner_hooks.wake`` cuts short (wakes while a tick
+    runs make one more tick right after it); the wait is ``TICK_SECONDS`` as it is then
+    (tests stretch it to see that wakes alone deliver)."""
+
+    def _run(self):
+        while not self.should_stop.ready():
+            hooks.wait_for_work(TICK_SECONDS)
+            if self.should_stop.ready():
+                break
+            self.handle_timer_tick()
+            self.worker_complete.wait()
+            self.worker_complete.reset()
+
+    def stop(self):
+        self.should_stop.send(True)
+        hooks.wake()
+        self.gt.wait()
+
+
+wakeable_timer = WakeableTimer.decorator
 
 
 class PartnerWebhooks:
@@ -67,14 +92,19 @@ class PartnerWebhooks:
     def resend_webhook_delivery(self, delivery_id):
         identity = self.caller.require("webhooks.manage")
         with self.db.session() as session:
-            return DeliveryOut().dump(hooks.send_again(session, identity, delivery_id))
+            out = DeliveryOut().dump(hooks.send_again(session, identity, delivery_id))
+        hooks.wake()
+        return out
 
     # --- events become deliveries -----------------------------------------------------------
 
     def _partner_event(self, event_type: str, payload: dict) -> None:
+        recorded = 0
         with self.db.session() as session:
             if self.db.first_time(session, payload["event_id"], f"partner_{event_type}"):
-                hooks.record(session, event_type, payload)
+                recorded = hooks.record(session, event_type, payload)
+        if recorded:
+            hooks.wake_after_grace()   # committed: sendable once the grace is over
 
     @event_handler("portfolio", "payment_received")
     def partner_payment_received(self, payload):
@@ -110,7 +140,7 @@ class PartnerWebhooks:
 
     # --- sending ---------------------------------------------------------------------------
 
-    @timer(interval=TICK_SECONDS)
+    @wakeable_timer(interval=TICK_SECONDS)
     def deliver_partner_webhooks(self):
         """Lease the due heads of the chains (as many as there are free senders) and hand
         each to a sender; the tick returns at once, a slow endpoint never holds it."""
@@ -134,3 +164,5 @@ def _send_and_settle(db: ServiceDatabase, job: dict) -> None:
             hooks.mail_notice(*mail)
     except Exception:   # the lease runs out and another tick sends it again
         log.exception("webhook delivery %s not settled", job["id"])
+        return
+    hooks.wake()   # the next of its chain, or what waited for a free sender

@@ -18,7 +18,6 @@ from datetime import datetime, timezone
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from nameko.web.handlers import http
-from werkzeug.wrappers import Response
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -53,14 +52,6 @@ SYNC_INTERVAL = 30
 DELIVERY_INTERVAL = 2
 SETTLE_INTERVAL = 10
 FAX_NUMBER = re.compile(r"^\+?[0-9]{6,20}$")
-
-
-def _kannel_answer(status: int, text: str) -> Response:
-    """An answer to the SMS gateway's callback, closing the connection: Kannel keeps
-    connections alive, and one a restarted messaging instance had closed loses the next
-    report or message (Kannel does not retry it)."""
-    return Response(text, status=status, headers={"Connection": "close"},
-                    mimetype="text/plain")
 
 
 class MessagingService(PartnerWebhooks, ServiceBase):
@@ -773,18 +764,11 @@ class MessagingService(PartnerWebhooks, ServiceBase):
                 == sms_delivery.BATCH:
             pass
 
-    @http("GET", "/kannel/dlr")
+    @sms_delivery.delivery_reports("GET", "/kannel/dlr")
     def kannel_dlr(self, request):
-        """Kannel's delivery report for one of our messages (its ``dlr-url``): the message's
-        unguessable id authenticates it; states only move forward."""
-        try:
-            public = str(uuidlib.UUID(request.args.get("id", "")))
-            status = int(request.args.get("status", ""))
-        except ValueError:
-            return _kannel_answer(400, "id and status expected\n")
-        if not sms_delivery.record_report(self.db, public, status):
-            return _kannel_answer(404, "unknown message\n")
-        return _kannel_answer(200, "ok\n")
+        """Kannel's delivery report for one of our messages; states only move forward.
+        Answered by its entrypoint without a worker, written in batches
+        (``sms_delivery.DeliveryReports``)."""
 
     @http("GET", "/kannel/mo")
     def kannel_mo(self, request):
@@ -796,14 +780,14 @@ class MessagingService(PartnerWebhooks, ServiceBase):
         sender, receiver = contact_policy.phone_digits(args.get("from")), args.get("to", "")
         text, gateway_id = args.get("text", ""), args.get("id") or None
         if not sender:
-            return _kannel_answer(400, "from expected\n")
+            return sms_delivery.kannel_answer(400, "from expected\n")
         with self.db.session() as session:
             config = session.execute(select(SmsSettings).where(
                 SmsSettings.sender_id == receiver.lstrip("+"))).scalar_one_or_none() \
                 or session.execute(select(SmsSettings).where(
                     SmsSettings.sender_id == receiver)).scalar_one_or_none()
             if config is None or crypto.decrypt(config.inbound_token) != args.get("token"):
-                return _kannel_answer(403, "unknown receiver or token\n")
+                return sms_delivery.kannel_answer(403, "unknown receiver or token\n")
             institution_id, words = config.institution_id, sms.opt_out_words(config.opt_out_words)
         found = self.acting.system.portfolio.match_debtors(institution_id, phones=[sender])
         matches = found.get("phones", {}).get(sender, [])
@@ -825,7 +809,7 @@ class MessagingService(PartnerWebhooks, ServiceBase):
                 session.flush()
                 rows = [(r.id, r.uuid, r.debtor_id, r.account_id) for r in rows]
         except IntegrityError:
-            return _kannel_answer(200, "already received\n")   # Kannel called twice
+            return sms_delivery.kannel_answer(200, "already received\n")   # Kannel called twice
         for (row_id, public, debtor_id, account_id), match in zip(rows, matches):
             description = f"SMS recibido de {sender}:\n{text}"
             if opt_out:
@@ -844,7 +828,7 @@ class MessagingService(PartnerWebhooks, ServiceBase):
                                 .values(activity_id=activity["id"]))
         log.info("sms from %s to institution %s: %d debtor(s)%s", sender, institution_id,
                  len(matches), ", opt-out" if opt_out else "")
-        return _kannel_answer(200, "ok\n")
+        return sms_delivery.kannel_answer(200, "ok\n")
 
     # --- message lists --------------------------------------------------------------------------
 

@@ -10,14 +10,23 @@ Delivery goes over Kannel's HTTP ``sendsms`` interface with a ``dlr-url`` back t
 messaging's callback endpoint (``/kannel/dlr``; see service.py), which Kannel calls with
 the DLR status: 1 delivered, 2 failed, 4 buffered, 8 accepted by the SMSC, 16 refused by it.
 ``sms_delivery`` hands the due messages over a batch at a time (the service's timer calls it).
+
+Each process keeps its connections to a gateway alive (``_pools``: one pool per gateway
+host, at most ``POOL_SIZE`` connections): opening a TCP connection per message cost the
+gateway and messaging more than the message itself. A request is never sent twice by the
+pool (no retry once it may have reached the gateway): a lost answer is a ``Temporary``
+and the delivery timer tries again after its backoff.
 """
 from __future__ import annotations
 
 import logging
-import urllib.error
+import threading
 import urllib.parse
-import urllib.request
 from datetime import timedelta
+
+import urllib3
+
+from .http_pools import KeptHTTPConnection, KeptHTTPSConnection
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +39,13 @@ MAX_ATTEMPTS = 5
 BACKOFF = 15.0
 BACKOFF_MAX = 900.0
 TIMEOUT = 10.0
+#: kept-alive connections per gateway host and process (the hand-over's concurrency)
+POOL_SIZE = 20
+#: a connection the gateway closed while idle is found before use and replaced; once the
+#: request may have gone out, it is not sent again
+_RETRY = urllib3.Retry(total=1, connect=1, read=0, status=0, other=0, redirect=False)
+_pools: dict[tuple, urllib3.connectionpool.HTTPConnectionPool] = {}
+_pools_lock = threading.Lock()
 
 #: Kannel's DLR status -> our state (8 and 4 say nothing new: the message stays ``sent``)
 DLR_STATES = {1: "delivered", 2: "failed", 16: "failed"}
@@ -73,6 +89,31 @@ def backoff(attempt: int) -> timedelta:
     return timedelta(seconds=min(BACKOFF * 2 ** (attempt - 1), BACKOFF_MAX))
 
 
+def _pool(url: str):
+    """The process's kept-alive connections to ``url``'s host."""
+    parts = urllib.parse.urlsplit(url)
+    key = (parts.scheme, parts.hostname, parts.port)
+    pool = _pools.get(key)
+    if pool is None:
+        with _pools_lock:
+            pool = _pools.get(key)
+            if pool is None:
+                pool = _pools[key] = urllib3.connection_from_url(
+                    url, maxsize=POOL_SIZE, block=True, retries=_RETRY,
+                    timeout=urllib3.Timeout(connect=TIMEOUT, read=TIMEOUT))
+                pool.ConnectionCls = KeptHTTPSConnection if parts.scheme == "https" \
+                    else KeptHTTPConnection
+    return pool
+
+
+def close_pools() -> None:
+    """Drop every kept connection (tests; a gateway whose address changed)."""
+    with _pools_lock:
+        for pool in _pools.values():
+            pool.close()
+        _pools.clear()
+
+
 def send(gateway_url: str, username: str, password: str, sender: str, to: str, text: str,
          encoding: str, dlr_url: str) -> str:
     """Hand one message to the gateway; answers its reply ("0: Accepted for delivery")."""
@@ -84,12 +125,16 @@ def send(gateway_url: str, username: str, password: str, sender: str, to: str, t
         params.update(text=text.encode("utf-8"))
     url = f"{gateway_url.rstrip('/')}?{urllib.parse.urlencode(params)}"
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
-            return response.read(500).decode("utf-8", "replace").strip()
-    except urllib.error.HTTPError as exc:
-        answer = exc.read(500).decode("utf-8", "replace").strip()
-        if 400 <= exc.code < 500 and exc.code not in (408, 429):
-            raise Permanent(f"{exc.code} {answer}") from None
-        raise Temporary(f"{exc.code} {answer}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise Temporary(str(getattr(exc, "reason", exc))) from None
+        parts = urllib.parse.urlsplit(url)
+        response = _pool(url).urlopen("GET", f"{parts.path or '/'}?{parts.query}",
+                                      pool_timeout=TIMEOUT)
+    except urllib3.exceptions.HTTPError as exc:
+        raise Temporary(str(getattr(exc, "reason", None) or exc)) from None
+    except OSError as exc:
+        raise Temporary(str(exc)) from None
+    answer = response.data[:500].decode("utf-8", "replace").strip()
+    if 200 <= response.status < 300:
+        return answer
+    if 400 <= response.status < 500 and response.status not in (408, 429):
+        raise Permanent(f"{response.status} {answer}")
+    raise Temporary(f"{response.status} {answer}")

@@ -11,19 +11,35 @@ messaging's workers: at a campaign's pace the reports took the workers the deliv
 needed, and the campaign went out at 20-35 messages/s instead of hundreds
 (tests/perf/test_bench_compliance.py). A report that arrives before its outcome is written
 wins: the outcome only moves a message that is still ``queued``.
+
+The hand-over keeps its connections to the gateway alive (``sms._pools``), and delivery
+reports are written apart from it, in batches (``ReportWriter``): a campaign brings one
+report per message within milliseconds, and one transaction each (as before) took the
+CPU and database the hand-over needed. Kannel gets its answer only once its report is
+committed, so a crash loses none (Kannel calls again: ``http-request-retry``), and a
+report that comes twice moves nothing the second time (states only move forward).
 """
 from __future__ import annotations
 
+import logging
+import uuid as uuidlib
 from datetime import datetime, timedelta, timezone
 
 import eventlet
-from sqlalchemy import exists, func, select, update
+from eventlet.event import Event
+from nameko.web.handlers import HttpRequestHandler
+from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, TEXT, UUID
+from werkzeug.wrappers import Response
+
+from recaudo_common.db import Database, ServiceDatabase
 
 from . import crypto, sms
 from .models import SmsMessage, SmsSettings
 
 BATCH = 200
 CONCURRENCY = 20
+log = logging.getLogger(__name__)
 #: how long a claimed batch is kept from the other instances (the gateway times out first)
 CLAIM = timedelta(seconds=max(60, 4 * sms.TIMEOUT))
 
@@ -89,24 +105,121 @@ def deliver_batch(db, callback_url: str, limit: int = BATCH, log=None) -> int:
     return len(rows)
 
 
-def record_report(db, public: str, status: int) -> bool:
-    """A delivery report (Kannel's DLR ``status``) for the outbound message ``public``:
-    one statement moving it forward (a state already final stays), no row read and locked
-    first - under a campaign, thousands arrive at once. Answers whether the message is ours."""
-    state = sms.DLR_STATES.get(status)
-    ours = (SmsMessage.uuid == public, SmsMessage.direction == "outbound")
+#: one statement for a batch of reports: each moves its message forward (a final state
+#: stays), answering the ones it moved
+_REPORTS = text("""
+    UPDATE messaging.sms_messages m SET state = r.state,
+        delivered_at = CASE WHEN r.state = 'delivered' THEN now() ELSE m.delivered_at END,
+        failed_at = CASE WHEN r.state = 'failed' THEN now() ELSE m.failed_at END,
+        last_error = CASE WHEN r.state = 'failed' THEN r.error ELSE m.last_error END
+    FROM unnest(:ids, :states, :errors) AS r(uuid, state, error)
+    WHERE m.uuid = r.uuid AND m.direction = 'outbound' AND m.state IN ('queued', 'sent')
+    RETURNING m.uuid""").bindparams(bindparam("ids", type_=ARRAY(UUID(as_uuid=False))),
+                                    bindparam("states", type_=ARRAY(TEXT)),
+                                    bindparam("errors", type_=ARRAY(TEXT)))
+
+
+def record_reports(db, reports: list[tuple[str, int]]) -> set[str]:
+    """Delivery reports (the outbound message's public id, Kannel's DLR ``status``) in one
+    transaction, no row read and locked first; answers the ids that are our messages."""
+    moving: dict[str, tuple[str, int]] = {}
+    for public, status in reports:
+        state = sms.DLR_STATES.get(status)
+        if state and public not in moving:   # the first report of a message in the batch
+            moving[public] = (state, status)
+    publics = {public for public, _status in reports}
     with db.session() as session:
-        if state:
-            now = datetime.now(timezone.utc)
-            values = {"state": state}
-            if state == "delivered":
-                values["delivered_at"] = now
-            else:
-                values.update(failed_at=now,
-                              last_error=f"La red informó que no se entregó (DLR {status})")
-            moved = session.execute(update(SmsMessage).where(
-                *ours, SmsMessage.state.in_(("queued", "sent"))).values(**values)
-                .returning(SmsMessage.id)).first()
-            if moved is not None:
-                return True
-        return session.execute(select(exists().where(*ours))).scalar()
+        ours = set()
+        if moving:
+            ids = list(moving)
+            ours = {str(u) for u in session.execute(_REPORTS, {
+                "ids": ids, "states": [moving[i][0] for i in ids],
+                "errors": [f"La red informó que no se entregó (DLR {moving[i][1]})"
+                           for i in ids]}).scalars()}
+        rest = publics - ours
+        if rest:
+            ours |= {str(u) for u in session.execute(select(SmsMessage.uuid).where(
+                SmsMessage.uuid.in_(rest), SmsMessage.direction == "outbound")).scalars()}
+    return ours
+
+
+class ReportWriter:
+    """Delivery reports queued in the process and written in batches: one green thread
+    writes whatever waited while the previous batch was being written (nothing waits on
+    a timer), and each caller is answered once its report is committed."""
+
+    MAX = 500
+
+    def __init__(self):
+        self._waiting: list[tuple[str, int, Event]] = []
+        self._writer = None
+
+    def submit(self, db, public: str, status: int) -> Event:
+        """Queue a report; the event answers whether ``public`` is ours once its report is
+        written (or raises what the write raised: the gateway is answered 500 and calls
+        again)."""
+        done = Event()
+        self._waiting.append((public, status, done))
+        if self._writer is None:
+            self._writer = eventlet.spawn(self._write, db)
+        return done
+
+    def _write(self, db) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:self.MAX], self._waiting[self.MAX:]
+                try:
+                    ours = record_reports(db, [(public, status) for public, status, _ in batch])
+                except Exception as exc:   # noqa: BLE001 - every waiter gets it
+                    for _public, _status, done in batch:
+                        done.send_exception(exc)
+                    continue
+                for public, _status, done in batch:
+                    done.send(public in ours)
+        finally:
+            self._writer = None
+
+
+def kannel_answer(status: int, body: str, keep_alive: bool = False) -> Response:
+    """An answer to the SMS gateway's callback. It closes the connection unless asked:
+    Kannel keeps connections alive, and a report sent on one that a restarting messaging
+    closed is lost unless Kannel retries it (``http-request-retry``, which the local
+    Kannel sets and a production one must)."""
+    headers = {} if keep_alive else {"Connection": "close"}
+    return Response(body, status=status, headers=headers, mimetype="text/plain")
+
+
+class DeliveryReports(HttpRequestHandler):
+    """``GET /kannel/dlr?id=&status=``: a delivery report for one of our messages (the
+    ``dlr-url`` the hand-over gave; the message's unguessable id authenticates it),
+    answered in the web server's own green thread, with no worker: a campaign brings one
+    per message, a worker's set-up cost more than the report's share of its batch, and
+    the reports waiting for their batch's commit held the service's few workers (the
+    hand-over's among them). Queued to the process's ``ReportWriter``; answered 200 once
+    committed, 404 for an id not ours, 500 when the write failed (Kannel calls again).
+    The decorated method is never called; it names the route in the service."""
+
+    def setup(self):
+        super().setup()
+        self.database = next(d for d in self.container.dependencies if isinstance(d, Database))
+
+    def handle_request(self, request):
+        request.shallow = False
+        try:
+            public = str(uuidlib.UUID(request.args.get("id", "")))
+            status = int(request.args.get("status", ""))
+        except ValueError:
+            return kannel_answer(400, "id and status expected\n")
+        try:
+            ours = WRITER.submit(ServiceDatabase(self.database), public, status).wait()
+        except Exception:   # noqa: BLE001 - Kannel calls again
+            log.exception("delivery report %s not written", public)
+            return kannel_answer(500, "not written, try again\n", keep_alive=True)
+        if not ours:
+            return kannel_answer(404, "unknown message\n", keep_alive=True)
+        return kannel_answer(200, "ok\n", keep_alive=True)
+
+
+#: the process's delivery-report writer (its green thread serves every container's reports)
+WRITER = ReportWriter()
+delivery_reports = DeliveryReports.decorator

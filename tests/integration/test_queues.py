@@ -940,18 +940,30 @@ class QuietPortfolioService(PortfolioService):
     db = Database(PortfolioBase, relay=False)
 
 
+def announced(engine) -> list[tuple[int, int | None]]:
+    """The (account, collector) pairs of every ``assignments_changed`` in the outbox, each
+    event loaded through its contract first (a rebuild builds them in PostgreSQL)."""
+    schema = contracts.AssignmentsChanged()
+    pairs = []
+    for payload in outbox(engine, "assignments_changed"):
+        pairs += zip(*schema.pairs(schema.load(payload)))
+    return pairs
+
+
 def test_apply_emits_events_and_the_portfolio_follows_the_collectors(
-        supervisor, portfolio_rows, engine):
+        supervisor, portfolio_rows, engine, monkeypatch):
+    from queues import placement
+    monkeypatch.setattr(placement, "ANNOUNCE_BATCH", 700)
     strategy_id, (q,) = strategy(supervisor, "Con eventos", [queue("Todas")])
     result = supervisor.apply_strategy(strategy_id)
 
     (rebuilt,) = outbox(engine, "queues_rebuilt")
     assert rebuilt["counts"] == {str(q): N1} and rebuilt["unplaced"] == 0
     assert rebuilt["strategy_id"] == strategy_id and rebuilt["institution_id"] == 1
-    changed = [c for batch in outbox(engine, "assignments_changed") for c in batch["assignments"]]
+    assert len(outbox(engine, "assignments_changed")) == 3      # 700 + 700 + 600
+    changed = announced(engine)
     placed = assignments(engine)
-    assert sorted((c["account_id"], c["agent_id"]) for c in changed) == sorted(
-        (a, p[3]) for a, p in placed.items())
+    assert sorted(changed) == sorted((a, p[3]) for a, p in placed.items())
     assert result["collector_changes"] == N1
 
     def portfolio_agents():
@@ -967,6 +979,80 @@ def test_apply_emits_events_and_the_portfolio_follows_the_collectors(
     assert moved == {"moved": N1 // len(TEAM1)}
     expected = {a: None if agent_id == TEAM1[0] else agent_id for a, agent_id in expected.items()}
     assert wait_for(lambda: portfolio_agents() == expected), portfolio_agents()
+
+
+@pytest.mark.instances(2)
+def test_two_portfolio_instances_follow_a_first_apply_once_per_event(
+        supervisor, portfolio_rows, engine, rabbit_config, monkeypatch):
+    """The first apply's batches are shared by two portfolio instances, each event taken
+    once; an event delivered again (a relay crash between publish and mark) is a no-op."""
+    from queues import placement
+    monkeypatch.setattr(placement, "ANNOUNCE_BATCH", 300)
+    strategy_id, _ = strategy(supervisor, "Dos instancias", [queue("Todas")])
+    supervisor.apply_strategy(strategy_id)
+    events = outbox(engine, "assignments_changed")
+    assert len(events) == 7                                    # 6 x 300 + 200
+    placed = assignments(engine)
+    expected = {a: placed[a][3] for a in portfolio_rows}
+
+    def portfolio_agents():
+        return dict(sql(engine, "SELECT id, assigned_agent_id FROM portfolio.accounts "
+                                "WHERE id = ANY(:ids)", ids=portfolio_rows))
+
+    def handled():
+        return scalar(engine, "SELECT count(*) FROM portfolio.processed_events "
+                              "WHERE handler = 'assignments_changed' AND event_id = ANY(:e)",
+                      e=[uuid.UUID(e["event_id"]) for e in events])
+    assert wait_for(lambda: portfolio_agents() == expected), portfolio_agents()
+    assert wait_for(lambda: handled() == len(events))
+
+    account = portfolio_rows[0]
+    (carrying,) = [e for e in events if account in e["account_ids"]]
+    sql(engine, "UPDATE portfolio.accounts SET assigned_agent_id = 999 WHERE id = :a", a=account)
+    event_dispatcher(rabbit_config)("queues", "assignments_changed", carrying)
+    time.sleep(0.5)
+    assert portfolio_agents()[account] == 999 and handled() == len(events)
+
+
+def test_the_first_apply_places_what_a_diff_places_resting_as_the_facts_say(
+        supervisor, engine):
+    """An institution's first apply inserts its placement whole (nothing to diff); a later
+    apply diffs. Both place every account alike, and a new account rests from the start
+    while disputed or with a callback ahead."""
+    later = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=5)
+    set_facts(engine, [BASE + 1], open_dispute=True)
+    set_facts(engine, [BASE + 2], callback_at=later)
+    set_facts(engine, [BASE + 3], callback_at=later - timedelta(days=1))    # past: ready
+    sorts = [{"field": "balance"}, {"field": "account_id", "direction": "asc"}]
+    queues_ = [queue("Mora", L("days_past_due", "gte", 30), sorts),
+               queue("Resto", team_id=3, policy="capacity")]
+    a_id, a_queues = strategy(supervisor, "A", queues_)
+    again_id, again_queues = strategy(supervisor, "A otra vez", queues_)
+    b_id, _ = strategy(supervisor, "B", [queue("Todas", team_id=2)])
+
+    def placed():
+        """account -> (queue's position, arm, rank, agent)."""
+        position = {q: i for ids in (a_queues, again_queues) for i, q in enumerate(ids)}
+        return {a: (position[q], *rest) for a, (q, *rest) in assignments(engine).items()}
+
+    first = supervisor.apply_strategy(a_id)
+    placed_first = placed()
+    rests = dict(sql(engine, "SELECT account_id, resting_until FROM queues.assignments "
+                             "WHERE resting_until IS NOT NULL"))
+    assert rests == {BASE + 1: working.HELD, BASE + 2: later}
+    assert first["collector_changes"] == N1 == len(placed_first)
+    assert sorted(announced(engine)) == sorted((a, p[3]) for a, p in placed_first.items())
+
+    supervisor.apply_strategy(b_id)
+    again = supervisor.apply_strategy(again_id)               # diffed against B's placement
+    assert placed() == placed_first
+    assert list(again["counts"].values()) == list(first["counts"].values())
+
+    insert_facts(engine, BASE + N1, 1, 3)                     # three accounts arrive
+    set_facts(engine, [BASE + N1 + 1], open_dispute=True)
+    supervisor.rebuild_queues(1)
+    assert resting(engine, BASE + N1 + 1) == working.HELD
+    assert resting(engine, BASE + N1 + 2) is None
 
 
 def test_accounts_changed_upserts_the_facts_once_per_event(

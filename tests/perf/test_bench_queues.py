@@ -4,7 +4,8 @@
     strategy through ``queues.apply_strategy`` (first apply, then re-applies of the
     steady state), versus ONE raw ``UPDATE ... FROM`` in psql with the same CASE
     (the conditions compiled by ``queues.rules``) over an unindexed scratch copy,
-    in the same run. Target: the service within 1.5x of the raw statement.
+    in the same run. Targets (issue 22): the first apply within 3x of the raw statement,
+    the steady state within 1.2x.
 
 (b) the next-account pull with 100 agents on one shared queue (100,000 accounts of
     institution 9002, nobody's until pulled): through the gateway (``POST
@@ -128,8 +129,9 @@ def test_rebuild_of_a_million_accounts_versus_one_raw_update(stack_url, db):
             f"rebuild of {REBUILD_ACCOUNTS:,} accounts, 6 queues, {len(REBUILD_AGENTS)} "
             f"collectors (facts generated in {generated:.1f} s)",
             ("path", "seconds", "x raw"), rows,
-            [f"  steady-state service median {steady:.2f} s = {steady / best_raw:.2f}x the "
-             f"best raw UPDATE (target <= 1.5x)",
+            [f"  first apply {runs[0][1]:.2f} s = {runs[0][1] / best_raw:.2f}x the best raw "
+             f"UPDATE (target <= 3x); steady-state service median {steady:.2f} s = "
+             f"{steady / best_raw:.2f}x (target <= 1.2x)",
              f"  placed: {counts}; unplaced: {final['unplaced']:,}",
              "  the raw UPDATE only computes the first-match CASE into an unindexed copy; the "
              "service also ranks each queue (window sorts), picks collectors by policy, diffs "

@@ -2,6 +2,7 @@
 would check them, in one pass of plain type tests."""
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -9,7 +10,7 @@ from decimal import Decimal
 import pytest
 from marshmallow import ValidationError
 
-from recaudo_common.contracts import AccountsChanged
+from recaudo_common.contracts import AccountsChanged, AssignmentsChanged
 
 
 def facts(n: int = 1, **changes) -> list[dict]:
@@ -67,3 +68,48 @@ def test_a_missing_or_unknown_column_is_refused():
 
 def test_an_import_chunk_of_twenty_thousand_rows_loads_whole():
     assert len(AccountsChanged().load(wire(facts(20_000)))["accounts"]) == 20_000
+
+
+# --- assignments_changed: two columns, or the older list of objects -----------------------
+
+def collectors(**payload) -> dict:
+    return AssignmentsChanged().dump({"event_id": uuid.uuid4(),
+                                      "occurred_at": datetime.now(timezone.utc), **payload})
+
+
+def test_collectors_go_out_as_two_columns_and_come_back_as_pairs():
+    schema = AssignmentsChanged()
+    sent = collectors(account_ids=[10, 11, 12], agent_ids=[101, None, 101])
+    assert "assignments" not in sent
+    assert schema.pairs(schema.load(sent)) == ([10, 11, 12], [101, None, 101])
+
+
+def test_collectors_in_the_older_form_still_load():
+    schema = AssignmentsChanged()
+    sent = collectors(assignments=[{"account_id": 10, "agent_id": 101},
+                                   {"account_id": 11, "agent_id": None}])
+    assert schema.pairs(schema.load(sent)) == ([10, 11], [101, None])
+
+
+@pytest.mark.parametrize("payload", [
+    {"account_ids": [1, 2], "agent_ids": [5]},                 # columns of unequal length
+    {"account_ids": [1, None], "agent_ids": [5, 5]},           # an account must be named
+    {"account_ids": [1, "2"], "agent_ids": [5, 5]},            # ids are integers
+    {"account_ids": [1, True], "agent_ids": [5, 5]},           # not booleans
+    {"account_ids": [1]},                                      # half of the pairs
+    {},                                                        # nothing at all
+    {"account_ids": [1], "agent_ids": [5],
+     "assignments": [{"account_id": 1, "agent_id": 5}]},       # both forms
+])
+def test_a_bad_collector_batch_is_refused(payload):
+    sent = collectors()
+    sent.update(payload)
+    with pytest.raises(ValidationError):
+        AssignmentsChanged().load(sent)
+
+
+def test_a_million_collectors_load_fast():
+    sent = collectors(account_ids=list(range(1_000_000)), agent_ids=[7] * 1_000_000)
+    started = time.perf_counter()
+    AssignmentsChanged().load(sent)
+    assert time.perf_counter() - started < 1.0

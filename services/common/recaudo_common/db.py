@@ -19,6 +19,7 @@ concurrent workers overlap their queries (docs/architecture.md §7).
 """
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from contextlib import contextmanager
@@ -82,6 +83,25 @@ def write_events(session, outbox, source: str,
          "payload": schema_for(source, event_type).dump(
              dict(payload, event_id=event_id, occurred_at=occurred_at))}
         for event_id, event_type, payload, headers in events])
+
+
+def write_events_from(session, outbox, event_type: str, payloads: str, params: dict,
+                      headers: dict | None = None) -> int:
+    """Events of ``event_type`` whose payloads one SELECT (``payloads``, a single jsonb
+    column, each row one event without ``event_id`` and ``occurred_at``) builds inside
+    PostgreSQL, written to ``outbox`` in one statement: a million-row announcement never
+    travels to Python and back. The SELECT must build what the event's contract loads
+    (its tests load such payloads through it). Returns how many events were written."""
+    occurred_at = datetime.now(timezone.utc)
+    table = f"{outbox.schema}.{outbox.name}"
+    return session.execute(text(f"""
+        INSERT INTO {table} (event_id, event_type, headers, payload)
+        SELECT e.id, :_event_type, CAST(:_headers AS jsonb),
+               e.payload || jsonb_build_object('event_id', e.id, 'occurred_at', CAST(:_occurred_at AS text))
+        FROM (SELECT gen_random_uuid() AS id, s.payload
+              FROM ({payloads}) AS s(payload)) AS e"""),
+        dict(params, _event_type=event_type, _headers=json.dumps(headers or {}),
+             _occurred_at=occurred_at.isoformat())).rowcount
 
 
 class Outbox:
@@ -204,16 +224,29 @@ class ServiceDatabase:
         finally:
             session.close()
 
+    def _headers(self) -> dict:
+        if self._worker_ctx is None:
+            return {}
+        return {k: v for k, v in self._worker_ctx.context_data.items()
+                if k in ("request_id", "call_id_stack")}
+
     def emit(self, session: Session, event_type: str, payload: dict) -> uuid.UUID:
         """Queue ``event_type`` in the outbox, atomically with ``session``'s changes."""
-        headers = {}
-        if self._worker_ctx is not None:
-            headers = {k: v for k, v in self._worker_ctx.context_data.items()
-                       if k in ("request_id", "call_id_stack")}
         event_id = write_event(session, self._provider.base.outbox,
-                               self._provider.service_name, event_type, payload, headers)
+                               self._provider.service_name, event_type, payload,
+                               self._headers())
         session.info["outbox_pending"] = True
         return event_id
+
+    def emit_from(self, session: Session, event_type: str, payloads: str,
+                  params: dict | None = None) -> int:
+        """``emit`` for events whose payloads a SELECT builds in the database
+        (``write_events_from``); returns how many."""
+        written = write_events_from(session, self._provider.base.outbox, event_type,
+                                    payloads, params or {}, self._headers())
+        if written:
+            session.info["outbox_pending"] = True
+        return written
 
     def first_time(self, session: Session, event_id, handler: str) -> bool:
         """Record that ``handler`` processed ``event_id``; False if it already had."""

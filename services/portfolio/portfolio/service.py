@@ -290,18 +290,19 @@ class PortfolioService(PortalEntrypoints, ServiceBase):
     @event_handler("queues", "assignments_changed")
     def on_assignments_changed(self, payload):
         """Keep the projection of who collects each account (it scopes collectors' reads)."""
-        payload = contracts.AssignmentsChanged().load(payload)
+        schema = contracts.AssignmentsChanged()
+        payload = schema.load(payload)
+        accounts, agents = schema.pairs(payload)
         with self.db.session() as session:
             if not self.db.first_time(session, payload["event_id"], "assignments_changed"):
                 return
-            pairs = payload["assignments"]
+            # accounts already held by that collector are not rewritten
             session.execute(text("""
                 UPDATE portfolio.accounts a SET assigned_agent_id = c.agent_id
                 FROM unnest(CAST(:accounts AS bigint[]), CAST(:agents AS int[]))
                      AS c(account_id, agent_id)
-                WHERE a.id = c.account_id
-            """), {"accounts": [p["account_id"] for p in pairs],
-                   "agents": [p["agent_id"] for p in pairs]})
+                WHERE a.id = c.account_id AND a.assigned_agent_id IS DISTINCT FROM c.agent_id
+            """), {"accounts": accounts, "agents": agents})
 
     @event_handler("activities", "callback_scheduled")
     def on_callback_scheduled(self, payload):

@@ -165,7 +165,7 @@ class QueuesService(ServiceBase):
                 log.info("nightly rebuild of strategy %s skipped: one is running", strategy_id)
 
     def _rebuild(self, session, strategy: Strategy) -> dict:
-        result = placement.rebuild(session, strategy)
+        result = placement.rebuild(self.db, session, strategy)
         strategy.applied_at = func.now()
         counts, unplaced = {str(q): n for q, n in result["counts"].items()}, result["unplaced"]
         self.db.emit(session, "queues_rebuilt", {
@@ -174,13 +174,15 @@ class QueuesService(ServiceBase):
         reports.snapshot_assigned(   # the institution's day, not the server's
             session, today_in(campaigns.institution_zone(session, strategy.institution_id)),
             strategy.institution_id, totals=result["totals"])
-        changed = result["changed"]
-        for start in range(0, len(changed), placement.ANNOUNCE_BATCH):
-            self.db.emit(session, "assignments_changed", {"assignments": [
-                {"account_id": a, "agent_id": g}
-                for a, g in changed[start:start + placement.ANNOUNCE_BATCH]]})
         return {"strategy_id": strategy.id, "counts": counts, "unplaced": unplaced,
-                "collector_changes": len(changed)}
+                "collector_changes": result["collector_changes"]}
+
+    def _announce(self, session, account_ids: list, agent_id) -> None:
+        """``assignments_changed`` for accounts that all went to ``agent_id``."""
+        for start in range(0, len(account_ids), placement.ANNOUNCE_BATCH):
+            batch = account_ids[start:start + placement.ANNOUNCE_BATCH]
+            self.db.emit(session, "assignments_changed", {
+                "account_ids": batch, "agent_ids": [agent_id] * len(batch)})
 
     # --- working the queue ---------------------------------------------------------------
 
@@ -243,10 +245,7 @@ class QueuesService(ServiceBase):
         with self.db.session() as session:
             moved = working.reassign_agent(session, identity.institutions, data["from_agent_id"],
                                            data["to_agent_id"])
-            for start in range(0, len(moved), placement.ANNOUNCE_BATCH):
-                self.db.emit(session, "assignments_changed", {"assignments": [
-                    {"account_id": a, "agent_id": data["to_agent_id"]}
-                    for a in moved[start:start + placement.ANNOUNCE_BATCH]]})
+            self._announce(session, moved, data["to_agent_id"])
             return {"moved": len(moved)}
 
     # --- the projection ------------------------------------------------------------------------
@@ -379,9 +378,7 @@ class QueuesService(ServiceBase):
             session.execute(delete(Lease).where(Lease.agent_id == agent))
             session.execute(delete(TeamMember).where(TeamMember.agent_id == agent))
             moved = working.reassign_agent(session, None, agent, None)
-            if moved:
-                self.db.emit(session, "assignments_changed", {"assignments": [
-                    {"account_id": a, "agent_id": None} for a in moved]})
+            self._announce(session, moved, None)
 
     @rpc
     def resync_facts(self, institution_id):

@@ -296,8 +296,14 @@ def end_lease_after_activity(session: Session, account_id: int, agent_id: int,
 #: "until further notice" (a dispute's hold): a date every client can read, unlike infinity
 HELD = datetime(9999, 12, 31, tzinfo=timezone.utc)
 #: the account's resting time from its facts alone: a dispute holds it, a callback waits
-_RESTING_FROM_FACTS = ("CASE WHEN f.open_dispute THEN '9999-12-31 00:00+00'::timestamptz "
-                       "WHEN f.callback_at > now() THEN f.callback_at END")
+def resting_from_facts(facts: str) -> str:
+    """Until when an account rests by its facts (the table or alias ``facts``): for good
+    while a dispute is open, else until a future callback; NULL: ready."""
+    return (f"CASE WHEN {facts}.open_dispute THEN '9999-12-31 00:00+00'::timestamptz "
+            f"WHEN {facts}.callback_at > now() THEN {facts}.callback_at END")
+
+
+_RESTING_FROM_FACTS = resting_from_facts("f")
 
 
 def rest_after_work(session: Session, account_id: int, worked_at: datetime | None = None) -> None:

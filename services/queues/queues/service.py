@@ -23,7 +23,7 @@ from . import campaigns, placement, reports, working
 from .contracts import (FIELDS, OPERATORS, SORTABLE, CampaignOut, CampaignPreviewOf, CampaignWrite,
                         ChampionQuery, MoveAccounts, QueueOut, Reassign, RecoveryQuery, StrategyOut,
                         StrategyWrite, WorklistQuery)
-from .models import (AccountFacts, Assignment, Base, Campaign, CampaignRun,
+from .models import (AccountFacts, Base, Campaign, CampaignRun,
                      InstitutionRules, Lease, Queue, Strategy, TeamMember)
 
 log = logging.getLogger(__name__)

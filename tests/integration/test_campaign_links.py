@@ -190,6 +190,9 @@ def test_an_sms_campaign_sends_each_contacted_debtor_one_link_that_opens_the_por
     with pytest.raises(InvalidInput) as err:
         queues.save_campaign(campaign_data(templates["email"], channel="letter"))
     assert "portal_link" in err.value.fields
+    with pytest.raises(InvalidInput) as err:      # its template prints the link
+        queues.save_campaign(campaign_data(templates["sms"], portal_link=False))
+    assert "portal_link" in err.value.fields
     campaign = queues.save_campaign(campaign_data(templates["sms"]))
     assert (campaign["id"], campaign["channel"], campaign["portal_link"]) == (1, "sms", True)
     held = {d for d in DEBTORS if campaigns.in_holdout(1, d, 30)}

@@ -77,11 +77,16 @@ def test_messaging_s_answers_mark_the_target():
 
 
 def test_a_campaign_request_carries_its_campaign_and_a_key_per_target():
-    target = CampaignTarget(id=41, campaign_id=2, account_id=5, cycle_date=date(2026, 12, 10))
-    campaign = Campaign(id=2, template_id=3, language="es", channel="letter")
+    target = CampaignTarget(id=41, campaign_id=2, account_id=5, cycle_date=date(2026, 12, 10),
+                            run_id=7)
+    campaign = Campaign(id=2, template_id=3, language="es", channel="letter", portal_link=False)
     assert campaigns.message_request(target, campaign) == {
         "account_id": 5, "template_id": 3, "language": "es", "channel": "letter",
-        "campaign_id": 2, "idempotency_key": "campaign-2-5-20261210"}
+        "campaign_id": 2, "idempotency_key": "campaign-2-5-20261210", "portal_link": False,
+        "run_id": 7}
+    # with the portal link, messaging has auth make one per run and debtor (the run's id)
+    campaign = Campaign(id=2, template_id=3, language="es", channel="sms", portal_link=True)
+    assert campaigns.message_request(target, campaign)["portal_link"] is True
 
 
 GOOD = {"institution_id": 1, "name": "Vence en 3 días", "channel": "email", "template_id": 1,
@@ -93,12 +98,16 @@ GOOD = {"institution_id": 1, "name": "Vence en 3 días", "channel": "email", "te
 def test_a_campaign_is_saved_with_the_queue_rules_conditions():
     loaded = CampaignWrite().load(GOOD)
     assert (loaded["send_hour"], loaded["holdout_share"], loaded["language"]) == (9, 0, "es")
+    assert loaded["portal_link"] is False
+    by_sms = CampaignWrite().load({**GOOD, "channel": "sms", "portal_link": True})
+    assert (by_sms["channel"], by_sms["portal_link"]) == ("sms", True)
 
 
 @pytest.mark.parametrize("change, field", [
     ({"holdout_share": 60}, "holdout_share"),
     ({"send_hour": 24}, "send_hour"),
-    ({"channel": "sms"}, "channel"),
+    ({"channel": "fax"}, "channel"),
+    ({"channel": "letter", "portal_link": True}, "portal_link"),
     ({"conditions": {"all": [{"field": "days_to_next_due", "op": "gt", "value": "x"}]}},
      "conditions"),
     ({"name": ""}, "name"),

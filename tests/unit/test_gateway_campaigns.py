@@ -34,11 +34,17 @@ def _payload(app, fields):
 def test_the_form_becomes_the_campaign_the_service_takes(app):
     assert _payload(app, FIELDS) == {
         "institution_id": 1, "name": "Vence en 3 días", "channel": "letter", "template_id": 4,
-        "language": "en", "send_hour": 8, "holdout_share": 15,
+        "portal_link": False, "language": "en", "send_hour": 8, "holdout_share": 15,
         "conditions": {"all": [
             {"field": "stage", "op": "eq", "value": "current"},          # label -> code
             {"field": "days_past_due", "op": "between", "value": [0, 3]},
             {"field": "balance", "op": "gt", "value": "1500.00"}]}}      # the empty row goes
+
+
+def test_an_sms_campaign_with_the_portal_link(app):
+    fields = [(k, "sms" if k == "channel" else v) for k, v in FIELDS] + [("portal_link", "1")]
+    payload = _payload(app, fields)
+    assert (payload["channel"], payload["portal_link"]) == ("sms", True)
 
 
 def test_what_is_not_a_number_reaches_the_service_as_typed(app):

@@ -1,6 +1,7 @@
 """Preventive campaigns' screens (the queues service owns them): the list of an
-institution's campaigns, the form (conditions as the queues' editor writes them, channel,
-template, daily hour, hold-out share) with the preview of how many accounts it would pick
+institution's campaigns, the form (conditions as the queues' editor writes them, channel -
+email, SMS or letter -, template, whether each message carries the debtor's personal
+portal link, daily hour, hold-out share) with the preview of how many accounts it would pick
 today, and a campaign's page with pause/resume, "Ejecutar ahora" and its results.
 
 The form posts whole (no JavaScript needed; ``campaigns.js`` only adds condition rows and
@@ -27,11 +28,11 @@ bp = Blueprint("campaigns_ui", __name__, url_prefix="/campanas")
 error_pages.register(bp, alert_error_page)
 
 CONDITION_ROWS = 4
-CHANNEL_LABELS = {"email": N_("Correo electrónico"), "letter": N_("Carta")}
+CHANNEL_LABELS = {"email": N_("Correo electrónico"), "sms": N_("SMS"), "letter": N_("Carta")}
 STATE_LABELS = {"active": N_("Activa"), "paused": N_("En pausa")}
 KIND_LABELS = {"scheduled": N_("Programada"), "manual": N_("Manual")}
 CAUSE_LABELS = {"do_not_contact": N_("No contactar"), "outside_hours": N_("Fuera de horario"),
-                "no_address": N_("Sin correo o domicilio")}
+                "no_address": N_("Sin correo, teléfono o domicilio")}
 NOTICES = {"created": N_("Campaña creada."), "saved": N_("Campaña guardada."),
            "paused": N_("Campaña en pausa: no correrá ni enviará lo pendiente."),
            "resumed": N_("Campaña reanudada.")}
@@ -93,6 +94,7 @@ def _draft_from_form(institution_id: int) -> dict:
             "extra": extra if isinstance(extra, list) else [],
             "channel": request.form.get("channel", "email"),
             "template_id": to_int(request.form.get("template_id")),
+            "portal_link": request.form.get("portal_link") == "1",
             "language": request.form.get("language", "es"),
             "send_hour": to_int(request.form.get("send_hour"), request.form.get("send_hour")),
             "holdout_share": to_int(request.form.get("holdout_share"),
@@ -105,6 +107,7 @@ def _payload(draft: dict, catalogue: Catalogue) -> dict:
             "conditions": {draft.get("group", "all"): [condition(r, catalogue) for r in rows]
                            + list(draft.get("extra") or [])},
             "channel": draft["channel"], "template_id": draft["template_id"],
+            "portal_link": bool(draft.get("portal_link")),
             "language": draft["language"], "send_hour": draft["send_hour"],
             "holdout_share": draft["holdout_share"]}
 
@@ -178,7 +181,7 @@ def new():
             return _save(proxy, institution, None)
         draft = {"institution_id": institution["id"], "name": "", "group": "all", "extra": [],
                  "rows": [{**r} for r in NEW_CONDITIONS], "channel": "email", "template_id": None,
-                 "language": "es", "send_hour": 9, "holdout_share": 10}
+                 "portal_link": False, "language": "es", "send_hour": 9, "holdout_share": 10}
         return _form_page(proxy, institution, draft)
 
 

@@ -12,12 +12,16 @@ account exists. A session dies after 15 idle minutes; its identity is a debtor p
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from recaudo_common.config import settings
 from recaudo_common.errors import NotAuthenticated
 from recaudo_common.identity import Identity, sign
 
@@ -57,23 +61,42 @@ def save_settings(session: Session, identity: Identity, institution_id: int, dat
 
 
 def create_link(session: Session, identity: Identity, debtor: dict, channel: str,
-                sent_to: str | None) -> dict:
+                sent_to: str | None, key: str | None = None) -> dict:
     """A new link for ``debtor`` (portfolio's ``debtor_scope`` as the agent sees it); the
-    token is answered once, here."""
+    token is answered once, here. With ``key`` (the platform's, e.g. a campaign run's
+    message to this debtor) it is one link per key: asked again - a retry, a redelivery,
+    another instance - the same link and token are answered (``keyed_token``)."""
     settings = settings_of(session, debtor["institution_id"])
-    token = new_secret(LINK_PREFIX)
+    token = keyed_token(debtor["id"], key) if key else new_secret(LINK_PREFIX)
     expires_at = now() + timedelta(hours=settings["link_ttl_hours"])
-    link = PortalLink(token_hash=digest(token), institution_id=debtor["institution_id"],
-                      debtor_id=debtor["id"], created_by=identity.user_id, channel=channel,
-                      sent_to=sent_to, expires_at=expires_at)
-    session.add(link)
-    session.flush()
-    audit.record(session, "portal_link_created", actor=identity, link_id=link.id,
-                 debtor_id=debtor["id"], institution_id=debtor["institution_id"],
-                 channel=channel)
-    return {"link_id": link.id, "token": token, "institution_id": debtor["institution_id"],
+    made = session.execute(insert(PortalLink).values(
+        token_hash=digest(token), institution_id=debtor["institution_id"],
+        debtor_id=debtor["id"], created_by=identity.user_id, channel=channel,
+        sent_to=sent_to, expires_at=expires_at).on_conflict_do_nothing(
+        index_elements=[PortalLink.token_hash]).returning(PortalLink.id)).scalar_one_or_none()
+    if made is None:   # the key's link exists: the same one (a hash clash is not credible)
+        link = session.execute(select(PortalLink).where(
+            PortalLink.token_hash == digest(token))).scalar_one()
+        if link.debtor_id != debtor["id"]:
+            raise NotAuthenticated(REFUSED)
+        made, expires_at = link.id, link.expires_at
+    else:
+        audit.record(session, "portal_link_created", actor=identity, link_id=made,
+                     debtor_id=debtor["id"], institution_id=debtor["institution_id"],
+                     channel=channel, **({"key": key} if key else {}))
+    return {"link_id": made, "token": token, "institution_id": debtor["institution_id"],
             "debtor_id": debtor["id"], "expires_at": expires_at,
             "second_factor": settings["second_factor"]}
+
+
+def keyed_token(debtor_id: int, key: str) -> str:
+    """The token of the platform's link ``key`` for a debtor: an HMAC under the identity
+    key, so a retry gets the same link back without the token being stored anywhere (only
+    its hash is, as for any link). Whoever holds the identity key can sign the platform's
+    identity and ask for such a link anyway, so this gives no one anything more."""
+    mac = hmac.new(settings().identity_key.encode(), f"portal-link:{debtor_id}:{key}".encode(),
+                   hashlib.sha256).digest()
+    return LINK_PREFIX + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
 def usable_link(session: Session, institution_id: int, token: str) -> PortalLink:

@@ -27,6 +27,9 @@ class PortalLinkCreate(Schema):
     channel = fields.String(load_default="email", validate=validate.OneOf(("email", "sms")))
     sent_to = fields.String(load_default=None, allow_none=True,
                             validate=validate.Length(max=254))
+    #: the platform's own sends only (a campaign): one link per key (portal.create_link)
+    key = fields.String(load_default=None, allow_none=True,
+                        validate=validate.Length(min=1, max=120))
 
     @validates_schema
     def _sent_to(self, data, **_):
@@ -67,9 +70,11 @@ class PortalEntrypoints:
         identity = self.caller.require("activities.log")
         debtor = self.portfolio.debtor_scope(debtor_id)   # the caller's reach: or NotFound
         data = load(PortalLinkCreate(), data or {})
+        if data["key"] is not None and not identity.username.startswith("system:"):
+            raise InvalidInput("Datos inválidos", {"key": ["Sólo para envíos de la plataforma"]})
         with self._session() as session:
             return portal.create_link(session, identity, debtor, data["channel"],
-                                      data["sent_to"])
+                                      data["sent_to"], data["key"])
 
     @rpc
     def open_portal_link(self, data, address=None):

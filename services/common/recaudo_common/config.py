@@ -72,7 +72,8 @@ class Settings:
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     #: the site's address as users reach it (``https://cobranza.example.mx``): https here
-    #: makes the gateway mark cookies Secure and send HSTS even behind a TLS-ending proxy
+    #: makes the gateway mark cookies Secure and send HSTS even behind a TLS-ending proxy;
+    #: messaging prints it in the portal links campaigns send (``site_url``)
     public_url: str = ""
     #: comma-separated addresses or networks (CIDR) of reverse proxies whose
     #: ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are believed; empty: none, the
@@ -93,6 +94,12 @@ class Settings:
     sms_callback_url: str = "http://127.0.0.1:13080"
 
     @property
+    def site_url(self) -> str:
+        """The address links sent to people start with: ``public_url``, or the local
+        gateway's where none is set (a development or test stack)."""
+        return (self.public_url or f"http://{self.gateway_host}:{self.gateway_port}").rstrip("/")
+
+    @property
     def prepare_threshold(self) -> int | None:
         value = self.db_prepare_threshold.strip().lower()
         return None if value in ("", "none") else int(value)
@@ -110,8 +117,7 @@ LOCAL_ONLY = frozenset({"RECAUDO_VAR_DIR", "RECAUDO_LOCAL_IMAP_PORT", "RECAUDO_L
                         "RECAUDO_LOCAL_KANNEL_PORT", "RECAUDO_WEBHOOK_ALLOW_LOOPBACK"})
 #: settings only the gateway reads
 GATEWAY_ONLY = frozenset({"RECAUDO_GATEWAY_HOST", "RECAUDO_GATEWAY_PORT",
-                          "RECAUDO_GATEWAY_SECRET_KEY", "RECAUDO_PUBLIC_URL",
-                          "RECAUDO_TRUSTED_PROXIES"})
+                          "RECAUDO_GATEWAY_SECRET_KEY", "RECAUDO_TRUSTED_PROXIES"})
 
 #: environment variable -> Settings attribute
 ENV = {

@@ -189,9 +189,21 @@ class SendCampaignMessage(_Compose):
     """One message of a preventive campaign (the queues service's runner): messaging picks
     the debtor's address for the channel and answers a policy refusal instead of raising."""
 
-    channel = fields.String(required=True, validate=validate.OneOf(("email", "letter")))
+    channel = fields.String(required=True, validate=validate.OneOf(("email", "sms", "letter")))
     campaign_id = fields.Integer(required=True)
     idempotency_key = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    #: the debtor's personal portal link in the message (email or SMS): made through auth
+    #: once per run and debtor (``run_id``), printed where the template says
+    #: ``{{ portal_link }}`` or else at the end
+    portal_link = fields.Boolean(load_default=False)
+    run_id = fields.Integer(load_default=None, allow_none=True)
+
+    @validates_schema
+    def _link(self, data, **_):
+        if data.get("portal_link") and data["channel"] == "letter":
+            raise ValidationError("Una carta no lleva la liga del portal", "portal_link")
+        if data.get("portal_link") and data.get("run_id") is None:
+            raise ValidationError("Falta la ejecución de la campaña", "run_id")
 
 
 class ReportAttachment(Schema):

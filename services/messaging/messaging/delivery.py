@@ -26,7 +26,7 @@ from email.utils import format_datetime
 
 from sqlalchemy import func, select
 
-from . import attachments, crypto, parsing
+from . import attachments, crypto, parsing, portal_link
 from .models import Mailbox, OutboundMessage
 
 log = logging.getLogger(__name__)
@@ -191,6 +191,7 @@ def _attempt(db, acting, session, row: OutboundMessage) -> None:
 
 def _sent(db, session, row: OutboundMessage, now, response: str) -> None:
     row.state, row.sent_at, row.smtp_response, row.last_error = "sent", now, response, None
+    _forget_links(row)
     db.emit(session, "message_sent", {
         "message_uuid": row.uuid, "institution_id": row.institution_id,
         "debtor_id": row.debtor_id, "account_id": row.account_id, "channel": row.channel,
@@ -199,11 +200,19 @@ def _sent(db, session, row: OutboundMessage, now, response: str) -> None:
 
 def _fail(db, session, row: OutboundMessage, reason: str) -> None:
     row.state, row.failed_at, row.last_error = "failed", datetime.now(timezone.utc), reason[:2000]
+    _forget_links(row)
     log.warning("message %s failed: %s", row.uuid, reason)
     db.emit(session, "message_failed", {
         "message_uuid": row.uuid, "institution_id": row.institution_id,
         "debtor_id": row.debtor_id, "account_id": row.account_id, "channel": row.channel,
         "reason": row.last_error, "bounced": False, "campaign_id": row.campaign_id})
+
+def _forget_links(row: OutboundMessage) -> None:
+    """Handed over (or never to be): the body keeps no usable portal link (portal_link.py),
+    rewritten in the transaction that records the outcome."""
+    row.body_text = portal_link.mask(row.body_text or "")
+    row.body_html = portal_link.mask(row.body_html or "")
+
 
 def store_pending_pdfs(db, acting) -> None:
     """Sent faxes whose PDF is not a document yet (the documents service was away)."""

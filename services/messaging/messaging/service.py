@@ -413,17 +413,22 @@ class MessagingService(PartnerWebhooks, ServiceBase):
     @rpc
     def send_campaign_message(self, data):
         """One message of a preventive campaign (the queues service's runner sends them as the
-        platform): to the debtor's first email that is not do-not-contact, or a letter to
-        their first such address, judged by the contact policy like any send. A refusal is
+        platform): to the debtor's first email, mobile number or address (by the channel) that
+        is not do-not-contact, judged by the contact policy like any send. A refusal is
         answered, not raised (``{"state": "refused", "cause", "reason"}``), for the campaign
-        to count by its cause; else the queued message, as ``send_email`` answers it."""
+        to count by its cause; else the queued message, as ``send_email`` / ``send_sms``
+        answer it. With ``portal_link`` the debtor's personal link is made (auth, as the
+        platform, once per run and debtor) only once the message is allowed."""
         identity = self.caller.require("messaging.send")
         data = load(SendCampaignMessage(), data)
-        earlier = self._earlier(identity, data["idempotency_key"])
+        channel = data["channel"]
+        earlier = self._earlier_sms(identity, data["idempotency_key"]) if channel == "sms" \
+            else self._earlier(identity, data["idempotency_key"])
         if earlier is not None:
             return earlier
         account, view = self._debtor_context(identity, data["account_id"])
-        channel = data["channel"]
+        if channel == "sms":
+            return self._campaign_sms(identity, data, account, view)
         contacts = view.get("emails" if channel == "email" else "addresses") or []
         chosen = next((c for c in contacts if not c.get("do_not_contact")),
                       contacts[0] if contacts else None)
@@ -443,7 +448,54 @@ class MessagingService(PartnerWebhooks, ServiceBase):
             verdict = compliance.judged(self.activities, account["id"], "letter", chosen["id"])
         if not verdict["allowed"]:
             return {"state": "refused", "cause": verdict["cause"], "reason": verdict["reason"]}
+        if data["portal_link"]:
+            data = {**data, "portal_link": self._campaign_link(data, account, "email", to)[1]}
+        else:
+            data = {**data, "portal_link": None}
         return self._queue(identity, data, account, view, channel, to, None, [], None)
+
+    def _campaign_sms(self, identity, data, account, view) -> dict:
+        """A campaign's SMS: to the debtor's first mobile number not do-not-contact, its
+        institution's gateway configured (else the campaign's send fails), judged first."""
+        phones = [p for p in view.get("phones") or () if p.get("kind") != "fax"]
+        chosen = next((p for p in phones if not p.get("do_not_contact")),
+                      phones[0] if phones else None)
+        number = contact_policy.phone_digits(chosen["number"]) if chosen else ""
+        if not 6 <= len(number) <= 20:
+            return {"state": "refused", "cause": NO_ADDRESS,
+                    "reason": "El deudor no tiene teléfono"}
+        with self.db.session() as session:
+            config = session.get(SmsSettings, account["institution_id"])
+            if config is None or not config.active:
+                raise InvalidInput("Sin SMS", {"channel": [
+                    "La institución no tiene una pasarela de SMS configurada"]})
+        verdict = compliance.judged(self.activities, account["id"], "sms", number)
+        if not verdict["allowed"]:
+            return {"state": "refused", "cause": verdict["cause"], "reason": verdict["reason"]}
+        link_id, url = self._campaign_link(data, account, "sms", number) \
+            if data["portal_link"] else (None, None)
+        with self.db.session() as session:
+            template = self._template(session, identity, data["template_id"],
+                                      account["institution_id"])
+            rendered = self._render(template, data["language"], account, view, url)
+            template_id, template_name = template.id, template.name
+        text = portal_link.with_link(rendered["text"].strip(), url)
+        if not text:
+            raise InvalidInput("Mensaje vacío", {"template_id": ["La plantilla no tiene texto"]})
+        return self._queue_sms(identity, account, number, text, rendered["language"], None,
+                               data["idempotency_key"], f"plantilla «{template_name}», campaña "
+                               f"preventiva {data['campaign_id']}", template_id=template_id,
+                               portal=link_id, campaign_id=data["campaign_id"])
+
+    def _campaign_link(self, data, account, channel: str, to: str) -> tuple[int, str]:
+        """The debtor's personal link for this campaign run: made by auth as the platform,
+        one per (run, debtor) whatever the retries or instances (auth answers the same link
+        to the same key), its address under the site's public one."""
+        made = self.acting.system.auth.create_portal_link(account["debtor_id"], {
+            "channel": channel, "sent_to": to,
+            "key": portal_link.campaign_key(data["campaign_id"], data["run_id"],
+                                            account["debtor_id"])})
+        return made["link_id"], portal_link.url(made["institution_id"], made["token"])
 
     @rpc
     def send_report(self, data):
@@ -516,6 +568,8 @@ class MessagingService(PartnerWebhooks, ServiceBase):
             template = self._template(session, identity, data["template_id"], institution_id)
             rendered = self._render(template, data["language"], account, view,
                                     data.get("portal_link"))
+            if data.get("campaign_id") and data.get("portal_link"):
+                rendered = portal_link.rendered_with_link(rendered, data["portal_link"])
             mailbox_id, template_id = (mailbox.id if mailbox else None), template.id
             domain = mailbox.address.rsplit("@", 1)[1] if mailbox else "carta.recaudo.invalid"
         public = str(uuidlib.uuid4())
@@ -703,7 +757,7 @@ class MessagingService(PartnerWebhooks, ServiceBase):
         return number, account, view, justification
 
     def _queue_sms(self, identity, account, number, text, language, justification, key,
-                   what, template_id=None, portal=None) -> dict:
+                   what, template_id=None, portal=None, campaign_id=None) -> dict:
         """The SMS queued for the delivery timer and its outbound SMS activity (a portal
         link's token masked in the activity: ``portal`` is auth's link id)."""
         institution_id = account["institution_id"]
@@ -718,7 +772,8 @@ class MessagingService(PartnerWebhooks, ServiceBase):
             "account_id": account["id"], "kind": "sms", "direction": "outbound",
             "phone": number[:40], "started_at": datetime.now(timezone.utc).isoformat(),
             "result_code": "SMS_ENV", "description": description[:3900],
-            "portal_link_id": portal, "idempotency_key": f"messaging-sms-{public}"},
+            "portal_link_id": portal, "campaign_id": campaign_id,
+            "idempotency_key": f"messaging-sms-{public}"},
             institution_id)
         row = SmsMessage(
             uuid=public, institution_id=institution_id, debtor_id=account["debtor_id"],

@@ -34,7 +34,7 @@ from werkzeug.wrappers import Response
 
 from recaudo_common.db import Database, ServiceDatabase
 
-from . import crypto, sms
+from . import crypto, portal_link, sms
 from .models import SmsMessage, SmsSettings
 
 BATCH = 200
@@ -82,9 +82,11 @@ def deliver_batch(db, callback_url: str, limit: int = BATCH, log=None) -> int:
     sent = [row.id for row, outcome in outcomes if not isinstance(outcome, Exception)]
     with db.session() as session:
         if sent:
-            # a delivery report may have come first: its state stands
+            # a delivery report may have come first: its state stands; handed over, the
+            # body needs no usable portal link any more
             session.execute(update(SmsMessage).where(SmsMessage.id.in_(sent)).values(
                 attempts=SmsMessage.attempts + 1, last_error=None,
+                body=portal_link.masked_sql(SmsMessage.body),
                 sent_at=func.coalesce(SmsMessage.sent_at, done)))
             session.execute(update(SmsMessage).where(
                 SmsMessage.id.in_(sent), SmsMessage.state == "queued").values(state="sent"))

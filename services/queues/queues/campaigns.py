@@ -3,7 +3,8 @@
 A campaign picks accounts with the queues' own rule engine over the facts projection
 (``rules.compile_condition`` on ``account_facts``: ``stage = current``,
 ``days_to_next_due`` 0-3, ``balance`` over an amount…), once a day at its hour in the
-institution's zone, and sends each a message from a messaging template (email or letter).
+institution's zone, and sends each a message from a messaging template (email, SMS or
+letter; by email or SMS with the debtor's personal portal link if the campaign says so).
 "Days to the next due date" is counted from the institution's day: the pick runs with the
 transaction's time zone set to the institution's, so ``current_date`` is its date.
 
@@ -168,7 +169,8 @@ def claim_pending(session: Session, limit: int = SEND_BATCH) -> list[tuple[Campa
 def message_request(target: CampaignTarget, campaign: Campaign) -> dict:
     return {"account_id": target.account_id, "template_id": campaign.template_id,
             "language": campaign.language, "channel": campaign.channel,
-            "campaign_id": campaign.id, "idempotency_key": idempotency_key(target)}
+            "campaign_id": campaign.id, "idempotency_key": idempotency_key(target),
+            "portal_link": campaign.portal_link, "run_id": target.run_id}
 
 
 def idempotency_key(target: CampaignTarget) -> str:

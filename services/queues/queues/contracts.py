@@ -238,6 +238,10 @@ def _conditions_problems(value):
         raise ValidationError([f"{path}: {'; '.join(p)}" for path, p in problems.items()])
 
 
+#: how a campaign's messages go (messaging's ``send_campaign_message``)
+CAMPAIGN_CHANNELS = ("email", "sms", "letter")
+
+
 class CampaignPreview(Schema):
     institution_id = fields.Integer(required=True)
     conditions = fields.Dict(required=True)
@@ -255,10 +259,18 @@ class CampaignPreviewOf(CampaignPreview):
 
 class CampaignWrite(CampaignPreview):
     name = fields.String(required=True, validate=validate.Length(min=1, max=80))
-    channel = fields.String(required=True, validate=validate.OneOf(("email", "letter")))
+    channel = fields.String(required=True, validate=validate.OneOf(CAMPAIGN_CHANNELS))
     template_id = fields.Integer(required=True)
     language = fields.String(load_default="es", validate=validate.OneOf(("es", "en")))
     send_hour = fields.Integer(load_default=9, validate=validate.Range(min=0, max=23))
+    #: each message carries the debtor's personal portal link (email or SMS only)
+    portal_link = fields.Boolean(load_default=False)
+
+    @validates_schema
+    def _portal_link(self, data, **_):
+        if data.get("portal_link") and data.get("channel") == "letter":
+            raise ValidationError("Una carta no lleva la liga del portal (correo o SMS)",
+                                  "portal_link")
 
 
 class CampaignOut(Schema):
@@ -271,6 +283,7 @@ class CampaignOut(Schema):
     language = fields.String()
     send_hour = fields.Integer()
     holdout_share = fields.Integer()
+    portal_link = fields.Boolean()
     state = fields.String()
     created_by = fields.Integer()
     created_at = fields.AwareDateTime()

@@ -211,7 +211,7 @@ TARGET_STATES = ("pending", "sent", "refused", "failed", "held_out")
 class Campaign(Base):
     """A preventive campaign: the accounts its conditions (the queues' rule engine over the
     facts) pick each day at ``send_hour`` in the institution's zone are sent a message from
-    ``template_id`` (messaging) on ``channel``, except a hold-out share that gets nothing."""
+    ``template_id`` (messaging) on ``channel`` (email, SMS or letter), except a hold-out share that gets nothing."""
 
     __tablename__ = "campaigns"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -225,13 +225,17 @@ class Campaign(Base):
     send_hour: Mapped[int] = mapped_column(Integer, nullable=False, server_default="9")
     #: this share (0-50 %) of the accounts picked, stable per account, is sent nothing
     holdout_share: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    #: each message carries the debtor's personal portal link (email or SMS; messaging
+    #: has auth make it, one per run and debtor)
+    portal_link: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
     state: Mapped[str] = mapped_column(String(10), nullable=False, server_default="active")
     created_by: Mapped[int] = mapped_column(Integer, nullable=False)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     __table_args__ = (
         UniqueConstraint("institution_id", "name", name="uq_campaigns_name"),
-        CheckConstraint("channel IN ('email', 'letter')", name="channel"),
+        CheckConstraint("channel IN ('email', 'sms', 'letter')", name="channel"),
+        CheckConstraint("NOT (portal_link AND channel = 'letter')", name="portal_link"),
         CheckConstraint("state IN ('active', 'paused')", name="state"),
         CheckConstraint("send_hour BETWEEN 0 AND 23", name="send_hour"),
         CheckConstraint("holdout_share BETWEEN 0 AND 50", name="holdout_share"),

@@ -484,6 +484,12 @@ class QueuesService(ServiceBase):
                 "No existe una plantilla con ese id en la institución"]})
         if not template["active"]:
             raise InvalidInput("Plantilla inactiva", {"template_id": ["La plantilla está inactiva"]})
+        # a template printing the link can only be filled when the campaign sends one
+        prints_link = any("portal_link" in (template.get(f"{part}_{lang}") or "")
+                          for part in ("subject", "text", "html") for lang in ("es", "en"))
+        if prints_link and not data.get("portal_link"):
+            raise InvalidInput("Plantilla con liga al portal", {"portal_link": [
+                "La plantilla imprime la liga al portal: marque «Incluir liga al portal»"]})
 
     @rpc
     def list_campaigns(self, institution_id=None):

@@ -350,6 +350,26 @@ def test_a_retry_before_the_hand_over_still_has_the_link(
     assert all(t in received for t in tokens)
 
 
+def test_a_message_that_fails_for_good_keeps_no_token_either(
+        stack, supervisor, templates, engine):
+    """The gateway away until the last attempt: the message fails, and no send will ever
+    need its link again, so its body is masked as a handed-over one is."""
+    from messaging import sms
+
+    gateway = "UPDATE messaging.sms_settings SET gateway_url = :u WHERE institution_id = :i"
+    sql(engine, gateway, u="http://127.0.0.1:9/cgi-bin/sendsms", i=INST)
+    supervisor.queues.save_campaign(campaign_data(templates["sms"], holdout_share=0))
+    supervisor.queues.run_campaign(1)
+    send_all(stack, engine)
+    rows = "SELECT attempts, state, body FROM messaging.sms_messages WHERE institution_id = :i"
+    assert wait_for(lambda: {r.attempts for r in sql(engine, rows, i=INST)} == {1}, 20)
+    tokens = [LINK.findall(r.body)[0] for r in sql(engine, rows, i=INST)]
+    sql(engine, "UPDATE messaging.sms_messages SET attempts = :n, next_attempt_at = now()"
+                " WHERE institution_id = :i", n=sms.MAX_ATTEMPTS - 1, i=INST)
+    assert wait_for(lambda: {r.state for r in sql(engine, rows, i=INST)} == {"failed"}, 30)
+    assert all(tokens_at_rest(engine, t) == 0 for t in tokens)
+
+
 def test_the_sql_mask_is_the_python_one(engine):
     from sqlalchemy import literal, select
 

@@ -99,8 +99,10 @@ def deliver_batch(db, callback_url: str, limit: int = BATCH, log=None) -> int:
                 session.execute(mine.values(attempts=attempts, last_error=str(outcome)[:2000],
                                             next_attempt_at=done + sms.backoff(attempts)))
             else:
+                # failed for good: no send will need its portal link either
                 session.execute(mine.where(SmsMessage.state == "queued").values(
                     attempts=attempts, state="failed", failed_at=done,
+                    body=portal_link.masked_sql(SmsMessage.body),
                     last_error=str(outcome)[:2000]))
                 if log is not None:
                     log.warning("sms %s failed: %s", row.uuid, outcome)

@@ -154,7 +154,7 @@ APPROVER_WORDS = {"supervisor": "un supervisor", "administrator": "un administra
 CENT = Decimal("0.01")
 
 
-def settlement_at(account: dict, pct: Decimal, today: date, pay_by: date) -> dict:
+def settlement_at(account: dict, pct: Decimal, pay_by: date) -> dict:
     """A settlement of ``pct`` percent off the account's balance: its lump sum, by ``pay_by``."""
     balance = Decimal(str(account.get("balance") or 0))
     amount = (balance * (100 - pct) / 100).quantize(CENT, ROUND_HALF_UP)
@@ -184,7 +184,7 @@ def settlement(limits: PlanLimits, account: dict, pct: Decimal, today: date, fie
         raise InvalidInput("Fecha de pago inválida", _at(
             field.rpartition(".")[0] + ".pay_by" if "." in field else "pay_by",
             [f"Entre hoy y el {latest.isoformat()} (la vigencia de la oferta)"]))
-    terms = settlement_at(account, pct, today, pay_by or latest)
+    terms = settlement_at(account, pct, pay_by or latest)
     reasons = [{"field": field, "message": f"Un descuento de {terms['discount_pct']}% requiere "
                                            f"la aprobación de {APPROVER_WORDS[approver]}"}] \
         if approver else []

@@ -59,8 +59,7 @@ def offer_of(session: Session, account: dict, today) -> dict | None:
     pct = limits.free_pct(band)
     if pct <= 0:
         return None
-    return {**limits.settlement_at(account, pct, today,
-                                   today + timedelta(days=rules.offer_expiry_days)),
+    return {**limits.settlement_at(account, pct, today + timedelta(days=rules.offer_expiry_days)),
             "max_pct": str(max(pct, limits.top_pct(band)))}
 
 

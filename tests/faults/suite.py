@@ -221,13 +221,14 @@ class FaultRun:
             stopped = [line.split()[0] for line in self.runner("status").splitlines()
                        if " stopped" in line]
             try:
-                healthy = requests.get(f"{self.base_url}/healthz", timeout=5).status_code == 200
-            except requests.RequestException:
-                healthy = False
+                answer = requests.get(f"{self.base_url}/healthz", timeout=5)
+                healthy, failing = answer.status_code == 200, _failing(answer)
+            except requests.RequestException as exc:
+                healthy, failing = False, type(exc).__name__
             if not stopped and healthy:
                 return ""
             if time.monotonic() > deadline:
-                return ", ".join(stopped) or "unhealthy"
+                return ", ".join(stopped) or f"unhealthy: {failing}"
             time.sleep(0.5)
 
     # --- what was stored ------------------------------------------------------------------
@@ -316,3 +317,14 @@ class FaultRun:
                      f"{len(self.died)} processes died by themselves; "
                      f"event effects: {'; '.join(self.effects) or 'all exactly once'}")
         return "\n".join(lines)
+
+
+def _failing(answer: requests.Response) -> str:
+    """What ``/healthz`` says is failing, e.g. ``documents RpcTimeout``: the table then
+    names the service left unhealthy, not only that one was."""
+    try:
+        services = answer.json()["services"]
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {answer.status_code}"
+    return ", ".join(f"{name} {report.get('error', '')}".strip()
+                     for name, report in services.items() if report.get("status") != "ok")

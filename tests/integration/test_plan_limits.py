@@ -193,3 +193,24 @@ def test_an_agents_settlement_above_the_free_discount_waits_for_the_supervisor(
                                      settlement={"discount_pct": "10"}))
     assert free["approval"] is None and free["promise"]["state"] == "pending"
     assert free["details"]["settlement"]["discount_pct"] == "10.00"
+
+
+def test_a_supervisor_lists_only_the_requests_a_supervisor_may_decide(
+        gestor1, admin, approver):
+    """A discount above the supervisor's threshold waits for an administrator: it is not
+    in the supervisor's queue (approving it could only be refused), it is in the
+    administrator's; a supervisor's request is in both."""
+    admin.save_plan_limits(1, {**LIMITS, "discount_bands": [{"thresholds": [
+        {"up_to_pct": "10"}, {"up_to_pct": "20", "approver": "supervisor"},
+        {"up_to_pct": "40", "approver": "administrator"}]}]})
+    pay_by = (today() + timedelta(days=3)).isoformat()
+    high = gestor1.log_activity(call(code="PP", settlement={"discount_pct": "35",
+                                                            "pay_by": pay_by}))
+    low = gestor1.log_activity(call(account_id=ACC1[1], code="PP",
+                                    settlement={"discount_pct": "15", "pay_by": pay_by}))
+    assert high["approval"]["approver"] == "administrator"
+    assert [a["id"] for a in approver.list_approvals({})["items"]] == [low["approval"]["id"]]
+    assert {a["id"] for a in admin.list_approvals({})["items"]} == {
+        low["approval"]["id"], high["approval"]["id"]}
+    with pytest.raises(PermissionDenied):
+        approver.decide_approval(high["approval"]["id"], {"decision": "approve"})

@@ -216,11 +216,20 @@ def describe_approval(approval: Approval) -> dict:
 
 
 def may_list(identity: Identity) -> bool:
-    return any(identity.has(p) for p in APPROVER_PERMISSION.values())
+    return bool(decidable_levels(identity))
+
+
+def decidable_levels(identity: Identity) -> list[str]:
+    """The approver levels whose requests ``identity`` may decide."""
+    return [level for level, permission in APPROVER_PERMISSION.items()
+            if identity.has(permission)]
 
 
 def listing(session: Session, identity: Identity, query: dict) -> dict:
-    conditions = [Approval.state == query["state"]]
+    """The requests the caller may decide: a supervisor does not see those waiting for an
+    administrator (approving one could only be refused)."""
+    conditions = [Approval.state == query["state"],
+                  Approval.approver.in_(decidable_levels(identity))]
     if query.get("institution_id") is not None:
         identity.require_institution(query["institution_id"])
         conditions.append(Approval.institution_id == query["institution_id"])

@@ -231,6 +231,10 @@ def test_an_sms_campaign_sends_each_contacted_debtor_one_link_that_opens_the_por
     assert scalar(engine, "SELECT count(*) FROM messaging.sms_messages WHERE institution_id = :i"
                           " AND body LIKE :m", i=INST, m=f"%/mi-cuenta/{INST}/pl_***%") \
         == len(contacted)
+    # the network's delivery reports count in the campaign's report, as an email's do
+    assert wait_for(lambda: queues.campaign_report(1)["delivered"] == len(contacted), 30), \
+        queues.campaign_report(1)
+    assert queues.campaign_report(1)["delivery_failed"] == 0
 
     # the link opens the portal with the debtor's second factor, once
     debtor = min(contacted)
@@ -368,6 +372,9 @@ def test_a_message_that_fails_for_good_keeps_no_token_either(
                 " WHERE institution_id = :i", n=sms.MAX_ATTEMPTS - 1, i=INST)
     assert wait_for(lambda: {r.state for r in sql(engine, rows, i=INST)} == {"failed"}, 30)
     assert all(tokens_at_rest(engine, t) == 0 for t in tokens)
+    # and each counts as undelivered in the campaign's report
+    assert wait_for(lambda: supervisor.queues.campaign_report(1)["delivery_failed"]
+                    == len(tokens), 30), supervisor.queues.campaign_report(1)
 
 
 def test_the_sql_mask_is_the_python_one(engine):

@@ -491,8 +491,9 @@ class DocumentAdded(EventSchema):
 
 @event("messaging", "message_sent")
 class MessageSent(EventSchema):
-    """The SMTP server accepted an outbound email or fax (``response``: its answer), or a
-    letter was rendered and filed for the post."""
+    """The SMTP server accepted an outbound email or fax (``response``: its answer), a
+    letter was rendered and filed for the post, or - for a campaign's SMS only - the
+    network reported it delivered (``response``: ``delivered``)."""
 
     message_uuid = fields.String(required=True)
     institution_id = fields.Integer(required=True)

@@ -238,6 +238,14 @@ class ServiceDatabase:
         session.info["outbox_pending"] = True
         return event_id
 
+    def emit_many(self, session: Session, events: list[tuple[str, dict]]) -> None:
+        """``emit`` for several ``(event_type, payload)`` in one insert, in order."""
+        if events:
+            write_events(session, self._provider.base.outbox, self._provider.service_name,
+                         [(uuid.uuid4(), event_type, payload, self._headers())
+                          for event_type, payload in events])
+            session.info["outbox_pending"] = True
+
     def emit_from(self, session: Session, event_type: str, payloads: str,
                   params: dict | None = None) -> int:
         """``emit`` for events whose payloads a SELECT builds in the database

@@ -262,6 +262,8 @@ class SmsMessage(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     activity_id: Mapped[int | None] = mapped_column(BigInteger)
+    #: the preventive campaign (queues) it was sent for: its delivery report counts there
+    campaign_id: Mapped[int | None] = mapped_column(Integer)
     created_by: Mapped[int | None] = mapped_column(Integer)
     override_justification: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(100))

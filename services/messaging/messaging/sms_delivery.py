@@ -100,10 +100,11 @@ def deliver_batch(db, callback_url: str, limit: int = BATCH, log=None) -> int:
                                             next_attempt_at=done + sms.backoff(attempts)))
             else:
                 # failed for good: no send will need its portal link either
-                session.execute(mine.where(SmsMessage.state == "queued").values(
+                failed = session.execute(mine.where(SmsMessage.state == "queued").values(
                     attempts=attempts, state="failed", failed_at=done,
                     body=portal_link.masked_sql(SmsMessage.body),
-                    last_error=str(outcome)[:2000]))
+                    last_error=str(outcome)[:2000]).returning(SmsMessage.__table__)).all()
+                announce_campaign_outcomes(db, session, failed)
                 if log is not None:
                     log.warning("sms %s failed: %s", row.uuid, outcome)
     return len(rows)
@@ -118,7 +119,7 @@ _REPORTS = text("""
         last_error = CASE WHEN r.state = 'failed' THEN r.error ELSE m.last_error END
     FROM unnest(:ids, :states, :errors) AS r(uuid, state, error)
     WHERE m.uuid = r.uuid AND m.direction = 'outbound' AND m.state IN ('queued', 'sent')
-    RETURNING m.uuid""").bindparams(bindparam("ids", type_=ARRAY(UUID(as_uuid=False))),
+    RETURNING m.*""").bindparams(bindparam("ids", type_=ARRAY(UUID(as_uuid=False))),
                                     bindparam("states", type_=ARRAY(TEXT)),
                                     bindparam("errors", type_=ARRAY(TEXT)))
 
@@ -136,15 +137,38 @@ def record_reports(db, reports: list[tuple[str, int]]) -> set[str]:
         ours = set()
         if moving:
             ids = list(moving)
-            ours = {str(u) for u in session.execute(_REPORTS, {
+            moved = session.execute(_REPORTS, {
                 "ids": ids, "states": [moving[i][0] for i in ids],
                 "errors": [f"La red informó que no se entregó (DLR {moving[i][1]})"
-                           for i in ids]}).scalars()}
+                           for i in ids]}).all()
+            ours = {str(row.uuid) for row in moved}
+            announce_campaign_outcomes(db, session, moved)
         rest = publics - ours
         if rest:
             ours |= {str(u) for u in session.execute(select(SmsMessage.uuid).where(
                 SmsMessage.uuid.in_(rest), SmsMessage.direction == "outbound")).scalars()}
     return ours
+
+
+def announce_campaign_outcomes(db, session, rows) -> None:
+    """A campaign's SMS delivered, or failed for good, counts in the campaign's report:
+    queues takes ``message_sent`` / ``message_failed`` for it as for an email."""
+    events = []
+    for row in rows:
+        if row.campaign_id is None or row.state not in ("delivered", "failed"):
+            continue
+        common = {"message_uuid": str(row.uuid), "institution_id": row.institution_id,
+                  "debtor_id": row.debtor_id, "account_id": row.account_id, "channel": "sms",
+                  "campaign_id": row.campaign_id}
+        if row.state == "delivered":
+            events.append(("message_sent", {**common, "to_address": row.phone,
+                                            "activity_id": row.activity_id,
+                                            "attempts": row.attempts,
+                                            "response": "delivered"}))
+        else:
+            events.append(("message_failed", {**common, "bounced": False,
+                                              "reason": row.last_error or ""}))
+    db.emit_many(session, events)
 
 
 class ReportWriter:

@@ -299,6 +299,16 @@ class FaultRun:
             problems.append(f"{behind} accounts whose queue projection missed their last contact")
         return problems
 
+    def complaints(self, last: int = 60) -> str:
+        """The processes' last warnings and errors: what a failed run shows besides its
+        table (CI keeps no logs)."""
+        lines = []
+        for log in sorted((self.dir / "stack" / "log").glob("*.log")):
+            lines += [f"{log.stem}: {line[:300]}" for line in log.read_text(errors="replace")
+                      .splitlines() if " WARNING " in line or " ERROR " in line]
+        lines.sort(key=lambda line: line.split(": ", 1)[1][:23])   # by their timestamps
+        return "\n".join(lines[-last:])
+
     def table(self) -> str:
         head = ("fault", "accepted", "lost", "duplicated", "s to first success", "s of 5xx",
                 "dead")

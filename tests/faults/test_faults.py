@@ -39,6 +39,8 @@ def test_every_fault_is_ridden_out_without_loss_or_duplicate(run):
     assert not run.effects, run.effects
     assert not run.died, f"processes died of an outage (the supervisor restarted them): {run.died}"
     dead = [(r.fault, r.dead) for r in run.rows if r.dead]
+    if dead:
+        print("\nthe processes' last warnings and errors:\n" + run.complaints())
     assert not dead, f"left dead or unhealthy after: {dead}"
     never = [r.fault for r in run.rows if r.first_success is None]
     assert not never, f"no write succeeded after: {never}"

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import eventlet
 import pytest
 from nameko.standalone.events import event_dispatcher
 from sqlalchemy import Engine, event, text
@@ -712,6 +713,30 @@ def test_the_demo_seed_gives_each_institution_its_catalogue_idempotently(service
         admin.save_result_code({"institution_id": 1, "code": "PROMESA_WA", "label": "otra"})
     assert admin.save_settings(1, {"dispute_sla_days": 5, "attribution_days": 15})[
         "dispute_sla_days"] == 5
+
+
+def test_a_code_added_meanwhile_is_answered_as_the_same_conflict(services, admin, engine):
+    """Messaging adds its codes the first time it needs them, from several workers at
+    once: a row added after the service's check (here: inserted, not yet committed, by
+    another transaction) is caught by the unique key - answered as the same Conflict,
+    never a crash (a messaging handler that got the raw IntegrityError dropped the
+    agreement it was sending)."""
+    try:
+        with engine.connect() as other:
+            other.execute(text(
+                "INSERT INTO activities.result_codes (institution_id, code, label, "
+                "contact_made, needs_promise, invalidates_phone, schedules_callback, active, "
+                "sort_order) VALUES (1, 'CARRERA', 'Carrera', false, false, false, false, "
+                "true, 900)"))
+            reply = admin.save_result_code.call_async({
+                "institution_id": 1, "code": "CARRERA", "label": "Carrera"})
+            eventlet.sleep(1.0)   # the service's insert now waits on the unique key
+            other.commit()
+        with pytest.raises(Conflict) as refused:
+            reply.result()
+        assert refused.value.fields == {"code": ["Ya existe en esta institución"]}
+    finally:
+        sql(engine, "DELETE FROM activities.result_codes WHERE code = 'CARRERA'")
 
 
 def test_a_wrong_number_result_invalidates_the_phone_in_the_portfolio(gestor1, engine):

@@ -210,8 +210,9 @@ class ActivitiesService(LimitsEntrypoints, PortalEntrypoints, ServiceBase):
             clash = session.execute(select(ResultCode.id).where(
                 ResultCode.institution_id == data["institution_id"],
                 ResultCode.code == data["code"], ResultCode.id != (code_id or 0))).first()
+            taken = Conflict("Ya existe ese código", {"code": ["Ya existe en esta institución"]})
             if clash:
-                raise Conflict("Ya existe ese código", {"code": ["Ya existe en esta institución"]})
+                raise taken
             if code_id is None:
                 code = ResultCode(**data)
                 session.add(code)
@@ -222,7 +223,10 @@ class ActivitiesService(LimitsEntrypoints, PortalEntrypoints, ServiceBase):
                     raise NotFound("Código no encontrado")
                 for field, value in data.items():
                     setattr(code, field, value)
-            session.flush()
+            try:
+                session.flush()
+            except IntegrityError:   # the same code added by a concurrent call since the check
+                raise taken from None
             return ResultCodeOut().dump(code)
 
     @rpc

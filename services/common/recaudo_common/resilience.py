@@ -11,6 +11,10 @@ took auth, portfolio and activities down for good (issue 20). Here:
   own); the caller meanwhile times out and retries with its ``Idempotency-Key``.
 * ``tune_consumers()``: consumers reconnect within a second and survive settling a
   message on a dead connection (``run.py`` calls it once).
+* ``bound_rpc_waits()``: a service's call to another service waits at most
+  ``RECAUDO_RPC_TIMEOUT`` for its reply (nameko waits for ever: a reply lost with a
+  broker restarted or reset held its worker for good, and a container whose workers were
+  all held answered nothing, its health check included).
 * ``unavailable(exc)``: which dependency an exception says is down (``"database"``,
   ``"broker"``, ``"object store"``), so the service answers ``Unavailable`` naming it
   and the gateway a 503, never a 500 with a traceback.
@@ -189,3 +193,39 @@ def tune_consumers() -> None:
     QueueConsumer.establish_connection = establish_connection
     QueueConsumer.ack_message = forgiving(QueueConsumer.ack_message)
     QueueConsumer.requeue_message = forgiving(QueueConsumer.requeue_message)
+
+
+def bound_rpc_waits() -> None:
+    """Make a service's RPC to another service raise ``RpcTimeout`` (an outage of
+    ``"service"``: answered ``Unavailable``, an event put back) when no reply came within
+    ``RECAUDO_RPC_TIMEOUT``, forgetting the call so a late reply is dropped."""
+    from nameko.exceptions import RpcTimeout
+    from nameko.rpc import ReplyListener, RpcReply
+
+    if getattr(RpcReply.result, "bounded", False):
+        return
+    get_reply_event = ReplyListener.get_reply_event
+
+    def remembering(self, correlation_id):
+        event = get_reply_event(self, correlation_id)
+        event.forget = lambda: self._reply_events.pop(correlation_id, None)
+        return event
+
+    wait_for_reply = RpcReply.result
+
+    def result(self):
+        if self.resp_body is None:
+            import eventlet
+
+            seconds = settings().rpc_timeout
+            with eventlet.Timeout(seconds, False):   # False: leave the block, raise nothing
+                self.resp_body = self.reply_event.wait()
+            if self.resp_body is None:
+                getattr(self.reply_event, "forget", lambda: None)()
+                raise RpcTimeout(seconds)
+        return wait_for_reply(self)
+
+    result.bounded = True
+    ReplyListener.get_reply_event = remembering
+    RpcReply.result = result
+

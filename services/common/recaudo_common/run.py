@@ -20,7 +20,7 @@ from nameko.cli.run import run  # noqa: E402
 from .config import SERVICES, settings  # noqa: E402
 from .db import make_cooperative  # noqa: E402
 from .logs import setup_logging  # noqa: E402
-from .resilience import tune_consumers  # noqa: E402
+from .resilience import bound_rpc_waits, tune_consumers  # noqa: E402
 from .queue_type import declare_queues_as_configured  # noqa: E402
 from .rpc_publishing import tune_rpc_publishing  # noqa: E402
 
@@ -41,6 +41,7 @@ def main(argv=None) -> None:
     make_cooperative()
     tune_rpc_publishing()
     tune_consumers()
+    bound_rpc_waits()
     declare_queues_as_configured()
     run([service_class(name)], cfg.nameko)
 

@@ -100,7 +100,9 @@ class Rpc(_nameko_rpc.Rpc):
 class EventHandler(_nameko_events.EventHandler):
     """nameko's ``@event_handler`` whose ack survives a lost connection. A handler that
     failed because a dependency is down puts the event back (the inbox makes the second
-    delivery harmless) instead of dropping it."""
+    delivery harmless) instead of dropping it; one that failed otherwise gets one more
+    delivery (a race with a concurrent write passes the second time), then is logged and
+    dropped as nameko does."""
 
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
         try:
@@ -109,6 +111,13 @@ class EventHandler(_nameko_events.EventHandler):
                             message.delivery_info.get("routing_key"),
                             unavailable(exc_info[1]))
                 time.sleep(1.0)  # not a hot loop while the dependency is away
+                self.queue_consumer.requeue_message(message)
+                return result, exc_info
+            if exc_info is not None and not message.delivery_info.get("redelivered"):
+                log.warning("event %s failed (%s: %s); delivered once more",
+                            message.delivery_info.get("routing_key"),
+                            type(exc_info[1]).__name__, exc_info[1])
+                time.sleep(1.0)
                 self.queue_consumer.requeue_message(message)
                 return result, exc_info
             return super().handle_result(message, worker_ctx, result, exc_info)

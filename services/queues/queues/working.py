@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from functools import lru_cache
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import Connection, and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, aliased
 
@@ -96,7 +96,8 @@ _NEXT_ACCOUNT = text("SELECT * FROM queues.next_account(:agent, :all_institution
                      "CAST(:institutions AS integer[]), :minutes, :window)")
 
 
-def next_account(session: Session, identity: Identity, lease_minutes: int = LEASE_MINUTES) -> dict | None:
+def next_account(db: Session | Connection, identity: Identity,
+                 lease_minutes: int = LEASE_MINUTES) -> dict | None:
     """Lease the agent's highest-ranked free account; None when there is nothing to do.
 
     The hot path of every collector's day, so it is one call of ``queues.next_account()``
@@ -108,10 +109,11 @@ def next_account(session: Session, identity: Identity, lease_minutes: int = LEAS
     LOCKED`` (``queues.pull_candidates``: concurrent pulls skip each other instead of
     waiting); the lease is taken by a new statement (``queues.pull_take``) that checks the
     candidate again with a fresh snapshot (another agent may have leased and finished it
-    meanwhile), guarded by the primary key of ``leases``.
+    meanwhile), guarded by the primary key of ``leases``. One statement: ``db`` may be a
+    connection in autocommit (the service's), or a session whose transaction it joins.
     """
     identity.require("queues.work")
-    row = session.execute(_NEXT_ACCOUNT, {
+    row = db.execute(_NEXT_ACCOUNT, {
         "agent": identity.user_id, "all_institutions": identity.all_institutions,
         "institutions": list(identity.institutions or ()), "minutes": lease_minutes,
         "window": PULL_WINDOW}).mappings().first()

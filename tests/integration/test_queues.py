@@ -710,15 +710,19 @@ def test_a_pull_checks_its_candidate_again_when_leasing_it(supervisor, engine):
 
 def test_the_pull_in_postgresql_states_the_contact_policy_of_the_code(engine):
     """``queues.next_account()`` and its steps are PL/pgSQL written by a migration: each
-    states the contact policy as ``working._READY_FACTS`` compiles it today, so a change
-    of the policy (``recaudo_common.contact_policy``) fails here until a migration
-    replaces them."""
+    states the contact policy as ``working._READY_FACTS`` compiles it today (and "free"
+    and "in force" as the outlook does), so a change of the policy
+    (``recaudo_common.contact_policy``) fails here until a migration replaces them."""
     bodies = dict(sql(engine, "SELECT proname, prosrc FROM pg_proc WHERE pronamespace = "
                               "'queues'::regnamespace AND proname IN ('next_account', "
                               "'pull_candidates', 'pull_take')"))
     assert set(bodies) == {"next_account", "pull_candidates", "pull_take"}
     for name, body in bodies.items():
         assert working._READY_FACTS in body, name
+    for name in ("pull_candidates", "pull_take"):
+        assert working._FREE in bodies[name], name
+    for name in ("next_account", "pull_take"):
+        assert working._IN_FORCE in bodies[name], name
 
 
 def test_an_agent_only_pulls_within_their_institutions_and_teams(supervisor, agent, rpc_proxy,

@@ -685,29 +685,44 @@ def test_the_pull_order_is_queue_then_own_accounts_then_nobodys_by_rank(supervis
 
 
 def test_a_pull_checks_its_candidate_again_when_leasing_it(supervisor, engine):
-    """Candidates come from the snapshot the pull's SELECT started with; a change
-    committed meanwhile (here do-not-contact on the best candidate) is respected."""
-    strategy_id, _ = strategy(supervisor, "Pozo", [queue("Todas", team_id=CROWD_TEAM,
-                                                         policy="manual")])
+    """Candidates come from the snapshot of the statement that claimed them
+    (``queues.pull_candidates``); the lease is taken by a newer statement
+    (``queues.pull_take``, which ``queues.next_account()`` calls next in the same
+    transaction), so a change committed meanwhile (here do-not-contact on the best
+    candidate) is respected."""
+    strategy_id, (queue_id,) = strategy(supervisor, "Pozo", [queue("Todas", team_id=CROWD_TEAM,
+                                                                   policy="manual")])
     supervisor.apply_strategy(strategy_id)
-    meanwhile = []
+    scope = {"agent": CROWD[0], "queue": queue_id}
+    with engine.connect() as conn:   # one transaction, as the pull's
+        candidates = conn.execute(text(
+            "SELECT queues.pull_candidates(:agent, false, ARRAY[1], :queue, false, 5)"),
+            scope).scalar()
+        assert candidates == [BASE + 1, BASE + 2, BASE + 3, BASE + 4, BASE + 5]
+        set_facts(engine, [BASE + 1], do_not_contact=True)   # another connection, committed
+        lease = conn.execute(text(
+            "SELECT * FROM queues.pull_take(:agent, false, ARRAY[1], :candidates, 20)"),
+            {**scope, "candidates": candidates}).mappings().one()
+        conn.commit()
+    assert lease["account_id"] == BASE + 2
+    assert sql(engine, "SELECT account_id, agent_id FROM queues.leases") == [(BASE + 2, CROWD[0])]
 
-    def after(conn, cursor, statement, *args):
-        if "SKIP LOCKED" in statement and cursor.rowcount > 0 and not meanwhile:
-            meanwhile.append(statement)
-            set_facts(engine, [BASE + 1], do_not_contact=True)   # another connection
 
-    pulling = create_engine(settings().database_url)
-    event.listen(pulling, "after_cursor_execute", after)
-    try:
-        with Session(pulling) as session:
-            lease = working.next_account(session, Identity(
-                user_id=CROWD[0], username="g", profile="Gestor",
-                permissions=frozenset({"queues.work"}), institutions=(1,)))
-            session.commit()
-    finally:
-        pulling.dispose()
-    assert meanwhile and lease["account_id"] == BASE + 2
+def test_the_pull_in_postgresql_states_the_contact_policy_of_the_code(engine):
+    """``queues.next_account()`` and its steps are PL/pgSQL written by a migration: each
+    states the contact policy as ``working._READY_FACTS`` compiles it today (and "free"
+    and "in force" as the outlook does), so a change of the policy
+    (``recaudo_common.contact_policy``) fails here until a migration replaces them."""
+    bodies = dict(sql(engine, "SELECT proname, prosrc FROM pg_proc WHERE pronamespace = "
+                              "'queues'::regnamespace AND proname IN ('next_account', "
+                              "'pull_candidates', 'pull_take')"))
+    assert set(bodies) == {"next_account", "pull_candidates", "pull_take"}
+    for name, body in bodies.items():
+        assert working._READY_FACTS in body, name
+    for name in ("pull_candidates", "pull_take"):
+        assert working._FREE in bodies[name], name
+    for name in ("next_account", "pull_take"):
+        assert working._IN_FORCE in bodies[name], name
 
 
 def test_an_agent_only_pulls_within_their_institutions_and_teams(supervisor, agent, rpc_proxy,

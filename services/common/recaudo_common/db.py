@@ -224,6 +224,15 @@ class ServiceDatabase:
         finally:
             session.close()
 
+    @contextmanager
+    def one_statement(self):
+        """A connection on which each statement is its own transaction: for a hot path
+        that is one statement (a server-side function that does all its work in one
+        call), without the BEGIN and COMMIT round trips of ``session``. A failed
+        statement rolls itself back; nothing is written to the outbox here."""
+        with self.engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
     def _headers(self) -> dict:
         if self._worker_ctx is None:
             return {}

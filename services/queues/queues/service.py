@@ -188,10 +188,11 @@ class QueuesService(ServiceBase):
 
     @rpc
     def next_account(self):
-        """Lease the caller's next account (or answer the one they already hold)."""
+        """Lease the caller's next account (or answer the one they already hold): one
+        statement, its own transaction."""
         identity = self.caller.identity
-        with self.db.session() as session:
-            return working.next_account(session, identity)
+        with self.db.one_statement() as conn:
+            return working.next_account(conn, identity)
 
     @rpc
     def pull_outlook(self):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from functools import lru_cache
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import Connection, and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, aliased
 
@@ -38,7 +38,7 @@ def now() -> datetime:
 @lru_cache(maxsize=None)
 def _workable():
     """Conditions for an account an agent may be handed now (the one contact policy), for
-    the worklist; the pull states the same conditions in its SQL (``_TAKE``)."""
+    the worklist; the pull states the same conditions in its SQL (``queues.pull_take()``)."""
     rules = InstitutionRules
 
     def of_institution(column):
@@ -90,117 +90,34 @@ _IN_SCOPE = "(CAST(:all_institutions AS boolean) OR a.institution_id = ANY(:inst
 _IN_FORCE = ("(s.state = 'active' OR EXISTS (SELECT 1 FROM queues.strategies c "
              "WHERE c.challenger_id = s.id AND c.state = 'active'))")
 
-#: the agent's lease on an account that may no longer be worked now (its debtor's calling
-#: hours ended, a dispute or a do-not-contact mark arrived, a callback was set for later)
-#: ends, as a release does: "next account" must not hand back what cannot be called
-_LET_GO_UNWORKABLE = text(f"""
-    WITH gone AS (
-        DELETE FROM queues.leases l
-        USING queues.account_facts f
-        LEFT JOIN queues.institution_rules r ON r.institution_id = f.institution_id
-        WHERE l.agent_id = :agent AND l.expires_at > now() AND f.account_id = l.account_id
-          AND NOT ({_READY_FACTS})
-        RETURNING l.account_id)
-    INSERT INTO queues.work_log (account_id, queue_id, agent_id, event)
-    SELECT g.account_id, a.queue_id, :agent, 'released'
-    FROM gone g LEFT JOIN queues.assignments a ON a.account_id = g.account_id""")
-
-#: the lease the agent holds (described), and the queues they may pull from, in order
-_PULL_START = text(f"""
-    SELECT ARRAY(SELECT q.id FROM queues.queues q
-                 JOIN queues.strategies s ON s.id = q.strategy_id
-                 JOIN queues.team_members m ON m.team_id = q.team_id AND m.agent_id = :agent
-                 WHERE NOT q.frozen AND {_IN_FORCE}
-                 ORDER BY q.position, q.id) AS queue_ids,
-           held.*
-    FROM (SELECT 1) AS one LEFT JOIN LATERAL (
-        SELECT l.account_id, f.debtor_id, a.queue_id, q.name AS queue, a.rank,
-               l.expires_at AS lease_expires_at
-        FROM queues.leases l
-        JOIN queues.assignments a ON a.account_id = l.account_id
-        JOIN queues.account_facts f ON f.account_id = l.account_id
-        JOIN queues.queues q ON q.id = a.queue_id
-        WHERE l.agent_id = :agent AND l.expires_at > now() LIMIT 1) AS held ON true""")
+#: the pull, in one call of ``queues.next_account()`` (PL/pgSQL, migration e5a9c1f0b377),
+#: whose statements state the contact policy as ``_READY_FACTS`` (a test compares them)
+_NEXT_ACCOUNT = text("SELECT * FROM queues.next_account(:agent, :all_institutions, "
+                     "CAST(:institutions AS integer[]), :minutes, :window)")
 
 
-def _candidates_sql(owner: str):
-    """A queue's first free ready accounts of one owner (the agent's own, or nobody's),
-    walked in rank order on the partial index of ready rows and claimed with SKIP LOCKED."""
-    return text(f"""
-        SELECT a.account_id FROM queues.assignments a
-        JOIN queues.account_facts f ON f.account_id = a.account_id
-        LEFT JOIN queues.institution_rules r ON r.institution_id = f.institution_id
-        WHERE a.queue_id = :queue AND {owner} AND a.resting_until IS NULL AND {_IN_SCOPE}
-          AND {_READY_FACTS} AND {_FREE}
-        ORDER BY a.rank LIMIT :window
-        FOR UPDATE OF a SKIP LOCKED""")
-
-
-_CANDIDATES = (_candidates_sql("a.agent_id = :agent"), _candidates_sql("a.agent_id IS NULL"))
-
-#: the first claimed candidate that, seen by this new statement's snapshot, still
-#: qualifies is leased (the primary key of leases refusing a live lease), logged as
-#: pulled and described, in one round trip
-_TAKE = text(f"""
-    WITH still AS (
-        SELECT a.account_id, a.queue_id, a.rank, f.debtor_id, q.name AS queue
-        FROM queues.assignments a
-        JOIN queues.account_facts f ON f.account_id = a.account_id
-        JOIN queues.queues q ON q.id = a.queue_id
-        JOIN queues.strategies s ON s.id = q.strategy_id
-        JOIN queues.team_members m ON m.team_id = q.team_id AND m.agent_id = :agent
-        LEFT JOIN queues.institution_rules r ON r.institution_id = f.institution_id
-        WHERE a.account_id = ANY(:candidates)
-          AND (a.agent_id = :agent OR a.agent_id IS NULL) AND {_IN_SCOPE}
-          AND NOT q.frozen AND {_IN_FORCE} AND {_READY_FACTS} AND {_FREE}
-        ORDER BY array_position(:candidates, a.account_id) LIMIT 1),
-    taken AS (
-        INSERT INTO queues.leases AS l (account_id, agent_id, expires_at)
-        SELECT account_id, :agent, now() + make_interval(mins => :minutes) FROM still
-        ON CONFLICT (account_id) DO UPDATE
-            SET agent_id = excluded.agent_id, leased_at = now(), expires_at = excluded.expires_at
-            WHERE l.expires_at <= now()
-        RETURNING l.account_id, l.expires_at),
-    logged AS (
-        INSERT INTO queues.work_log (account_id, queue_id, agent_id, event)
-        SELECT s.account_id, s.queue_id, :agent, 'pulled' FROM still s JOIN taken USING (account_id))
-    SELECT s.account_id, s.debtor_id, s.queue_id, s.queue, s.rank,
-           t.expires_at AS lease_expires_at
-    FROM taken t JOIN still s USING (account_id)""")
-
-
-def next_account(session: Session, identity: Identity, lease_minutes: int = LEASE_MINUTES) -> dict | None:
+def next_account(db: Session | Connection, identity: Identity,
+                 lease_minutes: int = LEASE_MINUTES) -> dict | None:
     """Lease the agent's highest-ranked free account; None when there is nothing to do.
 
-    The hot path of every collector's day, so it is a few prepared SQL statements (one
-    pull is typically five round trips), not ORM work: a lease on an account that may no
-    longer be worked now is let go; queue by queue, the agent's own
-    accounts then nobody's are walked in rank order (an index, never a sort of the whole
-    queue); candidates are claimed with ``FOR UPDATE SKIP LOCKED`` (concurrent pulls skip
-    each other instead of waiting); the lease is taken by a new statement that checks the
+    The hot path of every collector's day, so it is one call of ``queues.next_account()``
+    in PostgreSQL (each of its statements was a round trip from here): under the agent's
+    advisory lock (one pull per agent at a time), a lease on an account that may no
+    longer be worked now is let go, and a lease still held is answered again; else queue
+    by queue, the agent's own accounts then nobody's are walked in rank order (an index,
+    never a sort of the whole queue); candidates are claimed with ``FOR UPDATE SKIP
+    LOCKED`` (``queues.pull_candidates``: concurrent pulls skip each other instead of
+    waiting); the lease is taken by a new statement (``queues.pull_take``) that checks the
     candidate again with a fresh snapshot (another agent may have leased and finished it
-    meanwhile), guarded by the primary key of ``leases``.
+    meanwhile), guarded by the primary key of ``leases``. One statement: ``db`` may be a
+    connection in autocommit (the service's), or a session whose transaction it joins.
     """
     identity.require("queues.work")
-    agent = {"agent": identity.user_id}
-    # one pull per agent at a time: two at once (a double click) would lease two accounts
-    session.execute(text("SELECT pg_advisory_xact_lock(hashtext('queues.pull'), :agent)"), agent)
-    session.execute(_LET_GO_UNWORKABLE, agent)
-    start = session.execute(_PULL_START, agent).mappings().one()
-    if start["account_id"] is not None:  # finish (or release) the one you hold first
-        return {k: v for k, v in start.items() if k != "queue_ids"}
-    scope = {**agent, "all_institutions": identity.all_institutions,
-             "institutions": list(identity.institutions or ())}
-    for queue_id in start["queue_ids"]:
-        for candidates_sql in _CANDIDATES:
-            candidates = session.execute(candidates_sql, {**scope, "queue": queue_id,
-                                                          "window": PULL_WINDOW}).scalars().all()
-            if candidates:
-                taken = session.execute(_TAKE, {**scope, "candidates": candidates,
-                                                "minutes": lease_minutes}).mappings().first()
-                if taken:
-                    return dict(taken)
-    return None
+    row = db.execute(_NEXT_ACCOUNT, {
+        "agent": identity.user_id, "all_institutions": identity.all_institutions,
+        "institutions": list(identity.institutions or ()), "minutes": lease_minutes,
+        "window": PULL_WINDOW}).mappings().first()
+    return dict(row) if row is not None else None
 
 
 _ZONE_SQL = f"coalesce(f.time_zone, r.time_zone, '{DEFAULT_ZONE}')"

@@ -230,7 +230,8 @@ def _merge_chunk(db, plan: Plan, statements: list[str], where: dict, deferred: b
                 session.execute(text(statement))
             # aging, stage moves and facts of the accounts the chunk changed (an account it
             # left as it was keeps its aging until the daily refresh, as without the file)
-            ids = session.execute(text("SELECT DISTINCT account_id FROM imp_changed")).scalars().all()
+            ids = session.execute(text(
+                "SELECT DISTINCT account_id FROM imp_changed")).scalars().all()
             if ids:
                 aging.refresh(session, today, account_ids=list(ids))
                 if plan.kind == "payments":

@@ -513,8 +513,8 @@ def portfolio_merge(plan: Plan) -> list[str]:
 
     ``imp_changed`` collects the accounts whose ``accounts_changed`` facts may have moved
     (new, updated, their schedule or their debtor's phones, addresses or marks changed);
-    only they are aged and announced: a re-import of unchanged rows announces nothing, as a user's
-    edit that changes nothing would not, and its consumers are spared the whole file."""
+    only they are aged and announced: a re-import of unchanged rows announces nothing (as
+    the daily aging announces only what moved) and its consumers are spared the file."""
     inst = int(plan.institution_id)
     has = plan.has
     debtor_cols = [f for f in DEBTOR_FIELDS if has(f)]
@@ -666,8 +666,7 @@ def portfolio_merge(plan: Plan) -> list[str]:
         paid = "COALESCE(r.instalments_paid, 0)" if has("instalments_paid") else "0"
         stmts.append(
             f"WITH ins AS (INSERT INTO portfolio.instalments AS i (account_id, number, due_date, "
-            f"amount, "
-            f"paid_amount) "
+            f"amount, paid_amount) "
             f"SELECT m.account_id, n, (r.first_due_date + (n - 1) * interval '1 month')::date, "
             f"r.instalment_amount, CASE WHEN n <= {paid} THEN r.instalment_amount ELSE 0 END "
             f"FROM imp_rows r JOIN imp_accounts m USING (row_number) "

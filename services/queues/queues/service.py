@@ -280,11 +280,15 @@ class QueuesService(ServiceBase):
                 facts["callback_at"] = payload["callback_at"]
             if payload["promise_id"] is not None:
                 facts.update(open_promise=True, broken_promise=False)
+            if payload["contact_hold"]:   # a call: the debt's hold after it (issue 24)
+                facts["contact_hold_until"] = payload["hold_until"]
             if facts:
                 session.execute(update(AccountFacts).where(account).values(
                     **facts, updated_at=func.now()))
             working.end_lease_after_activity(session, payload["account_id"], payload["agent_id"],
                                              payload["started_at"])
+            if payload["contact_hold"]:
+                working.hold(session, payload["account_id"], payload["hold_until"])
 
     @event_handler("activities", "callback_scheduled")
     def on_callback_scheduled(self, payload):

@@ -184,8 +184,8 @@ def announce_hold(session: Session, db, view: dict, at: datetime | None = None) 
     """Tell the queues until when the account may not be called (after the debtor's word
     changes), in the caller's transaction. A logged call tells it with its entry
     (``hold_after``, in ``activity_logged``)."""
-    account = view["account"]
     at = at or _now()
+    account = view["account"]
     policy = policy_in_force(session, view["institution"].get("jurisdiction"), at)
     held = contact_policy.hold_until(policy, history_of(session, account["id"], at),
                                      preferences_of(session, view["debtor"]["id"]), at)

@@ -49,6 +49,28 @@ class OutboxRelay:
         self._last_cleanup = 0.0
         #: whether the last batch left pending rows behind (``relay_batch``)
         self.more = False
+        self._claim = self._claim_statement()
+
+    def _claim_statement(self):
+        """One statement (built once) that claims the oldest pending rows and reads the
+        payloads of those within the byte budget, sizes counted before any payload is read
+        (a bulk import's events are MBs each): always at least one."""
+        table = self.outbox
+        claimed = (select(table.c.id, func.pg_column_size(table.c.payload).label("size"))
+                   .where(table.c.published_at.is_(None))
+                   .order_by(table.c.id)
+                   .limit(self.batch_size)
+                   .with_for_update(skip_locked=True)
+                   .cte("claimed"))
+        running = select(
+            claimed.c.id, func.sum(claimed.c.size).over(order_by=claimed.c.id).label("upto"),
+            func.count().over().label("claimed"),
+            func.row_number().over(order_by=claimed.c.id).label("n")).cte("running")
+        return (select(table.c.id, table.c.event_id, table.c.event_type, table.c.payload,
+                       table.c.headers, running.c.claimed)
+                .join(running, running.c.id == table.c.id)
+                .where((running.c.n == 1) | (running.c.upto <= self.batch_bytes))
+                .order_by(table.c.id))
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -81,26 +103,8 @@ class OutboxRelay:
         """Publish the oldest pending events, up to ``batch_size`` of them and about
         ``batch_bytes`` of payload (always at least one); return how many went out, and
         set ``more`` when pending rows were left for another batch."""
-        table = self.outbox
         with self.engine.begin() as conn:
-            # one statement claims the rows and reads the payloads that fit the byte budget
-            # (counted before any payload is read: a bulk import's events are MBs each)
-            claimed = (select(table.c.id, func.pg_column_size(table.c.payload).label("size"))
-                       .where(table.c.published_at.is_(None))
-                       .order_by(table.c.id)
-                       .limit(self.batch_size)
-                       .with_for_update(skip_locked=True)
-                       .cte("claimed"))
-            running = select(
-                claimed.c.id, func.sum(claimed.c.size).over(order_by=claimed.c.id)
-                .label("upto"), func.count().over().label("claimed"),
-                func.row_number().over(order_by=claimed.c.id).label("n")).cte("running")
-            rows = conn.execute(
-                select(table.c.id, table.c.event_id, table.c.event_type, table.c.payload,
-                       table.c.headers, running.c.claimed)
-                .join(running, running.c.id == table.c.id)
-                .where((running.c.n == 1) | (running.c.upto <= self.batch_bytes))
-                .order_by(table.c.id)).all()
+            rows = conn.execute(self._claim).all()
             if not rows:
                 self.more = False
                 return 0
@@ -113,7 +117,8 @@ class OutboxRelay:
                     headers={f"nameko.{k}": v for k, v in (row.headers or {}).items()},
                 )
             ids = [row.id for row in rows]
-            conn.execute(update(table).where(table.c.id.in_(ids)).values(published_at=func.now()))
+            conn.execute(update(self.outbox).where(self.outbox.c.id.in_(ids))
+                         .values(published_at=func.now()))
         self.more = rows[0].claimed > len(rows) or rows[0].claimed >= self.batch_size
         return len(ids)
 

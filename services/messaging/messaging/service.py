@@ -780,8 +780,8 @@ class MessagingService(PartnerWebhooks, ServiceBase):
             account_id=account["id"], direction="outbound", phone=number, body=text,
             encoding=length["encoding"], segments=length["segments"], template_id=template_id,
             language=language, state="queued", activity_id=activity["id"],
-            campaign_id=campaign_id, created_by=identity.user_id, override_justification=justification,
-            idempotency_key=key)
+            campaign_id=campaign_id, created_by=identity.user_id,
+            override_justification=justification, idempotency_key=key)
         try:
             with self.db.session() as session:
                 session.add(row)

@@ -47,6 +47,7 @@ def snapshots(engine, day=None):
 @pytest.fixture(scope="module")
 def institution(migrated_database, engine):
     zone = _zone()
+    local_today = datetime.now(ZoneInfo(zone)).date()
     with engine.begin() as conn:
         for inst in (INST, OTHER):
             conn.execute(text(
@@ -61,9 +62,12 @@ def institution(migrated_database, engine):
                 "INSERT INTO portfolio.accounts (id, institution_id, debtor_id, account_number,"
                 " product, balance) VALUES (:d, :i, :d, 'AGE' || :d, 'Tarjeta', 3000)"),
                 {"d": account, "i": INST})
+            # due in 20 days, yesterday and 22 days ago by the institution's own date (the
+            # server's current_date is a day off it, ahead or behind, by design)
             conn.execute(text(
                 "INSERT INTO portfolio.instalments (account_id, number, due_date, amount)"
-                " VALUES (:a, 1, current_date + :days, 1000)"), {"a": account, "days": 20 - 20 * n})
+                " VALUES (:a, 1, :due, 1000)"),
+                {"a": account, "due": local_today + timedelta(days=20 - 21 * n)})
     yield zone
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM portfolio.aging_snapshots WHERE institution_id = :i"),

@@ -25,6 +25,7 @@ from recaudo_common.contracts import schema_for
 from recaudo_common.db import Database
 from recaudo_common.errors import InvalidInput, NotFound, PermissionDenied
 from recaudo_common.identity import Identity, sign
+from recaudo_common.localtime import today_in   # the institutions' day (Mexico City's)
 from recaudo_common.service import ServiceBase
 
 from . import helpers
@@ -156,7 +157,7 @@ def add_months(day: date, months: int) -> date:
     return date(year, month, min(day.day, last))
 
 
-FIRST_DUE = add_months(date.today(), -5)
+FIRST_DUE = add_months(today_in(None), -5)
 
 
 def row(n, customer=None, **over):
@@ -300,7 +301,7 @@ def test_portfolio_file_round_trip_and_reimport(portfolio, engine):
     assert first["name"] == "Deudor Uno"  # the file's last row of a customer wins
     # the schedule: 12 monthly instalments, the first 2 paid; the 3rd is the oldest unpaid
     due3 = add_months(FIRST_DUE, 2)
-    assert first["days_past_due"] == (date.today() - due3).days
+    assert first["days_past_due"] == (today_in(None) - due3).days
     assert first["stage"] == "delinquent"  # aging overrides "al corriente"
     schedule = rows_of(engine, "SELECT number, due_date, amount, paid_amount FROM "
                                "portfolio.instalments WHERE account_id = :a ORDER BY number",
@@ -443,7 +444,7 @@ def test_payments_file_creates_movements_once(portfolio, engine):
         "delimiter": ";",
         "columns": {"account_number": "CUENTA", "amount": "IMPORTE", "value_date": "FECHA",
                     "reference": "REFERENCIA"}})
-    yesterday = (date.today() - timedelta(days=1)).strftime("%d/%m/%Y")
+    yesterday = (today_in(None) - timedelta(days=1)).strftime("%d/%m/%Y")
     lines = [["A-0001", "1.500,25", yesterday, "R-1"],     # pays #3 and half of #4
              ["A-0001", "100,00", yesterday, "R-2"],
              ["A-0002", "2.000,00", yesterday, "R-1"],     # pays #3 and #4
@@ -766,7 +767,7 @@ def test_the_demo_seed_writes_payments_every_demo_payments_layout_imports(portfo
     numbers = [r["account_number"] for r in rows_of(
         engine, "SELECT account_number FROM portfolio.accounts WHERE institution_id = :i "
                 "ORDER BY account_number", i=A)]
-    day = date.today() - timedelta(days=3)
+    day = today_in(None) - timedelta(days=3)
     for k, (name, values) in enumerate(layouts):
         saved = portfolio.save_layout({**values, "institution_id": A, "name": name})
         rows = [(number, Decimal("1234.56") + n + k, day - timedelta(days=n), f"DEMO-{k}-{n}")

@@ -288,7 +288,8 @@ def test_a_scheduling_retried_with_its_idempotency_key_is_stored_once(world):
     assert first.status_code == 201, first.text
     again = gestor1.call("POST", "/api/v1/agenda", body, headers=key)
     assert again.status_code == 201 and again.json()["id"] == first.json()["id"]
-    span = (f"/api/v1/agenda?date_from={due.date().isoformat()}"
+    # the span's days are the reader's; a day either side of the UTC date holds the item
+    span = (f"/api/v1/agenda?date_from={(due.date() - timedelta(days=1)).isoformat()}"
             f"&date_to={(due.date() + timedelta(days=1)).isoformat()}")
     mine = [i for i in gestor1.ok("GET", span) if i["note"] == body["note"]]
     assert [i["id"] for i in mine] == [first.json()["id"]]

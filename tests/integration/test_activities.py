@@ -23,7 +23,7 @@ from nameko.standalone.events import event_dispatcher
 from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session
 
-from activities import catalogue, compliance, seed
+from activities import catalogue, seed
 from activities import log as contact_log
 from activities.service import ActivitiesService
 from portfolio.models import Base as PortfolioBase
@@ -88,26 +88,6 @@ def test_a_retry_is_answered_from_the_key_before_any_portfolio_call(gestor1, as_
     with pytest.raises(NotFound):          # GESTOR3's "once-0" is theirs: not GESTOR1's entry
         as_user(GESTOR3).log_activity(call(idempotency_key="once-0"))
     assert scalar(engine, "SELECT count(*) FROM activities.activities") == 2
-
-
-def test_a_logged_call_reads_what_the_policy_judges_once_and_its_entry_says_the_hold(
-        gestor1, engine, monkeypatch):
-    """The verdict on an outbound call and the hold after it are computed from one read of
-    the policy, the debt's calls and the debtor's preferences (taken with the account's
-    chain head locked), and the hold travels in the entry's own ``activity_logged``: no
-    second event for the queues to take in another transaction."""
-    read = {name: counting(monkeypatch, compliance, name)
-            for name in ("_policy", "_calls", "preferences_of")}
-    gestor1.log_activity(call(code="NC"))
-    assert {name: len(calls) for name, calls in read.items()} == \
-        {"_policy": 1, "_calls": 1, "preferences_of": 1}
-    (logged,) = outbox(engine, "activity_logged")
-    assert logged["contact_hold"] is True and logged["hold_until"] is None
-    assert outbox(engine, "contact_hold_changed") == []
-    # a note is no call: its entry says nothing of the hold, and nothing is judged
-    gestor1.log_activity({**call(), "kind": "note"})
-    assert "contact_hold" not in outbox(engine, "activity_logged")[1]
-    assert len(read["_calls"]) == 1
 
 
 BAD = {
@@ -887,10 +867,9 @@ def test_us_7_in_7_counts_the_debts_call_attempts_across_agents(gestor1, supervi
                                   (4, 11, supervisor), (3, 12, gestor1), (2, 13, supervisor),
                                   (2, 16, gestor1)):
         agent.log_activity(us_debt(days_ago, hour))
-    # the queues are told the debt is held since the seventh attempt (the pull skips it),
-    # each call's entry saying the hold after it
-    holds = [p["hold_until"] for p in outbox(engine, "activity_logged")
-             if p["account_id"] == ACC1[2] and p["contact_hold"]]
+    # the queues are told the debt is held since the seventh attempt (the pull skips it)
+    holds = [p["hold_until"] for p in outbox(engine, "contact_hold_changed")
+             if p["account_id"] == ACC1[2]]
     assert holds[:6] == [None] * 6 and holds[6] is not None
     with pytest.raises(Conflict) as err:
         supervisor.log_activity(us_debt(1, 12))

@@ -301,34 +301,3 @@ def test_an_earlier_event_recorded_a_moment_after_a_later_one_still_goes_first(
     partner_hooks.wake()
     assert wait_for(lambda: len(receiver.of_account(account)) == 2, 10)
     assert [e["id"] for e in receiver.of_account(account)] == [earlier, later]
-
-
-def test_an_event_no_subscription_wants_writes_nothing_and_private_fields_stay_home(
-        services, receiver, engine):
-    """Most events go to no partner: messaging asks for subscriptions first and writes
-    nothing for those, not even its inbox row. An entry's contact hold (for the queues)
-    is never part of a partner's delivery."""
-    proxy = services
-    subscribe(proxy, receiver, events=["stage_changed"])
-    unwanted = proxy.portfolio.emit("payment_received", payment(930001))
-    wanted = proxy.portfolio.emit("stage_changed", stage(930001))
-    assert wait_for(lambda: len(receiver.of_account(930001)) == 1, 30)
-    seen = "SELECT count(*) FROM messaging.processed_events WHERE event_id = :e"
-    assert scalar(engine, seen, e=wanted) == 1 and scalar(engine, seen, e=unwanted) == 0
-
-    subscribe(proxy, receiver, events=["activity_logged"])
-    db = Database.outside(MessagingBase, engine, "messaging")
-    logged = schema_for("activities", "activity_logged").dump({
-        "event_id": uuid.uuid4(), "occurred_at": datetime.now(timezone.utc),
-        "activity_id": 1, "account_id": 930002, "institution_id": INST, "debtor_id": 1,
-        "agent_id": 1, "queue_id": None, "kind": "call", "direction": "outbound",
-        "started_at": datetime.now(timezone.utc), "result_code": "NC", "contact_made": False,
-        "needs_promise": False, "invalidates_phone": False, "schedules_callback": False,
-        "phone": "5512345678", "callback_at": None, "corrects_id": None,
-        "contact_hold": True, "hold_until": None})
-    with db.session() as session:
-        assert partner_hooks.record(session, "activity_logged", logged) == 1
-    (payload,) = [p for (p,) in sql(engine, "SELECT payload FROM messaging.webhook_deliveries "
-                                            "WHERE account_id = 930002")]
-    assert payload["kind"] == "call" and "contact_hold" not in payload \
-        and "hold_until" not in payload

@@ -23,7 +23,7 @@ import eventlet
 import psycopg
 import pytest
 from nameko.standalone.events import event_dispatcher
-from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -1365,54 +1365,3 @@ def test_the_pull_skips_a_debt_the_contact_policy_holds_until_the_hold_ends(
     assert wait_for(lambda: scalar(engine, "SELECT contact_hold_until FROM queues.account_facts "
                                            "WHERE account_id = :a", a=mine[0]) is None)
     assert gestor.next_account()["account_id"] == mine[0]
-
-
-def test_a_logged_calls_entry_brings_the_debts_hold_in_its_one_transaction(
-        supervisor, agent, engine, rabbit_config):
-    """A logged call's ``activity_logged`` carries the hold after it (``contact_hold``):
-    the account rests until then and the facts keep it, with no ``contact_hold_changed``;
-    a later call's entry saying none lifts it. An entry saying nothing of the hold (a note)
-    leaves it as it was."""
-    strategy_id, _ = strategy(supervisor, "Una fila", [queue("Todas")])
-    supervisor.apply_strategy(strategy_id)
-    mine = [BASE + r for r in range(1, N1 + 1, len(TEAM1))]
-    until = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=3)
-    dispatch = event_dispatcher(rabbit_config)
-
-    def hold() -> datetime | None:
-        return scalar(engine, "SELECT contact_hold_until FROM queues.account_facts "
-                              "WHERE account_id = :a", a=mine[0])
-
-    updates = []
-
-    def seen(conn, cursor, statement, *args):
-        if statement.lstrip().startswith("UPDATE queues.account_facts"):
-            updates.append(statement)
-    event.listen(Engine, "before_cursor_execute", seen)
-    try:
-        dispatch("activities", "activity_logged", {**_logged(mine[0], TEAM1[0]),
-                                                   "contact_hold": True,
-                                                   "hold_until": until.isoformat()})
-        assert wait_for(lambda: hold() == until)
-    finally:
-        event.remove(Engine, "before_cursor_execute", seen)
-    assert len(updates) == 1         # the contact and the hold: one statement
-    assert wait_for(lambda: resting(engine, mine[0]) == until)
-    # an older entry arriving late: its hold is taken, the newer contact stays the last
-    newest = scalar(engine, "SELECT last_contact_at FROM queues.account_facts "
-                            "WHERE account_id = :a", a=mine[0])
-    later = until + timedelta(days=1)
-    dispatch("activities", "activity_logged", {
-        **_logged(mine[0], TEAM1[0], started_at=newest - timedelta(hours=1)),
-        "result_code": "OLD", "contact_hold": True, "hold_until": later.isoformat()})
-    assert wait_for(lambda: hold() == later)
-    assert sql(engine, "SELECT last_contact_at, last_result_code FROM queues.account_facts "
-                       "WHERE account_id = :a", a=mine[0]) == [(newest, "NC")]
-    note = {**_logged(mine[0], TEAM1[0]), "kind": "note"}
-    dispatch("activities", "activity_logged", note)
-    assert wait_for(lambda: scalar(engine, "SELECT count(*) FROM queues.processed_events WHERE event_id "
-                                           "= :e", e=note["event_id"]) == 1)
-    assert hold() == later                                 # a note says nothing of it
-    dispatch("activities", "activity_logged",
-             {**_logged(mine[0], TEAM1[0]), "contact_hold": True, "hold_until": None})
-    assert wait_for(lambda: hold() is None)

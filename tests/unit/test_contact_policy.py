@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime, time, timedelta, timezone
-from types import SimpleNamespace
 from unittest import mock
 
 import pytest
@@ -177,18 +176,16 @@ class _Db:
 
 def _check(identity, contacts, data, recorded=None):
     """``log._check_policy`` with the engine over the view alone (no stored policy or
-    history: a basis of the call's start alone) and the compliance log kept in
-    ``recorded``."""
-    def judge(_session, view, channel, to, basis):
-        return verdict_for(view, channel, to, now=basis.started_at)
+    history) and the compliance log kept in ``recorded``."""
+    def judge(_session, view, channel, to, at):
+        return verdict_for(view, channel, to, now=at)
 
     def record(session, _identity, _view, channel, to, verdict, justification=None):
         (recorded if recorded is not None else []).append(
             (session, channel, verdict.rule or verdict.cause, justification))
     with mock.patch.object(log.compliance, "judge", judge), \
             mock.patch.object(log.compliance, "record", record):
-        return log._check_policy("session", _Db(), identity, contacts, data,
-                                 SimpleNamespace(started_at=data["started_at"]))
+        return log._check_policy("session", _Db(), identity, contacts, data)
 
 
 def test_a_call_is_judged_when_it_started_naming_phone_or_started_at():

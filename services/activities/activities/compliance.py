@@ -36,21 +36,14 @@ def _now() -> datetime:
 
 def policy_in_force(session: Session, jurisdiction: str | None, at: datetime) -> dict:
     """The jurisdiction's latest version effective by ``at`` (else the default's)."""
-    return _policy(session, jurisdiction, at)[0]
-
-
-def _policy(session: Session, jurisdiction: str | None, at: datetime
-            ) -> tuple[dict, datetime | None]:
-    """``policy_in_force`` and the effective date of the version answered (None: seeded)."""
     for code in ((jurisdiction or "").upper(), "*"):
         row = session.execute(
             select(ContactPolicy).where(ContactPolicy.jurisdiction == code,
                                         ContactPolicy.effective_from <= at)
             .order_by(ContactPolicy.version.desc()).limit(1)).scalar_one_or_none()
         if row is not None:
-            return ({"jurisdiction": row.jurisdiction, "version": row.version,
-                     "rules": row.rules}, row.effective_from)
-    return contact_policy.seeded_policy(jurisdiction), None
+            return {"jurisdiction": row.jurisdiction, "version": row.version, "rules": row.rules}
+    return contact_policy.seeded_policy(jurisdiction)
 
 
 def list_policies(session: Session, jurisdiction: str | None = None) -> list[dict]:
@@ -84,51 +77,14 @@ def history_of(session: Session, account_id: int, at: datetime, days: int = 31) 
     """The debt's calls the frequency rule counts: outbound call attempts and telephone
     conversations (a call, either way, that reached the debtor), as first logged (a
     correction restates an entry, it is not another call), in the ``days`` before ``at``."""
-    return _history(_calls(session, account_id, at - timedelta(days=days), at), at, days)
-
-
-def _calls(session: Session, account_id: int, since: datetime, until: datetime) -> list:
-    """(started_at, direction, contact_made) of the debt's first-logged calls in the span."""
-    return [tuple(row) for row in session.execute(
+    rows = session.execute(
         select(Activity.started_at, Activity.direction, Activity.contact_made)
         .where(Activity.account_id == account_id, Activity.kind == "call",
                Activity.corrects_id.is_(None),
-               Activity.started_at >= since, Activity.started_at <= until))]
-
-
-def _history(calls: list, at: datetime, days: int = 31) -> dict:
-    rows = [c for c in calls if at - timedelta(days=days) <= c[0] <= at]
-    return {"call_attempts": [c[0] for c in rows if c[1] == "outbound"],
-            "conversations": [c[0] for c in rows if c[2]]}
-
-
-class CallBasis:
-    """What judging a logged call (when it started) and the hold after it (now) are read
-    on, read once for both: the policies in force then and now, the debt's calls over both
-    frequency windows and the debtor's preferences. Read with the account's chain head
-    locked (``log.log_activity``), so no other logging's call on the debt comes in
-    between; the call being logged is added with ``add_call`` once written."""
-
-    def __init__(self, session: Session, view: dict, started_at: datetime,
-                 now: datetime | None = None):
-        self.now = now or _now()
-        jurisdiction = view["institution"].get("jurisdiction")
-        self.policy_now, effective = _policy(session, jurisdiction, self.now)
-        # the latest version in force now, if already in force when the call started, is
-        # also the latest then (the versions in force then are a subset): one read, not two
-        self.policy_then = self.policy_now if effective is None or effective <= started_at \
-            else _policy(session, jurisdiction, started_at)[0]
-        self.started_at = started_at
-        self.calls = _calls(session, view["account"]["id"],
-                            min(started_at, self.now) - timedelta(days=31),
-                            max(started_at, self.now))
-        self.preferences = preferences_of(session, view["debtor"]["id"])
-
-    def add_call(self, activity: Activity) -> None:
-        """The call just logged counts in the hold after it (as ``history_of`` would
-        read it once flushed)."""
-        if activity.kind == "call" and activity.corrects_id is None:
-            self.calls.append((activity.started_at, activity.direction, activity.contact_made))
+               Activity.started_at >= at - timedelta(days=days), Activity.started_at <= at)
+    ).all()
+    return {"call_attempts": [r.started_at for r in rows if r.direction == "outbound"],
+            "conversations": [r.started_at for r in rows if r.contact_made]}
 
 
 def preferences_of(session: Session, debtor_id: int) -> dict:
@@ -137,15 +93,10 @@ def preferences_of(session: Session, debtor_id: int) -> dict:
 
 
 def judge(session: Session, view: dict, channel: str, to: str | None,
-          at: datetime | None = None, basis: CallBasis | None = None) -> Verdict:
+          at: datetime | None = None) -> Verdict:
     """The engine's verdict on contacting the debtor of ``view`` (the portfolio's contact
     view of the account) on ``channel`` at ``to``, at ``at``: the jurisdiction's policy in
-    force then, over the debt's calls and the debtor's preferences (read from ``basis``
-    when given: a logged call judged when it started)."""
-    if basis is not None:
-        return contact_policy.verdict_for(
-            view, channel, to, now=basis.started_at, policy=basis.policy_then,
-            history=_history(basis.calls, basis.started_at), preferences=basis.preferences)
+    force then, over the debt's calls and the debtor's preferences."""
     at = at or _now()
     policy = policy_in_force(session, view["institution"].get("jurisdiction"), at)
     account = view.get("account") or {}
@@ -181,9 +132,8 @@ def check(session: Session, identity: Identity, view: dict, channel: str, to: st
 
 
 def announce_hold(session: Session, db, view: dict, at: datetime | None = None) -> None:
-    """Tell the queues until when the account may not be called (after the debtor's word
-    changes), in the caller's transaction. A logged call tells it with its entry
-    (``hold_after``, in ``activity_logged``)."""
+    """Tell the queues until when the account may not be called (after a call is logged or
+    the debtor's word changes), in the caller's transaction."""
     at = at or _now()
     account = view["account"]
     policy = policy_in_force(session, view["institution"].get("jurisdiction"), at)
@@ -192,12 +142,6 @@ def announce_hold(session: Session, db, view: dict, at: datetime | None = None) 
     db.emit(session, "contact_hold_changed", {
         "account_id": account["id"], "institution_id": account["institution_id"],
         "hold_until": held})
-
-
-def hold_after(basis: CallBasis) -> datetime | None:
-    """The debt's hold right after the call of ``basis`` was logged (``add_call``)."""
-    return contact_policy.hold_until(basis.policy_now, _history(basis.calls, basis.now),
-                                     basis.preferences, basis.now)
 
 
 # --- the compliance log ---------------------------------------------------------------------

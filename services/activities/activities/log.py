@@ -88,16 +88,15 @@ def caller_id(data: dict, settings) -> str | None:
 
 
 def _check_policy(session: Session, db, identity: Identity, contacts: dict | None,
-                  data: dict, basis: compliance.CallBasis | None) -> str | None:
+                  data: dict) -> str | None:
     """The engine's verdict on the call when it started (it may be logged minutes later),
-    under the jurisdiction's policy then in force (``basis``, read once for this and the
-    hold after the call): Conflict naming the field to blame and the rule, unless an
-    administrator overrides; answers the override's record (None when none was needed).
-    A refusal is kept in the compliance log (its own transaction: the refused request
-    writes nothing else), an override with the entry."""
+    under the jurisdiction's policy then in force: Conflict naming the field to blame and
+    the rule, unless an administrator overrides; answers the override's record (None when
+    none was needed). A refusal is kept in the compliance log (its own transaction: the
+    refused request writes nothing else), an override with the entry."""
     if not judged_by_policy(data):
         return None
-    verdict = compliance.judge(session, contacts, "call", data["phone"], basis=basis)
+    verdict = compliance.judge(session, contacts, "call", data["phone"], at=data["started_at"])
     # (``contacts`` carries the call's ``caller_id``: see log_activity)
     field = POLICY_FIELDS.get(verdict.cause, "phone")
     if not verdict.allowed and data.get("override") is None:
@@ -194,13 +193,7 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
     number = caller_id(data, settings) if outbound_call else None
     if contacts is not None:
         contacts = {**contacts, "caller_id": number}
-    # the head locked before the policy reads the debt's calls: a logging racing on this
-    # account is either counted here or waits for this one, and the one read serves both
-    # the verdict and the hold after the call
-    head = chain.lock_head(session, account["id"], institution_id)
-    basis = compliance.CallBasis(session, contacts, data["started_at"]) \
-        if outbound_call else None
-    overridden = _check_policy(session, db, identity, contacts, data, basis)
+    overridden = _check_policy(session, db, identity, contacts, data)
 
     details = {}
     if number:   # the outbound number used is kept with the call
@@ -220,6 +213,7 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
     if callback_at is not None:
         details["callback_at"] = callback_at.astimezone(timezone.utc).isoformat()
 
+    head = chain.lock_head(session, account["id"], institution_id)
     # the caller looked the key up before; a retry that raced this one in since fails the
     # insert on the key's unique constraint (IntegrityError), and the caller answers its entry
     activity = chain.append(session, head, _entry(identity, account, data, code, details))
@@ -245,14 +239,12 @@ def log_activity(session: Session, db, identity: Identity, account: dict, data: 
             debtor_id=activity.debtor_id, kind="visit" if activity.kind == "visit" else "callback",
             due_at=callback_at, agent_id=identity.user_id, note=data.get("callback_note", ""),
             activity_id=activity.id, created_by=identity.user_id))
-    hold = {}
-    if outbound_call:   # the frequency rule may hold the debt now: the entry's event says so
-        basis.add_call(activity)
-        hold = {"contact_hold": True, "hold_until": compliance.hold_after(basis)}
-    _announce(db, session, activity, code, callback_at, promise["id"] if promise else None,
-              **hold)
+    _announce(db, session, activity, code, callback_at, promise["id"] if promise else None)
     if promise is not None and contacts is not None:
         _agreement_in_writing(session, db, contacts, activity, promise)
+    if outbound_call:   # the frequency rule may hold the debt now
+        session.flush()
+        compliance.announce_hold(session, db, contacts)
     # described from what was just written: nothing to read back
     out = ActivityOut().dump(activity)
     out["promise"] = promise
@@ -321,8 +313,7 @@ def correct_activity(session: Session, db, identity: Identity, original_id: int,
 
 
 def _announce(db, session, activity: Activity, code: ResultCode | None, callback_at,
-              promise_id: int | None = None, **hold) -> None:
-    """The entry's ``activity_logged`` (with the debt's hold after a call, ``hold``)."""
+              promise_id: int | None = None) -> None:
     db.emit(session, "activity_logged", {
         "activity_id": activity.id, "account_id": activity.account_id,
         "institution_id": activity.institution_id, "debtor_id": activity.debtor_id,
@@ -333,7 +324,7 @@ def _announce(db, session, activity: Activity, code: ResultCode | None, callback
         "invalidates_phone": bool(code and code.invalidates_phone),
         "schedules_callback": bool(code and code.schedules_callback),
         "phone": activity.phone, "callback_at": callback_at, "corrects_id": activity.corrects_id,
-        "promise_id": promise_id, **hold})
+        "promise_id": promise_id})
 
 
 def describe(session: Session, activity: Activity, promise: Promise | None = None) -> dict:

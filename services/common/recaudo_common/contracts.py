@@ -343,12 +343,6 @@ class ActivityLogged(EventSchema):
     corrects_id = fields.Integer(allow_none=True, required=True)
     #: the promise the entry made, if any (its ``promise_made`` says ``with_entry``)
     promise_id = fields.Integer(allow_none=True, load_default=None)
-    #: a logged outbound call carries the debt's hold after it (what a
-    #: ``contact_hold_changed`` would say: ``hold_until``, None when lifted), so the
-    #: queues take it in the entry's one transaction instead of from a second event;
-    #: False: the entry says nothing of the hold. Not sent to partners
-    contact_hold = fields.Boolean(load_default=False)
-    hold_until = fields.AwareDateTime(allow_none=True, load_default=None)
 
 
 class PromiseFields(EventSchema):

@@ -47,30 +47,6 @@ class OutboxRelay:
         self._wakeup = threading.Event()
         self._stopped = threading.Event()
         self._last_cleanup = 0.0
-        #: whether the last batch left pending rows behind (``relay_batch``)
-        self.more = False
-        self._claim = self._claim_statement()
-
-    def _claim_statement(self):
-        """One statement (built once) that claims the oldest pending rows and reads the
-        payloads of those within the byte budget, sizes counted before any payload is read
-        (a bulk import's events are MBs each): always at least one."""
-        table = self.outbox
-        claimed = (select(table.c.id, func.pg_column_size(table.c.payload).label("size"))
-                   .where(table.c.published_at.is_(None))
-                   .order_by(table.c.id)
-                   .limit(self.batch_size)
-                   .with_for_update(skip_locked=True)
-                   .cte("claimed"))
-        running = select(
-            claimed.c.id, func.sum(claimed.c.size).over(order_by=claimed.c.id).label("upto"),
-            func.count().over().label("claimed"),
-            func.row_number().over(order_by=claimed.c.id).label("n")).cte("running")
-        return (select(table.c.id, table.c.event_id, table.c.event_type, table.c.payload,
-                       table.c.headers, running.c.claimed)
-                .join(running, running.c.id == table.c.id)
-                .where((running.c.n == 1) | (running.c.upto <= self.batch_bytes))
-                .order_by(table.c.id))
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -84,10 +60,7 @@ class OutboxRelay:
         while not self._stopped.is_set():
             self._wakeup.clear()
             try:
-                # a batch that took every pending row ends the round: a row committed
-                # meanwhile woke the relay again (its commit calls ``wake``), so the round
-                # after it takes that row, with no empty claim after every batch
-                while self.relay_batch() and self.more:
+                while self.relay_batch():
                     pass
                 self._cleanup()
             except Exception as exc:  # keep relaying after a broker or database outage
@@ -101,13 +74,27 @@ class OutboxRelay:
 
     def relay_batch(self) -> int:
         """Publish the oldest pending events, up to ``batch_size`` of them and about
-        ``batch_bytes`` of payload (always at least one); return how many went out, and
-        set ``more`` when pending rows were left for another batch."""
+        ``batch_bytes`` of payload (always at least one); return how many went out."""
+        table = self.outbox
         with self.engine.begin() as conn:
-            rows = conn.execute(self._claim).all()
-            if not rows:
-                self.more = False
+            claimed = conn.execute(
+                select(table.c.id, func.pg_column_size(table.c.payload))
+                .where(table.c.published_at.is_(None))
+                .order_by(table.c.id)
+                .limit(self.batch_size)
+                .with_for_update(skip_locked=True)
+            ).all()
+            ids, size = [], 0
+            for row_id, row_bytes in claimed:
+                if ids and size + row_bytes > self.batch_bytes:
+                    break
+                ids.append(row_id)
+                size += row_bytes
+            if not ids:
                 return 0
+            rows = conn.execute(
+                select(table.c.event_id, table.c.event_type, table.c.payload, table.c.headers)
+                .where(table.c.id.in_(ids)).order_by(table.c.id)).all()
             for row in rows:
                 self.publisher.publish(
                     row.payload,
@@ -116,10 +103,7 @@ class OutboxRelay:
                     message_id=str(row.event_id),
                     headers={f"nameko.{k}": v for k, v in (row.headers or {}).items()},
                 )
-            ids = [row.id for row in rows]
-            conn.execute(update(self.outbox).where(self.outbox.c.id.in_(ids))
-                         .values(published_at=func.now()))
-        self.more = rows[0].claimed > len(rows) or rows[0].claimed >= self.batch_size
+            conn.execute(update(table).where(table.c.id.in_(ids)).values(published_at=func.now()))
         return len(ids)
 
     def _cleanup(self) -> None:

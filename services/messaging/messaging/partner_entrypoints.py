@@ -99,15 +99,10 @@ class PartnerWebhooks:
     # --- events become deliveries -----------------------------------------------------------
 
     def _partner_event(self, event_type: str, payload: dict) -> None:
-        """Deliveries of the event for the subscriptions wanting it, once per event. Most
-        events have none to go to: asked first, so those write nothing (not even the
-        inbox row, which only guards against recording deliveries twice)."""
         recorded = 0
         with self.db.session() as session:
-            subscriptions = hooks.subscribers(session, event_type, payload)
-            if subscriptions and self.db.first_time(session, payload["event_id"],
-                                                    f"partner_{event_type}"):
-                recorded = hooks.record(session, event_type, payload, subscriptions)
+            if self.db.first_time(session, payload["event_id"], f"partner_{event_type}"):
+                recorded = hooks.record(session, event_type, payload)
         if recorded:
             hooks.wake_after_grace()   # committed: sendable once the grace is over
 

@@ -236,37 +236,20 @@ def send_again(session, identity, delivery_id: int) -> dict:
 
 # --- events become deliveries ------------------------------------------------------------------
 
-#: what an event carries for Recaudo's own services only: never in a partner's delivery
-#: (an entry's contact hold is the queues' business)
-NOT_FOR_PARTNERS = ("event_id", "occurred_at", "contact_hold", "hold_until")
-
-
-def _occurred(payload: dict) -> datetime:
-    return datetime.fromisoformat(str(payload["occurred_at"])) \
+def record(session, event_type: str, payload: dict) -> int:
+    """One pending delivery per subscription of the event's institution wanting it
+    (paused ones too: they get them when resumed), made before the event happened (a
+    backlog of older events does not reach a new subscription). Returns how many."""
+    occurred = datetime.fromisoformat(str(payload["occurred_at"])) \
         if payload.get("occurred_at") else _now()
-
-
-def subscribers(session, event_type: str, payload: dict) -> list[int]:
-    """The subscriptions of the event's institution wanting it (paused ones too: they get
-    them when resumed), made before the event happened (a backlog of older events does
-    not reach a new subscription)."""
-    return session.execute(select(WebhookSubscription.id).where(
+    subscriptions = session.execute(select(WebhookSubscription.id).where(
         WebhookSubscription.institution_id == payload["institution_id"],
         WebhookSubscription.active,
-        WebhookSubscription.created_at <= _occurred(payload),
+        WebhookSubscription.created_at <= occurred,
         WebhookSubscription.events.contains([event_type]))).scalars().all()
-
-
-def record(session, event_type: str, payload: dict, subscriptions: list[int] | None = None
-           ) -> int:
-    """One pending delivery per subscription wanting the event (``subscribers``, unless
-    given). Returns how many."""
-    if subscriptions is None:
-        subscriptions = subscribers(session, event_type, payload)
     if not subscriptions:
         return 0
-    occurred = _occurred(payload)
-    body = {k: v for k, v in payload.items() if k not in NOT_FOR_PARTNERS}
+    body = {k: v for k, v in payload.items() if k not in ("event_id", "occurred_at")}
     rows = [{"subscription_id": s, "event_id": str(payload["event_id"]), "event_type": event_type,
              "account_id": payload["account_id"], "occurred_at": occurred, "payload": body}
             for s in subscriptions]

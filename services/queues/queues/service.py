@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
-from sqlalchemy import case, delete, func, or_, select, text, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from recaudo_common import contracts, references
@@ -269,29 +269,23 @@ class QueuesService(ServiceBase):
         with self.db.session() as session:
             if not self.db.first_time(session, payload["event_id"], "activity_logged"):
                 return
+            account = AccountFacts.account_id == payload["account_id"]
+            last = AccountFacts.last_contact_at
+            # the latest contact wins, whatever order the entries arrive in
+            session.execute(update(AccountFacts).where(
+                account, or_(last.is_(None), last <= payload["started_at"])).values(
+                last_contact_at=payload["started_at"],
+                last_result_code=payload["result_code"], updated_at=func.now()))
             facts = {}
             if payload.get("callback_at"):
                 facts["callback_at"] = payload["callback_at"]
             if payload["promise_id"] is not None:
                 facts.update(open_promise=True, broken_promise=False)
-            if payload["contact_hold"]:   # a call: the debt's hold after it (issue 24)
-                facts["contact_hold_until"] = payload["hold_until"]
-            # one statement: the latest contact wins, whatever order the entries arrive in;
-            # what the entry says besides is taken whatever its order
-            last = AccountFacts.last_contact_at
-            later = or_(last.is_(None), last <= payload["started_at"])
-            session.execute(update(AccountFacts).where(
-                AccountFacts.account_id == payload["account_id"]).values(
-                last_contact_at=case((later, payload["started_at"]), else_=last),
-                last_result_code=case((later, payload["result_code"]),
-                                      else_=AccountFacts.last_result_code),
-                updated_at=func.now() if facts else case((later, func.now()),
-                                                         else_=AccountFacts.updated_at),
-                **facts))
+            if facts:
+                session.execute(update(AccountFacts).where(account).values(
+                    **facts, updated_at=func.now()))
             working.end_lease_after_activity(session, payload["account_id"], payload["agent_id"],
                                              payload["started_at"])
-            if payload["contact_hold"]:
-                working.hold(session, payload["account_id"], payload["hold_until"])
 
     @event_handler("activities", "callback_scheduled")
     def on_callback_scheduled(self, payload):

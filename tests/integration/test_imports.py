@@ -17,7 +17,7 @@ import requests
 from nameko.events import event_handler
 from sqlalchemy import text
 
-from portfolio import aging, import_merge, import_read, import_run, import_sql, imports
+from portfolio import aging, import_read, import_run, import_sql, imports
 from portfolio.models import Base
 from portfolio.seed import DEMO_DIR, DEMO_LAYOUTS
 from portfolio.service import PortfolioService
@@ -356,81 +356,6 @@ def test_portfolio_file_round_trip_and_reimport(portfolio, engine):
                     == [(fifth["id"], "delinquent", "litigation")])
     assert [j["id"] for j in portfolio.list_imports({"institution_id": A})["items"]] == \
         [job2["id"], job["id"]]
-
-
-def announced(engine, job):
-    """The account ids of the accounts_changed events written while ``job`` ran (read from
-    the outbox: an event never written cannot be waited for)."""
-    return sorted(scalar(engine, """
-        SELECT COALESCE(array_agg((f->>'account_id')::bigint), '{}')
-        FROM portfolio.outbox o CROSS JOIN LATERAL jsonb_array_elements(o.payload->'accounts') f
-        WHERE o.event_type = 'accounts_changed' AND (f->>'institution_id')::int = :i
-          AND o.created_at BETWEEN (SELECT started_at FROM portfolio.import_jobs WHERE id = :j)
-                               AND (SELECT finished_at FROM portfolio.import_jobs WHERE id = :j)
-    """, i=A, j=job["id"]))
-
-
-def test_a_reimport_announces_only_the_accounts_it_changed(portfolio, engine):
-    """Issue 22: a re-import of rows already there changes nothing and announces nothing
-    (the queues are not sent the whole portfolio again); a changed balance, a new phone
-    or a new do-not-call mark announce their accounts, and only them."""
-    layout = save_layout(portfolio)
-    plain = {"Plazo": "", "Cuota": "", "Primer vencimiento": "", "Pagadas": ""}
-    data = [row(n, **plain) for n in range(1, 13)]
-    first = run_import(portfolio, layout["id"], csv_bytes(data))
-    assert (first["state"], first["imported_rows"]) == ("done", 12), first
-    ids = {r["account_number"]: r["id"] for r in rows_of(
-        engine, "SELECT account_number, id FROM portfolio.accounts WHERE institution_id = :i",
-        i=A)}
-    assert announced(engine, first) == sorted(ids.values())
-
-    same = run_import(portfolio, layout["id"], csv_bytes(data))
-    assert (same["state"], same["imported_rows"]) == ("done", 12), same
-    assert announced(engine, same) == []
-
-    data[2] = row(3, Saldo="10.00", **plain)          # a balance
-    data[6] = row(7, **{**plain, "Tel 2": "3399990007"})  # a phone more for C007
-    changed = run_import(portfolio, layout["id"], csv_bytes(data))
-    assert (changed["state"], changed["imported_rows"]) == ("done", 12), changed
-    assert announced(engine, changed) == sorted([ids["A-0003"], ids["A-0007"]])
-    assert wait_for(lambda: [f["balance"] for e in events("accounts_changed")
-                             for f in e["accounts"] if f["account_id"] == ids["A-0003"]]
-                    [-1:] == ["10.00"])
-
-
-def test_an_import_analyses_only_stale_tables(institutions, engine):
-    """Issue 22: ANALYZE samples every institution's rows; an import starting on tables
-    whose statistics are current (a re-import) does not pay for it, nor, as it grows, for
-    the tables it does not write."""
-    tables = import_merge.TARGET_TABLES["portfolio"]
-    with engine.begin() as conn:
-        conn.execute(text("ANALYZE " + ", ".join(f"portfolio.{t}" for t in tables)))
-
-    def analysed():
-        with engine.connect() as conn:
-            return dict(conn.execute(text(
-                "SELECT relname, analyze_count FROM pg_stat_user_tables WHERE schemaname = "
-                "'portfolio' AND relname = ANY(:t)"), {"t": list(tables)}).all())
-
-    def stale(share):
-        with engine.connect() as conn:
-            return import_merge.stale_tables(conn, tables, share)
-
-    before = analysed()
-    assert stale(1.0) == []
-    statistics = import_merge._Statistics(engine, "portfolio")   # an import starts
-    assert analysed() == before
-    with engine.begin() as conn:   # it writes debtors
-        conn.execute(text("INSERT INTO portfolio.debtors (institution_id, customer_number, name) "
-                          "SELECT :i, 'S' || n, 'Estadística' FROM generate_series(1, 5) n"),
-                     {"i": A})
-    assert wait_for(lambda: "debtors" in stale(0.0))   # once the counters reach the stats
-    assert "instalments" not in stale(0.0) and "guarantors" not in stale(0.0)
-    statistics.refresh(share=0.0)
-    after = analysed()
-    assert after["debtors"] == before["debtors"] + 1
-    assert (after["instalments"], after["guarantors"]) == \
-        (before["instalments"], before["guarantors"])
 
 
 # --- payments ----------------------------------------------------------------------------------------

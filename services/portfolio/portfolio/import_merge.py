@@ -94,30 +94,22 @@ TARGET_TABLES = {
 }
 
 
-#: the share of a table's rows changed that makes ``_Statistics`` analyse it as an import
-#: grows (autovacuum's own default is 0.1)
-GROWN = 0.1
-
-
 class _Statistics:
     """ANALYZE the tables an import writes when it starts and each time it has added as
     many rows as they had at the last ANALYZE: an import that fills a table from empty
-    would otherwise be planned with the statistics of the empty table (autovacuum lags).
-    Only the tables found stale are analysed (``stale_tables``): ANALYZE samples every
-    institution's rows, and a re-import of a portfolio already there paid seconds for
-    statistics that were fine, a portfolio file for the instalments it did not touch."""
+    would otherwise be planned with the statistics of the empty table (autovacuum lags)."""
 
     def __init__(self, engine, kind: str):
+        
         self.engine, self.tables = engine, TARGET_TABLES[kind]
         self.lock, self.busy = threading.Lock(), False
         self.size, self.added = 0, 0
-        self.refresh(share=1.0)
+        self.refresh()
 
-    def refresh(self, share: float = GROWN) -> None:
+    def refresh(self) -> None:
+        names = ", ".join(f"portfolio.{t}" for t in self.tables)
         with self.engine.begin() as conn:
-            tables = stale_tables(conn, self.tables, share)
-            if tables:
-                conn.execute(text("ANALYZE " + ", ".join(f"portfolio.{t}" for t in tables)))
+            conn.execute(text(f"ANALYZE {names}"))
             size = conn.execute(text("SELECT GREATEST(reltuples, 0) FROM pg_class WHERE oid = "
                                      "'portfolio.accounts'::regclass")).scalar()
         with self.lock:
@@ -130,21 +122,6 @@ class _Statistics:
             self.busy = self.busy or due
         if due:
             self.refresh()
-
-
-def stale_tables(conn, tables, share: float) -> list[str]:
-    """Which of the portfolio ``tables`` ``_Statistics`` analyses: never analysed, or with
-    more rows changed since than ``share`` of the rows they had then (1.0 when an import
-    starts, the rule of its own growth; ``GROWN`` as it grows, for the tables it writes)."""
-    return list(conn.execute(text(
-        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
-        "WHERE n.nspname = 'portfolio' AND c.relname = ANY(:tables) "
-        "AND (c.reltuples < 0 OR s.relid IS NULL "
-        "OR s.n_mod_since_analyze > GREATEST(c.reltuples * :share, :floor)) "
-        "ORDER BY c.relname"),
-        {"tables": list(tables), "share": share,
-         "floor": 2 * import_read.CHUNK_ROWS if share >= 1 else 0}).scalars())
 
 
 def merge(db, plan: Plan, work: Work, today: date) -> tuple[str, str]:
@@ -233,10 +210,7 @@ def _merge_chunk(db, plan: Plan, statements: list[str], where: dict, deferred: b
         if rows > rejected:
             for statement in statements:
                 session.execute(text(statement))
-            # aging, stage moves and facts of the accounts the chunk changed (an account it
-            # left as it was keeps its aging until the daily refresh, as without the file)
-            ids = session.execute(text(
-                "SELECT DISTINCT account_id FROM imp_changed")).scalars().all()
+            ids = session.execute(text("SELECT DISTINCT account_id FROM imp_accounts")).scalars().all()
             if ids:
                 aging.refresh(session, today, account_ids=list(ids))
                 if plan.kind == "payments":

@@ -455,19 +455,17 @@ PROBE = "OFFSET 0"
 def _flag_changes(plan: Plan, channel: str, table: str, flag: str, marks: str, match: str,
                   contact: str) -> str:
     """Set the file's do-not-contact marks on contacts of one kind and record each change
-    in the debtor's history, under the import's user and file (as a person's would be);
-    the debtors whose contacts changed go into ``imp_touched``.
+    in the debtor's history, under the import's user and file (as a person's would be).
     ``marks``: a query of (debtor_id, key, flag), one row per contact."""
     return (
         f"WITH f AS ({marks}), changed AS (UPDATE portfolio.{table} x SET {flag} = f.flag "
         f"FROM f WHERE x.debtor_id = f.debtor_id AND {match} AND x.{flag} <> f.flag "
-        f"RETURNING x.id, x.debtor_id, {contact} AS contact, x.{flag} AS flag), "
-        f"history AS (INSERT INTO portfolio.do_not_contact_changes (debtor_id, channel, "
-        f"contact_id, contact, do_not_contact, reason, changed_by, changed_by_name) "
+        f"RETURNING x.id, x.debtor_id, {contact} AS contact, x.{flag} AS flag) "
+        f"INSERT INTO portfolio.do_not_contact_changes (debtor_id, channel, contact_id, "
+        f"contact, do_not_contact, reason, changed_by, changed_by_name) "
         f"SELECT c.debtor_id, {lit(channel)}, c.id, c.contact, c.flag, "
         f"left('Archivo ' || j.file_name, 500), j.created_by, 'Importación #' || j.id "
-        f"FROM changed c JOIN portfolio.import_jobs j ON j.id = {int(plan.job_id)}) "
-        f"INSERT INTO imp_touched SELECT DISTINCT debtor_id FROM changed")
+        f"FROM changed c JOIN portfolio.import_jobs j ON j.id = {int(plan.job_id)}")
 
 
 def flag_statements(plan: Plan) -> list[str]:
@@ -509,16 +507,11 @@ def portfolio_merge(plan: Plan) -> list[str]:
     Temporary tables (dropped at commit) hold the chunk's debtors and accounts:
     ``imp_debtors`` (customer number -> debtor id) and ``imp_accounts`` (row -> account
     id and the stage it had before, NULL for a new account). A blank optional cell never
-    erases what Recaudo already has; the file's last row of a customer gives its data.
-
-    ``imp_changed`` collects the accounts whose ``accounts_changed`` facts may have moved
-    (new, updated, their schedule or their debtor's phones, addresses or marks changed);
-    only they are aged and announced: a re-import of unchanged rows announces nothing (as
-    the daily aging announces only what moved) and its consumers are spared the file."""
+    erases what Recaudo already has; the file's last row of a customer gives its data."""
     inst = int(plan.institution_id)
     has = plan.has
     debtor_cols = [f for f in DEBTOR_FIELDS if has(f)]
-    stmts = [IMP_CHANGED, "CREATE TEMP TABLE imp_touched (debtor_id bigint) ON COMMIT DROP"]
+    stmts = []
 
     # debtors: the chunk's customers (last row wins), existing ones updated when changed
     src_cols = ", ".join(ident(c) for c in ["customer_number", "name", *debtor_cols])
@@ -585,10 +578,9 @@ def portfolio_merge(plan: Plan) -> list[str]:
     old = ", ".join(f"a.{c}" for c in upd)
     new = ", ".join(upd.values())
     stmts.append(
-        f"WITH upd AS (UPDATE portfolio.accounts a SET {sets}, updated_at = now() "
+        f"UPDATE portfolio.accounts a SET {sets}, updated_at = now() "
         f"FROM imp_rows r JOIN imp_accounts m USING (row_number) "
-        f"WHERE a.id = m.account_id AND ({old}) IS DISTINCT FROM ({new}) RETURNING a.id) "
-        f"INSERT INTO imp_changed SELECT id FROM upd")
+        f"WHERE a.id = m.account_id AND ({old}) IS DISTINCT FROM ({new})")
     defaults = {"product": "''", "currency": "i.currency", "original_amount": "0",
                 "overdue_amount": "0", "days_past_due": "0", "opened_on": "NULL"}
     ins = {"institution_id": str(inst), "debtor_id": "r.debtor_id",
@@ -610,20 +602,17 @@ def portfolio_merge(plan: Plan) -> list[str]:
         f"INSERT INTO imp_accounts SELECT r.row_number, ins.id, NULL FROM ins "
         f"JOIN imp_rows r USING (account_number)")
     stmts.append("ANALYZE imp_accounts")
-    stmts.append("INSERT INTO imp_changed SELECT account_id FROM imp_accounts "
-                 "WHERE old_stage IS NULL")
 
     # contacts: phones (digits only), e-mail (lower case), an address, a guarantor
     phones = [(f, i) for i, f in enumerate(("phone1", "phone2", "phone3"), start=1) if has(f)]
     if phones:
         values = ", ".join(f"(r.{f}, {i})" for f, i in phones)
         stmts.append(
-            f"WITH ins AS (INSERT INTO portfolio.phones (debtor_id, number, priority) "
+            f"INSERT INTO portfolio.phones (debtor_id, number, priority) "
             f"SELECT DISTINCT ON (r.debtor_id, p.number) r.debtor_id, p.number, p.priority "
             f"FROM imp_rows r CROSS JOIN LATERAL (VALUES {values}) p(number, priority) "
             f"WHERE p.number IS NOT NULL ORDER BY r.debtor_id, p.number, p.priority "
-            f"ON CONFLICT (debtor_id, number) DO NOTHING RETURNING debtor_id) "
-            f"INSERT INTO imp_touched SELECT DISTINCT debtor_id FROM ins")
+            f"ON CONFLICT (debtor_id, number) DO NOTHING")
     if has("email"):
         stmts.append(
             "INSERT INTO portfolio.emails (debtor_id, address) "
@@ -640,14 +629,13 @@ def portfolio_merge(plan: Plan) -> list[str]:
         same_pc = ("AND x.postal_code IS NOT DISTINCT FROM r.postal_code"
                    if has("postal_code") else "")
         stmts.append(
-            f"WITH ins AS (INSERT INTO portfolio.addresses (debtor_id, {cols}, time_zone) "
+            f"INSERT INTO portfolio.addresses (debtor_id, {cols}, time_zone) "
             f"SELECT DISTINCT ON (r.debtor_id, r.street) r.debtor_id, "
             f"{', '.join('r.' + c for c in ['street', *extra])}, {zone} "
             f"FROM imp_rows r LEFT JOIN LATERAL (SELECT true AS found FROM portfolio.addresses x "
             f"WHERE x.debtor_id = r.debtor_id AND x.street = r.street {same_pc} {PROBE}) x "
             f"ON true WHERE r.street IS NOT NULL AND x.found IS NULL "
-            f"ORDER BY r.debtor_id, r.street, r.row_number DESC RETURNING debtor_id) "
-            f"INSERT INTO imp_touched SELECT DISTINCT debtor_id FROM ins")
+            f"ORDER BY r.debtor_id, r.street, r.row_number DESC")
     stmts += flag_statements(plan)
     if has("guarantor_name"):
         phone = "r.guarantor_phone" if has("guarantor_phone") else "NULL"
@@ -665,8 +653,8 @@ def portfolio_merge(plan: Plan) -> list[str]:
     if has("instalment_count"):
         paid = "COALESCE(r.instalments_paid, 0)" if has("instalments_paid") else "0"
         stmts.append(
-            f"WITH ins AS (INSERT INTO portfolio.instalments AS i (account_id, number, due_date, "
-            f"amount, paid_amount) "
+            f"INSERT INTO portfolio.instalments AS i (account_id, number, due_date, amount, "
+            f"paid_amount) "
             f"SELECT m.account_id, n, (r.first_due_date + (n - 1) * interval '1 month')::date, "
             f"r.instalment_amount, CASE WHEN n <= {paid} THEN r.instalment_amount ELSE 0 END "
             f"FROM imp_rows r JOIN imp_accounts m USING (row_number) "
@@ -677,24 +665,14 @@ def portfolio_merge(plan: Plan) -> list[str]:
             f"THEN EXCLUDED.paid_amount ELSE LEAST(i.paid_amount, EXCLUDED.amount) END "
             f"WHERE (i.due_date, i.amount, i.paid_amount) IS DISTINCT FROM "
             f"(EXCLUDED.due_date, EXCLUDED.amount, CASE WHEN EXCLUDED.paid_amount > 0 "
-            f"THEN EXCLUDED.paid_amount ELSE LEAST(i.paid_amount, EXCLUDED.amount) END) "
-            f"RETURNING i.account_id) INSERT INTO imp_changed SELECT DISTINCT account_id FROM ins")
+            f"THEN EXCLUDED.paid_amount ELSE LEAST(i.paid_amount, EXCLUDED.amount) END)")
         stmts.append(
-            "WITH gone AS (DELETE FROM portfolio.instalments i USING imp_rows r "
+            "DELETE FROM portfolio.instalments i USING imp_rows r "
             "JOIN imp_accounts m USING (row_number) "
             "WHERE i.account_id = m.account_id AND r.instalment_count IS NOT NULL "
-            "AND i.number > r.instalment_count RETURNING i.account_id) "
-            "INSERT INTO imp_changed SELECT DISTINCT account_id FROM gone")
-    # the chunk's accounts of debtors whose phones, addresses or marks changed
-    stmts.append(
-        "INSERT INTO imp_changed SELECT m.account_id FROM imp_accounts m "
-        "JOIN imp_rows r USING (row_number) WHERE r.debtor_id IN "
-        "(SELECT debtor_id FROM imp_touched)")
+            "AND i.number > r.instalment_count")
     return stmts
 
-
-#: ``imp_changed``: the accounts ``ACCOUNTS_CHANGED_SQL`` announces (repeats allowed)
-IMP_CHANGED = "CREATE TEMP TABLE imp_changed (account_id bigint) ON COMMIT DROP"
 
 #: ``imp_payments``: the movements a chunk (or a payment webhook) inserted, to apply
 IMP_PAYMENTS = ("CREATE TEMP TABLE imp_payments (id bigint, account_id bigint, "
@@ -703,7 +681,7 @@ IMP_PAYMENTS = ("CREATE TEMP TABLE imp_payments (id bigint, account_id bigint, "
 #: what every new payment does, whether it came in a file or a webhook
 #: (``portfolio.crediting``): given ``imp_payments``, each lowers its account's balance (never
 #: below zero) and pays unpaid instalments, oldest first; ``imp_accounts`` keeps the
-#: accounts touched and their stage before, ``imp_changed`` all of them.
+#: accounts touched and their stage before.
 PAYMENTS_APPLY = (
     "ANALYZE imp_payments",
     # accounts locked in id order: chunks paying the same account queue, never deadlock
@@ -723,8 +701,6 @@ PAYMENTS_APPLY = (
     "UPDATE portfolio.instalments i "
     "SET paid_amount = i.paid_amount + LEAST(due.rest, due.total - (due.upto - due.rest)) "
     "FROM due WHERE i.id = due.id AND due.total > due.upto - due.rest",
-    IMP_CHANGED,
-    "INSERT INTO imp_changed SELECT account_id FROM imp_accounts",
 )
 
 
@@ -770,8 +746,8 @@ ACCOUNTS_CHANGED_SQL = (
     "'occurred_at', CAST(:occurred_at AS text), 'accounts', f.items)::jsonb, "
     "CAST(:headers AS jsonb) "
     "FROM (SELECT gen_random_uuid() AS id) e, "
-    "(SELECT json_agg(f.facts) AS items "
-    "FROM (SELECT DISTINCT account_id FROM imp_changed) m CROSS JOIN LATERAL "
+    "(SELECT COALESCE(json_agg(f.facts), '[]'::json) AS items "
+    "FROM (SELECT DISTINCT account_id FROM imp_accounts) m CROSS JOIN LATERAL "
     f"(SELECT {FACTS_JSON} AS facts FROM portfolio.accounts a "
     "JOIN portfolio.debtors d ON d.id = a.debtor_id "
     "JOIN portfolio.institutions i ON i.id = a.institution_id "
@@ -779,7 +755,7 @@ ACCOUNTS_CHANGED_SQL = (
     "WHERE x.debtor_id = d.id ORDER BY x.id LIMIT 1) ad ON true "
     # a per-account probe: flattened, PostgreSQL hashed every account of the institution
     # for each chunk (quadratic over a large import)
-    f"WHERE a.id = m.account_id {PROBE}) f) f WHERE f.items IS NOT NULL")
+    f"WHERE a.id = m.account_id {PROBE}) f) f")
 
 STAGE_CHANGED_SQL = (
     "INSERT INTO portfolio.outbox (event_id, event_type, payload, headers) "
@@ -788,8 +764,7 @@ STAGE_CHANGED_SQL = (
     "'institution_id', e.institution_id, 'old_stage', e.old_stage, 'new_stage', e.stage), "
     "CAST(:headers AS jsonb) "
     "FROM (SELECT gen_random_uuid() AS id, a.id AS account_id, a.institution_id, m.old_stage, "
-    "a.stage FROM (SELECT DISTINCT account_id, old_stage FROM imp_accounts "
-    "WHERE account_id IN (SELECT account_id FROM imp_changed)) m "
+    "a.stage FROM (SELECT DISTINCT account_id, old_stage FROM imp_accounts) m "
     "JOIN portfolio.accounts a ON a.id = m.account_id "
     "WHERE m.old_stage IS NOT NULL AND m.old_stage <> a.stage ORDER BY a.id OFFSET 0) e")
 

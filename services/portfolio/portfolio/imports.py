@@ -24,12 +24,11 @@ The flow:
      own connection, in one transaction): parses and validates the chunk's rows in one
      statement (``import_sql.parse_sql``), stores their problems (the report), merges the
      valid ones with a handful of INSERT … SELECT / UPDATE … FROM statements, refreshes
-     the aging of the accounts it changed and announces them in one ``accounts_changed``
-     batch (none when it changed nothing: a re-import of the same rows announces nothing),
-     its ``stage_changed`` and ``payment_received`` events and an ``import_progressed``.
-     Rows of customers spread over chunks are merged last, one chunk at a time, so two
-     transactions never write the same debtor and the file's last row of a customer wins.
-     A chunk that fails rolls back alone and its rows are reported; the others stay.
+     aging and announces one ``accounts_changed`` batch, its ``stage_changed`` and
+     ``payment_received`` events and an ``import_progressed``. Rows of customers spread
+     over chunks are merged last, one chunk at a time, so two transactions never write
+     the same debtor and the file's last row of a customer wins. A chunk that fails rolls
+     back alone and its rows are reported; the others stay.
 
 Staging tables are UNLOGGED tables of the job in the ``portfolio_import`` schema (the
 chunk workers use other connections, so they cannot be TEMP), dropped when the job ends;
